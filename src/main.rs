@@ -1,0 +1,65 @@
+//! The `meridian` command-line program.
+//!
+//! Every failure is reported as readable lines on stderr and a non-zero exit status (2 for bad
+//! input or usage), never a panic or a backtrace.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// meridian: geometry pipelines as bytecode on a GPU megakernel or CPU executor.
+#[derive(Parser, Debug)]
+#[command(name = "meridian", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Assemble a .masm program into verified bytecode (.mbc).
+    Asm {
+        /// The assembly source.
+        file: PathBuf,
+        /// Where to write the bytecode (default: FILE with the extension .mbc).
+        #[arg(short, long, value_name = "FILE.mbc")]
+        output: Option<PathBuf>,
+    },
+    /// Print the assembly text of a .mbc program.
+    Disasm {
+        /// The bytecode file.
+        file: PathBuf,
+    },
+    /// Check a program (.masm or .mbc) and report every problem.
+    Verify {
+        /// The program, as assembly or bytecode (told apart by the bytecode magic).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version requests print to stdout and succeed; usage errors exit 2.
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
+        Command::Disasm { file } => cli::bytecode::disasm(&file),
+        Command::Verify { file } => cli::bytecode::verify(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            failure.report();
+            ExitCode::from(failure.code)
+        }
+    }
+}
