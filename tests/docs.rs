@@ -3,6 +3,8 @@
 //!
 //! Regenerate the table with `MERIDIAN_UPDATE_DOCS=1 cargo test --test docs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
 use meridian::bytecode::Opcode;
 
 const BEGIN: &str = "<!-- isa-table:begin -->\n";

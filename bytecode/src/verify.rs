@@ -382,15 +382,16 @@ impl Verifier<'_> {
                         None => {
                             Some(VerifyErrorKind::OutputOutOfRange { id: value, count: p.outputs().len() })
                         }
-                        Some(d) if d.kind != needed => Some(VerifyErrorKind::OutputKindMismatch {
-                            mnemonic,
-                            name: d.name.clone(),
-                            declared: d.kind,
-                            needed,
-                        }),
-                        Some(_) => {
+                        Some(d) => {
+                            // A write of the wrong kind still counts as a write: the mismatch
+                            // is the error to report, not "never written".
                             written[value as usize] = true;
-                            None
+                            (d.kind != needed).then(|| VerifyErrorKind::OutputKindMismatch {
+                                mnemonic,
+                                name: d.name.clone(),
+                                declared: d.kind,
+                                needed,
+                            })
                         }
                     },
                     OperandKind::Const | OperandKind::Matrix => {
