@@ -222,3 +222,15 @@ fn cli_input_problems_exit_2_without_a_backtrace() {
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("asm") && run.stdout.contains("disasm") && run.stdout.contains("verify"));
 }
+
+#[test]
+fn cli_asm_never_overwrites_its_source() {
+    let dir = scratch("overwrite");
+    let src = dir.join("looks_like.mbc");
+    std::fs::copy(example("measure").0, &src).unwrap();
+    let before = std::fs::read(&src).unwrap();
+    let run = meridian(&[os(&"asm"), os(&src)]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("would overwrite the source"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&src).unwrap(), before);
+}

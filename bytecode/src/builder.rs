@@ -32,6 +32,17 @@ pub enum BuildError {
         /// The first instruction that refers to it.
         first_use: u32,
     },
+    /// An argument passed to [`Builder::push`] does not fit its operand: a register index
+    /// above 255, or an argument of the wrong form (say a `Raw` value for a constant).
+    #[error("pc {pc}, operand {}: {why}", operand + 1)]
+    BadArgument {
+        /// The instruction.
+        pc: u32,
+        /// The operand (index in assembly order).
+        operand: usize,
+        /// What does not fit.
+        why: &'static str,
+    },
     /// A label was bound twice.
     #[error("label {0:?} is bound twice")]
     LabelBoundTwice(Label),
@@ -177,12 +188,22 @@ impl Builder {
     ///
     /// The arguments must match the opcode's operand kinds: [`OperandArg::Const`] for a
     /// constant, [`OperandArg::Matrix`] for a matrix, [`OperandArg::Label`] for a jump and
-    /// [`OperandArg::Raw`] for the rest. A mismatched argument is encoded as 0 (and will
-    /// usually fail verification); missing arguments count as 0.
+    /// [`OperandArg::Raw`] for the rest, with register indices below 256. Anything else, and
+    /// a wrong number of arguments, is reported by [`Builder::finish`] as
+    /// [`BuildError::BadArgument`].
     pub fn push(&mut self, opcode: Opcode, args: &[OperandArg]) -> Pc {
         let pc = self.code.len() as u32;
         let mut values = [0u32; MAX_OPERANDS];
-        for (i, (kind, arg)) in opcode.operands().iter().zip(args).enumerate() {
+        let kinds = opcode.operands();
+        if args.len() != kinds.len() {
+            let operand = args.len().min(kinds.len());
+            self.errors.push(BuildError::BadArgument {
+                pc,
+                operand,
+                why: "wrong number of arguments for the op",
+            });
+        }
+        for (i, (kind, arg)) in kinds.iter().zip(args).enumerate() {
             values[i] = match (kind, *arg) {
                 (OperandKind::Const, OperandArg::Const(v)) => self.intern(v),
                 (OperandKind::Matrix, OperandArg::Matrix(m)) => self.intern_matrix(m),
@@ -190,12 +211,26 @@ impl Builder {
                     self.fixups.push((pc, i, label));
                     0
                 }
-                (_, OperandArg::Raw(v))
-                    if !matches!(kind, OperandKind::Const | OperandKind::Matrix | OperandKind::Jump) =>
-                {
-                    v
+                (OperandKind::Reg { .. }, OperandArg::Raw(v)) if v > 0xff => {
+                    self.errors.push(BuildError::BadArgument {
+                        pc,
+                        operand: i,
+                        why: "register index above 255",
+                    });
+                    0
                 }
-                _ => 0,
+                (
+                    OperandKind::Reg { .. } | OperandKind::Input { .. } | OperandKind::Output(_),
+                    OperandArg::Raw(v),
+                ) => v,
+                _ => {
+                    self.errors.push(BuildError::BadArgument {
+                        pc,
+                        operand: i,
+                        why: "argument of the wrong form",
+                    });
+                    0
+                }
             };
         }
         self.code.push(RawInstr { opcode, operands: values });

@@ -183,10 +183,14 @@ impl Program {
         let n_consts = r.count("constants", MAX_CONSTS)?;
         let n_code = r.count("instructions", MAX_CODE)?;
         let name = r.name()?;
+        // Where each declaration starts, so signature errors can point at it.
+        let inputs_at = r.pos;
+        let mut decl_at: Vec<(&'static str, usize)> = Vec::new();
         let n_inputs = r.u8("input count")?;
         let mut inputs = Vec::with_capacity(usize::from(n_inputs));
         for _ in 0..n_inputs {
             let at = r.pos;
+            decl_at.push(("input", at));
             let kind = r.u8("input kind")?;
             let kind = InputKind::from_u8(kind)
                 .ok_or_else(|| r.error_at(at, DecodeErrorKind::UnknownKind { what: "input", byte: kind }))?;
@@ -200,10 +204,12 @@ impl Program {
             let name = r.name()?;
             inputs.push(InputDecl { name, kind, indexed: flags & INPUT_FLAG_INDEXED != 0 });
         }
+        let outputs_at = r.pos;
         let n_outputs = r.u8("output count")?;
         let mut outputs = Vec::with_capacity(usize::from(n_outputs));
         for _ in 0..n_outputs {
             let at = r.pos;
+            decl_at.push(("output", at));
             let kind = r.u8("output kind")?;
             let kind = OutputKind::from_u8(kind)
                 .ok_or_else(|| r.error_at(at, DecodeErrorKind::UnknownKind { what: "output", byte: kind }))?;
@@ -230,11 +236,25 @@ impl Program {
         if blake3::hash(&bytes[..body_end]).as_bytes()[..] != stored[..] {
             return Err(r.error_at(body_end, DecodeErrorKind::HashMismatch));
         }
+        // Declarations in encoding order, with their names, for locating signature errors.
+        let decls: Vec<(&'static str, usize, String)> = decl_at
+            .iter()
+            .zip(inputs.iter().map(|d| d.name.clone()).chain(outputs.iter().map(|d| d.name.clone())))
+            .map(|(&(what, at), name)| (what, at, name))
+            .collect();
         Program::new(name, inputs, outputs, consts, code).map_err(|e| {
-            // Point at the constant for a bad NaN; at the signature for anything else.
             let offset = match &e {
                 SignatureError::NonCanonicalNan { index, .. } => consts_at + 8 * index,
-                _ => 16,
+                SignatureError::TooMany { what: "inputs", .. } => inputs_at,
+                SignatureError::TooMany { what: "outputs", .. } => outputs_at,
+                SignatureError::BadName { what, name, .. } => {
+                    decls.iter().find(|(w, _, n)| w == what && n == name).map_or(16, |(_, at, _)| *at)
+                }
+                // The second declaration of the name is the one at fault.
+                SignatureError::DuplicateName(name) => {
+                    decls.iter().filter(|(_, _, n)| n == name).nth(1).map_or(16, |(_, at, _)| *at)
+                }
+                SignatureError::TooMany { .. } => 16,
             };
             r.error_at(offset, e.into())
         })

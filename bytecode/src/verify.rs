@@ -123,7 +123,7 @@ pub enum VerifyErrorKind {
     BadInstruction(InstrError),
     /// A register (or the last of a run of registers) is past its file's limit.
     #[error("register {file}{index}{} is out of range (the {file} file has {} registers)",
-        if *width > 1 { format!("..{file}{}", index + u32::from(*width) - 1) } else { String::new() }, file.limit())]
+        if *width > 1 { format!("..{file}{}", u64::from(*index) + u64::from(*width) - 1) } else { String::new() }, file.limit())]
     RegisterOutOfRange {
         /// The file.
         file: RegFile,
@@ -173,7 +173,7 @@ pub enum VerifyErrorKind {
     },
     /// A constant (or the end of a six-constant matrix) is past the pool.
     #[error("constant #{index}{} is out of range (the pool holds {count})",
-        if *width > 1 { format!("..#{}", index + width - 1) } else { String::new() })]
+        if *width > 1 { format!("..#{}", u64::from(*index) + u64::from(*width) - 1) } else { String::new() })]
     ConstOutOfRange {
         /// The first pool index.
         index: u32,

@@ -37,7 +37,7 @@ pub enum InstrError {
         opcode: Opcode,
         /// The first field with stray bits.
         field: Slot,
-        /// The stray bits, shifted down to the field's position.
+        /// The stray bits alone (not the field's used bits), shifted down to the field's position.
         bits: u64,
     },
 }
@@ -106,7 +106,7 @@ impl RawInstr {
                 })
                 .unwrap_or(Slot::Imm);
             let width = if field == Slot::Imm { FIELD_MASK_IMM } else { FIELD_MASK_REG };
-            return Err(InstrError::ReservedBits { opcode, field, bits: (word >> field.shift()) & width });
+            return Err(InstrError::ReservedBits { opcode, field, bits: (stray >> field.shift()) & width });
         }
         Ok(RawInstr { opcode, operands })
     }

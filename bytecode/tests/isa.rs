@@ -219,3 +219,36 @@ fn constant_pool_is_canonical() {
         [0.5f64, -0.0, 0.0, f64::NAN, 1.0, 0.0, 0.0, 1.0, 0.5, 0.5].iter().map(|c| c.to_bits()).collect();
     assert_eq!(bits, expected);
 }
+
+#[test]
+fn syntax_variants_assemble_to_the_same_bytes() {
+    let plain = text("near");
+    // CRLF line ends, tabs, labels sharing a line with their instruction, several labels on
+    // one line, comments everywhere, a named constant, and directives after code.
+    let variant = "; header comment\r\n\
+        .program near ; trailing comment\r\n\
+        .input\tpts points\r\n\
+        \tload g0,pts\r\n\
+        \tconst f0, half\r\n\
+        .input sites points indexed\r\n\
+        .output pairs hits\r\n\
+        .output total count\r\n\
+        .const half 5e-1\r\n\
+        \tprobe c0 , sites , g0 , f0\r\n\
+        next: again: cnext g1, c0, done\r\n\
+        \tdwithin b0, g0, g1, f0 ; test\r\n\
+        \tjf b0, again\r\n\
+        \temit pairs, g1\r\n\
+        \tcount total\r\n\
+        \tjmp next\r\n\
+        done: halt\r\n";
+    let built = assemble("variant.masm", variant).unwrap().program().to_bytes();
+    assert_eq!(built, plain);
+}
+
+#[test]
+fn label_past_the_end_is_a_jump_out_of_range() {
+    let e = assemble("t.masm", ".program p\n.input pts points\n    jmp end\n    halt\nend:\n").unwrap_err().0;
+    assert_eq!((e[0].line, e[0].col), (3, 9));
+    assert_eq!(e[0].message, "jump target 2 is past the end of the code (2 instructions)");
+}

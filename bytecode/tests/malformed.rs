@@ -325,7 +325,7 @@ fn register_in_imm_must_fit_a_byte() {
     let word = RawInstr::new(Opcode::DWithin, &[0, 1, 2, 3]).encode() | (1 << 45);
     assert_eq!(
         RawInstr::decode(word),
-        Err(InstrError::ReservedBits { opcode: Opcode::DWithin, field: Slot::Imm, bits: (1 << 13) | 3 })
+        Err(InstrError::ReservedBits { opcode: Opcode::DWithin, field: Slot::Imm, bits: 1 << 13 })
     );
 }
 
@@ -342,4 +342,59 @@ fn signature_rules() {
     assert_eq!(verify(&no_inputs).unwrap_err().0[0].kind, VerifyErrorKind::NoInputs);
     let empty = Program::new("p", vec![input("a")], vec![], vec![], vec![]).unwrap();
     assert_eq!(verify(&empty).unwrap_err().0[0].kind, VerifyErrorKind::EmptyCode);
+}
+
+#[test]
+fn huge_constant_index_is_reported_without_overflow() {
+    // affine g0, g0, k4294967295: the six-constant window would wrap a u32.
+    let p = valid_program();
+    let affine = RawInstr::new(Opcode::Affine, &[0, 0, u32::MAX]).encode();
+    let halt = RawInstr::new(Opcode::Halt, &[]).encode();
+    let q = Program::new("p", p.inputs().to_vec(), vec![], vec![], vec![affine, halt]).unwrap();
+    let e = verify(&q).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pc 0, operand 3: constant #4294967295..#4294967300 is out of range (the pool holds 0)"
+    );
+}
+
+#[test]
+fn builder_rejects_arguments_that_do_not_fit() {
+    use meridian_bytecode::operand::OperandArg;
+    use meridian_bytecode::{BuildError, Builder};
+    let mut b = Builder::new("p");
+    b.input("pts", InputKind::Points).unwrap();
+    b.push(Opcode::MovF, &[OperandArg::Raw(256), OperandArg::Raw(1)]);
+    b.halt();
+    assert_eq!(
+        b.finish().unwrap_err(),
+        BuildError::BadArgument { pc: 0, operand: 0, why: "register index above 255" }
+    );
+    let mut b = Builder::new("p");
+    b.input("pts", InputKind::Points).unwrap();
+    b.push(Opcode::Const, &[OperandArg::Raw(0), OperandArg::Raw(0)]);
+    b.push(Opcode::Halt, &[OperandArg::Raw(0)]);
+    let e = b.finish().unwrap_err();
+    assert_eq!(e, BuildError::BadArgument { pc: 0, operand: 1, why: "argument of the wrong form" });
+}
+
+#[test]
+fn signature_errors_point_at_the_declaration() {
+    let input = |name: &str| InputDecl { name: name.into(), kind: InputKind::Points, indexed: false };
+    let halt = vec![RawInstr::new(Opcode::Halt, &[]).encode()];
+    let p = Program::new("p", vec![input("aa"), input("bb")], vec![], vec![], halt).unwrap();
+    let mut bytes = p.to_bytes();
+    // Header (16), program name (len + "p": 16..18), input count (18); each input is kind,
+    // flags, name length, name: the first at 19..24, the second at 24..29.
+    assert_eq!(&bytes[27..29], b"bb");
+    bytes[27..29].copy_from_slice(b"aa");
+    reseal(&mut bytes);
+    let err = Program::from_bytes(&bytes).unwrap_err();
+    assert_eq!(err.offset, 24, "the second `aa` declaration is at fault");
+    assert!(err.to_string().contains("`aa` is declared twice"), "{err}");
+    bytes[27] = b'9';
+    reseal(&mut bytes);
+    let err = Program::from_bytes(&bytes).unwrap_err();
+    assert_eq!(err.offset, 24);
+    assert!(err.to_string().contains("invalid input name `9a`"), "{err}");
 }

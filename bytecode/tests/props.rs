@@ -274,7 +274,9 @@ proptest! {
             reseal(&mut bytes);
         }
         if let Ok(p) = Program::from_bytes(&bytes) {
-            let _ = verify(&p);
+            if let Err(e) = verify(&p) {
+                let _ = e.to_string();
+            }
             let _ = disassemble(&p);
         }
     }
@@ -296,7 +298,8 @@ proptest! {
                 for (&w, fast) in v.program().code().iter().zip(v.instrs()) {
                     prop_assert_eq!(Instr::decode(w).unwrap(), fast);
                 }
-            } else {
+            } else if let Err(e) = verify(&mutated) {
+                let _ = e.to_string();
                 let _ = disassemble(&mutated);
             }
         }
@@ -321,9 +324,13 @@ proptest! {
             .collect();
         let q = Program::new(p.program().name(), p.program().inputs().to_vec(), p.program().outputs().to_vec(),
             p.program().consts().to_vec(), words).unwrap();
-        if let Ok(v) = verify(&q) {
-            let text = disassemble(v.program()).unwrap();
-            assemble("random.masm", &text).unwrap();
+        match verify(&q) {
+            Ok(v) => {
+                let text = disassemble(v.program()).unwrap();
+                assemble("random.masm", &text).unwrap();
+            }
+            // Formatting the errors must not panic either (it once overflowed).
+            Err(errors) => prop_assert!(!errors.to_string().is_empty()),
         }
     }
 

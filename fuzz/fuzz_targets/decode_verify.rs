@@ -14,7 +14,13 @@ fuzz_target!(|data: &[u8]| {
     if mode & 1 == 1 {
         reseal(&mut bytes);
     }
-    let Ok(program) = Program::from_bytes(&bytes) else { return };
+    let program = match Program::from_bytes(&bytes) {
+        Ok(program) => program,
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
     assert_eq!(program.to_bytes(), bytes, "decoding then encoding must give the same bytes");
     match verify(&program) {
         Ok(verified) => {
@@ -25,7 +31,8 @@ fuzz_target!(|data: &[u8]| {
             let again = assemble("fuzz.masm", &text).expect("a disassembly re-assembles");
             assert_eq!(disassemble(again.program()).expect("re-disassembles"), text);
         }
-        Err(_) => {
+        Err(errors) => {
+            let _ = errors.to_string();
             let _ = disassemble(&program);
         }
     }

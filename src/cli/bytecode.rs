@@ -41,8 +41,14 @@ fn summary(p: &VerifiedProgram) -> String {
 
 /// `meridian asm FILE.masm [-o FILE.mbc]`.
 pub fn asm(path: &Path, output: Option<&Path>) -> Result<(), Failure> {
-    let program = assemble_file(path, read(path)?)?;
     let out = output.map_or_else(|| path.with_extension("mbc"), Path::to_path_buf);
+    if out == path {
+        return Err(Failure::input([format!(
+            "{}: error: the output would overwrite the source; name another with -o",
+            path.display()
+        )]));
+    }
+    let program = assemble_file(path, read(path)?)?;
     std::fs::write(&out, program.program().to_bytes())
         .map_err(|e| Failure::input([format!("{}: error: cannot write: {e}", out.display())]))?;
     print(&format!("wrote {}: {}\n", out.display(), summary(&program)));
