@@ -39,6 +39,8 @@ enum Command {
         /// The program, as assembly or bytecode (told apart by the bytecode magic).
         file: PathBuf,
     },
+    /// Show what CUDA this machine has: driver, devices, NVRTC.
+    Info,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,10 @@ fn main() -> ExitCode {
         Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
         Command::Disasm { file } => cli::bytecode::disasm(&file),
         Command::Verify { file } => cli::bytecode::verify(&file),
+        Command::Info => {
+            cli::print(&format!("{}\n", meridian::driver::probe()));
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,31 @@
-//! Hardware layer for meridian.
+//! Hardware layer for meridian: everything that touches a GPU.
 //!
-//! This crate will own everything that touches a GPU: the CUDA probe (which must never panic
-//! on a machine without `libcuda`), context and stream ownership, device and pinned
-//! device-mapped host memory, NVRTC compilation with an on-disk cubin cache, launches, and
-//! NVML telemetry. It knows nothing of bytecode (see `docs/architecture.md`).
+//! - [`probe`]: what CUDA this machine has, found without ever panicking (cudarc panics if a
+//!   CUDA function is called while `libcuda` is missing, so the probe checks first).
+//! - [`Gpu`]: an opened device (context, streams, cubin loading).
+//! - [`MappedHostBuffer`] / [`HostRegistration`]: pinned host memory mapped into the device,
+//!   where the ring and the staging buffers live.
+//! - [`compile_cubin`] / [`CubinCache`]: NVRTC compilation with an on-disk cache.
+//! - [`resident_grid`]: occupancy-derived grid size for resident kernels.
+//! - [`experiment`]: the dispatch-latency experiment that seeds the resident megakernel.
 //!
-//! It is empty until the CUDA plumbing issue lands; no placeholder API is published ahead of it.
+//! This crate knows nothing of bytecode (see `docs/architecture.md`).
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod context;
+mod error;
+pub mod experiment;
+mod launch;
+mod memory;
+mod nvrtc;
+mod probe;
+
+pub use context::Gpu;
+pub use error::GpuError;
+pub use launch::resident_grid;
+pub use memory::{DeviceBuffer, HostRegistration, MappedHostBuffer};
+pub use nvrtc::{compile_cubin, nvrtc_version, Arch, CacheOutcome, Cubin, CubinCache};
+pub use probe::{
+    driver_library_present, nvrtc_library_present, probe, DeviceInfo, DriverState, DriverVersion, NvrtcState,
+    Probe,
+};

@@ -1,0 +1,29 @@
+//! Launch sizing.
+
+use cudarc::driver::{CudaFunction, LaunchConfig};
+
+use crate::error::{DriverContext, GpuError};
+use crate::Gpu;
+
+/// The largest grid of `block`-thread blocks that is fully resident on `gpu` at once: blocks
+/// per SM from `cuOccupancyMaxActiveBlocksPerMultiprocessor`, times the SM count. A resident
+/// (persistent) kernel must not be launched with more blocks than this, or the extra blocks
+/// wait for SMs that never free up.
+pub fn resident_grid(
+    gpu: &Gpu,
+    function: &CudaFunction,
+    block: u32,
+    dynamic_smem: u32,
+) -> Result<LaunchConfig, GpuError> {
+    if block == 0 {
+        return Err(GpuError::Invalid("a block needs at least one thread"));
+    }
+    let per_sm = function
+        .occupancy_max_active_blocks_per_multiprocessor(block, dynamic_smem as usize, None)
+        .during("cuOccupancyMaxActiveBlocksPerMultiprocessor")?;
+    if per_sm == 0 {
+        return Err(GpuError::Invalid("the kernel cannot run with this block size"));
+    }
+    let grid = per_sm.saturating_mul(gpu.info().sms.max(1));
+    Ok(LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: dynamic_smem })
+}
