@@ -29,6 +29,15 @@ impl Gpu {
             .get(ordinal)
             .cloned()
             .ok_or(GpuError::NoSuchDevice { ordinal, count: found.devices().len() })?;
+        // Spin (rather than yield or block) while waiting for the device: this engine trades a
+        // host core for latency. Only takes effect before the primary context first becomes
+        // active, so a refusal (someone else activated it) is not an error.
+        if let Ok(dev) = cudarc::driver::result::device::get(ordinal as i32) {
+            let spin = cudarc::driver::sys::CUctx_flags_enum::CU_CTX_SCHED_SPIN as u32;
+            // SAFETY: `dev` is a valid device handle (the driver is initialised: the probe ran
+            // cuInit); the call only records scheduling flags for its primary context.
+            let _ = unsafe { cudarc::driver::sys::cuDevicePrimaryCtxSetFlags_v2(dev, spin) };
+        }
         let ctx = CudaContext::new(ordinal).during("creating the CUDA context")?;
         Ok(Gpu { ctx, info })
     }

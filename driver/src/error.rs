@@ -33,8 +33,9 @@ pub enum GpuError {
     },
     /// `libnvrtc` could not be loaded.
     #[error(
-        "NVRTC is not available: libnvrtc.so.13 could not be loaded (install PyPI's nvidia-cuda-nvrtc \
-         and put its lib folder on LD_LIBRARY_PATH; .ci/install-nvrtc does both)"
+        "NVRTC is not available: libnvrtc could not be loaded (this build looks for libnvrtc.so.13 among \
+         others; install PyPI's nvidia-cuda-nvrtc and put its lib folder on LD_LIBRARY_PATH, as \
+         .ci/install-nvrtc does)"
     )]
     NoNvrtc,
     /// An NVRTC call other than compilation failed.

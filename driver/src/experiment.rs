@@ -6,7 +6,7 @@
 
 use std::ffi::c_void;
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cudarc::driver::{sys, PushKernelArg};
@@ -44,7 +44,8 @@ pub enum Doorbell {
 pub enum Pollers {
     /// One block.
     One,
-    /// As many blocks as fit on the device at once (the occupancy-derived resident grid).
+    /// One block per SM (the occupancy-derived resident grid, capped at one block per SM so
+    /// that other kernels still find room).
     Resident,
 }
 
@@ -90,7 +91,7 @@ impl Variant {
                 "(a) resident, doorbell in mapped host memory"
             }
             Variant::Resident { doorbell: Doorbell::DeviceCopy, .. } => {
-                "(b) resident, doorbell in device memory (8-byte HtoD copy)"
+                "(b) resident, doorbell in device memory (8-byte HtoD copy; the copy call is timed)"
             }
             Variant::LaunchPerJob => "(c) cuLaunchKernel + cuStreamSynchronize per job",
             Variant::GraphPerJob => "(d) cuGraphLaunch + cuStreamSynchronize per job",
@@ -161,6 +162,9 @@ pub struct Experiment {
     gpu: Gpu,
     resident: cudarc::driver::CudaFunction,
     once: cudarc::driver::CudaFunction,
+    /// Set when a resident kernel could not be stopped: its buffers were leaked rather than
+    /// freed under it, and the device is not used again by this experiment.
+    wedged: AtomicBool,
 }
 
 impl Experiment {
@@ -170,7 +174,7 @@ impl Experiment {
         let module = gpu.load(&cubin)?;
         let resident = module.load_function("resident_adder").during("loading resident_adder")?;
         let once = module.load_function("add_once").during("loading add_once")?;
-        Ok(Experiment { gpu, resident, once })
+        Ok(Experiment { gpu, resident, once, wedged: AtomicBool::new(false) })
     }
 
     /// The device.
@@ -180,25 +184,30 @@ impl Experiment {
 
     /// Runs one configuration.
     pub fn run(&self, variant: Variant, config: &Config) -> Result<Row, GpuError> {
-        let ctl = MappedHostBuffer::new(&self.gpu, CTL_WORDS * 8)?;
+        if self.wedged.load(Ordering::Relaxed) {
+            return Err(GpuError::Invalid(
+                "an earlier resident kernel could not be stopped; the device is not reused",
+            ));
+        }
         match variant {
             Variant::Resident { doorbell, pollers, backoff_ns } => self
-                .run_resident(&ctl, doorbell, pollers, backoff_ns, config)
+                .run_resident(doorbell, pollers, backoff_ns, config)
                 .map(|(grid, stats)| Row { variant, grid, stats }),
             Variant::LaunchPerJob | Variant::GraphPerJob => self
-                .run_per_job(&ctl, variant == Variant::GraphPerJob, config)
+                .run_per_job(variant == Variant::GraphPerJob, config)
                 .map(|stats| Row { variant, grid: 1, stats }),
         }
     }
 
     fn run_resident(
         &self,
-        ctl: &MappedHostBuffer,
         doorbell: Doorbell,
         pollers: Pollers,
         backoff_ns: u32,
         config: &Config,
     ) -> Result<(u32, Stats), GpuError> {
+        let ctl = MappedHostBuffer::new(&self.gpu, CTL_WORDS * 8)?;
+        let ctl = &ctl;
         let kernel_stream = self.gpu.stream()?;
         let copy_stream = self.gpu.stream()?;
         let claim = DeviceBuffer::new(&self.gpu, 8)?;
@@ -209,7 +218,7 @@ impl Experiment {
                 block_dim: (BLOCK_THREADS, 1, 1),
                 shared_mem_bytes: 0,
             },
-            Pollers::Resident => resident_grid(&self.gpu, &self.resident, BLOCK_THREADS, 0)?,
+            Pollers::Resident => resident_grid(&self.gpu, &self.resident, BLOCK_THREADS, 0, Some(1))?,
         };
         let doorbell_ptr = match doorbell {
             Doorbell::MappedHost => ctl.device_ptr_at(CTL_DOORBELL * 8).unwrap_or(0),
@@ -241,22 +250,37 @@ impl Experiment {
         let (ctl_ptr, claim_ptr) = (ctl.device_ptr(), claim.device_ptr());
         let mut launch = kernel_stream.launch_builder(&self.resident);
         launch.arg(&doorbell_ptr).arg(&ctl_ptr).arg(&claim_ptr).arg(&backoff_ns);
-        // SAFETY: the arguments match `resident_adder(const u64*, u64*, u64*, unsigned)`; the
-        // three buffers outlive the kernel, which this function stops and waits for before
-        // they are dropped (on success and on every error path below).
+        // SAFETY: the arguments match `resident_adder(const u64*, u64*, u64*, unsigned)`. The
+        // buffers it addresses are dropped only after the kernel is known to have stopped; if
+        // it cannot be stopped they are leaked instead (below).
         unsafe { launch.launch(cfg) }.during("launching resident_adder")?;
 
-        let measured = self.round_trips(ctl, config, true, ring);
-        // Stop the kernel whatever happened, then wait for it (bounded).
-        let stopped = ring(DOORBELL_STOP).and_then(|()| wait_idle(&kernel_stream, config.timeout * 5));
-        let samples = measured?;
-        stopped?;
-        let mut samples = samples;
+        let measured = self.round_trips(ctl, config, true, &ring);
+        // Stop the kernel whatever happened, then wait (bounded) for it and for the copies.
+        let stopped = ring(DOORBELL_STOP)
+            .and_then(|()| wait_idle(&kernel_stream, config.timeout * 5))
+            .and_then(|()| wait_idle(&copy_stream, config.timeout));
+        if let Err(e) = stopped {
+            // The kernel may still be polling these: freeing them could fault the device or
+            // hang the free. Leak them, and refuse further runs.
+            self.wedged.store(true, Ordering::Relaxed);
+            std::mem::forget(claim);
+            std::mem::forget(device_doorbell);
+            std::mem::forget(kernel_stream);
+            std::mem::forget(copy_stream);
+            return Err(match measured {
+                Err(first) => GpuError::Timeout(format!("{first}; then stopping the kernel failed: {e}")),
+                Ok(_) => e,
+            });
+        }
+        let mut samples = measured?;
         let stats = Stats::of(&mut samples).ok_or(GpuError::Invalid("no round trips measured"))?;
         Ok((cfg.grid_dim.0, stats))
     }
 
-    fn run_per_job(&self, ctl: &MappedHostBuffer, graph: bool, config: &Config) -> Result<Stats, GpuError> {
+    fn run_per_job(&self, graph: bool, config: &Config) -> Result<Stats, GpuError> {
+        let ctl = MappedHostBuffer::new(&self.gpu, CTL_WORDS * 8)?;
+        let ctl = &ctl;
         let stream = self.gpu.stream()?;
         let mut ctl_ptr = ctl.device_ptr();
         let mut params = [std::ptr::addr_of_mut!(ctl_ptr).cast::<c_void>()];
@@ -289,7 +313,11 @@ impl Experiment {
             stream
                 .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
                 .during("beginning graph capture")?;
-            launch(&mut params)?;
+            if let Err(e) = launch(&mut params) {
+                // Leave the stream out of capture mode before reporting.
+                let _ = stream.end_capture(sys::CUgraphInstantiate_flags(0));
+                return Err(e);
+            }
             let g = stream
                 .end_capture(sys::CUgraphInstantiate_flags(0))
                 .during("ending graph capture")?
@@ -301,7 +329,12 @@ impl Experiment {
         };
         let mut samples = self.round_trips(ctl, config, false, |_| {
             match &captured {
-                Some(g) => g.launch().during("cuGraphLaunch")?,
+                // Raw cuGraphLaunch, like the raw cuLaunchKernel of (c), so neither baseline pays
+                // for cudarc's per-call context checks.
+                // SAFETY: the graph exec and the stream are live for the whole loop.
+                Some(g) => unsafe { sys::cuGraphLaunch(g.cu_graph_exec(), stream.cu_stream()) }
+                    .result()
+                    .during("cuGraphLaunch")?,
                 None => launch(&mut params)?,
             }
             sync()

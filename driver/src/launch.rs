@@ -5,15 +5,17 @@ use cudarc::driver::{CudaFunction, LaunchConfig};
 use crate::error::{DriverContext, GpuError};
 use crate::Gpu;
 
-/// The largest grid of `block`-thread blocks that is fully resident on `gpu` at once: blocks
-/// per SM from `cuOccupancyMaxActiveBlocksPerMultiprocessor`, times the SM count. A resident
-/// (persistent) kernel must not be launched with more blocks than this, or the extra blocks
-/// wait for SMs that never free up.
+/// A grid of `block`-thread blocks that is fully resident on `gpu` at once: blocks per SM
+/// from `cuOccupancyMaxActiveBlocksPerMultiprocessor` — capped at `max_per_sm` if given —
+/// times the SM count. A resident (persistent) kernel must not be launched with more blocks
+/// than fit, or the extra blocks wait for SMs that never free up; capping leaves room on each
+/// SM for other kernels.
 pub fn resident_grid(
     gpu: &Gpu,
     function: &CudaFunction,
     block: u32,
     dynamic_smem: u32,
+    max_per_sm: Option<u32>,
 ) -> Result<LaunchConfig, GpuError> {
     if block == 0 {
         return Err(GpuError::Invalid("a block needs at least one thread"));
@@ -24,6 +26,7 @@ pub fn resident_grid(
     if per_sm == 0 {
         return Err(GpuError::Invalid("the kernel cannot run with this block size"));
     }
+    let per_sm = max_per_sm.map_or(per_sm, |cap| per_sm.min(cap.max(1)));
     let grid = per_sm.saturating_mul(gpu.info().sms.max(1));
     Ok(LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: dynamic_smem })
 }

@@ -24,7 +24,7 @@ pub use context::Gpu;
 pub use error::GpuError;
 pub use launch::resident_grid;
 pub use memory::{DeviceBuffer, HostRegistration, MappedHostBuffer};
-pub use nvrtc::{compile_cubin, nvrtc_version, Arch, CacheOutcome, Cubin, CubinCache};
+pub use nvrtc::{compile_cubin, nvrtc_version, Arch, CacheOutcome, Cubin, CubinCache, MIN_NVRTC};
 pub use probe::{
     driver_library_present, nvrtc_library_present, probe, DeviceInfo, DriverState, DriverVersion, NvrtcState,
     Probe,

@@ -15,10 +15,18 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use cudarc::driver::{sys, CudaContext};
+use cudarc::driver::{result, sys, CudaContext, DriverError};
 
 use crate::error::{DriverContext, GpuError};
 use crate::Gpu;
+
+/// Makes `ctx` current on this thread. Called directly rather than through cudarc's
+/// `bind_to_thread`, which first returns (and clears) any error stored on the context without
+/// binding it: a free after such an error would then run with no context current.
+fn bind(ctx: &CudaContext) -> Result<(), DriverError> {
+    // SAFETY: `ctx` is alive (the caller holds its Arc), so its CUcontext is valid.
+    unsafe { result::ctx::set_current(ctx.cu_ctx()) }
+}
 
 /// Pinned, device-mapped host memory, zeroed on allocation, freed on drop.
 #[derive(Debug)]
@@ -46,7 +54,7 @@ impl MappedHostBuffer {
         }
         let len = len.div_ceil(8) * 8;
         let ctx = gpu.context().clone();
-        ctx.bind_to_thread().during("binding the context")?;
+        bind(&ctx).during("binding the context")?;
         let flags = sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE;
         // SAFETY: cuMemHostAlloc returns `len` bytes or an error; the bytes are zeroed below
         // before anyone reads them.
@@ -104,7 +112,7 @@ impl MappedHostBuffer {
 impl Drop for MappedHostBuffer {
     fn drop(&mut self) {
         // Nothing to do on error: the memory is the process's and goes with it.
-        let _ = self.ctx.bind_to_thread();
+        let _ = bind(&self.ctx);
         // SAFETY: `ptr` came from cuMemHostAlloc and is freed exactly once, here.
         let _ = unsafe { cudarc::driver::result::free_host(self.ptr.as_ptr().cast()) };
     }
@@ -131,7 +139,7 @@ impl<'a> HostRegistration<'a> {
             return Err(GpuError::Invalid("cannot register an empty region"));
         }
         let ctx = gpu.context().clone();
-        ctx.bind_to_thread().during("binding the context")?;
+        bind(&ctx).during("binding the context")?;
         let flags = sys::CU_MEMHOSTREGISTER_DEVICEMAP | sys::CU_MEMHOSTREGISTER_PORTABLE;
         // SAFETY: `memory` is a live, exclusively borrowed region of `len` bytes that outlives
         // the registration (the borrow is held by the returned value).
@@ -167,7 +175,7 @@ impl<'a> HostRegistration<'a> {
 
 impl Drop for HostRegistration<'_> {
     fn drop(&mut self) {
-        let _ = self.ctx.bind_to_thread();
+        let _ = bind(&self.ctx);
         // SAFETY: the region was registered by `new` and is unregistered exactly once, here.
         let _ = unsafe { sys::cuMemHostUnregister(self.ptr.as_ptr().cast()) };
     }
@@ -183,18 +191,23 @@ pub struct DeviceBuffer {
 }
 
 impl DeviceBuffer {
-    /// Allocates `len` zeroed bytes on the device.
+    /// Allocates `len` zeroed bytes on the device. Waits for the zeroing to finish, so any
+    /// kernel launched afterwards, on any stream, sees zeros.
     pub fn new(gpu: &Gpu, len: usize) -> Result<DeviceBuffer, GpuError> {
         if len == 0 {
             return Err(GpuError::Invalid("a device buffer needs at least one byte"));
         }
         let ctx = gpu.context().clone();
-        ctx.bind_to_thread().during("binding the context")?;
+        bind(&ctx).during("binding the context")?;
         // SAFETY: cuMemAlloc returns `len` bytes of device memory or an error.
         let dptr = unsafe { cudarc::driver::result::malloc_sync(len) }.during("cuMemAlloc")?;
         let buffer = DeviceBuffer { dptr, len, ctx };
         // SAFETY: `dptr` is a fresh allocation of `len` bytes in the bound context.
         unsafe { cudarc::driver::result::memset_d8_sync(buffer.dptr, 0, len) }.during("cuMemsetD8")?;
+        // cuMemsetD8 on device memory may return before it is done, and it runs on the legacy
+        // stream, which non-blocking streams do not wait for: without this, a kernel launched
+        // next could read the allocation's previous contents.
+        result::ctx::synchronize().during("waiting for cuMemsetD8")?;
         Ok(buffer)
     }
 
@@ -216,7 +229,7 @@ impl DeviceBuffer {
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        let _ = self.ctx.bind_to_thread();
+        let _ = bind(&self.ctx);
         // SAFETY: `dptr` came from cuMemAlloc and is freed exactly once, here.
         let _ = unsafe { cudarc::driver::result::free_sync(self.dptr) };
     }

@@ -59,6 +59,9 @@ impl Cubin {
     }
 }
 
+/// The oldest NVRTC this crate uses: cubin output (`nvrtcGetCUBIN`) and sm_90 need 12.0.
+pub const MIN_NVRTC: (i32, i32) = (12, 0);
+
 /// NVRTC's version (major, minor).
 pub fn nvrtc_version() -> Result<(i32, i32), GpuError> {
     if !nvrtc_library_present() {
@@ -108,8 +111,21 @@ fn base_options(arch: Arch) -> Vec<String> {
 /// # Ok::<(), meridian_driver::GpuError>(())
 /// ```
 pub fn compile_cubin(name: &str, source: &str, arch: Arch, options: &[&str]) -> Result<Cubin, GpuError> {
-    if !nvrtc_library_present() {
-        return Err(GpuError::NoNvrtc);
+    let version = nvrtc_version()?;
+    if version < MIN_NVRTC {
+        // cudarc may have found an old libnvrtc.so (it tries several names); calling a symbol
+        // that library lacks would panic inside cudarc.
+        return Err(GpuError::Nvrtc {
+            what: "version check",
+            code: format!(
+                "NVRTC {}.{} is too old: {}.{} or later is needed",
+                version.0, version.1, MIN_NVRTC.0, MIN_NVRTC.1
+            ),
+        });
+    }
+    if options.iter().any(|o| o.contains('\0')) {
+        // cudarc unwraps the conversion of each option to a C string.
+        return Err(GpuError::Invalid("a compile option contains a NUL byte"));
     }
     let src = CString::new(source).map_err(|_| GpuError::Invalid("CUDA source contains a NUL byte"))?;
     let cname = CString::new(name).map_err(|_| GpuError::Invalid("source name contains a NUL byte"))?;
@@ -142,6 +158,19 @@ pub fn compile_cubin(name: &str, source: &str, arch: Arch, options: &[&str]) -> 
     Ok(Cubin { bytes, arch, log })
 }
 
+/// Whether `bytes` look like a whole cubin: a 64-bit ELF image for the CUDA machine type
+/// (`EM_CUDA`, 190) whose section header table fits in the file.
+fn looks_like_cubin(bytes: &[u8]) -> bool {
+    if bytes.len() < 64 || !bytes.starts_with(b"\x7fELF") || bytes[4] != 2 || bytes[5] != 1 {
+        return false;
+    }
+    let u16_at = |o: usize| u64::from(u16::from_le_bytes([bytes[o], bytes[o + 1]]));
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&bytes[40..48]);
+    let section_table_end = u64::from_le_bytes(off).saturating_add(u16_at(58).saturating_mul(u16_at(60)));
+    u16_at(18) == 190 && section_table_end <= bytes.len() as u64
+}
+
 /// Whether a cache lookup found a usable cubin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -149,7 +178,7 @@ pub enum CacheOutcome {
     Hit,
     /// Nothing was cached; the cubin was compiled and stored.
     Miss,
-    /// A cached file was unusable (not an ELF image); it was recompiled and replaced.
+    /// A cached file was unusable (not a whole CUDA ELF image); it was recompiled and replaced.
     Replaced,
 }
 
@@ -203,7 +232,7 @@ impl CubinCache {
     ) -> Result<(Cubin, CacheOutcome), GpuError> {
         let path = self.path_for(source, arch, options, nvrtc_version()?);
         let outcome = match std::fs::read(&path) {
-            Ok(bytes) if bytes.starts_with(b"\x7fELF") => {
+            Ok(bytes) if looks_like_cubin(&bytes) => {
                 return Ok((Cubin { bytes, arch, log: String::new() }, CacheOutcome::Hit));
             }
             Ok(_) => CacheOutcome::Replaced,
@@ -215,16 +244,35 @@ impl CubinCache {
         Ok((cubin, outcome))
     }
 
-    /// Writes atomically: a temporary file in the same folder, then a rename, so a reader
-    /// never sees half a cubin and concurrent writers of the same key both leave a whole one.
+    /// Writes atomically: a temporary file with a name no other writer uses (process, thread
+    /// and a counter; created exclusively), then a rename over the final name, so a reader
+    /// never sees half a cubin and concurrent writers of one key each leave a whole one.
     fn store(&self, path: &Path, bytes: &[u8]) -> Result<(), GpuError> {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let io = |source| GpuError::Cache { path: path.to_path_buf(), source };
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| {
+        let unique = format!(
+            "tmp-{}-{:?}-{}",
+            std::process::id(),
+            std::thread::current().id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
+        let tmp = path.with_extension(unique);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
             let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+            // Another writer may have published the same key first; theirs is as good.
+            if !std::fs::read(path).is_ok_and(|b| looks_like_cubin(&b)) {
+                return Err(io(e));
+            }
+        }
+        Ok(())
     }
 }

@@ -11,14 +11,19 @@ use std::time::Duration;
 use meridian_driver::experiment::{Config, Experiment, Variant};
 use meridian_driver::{resident_grid, CubinCache, DeviceBuffer, Gpu, HostRegistration, MappedHostBuffer};
 
-fn gpu_or_skip(test: &str) -> Option<Gpu> {
+/// One device test at a time: a resident kernel occupies every SM, and concurrent module loads
+/// or frees from other test threads could wait on it.
+static DEVICE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn gpu_or_skip(test: &str) -> Option<(Gpu, std::sync::MutexGuard<'static, ()>)> {
     if !meridian_driver::probe().has_device() {
         // Straight to the stderr handle: the test harness captures `println!`/`eprintln!`,
         // and a skip must be visible in every test log, not only with --nocapture.
         let _ = writeln!(std::io::stderr(), "{test}: skipped: no CUDA device");
         return None;
     }
-    Some(Gpu::open(0).unwrap())
+    let guard = DEVICE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Some((Gpu::open(0).unwrap(), guard))
 }
 
 fn cache() -> CubinCache {
@@ -27,7 +32,7 @@ fn cache() -> CubinCache {
 
 #[test]
 fn mapped_host_memory_is_shared_with_the_device() {
-    let Some(gpu) = gpu_or_skip("mapped_host_memory_is_shared_with_the_device") else { return };
+    let Some((gpu, _serial)) = gpu_or_skip("mapped_host_memory_is_shared_with_the_device") else { return };
     let buf = MappedHostBuffer::new(&gpu, 4096).unwrap();
     assert_eq!(buf.len(), 4096);
     assert_ne!(buf.device_ptr(), 0);
@@ -42,7 +47,7 @@ fn mapped_host_memory_is_shared_with_the_device() {
 
 #[test]
 fn registered_and_device_buffers_allocate_and_free() {
-    let Some(gpu) = gpu_or_skip("registered_and_device_buffers_allocate_and_free") else { return };
+    let Some((gpu, _serial)) = gpu_or_skip("registered_and_device_buffers_allocate_and_free") else { return };
     let mut region = vec![0u8; 1 << 20];
     {
         let reg = HostRegistration::new(&gpu, &mut region).unwrap();
@@ -59,20 +64,22 @@ fn registered_and_device_buffers_allocate_and_free() {
 
 #[test]
 fn resident_grid_fits_the_device() {
-    let Some(gpu) = gpu_or_skip("resident_grid_fits_the_device") else { return };
+    let Some((gpu, _serial)) = gpu_or_skip("resident_grid_fits_the_device") else { return };
     let cubin = cache()
         .get_or_compile("dispatch_latency.cu", meridian_driver::experiment::SOURCE, gpu.arch(), &[])
         .unwrap()
         .0;
     let f = gpu.function(&cubin, "resident_adder").unwrap();
-    let cfg = resident_grid(&gpu, &f, 32, 0).unwrap();
-    assert!(cfg.grid_dim.0 >= gpu.info().sms, "at least one block per SM: {:?}", cfg.grid_dim);
-    assert!(resident_grid(&gpu, &f, 0, 0).is_err());
+    let full = resident_grid(&gpu, &f, 32, 0, None).unwrap();
+    assert!(full.grid_dim.0 >= gpu.info().sms, "at least one block per SM: {:?}", full.grid_dim);
+    let one_per_sm = resident_grid(&gpu, &f, 32, 0, Some(1)).unwrap();
+    assert_eq!(one_per_sm.grid_dim.0, gpu.info().sms);
+    assert!(resident_grid(&gpu, &f, 0, 0, None).is_err());
 }
 
 #[test]
 fn every_dispatch_variant_round_trips_correctly() {
-    let Some(gpu) = gpu_or_skip("every_dispatch_variant_round_trips_correctly") else { return };
+    let Some((gpu, _serial)) = gpu_or_skip("every_dispatch_variant_round_trips_correctly") else { return };
     let experiment = Experiment::new(gpu, &cache()).unwrap();
     let quick = Config { round_trips: 2_000, warmup: 100, timeout: Duration::from_secs(5) };
     for v in Variant::standard_matrix() {

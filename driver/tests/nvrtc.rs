@@ -83,6 +83,9 @@ fn bad_arguments_are_errors_not_panics() {
         return;
     }
     assert!(matches!(compile_cubin("nul.cu", "a\0b", Arch::SM_90, &[]), Err(GpuError::Invalid(_))));
+    // cudarc unwraps each option's C-string conversion; a NUL must be refused before that.
+    let ok = "extern \"C\" __global__ void k() {}";
+    assert!(matches!(compile_cubin("opt.cu", ok, Arch::SM_90, &["-lineinfo\0"]), Err(GpuError::Invalid(_))));
     let bogus = Arch { major: 1, minor: 0 };
     assert!(compile_cubin("old.cu", "extern \"C\" __global__ void k() {}", bogus, &[]).is_err());
 }
@@ -114,8 +117,38 @@ fn the_cache_hits_misses_and_heals() {
     assert_eq!(outcome, CacheOutcome::Replaced);
     assert_eq!(healed.bytes(), first.bytes());
     assert_eq!(std::fs::read(&path).unwrap(), first.bytes());
+    // So is a truncated one that still starts like an ELF image.
+    std::fs::write(&path, &first.bytes()[..first.bytes().len() / 2]).unwrap();
+    let (_, outcome) = cache.get_or_compile("k.cu", src, Arch::SM_90, &[]).unwrap();
+    assert_eq!(outcome, CacheOutcome::Replaced);
+    assert_eq!(std::fs::read(&path).unwrap(), first.bytes());
+
     // No temporary files are left behind.
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn concurrent_writers_of_one_key_leave_a_whole_cubin() {
+    if !nvrtc_or_skip("concurrent_writers_of_one_key_leave_a_whole_cubin") {
+        return;
+    }
+    let dir = scratch("race");
+    let src = "extern \"C\" __global__ void r(float* x) { x[threadIdx.x] += 1.0f; }";
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| CubinCache::new(&dir).get_or_compile("r.cu", src, Arch::SM_90, &[])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = results[0].as_ref().unwrap().0.bytes().to_vec();
+    for r in &results {
+        assert_eq!(r.as_ref().unwrap().0.bytes(), &first[..]);
+    }
+    let cache = CubinCache::new(&dir);
+    let path = cache.path_for(src, Arch::SM_90, &[], nvrtc_version().unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), first);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary files left");
     let _ = std::fs::remove_dir_all(&dir);
 }
