@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use crate::builder::{BuildError, Builder, Label};
+use crate::builder::{Builder, Label};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::opcode::Opcode;
 use crate::operand::{OperandArg, OperandKind, RegFile};
@@ -412,10 +412,8 @@ impl<'s> Assembler<'s> {
         }
         let program = match builder.finish_unverified() {
             Ok(p) => p,
-            Err(BuildError::Signature(e)) => {
-                self.error(&program_tok, e.to_string());
-                return None;
-            }
+            // Labels and names were checked above; what is left (too many constants or
+            // instructions) belongs to the program as a whole.
             Err(e) => {
                 self.error(&program_tok, e.to_string());
                 return None;
