@@ -1,0 +1,25 @@
+//! Geometry algorithms as plain functions over [`Geom`](crate::column::Geom) rows.
+//!
+//! One module per family of work. Conventions shared by all of them:
+//! - a null row never reaches these functions (callers hold `Option<Geom>`); an **empty**
+//!   geometry does, and each function says what it gives for one;
+//! - orientation and point-on-segment decisions are **exact** (adaptive predicates from the
+//!   `robust` crate); anything that constructs a new coordinate (crossing points, distances,
+//!   centroids) is ordinary f64 arithmetic with bounded error.
+
+mod distance;
+mod locate;
+mod measure;
+mod predicates;
+mod relate;
+mod transform;
+
+pub use distance::{distance, dwithin, segment_distance};
+pub use locate::{edge_crossing, locate_in_ring, locate_point, orient, Location};
+pub use measure::{area, bbox, bbox_of_part, centroid, length, Rect};
+pub use predicates::{contains, covered_by, covers, disjoint, intersects, touches, within};
+pub use relate::{relate, IntersectionMatrix};
+pub use transform::{affine, simplify, Affine};
+
+/// A coordinate pair.
+pub type Xy = (f64, f64);

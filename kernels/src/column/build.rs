@@ -1,0 +1,362 @@
+//! Building columns row by row, from coordinates or from anything implementing `geo-traits`.
+
+use geo_traits::{
+    CoordTrait, GeometryTrait, GeometryType, LineStringTrait, LineTrait, MultiLineStringTrait,
+    MultiPointTrait, MultiPolygonTrait, PointTrait, PolygonTrait, RectTrait, TriangleTrait,
+};
+
+use super::{Family, GeometryColumn};
+
+/// Why a geometry could not be added to a column. The row is left out entirely; the column
+/// is unchanged.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ColumnError {
+    /// A coordinate is NaN or infinite.
+    #[error("coordinate ({x}, {y}) is not finite")]
+    NonFinite {
+        /// x as read.
+        x: f64,
+        /// y as read.
+        y: f64,
+    },
+    /// A polygon ring does not end where it starts.
+    #[error("polygon ring {ring} is not closed (first and last coordinates differ)")]
+    RingNotClosed {
+        /// Ring index within its polygon (0 = shell).
+        ring: usize,
+    },
+    /// A polygon ring has 1–3 coordinates.
+    #[error("polygon ring {ring} has {got} coordinates; a ring needs at least 4")]
+    RingTooShort {
+        /// Ring index within its polygon (0 = shell).
+        ring: usize,
+        /// Coordinates found.
+        got: usize,
+    },
+    /// A line string has exactly one coordinate.
+    #[error("line string has 1 coordinate; a line string needs 0 or at least 2")]
+    LineTooShort,
+    /// A polygon with an empty shell but non-empty holes.
+    #[error("polygon has an empty shell but {holes} hole(s)")]
+    HolesWithoutShell {
+        /// Number of holes.
+        holes: usize,
+    },
+    /// Parts that do not fit the family (e.g. a point part with two coordinates).
+    #[error("{family} part {part} is malformed: {detail}")]
+    BadPart {
+        /// The family being built.
+        family: Family,
+        /// Part index.
+        part: usize,
+        /// What is wrong.
+        detail: &'static str,
+    },
+    /// Geometry collections are not a column family.
+    #[error("GEOMETRYCOLLECTION is not supported (columns hold the six simple families)")]
+    Collection,
+    /// The column would need more than `u32::MAX` parts, rings or coordinates.
+    #[error("column too large: more than 4,294,967,295 {what}")]
+    TooLarge {
+        /// `parts`, `rings` or `coordinates`.
+        what: &'static str,
+    },
+}
+
+/// Appends rows to a new [`GeometryColumn`].
+///
+/// ```
+/// use meridian_kernels::column::{ColumnBuilder, Family};
+/// let mut b = ColumnBuilder::new();
+/// b.push_point(1.0, 2.0)?;
+/// b.push_null();
+/// b.push_empty(Family::Polygon);
+/// b.push_polygon(&[&[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)]])?;
+/// let col = b.finish();
+/// assert_eq!(col.len(), 4);
+/// assert!(col.get(1).is_none());            // null
+/// assert!(col.get(2).unwrap().is_empty());  // empty, not null
+/// # Ok::<(), meridian_kernels::column::ColumnError>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct ColumnBuilder {
+    col: GeometryColumn,
+    families_seen: u8,
+}
+
+impl Default for GeometryColumn {
+    fn default() -> Self {
+        GeometryColumn {
+            family: None,
+            kinds: Vec::new(),
+            geom_offsets: vec![0],
+            part_offsets: vec![0],
+            ring_offsets: vec![0],
+            x: Vec::new(),
+            y: Vec::new(),
+            validity: Vec::new(),
+        }
+    }
+}
+
+/// Where the arrays stood before the row being built, to roll back on error.
+#[derive(Clone, Copy)]
+struct Mark {
+    parts: usize,
+    rings: usize,
+    coords: usize,
+}
+
+impl ColumnBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rows added so far.
+    pub fn len(&self) -> usize {
+        self.col.kinds.len()
+    }
+
+    /// True when no row has been added.
+    pub fn is_empty(&self) -> bool {
+        self.col.kinds.is_empty()
+    }
+
+    /// Appends a null row.
+    pub fn push_null(&mut self) {
+        self.end_row(0, false);
+    }
+
+    /// Appends an empty geometry of `family` (e.g. `POLYGON EMPTY`).
+    pub fn push_empty(&mut self, family: Family) {
+        self.end_row(family as u8, true);
+    }
+
+    /// Appends a point.
+    pub fn push_point(&mut self, x: f64, y: f64) -> Result<(), ColumnError> {
+        self.row(Family::Point, |b| b.part(|b| b.ring(&mut [(x, y)].into_iter())))
+    }
+
+    /// Appends a line string (0 or ≥ 2 coordinates).
+    pub fn push_line_string(&mut self, coords: &[(f64, f64)]) -> Result<(), ColumnError> {
+        self.row(Family::LineString, |b| b.line_part(&mut coords.iter().copied()))
+    }
+
+    /// Appends a polygon: shell first, then holes; each ring closed with ≥ 4 coordinates.
+    pub fn push_polygon(&mut self, rings: &[&[(f64, f64)]]) -> Result<(), ColumnError> {
+        self.row(Family::Polygon, |b| {
+            b.polygon_part(rings.len(), &mut rings.iter().map(|r| r.iter().copied()))
+        })
+    }
+
+    /// Appends a geometry of `family` given as parts → rings → coordinates (a point part is
+    /// one ring of one coordinate; a line part one ring). Empty members are dropped.
+    pub fn push_parts(&mut self, family: Family, parts: &[Vec<Vec<(f64, f64)>>]) -> Result<(), ColumnError> {
+        if !family.is_multi() && parts.len() > 1 {
+            return Err(ColumnError::BadPart {
+                family,
+                part: 1,
+                detail: "a single-part family has one part",
+            });
+        }
+        self.row(family, |b| {
+            for (i, part) in parts.iter().enumerate() {
+                let bad = |detail| ColumnError::BadPart { family, part: i, detail };
+                match family.dimension() {
+                    0 => match part.as_slice() {
+                        [] => {}
+                        [ring] if ring.is_empty() => {}
+                        [ring] if ring.len() == 1 => b.part(|b| b.ring(&mut ring.iter().copied()))?,
+                        _ => return Err(bad("a point part is one ring of one coordinate")),
+                    },
+                    1 => match part.as_slice() {
+                        [] => {}
+                        [ring] => b.line_part(&mut ring.iter().copied())?,
+                        _ => return Err(bad("a line part is one ring")),
+                    },
+                    _ => b.polygon_part(part.len(), &mut part.iter().map(|r| r.iter().copied()))?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends any geometry implementing `geo-traits` (`geo-types`, `wkt`, `wkb`, ...).
+    /// Z and M are dropped; `RECT`, `TRIANGLE` and `LINE` become polygons and line strings.
+    pub fn push_geometry<G: GeometryTrait<T = f64>>(&mut self, g: &G) -> Result<(), ColumnError> {
+        match g.as_type() {
+            GeometryType::Point(p) => self.row(Family::Point, |b| b.point_part(p)),
+            GeometryType::LineString(l) => {
+                self.row(Family::LineString, |b| b.line_part(&mut l.coords().map(|c| c.x_y())))
+            }
+            GeometryType::Polygon(p) => self.row(Family::Polygon, |b| b.traits_polygon(p)),
+            GeometryType::MultiPoint(m) => {
+                self.row(Family::MultiPoint, |b| m.points().try_for_each(|p| b.point_part(&p)))
+            }
+            GeometryType::MultiLineString(m) => self.row(Family::MultiLineString, |b| {
+                m.line_strings().try_for_each(|l| b.line_part(&mut l.coords().map(|c| c.x_y())))
+            }),
+            GeometryType::MultiPolygon(m) => {
+                self.row(Family::MultiPolygon, |b| m.polygons().try_for_each(|p| b.traits_polygon(&p)))
+            }
+            GeometryType::GeometryCollection(_) => Err(ColumnError::Collection),
+            GeometryType::Rect(r) => {
+                let (lo, hi) = (r.min().x_y(), r.max().x_y());
+                let ring = [lo, (hi.0, lo.1), hi, (lo.0, hi.1), lo];
+                self.push_polygon(&[&ring])
+            }
+            GeometryType::Triangle(t) => {
+                let (a, b, c) = (t.first().x_y(), t.second().x_y(), t.third().x_y());
+                self.push_polygon(&[&[a, b, c, a]])
+            }
+            GeometryType::Line(l) => self.push_line_string(&[l.start().x_y(), l.end().x_y()]),
+        }
+    }
+
+    /// The finished column.
+    pub fn finish(self) -> GeometryColumn {
+        self.col
+    }
+
+    fn mark(&self) -> Mark {
+        Mark { parts: self.col.parts(), rings: self.col.rings(), coords: self.col.x.len() }
+    }
+
+    fn rollback(&mut self, m: Mark) {
+        self.col.part_offsets.truncate(m.parts + 1);
+        self.col.ring_offsets.truncate(m.rings + 1);
+        self.col.x.truncate(m.coords);
+        self.col.y.truncate(m.coords);
+    }
+
+    /// Runs `body` to add the parts of one row; on error nothing of the row remains.
+    fn row(
+        &mut self,
+        family: Family,
+        body: impl FnOnce(&mut Self) -> Result<(), ColumnError>,
+    ) -> Result<(), ColumnError> {
+        let mark = self.mark();
+        match body(self) {
+            Ok(()) => {
+                self.end_row(family as u8, true);
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback(mark);
+                Err(e)
+            }
+        }
+    }
+
+    fn end_row(&mut self, kind: u8, valid: bool) {
+        let row = self.col.kinds.len();
+        self.col.kinds.push(kind);
+        let parts = self.col.part_offsets.len() as u32 - 1;
+        self.col.geom_offsets.push(parts);
+        if row % 64 == 0 {
+            self.col.validity.push(0);
+        }
+        if valid {
+            self.col.validity[row / 64] |= 1 << (row % 64);
+            let bit = 1u8 << kind;
+            self.families_seen |= bit;
+            self.col.family = Family::from_id(kind).filter(|_| self.families_seen == bit);
+        }
+    }
+
+    fn point_part<P: PointTrait<T = f64>>(&mut self, p: &P) -> Result<(), ColumnError> {
+        match p.coord().map(|c| c.x_y()) {
+            // POINT EMPTY (alone or inside a MULTIPOINT; NaN, NaN in WKB) adds no part.
+            None => Ok(()),
+            Some((x, y)) if x.is_nan() && y.is_nan() => Ok(()),
+            Some(c) => self.part(|b| b.ring(&mut std::iter::once(c))),
+        }
+    }
+
+    fn line_part(&mut self, coords: &mut dyn Iterator<Item = (f64, f64)>) -> Result<(), ColumnError> {
+        let mark = self.mark();
+        self.part(|b| b.ring(coords))?;
+        match self.col.x.len() - mark.coords {
+            0 => {
+                self.rollback(mark); // an empty member adds nothing
+                Ok(())
+            }
+            1 => Err(ColumnError::LineTooShort),
+            _ => Ok(()),
+        }
+    }
+
+    fn traits_polygon<P: PolygonTrait<T = f64>>(&mut self, p: &P) -> Result<(), ColumnError> {
+        let rings = p.exterior().into_iter().chain(p.interiors());
+        let n = usize::from(p.exterior().is_some()) + p.num_interiors();
+        self.polygon_part(n, &mut rings.map(|r| r.coords().map(|c| c.x_y()).collect::<Vec<_>>().into_iter()))
+    }
+
+    fn polygon_part<I: Iterator<Item = (f64, f64)>>(
+        &mut self,
+        n_rings: usize,
+        rings: &mut dyn Iterator<Item = I>,
+    ) -> Result<(), ColumnError> {
+        let mark = self.mark();
+        self.part(|b| {
+            for (i, mut ring) in rings.enumerate() {
+                let start = b.col.x.len();
+                b.ring(&mut ring)?;
+                let got = b.col.x.len() - start;
+                if i == 0 && got == 0 {
+                    return match n_rings - 1 {
+                        0 => Ok(()),
+                        holes => Err(ColumnError::HolesWithoutShell { holes }),
+                    };
+                }
+                if got < 4 {
+                    return Err(ColumnError::RingTooShort { ring: i, got });
+                }
+                if (b.col.x[start], b.col.y[start]) != (b.col.x[start + got - 1], b.col.y[start + got - 1]) {
+                    return Err(ColumnError::RingNotClosed { ring: i });
+                }
+            }
+            Ok(())
+        })?;
+        if self.col.x.len() == mark.coords {
+            self.rollback(mark); // POLYGON EMPTY adds no part
+        }
+        Ok(())
+    }
+
+    fn part(&mut self, body: impl FnOnce(&mut Self) -> Result<(), ColumnError>) -> Result<(), ColumnError> {
+        body(self)?;
+        let rings = offset(self.col.rings(), "rings")?;
+        self.col.part_offsets.push(rings);
+        offset(self.col.part_offsets.len(), "parts").map(|_| ())
+    }
+
+    fn ring(&mut self, coords: &mut dyn Iterator<Item = (f64, f64)>) -> Result<(), ColumnError> {
+        for (x, y) in coords {
+            if !(x.is_finite() && y.is_finite()) {
+                return Err(ColumnError::NonFinite { x, y });
+            }
+            self.col.x.push(x);
+            self.col.y.push(y);
+        }
+        let end = offset(self.col.x.len(), "coordinates")?;
+        self.col.ring_offsets.push(end);
+        Ok(())
+    }
+}
+
+fn offset(n: usize, what: &'static str) -> Result<u32, ColumnError> {
+    u32::try_from(n).map_err(|_| ColumnError::TooLarge { what })
+}
+
+impl GeometryColumn {
+    fn parts(&self) -> usize {
+        self.part_offsets.len() - 1
+    }
+
+    fn rings(&self) -> usize {
+        self.ring_offsets.len() - 1
+    }
+}

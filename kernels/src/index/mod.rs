@@ -1,0 +1,14 @@
+//! The flat spatial index and the per-polygon accelerator.
+//!
+//! Both are a few flat arrays of plain old data, built on the host and usable unchanged on
+//! a device: [`FlatIndex`] is a packed STR R-tree of boxes; [`EdgeSlabs`] cuts each polygon
+//! into horizontal slabs listing the edges that cross them, so a point-in-polygon test reads
+//! only a handful of edges; [`PolygonIndex`] puts the two together for point joins.
+
+mod polygon;
+mod rtree;
+mod slabs;
+
+pub use polygon::PolygonIndex;
+pub use rtree::FlatIndex;
+pub use slabs::EdgeSlabs;

@@ -1,0 +1,108 @@
+//! Horizontal edge slabs: a per-polygon accelerator for point-in-polygon.
+
+use crate::algo::{Location, Xy};
+use crate::column::Part;
+
+/// For every polygon part: its y range cut into equal slabs, and for each slab the edges
+/// (of all its rings) whose y range meets the slab, stored inline as `[ax, ay, bx, by]`.
+///
+/// A point-in-polygon test reads one slab: a crossing-number count over its edges with exact
+/// orientation tests, so the answer (interior / boundary / exterior) is the same as testing
+/// every edge. Correctness does not depend on rounding in the slab arithmetic: a point's slab
+/// and an edge's slab range come from the same monotone function of y, so every edge that
+/// crosses the point's horizontal line is in the point's slab.
+#[derive(Clone, Debug, Default)]
+pub struct EdgeSlabs {
+    /// Per part: first slab (index into `slab_offsets`); `parts + 1` entries.
+    part_slabs: Vec<u32>,
+    /// Per part: `[min_y, slabs / height]`.
+    part_scale: Vec<[f64; 2]>,
+    /// Per slab: first edge in `edges`; `slabs + 1` entries.
+    slab_offsets: Vec<u32>,
+    /// Edges as `[ax, ay, bx, by]`.
+    edges: Vec<[f64; 4]>,
+}
+
+/// Average number of edges per slab aimed for.
+const EDGES_PER_SLAB: usize = 4;
+/// Upper bound on slabs per polygon.
+const MAX_SLABS: usize = 4096;
+
+impl EdgeSlabs {
+    /// Builds slabs for `parts` (polygon parts; other parts get an empty slab set).
+    pub fn build<'a>(parts: impl IntoIterator<Item = Part<'a>>) -> EdgeSlabs {
+        let mut s = EdgeSlabs { slab_offsets: vec![0], part_slabs: vec![0], ..Default::default() };
+        let mut scratch: Vec<Vec<[f64; 4]>> = Vec::new();
+        for part in parts {
+            let edges: Vec<[f64; 4]> = part
+                .rings()
+                .flat_map(|r| r.segments())
+                .filter(|(a, b)| a != b)
+                .map(|(a, b)| [a.0, a.1, b.0, b.1])
+                .collect();
+            let (lo, hi) = edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), e| {
+                (lo.min(e[1]).min(e[3]), hi.max(e[1]).max(e[3]))
+            });
+            let n = (edges.len() / EDGES_PER_SLAB).clamp(1, MAX_SLABS);
+            let height = hi - lo;
+            let scale = if height > 0.0 { n as f64 / height } else { 0.0 };
+            s.part_scale.push([lo, scale]);
+            scratch.clear();
+            scratch.resize_with(n, Vec::new);
+            for e in &edges {
+                let (a, b) = (slab(lo, scale, n, e[1].min(e[3])), slab(lo, scale, n, e[1].max(e[3])));
+                for list in &mut scratch[a..=b] {
+                    list.push(*e);
+                }
+            }
+            for list in &scratch {
+                s.edges.extend_from_slice(list);
+                s.slab_offsets.push(s.edges.len() as u32);
+            }
+            s.part_slabs.push((s.slab_offsets.len() - 1) as u32);
+        }
+        s
+    }
+
+    /// Number of parts covered.
+    pub fn parts(&self) -> usize {
+        self.part_scale.len()
+    }
+
+    /// Total edge entries over all slabs (an edge spanning several slabs counts in each).
+    pub fn entries(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Locates `p` relative to polygon part `part` (its index in the iterator given to
+    /// [`EdgeSlabs::build`]). Exact.
+    #[inline]
+    pub fn locate(&self, part: usize, p: Xy) -> Location {
+        let [lo, scale] = self.part_scale[part];
+        let first = self.part_slabs[part] as usize;
+        let n = self.part_slabs[part + 1] as usize - first;
+        if n == 0 || p.1 < lo || p.1.is_nan() {
+            return Location::Exterior;
+        }
+        let k = first + slab(lo, scale, n, p.1);
+        let (a, b) = (self.slab_offsets[k] as usize, self.slab_offsets[k + 1] as usize);
+        let mut inside = false;
+        for e in &self.edges[a..b] {
+            match crate::algo::edge_crossing((e[0], e[1]), (e[2], e[3]), p) {
+                None => return Location::Boundary,
+                Some(c) => inside ^= c,
+            }
+        }
+        if inside {
+            Location::Interior
+        } else {
+            Location::Exterior
+        }
+    }
+}
+
+/// The slab holding height `y`: monotone in `y`, clamped to `0..n`.
+#[inline]
+fn slab(lo: f64, scale: f64, n: usize, y: f64) -> usize {
+    (((y - lo) * scale) as usize).min(n - 1)
+}
