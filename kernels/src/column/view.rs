@@ -68,6 +68,21 @@ impl<'a> ColumnView<'a> {
         Some(Geom { view: *self, row: row as u32, family, parts: self.range(self.geom_offsets, row) })
     }
 
+    /// The coordinate of row `row` when it is a non-null, non-empty `POINT` (for any other
+    /// row, `None`). The fast path for point columns.
+    #[inline]
+    pub fn point(&self, row: usize) -> Option<(f64, f64)> {
+        if self.is_null(row) || *self.kinds.get(row)? != Family::Point as u8 {
+            return None;
+        }
+        let part = self.geom_offsets[row] as usize;
+        if self.geom_offsets[row + 1] as usize == part {
+            return None;
+        }
+        let c = self.ring_offsets[self.part_offsets[part] as usize] as usize;
+        Some((self.x[c], self.y[c]))
+    }
+
     /// Total number of parts over all rows.
     pub fn part_count(&self) -> usize {
         self.part_offsets.len().saturating_sub(1)

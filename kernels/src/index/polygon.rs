@@ -63,12 +63,9 @@ impl PolygonIndex {
     pub fn join_points(&self, points: ColumnView<'_>) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         for row in 0..points.len() {
-            let Some(g) = points.get(row) else { continue };
-            if g.family() != Family::Point || g.is_empty() {
-                continue;
+            if let Some(p) = points.point(row) {
+                self.containing(p, |poly| out.push((row as u32, poly)));
             }
-            let Some(p) = g.coords().next() else { continue };
-            self.containing(p, |poly| out.push((row as u32, poly)));
         }
         out
     }

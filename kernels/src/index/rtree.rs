@@ -27,8 +27,9 @@ pub struct FlatIndex {
     end: Vec<u32>,
 }
 
-/// Deepest stack a query can need: at most `node_size - 1` pending siblings per level, and
-/// with `node_size` clamped to 2..=64 a u32-sized tree has few enough levels to fit.
+/// Deepest stack any query can need: at most `node_size - 1` pending siblings per internal
+/// level plus the node being expanded. With `node_size` clamped to 2..=64, a tree of up to
+/// 2^32 items has few enough levels to fit (64: 6 levels × 63 + 1 = 379; 2: 32 × 1 + 1).
 const STACK: usize = 512;
 
 impl FlatIndex {
@@ -36,41 +37,50 @@ impl FlatIndex {
     /// to 2..=64). Items whose box is NaN (empty geometries) are left out: nothing can hit them.
     pub fn build(items: &[(Rect, u32)], node_size: usize) -> FlatIndex {
         let m = node_size.clamp(2, 64);
-        let mut items: Vec<(Rect, u32)> = items.iter().copied().filter(|(r, _)| !r.is_nan()).collect();
+        let items: Vec<(Rect, u32)> = items.iter().copied().filter(|(r, _)| !r.is_nan()).collect();
         let n = items.len();
         if n == 0 {
             return FlatIndex { node_size: m as u32, ..Default::default() };
         }
-        // Sort-tile-recursive: vertical slices by x centre, each sorted by y centre.
-        let cx = |r: &Rect| r.min_x + r.max_x;
-        let cy = |r: &Rect| r.min_y + r.max_y;
-        items.sort_by(|a, b| cx(&a.0).total_cmp(&cx(&b.0)));
-        let leaf_nodes = n.div_ceil(m);
-        let slices = (leaf_nodes as f64).sqrt().ceil() as usize;
-        for slice in items.chunks_mut(slices * m) {
-            slice.sort_by(|a, b| cy(&a.0).total_cmp(&cy(&b.0)));
-        }
+        // Sort-tile-recursive, level by level: each level is tiled (vertical slices by x
+        // centre, each sorted by y centre) and then grouped `m` at a time into its parents.
+        let mut level: Vec<(Rect, u32, u32)> = items.iter().map(|&(r, id)| (r, id, 0)).collect();
+        str_sort(&mut level, m);
         let mut idx = FlatIndex {
             node_size: m as u32,
             leaves: n as u32,
-            boxes: items.iter().map(|i| i.0).collect(),
-            start: items.iter().map(|i| i.1).collect(),
-            end: vec![0; n],
+            boxes: level.iter().map(|l| l.0).collect(),
+            start: level.iter().map(|l| l.1).collect(),
+            end: level.iter().map(|l| l.2).collect(),
         };
         let (mut lo, mut hi) = (0usize, n);
         while hi - lo > 1 {
+            level.clear();
             let mut k = lo;
             while k < hi {
                 let e = (k + m).min(hi);
                 let b = idx.boxes[k..e].iter().fold(Rect::NAN, |acc, r| acc.union(r));
-                idx.boxes.push(b);
-                idx.start.push(k as u32);
-                idx.end.push(e as u32);
+                level.push((b, k as u32, e as u32));
                 k = e;
             }
+            str_sort(&mut level, m);
+            idx.boxes.extend(level.iter().map(|l| l.0));
+            idx.start.extend(level.iter().map(|l| l.1));
+            idx.end.extend(level.iter().map(|l| l.2));
             (lo, hi) = (hi, idx.boxes.len());
         }
         idx
+    }
+
+    /// The deepest stack a query of this tree can need.
+    fn max_stack(&self) -> usize {
+        // Internal levels: count how often the node count shrinks by `node_size` to reach 1.
+        let (mut n, mut levels) = (self.leaves as usize, 0);
+        while n > 1 {
+            n = n.div_ceil(self.node_size as usize);
+            levels += 1;
+        }
+        levels * (self.node_size as usize - 1) + 1
     }
 
     /// Number of items indexed.
@@ -107,7 +117,12 @@ impl FlatIndex {
     /// particular order.
     #[inline]
     pub fn query(&self, rect: &Rect, mut f: impl FnMut(u32)) {
-        self.search(|b| b.intersects(rect), &mut f);
+        let r = *rect;
+        // Bitwise `&` keeps the test branch-free; see `search_with`.
+        self.search(
+            |b| (b.min_x <= r.max_x) & (r.min_x <= b.max_x) & (b.min_y <= r.max_y) & (r.min_y <= b.max_y),
+            &mut f,
+        );
     }
 
     /// Like [`FlatIndex::query`] with `rect` grown by `dist` on every side.
@@ -118,31 +133,60 @@ impl FlatIndex {
     /// Calls `f` with the id of every item whose box contains `p`.
     #[inline]
     pub fn query_point(&self, p: Xy, mut f: impl FnMut(u32)) {
-        self.search(|b| b.contains_point(p), &mut f);
+        let (x, y) = p;
+        self.search(|b| (b.min_x <= x) & (x <= b.max_x) & (b.min_y <= y) & (y <= b.max_y), &mut f);
     }
 
     #[inline]
     fn search(&self, hit: impl Fn(&Rect) -> bool, f: &mut impl FnMut(u32)) {
-        let Some(root) = self.boxes.len().checked_sub(1) else { return };
-        let mut stack = [0u32; STACK];
-        let mut top = 0;
-        if hit(&self.boxes[root]) {
-            stack[0] = root as u32;
-            top = 1;
+        // Small trees (the common case) get a small stack: zeroing the full worst-case
+        // array costs more than a whole point query.
+        if self.max_stack() <= 64 {
+            self.search_with(&mut [0u32; 64], &hit, f);
+        } else {
+            self.search_with(&mut [0u32; STACK], &hit, f);
         }
+    }
+
+    #[inline]
+    fn search_with(&self, stack: &mut [u32], hit: &impl Fn(&Rect) -> bool, f: &mut impl FnMut(u32)) {
+        let Some(root) = self.boxes.len().checked_sub(1) else { return };
+        if !hit(&self.boxes[root]) {
+            return;
+        }
+        if root < self.leaves as usize {
+            f(self.start[root]);
+            return;
+        }
+        stack[0] = root as u32;
+        let mut top = 1;
         while top > 0 {
             top -= 1;
             let k = stack[top] as usize;
-            if k < self.leaves as usize {
-                f(self.start[k]);
-                continue;
-            }
-            for c in self.start[k]..self.end[k] {
-                if hit(&self.boxes[c as usize]) {
-                    stack[top] = c;
-                    top += 1;
+            let (s, e) = (self.start[k] as usize, self.end[k] as usize);
+            let leaves = s < self.leaves as usize;
+            for c in s..e {
+                if hit(&self.boxes[c]) {
+                    if leaves {
+                        f(self.start[c]);
+                    } else {
+                        stack[top] = c as u32;
+                        top += 1;
+                    }
                 }
             }
         }
+    }
+}
+
+/// Orders one level's entries in sort-tile-recursive order for grouping `m` at a time.
+fn str_sort(level: &mut [(Rect, u32, u32)], m: usize) {
+    let cx = |r: &Rect| r.min_x + r.max_x;
+    let cy = |r: &Rect| r.min_y + r.max_y;
+    level.sort_by(|a, b| cx(&a.0).total_cmp(&cx(&b.0)));
+    let groups = level.len().div_ceil(m);
+    let slices = (groups as f64).sqrt().ceil() as usize;
+    for slice in level.chunks_mut(slices * m) {
+        slice.sort_by(|a, b| cy(&a.0).total_cmp(&cy(&b.0)));
     }
 }

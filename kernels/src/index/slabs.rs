@@ -13,10 +13,9 @@ use crate::column::Part;
 /// crosses the point's horizontal line is in the point's slab.
 #[derive(Clone, Debug, Default)]
 pub struct EdgeSlabs {
-    /// Per part: first slab (index into `slab_offsets`); `parts + 1` entries.
-    part_slabs: Vec<u32>,
-    /// Per part: `[min_y, slabs / height]`.
-    part_scale: Vec<[f64; 2]>,
+    /// Per part: `[min_y, slabs / height, first slab, slab count]` (the last two are
+    /// integers stored as f64, exact below 2^53), so one 32-byte load sets up a query.
+    parts: Vec<[f64; 4]>,
     /// Per slab: first edge in `edges`; `slabs + 1` entries.
     slab_offsets: Vec<u32>,
     /// Edges as `[ax, ay, bx, by]`.
@@ -24,14 +23,14 @@ pub struct EdgeSlabs {
 }
 
 /// Average number of edges per slab aimed for.
-const EDGES_PER_SLAB: usize = 4;
+const EDGES_PER_SLAB: usize = 2;
 /// Upper bound on slabs per polygon.
 const MAX_SLABS: usize = 4096;
 
 impl EdgeSlabs {
     /// Builds slabs for `parts` (polygon parts; other parts get an empty slab set).
     pub fn build<'a>(parts: impl IntoIterator<Item = Part<'a>>) -> EdgeSlabs {
-        let mut s = EdgeSlabs { slab_offsets: vec![0], part_slabs: vec![0], ..Default::default() };
+        let mut s = EdgeSlabs { slab_offsets: vec![0], ..Default::default() };
         let mut scratch: Vec<Vec<[f64; 4]>> = Vec::new();
         for part in parts {
             let edges: Vec<[f64; 4]> = part
@@ -46,7 +45,7 @@ impl EdgeSlabs {
             let n = (edges.len() / EDGES_PER_SLAB).clamp(1, MAX_SLABS);
             let height = hi - lo;
             let scale = if height > 0.0 { n as f64 / height } else { 0.0 };
-            s.part_scale.push([lo, scale]);
+            s.parts.push([lo, scale, (s.slab_offsets.len() - 1) as f64, n as f64]);
             scratch.clear();
             scratch.resize_with(n, Vec::new);
             for e in &edges {
@@ -59,14 +58,13 @@ impl EdgeSlabs {
                 s.edges.extend_from_slice(list);
                 s.slab_offsets.push(s.edges.len() as u32);
             }
-            s.part_slabs.push((s.slab_offsets.len() - 1) as u32);
         }
         s
     }
 
     /// Number of parts covered.
     pub fn parts(&self) -> usize {
-        self.part_scale.len()
+        self.parts.len()
     }
 
     /// Total edge entries over all slabs (an edge spanning several slabs counts in each).
@@ -78,26 +76,65 @@ impl EdgeSlabs {
     /// [`EdgeSlabs::build`]). Exact.
     #[inline]
     pub fn locate(&self, part: usize, p: Xy) -> Location {
-        let [lo, scale] = self.part_scale[part];
-        let first = self.part_slabs[part] as usize;
-        let n = self.part_slabs[part + 1] as usize - first;
+        let [lo, scale, first, n] = self.parts[part];
+        let (first, n) = (first as usize, n as usize);
         if n == 0 || p.1 < lo || p.1.is_nan() {
             return Location::Exterior;
         }
         let k = first + slab(lo, scale, n, p.1);
         let (a, b) = (self.slab_offsets[k] as usize, self.slab_offsets[k + 1] as usize);
-        let mut inside = false;
-        for e in &self.edges[a..b] {
-            match crate::algo::edge_crossing((e[0], e[1]), (e[2], e[3]), p) {
-                None => return Location::Boundary,
-                Some(c) => inside ^= c,
-            }
+        let edges = &self.edges[a..b];
+        crossing_parity_fast(edges, p).unwrap_or_else(|| crossing_parity_exact(edges, p))
+    }
+}
+
+/// Shewchuk's error bound for the filtered `orient2d`: when |det| exceeds this times
+/// (|detleft| + |detright|), the floating-point sign is the exact sign.
+const CCW_ERR_BOUND_A: f64 = (3.0 + 16.0 * (f64::EPSILON / 2.0)) * (f64::EPSILON / 2.0);
+
+/// The crossing-number test without branches on the data: every orientation whose sign the
+/// floating-point filter cannot certify, and every point level with an edge endpoint, makes
+/// it give up (`None`) so the exact path decides. When it answers, the answer is exact.
+#[inline]
+fn crossing_parity_fast(edges: &[[f64; 4]], (px, py): Xy) -> Option<Location> {
+    let mut crossings = 0u32;
+    let mut unsure = false;
+    for e in edges {
+        let [ax, ay, bx, by] = *e;
+        let a_above = ay > py;
+        let b_above = by > py;
+        let straddles = a_above != b_above;
+        // orient2d(a, b, p), as in `robust`: positive when p is left of a → b.
+        let detleft = (ax - px) * (by - py);
+        let detright = (ay - py) * (bx - px);
+        let det = detleft - detright;
+        let bound = CCW_ERR_BOUND_A * (detleft.abs() + detright.abs());
+        unsure |= straddles & (det.abs() <= bound);
+        unsure |= (ay == py) | (by == py);
+        crossings += u32::from(straddles & ((det > 0.0) == b_above));
+    }
+    if unsure {
+        None
+    } else if crossings & 1 == 1 {
+        Some(Location::Interior)
+    } else {
+        Some(Location::Exterior)
+    }
+}
+
+/// The crossing-number test with exact orientation for every edge.
+fn crossing_parity_exact(edges: &[[f64; 4]], p: Xy) -> Location {
+    let mut inside = false;
+    for e in edges {
+        match crate::algo::edge_crossing((e[0], e[1]), (e[2], e[3]), p) {
+            None => return Location::Boundary,
+            Some(c) => inside ^= c,
         }
-        if inside {
-            Location::Interior
-        } else {
-            Location::Exterior
-        }
+    }
+    if inside {
+        Location::Interior
+    } else {
+        Location::Exterior
     }
 }
 
