@@ -1,6 +1,6 @@
 //! GeoJSON: a FeatureCollection, a single Feature, or a bare Geometry.
 
-use ::geojson::{GeoJson, JsonObject, Value};
+use ::geojson::{Feature, GeoJson, JsonObject, Value};
 
 use super::{Position, ReadError};
 use crate::column::{ColumnBuilder, ColumnError, Family, GeometryColumn, Parts};
@@ -33,32 +33,38 @@ impl GeoJsonTable {
 /// # Ok::<(), meridian_kernels::io::ReadError>(())
 /// ```
 pub fn read_geojson(name: &str, text: &str) -> Result<GeoJsonTable, ReadError> {
-    let doc: GeoJson = text.parse().map_err(|e| ReadError::new(name, Position::Whole, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ReadError::new(name, Position::Whole, e))?;
     let mut b = ColumnBuilder::new();
     let mut properties = Vec::new();
-    let mut push = |i: usize, g: Option<&Value>| -> Result<(), ReadError> {
-        let at = Position::Feature(i);
-        match g {
-            None => {
-                b.push_null();
-                Ok(())
+    let mut push_feature = |i: usize, f: Feature| -> Result<(), ReadError> {
+        match &f.geometry {
+            None => b.push_null(),
+            Some(g) => {
+                push_value(&mut b, &g.value).map_err(|m| ReadError::new(name, Position::Feature(i), m))?
             }
-            Some(v) => push_value(&mut b, v).map_err(|m| ReadError::new(name, at, m)),
         }
+        properties.push(f.properties);
+        Ok(())
     };
-    match &doc {
-        GeoJson::Geometry(g) => {
-            push(0, Some(&g.value))?;
-            properties.push(None);
+    // Features are decoded one at a time so that an error names its feature.
+    if json.get("type").and_then(|t| t.as_str()) == Some("FeatureCollection") {
+        let features = json.get("features").and_then(|f| f.as_array()).ok_or_else(|| {
+            ReadError::new(name, Position::Whole, "a FeatureCollection needs a `features` array")
+        })?;
+        for (i, f) in features.iter().enumerate() {
+            let f = Feature::from_json_value(f.clone())
+                .map_err(|e| ReadError::new(name, Position::Feature(i), e))?;
+            push_feature(i, f)?;
         }
-        GeoJson::Feature(f) => {
-            push(0, f.geometry.as_ref().map(|g| &g.value))?;
-            properties.push(f.properties.clone());
-        }
-        GeoJson::FeatureCollection(fc) => {
-            for (i, f) in fc.features.iter().enumerate() {
-                push(i, f.geometry.as_ref().map(|g| &g.value))?;
-                properties.push(f.properties.clone());
+    } else {
+        match GeoJson::from_json_value(json).map_err(|e| ReadError::new(name, Position::Whole, e))? {
+            GeoJson::Geometry(g) => push_feature(0, Feature { geometry: Some(g), ..Feature::default() })?,
+            GeoJson::Feature(f) => push_feature(0, f)?,
+            GeoJson::FeatureCollection(fc) => {
+                for (i, f) in fc.features.into_iter().enumerate() {
+                    push_feature(i, f)?;
+                }
             }
         }
     }

@@ -1,0 +1,114 @@
+//! The flat index and the edge slabs against brute force.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use meridian_kernels::algo::{self, Location, Rect};
+use meridian_kernels::column::ColumnBuilder;
+use meridian_kernels::index::{EdgeSlabs, FlatIndex, PolygonIndex};
+use proptest::prelude::*;
+
+fn rect((x, y, w, h): (f64, f64, f64, f64)) -> Rect {
+    Rect { min_x: x, min_y: y, max_x: x + w, max_y: y + h }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn query_matches_brute_force(
+        boxes in prop::collection::vec((-100.0f64..100.0, -100.0f64..100.0, 0.0f64..30.0, 0.0f64..30.0), 0..400),
+        queries in prop::collection::vec((-120.0f64..120.0, -120.0f64..120.0, 0.0f64..40.0, 0.0f64..40.0), 1..20),
+        node_size in 2usize..20,
+        dist in 0.0f64..5.0,
+    ) {
+        let items: Vec<(Rect, u32)> = boxes.iter().enumerate().map(|(i, &b)| (rect(b), i as u32 * 3)).collect();
+        let idx = FlatIndex::build(&items, node_size);
+        prop_assert_eq!(idx.len(), items.len());
+        for &q in &queries {
+            let q = rect(q);
+            let mut got = Vec::new();
+            idx.query_within(&q, dist, |id| got.push(id));
+            got.sort_unstable();
+            let mut want: Vec<u32> =
+                items.iter().filter(|(r, _)| r.intersects(&q.expand(dist))).map(|&(_, id)| id).collect();
+            want.sort_unstable();
+            prop_assert_eq!(&got, &want);
+            let p = (q.min_x, q.min_y);
+            let mut got = Vec::new();
+            idx.query_point(p, |id| got.push(id));
+            got.sort_unstable();
+            let mut want: Vec<u32> = items.iter().filter(|(r, _)| r.contains_point(p)).map(|&(_, id)| id).collect();
+            want.sort_unstable();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    /// Integer-coordinate star polygons (with a hole) probed at integer and half-integer
+    /// points, so points on vertices, on edges and level with vertices are common: the slab
+    /// test (fast filtered path and exact fallback) must agree with the plain exact test.
+    #[test]
+    fn slabs_agree_with_exact_location(
+        radii in prop::collection::vec(10i32..20, 6..60),
+        hole in prop::collection::vec(2i32..5, 3..10),
+        probes in prop::collection::vec((-42i32..42, -42i32..42), 1..200),
+    ) {
+        let ring = |r: &[i32], ccw: bool| {
+            let n = r.len();
+            let mut v: Vec<(f64, f64)> = (0..n)
+                .map(|i| {
+                    let a = std::f64::consts::TAU * i as f64 / n as f64;
+                    ((r[i] as f64 * a.cos()).round(), (r[i] as f64 * a.sin()).round())
+                })
+                .collect();
+            v.dedup();
+            if !ccw { v.reverse(); }
+            v.push(v[0]);
+            v
+        };
+        let (shell, hole) = (ring(&radii, true), ring(&hole, false));
+        prop_assume!(shell.len() >= 4 && hole.len() >= 4);
+        let mut b = ColumnBuilder::new();
+        b.push_polygon(&[&shell, &hole]).unwrap();
+        let col = b.finish();
+        let g = col.get(0).unwrap();
+        let slabs = EdgeSlabs::build(g.parts());
+        for &(x, y) in &probes {
+            let p = (x as f64 / 2.0, y as f64 / 2.0);
+            prop_assert_eq!(slabs.locate(0, p), algo::locate_point(&g, p), "at {:?}", p);
+        }
+    }
+}
+
+#[test]
+fn polygon_index_join_matches_brute_force() {
+    let mut b = ColumnBuilder::new();
+    b.push_polygon(&[&[(0.0, 0.0), (4.0, 0.0), (4.0, 4.0), (0.0, 4.0), (0.0, 0.0)]]).unwrap();
+    b.push_null();
+    b.push_point(1.0, 1.0).unwrap(); // not a polygon: never contains anything
+    b.push_polygon(&[&[(2.0, 2.0), (6.0, 2.0), (6.0, 6.0), (2.0, 6.0), (2.0, 2.0)]]).unwrap();
+    let polys = b.finish();
+    let mut p = ColumnBuilder::new();
+    for y in 0..=14 {
+        for x in 0..=14 {
+            p.push_point(x as f64 / 2.0, y as f64 / 2.0).unwrap();
+        }
+    }
+    p.push_null();
+    let pts = p.finish();
+    let idx = PolygonIndex::build(polys.view());
+    let mut got = idx.join_points(pts.view());
+    got.sort_unstable();
+    let mut want = Vec::new();
+    for r in 0..pts.len() {
+        let Some(pt) = pts.get(r) else { continue };
+        for q in 0..polys.len() {
+            let Some(poly) = polys.get(q) else { continue };
+            if poly.dimension() == 2 && algo::contains(&poly, &pt) {
+                want.push((r as u32, q as u32));
+            }
+        }
+    }
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    // Boundary points are not contained.
+    assert_eq!(algo::locate_point(&polys.get(0).unwrap(), (4.0, 2.0)), Location::Boundary);
+}

@@ -1,0 +1,135 @@
+//! Readers and writers: round trips, and errors that name the source and the place.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use meridian_kernels::column::{ColumnBuilder, ColumnError, GeometryColumn};
+use meridian_kernels::io::{self, Position};
+
+const SAMPLES: &str = "POINT (1 2)
+LINESTRING (0 0, 1 1, 2 0)
+POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0), (2 2, 2 4, 4 4, 2 2))
+MULTIPOINT ((1 1), (2 2))
+MULTILINESTRING ((0 0, 1 1), (2 2, 3 3, 4 2))
+MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 5, 6 6, 5 5)))
+NULL
+POINT EMPTY
+MULTIPOLYGON EMPTY
+";
+
+fn samples() -> GeometryColumn {
+    io::read_wkt("samples.wkt", SAMPLES.as_bytes()).unwrap()
+}
+
+#[test]
+fn wkt_round_trip() {
+    let col = samples();
+    let text: String = (0..col.len()).map(|r| io::to_wkt(col.get(r).as_ref()) + "\n").collect();
+    let back = io::read_wkt("again.wkt", text.as_bytes()).unwrap();
+    assert_eq!(col, back);
+}
+
+#[test]
+fn wkb_and_geo_types_round_trip() {
+    let col = samples();
+    let mut from_wkb = ColumnBuilder::new();
+    let mut geos = Vec::new();
+    for r in 0..col.len() {
+        match col.get(r) {
+            None => {
+                from_wkb.push_null();
+                geos.push(None);
+            }
+            Some(g) => {
+                io::push_wkb(&mut from_wkb, &io::to_wkb(&g).unwrap()).unwrap();
+                geos.push(io::to_geo(&g).ok());
+            }
+        }
+    }
+    assert_eq!(from_wkb.finish(), col);
+    // POINT EMPTY has no geo-types form; everything else comes back identical.
+    let point_empty = 7;
+    assert!(geos[point_empty].is_none() && col.get(point_empty).is_some());
+    let keep: Vec<usize> = (0..col.len()).filter(|&r| r != point_empty).collect();
+    let back = io::from_geo(keep.iter().map(|&r| geos[r].as_ref())).unwrap();
+    for (i, &r) in keep.iter().enumerate() {
+        assert_eq!(io::to_wkt(back.get(i).as_ref()), io::to_wkt(col.get(r).as_ref()), "row {r}");
+    }
+}
+
+#[test]
+fn geojson_reads_properties_and_families() {
+    let doc = r#"{"type":"FeatureCollection","features":[
+      {"type":"Feature","properties":{"name":"sq"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}},
+      {"type":"Feature","properties":{"name":"mp"},"geometry":{"type":"MultiPoint","coordinates":[[0,0],[1,1,5]]}}]}"#;
+    let t = io::read_geojson("t.geojson", doc).unwrap();
+    assert_eq!(t.property_str(1, "name"), Some("mp"));
+    assert_eq!(io::to_wkt(t.geometry.get(1).as_ref()), "MULTIPOINT((0 0),(1 1))");
+}
+
+#[test]
+fn errors_name_source_and_place() {
+    let e = io::read_wkt("bad.wkt", "POINT (1 2)\n\nPOINT (1\n".as_bytes()).unwrap_err();
+    assert_eq!(e.at, Position::Line(3));
+    assert!(e.to_string().starts_with("bad.wkt:3: invalid WKT"), "{e}");
+
+    let e = io::read_wkt("ring.wkt", "POLYGON ((0 0, 1 0, 1 1, 0 1))".as_bytes()).unwrap_err();
+    assert_eq!(e.to_string(), "ring.wkt:1: polygon ring 0 is not closed (first and last coordinates differ)");
+
+    let e = io::read_wkt("gc.wkt", "GEOMETRYCOLLECTION (POINT (1 1))".as_bytes()).unwrap_err();
+    assert!(e.message.contains("GEOMETRYCOLLECTION is not supported"), "{e}");
+
+    let e = io::read_wkt("line.wkt", "LINESTRING (1 1)".as_bytes()).unwrap_err();
+    assert!(e.message.contains("needs 0 or at least 2"), "{e}");
+
+    let e = io::read_csv("pts.csv", "lon,lat\n1,2\n3,abc\n".as_bytes(), &[]).unwrap_err();
+    assert_eq!(e.to_string(), "pts.csv:3: y field \"abc\" is not a number");
+
+    let e = io::read_csv("pts.csv", "lon,lat\n1,\n".as_bytes(), &[]).unwrap_err();
+    assert_eq!(e.at, Position::Line(2));
+
+    let e = io::read_csv("pts.csv", "a,b\n1,2\n".as_bytes(), &[]).unwrap_err();
+    assert!(e.to_string().contains("no `wkt` column and no x,y / lon,lat column pair"), "{e}");
+
+    let e = io::read_csv("pts.csv", "x,y\n1,2\n".as_bytes(), &["name"]).unwrap_err();
+    assert_eq!(e.to_string(), "pts.csv:1: no column named `name`");
+
+    let e = io::read_csv("pts.csv", "x,y\n1,inf\n".as_bytes(), &[]).unwrap_err();
+    assert!(e.message.contains("not finite"), "{e}");
+
+    let doc = r#"{"type":"FeatureCollection","features":[
+      {"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[0,0]}},
+      {"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[7]}}]}"#;
+    let e = io::read_geojson("f.geojson", doc).unwrap_err();
+    assert_eq!(e.at, Position::Feature(1));
+    assert!(e.to_string().starts_with("f.geojson: feature 1: A position must contain two or more"), "{e}");
+
+    let e = io::read_geojson("j.geojson", "{not json").unwrap_err();
+    assert!(e.to_string().starts_with("j.geojson: "), "{e}");
+
+    let mut b = ColumnBuilder::new();
+    assert!(io::push_wkb(&mut b, &[1, 2, 3]).unwrap_err().starts_with("invalid WKB"));
+}
+
+#[test]
+fn failed_row_leaves_column_unchanged() {
+    let mut b = ColumnBuilder::new();
+    b.push_point(1.0, 1.0).unwrap();
+    // The second ring fails after the shell was written: nothing of the row may remain.
+    let shell: &[(f64, f64)] = &[(0.0, 0.0), (4.0, 0.0), (4.0, 4.0), (0.0, 0.0)];
+    let open_hole: &[(f64, f64)] = &[(1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (1.0, 2.0)];
+    assert_eq!(b.push_polygon(&[shell, open_hole]), Err(ColumnError::RingNotClosed { ring: 1 }));
+    assert!(matches!(b.push_point(f64::NAN, 0.0), Err(ColumnError::NonFinite { .. })));
+    b.push_polygon(&[shell]).unwrap();
+    let col = b.finish();
+    let mut expect = ColumnBuilder::new();
+    expect.push_point(1.0, 1.0).unwrap();
+    expect.push_polygon(&[shell]).unwrap();
+    assert_eq!(col, expect.finish());
+}
+
+#[test]
+fn gz_files_are_decompressed() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/cities.csv.gz");
+    let t = io::read_csv("cities.csv.gz", io::open(&path).unwrap(), &["country_code"]).unwrap();
+    assert_eq!(t.geometry.len(), 234_908);
+    assert_eq!(t.column("country_code").unwrap()[0], "AD");
+}
