@@ -70,7 +70,7 @@ proptest! {
         b.push_polygon(&[&shell, &hole]).unwrap();
         let col = b.finish();
         let g = col.get(0).unwrap();
-        let slabs = EdgeSlabs::build(g.parts());
+        let slabs = EdgeSlabs::build(g.parts().map(Some));
         for &(x, y) in &probes {
             let p = (x as f64 / 2.0, y as f64 / 2.0);
             prop_assert_eq!(slabs.locate(0, p), algo::locate_point(&g, p), "at {:?}", p);
@@ -111,4 +111,34 @@ fn polygon_index_join_matches_brute_force() {
     assert_eq!(got, want);
     // Boundary points are not contained.
     assert_eq!(algo::locate_point(&polys.get(0).unwrap(), (4.0, 2.0)), Location::Boundary);
+}
+
+#[test]
+fn slabs_stay_linear_for_tall_edges() {
+    // A comb: 2,000 teeth whose edges each span the whole height.
+    let mut ring = vec![(0.0, 0.0)];
+    for i in 0..1000 {
+        let x = i as f64 * 2.0;
+        ring.extend([(x, 100.0), (x + 1.0, 100.0), (x + 1.0, 1.0), (x + 2.0, 1.0)]);
+    }
+    ring.extend([(2000.0, 0.0), (0.0, 0.0)]);
+    let mut b = ColumnBuilder::new();
+    b.push_polygon(&[&ring]).unwrap();
+    let col = b.finish();
+    let g = col.get(0).unwrap();
+    let slabs = EdgeSlabs::build(g.parts().map(Some));
+    let edges = ring.len() - 1;
+    assert!(slabs.entries() <= 8 * edges, "{} entries for {edges} edges", slabs.entries());
+    for p in [(0.5, 50.0), (1.5, 50.0), (1.5, 0.5), (1.0, 50.0), (2000.5, 0.5)] {
+        assert_eq!(slabs.locate(0, p), algo::locate_point(&g, p), "at {p:?}");
+    }
+    assert_eq!(slabs.locate(0, (f64::NAN, 0.5)), Location::Exterior);
+    assert_eq!(algo::locate_point(&g, (f64::NAN, 0.5)), Location::Exterior);
+}
+
+#[test]
+fn coordinates_beyond_the_exact_range_are_refused() {
+    let mut b = ColumnBuilder::new();
+    assert!(b.push_point(1e151, 0.0).is_err());
+    assert!(b.push_point(-1e150, 1e150).is_ok());
 }

@@ -109,8 +109,12 @@ pub(crate) fn locate_in_polygon<'a>(mut rings: impl Iterator<Item = Ring<'a>>, p
 /// - polygons: the rings are boundary; for a multipolygon, on any part's boundary is
 ///   boundary, inside any part is interior (valid multipolygons only touch at points).
 ///
-/// Exact. An empty geometry has only exterior.
+/// Exact. An empty geometry has only exterior; a point with a NaN or infinite coordinate
+/// is exterior to everything.
 pub fn locate_point(g: &Geom<'_>, p: Xy) -> Location {
+    if !(p.0.is_finite() && p.1.is_finite()) {
+        return Location::Exterior;
+    }
     match g.family() {
         Family::Point | Family::MultiPoint => {
             if g.coords().any(|c| c == p) {

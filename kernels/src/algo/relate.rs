@@ -8,10 +8,12 @@
 //! points and line endpoints are located directly. For two polygons, the side of each edge
 //! the interior lies on decides the interior/exterior entries.
 //!
-//! Robustness: all orientation and on-segment decisions are exact. Crossing points of two
-//! edges are rounded, and the location of a crossing node is taken from the edges that
-//! produced it rather than re-tested; only pieces shorter than the rounding error can be
-//! misclassified. Inputs must be valid OGC geometries (no self-intersecting rings).
+//! Robustness: all orientation and on-segment decisions are exact. Two things are rounded:
+//! crossing points of two edges (their location is taken from the edges that produced them
+//! rather than re-tested), and the midpoint used to classify a piece. So a piece only one or
+//! two ulps long — an edge ending 1 ulp from a vertex of the other geometry — can be
+//! misclassified, and two distinct nodes whose parameters along an edge round to the same
+//! value are merged. Inputs must be valid OGC geometries (no self-intersecting rings).
 
 use super::locate::{locate_point, orient, within_box, Location};
 use super::measure::{is_ccw, Rect};

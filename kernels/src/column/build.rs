@@ -12,8 +12,8 @@ use super::{Family, GeometryColumn};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ColumnError {
-    /// A coordinate is NaN or infinite.
-    #[error("coordinate ({x}, {y}) is not finite")]
+    /// A coordinate is NaN, infinite, or beyond ±[`MAX_COORD`](super::MAX_COORD).
+    #[error("coordinate ({x}, {y}) is not finite or beyond ±1e150")]
     NonFinite {
         /// x as read.
         x: f64,
@@ -335,7 +335,7 @@ impl ColumnBuilder {
 
     fn ring(&mut self, coords: &mut dyn Iterator<Item = (f64, f64)>) -> Result<(), ColumnError> {
         for (x, y) in coords {
-            if !(x.is_finite() && y.is_finite()) {
+            if !(x.abs() <= super::MAX_COORD && y.abs() <= super::MAX_COORD) {
                 return Err(ColumnError::NonFinite { x, y });
             }
             self.col.x.push(x);

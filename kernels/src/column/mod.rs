@@ -16,6 +16,11 @@ mod view;
 pub use build::{ColumnBuilder, ColumnError};
 pub use view::{ColumnView, Geom, Part, RawColumn, Ring};
 
+/// The largest coordinate magnitude a column accepts. Beyond about 1e154 the products inside
+/// the exact orientation test overflow to infinity and it can no longer decide; 1e150 leaves
+/// room for the differences of two coordinates and for affine maps checked on output.
+pub const MAX_COORD: f64 = 1e150;
+
 /// A geometry spelled out as parts → rings → coordinates (see [`ColumnBuilder::push_parts`]).
 pub type Parts = Vec<Vec<Vec<(f64, f64)>>>;
 

@@ -32,7 +32,8 @@ impl PolygonIndex {
             .map(|p| (bbox_of_part(&polys.part(p)), p as u32))
             .collect();
         let tree = FlatIndex::build(&items, Self::NODE_SIZE);
-        let slabs = EdgeSlabs::build((0..polys.part_count()).map(|p| polys.part(p)));
+        let slabs =
+            EdgeSlabs::build((0..polys.part_count()).map(|p| areal(part_rows[p]).then(|| polys.part(p))));
         PolygonIndex { tree, slabs, part_rows }
     }
 

@@ -18,6 +18,9 @@ pub struct EdgeSlabs {
     parts: Vec<[f64; 4]>,
     /// Per slab: first edge in `edges`; `slabs + 1` entries.
     slab_offsets: Vec<u32>,
+    /// Per slab: the largest x of its edges. A point right of it meets no edge of the slab
+    /// and no rightward ray from it can cross one, so it is outside.
+    slab_max_x: Vec<f64>,
     /// Edges as `[ax, ay, bx, by]`.
     edges: Vec<[f64; 4]>,
 }
@@ -26,13 +29,25 @@ pub struct EdgeSlabs {
 const EDGES_PER_SLAB: usize = 2;
 /// Upper bound on slabs per polygon.
 const MAX_SLABS: usize = 4096;
+/// Upper bound on the average number of slabs an edge is copied into.
+const MAX_COPIES: usize = 8;
 
 impl EdgeSlabs {
-    /// Builds slabs for `parts` (polygon parts; other parts get an empty slab set).
-    pub fn build<'a>(parts: impl IntoIterator<Item = Part<'a>>) -> EdgeSlabs {
+    /// Builds slabs for `parts`: `Some(polygon part)` gets slabs, `None` (a part that is not
+    /// a polygon) gets none and contains nothing. Part numbers in [`EdgeSlabs::locate`] are
+    /// positions in this iterator.
+    ///
+    /// An edge is copied into every slab its y range spans, so the slab count of a polygon
+    /// is halved until an edge is copied into at most eight slabs on average: memory is
+    /// linear in the number of edges whatever their shape.
+    pub fn build<'a>(parts: impl IntoIterator<Item = Option<Part<'a>>>) -> EdgeSlabs {
         let mut s = EdgeSlabs { slab_offsets: vec![0], ..Default::default() };
         let mut scratch: Vec<Vec<[f64; 4]>> = Vec::new();
         for part in parts {
+            let Some(part) = part else {
+                s.parts.push([0.0, 0.0, (s.slab_offsets.len() - 1) as f64, 0.0]);
+                continue;
+            };
             let edges: Vec<[f64; 4]> = part
                 .rings()
                 .flat_map(|r| r.segments())
@@ -42,9 +57,19 @@ impl EdgeSlabs {
             let (lo, hi) = edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), e| {
                 (lo.min(e[1]).min(e[3]), hi.max(e[1]).max(e[3]))
             });
-            let n = (edges.len() / EDGES_PER_SLAB).clamp(1, MAX_SLABS);
             let height = hi - lo;
-            let scale = if height > 0.0 { n as f64 / height } else { 0.0 };
+            let mut n = (edges.len() / EDGES_PER_SLAB).clamp(1, MAX_SLABS);
+            let mut scale = if height > 0.0 { n as f64 / height } else { 0.0 };
+            let copies = |n: usize, scale: f64| -> usize {
+                edges
+                    .iter()
+                    .map(|e| slab(lo, scale, n, e[1].max(e[3])) - slab(lo, scale, n, e[1].min(e[3])) + 1)
+                    .sum()
+            };
+            while n > 1 && copies(n, scale) > MAX_COPIES * edges.len() {
+                n /= 2;
+                scale = if height > 0.0 { n as f64 / height } else { 0.0 };
+            }
             s.parts.push([lo, scale, (s.slab_offsets.len() - 1) as f64, n as f64]);
             scratch.clear();
             scratch.resize_with(n, Vec::new);
@@ -57,6 +82,7 @@ impl EdgeSlabs {
             for list in &scratch {
                 s.edges.extend_from_slice(list);
                 s.slab_offsets.push(s.edges.len() as u32);
+                s.slab_max_x.push(list.iter().fold(f64::NEG_INFINITY, |m, e| m.max(e[0]).max(e[2])));
             }
         }
         s
@@ -78,10 +104,13 @@ impl EdgeSlabs {
     pub fn locate(&self, part: usize, p: Xy) -> Location {
         let [lo, scale, first, n] = self.parts[part];
         let (first, n) = (first as usize, n as usize);
-        if n == 0 || p.1 < lo || p.1.is_nan() {
+        if n == 0 || p.1 < lo || !(p.0.is_finite() && p.1.is_finite()) {
             return Location::Exterior;
         }
         let k = first + slab(lo, scale, n, p.1);
+        if p.0 > self.slab_max_x[k] {
+            return Location::Exterior;
+        }
         let (a, b) = (self.slab_offsets[k] as usize, self.slab_offsets[k + 1] as usize);
         let edges = &self.edges[a..b];
         crossing_parity_fast(edges, p).unwrap_or_else(|| crossing_parity_exact(edges, p))
