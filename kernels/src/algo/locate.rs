@@ -71,9 +71,15 @@ pub fn edge_crossing(a: Xy, b: Xy, p: Xy) -> Option<bool> {
 
 /// The location of `p` relative to the area enclosed by a closed ring (exact).
 pub fn locate_in_ring(ring: &Ring<'_>, p: Xy) -> Location {
+    locate_by_crossings(ring.segments(), p)
+}
+
+/// The crossing-number test over `edges` (the closed rings of one polygon, in any order):
+/// boundary if `p` is on an edge, else interior on an odd number of crossings (exact).
+pub(crate) fn locate_by_crossings(edges: impl Iterator<Item = (Xy, Xy)>, p: Xy) -> Location {
     let mut inside = false;
-    for i in 1..ring.len() {
-        match edge_crossing(ring.at(i - 1), ring.at(i), p) {
+    for (a, b) in edges {
+        match edge_crossing(a, b, p) {
             None => return Location::Boundary,
             Some(c) => inside ^= c,
         }

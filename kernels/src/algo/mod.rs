@@ -15,6 +15,7 @@ mod relate;
 mod transform;
 
 pub use distance::{distance, dwithin, segment_distance};
+pub(crate) use locate::locate_by_crossings;
 pub use locate::{edge_crossing, locate_in_ring, locate_point, orient, Location};
 pub use measure::{area, bbox, bbox_of_part, centroid, length, Rect};
 pub use predicates::{contains, covered_by, covers, disjoint, intersects, touches, within};

@@ -23,6 +23,15 @@ fn single_point(g: &Geom<'_>) -> Option<(f64, f64)> {
     }
 }
 
+/// False when `a` cannot cover `b`: either is empty, or `b`'s box leaves `a`'s.
+fn may_cover(a: &Geom<'_>, b: &Geom<'_>) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    let (ba, bb) = (bbox(a), bbox(b));
+    ba.contains_point((bb.min_x, bb.min_y)) && ba.contains_point((bb.max_x, bb.max_y))
+}
+
 fn boxes_meet(a: &Geom<'_>, b: &Geom<'_>) -> bool {
     bbox(a).intersects(&bbox(b))
 }
@@ -55,11 +64,7 @@ pub fn disjoint(a: &Geom<'_>, b: &Geom<'_>) -> bool {
 /// True when no point of `b` lies outside `a` and the interiors meet (`T*****FF*`). A polygon
 /// does not contain a point on its boundary.
 pub fn contains(a: &Geom<'_>, b: &Geom<'_>) -> bool {
-    if a.is_empty() || b.is_empty() {
-        return false;
-    }
-    let (ba, bb) = (bbox(a), bbox(b));
-    if !(ba.contains_point((bb.min_x, bb.min_y)) && ba.contains_point((bb.max_x, bb.max_y))) {
+    if !may_cover(a, b) {
         return false;
     }
     if let Some(p) = single_point(b) {
@@ -76,11 +81,7 @@ pub fn within(a: &Geom<'_>, b: &Geom<'_>) -> bool {
 /// True when no point of `b` lies outside `a` (and `b` is not empty): like `contains` but a
 /// boundary point is covered.
 pub fn covers(a: &Geom<'_>, b: &Geom<'_>) -> bool {
-    if a.is_empty() || b.is_empty() {
-        return false;
-    }
-    let (ba, bb) = (bbox(a), bbox(b));
-    if !(ba.contains_point((bb.min_x, bb.min_y)) && ba.contains_point((bb.max_x, bb.max_y))) {
+    if !may_cover(a, b) {
         return false;
     }
     if let Some(p) = single_point(b) {

@@ -113,7 +113,9 @@ impl EdgeSlabs {
         }
         let (a, b) = (self.slab_offsets[k] as usize, self.slab_offsets[k + 1] as usize);
         let edges = &self.edges[a..b];
-        crossing_parity_fast(edges, p).unwrap_or_else(|| crossing_parity_exact(edges, p))
+        crossing_parity_fast(edges, p).unwrap_or_else(|| {
+            crate::algo::locate_by_crossings(edges.iter().map(|e| ((e[0], e[1]), (e[2], e[3]))), p)
+        })
     }
 }
 
@@ -148,22 +150,6 @@ fn crossing_parity_fast(edges: &[[f64; 4]], (px, py): Xy) -> Option<Location> {
         Some(Location::Interior)
     } else {
         Some(Location::Exterior)
-    }
-}
-
-/// The crossing-number test with exact orientation for every edge.
-fn crossing_parity_exact(edges: &[[f64; 4]], p: Xy) -> Location {
-    let mut inside = false;
-    for e in edges {
-        match crate::algo::edge_crossing((e[0], e[1]), (e[2], e[3]), p) {
-            None => return Location::Boundary,
-            Some(c) => inside ^= c,
-        }
-    }
-    if inside {
-        Location::Interior
-    } else {
-        Location::Exterior
     }
 }
 
