@@ -89,6 +89,9 @@ impl<'a> ColumnView<'a> {
     }
 
     /// The part with global index `part` (as stored in the part offsets).
+    ///
+    /// # Panics
+    /// If `part >= self.part_count()`.
     pub fn part(&self, part: usize) -> Part<'a> {
         Part { view: *self, rings: self.range(self.part_offsets, part) }
     }
@@ -240,6 +243,9 @@ impl<'a> Ring<'a> {
     }
 
     /// Coordinate `i`.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
     #[inline]
     pub fn at(&self, i: usize) -> (f64, f64) {
         (self.xs[i], self.ys[i])

@@ -100,6 +100,9 @@ impl EdgeSlabs {
 
     /// Locates `p` relative to polygon part `part` (its index in the iterator given to
     /// [`EdgeSlabs::build`]). Exact.
+    ///
+    /// # Panics
+    /// If `part >= self.parts()`.
     #[inline]
     pub fn locate(&self, part: usize, p: Xy) -> Location {
         let [lo, scale, first, n] = self.parts[part];
