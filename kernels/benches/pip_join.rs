@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use geo::algorithm::indexed::IntervalTreeMultiPolygon;
 use geo::Contains;
 use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
-use meridian_kernels::index::PolygonIndex;
+use meridian_kernels::index::SpatialIndex;
 use meridian_kernels::io;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::RTree;
@@ -103,7 +103,7 @@ fn sorted(mut v: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
 
 fn bench(c: &mut Criterion) {
     let polys = countries();
-    let index = PolygonIndex::build(polys.view());
+    let index = SpatialIndex::build(polys.view());
     let geo_route = GeoRoute::build(&polys);
     for (name, pts) in [("cities", cities()), ("uniform_2m", uniform(2_000_000))] {
         let xy: Vec<(f64, f64)> = (0..pts.len()).filter_map(|r| pts.get(r)?.coords().next()).collect();

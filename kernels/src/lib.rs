@@ -22,4 +22,5 @@ pub use meridian_bytecode as bytecode;
 pub mod algo;
 pub mod column;
 pub mod index;
+pub mod interp;
 pub mod io;

@@ -3,7 +3,7 @@
 
 use meridian_kernels::algo::{self, Location, Rect};
 use meridian_kernels::column::ColumnBuilder;
-use meridian_kernels::index::{EdgeSlabs, FlatIndex, PolygonIndex};
+use meridian_kernels::index::{EdgeSlabs, FlatIndex, SpatialIndex};
 use proptest::prelude::*;
 
 fn rect((x, y, w, h): (f64, f64, f64, f64)) -> Rect {
@@ -94,7 +94,7 @@ fn polygon_index_join_matches_brute_force() {
     }
     p.push_null();
     let pts = p.finish();
-    let idx = PolygonIndex::build(polys.view());
+    let idx = SpatialIndex::build(polys.view());
     let mut got = idx.join_points(pts.view());
     got.sort_unstable();
     let mut want = Vec::new();

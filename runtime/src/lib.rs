@@ -1,10 +1,23 @@
-//! Runtime for meridian: the ring protocol, resident executors, launch policy, adaptive
-//! planner, hit buffers, streaming and the `Engine` API (see `docs/architecture.md`).
+//! Runtime for meridian: the ring protocol, the resident CPU executor, and the `Engine`
+//! API (see `docs/architecture.md` and `docs/ring-protocol.md`).
 //!
-//! Today it re-exports the layers below it so that the `meridian` facade has one door; the
-//! ring and the engine arrive with their own issue.
+//! A job goes: [`Engine::prepare`] (verify once, cached by content hash) →
+//! [`Engine::bind`] (columns checked against the inputs, indexes built) →
+//! [`Engine::submit`] (chunks published on the submission [`ring`]) → workers claim chunks
+//! and run the interpreter → the worker finishing the last chunk publishes a completion →
+//! the completion is reaped and the [`Ticket`] resolves.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod doorbell;
+mod engine;
+mod executor;
+pub mod ring;
+mod sync;
+
+pub use engine::{
+    Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared,
+    ShutdownError, Ticket, TrySubmitError, MODE_ENV,
+};
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;
 pub use meridian_driver as driver;

@@ -5,7 +5,7 @@ use geo_traits::{
     MultiPointTrait, MultiPolygonTrait, PointTrait, PolygonTrait, RectTrait, TriangleTrait,
 };
 
-use super::{Family, GeometryColumn};
+use super::{ColumnView, Family, Geom, GeometryColumn};
 
 /// Why a geometry could not be added to a column. The row is left out entirely; the column
 /// is unchanged.
@@ -213,6 +213,50 @@ impl ColumnBuilder {
             }
             GeometryType::Line(l) => self.push_line_string(&[l.start().x_y(), l.end().x_y()]),
         }
+    }
+
+    /// Removes every row, keeping the allocations (for per-row scratch space).
+    pub fn clear(&mut self) {
+        let c = &mut self.col;
+        for v in [&mut c.geom_offsets, &mut c.part_offsets, &mut c.ring_offsets] {
+            v.clear();
+            v.push(0);
+        }
+        c.kinds.clear();
+        c.x.clear();
+        c.y.clear();
+        c.validity.clear();
+        c.family = None;
+        self.families_seen = 0;
+    }
+
+    /// A view of the rows added so far.
+    pub fn view(&self) -> ColumnView<'_> {
+        self.col.view()
+    }
+
+    /// Appends a copy of `g` (a row of any column), or a null row for `None`. Fails, adding
+    /// nothing, only when the column would outgrow its 32-bit offsets.
+    pub fn push_geom(&mut self, g: Option<&Geom<'_>>) -> Result<(), ColumnError> {
+        let Some(g) = g else {
+            self.push_null();
+            return Ok(());
+        };
+        // The source row passed validation when it was built, so only offsets can fail.
+        self.row(g.family(), |b| {
+            for part in g.parts() {
+                b.part(|b| {
+                    for ring in part.rings() {
+                        b.col.x.extend_from_slice(ring.xs);
+                        b.col.y.extend_from_slice(ring.ys);
+                        let end = offset(b.col.x.len(), "coordinates")?;
+                        b.col.ring_offsets.push(end);
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })
     }
 
     /// The finished column.

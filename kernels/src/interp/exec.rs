@@ -1,0 +1,666 @@
+//! The row loop.
+
+use std::ops::Range;
+
+use meridian_bytecode::{BReg, CReg, FReg, GReg, Instr, OutputKind};
+
+use super::frame::{Cursor, GVal, Local, Scratch, B_NULL, HIT_BATCH, NO_CURSOR, SRC_DERIVED};
+use super::{BoundInputs, ExecError, Interpreter, OutputBuffers};
+use crate::algo::{self, Affine, Location, Rect, Xy};
+use crate::column::{ColumnBuilder, ColumnError, ColumnView, Family, Geom};
+use crate::index::SpatialIndex;
+
+/// What a chunk reads of one input.
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    view: ColumnView<'a>,
+    index: Option<&'a SpatialIndex>,
+}
+
+// Register numbers are masked to their file's size: the verifier has already checked them,
+// so the mask changes nothing but lets the compiler drop the bounds checks.
+#[inline(always)]
+fn fi(r: FReg) -> usize {
+    usize::from(r.0 & 31)
+}
+#[inline(always)]
+fn bi(r: BReg) -> usize {
+    usize::from(r.0 & 31)
+}
+#[inline(always)]
+fn gi(r: GReg) -> usize {
+    usize::from(r.0 & 15)
+}
+#[inline(always)]
+fn ci(r: CReg) -> usize {
+    usize::from(r.0 & 3)
+}
+
+#[inline(always)]
+fn fget(s: &Scratch, r: FReg) -> Option<f64> {
+    let i = fi(r);
+    (s.f_null >> i & 1 == 0).then_some(s.f[i])
+}
+
+#[inline(always)]
+fn fset(s: &mut Scratch, r: FReg, v: Option<f64>) {
+    let i = fi(r);
+    match v {
+        Some(x) => {
+            s.f[i] = x;
+            s.f_null &= !(1 << i);
+        }
+        None => s.f_null |= 1 << i,
+    }
+}
+
+/// Sets `count` consecutive f registers from `r` (bbox, centroid), wrapping like the mask.
+#[inline]
+fn fset_run(s: &mut Scratch, r: FReg, vals: Option<&[f64]>, count: u8) {
+    for k in 0..count {
+        let reg = FReg(r.0.wrapping_add(k));
+        fset(s, reg, vals.map(|v| v[usize::from(k)]));
+    }
+}
+
+#[inline(always)]
+fn bval(v: Option<bool>) -> u8 {
+    match v {
+        Some(b) => u8::from(b),
+        None => B_NULL,
+    }
+}
+
+#[inline(always)]
+fn f2(s: &Scratch, a: FReg, b: FReg) -> Option<(f64, f64)> {
+    fget(s, a).zip(fget(s, b))
+}
+
+fn min_f(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == y {
+        if x.is_sign_negative() {
+            x
+        } else {
+            y
+        }
+    } else if x < y {
+        x
+    } else {
+        y
+    }
+}
+
+fn max_f(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == y {
+        if x.is_sign_positive() {
+            x
+        } else {
+            y
+        }
+    } else if x > y {
+        x
+    } else {
+        y
+    }
+}
+
+/// The geometry a register refers to.
+#[inline]
+fn geom<'a>(ins: &[Slot<'a>], derived: &'a ColumnBuilder, v: GVal) -> Option<Geom<'a>> {
+    match v.src {
+        SRC_DERIVED => derived.view().get(v.lo as usize),
+        src => ins.get(usize::from(src))?.view.get(v.row as usize),
+    }
+}
+
+/// The coordinate of a register that refers to a non-empty point row of an input.
+#[inline(always)]
+fn point_of(ins: &[Slot<'_>], v: GVal) -> Option<Xy> {
+    ins.get(usize::from(v.src))?.view.point(v.row as usize)
+}
+
+/// Where `p` lies relative to the polygon row `a` refers to, read from the edge slabs of
+/// `a`'s input index; `None` when `a` is not a polygon row of an indexed input. Exactly
+/// [`algo::locate_point`]: a part whose box does not hold `p` cannot hold it on its boundary
+/// either, so testing only the parts the probe found is enough whenever `p` lies in the
+/// probe's box.
+#[inline]
+fn locate_in_candidate(ins: &[Slot<'_>], cursors: &[Cursor; 4], a: GVal, p: Xy) -> Option<Location> {
+    let slot = ins.get(usize::from(a.src))?;
+    let index = slot.index?;
+    let row = a.row as usize;
+    let kind = *slot.view.kinds.get(row)?;
+    if kind != Family::Polygon as u8 && kind != Family::MultiPolygon as u8 {
+        return None;
+    }
+    let slabs = index.slabs();
+    let hint = cursors.get(usize::from(a.cursor)).filter(|c| {
+        c.gen == a.gen
+            && c.rect.is_some_and(|r| r.min_x <= p.0 && p.0 <= r.max_x && r.min_y <= p.1 && p.1 <= r.max_y)
+    });
+    let mut result = Location::Exterior;
+    let mut visit = |part: usize| -> Option<bool> {
+        if part >= slabs.parts() {
+            return None;
+        }
+        match slabs.locate(part, p) {
+            Location::Boundary => {
+                result = Location::Boundary;
+                Some(true)
+            }
+            Location::Interior => {
+                result = Location::Interior;
+                Some(false)
+            }
+            Location::Exterior => Some(false),
+        }
+    };
+    match hint {
+        Some(c) => {
+            for &(_, part) in c.entries.get(a.lo as usize..a.hi as usize)? {
+                if visit(part as usize)? {
+                    break;
+                }
+            }
+        }
+        None => {
+            let offsets = slot.view.geom_offsets;
+            let (lo, hi) = (*offsets.get(row)? as usize, *offsets.get(row + 1)? as usize);
+            for part in lo..hi {
+                if visit(part)? {
+                    break;
+                }
+            }
+        }
+    }
+    Some(result)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pred {
+    Intersects,
+    Contains,
+    Covers,
+    Touches,
+    Disjoint,
+}
+
+impl Pred {
+    /// The predicate of (area, point) from where the point lies.
+    fn of_location(self, loc: Location) -> bool {
+        match self {
+            Pred::Intersects => loc != Location::Exterior,
+            Pred::Contains => loc == Location::Interior,
+            Pred::Covers => loc != Location::Exterior,
+            Pred::Touches => loc == Location::Boundary,
+            Pred::Disjoint => loc == Location::Exterior,
+        }
+    }
+
+    fn symmetric(self) -> bool {
+        matches!(self, Pred::Intersects | Pred::Touches | Pred::Disjoint)
+    }
+
+    fn general(self, a: &Geom<'_>, b: &Geom<'_>) -> bool {
+        match self {
+            Pred::Intersects => algo::intersects(a, b),
+            Pred::Contains => algo::contains(a, b),
+            Pred::Covers => algo::covers(a, b),
+            Pred::Touches => algo::touches(a, b),
+            Pred::Disjoint => algo::disjoint(a, b),
+        }
+    }
+}
+
+/// A binary predicate, `pred(a, b)`, through the candidate fast path when it applies.
+#[inline]
+fn predicate(ins: &[Slot<'_>], s: &Scratch, pred: Pred, a: GVal, b: GVal) -> u8 {
+    if a.is_null() || b.is_null() {
+        return B_NULL;
+    }
+    if let Some(loc) = point_of(ins, b).and_then(|p| locate_in_candidate(ins, &s.c, a, p)) {
+        return u8::from(pred.of_location(loc));
+    }
+    if pred.symmetric() {
+        if let Some(loc) = point_of(ins, a).and_then(|p| locate_in_candidate(ins, &s.c, b, p)) {
+            return u8::from(pred.of_location(loc));
+        }
+    }
+    match (geom(ins, &s.derived, a), geom(ins, &s.derived, b)) {
+        (Some(ga), Some(gb)) => u8::from(pred.general(&ga, &gb)),
+        _ => B_NULL,
+    }
+}
+
+/// Runs `affine` or `simplify` of `v`, leaving the result as the newest row of the derived
+/// scratch column.
+fn derive(
+    ins: &[Slot<'_>],
+    s: &mut Scratch,
+    v: GVal,
+    op: impl Fn(&Geom<'_>, &mut ColumnBuilder) -> Result<(), ColumnError>,
+) -> Result<Option<GVal>, ColumnError> {
+    if v.src == SRC_DERIVED {
+        // The source lives in the column being appended to: build aside, then move it over.
+        s.spare.clear();
+        let Some(g) = s.derived.view().get(v.lo as usize) else { return Ok(None) };
+        op(&g, &mut s.spare)?;
+        s.derived.push_geom(s.spare.view().get(0).as_ref())?;
+    } else {
+        let Some(g) = ins.get(usize::from(v.src)).and_then(|sl| sl.view.get(v.row as usize)) else {
+            return Ok(None);
+        };
+        op(&g, &mut s.derived)?;
+    }
+    let lo = s.derived.len() as u32 - 1;
+    Ok(Some(GVal { src: SRC_DERIVED, cursor: NO_CURSOR, row: v.row, lo, hi: 0, gen: 0 }))
+}
+
+/// Opens cursor `c` over the candidates of `input` whose part boxes meet `v`'s box grown by
+/// `dist` (`None`: no candidates).
+fn probe(
+    ins: &[Slot<'_>],
+    s: &mut Scratch,
+    c: usize,
+    input: usize,
+    v: GVal,
+    dist: Option<f64>,
+) -> Result<(), String> {
+    let slot = ins.get(input).ok_or("probe of a missing input")?;
+    let index = slot.index.ok_or("probe of an input without an index")?;
+    let point = point_of(ins, v);
+    let rect = match (point, dist) {
+        (_, None) => None,
+        (Some((x, y)), Some(_)) => Some(Rect { min_x: x, min_y: y, max_x: x, max_y: y }),
+        (None, Some(_)) => geom(ins, &s.derived, v).map(|g| algo::bbox(&g)).filter(|r| !r.is_nan()),
+    };
+    let cur = &mut s.c[c];
+    cur.entries.clear();
+    cur.pos = 0;
+    cur.gen = cur.gen.wrapping_add(1);
+    cur.input = input as u8;
+    cur.rect = None;
+    let (Some(rect), Some(d)) = (rect, dist) else { return Ok(()) };
+    let entries = &mut cur.entries;
+    match point {
+        Some(p) if d == 0.0 => index.query_point(p, |part, row| entries.push((row, part))),
+        _ => index.query(&rect.expand(d), |part, row| entries.push((row, part))),
+    }
+    if entries.len() > 1 {
+        entries.sort_unstable();
+    }
+    cur.rect = Some(rect.expand(d));
+    Ok(())
+}
+
+pub(super) fn run_chunk(
+    it: &Interpreter,
+    inputs: &BoundInputs,
+    rows: Range<usize>,
+    out: &OutputBuffers,
+    s: &mut Scratch,
+) -> Result<(), ExecError> {
+    let ins: Vec<Slot<'_>> =
+        inputs.inputs.iter().map(|i| Slot { view: i.column.view(), index: i.index.as_deref() }).collect();
+    s.locals.clear();
+    s.locals.extend(it.outputs.iter().map(|k| match k {
+        OutputKind::F64 | OutputKind::Bool => Local::Dense,
+        OutputKind::Geometry => Local::Geometry { pending: GVal::NULL, built: ColumnBuilder::new() },
+        OutputKind::Hits => Local::Hits(Vec::with_capacity(HIT_BATCH)),
+        OutputKind::Count => Local::Count(0),
+        OutputKind::Sum => Local::Sum(None),
+    }));
+    s.derived.clear();
+    let first = rows.start;
+    for row in rows {
+        run_row(it, &ins, row, out, s)?;
+    }
+    for (o, local) in s.locals.iter_mut().enumerate() {
+        match local {
+            Local::Dense => {}
+            Local::Geometry { built, .. } => out.add_geometry_chunk(o, first, std::mem::take(built).finish()),
+            Local::Hits(batch) => {
+                out.append_hits(o, batch);
+                batch.clear();
+            }
+            Local::Count(n) => out.add_count(o, *n),
+            Local::Sum(v) => {
+                if let Some(v) = v {
+                    out.add_sum(o, *v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn run_row(
+    it: &Interpreter,
+    ins: &[Slot<'_>],
+    row: usize,
+    out: &OutputBuffers,
+    s: &mut Scratch,
+) -> Result<(), ExecError> {
+    s.f_null = u32::MAX;
+    s.b[..it.used_b].fill(B_NULL);
+    s.g[..it.used_g].fill(GVal::NULL);
+    for c in &mut s.c[..it.used_c] {
+        c.entries.clear();
+        c.pos = 0;
+        c.rect = None;
+    }
+    let code = &*it.code;
+    let fail = |pc: usize, message: String| ExecError { row: Some(row), pc: Some(pc as u32), message };
+    let mut pc = 0usize;
+    loop {
+        let Some(&instr) = code.get(pc) else {
+            return Err(fail(pc, "ran past the end of the code".into()));
+        };
+        pc += 1;
+        match instr {
+            Instr::Halt {} => break,
+            Instr::Jmp { target } => pc = target.index(),
+            Instr::Jt { cond, target } => {
+                if s.b[bi(cond)] == 1 {
+                    pc = target.index();
+                }
+            }
+            Instr::Jf { cond, target } => {
+                if s.b[bi(cond)] != 1 {
+                    pc = target.index();
+                }
+            }
+            Instr::Load { dst, input } => {
+                let v = match ins.get(input.index()) {
+                    Some(slot) if !slot.view.is_null(row) => GVal::input(input.0 as u8, row as u32),
+                    _ => GVal::NULL,
+                };
+                s.g[gi(dst)] = v;
+            }
+            Instr::Const { dst, value } => {
+                let v = it.consts.get(value.index()).copied();
+                fset(s, dst, v);
+            }
+            Instr::MovF { dst, src } => {
+                let v = fget(s, src);
+                fset(s, dst, v);
+            }
+            Instr::MovB { dst, src } => s.b[bi(dst)] = s.b[bi(src)],
+            Instr::MovG { dst, src } => s.g[gi(dst)] = s.g[gi(src)],
+            Instr::SelectF { dst, cond, if_true, if_false } => {
+                let v = match s.b[bi(cond)] {
+                    1 => fget(s, if_true),
+                    0 => fget(s, if_false),
+                    _ => None,
+                };
+                fset(s, dst, v);
+            }
+            Instr::SelectB { dst, cond, if_true, if_false } => {
+                s.b[bi(dst)] = match s.b[bi(cond)] {
+                    1 => s.b[bi(if_true)],
+                    0 => s.b[bi(if_false)],
+                    _ => B_NULL,
+                };
+            }
+            Instr::SelectG { dst, cond, if_true, if_false } => {
+                s.g[gi(dst)] = match s.b[bi(cond)] {
+                    1 => s.g[gi(if_true)],
+                    0 => s.g[gi(if_false)],
+                    _ => GVal::NULL,
+                };
+            }
+            Instr::Add { dst, lhs, rhs } => {
+                let v = f2(s, lhs, rhs).map(|(x, y)| x + y);
+                fset(s, dst, v);
+            }
+            Instr::Sub { dst, lhs, rhs } => {
+                let v = f2(s, lhs, rhs).map(|(x, y)| x - y);
+                fset(s, dst, v);
+            }
+            Instr::Mul { dst, lhs, rhs } => {
+                let v = f2(s, lhs, rhs).map(|(x, y)| x * y);
+                fset(s, dst, v);
+            }
+            Instr::Div { dst, lhs, rhs } => {
+                let v = f2(s, lhs, rhs).map(|(x, y)| x / y);
+                fset(s, dst, v);
+            }
+            Instr::Min { dst, lhs, rhs } => {
+                let v = f2(s, lhs, rhs).map(|(x, y)| min_f(x, y));
+                fset(s, dst, v);
+            }
+            Instr::Max { dst, lhs, rhs } => {
+                let v = f2(s, lhs, rhs).map(|(x, y)| max_f(x, y));
+                fset(s, dst, v);
+            }
+            Instr::Abs { dst, src } => {
+                let v = fget(s, src).map(f64::abs);
+                fset(s, dst, v);
+            }
+            Instr::Neg { dst, src } => {
+                let v = fget(s, src).map(|x| -x);
+                fset(s, dst, v);
+            }
+            Instr::Sqrt { dst, src } => {
+                let v = fget(s, src).map(f64::sqrt);
+                fset(s, dst, v);
+            }
+            Instr::Lt { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x < y)),
+            Instr::Le { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x <= y)),
+            Instr::Gt { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x > y)),
+            Instr::Ge { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x >= y)),
+            Instr::Eq { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x == y)),
+            Instr::Ne { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x != y)),
+            Instr::And { dst, lhs, rhs } => {
+                let (x, y) = (s.b[bi(lhs)], s.b[bi(rhs)]);
+                s.b[bi(dst)] = if x == 0 || y == 0 {
+                    0
+                } else if x == B_NULL || y == B_NULL {
+                    B_NULL
+                } else {
+                    1
+                };
+            }
+            Instr::Or { dst, lhs, rhs } => {
+                let (x, y) = (s.b[bi(lhs)], s.b[bi(rhs)]);
+                s.b[bi(dst)] = if x == 1 || y == 1 {
+                    1
+                } else if x == B_NULL || y == B_NULL {
+                    B_NULL
+                } else {
+                    0
+                };
+            }
+            Instr::Not { dst, src } => {
+                let x = s.b[bi(src)];
+                s.b[bi(dst)] = if x == B_NULL { B_NULL } else { 1 - x };
+            }
+            Instr::IsNullF { dst, src } => s.b[bi(dst)] = u8::from(fget(s, src).is_none()),
+            Instr::Area { dst, geom: g } => {
+                let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| algo::area(&g));
+                fset(s, dst, v);
+            }
+            Instr::Length { dst, geom: g } => {
+                let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| algo::length(&g));
+                fset(s, dst, v);
+            }
+            Instr::Bbox { dst, geom: g } => {
+                let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| {
+                    let r = algo::bbox(&g);
+                    [r.min_x, r.min_y, r.max_x, r.max_y]
+                });
+                fset_run(s, dst, v.as_ref().map(|a| &a[..]), 4);
+            }
+            Instr::Centroid { dst, geom: g } => {
+                let v = geom(ins, &s.derived, s.g[gi(g)])
+                    .map(|g| algo::centroid(&g).map_or([f64::NAN, f64::NAN], |(x, y)| [x, y]));
+                fset_run(s, dst, v.as_ref().map(|a| &a[..]), 2);
+            }
+            Instr::NPoints { dst, geom: g } => {
+                let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| g.num_points() as f64);
+                fset(s, dst, v);
+            }
+            Instr::IsEmpty { dst, geom: g } => {
+                s.b[bi(dst)] = bval(geom(ins, &s.derived, s.g[gi(g)]).map(|g| g.is_empty()));
+            }
+            Instr::IsNullG { dst, geom: g } => s.b[bi(dst)] = u8::from(s.g[gi(g)].is_null()),
+            Instr::X { dst, geom: g } | Instr::Y { dst, geom: g } => {
+                let take_x = matches!(instr, Instr::X { .. });
+                let v = s.g[gi(g)];
+                let xy = match point_of(ins, v) {
+                    Some(p) => Some(p),
+                    None => geom(ins, &s.derived, v)
+                        .filter(|g| g.family() == Family::Point)
+                        .map(|g| g.coords().next().unwrap_or((f64::NAN, f64::NAN))),
+                };
+                fset(s, dst, xy.map(|(x, y)| if take_x { x } else { y }));
+            }
+            Instr::Intersects { dst, a, b } => {
+                s.b[bi(dst)] = predicate(ins, s, Pred::Intersects, s.g[gi(a)], s.g[gi(b)]);
+            }
+            Instr::Contains { dst, a, b } => {
+                s.b[bi(dst)] = predicate(ins, s, Pred::Contains, s.g[gi(a)], s.g[gi(b)]);
+            }
+            Instr::Within { dst, a, b } => {
+                s.b[bi(dst)] = predicate(ins, s, Pred::Contains, s.g[gi(b)], s.g[gi(a)]);
+            }
+            Instr::Covers { dst, a, b } => {
+                s.b[bi(dst)] = predicate(ins, s, Pred::Covers, s.g[gi(a)], s.g[gi(b)]);
+            }
+            Instr::CoveredBy { dst, a, b } => {
+                s.b[bi(dst)] = predicate(ins, s, Pred::Covers, s.g[gi(b)], s.g[gi(a)]);
+            }
+            Instr::Touches { dst, a, b } => {
+                s.b[bi(dst)] = predicate(ins, s, Pred::Touches, s.g[gi(a)], s.g[gi(b)]);
+            }
+            Instr::Disjoint { dst, a, b } => {
+                s.b[bi(dst)] = predicate(ins, s, Pred::Disjoint, s.g[gi(a)], s.g[gi(b)]);
+            }
+            Instr::DWithin { dst, a, b, dist } => {
+                let v = match (
+                    geom(ins, &s.derived, s.g[gi(a)]),
+                    geom(ins, &s.derived, s.g[gi(b)]),
+                    fget(s, dist),
+                ) {
+                    (Some(ga), Some(gb), Some(d)) => Some(algo::dwithin(&ga, &gb, d)),
+                    _ => None,
+                };
+                s.b[bi(dst)] = bval(v);
+            }
+            Instr::Distance { dst, a, b } => {
+                let v = match (geom(ins, &s.derived, s.g[gi(a)]), geom(ins, &s.derived, s.g[gi(b)])) {
+                    (Some(ga), Some(gb)) => Some(algo::distance(&ga, &gb)),
+                    _ => None,
+                };
+                fset(s, dst, v);
+            }
+            Instr::Affine { dst, geom: g, matrix } => {
+                let m = it
+                    .consts
+                    .get(matrix.index()..matrix.index() + 6)
+                    .and_then(|m| <[f64; 6]>::try_from(m).ok());
+                let m =
+                    Affine(m.ok_or_else(|| fail(pc - 1, "affine matrix outside the constant pool".into()))?);
+                let v = s.g[gi(g)];
+                let r = derive(ins, s, v, |g, b| algo::affine(g, &m, b))
+                    .map_err(|e| fail(pc - 1, format!("affine: {e}")))?;
+                s.g[gi(dst)] = r.unwrap_or(GVal::NULL);
+            }
+            Instr::Simplify { dst, geom: g, tolerance } => {
+                let v = s.g[gi(g)];
+                let r = match fget(s, tolerance) {
+                    None => None,
+                    Some(t) => derive(ins, s, v, |g, b| algo::simplify(g, t, b))
+                        .map_err(|e| fail(pc - 1, format!("simplify: {e}")))?,
+                };
+                s.g[gi(dst)] = r.unwrap_or(GVal::NULL);
+            }
+            Instr::Probe { cursor, input, geom: g } => {
+                let v = s.g[gi(g)];
+                let d = (!v.is_null()).then_some(0.0);
+                probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
+            }
+            Instr::ProbeDist { cursor, input, geom: g, dist } => {
+                let v = s.g[gi(g)];
+                let d = fget(s, dist).filter(|d| *d >= 0.0 && !v.is_null());
+                probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
+            }
+            Instr::CNext { dst, cursor, exit } => {
+                let c = ci(cursor);
+                let cur = &mut s.c[c];
+                let v = match cur.entries.get(cur.pos) {
+                    Some(&(cand_row, _)) => {
+                        let lo = cur.pos;
+                        let mut hi = lo + 1;
+                        while cur.entries.get(hi).is_some_and(|e| e.0 == cand_row) {
+                            hi += 1;
+                        }
+                        cur.pos = hi;
+                        GVal {
+                            src: cur.input,
+                            cursor: c as u8,
+                            row: cand_row,
+                            lo: lo as u32,
+                            hi: hi as u32,
+                            gen: cur.gen,
+                        }
+                    }
+                    None => {
+                        pc = exit.index();
+                        GVal::NULL
+                    }
+                };
+                s.g[gi(dst)] = v;
+            }
+            Instr::StoreF { output, src } => out.store_f64(output.index(), row, fget(s, src)),
+            Instr::StoreB { output, src } => out.store_bool(output.index(), row, s.b[bi(src)]),
+            Instr::StoreG { output, src } => {
+                let v = s.g[gi(src)];
+                if let Some(Local::Geometry { pending, .. }) = s.locals.get_mut(output.index()) {
+                    *pending = v;
+                }
+            }
+            Instr::Emit { output, cand } => {
+                let v = s.g[gi(cand)];
+                if !v.is_null() {
+                    if let Some(Local::Hits(batch)) = s.locals.get_mut(output.index()) {
+                        batch.push((row as u64) << 32 | u64::from(v.row));
+                        if batch.len() == HIT_BATCH {
+                            out.append_hits(output.index(), batch);
+                            batch.clear();
+                        }
+                    }
+                }
+            }
+            Instr::Count { output } => {
+                if let Some(Local::Count(n)) = s.locals.get_mut(output.index()) {
+                    *n += 1;
+                }
+            }
+            Instr::Sum { output, src } => {
+                if let (Some(x), Some(Local::Sum(acc))) = (fget(s, src), s.locals.get_mut(output.index())) {
+                    *acc = Some(acc.map_or(x, |a| a + x));
+                }
+            }
+        }
+    }
+    if it.has_geometry_outputs {
+        let Scratch { locals, derived, .. } = s;
+        for local in locals.iter_mut() {
+            if let Local::Geometry { pending, built } = local {
+                let g = geom(ins, derived, *pending);
+                built.push_geom(g.as_ref()).map_err(|e| fail(pc.saturating_sub(1), format!("store: {e}")))?;
+                *pending = GVal::NULL;
+            }
+        }
+    }
+    if !s.derived.is_empty() {
+        s.derived.clear();
+    }
+    Ok(())
+}

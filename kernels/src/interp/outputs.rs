@@ -1,0 +1,312 @@
+//! Where a job's results go while chunks run on several threads, and what they become.
+//!
+//! Dense outputs are arrays of atomics indexed by row, so chunks on different threads write
+//! disjoint rows without locks; hits go to one capacity-bounded buffer behind an atomic
+//! cursor; reductions are combined once per chunk. Every store is `Relaxed`: the executor
+//! publishes a chunk's completion with a release store and the reader acquires it, which
+//! orders every store of the chunk before the read.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use meridian_bytecode::OutputKind;
+
+use crate::column::{ColumnBuilder, ColumnError, GeometryColumn};
+
+/// A dense f64 output: one value or null per row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct F64Column {
+    values: Vec<f64>,
+    valid: Vec<bool>,
+}
+
+impl F64Column {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The value at `row` (relative to the job's first row), `None` when null or out of range.
+    pub fn get(&self, row: usize) -> Option<f64> {
+        self.valid.get(row).copied().filter(|&v| v).map(|_| self.values[row])
+    }
+
+    /// Every row, nulls as `None`.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Option<f64>> + '_ {
+        self.values.iter().zip(&self.valid).map(|(&v, &ok)| ok.then_some(v))
+    }
+}
+
+/// A dense bool output: one value or null per row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoolColumn {
+    values: Vec<Option<bool>>,
+}
+
+impl BoolColumn {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The value at `row`, `None` when null or out of range.
+    pub fn get(&self, row: usize) -> Option<bool> {
+        self.values.get(row).copied().flatten()
+    }
+
+    /// Every row, nulls as `None`.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Option<bool>> + '_ {
+        self.values.iter().copied()
+    }
+}
+
+/// One output of a finished job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputColumn {
+    /// `f64` output.
+    F64(F64Column),
+    /// `bool` output.
+    Bool(BoolColumn),
+    /// `geometry` output (one row per job row; rows never stored are null).
+    Geometry(GeometryColumn),
+    /// `hits` output: `(row, id)` pairs sorted by row, then id.
+    Hits(Vec<(u32, u32)>),
+    /// `count` output.
+    Count(u64),
+    /// `sum` output (0 when nothing was added).
+    Sum(f64),
+}
+
+/// Not every hit fitted: the job must run again with at least these capacities.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("hit buffers overflowed: {needed:?} (output, hits produced)")]
+pub struct HitOverflow {
+    /// `(output index, hits the job produced)` for every output that overflowed.
+    pub needed: Vec<(usize, u64)>,
+}
+
+const NULL_BOOL: u8 = 2;
+
+#[derive(Debug)]
+pub(crate) enum Buffer {
+    F64 { bits: Box<[AtomicU64]>, valid: Box<[AtomicU8]> },
+    Bool(Box<[AtomicU8]>),
+    Geometry(Mutex<Vec<(usize, GeometryColumn)>>),
+    Hits { slots: Box<[AtomicU64]>, cursor: AtomicU64 },
+    Count(AtomicU64),
+    Sum { bits: AtomicU64, any: AtomicBool },
+}
+
+/// The output buffers of one job run over a row range.
+#[derive(Debug)]
+pub struct OutputBuffers {
+    rows: Range<usize>,
+    pub(crate) buffers: Vec<Buffer>,
+}
+
+fn atomics<T>(n: usize, f: impl Fn() -> T) -> Box<[T]> {
+    (0..n).map(|_| f()).collect()
+}
+
+impl OutputBuffers {
+    /// Buffers for `outputs` over job rows `rows`, with room for `hit_capacity` hits in each
+    /// hits output.
+    pub fn new(outputs: &[OutputKind], rows: Range<usize>, hit_capacity: usize) -> OutputBuffers {
+        let n = rows.len();
+        let buffers = outputs
+            .iter()
+            .map(|k| match k {
+                OutputKind::F64 => Buffer::F64 {
+                    bits: atomics(n, || AtomicU64::new(0)),
+                    valid: atomics(n, || AtomicU8::new(0)),
+                },
+                OutputKind::Bool => Buffer::Bool(atomics(n, || AtomicU8::new(NULL_BOOL))),
+                OutputKind::Geometry => Buffer::Geometry(Mutex::new(Vec::new())),
+                OutputKind::Hits => Buffer::Hits {
+                    slots: atomics(hit_capacity, || AtomicU64::new(0)),
+                    cursor: AtomicU64::new(0),
+                },
+                OutputKind::Count => Buffer::Count(AtomicU64::new(0)),
+                OutputKind::Sum => {
+                    Buffer::Sum { bits: AtomicU64::new((-0.0f64).to_bits()), any: AtomicBool::new(false) }
+                }
+            })
+            .collect();
+        OutputBuffers { rows, buffers }
+    }
+
+    /// The job rows these buffers cover.
+    pub fn rows(&self) -> Range<usize> {
+        self.rows.clone()
+    }
+
+    #[inline]
+    pub(crate) fn store_f64(&self, out: usize, row: usize, v: Option<f64>) {
+        if let Some(Buffer::F64 { bits, valid }) = self.buffers.get(out) {
+            let i = row - self.rows.start;
+            bits[i].store(v.unwrap_or(0.0).to_bits(), Relaxed);
+            valid[i].store(u8::from(v.is_some()), Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn store_bool(&self, out: usize, row: usize, v: u8) {
+        if let Some(Buffer::Bool(vals)) = self.buffers.get(out) {
+            vals[row - self.rows.start].store(v, Relaxed);
+        }
+    }
+
+    pub(crate) fn add_geometry_chunk(&self, out: usize, first_row: usize, col: GeometryColumn) {
+        if let Some(Buffer::Geometry(chunks)) = self.buffers.get(out) {
+            // A poisoned lock only means another chunk panicked mid-push; the list is intact.
+            let mut chunks = chunks.lock().unwrap_or_else(|p| p.into_inner());
+            chunks.push((first_row, col));
+        }
+    }
+
+    /// Appends a batch of packed `(row << 32) | id` hits: one atomic add reserves their
+    /// places; those past the capacity are counted, not stored.
+    pub(crate) fn append_hits(&self, out: usize, batch: &[u64]) {
+        if let Some(Buffer::Hits { slots, cursor }) = self.buffers.get(out) {
+            let start = cursor.fetch_add(batch.len() as u64, Relaxed) as usize;
+            for (slot, &h) in slots.iter().skip(start).zip(batch) {
+                slot.store(h, Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn add_count(&self, out: usize, n: u64) {
+        if let Some(Buffer::Count(c)) = self.buffers.get(out) {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub(crate) fn add_sum(&self, out: usize, v: f64) {
+        if let Some(Buffer::Sum { bits, any }) = self.buffers.get(out) {
+            any.store(true, Relaxed);
+            let _ = bits.fetch_update(Relaxed, Relaxed, |b| Some((f64::from_bits(b) + v).to_bits()));
+        }
+    }
+
+    /// Hits produced so far over all hits outputs.
+    pub fn hits_produced(&self) -> u64 {
+        self.buffers
+            .iter()
+            .map(|b| match b {
+                Buffer::Hits { cursor, .. } => cursor.load(Relaxed),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Hits produced so far per hits output that overflowed its capacity.
+    pub fn overflow(&self) -> Option<HitOverflow> {
+        let needed: Vec<(usize, u64)> = self
+            .buffers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| match b {
+                Buffer::Hits { slots, cursor } => {
+                    let n = cursor.load(Relaxed);
+                    (n > slots.len() as u64).then_some((i, n))
+                }
+                _ => None,
+            })
+            .collect();
+        (!needed.is_empty()).then_some(HitOverflow { needed })
+    }
+
+    /// The finished outputs, in output order. Call once, after every chunk has completed
+    /// (the caller's synchronisation orders their stores before this); geometry outputs are
+    /// moved out. Fails when hits overflowed: nothing partial is returned.
+    pub fn finish(&self) -> Result<Vec<OutputColumn>, FinishError> {
+        if let Some(o) = self.overflow() {
+            return Err(FinishError::Overflow(o));
+        }
+        let rows = self.rows.len();
+        self.buffers
+            .iter()
+            .map(|b| {
+                Ok(match b {
+                    Buffer::F64 { bits, valid } => OutputColumn::F64(F64Column {
+                        values: bits.iter().map(|b| f64::from_bits(b.load(Relaxed))).collect(),
+                        valid: valid.iter().map(|v| v.load(Relaxed) == 1).collect(),
+                    }),
+                    Buffer::Bool(vals) => OutputColumn::Bool(BoolColumn {
+                        values: vals
+                            .iter()
+                            .map(|v| match v.load(Relaxed) {
+                                0 => Some(false),
+                                1 => Some(true),
+                                _ => None,
+                            })
+                            .collect(),
+                    }),
+                    Buffer::Geometry(chunks) => {
+                        let mut chunks =
+                            std::mem::take(&mut *chunks.lock().unwrap_or_else(|p| p.into_inner()));
+                        chunks.sort_by_key(|(first, _)| *first);
+                        let mut b = ColumnBuilder::new();
+                        for (_, col) in &chunks {
+                            for r in 0..col.len() {
+                                b.push_geom(col.get(r).as_ref()).map_err(FinishError::Column)?;
+                            }
+                        }
+                        if b.len() != rows {
+                            return Err(FinishError::MissingRows { expected: rows, got: b.len() });
+                        }
+                        OutputColumn::Geometry(b.finish())
+                    }
+                    Buffer::Hits { slots, cursor } => {
+                        let n = cursor.load(Relaxed) as usize;
+                        let mut hits: Vec<(u32, u32)> = slots[..n]
+                            .iter()
+                            .map(|h| {
+                                let h = h.load(Relaxed);
+                                ((h >> 32) as u32, h as u32)
+                            })
+                            .collect();
+                        hits.sort_unstable();
+                        OutputColumn::Hits(hits)
+                    }
+                    Buffer::Count(c) => OutputColumn::Count(c.load(Relaxed)),
+                    Buffer::Sum { bits, any } => OutputColumn::Sum(if any.load(Relaxed) {
+                        f64::from_bits(bits.load(Relaxed))
+                    } else {
+                        0.0
+                    }),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Why [`OutputBuffers::finish`] gave no result.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FinishError {
+    /// Hits overflowed; run again with more room.
+    #[error(transparent)]
+    Overflow(#[from] HitOverflow),
+    /// A geometry output outgrew its 32-bit offsets.
+    #[error("geometry output: {0}")]
+    Column(ColumnError),
+    /// Not every row of a geometry output was produced (a chunk never ran).
+    #[error("geometry output has {got} of {expected} rows")]
+    MissingRows {
+        /// Rows of the job.
+        expected: usize,
+        /// Rows produced.
+        got: usize,
+    },
+}

@@ -1,0 +1,201 @@
+//! Prepared programs, bound inputs, jobs and their results.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use meridian_bytecode::{ProgramHash, VerifiedProgram};
+use meridian_kernels::interp::{
+    BoolColumn, BoundInputs, ExecError, F64Column, FinishError, Interpreter, OutputColumn,
+};
+
+/// What the engine keeps per prepared program.
+#[derive(Debug)]
+pub(crate) struct PreparedInner {
+    pub program: VerifiedProgram,
+    pub interp: Interpreter,
+    pub output_names: Arc<[String]>,
+    /// Hits per row seen in the last finished run, as f64 bits: the next job's hit capacity
+    /// starts from it, so a program that overflowed once is sized right the next time.
+    hits_per_row: AtomicU64,
+}
+
+impl PreparedInner {
+    pub(crate) fn new(program: &VerifiedProgram) -> PreparedInner {
+        PreparedInner {
+            interp: Interpreter::new(program),
+            output_names: program.program().outputs().iter().map(|o| o.name.clone()).collect(),
+            program: program.clone(),
+            hits_per_row: AtomicU64::new(1f64.to_bits()),
+        }
+    }
+
+    /// Hit capacity for a job of `rows` rows: the last observed rate with 12.5% headroom.
+    pub(crate) fn hit_capacity(&self, rows: usize) -> usize {
+        let rate = f64::from_bits(self.hits_per_row.load(Relaxed));
+        ((rows as f64 * rate * 1.125) as usize).saturating_add(64)
+    }
+
+    pub(crate) fn note_hits(&self, rows: usize, hits: u64) {
+        if rows > 0 {
+            self.hits_per_row.store((hits as f64 / rows as f64).to_bits(), Relaxed);
+        }
+    }
+}
+
+/// A verified program ready to run on an engine (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub(crate) inner: Arc<PreparedInner>,
+}
+
+impl Prepared {
+    /// The verified program.
+    pub fn program(&self) -> &VerifiedProgram {
+        &self.inner.program
+    }
+
+    /// The program's content hash.
+    pub fn hash(&self) -> ProgramHash {
+        self.inner.program.hash()
+    }
+
+    /// A job over every row of `bound`.
+    pub fn job(&self, bound: &Bound) -> Job {
+        Job { prepared: self.clone(), bound: bound.clone(), rows: 0..bound.rows(), hit_capacity: None }
+    }
+}
+
+/// Columns bound to a prepared program's inputs (cheap to clone; share it between jobs).
+#[derive(Clone, Debug)]
+pub struct Bound {
+    pub(crate) inner: Arc<BoundInputs>,
+    pub(crate) program: ProgramHash,
+}
+
+impl Bound {
+    /// Rows of the row source.
+    pub fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+}
+
+/// One unit of work: a prepared program, its bound inputs, and the rows to run.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub(crate) prepared: Prepared,
+    pub(crate) bound: Bound,
+    pub(crate) rows: Range<usize>,
+    pub(crate) hit_capacity: Option<usize>,
+}
+
+impl Job {
+    /// Runs only rows `rows` of the row source (clamped to it). Hits keep absolute row
+    /// numbers; dense outputs have one entry per row of the range.
+    pub fn rows(mut self, rows: Range<usize>) -> Job {
+        let n = self.bound.rows();
+        self.rows = rows.start.min(n)..rows.end.min(n).max(rows.start.min(n));
+        self
+    }
+
+    /// The hit capacity of the first attempt (default: sized from the program's last run).
+    /// Too small is never wrong: the job runs again with the capacity it reported.
+    pub fn hit_capacity(mut self, hits: usize) -> Job {
+        self.hit_capacity = Some(hits);
+        self
+    }
+
+    /// The rows this job runs.
+    pub fn row_range(&self) -> Range<usize> {
+        self.rows.clone()
+    }
+}
+
+/// The outputs of a finished job, by name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobResult {
+    names: Arc<[String]>,
+    columns: Vec<OutputColumn>,
+    attempts: u32,
+}
+
+impl JobResult {
+    pub(crate) fn new(names: Arc<[String]>, columns: Vec<OutputColumn>, attempts: u32) -> JobResult {
+        JobResult { names, columns, attempts }
+    }
+
+    /// Every output as `(name, column)`, in `.output` order.
+    pub fn outputs(&self) -> impl ExactSizeIterator<Item = (&str, &OutputColumn)> {
+        self.names.iter().map(String::as_str).zip(&self.columns)
+    }
+
+    /// The output called `name`.
+    pub fn get(&self, name: &str) -> Option<&OutputColumn> {
+        self.names.iter().position(|n| n == name).map(|i| &self.columns[i])
+    }
+
+    /// A hits output: `(row, id)` pairs sorted by row, then id.
+    pub fn hits(&self, name: &str) -> Option<&[(u32, u32)]> {
+        match self.get(name)? {
+            OutputColumn::Hits(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// An f64 output.
+    pub fn f64(&self, name: &str) -> Option<&F64Column> {
+        match self.get(name)? {
+            OutputColumn::F64(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A bool output.
+    pub fn bool(&self, name: &str) -> Option<&BoolColumn> {
+        match self.get(name)? {
+            OutputColumn::Bool(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A count output.
+    pub fn count(&self, name: &str) -> Option<u64> {
+        match self.get(name)? {
+            OutputColumn::Count(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// A sum output.
+    pub fn sum(&self, name: &str) -> Option<f64> {
+        match self.get(name)? {
+            OutputColumn::Sum(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// How many times the job ran (more than 1 when hits overflowed their first capacity).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+/// Why a job produced no result.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum JobError {
+    /// A row failed (the error names the row and pc).
+    #[error("{0}")]
+    Exec(ExecError),
+    /// The engine shut down before the job ran.
+    #[error("cancelled: the engine shut down")]
+    Cancelled,
+    /// The outputs could not be assembled.
+    #[error(transparent)]
+    Output(FinishError),
+    /// The job's bindings were made for another program.
+    #[error("the job's inputs were bound for another program")]
+    Mismatch,
+    /// The result was already taken from this ticket.
+    #[error("the ticket's result was already taken")]
+    ResultTaken,
+}

@@ -1,0 +1,135 @@
+//! Tickets: one per submitted job, resolved exactly once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread::Thread;
+
+use super::{JobError, JobResult};
+
+#[derive(Debug, Default)]
+enum Waiter {
+    #[default]
+    None,
+    Thread(Thread),
+    Task(Waker),
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    result: Option<Result<JobResult, JobError>>,
+    taken: bool,
+    waiter: Waiter,
+}
+
+/// The shared side of a ticket, held by the job until it resolves.
+#[derive(Debug, Default)]
+pub(crate) struct TicketCell {
+    done: AtomicBool,
+    slot: Mutex<Slot>,
+}
+
+impl TicketCell {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores the outcome and wakes whoever waits. The first call wins; later calls are
+    /// ignored and return false (a ticket resolves exactly once).
+    pub(crate) fn resolve(&self, result: Result<JobResult, JobError>) -> bool {
+        let mut slot = self.slot();
+        if self.done.load(Ordering::Relaxed) {
+            return false;
+        }
+        slot.result = Some(result);
+        self.done.store(true, Ordering::Release);
+        let waiter = std::mem::take(&mut slot.waiter);
+        drop(slot);
+        match waiter {
+            Waiter::None => {}
+            Waiter::Thread(t) => t.unpark(),
+            Waiter::Task(w) => w.wake(),
+        }
+        true
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+}
+
+/// The handle of a submitted job. Resolves exactly once — done, failed or cancelled —
+/// including when the engine shuts down.
+///
+/// Wait for it with [`Ticket::wait`] (blocking), poll it with [`Ticket::try_result`], or
+/// `.await` it: `Ticket` is a [`Future`], woken by the executor itself, so no async runtime
+/// is needed by the engine.
+#[derive(Debug)]
+#[must_use = "a ticket is the only way to the job's result"]
+pub struct Ticket {
+    pub(crate) cell: Arc<TicketCell>,
+    pub(crate) spin: u32,
+}
+
+impl Ticket {
+    /// True once the job has resolved.
+    pub fn is_done(&self) -> bool {
+        self.cell.is_done()
+    }
+
+    /// The outcome if the job has resolved, without blocking. The outcome is handed out
+    /// once; afterwards this (and `wait`, and polling) gives [`JobError::ResultTaken`].
+    pub fn try_result(&mut self) -> Option<Result<JobResult, JobError>> {
+        if !self.cell.is_done() {
+            return None;
+        }
+        Some(take(&mut self.cell.slot()))
+    }
+
+    /// Blocks until the job resolves: spins briefly (a small job often finishes within
+    /// microseconds), then parks.
+    pub fn wait(self) -> Result<JobResult, JobError> {
+        for _ in 0..self.spin {
+            if self.cell.is_done() {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            let mut slot = self.cell.slot();
+            if self.cell.is_done() {
+                return take(&mut slot);
+            }
+            slot.waiter = Waiter::Thread(std::thread::current());
+            drop(slot);
+            // A resolve between the unlock and here unparks first: park returns at once.
+            std::thread::park();
+        }
+    }
+}
+
+fn take(slot: &mut Slot) -> Result<JobResult, JobError> {
+    if slot.taken {
+        return Err(JobError::ResultTaken);
+    }
+    slot.taken = true;
+    slot.result.take().unwrap_or(Err(JobError::ResultTaken))
+}
+
+impl Future for Ticket {
+    type Output = Result<JobResult, JobError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.cell.slot();
+        if self.cell.is_done() {
+            return Poll::Ready(take(&mut slot));
+        }
+        match &slot.waiter {
+            Waiter::Task(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waiter = Waiter::Task(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
