@@ -12,7 +12,9 @@ use meridian_kernels::interp::{BoundInputs, ExecError, FinishError, OutputBuffer
 
 use crate::doorbell::Doorbell;
 use crate::engine::{JobError, JobResult, PreparedInner, TicketCell};
-use crate::ring::{CompletionEntry, HeapMemory, JobStatus, Pop, PushError, Reaper, Ring, RingError, SubmitEntry};
+use crate::ring::{
+    CompletionEntry, HeapMemory, JobStatus, Pop, PushError, Reaper, Ring, RingError, SubmitEntry,
+};
 use crate::sync::spin_hint;
 
 /// One job in flight: what to run, where results go, and whom to tell.
@@ -253,7 +255,12 @@ impl Shared {
             }
             Err((again, PushError::Full)) => {
                 let mut scratch = Scratch::new();
-                let status = match again.prepared.interp.run(&again.inputs, again.rows.clone(), &again.out, &mut scratch) {
+                let status = match again.prepared.interp.run(
+                    &again.inputs,
+                    again.rows.clone(),
+                    &again.out,
+                    &mut scratch,
+                ) {
                     Ok(()) => JobStatus::Done,
                     Err(e) => {
                         again.fail(e);

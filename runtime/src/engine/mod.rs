@@ -40,8 +40,8 @@ use meridian_kernels::interp::{BindError, BoundInputs, Input};
 use crate::executor::{self, JobState, Shared, Tuning};
 use crate::ring::{PushError, RingError};
 
-pub use job::{Bound, Job, JobError, JobResult, Prepared};
 pub(crate) use job::PreparedInner;
+pub use job::{Bound, Job, JobError, JobResult, Prepared};
 pub use ticket::Ticket;
 pub(crate) use ticket::TicketCell;
 
@@ -186,16 +186,24 @@ impl EngineBuilder {
             },
         };
         let backend = choose_backend(mode)?;
-        let workers = self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let workers =
+            self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if workers == 0 || workers > 1024 {
             return Err(EngineError::Config(format!("workers must be 1 to 1024, not {workers}")));
         }
-        let tuning = Tuning { workers, chunk_rows: self.chunk_rows.max(1), ring_capacity: self.ring_capacity, spin: self.spin };
+        let tuning = Tuning {
+            workers,
+            chunk_rows: self.chunk_rows.max(1),
+            ring_capacity: self.ring_capacity,
+            spin: self.spin,
+        };
         let shared = Arc::new(Shared::new(tuning)?);
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
             let s = shared.clone();
-            let spawned = std::thread::Builder::new().name(format!("meridian-cpu-{i}")).spawn(move || executor::worker(s));
+            let spawned = std::thread::Builder::new()
+                .name(format!("meridian-cpu-{i}"))
+                .spawn(move || executor::worker(s));
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -283,7 +291,11 @@ impl Engine {
     /// Binds columns to `program`'s inputs by name. A value is a column (`Arc<GeometryColumn>`
     /// or `GeometryColumn`) or an [`Input`] with its index; `indexed` inputs given without
     /// one get an index built here. Checks kinds, lengths and names.
-    pub fn bind<N, I>(&self, program: &Prepared, inputs: impl IntoIterator<Item = (N, I)>) -> Result<Bound, EngineError>
+    pub fn bind<N, I>(
+        &self,
+        program: &Prepared,
+        inputs: impl IntoIterator<Item = (N, I)>,
+    ) -> Result<Bound, EngineError>
     where
         N: AsRef<str>,
         I: Into<Input>,
@@ -307,7 +319,9 @@ impl Engine {
         }
         let mut inputs = Vec::with_capacity(slots.len());
         for (slot, decl) in slots.into_iter().zip(decls) {
-            inputs.push(slot.ok_or_else(|| EngineError::InputName(format!("input `{}` is not bound", decl.name)))?);
+            inputs.push(
+                slot.ok_or_else(|| EngineError::InputName(format!("input `{}` is not bound", decl.name)))?,
+            );
         }
         let bound = BoundInputs::bind(program.inner.program.program(), inputs)?;
         Ok(Bound { inner: Arc::new(bound), program: program.inner.program.hash() })

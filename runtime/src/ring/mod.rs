@@ -25,16 +25,16 @@
 //! ```
 
 mod entry;
-mod memory;
-mod reaper;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod memory;
+mod reaper;
 
 use std::alloc::Layout;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 pub use entry::{CompletionEntry, JobStatus, SubmitEntry};
 pub use memory::{HeapMemory, RingMemory};
@@ -178,7 +178,10 @@ impl<T: Copy + Send, M: RingMemory> Ring<T, M> {
             base.as_ptr().cast::<RingHeader>().write(header);
             let slots = base.as_ptr().add(slots_offset).cast::<Slot<T>>();
             for i in 0..capacity {
-                slots.add(i).write(Slot { seq: AtomicU64::new(i as u64), value: UnsafeCell::new(MaybeUninit::uninit()) });
+                slots.add(i).write(Slot {
+                    seq: AtomicU64::new(i as u64),
+                    value: UnsafeCell::new(MaybeUninit::uninit()),
+                });
             }
         }
         Ok(ring)
@@ -224,7 +227,12 @@ impl<T: Copy + Send, M: RingMemory> Ring<T, M> {
     pub fn try_push_n(&self, n: usize, make: impl FnMut(usize) -> T) -> Result<(), PushError> {
         let h = self.header();
         h.producers.0.fetch_add(1, SeqCst);
-        let result = if h.closed.0.load(SeqCst) != 0 { Err(PushError::Closed) } else { self.claim_and_fill(n, make) };
+        // `closed` is only ever read and written by read-modify-writes, so this read takes
+        // part in a release sequence with `close`: a consumer that sees the ring closed also
+        // sees this producer registered, or this producer sees the ring closed
+        // (docs/ring-protocol.md, "Shutdown").
+        let closed = h.closed.0.fetch_or(0, AcqRel) != 0;
+        let result = if closed { Err(PushError::Closed) } else { self.claim_and_fill(n, make) };
         h.producers.0.fetch_sub(1, SeqCst);
         result
     }
@@ -295,10 +303,10 @@ impl<T: Copy + Send, M: RingMemory> Ring<T, M> {
                     Err(now) => pos = now,
                 }
             } else if diff < 0 {
-                // Empty at `pos`. Drained only if closed with no producer mid-push; the
-                // SeqCst loads pair with `try_push_n`'s (see docs/ring-protocol.md), and
-                // the slot is checked again after them.
-                if h.closed.0.load(SeqCst) != 0 && h.producers.0.load(SeqCst) == 0 {
+                // Empty at `pos`. Drained only if closed with no producer mid-push (read
+                // with read-modify-writes, see `try_push_n`); the slot is checked again
+                // after, since a producer that just left published before leaving.
+                if h.closed.0.fetch_or(0, AcqRel) != 0 && h.producers.0.fetch_add(0, AcqRel) == 0 {
                     let again = self.slot(pos).seq.load(Acquire);
                     if again.wrapping_sub(pos + 1) as i64 >= 0 {
                         pos = h.head.0.load(Relaxed);
@@ -336,12 +344,12 @@ impl<T: Copy + Send, M: RingMemory> Ring<T, M> {
     /// Closes the ring to producers. Items already published still drain; after that
     /// consumers see [`Pop::Drained`].
     pub fn close(&self) {
-        self.header().closed.0.store(1, SeqCst);
+        self.header().closed.0.fetch_or(1, AcqRel);
     }
 
     /// True once [`Ring::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.header().closed.0.load(SeqCst) != 0
+        self.header().closed.0.load(Acquire) != 0
     }
 }
 
