@@ -1,8 +1,10 @@
 //! meridian: geometry pipelines written as compact bytecode, run on a resident CUDA megakernel
 //! or a CPU executor that speaks the same ring and bytecode.
 //!
-//! This facade re-exports the public API. Today that is the bytecode layer (assemble, verify,
-//! disassemble and build programs) and the driver layer (probe and use a CUDA device).
+//! This facade re-exports the public API: the [`Engine`] (prepare, bind, submit, await
+//! tickets), the bytecode layer (assemble, verify, disassemble and build programs), the
+//! geometry kernels (columns, readers, algorithms, index, interpreter), the ring protocol,
+//! and the driver layer (probe and use a CUDA device).
 //!
 //! ```
 //! let program = meridian::bytecode::assemble("measure.masm", include_str!("../examples/measure.masm"))?;
@@ -13,3 +15,9 @@
 
 pub use meridian_runtime::bytecode;
 pub use meridian_runtime::driver;
+pub use meridian_runtime::kernels;
+pub use meridian_runtime::ring;
+pub use meridian_runtime::{
+    Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared,
+    ShutdownError, Ticket, TrySubmitError, MODE_ENV,
+};

@@ -41,6 +41,24 @@ enum Command {
     },
     /// Show what CUDA this machine has: driver, devices, NVRTC.
     Info,
+    /// Run a program over input files through the Engine; write one CSV per output.
+    Run {
+        /// The program (.masm or .mbc).
+        program: PathBuf,
+        /// An input as NAME=PATH (.wkt, .csv, .geojson or .json, optionally .gz); repeat
+        /// for each `.input` of the program.
+        #[arg(short, long = "input", value_name = "NAME=PATH")]
+        inputs: Vec<String>,
+        /// Where jobs run (default: MERIDIAN_EXECUTION_MODE, else auto).
+        #[arg(long, value_parser = ["auto", "cpu", "gpu"])]
+        mode: Option<String>,
+        /// Output folder: one NAME.csv per output.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// CPU worker threads (default: all cores).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +74,13 @@ fn main() -> ExitCode {
         Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
         Command::Disasm { file } => cli::bytecode::disasm(&file),
         Command::Verify { file } => cli::bytecode::verify(&file),
+        Command::Run { program, inputs, mode, out, workers } => cli::run::run(&cli::run::RunArgs {
+            program,
+            inputs,
+            mode: mode.as_deref().and_then(meridian::Mode::parse),
+            out,
+            workers,
+        }),
         Command::Info => {
             cli::print(&format!("{}\n", meridian::driver::probe()));
             Ok(())

@@ -1,0 +1,205 @@
+//! `meridian run PROGRAM --input NAME=PATH ... --out DIR`: read inputs, run the program
+//! through the Engine, write one CSV per output.
+
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use meridian::bytecode::{assemble, verify, Program, VerifiedProgram, MAGIC};
+use meridian::kernels::column::GeometryColumn;
+use meridian::kernels::interp::OutputColumn;
+use meridian::kernels::io;
+use meridian::{Engine, JobResult, Mode};
+
+use super::{print, Failure};
+
+/// The program at `path`: bytecode if it starts with the magic, assembly otherwise.
+pub fn load_program(path: &Path) -> Result<VerifiedProgram, Failure> {
+    let fail = |m: String| Failure::input([format!("{}: error: {m}", path.display())]);
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if bytes.starts_with(&MAGIC) {
+        let program = Program::from_bytes(&bytes).map_err(|e| fail(e.to_string()))?;
+        verify(&program).map_err(|errors| {
+            Failure::input(errors.0.iter().map(|e| format!("{}: error: {e}", path.display())))
+        })
+    } else {
+        let text = String::from_utf8(bytes)
+            .map_err(|_| fail("neither UTF-8 assembly nor meridian bytecode".into()))?;
+        assemble(&path.display().to_string(), &text)
+            .map_err(|d| Failure::input(d.0.iter().map(|d| d.to_string())))
+    }
+}
+
+/// Reads a geometry column by file extension (`.wkt`, `.csv`, `.geojson`/`.json`, each
+/// optionally `.gz`).
+pub fn read_input(path: &Path) -> Result<GeometryColumn, Failure> {
+    let name = path.display().to_string();
+    let lower = name.to_ascii_lowercase();
+    let base = lower.strip_suffix(".gz").unwrap_or(&lower);
+    let read_err = |e: io::ReadError| Failure::input([format!("error: {e}")]);
+    if base.ends_with(".wkt") {
+        io::read_wkt(&name, io::open(path).map_err(read_err)?).map_err(read_err)
+    } else if base.ends_with(".csv") {
+        Ok(io::read_csv(&name, io::open(path).map_err(read_err)?, &[]).map_err(read_err)?.geometry)
+    } else if base.ends_with(".geojson") || base.ends_with(".json") {
+        let text = io::read_text(path).map_err(read_err)?;
+        Ok(io::read_geojson(&name, &text).map_err(read_err)?.geometry)
+    } else {
+        Err(Failure::input([format!(
+            "{name}: error: unknown input format (expected .wkt, .csv, .geojson or .json, optionally .gz)"
+        )]))
+    }
+}
+
+/// Options of `meridian run`.
+#[derive(Debug)]
+pub struct RunArgs {
+    /// The program.
+    pub program: PathBuf,
+    /// `NAME=PATH` pairs.
+    pub inputs: Vec<String>,
+    /// Execution mode (`None`: `MERIDIAN_EXECUTION_MODE`, then auto).
+    pub mode: Option<Mode>,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Worker threads (`None`: all cores).
+    pub workers: Option<usize>,
+}
+
+/// `meridian run`.
+pub fn run(args: &RunArgs) -> Result<(), Failure> {
+    let t0 = Instant::now();
+    let program = load_program(&args.program)?;
+    let mut columns = Vec::new();
+    for spec in &args.inputs {
+        let Some((name, path)) = spec.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
+            return Err(Failure::input([format!("error: --input {spec:?}: expected NAME=PATH")]));
+        };
+        columns.push((name.to_string(), Arc::new(read_input(Path::new(path))?)));
+    }
+    let t_read = t0.elapsed();
+
+    let mut builder = Engine::builder();
+    if let Some(m) = args.mode {
+        builder = builder.mode(m);
+    }
+    if let Some(w) = args.workers {
+        builder = builder.workers(w);
+    }
+    let engine = builder.build().map_err(|e| Failure::input([format!("error: {e}")]))?;
+    let prepared = engine.prepare_verified(&program);
+    let t1 = Instant::now();
+    let bound = engine.bind(&prepared, columns).map_err(|e| Failure::input([format!("error: {e}")]))?;
+    let t_bind = t1.elapsed();
+
+    let t2 = Instant::now();
+    let result = engine.run(prepared.job(&bound)).map_err(|e| Failure::input([format!("error: {e}")]))?;
+    let t_run = t2.elapsed();
+
+    let t3 = Instant::now();
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Failure::input([format!("{}: error: cannot create: {e}", args.out.display())]))?;
+    let written = write_outputs(&result, &args.out)?;
+    let t_write = t3.elapsed();
+
+    let backend = engine.backend();
+    let mut report = String::new();
+    let _ = writeln!(report, "backend: {} ({})", backend.name, backend.reason);
+    let _ = writeln!(
+        report,
+        "program `{}` over {} rows on {} workers, {} attempt(s)",
+        program.program().name(),
+        bound.rows(),
+        engine.workers(),
+        result.attempts()
+    );
+    for line in written {
+        let _ = writeln!(report, "wrote {line}");
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let _ = writeln!(
+        report,
+        "time: read {:.1} ms, bind+index {:.1} ms, run {:.1} ms ({:.2} M rows/s), write {:.1} ms",
+        ms(t_read),
+        ms(t_bind),
+        ms(t_run),
+        bound.rows() as f64 / t_run.as_secs_f64().max(1e-9) / 1e6,
+        ms(t_write)
+    );
+    print(&report);
+    Ok(())
+}
+
+/// Writes every output of `result` as `DIR/<name>.csv`; returns a line per file.
+pub fn write_outputs(result: &JobResult, dir: &Path) -> Result<Vec<String>, Failure> {
+    let mut lines = Vec::new();
+    for (name, column) in result.outputs() {
+        let path = dir.join(format!("{name}.csv"));
+        let fail =
+            |e: std::io::Error| Failure::input([format!("{}: error: cannot write: {e}", path.display())]);
+        let file = std::fs::File::create(&path).map_err(fail)?;
+        let mut w = BufWriter::new(file);
+        let what =
+            write_column(&mut w, name, column).and_then(|what| w.flush().map(|_| what)).map_err(fail)?;
+        lines.push(format!("{} ({what})", path.display()));
+    }
+    Ok(lines)
+}
+
+fn write_column(w: &mut impl Write, name: &str, column: &OutputColumn) -> std::io::Result<String> {
+    match column {
+        OutputColumn::F64(c) => {
+            writeln!(w, "row,{name}")?;
+            for (row, v) in c.iter().enumerate() {
+                match v {
+                    Some(x) if x.is_nan() => writeln!(w, "{row},NaN")?,
+                    Some(x) => writeln!(w, "{row},{x}")?,
+                    None => writeln!(w, "{row},")?,
+                }
+            }
+            Ok(format!("{} rows", c.len()))
+        }
+        OutputColumn::Bool(c) => {
+            writeln!(w, "row,{name}")?;
+            for (row, v) in c.iter().enumerate() {
+                match v {
+                    Some(b) => writeln!(w, "{row},{b}")?,
+                    None => writeln!(w, "{row},")?,
+                }
+            }
+            Ok(format!("{} rows", c.len()))
+        }
+        OutputColumn::Geometry(c) => {
+            writeln!(w, "row,{name}")?;
+            for row in 0..c.len() {
+                match c.get(row) {
+                    // WKT has commas: always quoted (it never contains a quote).
+                    Some(g) => writeln!(w, "{row},\"{}\"", io::to_wkt(Some(&g)))?,
+                    None => writeln!(w, "{row},")?,
+                }
+            }
+            Ok(format!("{} rows", c.len()))
+        }
+        OutputColumn::Hits(h) => {
+            writeln!(w, "row,id")?;
+            for (row, id) in h {
+                writeln!(w, "{row},{id}")?;
+            }
+            Ok(format!("{} hits", h.len()))
+        }
+        OutputColumn::Count(n) => {
+            writeln!(w, "value\n{n}")?;
+            Ok(format!("count {n}"))
+        }
+        OutputColumn::Sum(v) => {
+            if v.is_nan() {
+                writeln!(w, "value\nNaN")?;
+            } else {
+                writeln!(w, "value\n{v}")?;
+            }
+            Ok(format!("sum {v}"))
+        }
+    }
+}
