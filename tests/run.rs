@@ -1,0 +1,168 @@
+//! `meridian run` end to end: the five example programs, the cities × countries join
+//! checked pair for pair against the `geo` crate, and readable failures.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use geo::{BoundingRect, Contains};
+use meridian::kernels::io;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn meridian(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meridian")).args(args).current_dir(root()).output().unwrap()
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("meridian-run-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn pip_join_gives_the_pairs_geo_gives() {
+    let out = out_dir("pip");
+    let stdout = ok(&meridian(&[
+        "run",
+        "examples/pip_join.masm",
+        "--input",
+        "pts=data/cities.csv.gz",
+        "--input",
+        "zones=data/countries.geojson",
+        "--mode",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(stdout.contains("backend: cpu"), "{stdout}");
+    let text = std::fs::read_to_string(out.join("pairs.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("row,id"));
+    let ours: Vec<(usize, usize)> = lines
+        .map(|l| {
+            let (r, i) = l.split_once(',').unwrap();
+            (r.parse().unwrap(), i.parse().unwrap())
+        })
+        .collect();
+
+    // The same join with geo: every country as a geo MultiPolygon, box pre-check, Contains.
+    let countries = io::read_geojson(
+        "countries.geojson",
+        &io::read_text(&root().join("data/countries.geojson")).unwrap(),
+    )
+    .unwrap()
+    .geometry;
+    let cities = io::read_csv("cities.csv.gz", io::open(&root().join("data/cities.csv.gz")).unwrap(), &[])
+        .unwrap()
+        .geometry;
+    let polys: Vec<(geo::Rect<f64>, geo::Geometry<f64>)> = (0..countries.len())
+        .map(|c| {
+            let g = io::to_geo(&countries.get(c).unwrap()).unwrap();
+            (g.bounding_rect().unwrap(), g)
+        })
+        .collect();
+    let mut theirs = Vec::new();
+    for row in 0..cities.len() {
+        let Some(p) = cities.view().point(row) else { continue };
+        let pt = geo::Point::new(p.0, p.1);
+        for (c, (rect, g)) in polys.iter().enumerate() {
+            if rect.contains(&pt) && g.contains(&pt) {
+                theirs.push((row, c));
+            }
+        }
+    }
+    assert_eq!(ours.len(), theirs.len());
+    assert_eq!(ours, theirs);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn every_example_program_runs() {
+    let out = out_dir("examples");
+    let pts = out.join("pts.csv");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(&pts, "x,y\n0,0\n0.3,0.4\n5,5\n,\n").unwrap();
+    let o = |d: &str| out.join(d).to_str().unwrap().to_string();
+    let shapes = ["--input", "shapes=data/countries.geojson"];
+    for (program, outputs) in [
+        ("measure", &["area", "length"][..]),
+        ("bounds", &["minx", "miny", "maxx", "maxy", "cx", "cy"][..]),
+        ("moved", &["moved"][..]),
+    ] {
+        let dir = o(program);
+        let file = format!("examples/{program}.masm");
+        ok(&meridian(&["run", &file, shapes[0], shapes[1], "--out", &dir]));
+        for name in outputs {
+            let text = std::fs::read_to_string(out.join(program).join(format!("{name}.csv"))).unwrap();
+            assert_eq!(text.lines().next().unwrap(), format!("row,{name}"));
+            assert_eq!(text.lines().count(), 178, "{program}/{name}: header + one line per country");
+        }
+    }
+    let pts_arg = format!("pts={}", pts.display());
+    let sites_arg = format!("sites={}", pts.display());
+    ok(&meridian(&[
+        "run",
+        "examples/near.masm",
+        "--input",
+        &pts_arg,
+        "--input",
+        &sites_arg,
+        "--out",
+        &o("near"),
+    ]));
+    let pairs = std::fs::read_to_string(out.join("near/pairs.csv")).unwrap();
+    // (0,0)–(0.3,0.4) are 0.5 apart: within 0.5 both ways; the null row matches nothing.
+    assert_eq!(pairs, "row,id\n0,0\n0,1\n1,0\n1,1\n2,2\n");
+    assert_eq!(std::fs::read_to_string(out.join("near/total.csv")).unwrap(), "value\n5\n");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn failures_are_one_readable_line_and_exit_2() {
+    let out = out_dir("fail");
+    let dir = out.to_str().unwrap();
+    for (args, want) in [
+        (vec!["run", "examples/pip_join.masm", "--input", "pts", "--out", dir], "expected NAME=PATH"),
+        (
+            vec!["run", "examples/pip_join.masm", "--input", "pts=README.md", "--out", dir],
+            "unknown input format",
+        ),
+        (
+            vec![
+                "run",
+                "examples/pip_join.masm",
+                "--input",
+                "pts=data/countries.geojson",
+                "--input",
+                "zones=data/countries.geojson",
+                "--out",
+                dir,
+            ],
+            "input `pts` is declared `points` but row 0 is a",
+        ),
+        (
+            vec!["run", "examples/pip_join.masm", "--input", "pts=data/cities.csv.gz", "--out", dir],
+            "input `zones` is not bound",
+        ),
+        (
+            vec!["run", "examples/pip_join.masm", "--input", "nope=data/cities.csv.gz", "--out", dir],
+            "no input `nope`",
+        ),
+        (vec!["run", "missing.masm", "--out", dir], "cannot read"),
+    ] {
+        let o = meridian(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
