@@ -54,6 +54,7 @@ impl<'a> ColumnView<'a> {
     }
 
     /// True when `row` is null (or out of range).
+    #[inline(always)]
     pub fn is_null(&self, row: usize) -> bool {
         self.validity.get(row / 64).is_none_or(|w| w & (1 << (row % 64)) == 0)
     }
@@ -70,7 +71,7 @@ impl<'a> ColumnView<'a> {
 
     /// The coordinate of row `row` when it is a non-null, non-empty `POINT` (for any other
     /// row, `None`). The fast path for point columns.
-    #[inline]
+    #[inline(always)]
     pub fn point(&self, row: usize) -> Option<(f64, f64)> {
         if self.is_null(row) || *self.kinds.get(row)? != Family::Point as u8 {
             return None;
