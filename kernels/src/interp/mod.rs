@@ -8,7 +8,8 @@
 //!
 //! Candidate loops remember which parts of each candidate row the probe found, so
 //! `contains`/`within`/`covers`/... of a point against a polygon candidate read only the
-//! edge slabs of those parts — the same work as calling [`SpatialIndex::containing`]
+//! edge slabs of those parts — the same work as calling
+//! [`SpatialIndex::containing`](crate::index::SpatialIndex::containing)
 //! directly. Every fast path gives exactly the answer of the general [`crate::algo`]
 //! function it stands in for.
 //!
@@ -62,9 +63,6 @@ use meridian_bytecode::{Instr, OutputKind, ProgramHash, RegFile, VerifiedProgram
 pub use bind::{BindError, BoundInputs, Input};
 pub use frame::Scratch;
 pub use outputs::{BoolColumn, F64Column, FinishError, HitOverflow, OutputBuffers, OutputColumn};
-
-#[allow(unused_imports)] // for the module docs
-use crate::index::SpatialIndex;
 
 /// A verified program decoded for the CPU. Cheap to share (`Sync`); build once per program.
 #[derive(Clone, Debug)]
