@@ -13,6 +13,8 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod demo;
+
 pub use meridian_runtime::bytecode;
 pub use meridian_runtime::driver;
 pub use meridian_runtime::kernels;

@@ -39,6 +39,22 @@ enum Command {
         /// The program, as assembly or bytecode (told apart by the bytecode magic).
         file: PathBuf,
     },
+    /// Join the shipped GeoNames places against the Natural Earth countries: a report, CSV
+    /// files and a choropleth (demo.png).
+    Demo {
+        /// Output folder for pairs.csv, countries.csv and demo.png.
+        #[arg(long, value_name = "DIR", default_value = "out")]
+        out: PathBuf,
+        /// Data folder (default: ./data if it holds the files, else the source tree's).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Where jobs run (default: MERIDIAN_EXECUTION_MODE, else auto).
+        #[arg(long, value_parser = ["auto", "cpu", "gpu"])]
+        mode: Option<String>,
+        /// CPU worker threads (default: all cores).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Show what CUDA this machine has: driver, devices, NVRTC.
     Info,
     /// Run a program over input files through the Engine; write one CSV per output.
@@ -81,6 +97,9 @@ fn main() -> ExitCode {
             out,
             workers,
         }),
+        Command::Demo { out, data, mode, workers } => {
+            cli::demo::run(data, out, mode.as_deref().and_then(meridian::Mode::parse), workers)
+        }
         Command::Info => {
             cli::print(&format!("{}\n", meridian::driver::probe()));
             Ok(())

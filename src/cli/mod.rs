@@ -1,6 +1,7 @@
 //! Subcommands of the `meridian` program, one module per family.
 
 pub mod bytecode;
+pub mod demo;
 pub mod run;
 
 use std::io::Write;
