@@ -3,7 +3,7 @@
 
 use meridian_kernels::algo::{self, Location, Rect};
 use meridian_kernels::column::ColumnBuilder;
-use meridian_kernels::index::{EdgeSlabs, FlatIndex, SpatialIndex};
+use meridian_kernels::index::{CellClass, EdgeSlabs, FlatIndex, SpatialIndex};
 use proptest::prelude::*;
 
 fn rect((x, y, w, h): (f64, f64, f64, f64)) -> Rect {
@@ -76,6 +76,115 @@ proptest! {
             prop_assert_eq!(slabs.locate(0, p), algo::locate_point(&g, p), "at {:?}", p);
         }
     }
+}
+
+type Found = Vec<(u32, Option<Location>)>;
+
+/// For `p`: every part whose box holds it, with where `p` lies (polygon parts only), from
+/// the grid and from the R-tree plus the slabs. They must be equal.
+fn grid_and_tree(idx: &SpatialIndex, areal: &[bool], p: (f64, f64)) -> (Found, Found) {
+    let loc = |part: u32, l: Location| areal[part as usize].then_some(l);
+    let mut grid = Vec::new();
+    idx.query_point_classified(p, |part, _, class| {
+        grid.push((part, loc(part, idx.locate_part(part, class, p))))
+    });
+    let mut tree = Vec::new();
+    idx.tree().query_point(p, |part| tree.push((part, loc(part, idx.slabs().locate(part as usize, p)))));
+    tree.sort_unstable_by_key(|e| e.0);
+    (grid, tree)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Overlapping integer star polygons with holes, a line and a point, probed on vertices,
+    /// edges, a half-integer lattice and at random: the grid's classes give exactly what the
+    /// slabs give, for exactly the parts whose boxes hold the point.
+    #[test]
+    fn grid_agrees_with_tree_and_slabs(
+        stars in prop::collection::vec(((-30i32..30, -30i32..30), prop::collection::vec(3i32..15, 5..40)), 1..6),
+        probes in prop::collection::vec((-90i32..90, -90i32..90), 1..150),
+        randoms in prop::collection::vec((-50.0f64..50.0, -50.0f64..50.0), 0..50),
+    ) {
+        let mut b = ColumnBuilder::new();
+        let mut vertices = Vec::new();
+        for ((cx, cy), radii) in &stars {
+            let n = radii.len();
+            let ring = |scale: f64, ccw: bool| {
+                let mut v: Vec<(f64, f64)> = (0..n)
+                    .map(|i| {
+                        let a = std::f64::consts::TAU * i as f64 / n as f64;
+                        let r = radii[i] as f64 * scale;
+                        ((*cx as f64 + r * a.cos()).round(), (*cy as f64 + r * a.sin()).round())
+                    })
+                    .collect();
+                v.dedup();
+                if !ccw { v.reverse(); }
+                v.push(v[0]);
+                v
+            };
+            let (shell, hole) = (ring(1.0, true), ring(0.2, false));
+            prop_assume!(shell.len() >= 4);
+            vertices.extend(shell.iter().copied());
+            if hole.len() >= 4 && hole.iter().all(|&(x, y)| (x - *cx as f64).abs() + (y - *cy as f64).abs() >= 1.0) {
+                b.push_polygon(&[&shell, &hole]).unwrap();
+            } else {
+                b.push_polygon(&[&shell]).unwrap();
+            }
+        }
+        b.push_line_string(&[(-20.0, -20.0), (20.0, 25.0)]).unwrap();
+        b.push_point(3.0, 3.0).unwrap();
+        b.push_null();
+        let col = b.finish();
+        let idx = SpatialIndex::build(col.view());
+        prop_assert!(idx.grid().is_some());
+        let areal: Vec<bool> = idx.part_rows().iter().map(|&r| r < stars.len() as u32).collect();
+        let lattice = probes.iter().map(|&(x, y)| (x as f64 / 2.0, y as f64 / 2.0));
+        let midpoints = vertices.windows(2).map(|w| ((w[0].0 + w[1].0) / 2.0, (w[0].1 + w[1].1) / 2.0));
+        for p in lattice.chain(randoms.iter().copied()).chain(vertices.iter().copied()).chain(midpoints) {
+            let (grid, tree) = grid_and_tree(&idx, &areal, p);
+            prop_assert_eq!(grid, tree, "at {:?}", p);
+        }
+    }
+}
+
+#[test]
+fn grid_agrees_with_tree_and_slabs_on_the_countries() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/countries.geojson")).unwrap();
+    let col = meridian_kernels::io::read_geojson("countries.geojson", &text).unwrap().geometry;
+    let idx = SpatialIndex::build(col.view());
+    let grid = idx.grid().expect("a grid over the countries");
+    let (nx, ny) = grid.shape();
+    assert!(nx * ny >= 1 << 10 && grid.entries() <= 8 * nx * ny, "{nx}×{ny}, {} entries", grid.entries());
+    let areal = vec![true; idx.part_rows().len()];
+    let (mut checked, mut decided) = (0usize, 0usize);
+    let mut probe = |p: (f64, f64)| {
+        let (g, t) = grid_and_tree(&idx, &areal, p);
+        assert_eq!(g, t, "at {p:?}");
+        idx.query_point_classified(p, |_, _, class| {
+            checked += 1;
+            decided += usize::from(class != CellClass::Check);
+        });
+    };
+    // Every vertex and edge midpoint (on the boundary), and a lattice finer than the cells.
+    for row in 0..col.len() {
+        for part in col.get(row).unwrap().parts() {
+            for ring in part.rings() {
+                for (a, b) in ring.segments() {
+                    probe(a);
+                    probe(((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0));
+                }
+            }
+        }
+    }
+    for i in 0..=720 {
+        for j in 0..=360 {
+            probe((-180.0 + i as f64 * 0.5, -90.0 + j as f64 * 0.5));
+        }
+    }
+    // The point of the grid: most answers need no edge test.
+    assert!(decided * 2 > checked, "{decided} of {checked} decided by the grid");
 }
 
 #[test]

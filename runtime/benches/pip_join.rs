@@ -10,6 +10,9 @@
 //!   (`IntervalTreeMultiPolygon` per polygon part behind an `rstar` R-tree of part boxes),
 //!   single-threaded and on a 2-thread rayon pool.
 //!
+//! Also timed: building the countries' `SpatialIndex` (R-tree, edge slabs, cell grid), which
+//! `Engine::bind` does for an `indexed` input given without its index.
+//!
 //! `cargo bench -p meridian-runtime --bench pip_join`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // a bench fails loudly
 
@@ -133,6 +136,10 @@ fn sorted(mut v: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
 fn bench(c: &mut Criterion) {
     let polys = Arc::new(countries());
     let index = SpatialIndex::build(polys.view());
+    if let Some(grid) = index.grid() {
+        eprintln!("countries index: cell grid {:?}, {} entries", grid.shape(), grid.entries());
+    }
+    c.bench_function("spatial_index_build/countries", |b| b.iter(|| SpatialIndex::build(polys.view())));
     let geo_route = GeoRoute::build(&polys);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let program = assemble("pip_join.masm", include_str!("../../examples/pip_join.masm")).unwrap();

@@ -6,10 +6,12 @@
 //! only a handful of edges; [`SpatialIndex`] puts the two together over a whole column
 //! (what an `indexed` input carries).
 
+mod grid;
 mod rtree;
 mod slabs;
 mod spatial;
 
+pub use grid::{CellClass, CellGrid};
 pub use rtree::FlatIndex;
 pub use slabs::EdgeSlabs;
 pub use spatial::SpatialIndex;

@@ -1,14 +1,16 @@
 //! The index an `indexed` input carries: an R-tree over the parts of every row, with edge
 //! slabs for the polygon parts.
 
-use super::{EdgeSlabs, FlatIndex};
+use super::{CellClass, CellGrid, EdgeSlabs, FlatIndex};
 use crate::algo::{bbox_of_part, Location, Rect, Xy};
 use crate::column::{ColumnView, Family};
 
 /// Everything a join needs about an indexed column: a [`FlatIndex`] over the boxes of its
 /// parts (so each part of a multi-geometry is its own entry and far-flung islands do not
 /// make one huge box), the row of every part, and [`EdgeSlabs`] for the parts of polygon
-/// rows, which make point-in-polygon a read of a handful of edges.
+/// rows, which make point-in-polygon a read of a handful of edges, and a [`CellGrid`] that
+/// answers most point queries — which parts' boxes hold the point, and where the point lies
+/// in each polygon part — from one cell.
 ///
 /// Part numbers are the column's global part indices, so `view.raw().geom_offsets` maps a
 /// row to its parts here too.
@@ -16,6 +18,7 @@ use crate::column::{ColumnView, Family};
 pub struct SpatialIndex {
     tree: FlatIndex,
     slabs: EdgeSlabs,
+    grid: Option<CellGrid>,
     part_rows: Vec<u32>,
     rows: usize,
 }
@@ -32,14 +35,16 @@ impl SpatialIndex {
             col.get(row as usize)
                 .is_some_and(|g| matches!(g.family(), Family::Polygon | Family::MultiPolygon))
         };
-        let items: Vec<_> = (0..col.part_count())
-            .filter(|&p| !col.is_null(part_rows[p] as usize))
-            .map(|p| (bbox_of_part(&col.part(p)), p as u32))
-            .filter(|(b, _)| !b.is_nan())
+        let boxes: Vec<Rect> = (0..col.part_count())
+            .map(|p| if col.is_null(part_rows[p] as usize) { Rect::NAN } else { bbox_of_part(&col.part(p)) })
             .collect();
+        let items: Vec<_> =
+            boxes.iter().enumerate().filter(|(_, b)| !b.is_nan()).map(|(p, b)| (*b, p as u32)).collect();
         let tree = FlatIndex::build(&items, Self::NODE_SIZE);
-        let slabs = EdgeSlabs::build((0..col.part_count()).map(|p| areal(part_rows[p]).then(|| col.part(p))));
-        SpatialIndex { tree, slabs, part_rows, rows: col.len() }
+        let polygon = |p: usize| areal(part_rows[p]).then(|| col.part(p));
+        let slabs = EdgeSlabs::build((0..col.part_count()).map(polygon));
+        let grid = CellGrid::build(boxes, polygon, &slabs);
+        SpatialIndex { tree, slabs, grid, part_rows, rows: col.len() }
     }
 
     /// Rows of the column this index was built from.
@@ -57,6 +62,11 @@ impl SpatialIndex {
         &self.slabs
     }
 
+    /// The point grid, when one was built (see [`CellGrid::build`]).
+    pub fn grid(&self) -> Option<&CellGrid> {
+        self.grid.as_ref()
+    }
+
     /// The row of every part.
     pub fn part_rows(&self) -> &[u32] {
         &self.part_rows
@@ -71,16 +81,37 @@ impl SpatialIndex {
     /// Calls `f(part, row)` for every part whose box contains `p`.
     #[inline]
     pub fn query_point(&self, p: Xy, mut f: impl FnMut(u32, u32)) {
-        self.tree.query_point(p, |part| f(part, self.part_rows[part as usize]));
+        self.query_point_classified(p, |part, row, _| f(part, row));
+    }
+
+    /// Calls `f(part, row, class)` for every part whose box contains `p`, where `class`
+    /// says what the grid knows of `p` against that part: `Inside` and `Outside` are
+    /// exactly what [`EdgeSlabs::locate`] would answer, `Check` means ask it.
+    #[inline]
+    pub fn query_point_classified(&self, p: Xy, mut f: impl FnMut(u32, u32, CellClass)) {
+        match &self.grid {
+            Some(grid) => grid.query_point(p, |part, class| f(part, self.part_rows[part as usize], class)),
+            None => self.tree.query_point(p, |part| f(part, self.part_rows[part as usize], CellClass::Check)),
+        }
+    }
+
+    /// Where `p` lies relative to polygon part `part`, given the grid's `class` for it.
+    #[inline]
+    pub fn locate_part(&self, part: u32, class: CellClass, p: Xy) -> Location {
+        match class {
+            CellClass::Inside => Location::Interior,
+            CellClass::Outside => Location::Exterior,
+            CellClass::Check => self.slabs.locate(part as usize, p),
+        }
     }
 
     /// Calls `f(row)` for every polygon row whose interior contains `p` (a point on a
     /// boundary is not contained, as in `contains`). Exact.
     #[inline]
     pub fn containing(&self, p: Xy, mut f: impl FnMut(u32)) {
-        self.tree.query_point(p, |part| {
-            if self.slabs.locate(part as usize, p) == Location::Interior {
-                f(self.part_rows[part as usize]);
+        self.query_point_classified(p, |part, row, class| {
+            if self.locate_part(part, class, p) == Location::Interior {
+                f(row);
             }
         });
     }

@@ -4,11 +4,12 @@ use std::ops::Range;
 
 use meridian_bytecode::{BReg, CReg, FReg, GReg, Instr, OutputKind};
 
-use super::frame::{Cursor, GVal, Local, Scratch, B_NULL, HIT_BATCH, NO_CURSOR, SRC_DERIVED};
+use super::frame::{pack, unpack, Cursor, GVal, Local, Scratch, B_NULL, HIT_BATCH, NO_CURSOR, SRC_DERIVED};
+use super::fuse::{predicate_of, FilterLoop, Pred};
 use super::{BoundInputs, ExecError, Interpreter, OutputBuffers};
 use crate::algo::{self, Affine, Location, Rect, Xy};
 use crate::column::{ColumnBuilder, ColumnError, ColumnView, Family, Geom};
-use crate::index::SpatialIndex;
+use crate::index::{CellClass, SpatialIndex};
 
 /// What a chunk reads of one input.
 #[derive(Clone, Copy)]
@@ -137,17 +138,17 @@ fn locate_in_candidate(ins: &[Slot<'_>], cursors: &[Cursor; 4], a: GVal, p: Xy) 
     if kind != Family::Polygon as u8 && kind != Family::MultiPolygon as u8 {
         return None;
     }
-    let slabs = index.slabs();
     let hint = cursors.get(usize::from(a.cursor)).filter(|c| {
         c.gen == a.gen
             && c.rect.is_some_and(|r| r.min_x <= p.0 && p.0 <= r.max_x && r.min_y <= p.1 && p.1 <= r.max_y)
     });
+    let parts = index.slabs().parts();
     let mut result = Location::Exterior;
-    let mut visit = |part: usize| -> Option<bool> {
-        if part >= slabs.parts() {
+    let mut visit = |part: u32, class: CellClass| -> Option<bool> {
+        if part as usize >= parts {
             return None;
         }
-        match slabs.locate(part, p) {
+        match index.locate_part(part, class, p) {
             Location::Boundary => {
                 result = Location::Boundary;
                 Some(true)
@@ -161,8 +162,9 @@ fn locate_in_candidate(ins: &[Slot<'_>], cursors: &[Cursor; 4], a: GVal, p: Xy) 
     };
     match hint {
         Some(c) => {
-            for &(_, part) in c.entries.get(a.lo as usize..a.hi as usize)? {
-                if visit(part as usize)? {
+            for &(_, word) in c.entries.get(a.lo as usize..a.hi as usize)? {
+                let (part, class) = if c.classified { unpack(word) } else { (word, CellClass::Check) };
+                if visit(part, class)? {
                     break;
                 }
             }
@@ -171,22 +173,13 @@ fn locate_in_candidate(ins: &[Slot<'_>], cursors: &[Cursor; 4], a: GVal, p: Xy) 
             let offsets = slot.view.geom_offsets;
             let (lo, hi) = (*offsets.get(row)? as usize, *offsets.get(row + 1)? as usize);
             for part in lo..hi {
-                if visit(part)? {
+                if visit(part as u32, CellClass::Check)? {
                     break;
                 }
             }
         }
     }
     Some(result)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Pred {
-    Intersects,
-    Contains,
-    Covers,
-    Touches,
-    Disjoint,
 }
 
 impl Pred {
@@ -284,9 +277,14 @@ fn probe(
     cur.gen = cur.gen.wrapping_add(1);
     cur.input = input as u8;
     cur.rect = None;
+    cur.classified = false;
     let (Some(rect), Some(d)) = (rect, dist) else { return Ok(()) };
     let entries = &mut cur.entries;
     match point {
+        Some(p) if d == 0.0 && index.grid().is_some() => {
+            cur.classified = true;
+            index.query_point_classified(p, |part, row, class| entries.push((row, pack(part, class))));
+        }
         Some(p) if d == 0.0 => index.query_point(p, |part, row| entries.push((row, part))),
         _ => index.query(&rect.expand(d), |part, row| entries.push((row, part))),
     }
@@ -295,6 +293,54 @@ fn probe(
     }
     cur.rect = Some(rect.expand(d));
     Ok(())
+}
+
+/// The next candidate of cursor `c`: one row with all its entries, or null when exhausted.
+#[inline]
+fn cnext(s: &mut Scratch, c: usize) -> GVal {
+    let cur = &mut s.c[c];
+    let Some(&(row, _)) = cur.entries.get(cur.pos) else { return GVal::NULL };
+    let lo = cur.pos;
+    let mut hi = lo + 1;
+    while cur.entries.get(hi).is_some_and(|e| e.0 == row) {
+        hi += 1;
+    }
+    cur.pos = hi;
+    GVal { src: cur.input, cursor: c as u8, row, lo: lo as u32, hi: hi as u32, gen: cur.gen }
+}
+
+/// `emit output, v` in row `row`: batched per chunk, flushed with one reservation.
+#[inline]
+fn emit(s: &mut Scratch, out: &OutputBuffers, output: usize, row: usize, v: GVal) {
+    if v.is_null() {
+        return;
+    }
+    if let Some(Local::Hits(batch)) = s.locals.get_mut(output) {
+        batch.push((row as u64) << 32 | u64::from(v.row));
+        if batch.len() == HIT_BATCH {
+            out.append_hits(output, batch);
+            batch.clear();
+        }
+    }
+}
+
+/// Runs a recognised filter loop (see [`super::fuse`]) from its `cnext` to its exit, doing
+/// what the instructions would: returns the pc to go on from.
+#[inline]
+fn filter_loop(ins: &[Slot<'_>], s: &mut Scratch, out: &OutputBuffers, row: usize, l: &FilterLoop) -> usize {
+    let c = ci(l.cursor);
+    loop {
+        let v = cnext(s, c);
+        s.g[gi(l.cand)] = v;
+        if v.is_null() {
+            return l.exit;
+        }
+        let r = predicate(ins, s, l.pred, s.g[gi(l.a)], s.g[gi(l.b)]);
+        s.b[bi(l.flag)] = r;
+        if r == 1 {
+            emit(s, out, l.output, row, v);
+        }
+    }
 }
 
 pub(super) fn run_chunk(
@@ -520,26 +566,16 @@ fn run_row(
                 };
                 fset(s, dst, xy.map(|(x, y)| if take_x { x } else { y }));
             }
-            Instr::Intersects { dst, a, b } => {
-                s.b[bi(dst)] = predicate(ins, s, Pred::Intersects, s.g[gi(a)], s.g[gi(b)]);
-            }
-            Instr::Contains { dst, a, b } => {
-                s.b[bi(dst)] = predicate(ins, s, Pred::Contains, s.g[gi(a)], s.g[gi(b)]);
-            }
-            Instr::Within { dst, a, b } => {
-                s.b[bi(dst)] = predicate(ins, s, Pred::Contains, s.g[gi(b)], s.g[gi(a)]);
-            }
-            Instr::Covers { dst, a, b } => {
-                s.b[bi(dst)] = predicate(ins, s, Pred::Covers, s.g[gi(a)], s.g[gi(b)]);
-            }
-            Instr::CoveredBy { dst, a, b } => {
-                s.b[bi(dst)] = predicate(ins, s, Pred::Covers, s.g[gi(b)], s.g[gi(a)]);
-            }
-            Instr::Touches { dst, a, b } => {
-                s.b[bi(dst)] = predicate(ins, s, Pred::Touches, s.g[gi(a)], s.g[gi(b)]);
-            }
-            Instr::Disjoint { dst, a, b } => {
-                s.b[bi(dst)] = predicate(ins, s, Pred::Disjoint, s.g[gi(a)], s.g[gi(b)]);
+            Instr::Intersects { .. }
+            | Instr::Contains { .. }
+            | Instr::Within { .. }
+            | Instr::Covers { .. }
+            | Instr::CoveredBy { .. }
+            | Instr::Touches { .. }
+            | Instr::Disjoint { .. } => {
+                if let Some((dst, pred, a, b)) = predicate_of(instr) {
+                    s.b[bi(dst)] = predicate(ins, s, pred, s.g[gi(a)], s.g[gi(b)]);
+                }
             }
             Instr::DWithin { dst, a, b, dist } => {
                 let v = match (
@@ -584,37 +620,23 @@ fn run_row(
                 let v = s.g[gi(g)];
                 let d = (!v.is_null()).then_some(0.0);
                 probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
+                if let Some(Some(l)) = it.loops.get(pc - 1) {
+                    pc = filter_loop(ins, s, out, row, l);
+                }
             }
             Instr::ProbeDist { cursor, input, geom: g, dist } => {
                 let v = s.g[gi(g)];
                 let d = fget(s, dist).filter(|d| *d >= 0.0 && !v.is_null());
                 probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
+                if let Some(Some(l)) = it.loops.get(pc - 1) {
+                    pc = filter_loop(ins, s, out, row, l);
+                }
             }
             Instr::CNext { dst, cursor, exit } => {
-                let c = ci(cursor);
-                let cur = &mut s.c[c];
-                let v = match cur.entries.get(cur.pos) {
-                    Some(&(cand_row, _)) => {
-                        let lo = cur.pos;
-                        let mut hi = lo + 1;
-                        while cur.entries.get(hi).is_some_and(|e| e.0 == cand_row) {
-                            hi += 1;
-                        }
-                        cur.pos = hi;
-                        GVal {
-                            src: cur.input,
-                            cursor: c as u8,
-                            row: cand_row,
-                            lo: lo as u32,
-                            hi: hi as u32,
-                            gen: cur.gen,
-                        }
-                    }
-                    None => {
-                        pc = exit.index();
-                        GVal::NULL
-                    }
-                };
+                let v = cnext(s, ci(cursor));
+                if v.is_null() {
+                    pc = exit.index();
+                }
                 s.g[gi(dst)] = v;
             }
             Instr::StoreF { output, src } => out.store_f64(output.index(), row, fget(s, src)),
@@ -625,18 +647,7 @@ fn run_row(
                     *pending = v;
                 }
             }
-            Instr::Emit { output, cand } => {
-                let v = s.g[gi(cand)];
-                if !v.is_null() {
-                    if let Some(Local::Hits(batch)) = s.locals.get_mut(output.index()) {
-                        batch.push((row as u64) << 32 | u64::from(v.row));
-                        if batch.len() == HIT_BATCH {
-                            out.append_hits(output.index(), batch);
-                            batch.clear();
-                        }
-                    }
-                }
-            }
+            Instr::Emit { output, cand } => emit(s, out, output.index(), row, s.g[gi(cand)]),
             Instr::Count { output } => {
                 if let Some(Local::Count(n)) = s.locals.get_mut(output.index()) {
                     *n += 1;

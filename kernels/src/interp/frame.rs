@@ -4,6 +4,7 @@
 
 use crate::algo::Rect;
 use crate::column::ColumnBuilder;
+use crate::index::CellClass;
 
 /// Null in the `b` file's byte encoding (0 false, 1 true).
 pub(crate) const B_NULL: u8 = 2;
@@ -58,6 +59,32 @@ pub(crate) struct Cursor {
     pub gen: u32,
     /// The box the probe queried.
     pub rect: Option<Rect>,
+    /// Entries carry the grid's class of the point against the part: `(row, part << 2 |
+    /// class)` (see [`pack`]); otherwise `(row, part)`.
+    pub classified: bool,
+}
+
+/// A part and its [`CellClass`] in one cursor entry word (grids exist only for fewer than
+/// 2^30 parts).
+#[inline(always)]
+pub(crate) fn pack(part: u32, class: CellClass) -> u32 {
+    part << 2
+        | match class {
+            CellClass::Inside => 0,
+            CellClass::Outside => 1,
+            CellClass::Check => 2,
+        }
+}
+
+/// The inverse of [`pack`].
+#[inline(always)]
+pub(crate) fn unpack(word: u32) -> (u32, CellClass) {
+    let class = match word & 3 {
+        0 => CellClass::Inside,
+        1 => CellClass::Outside,
+        _ => CellClass::Check,
+    };
+    (word >> 2, class)
 }
 
 /// Chunk-local state of one output.

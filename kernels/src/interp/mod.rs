@@ -54,6 +54,7 @@
 mod bind;
 mod exec;
 mod frame;
+mod fuse;
 mod outputs;
 
 use std::ops::Range;
@@ -68,6 +69,8 @@ pub use outputs::{BoolColumn, F64Column, FinishError, HitOverflow, OutputBuffers
 #[derive(Clone, Debug)]
 pub struct Interpreter {
     code: Box<[Instr]>,
+    /// Per pc: the candidate filter loop whose `probe` is there ([`fuse`]).
+    loops: Box<[Option<fuse::FilterLoop>]>,
     consts: Box<[f64]>,
     /// Registers used in the `b`, `g` and `c` files (what a row must reset).
     used_b: usize,
@@ -111,8 +114,10 @@ impl Interpreter {
     pub fn new(program: &VerifiedProgram) -> Interpreter {
         let p = program.program();
         let outputs: Box<[OutputKind]> = p.outputs().iter().map(|o| o.kind).collect();
+        let code: Box<[Instr]> = program.instrs().collect();
         Interpreter {
-            code: program.instrs().collect(),
+            loops: fuse::find(&code),
+            code,
             consts: p.consts().into(),
             used_b: program.regs().get(RegFile::B),
             used_g: program.regs().get(RegFile::G),

@@ -100,12 +100,24 @@ const NULL_BOOL: u8 = 2;
 
 #[derive(Debug)]
 pub(crate) enum Buffer {
-    F64 { bits: Box<[AtomicU64]>, valid: Box<[AtomicU8]> },
+    F64 {
+        bits: Box<[AtomicU64]>,
+        valid: Box<[AtomicU8]>,
+    },
     Bool(Box<[AtomicU8]>),
     Geometry(Mutex<Vec<(usize, GeometryColumn)>>),
-    Hits { slots: Box<[AtomicU64]>, cursor: AtomicU64 },
+    /// `runs`: every reservation `(start, len)`, so `finish` can put the runs in order
+    /// instead of sorting every hit.
+    Hits {
+        slots: Box<[AtomicU64]>,
+        cursor: AtomicU64,
+        runs: Mutex<Vec<(usize, usize)>>,
+    },
     Count(AtomicU64),
-    Sum { bits: AtomicU64, any: AtomicBool },
+    Sum {
+        bits: AtomicU64,
+        any: AtomicBool,
+    },
 }
 
 /// The output buffers of one job run over a row range.
@@ -136,6 +148,7 @@ impl OutputBuffers {
                 OutputKind::Hits => Buffer::Hits {
                     slots: atomics(hit_capacity, || AtomicU64::new(0)),
                     cursor: AtomicU64::new(0),
+                    runs: Mutex::new(Vec::new()),
                 },
                 OutputKind::Count => Buffer::Count(AtomicU64::new(0)),
                 OutputKind::Sum => {
@@ -178,11 +191,15 @@ impl OutputBuffers {
     /// Appends a batch of packed `(row << 32) | id` hits: one atomic add reserves their
     /// places; those past the capacity are counted, not stored.
     pub(crate) fn append_hits(&self, out: usize, batch: &[u64]) {
-        if let Some(Buffer::Hits { slots, cursor }) = self.buffers.get(out) {
+        if let Some(Buffer::Hits { slots, cursor, runs }) = self.buffers.get(out) {
+            if batch.is_empty() {
+                return;
+            }
             let start = cursor.fetch_add(batch.len() as u64, Relaxed) as usize;
             for (slot, &h) in slots.iter().skip(start).zip(batch) {
                 slot.store(h, Relaxed);
             }
+            runs.lock().unwrap_or_else(|p| p.into_inner()).push((start, batch.len()));
         }
     }
 
@@ -217,7 +234,7 @@ impl OutputBuffers {
             .iter()
             .enumerate()
             .filter_map(|(i, b)| match b {
-                Buffer::Hits { slots, cursor } => {
+                Buffer::Hits { slots, cursor, .. } => {
                     let n = cursor.load(Relaxed);
                     (n > slots.len() as u64).then_some((i, n))
                 }
@@ -268,17 +285,29 @@ impl OutputBuffers {
                         }
                         OutputColumn::Geometry(b.finish())
                     }
-                    Buffer::Hits { slots, cursor } => {
+                    Buffer::Hits { slots, cursor, runs } => {
+                        // Each run is one chunk's batch: rows ascending, and in a join the
+                        // ids of a row ascending too. Runs of different chunks cover
+                        // different rows, so ordering the runs by their first hit usually
+                        // orders everything; when it does not, sort.
                         let n = cursor.load(Relaxed) as usize;
-                        let mut hits: Vec<(u32, u32)> = slots[..n]
-                            .iter()
-                            .map(|h| {
-                                let h = h.load(Relaxed);
-                                ((h >> 32) as u32, h as u32)
-                            })
-                            .collect();
-                        hits.sort_unstable();
-                        OutputColumn::Hits(hits)
+                        let mut runs = std::mem::take(&mut *runs.lock().unwrap_or_else(|p| p.into_inner()));
+                        let first =
+                            |&(start, _): &(usize, usize)| slots.get(start).map_or(0, |h| h.load(Relaxed));
+                        runs.sort_unstable_by_key(first);
+                        let mut keys: Vec<u64> = Vec::with_capacity(n);
+                        for (start, len) in runs {
+                            keys.extend(
+                                slots.get(start..start + len).unwrap_or(&[]).iter().map(|h| h.load(Relaxed)),
+                            );
+                        }
+                        if keys.len() != n {
+                            return Err(FinishError::MissingHits { expected: n, got: keys.len() });
+                        }
+                        if !keys.is_sorted() {
+                            keys.sort_unstable();
+                        }
+                        OutputColumn::Hits(keys.into_iter().map(|h| ((h >> 32) as u32, h as u32)).collect())
                     }
                     Buffer::Count(c) => OutputColumn::Count(c.load(Relaxed)),
                     Buffer::Sum { bits, any } => OutputColumn::Sum(if any.load(Relaxed) {
@@ -298,6 +327,14 @@ pub enum FinishError {
     /// Hits overflowed; run again with more room.
     #[error(transparent)]
     Overflow(#[from] HitOverflow),
+    /// The reserved hit runs do not add up to the hits counted (a chunk still running).
+    #[error("{got} hits in reserved runs, {expected} counted")]
+    MissingHits {
+        /// Hits counted by the cursor.
+        expected: usize,
+        /// Hits in the recorded runs.
+        got: usize,
+    },
     /// A geometry output outgrew its 32-bit offsets.
     #[error("geometry output: {0}")]
     Column(ColumnError),

@@ -1,0 +1,134 @@
+//! Candidate filter loops, recognised once at decode time and run as one step.
+//!
+//! The join idiom of every probe program is
+//!
+//! ```text
+//!     probe    c, zones, gP        ; or probe c, zones, gP, fD
+//! next:
+//!     cnext    gC, c, done
+//!     <pred>   b, x, y             ; contains/within/covers/coveredby/intersects/touches/disjoint
+//!     jf       b, next
+//!     emit     out, gC
+//!     jmp      next
+//! done:
+//! ```
+//!
+//! Interpreted, each candidate costs five dispatches. [`find`] marks such loops, and the
+//! interpreter, after running the `probe`, runs the loop body natively: the same `cnext`
+//! grouping, the same predicate function, the same register writes (`gC` ends null, `b` holds
+//! the last candidate's answer) and the same emits in the same order, then jumps to `done`.
+//! Nothing observable changes; other jumps into the loop's body still run the instructions.
+
+use meridian_bytecode::{BReg, CReg, GReg, Instr};
+
+/// The predicate of a filter loop, with its operands in the order the predicate takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pred {
+    Intersects,
+    Contains,
+    Covers,
+    Touches,
+    Disjoint,
+}
+
+/// A recognised loop; its `probe` is at the pc it is stored under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FilterLoop {
+    pub cursor: CReg,
+    /// The register `cnext` writes.
+    pub cand: GReg,
+    /// The register the predicate writes and `jf` tests.
+    pub flag: BReg,
+    pub pred: Pred,
+    /// The predicate's operands (`within a, b` is `contains b, a`).
+    pub a: GReg,
+    pub b: GReg,
+    /// Output index of the `emit`.
+    pub output: usize,
+    /// Where `cnext` jumps when the cursor is exhausted.
+    pub exit: usize,
+}
+
+/// The predicate an instruction computes, as `(dst, pred, a, b)`.
+pub(crate) fn predicate_of(instr: Instr) -> Option<(BReg, Pred, GReg, GReg)> {
+    Some(match instr {
+        Instr::Intersects { dst, a, b } => (dst, Pred::Intersects, a, b),
+        Instr::Contains { dst, a, b } => (dst, Pred::Contains, a, b),
+        Instr::Within { dst, a, b } => (dst, Pred::Contains, b, a),
+        Instr::Covers { dst, a, b } => (dst, Pred::Covers, a, b),
+        Instr::CoveredBy { dst, a, b } => (dst, Pred::Covers, b, a),
+        Instr::Touches { dst, a, b } => (dst, Pred::Touches, a, b),
+        Instr::Disjoint { dst, a, b } => (dst, Pred::Disjoint, a, b),
+        _ => None?,
+    })
+}
+
+/// For every pc: the filter loop whose `probe` is there, if any.
+pub(crate) fn find(code: &[Instr]) -> Box<[Option<FilterLoop>]> {
+    (0..code.len()).map(|pc| at(code, pc)).collect()
+}
+
+fn at(code: &[Instr], pc: usize) -> Option<FilterLoop> {
+    let cursor = match *code.get(pc)? {
+        Instr::Probe { cursor, .. } | Instr::ProbeDist { cursor, .. } => cursor,
+        _ => return None,
+    };
+    let next = pc + 1;
+    let Instr::CNext { dst: cand, cursor: c, exit } = *code.get(next)? else { return None };
+    let (flag, pred, a, b) = predicate_of(*code.get(pc + 2)?)?;
+    let Instr::Jf { cond, target } = *code.get(pc + 3)? else { return None };
+    let Instr::Emit { output, cand: emitted } = *code.get(pc + 4)? else { return None };
+    let Instr::Jmp { target: back } = *code.get(pc + 5)? else { return None };
+    let shape =
+        c == cursor && cond == flag && target.index() == next && emitted == cand && back.index() == next;
+    shape.then_some(FilterLoop { cursor, cand, flag, pred, a, b, output: output.index(), exit: exit.index() })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+    use meridian_bytecode::assemble;
+
+    fn loops(body: &str) -> Vec<(usize, FilterLoop)> {
+        let text = format!(
+            ".program t\n.input pts points\n.input zones polygons indexed\n.output pairs hits\n{body}"
+        );
+        let program = assemble("t.masm", &text).unwrap();
+        let code: Vec<Instr> = program.instrs().collect();
+        find(&code).iter().enumerate().filter_map(|(pc, l)| l.map(|l| (pc, l))).collect()
+    }
+
+    #[test]
+    fn the_join_idiom_is_found_with_its_operands() {
+        let found = loops(
+            "load g0, pts\nprobe c1, zones, g0\nnext:\ncnext g3, c1, done\nwithin b2, g0, g3\njf b2, next\n\
+             emit pairs, g3\njmp next\ndone:\nhalt\n",
+        );
+        assert_eq!(found.len(), 1);
+        let (pc, l) = found[0];
+        assert_eq!(pc, 1);
+        assert_eq!((l.cursor, l.cand, l.flag, l.pred), (CReg(1), GReg(3), BReg(2), Pred::Contains));
+        assert_eq!((l.a, l.b, l.output, l.exit), (GReg(3), GReg(0), 0, 7));
+    }
+
+    #[test]
+    fn near_misses_are_left_to_the_interpreter() {
+        for body in [
+            // jt, not jf
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njt b0, next\n\
+             emit pairs, g1\njmp next\ndone:\nhalt\n",
+            // emits the probe geometry, not the candidate
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njf b0, next\n\
+             emit pairs, g0\njmp next\ndone:\nhalt\n",
+            // tests another flag than the predicate wrote
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njf b1, next\n\
+             emit pairs, g1\njmp next\ndone:\nhalt\n",
+            // something between the predicate and the jump
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\nnot b0, b0\n\
+             jf b0, next\nemit pairs, g1\njmp next\ndone:\nhalt\n",
+        ] {
+            assert!(loops(body).is_empty(), "{body}");
+        }
+    }
+}
