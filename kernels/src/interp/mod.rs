@@ -10,8 +10,11 @@
 //! `contains`/`within`/`covers`/... of a point against a polygon candidate read only the
 //! edge slabs of those parts — the same work as calling
 //! [`SpatialIndex::containing`](crate::index::SpatialIndex::containing)
-//! directly. Every fast path gives exactly the answer of the general [`crate::algo`]
-//! function it stands in for.
+//! directly; for point probes they also carry the cell grid's class of the point against
+//! each part, so most need no edge test at all. The `probe; cnext; <predicate>; jf; emit;
+//! jmp` filter loop is recognised once per program and run as one step after its `probe`,
+//! with the same register writes and emits as the instructions. Every fast path gives
+//! exactly the answer of the general [`crate::algo`] function it stands in for.
 //!
 //! ```
 //! use std::sync::Arc;
