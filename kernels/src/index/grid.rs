@@ -28,6 +28,9 @@ const MAX_CELLS: usize = 1 << 22;
 /// Upper bound on (part, cell) entries per cell on average; the grid is coarsened until
 /// the parts' boxes fit.
 const MAX_ENTRIES_PER_CELL: usize = 8;
+/// Upper bound on all entries: past it (millions of parts whose boxes each span much of the
+/// extent) the grid would cost more memory than it saves, and offsets must fit in `u32`.
+const MAX_ENTRIES: usize = 1 << 26;
 
 /// A grid over the boxes of a column's parts. Each cell lists every part whose box overlaps
 /// it, with a [`CellClass`]: for a point in the cell, `Inside` and `Outside` are the exact
@@ -143,6 +146,9 @@ impl CellGrid {
                 })
                 .sum();
             if entries <= MAX_ENTRIES_PER_CELL * nx * ny || cells <= MIN_CELLS {
+                if entries > MAX_ENTRIES {
+                    return None;
+                }
                 break (nx, ny, x, y);
             }
             cells /= 4;
