@@ -217,3 +217,60 @@ fn sum_of_nothing_is_zero_and_overflow_is_reported() {
     let out = it.output_buffers(0..1, 4);
     assert!(it.run(&bound, 0..2, &out, &mut Scratch::new()).is_err());
 }
+
+/// The point-probe fast paths (the whole-program join over a chunk, and the per-row fused
+/// loop) against the same loop written so that nothing recognises it: same hits, same flag
+/// and candidate registers after the loop, an exhausted cursor — on polygons with holes and
+/// shared edges, non-polygon rows in the indexed input (the general predicate), and
+/// non-point, empty and null rows among the probes (the instruction-by-instruction row).
+#[test]
+fn point_probe_fast_paths_match_the_unrecognised_loop() {
+    let (zones, pts) = tricky();
+    let mut z = ColumnBuilder::new();
+    z.push_geom(zones.get(0).as_ref()).unwrap();
+    z.push_line_string(&[(0.5, -0.5), (0.5, 5.5)]).unwrap();
+    z.push_point(1.0, 1.0).unwrap();
+    for row in 1..zones.len() {
+        z.push_geom(zones.get(row).as_ref()).unwrap();
+    }
+    let mut p = ColumnBuilder::new();
+    for row in 0..pts.len() {
+        p.push_geom(pts.get(row).as_ref()).unwrap();
+        if row % 50 == 7 {
+            p.push_line_string(&[(0.0, 0.0), (1.0, 1.0)]).unwrap();
+            p.push_polygon(&[&[(1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (1.0, 1.0)]]).unwrap();
+        }
+    }
+    let (zones, pts) = (Arc::new(z.finish()), Arc::new(p.finish()));
+    assert!(SpatialIndex::build(zones.view()).grid().is_some(), "the fast paths need the cell grid");
+    let header = ".program t\n.input pts geometry\n.input zones geometry indexed\n.output pairs hits\n";
+    let after = ".output flag bool\n.output candnull bool\n.output after hits\n";
+    let tail = "done:\n store flag, b0\n isnull b1, g1\n store candnull, b1\n\
+                again:\n cnext g2, c0, end\n emit after, g2\n jmp again\n end:\n halt\n";
+    for op in [
+        "contains b0, g1, g0",
+        "covers b0, g1, g0",
+        "touches b0, g1, g0",
+        "intersects b0, g0, g1",
+        "intersects b0, g1, g0",
+        "disjoint b0, g1, g0",
+        "disjoint b0, g0, g1",
+        "within b0, g0, g1",
+        "coveredby b0, g0, g1",
+    ] {
+        let head = "load g0, pts\n probe c0, zones, g0\n next:\n cnext g1, c0, done\n";
+        let join = format!("{header}{head} {op}\n jf b0, next\n emit pairs, g1\n jmp next\n done:\n halt\n");
+        let fused = format!("{header}{after}{head} {op}\n jf b0, next\n emit pairs, g1\n jmp next\n{tail}");
+        let plain = format!(
+            "{header}{after}{head} {op}\n jt b0, hit\n jmp next\n hit:\n emit pairs, g1\n jmp next\n{tail}"
+        );
+        let inputs = || vec![Input::rows(pts.clone()), Input::indexed(zones.clone())];
+        let [join, fused, plain] =
+            [join, fused, plain].map(|src| run(&assemble("t.masm", &src).unwrap(), inputs(), 3));
+        assert_eq!(fused, plain, "{op}: the fused loop leaves other state than the instructions");
+        assert_eq!(join[0], plain[0], "{op}: the whole-program join emits other hits");
+        let OutputColumn::Hits(hits) = &plain[0] else { panic!() };
+        assert!(!hits.is_empty(), "{op}: the case tests nothing");
+        assert_eq!(plain[3], OutputColumn::Hits(vec![]), "{op}: the cursor is exhausted after the loop");
+    }
+}

@@ -245,22 +245,32 @@ impl CellGrid {
     /// ascending part order: the same parts as [`FlatIndex::query_point`](super::FlatIndex::query_point).
     #[inline]
     pub fn query_point(&self, p: Xy, mut f: impl FnMut(u32, CellClass)) {
+        for (part, class) in self.point_parts(p) {
+            f(part, class);
+        }
+    }
+
+    /// The parts [`CellGrid::query_point`] visits, as an iterator (for callers that must
+    /// mutate their own state between parts).
+    #[inline(always)]
+    pub fn point_parts(&self, p: Xy) -> impl Iterator<Item = (u32, CellClass)> + '_ {
         let (px, py) = p;
         // Outside the grid (or NaN) no box contains the point.
-        let Some(c) = self.cell_of(p) else { return };
-        let (lo, hi) = (self.offsets[c] as usize, self.offsets[c + 1] as usize);
-        for &e in &self.entries[lo..hi] {
+        let cell = match self.cell_of(p) {
+            Some(c) => &self.entries[self.offsets[c] as usize..self.offsets[c + 1] as usize],
+            None => &[],
+        };
+        cell.iter().filter_map(move |&e| {
             let part = e >> 2;
             let b = &self.boxes[part as usize];
-            if (b.min_x <= px) & (px <= b.max_x) & (b.min_y <= py) & (py <= b.max_y) {
-                let class = match e & 3 {
-                    INSIDE => CellClass::Inside,
-                    OUTSIDE => CellClass::Outside,
-                    _ => CellClass::Check,
-                };
-                f(part, class);
-            }
-        }
+            let hit = (b.min_x <= px) & (px <= b.max_x) & (b.min_y <= py) & (py <= b.max_y);
+            let class = match e & 3 {
+                INSIDE => CellClass::Inside,
+                OUTSIDE => CellClass::Outside,
+                _ => CellClass::Check,
+            };
+            hit.then_some((part, class))
+        })
     }
 }
 

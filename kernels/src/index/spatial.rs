@@ -21,6 +21,8 @@ pub struct SpatialIndex {
     grid: Option<CellGrid>,
     part_rows: Vec<u32>,
     rows: usize,
+    /// Every non-null row is a polygon or multipolygon.
+    areal: bool,
 }
 
 impl SpatialIndex {
@@ -44,7 +46,14 @@ impl SpatialIndex {
         let polygon = |p: usize| areal(part_rows[p]).then(|| col.part(p));
         let slabs = EdgeSlabs::build((0..col.part_count()).map(polygon));
         let grid = CellGrid::build(boxes, polygon, &slabs);
-        SpatialIndex { tree, slabs, grid, part_rows, rows: col.len() }
+        let areal = (0..col.len()).all(|row| col.is_null(row) || areal(row as u32));
+        SpatialIndex { tree, slabs, grid, part_rows, rows: col.len(), areal }
+    }
+
+    /// True when every non-null row of the column was a polygon or multipolygon, so every
+    /// part has edge slabs.
+    pub fn is_areal(&self) -> bool {
+        self.areal
     }
 
     /// Rows of the column this index was built from.

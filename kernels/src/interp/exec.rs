@@ -5,11 +5,11 @@ use std::ops::Range;
 use meridian_bytecode::{BReg, CReg, FReg, GReg, Instr, OutputKind};
 
 use super::frame::{pack, unpack, Cursor, GVal, Local, Scratch, B_NULL, HIT_BATCH, NO_CURSOR, SRC_DERIVED};
-use super::fuse::{predicate_of, FilterLoop, Pred};
+use super::fuse::{predicate_of, FilterLoop, PointJoin, Pred};
 use super::{BoundInputs, ExecError, Interpreter, OutputBuffers};
 use crate::algo::{self, Affine, Location, Rect, Xy};
 use crate::column::{ColumnBuilder, ColumnError, ColumnView, Family, Geom};
-use crate::index::{CellClass, SpatialIndex};
+use crate::index::{CellClass, CellGrid, SpatialIndex};
 
 /// What a chunk reads of one input.
 #[derive(Clone, Copy)]
@@ -343,6 +343,190 @@ fn filter_loop(ins: &[Slot<'_>], s: &mut Scratch, out: &OutputBuffers, row: usiz
     }
 }
 
+/// The filter loop of a point `probe` on an input with a cell grid, run straight from the
+/// grid cell: no cursor entries are gathered or sorted, yet the emits are what [`probe`]
+/// followed by [`filter_loop`] would make, in the same order (the grid yields parts in
+/// ascending order, so rows ascend and each row's parts are adjacent), with the same
+/// predicate answers (each candidate's parts are located as `locate_in_candidate` does).
+/// Holds what stays the same over a chunk.
+struct PointProbe<'a> {
+    /// The probed input.
+    input: usize,
+    view: ColumnView<'a>,
+    index: &'a SpatialIndex,
+    grid: &'a CellGrid,
+    l: FilterLoop,
+}
+
+impl<'a> PointProbe<'a> {
+    /// The fast form of the loop `l` of a probe of `input` with the geometry in `g`, or
+    /// `None` when it does not apply (no grid, or operands other than candidate and probe
+    /// geometry).
+    fn new(ins: &[Slot<'a>], l: &FilterLoop, input: usize, g: GReg) -> Option<PointProbe<'a>> {
+        let operands_fit =
+            l.cand != g && ((l.a == l.cand && l.b == g) || (l.pred.symmetric() && l.a == g && l.b == l.cand));
+        if !operands_fit {
+            return None;
+        }
+        let slot = ins.get(input)?;
+        let index = slot.index?;
+        Some(PointProbe { input, view: slot.view, index, grid: index.grid()?, l: *l })
+    }
+
+    /// Runs the loop for row `row`, whose probe geometry (in the probe's register) is the
+    /// point `p`: hits go to `batch`; returns the last candidate's answer, `None` without
+    /// candidates. Leaves the cursor and registers to the caller (see [`point_loop`]).
+    #[inline]
+    fn run(
+        &self,
+        ins: &[Slot<'_>],
+        s: &mut Scratch,
+        out: &OutputBuffers,
+        batch: &mut Vec<u64>,
+        row: usize,
+        p: Xy,
+    ) -> Option<u8> {
+        let l = &self.l;
+        let part_rows = self.index.part_rows();
+        let parts = self.index.slabs().parts();
+        let row_of = |part: u32| part_rows.get(part as usize).copied();
+        let mut last = None;
+        let mut found = self.grid.point_parts(p).peekable();
+        while let Some((part, class)) = found.next() {
+            // The grid's parts index `part_rows` (one index built them both).
+            let Some(cand) = row_of(part) else { continue };
+            // Where `p` lies in this candidate row, gathered over its parts; `general`: the
+            // general predicate decides (not a polygon row).
+            let areal = self.index.is_areal()
+                || self
+                    .view
+                    .kinds
+                    .get(cand as usize)
+                    .is_some_and(|&k| k == Family::Polygon as u8 || k == Family::MultiPolygon as u8);
+            let mut general = !areal;
+            let mut loc = Location::Exterior;
+            let mut next = Some((part, class));
+            while let Some((part, class)) = next {
+                if !general && loc != Location::Boundary {
+                    if part as usize >= parts {
+                        general = true;
+                    } else {
+                        match self.index.locate_part(part, class, p) {
+                            Location::Exterior => {}
+                            at => loc = at,
+                        }
+                    }
+                }
+                next = found.next_if(|&(q, _)| row_of(q) == Some(cand));
+            }
+            let r = if general {
+                s.g[gi(l.cand)] = GVal::input(self.input as u8, cand);
+                predicate(ins, s, l.pred, s.g[gi(l.a)], s.g[gi(l.b)])
+            } else {
+                u8::from(l.pred.of_location(loc))
+            };
+            last = Some(r);
+            if r == 1 {
+                batch.push((row as u64) << 32 | u64::from(cand));
+                if batch.len() == HIT_BATCH {
+                    out.append_hits(l.output, batch);
+                    batch.clear();
+                }
+            }
+        }
+        last
+    }
+}
+
+/// Takes the chunk's hit batch of `output` out of `s` (so that predicates can read `s`
+/// while hits are added); `None` if `output` is not a hits output.
+fn take_batch(s: &mut Scratch, output: usize) -> Option<Vec<u64>> {
+    match s.locals.get_mut(output) {
+        Some(Local::Hits(batch)) => Some(std::mem::take(batch)),
+        _ => None,
+    }
+}
+
+fn put_batch(s: &mut Scratch, output: usize, batch: Vec<u64>) {
+    if let Some(Local::Hits(slot)) = s.locals.get_mut(output) {
+        *slot = batch;
+    }
+}
+
+/// Runs `probe` (of `input` with the point in register `g`, holding `v`) and its filter
+/// loop `l` through [`PointProbe`] when it applies, leaving what the instructions would:
+/// the emits, `cand` null, `flag` the last answer, and an exhausted cursor with a new
+/// generation. Returns the pc to go on from, or `None` (nothing done) when the probe is not
+/// of this form.
+#[inline]
+#[allow(clippy::too_many_arguments)] // the probe's operands and the loop, as decoded
+fn point_loop(
+    ins: &[Slot<'_>],
+    s: &mut Scratch,
+    out: &OutputBuffers,
+    row: usize,
+    l: &FilterLoop,
+    input: usize,
+    g: GReg,
+    v: GVal,
+) -> Option<usize> {
+    let fast = PointProbe::new(ins, l, input, g)?;
+    let p = point_of(ins, v)?;
+    let mut batch = take_batch(s, l.output)?;
+    let cur = &mut s.c[ci(l.cursor)];
+    cur.entries.clear();
+    cur.pos = 0;
+    cur.gen = cur.gen.wrapping_add(1);
+    cur.input = input as u8;
+    cur.rect = Some(Rect { min_x: p.0, min_y: p.1, max_x: p.0, max_y: p.1 });
+    cur.classified = true;
+    let last = fast.run(ins, s, out, &mut batch, row, p);
+    put_batch(s, l.output, batch);
+    if let Some(r) = last {
+        s.b[bi(l.flag)] = r;
+    }
+    s.g[gi(l.cand)] = GVal::NULL;
+    Some(l.exit)
+}
+
+/// Runs the rows of a program that is one point join ([`PointJoin`]) with the
+/// chunk-invariant work done once; rows whose probe geometry is not a point take
+/// [`run_row`]. Each row's emits are those of the instructions; registers are not left as
+/// the instructions would leave them, which nothing can observe: every row starts afresh.
+fn run_join_rows(
+    it: &Interpreter,
+    ins: &[Slot<'_>],
+    j: &PointJoin,
+    rows: Range<usize>,
+    out: &OutputBuffers,
+    s: &mut Scratch,
+) -> Result<Range<usize>, ExecError> {
+    let (Some(fast), Some(load), Some(mut batch)) =
+        (PointProbe::new(ins, &j.filter, j.probe, j.geom), ins.get(j.load), take_batch(s, j.filter.output))
+    else {
+        return Ok(rows);
+    };
+    for row in rows.clone() {
+        if load.view.is_null(row) {
+            // `load` gives null, the probe finds nothing: the row does nothing.
+            continue;
+        }
+        match load.view.point(row) {
+            Some(p) => {
+                s.g[gi(j.geom)] = GVal::input(j.load as u8, row as u32);
+                fast.run(ins, s, out, &mut batch, row, p);
+            }
+            None => {
+                put_batch(s, j.filter.output, std::mem::take(&mut batch));
+                run_row(it, ins, row, out, s)?;
+                batch = take_batch(s, j.filter.output).unwrap_or_default();
+            }
+        }
+    }
+    put_batch(s, j.filter.output, batch);
+    Ok(rows.end..rows.end)
+}
+
 pub(super) fn run_chunk(
     it: &Interpreter,
     inputs: &BoundInputs,
@@ -362,6 +546,10 @@ pub(super) fn run_chunk(
     }));
     s.derived.clear();
     let first = rows.start;
+    let rows = match &it.join {
+        Some(j) => run_join_rows(it, &ins, j, rows, out, s)?,
+        None => rows,
+    };
     for row in rows {
         run_row(it, &ins, row, out, s)?;
     }
@@ -618,6 +806,12 @@ fn run_row(
             }
             Instr::Probe { cursor, input, geom: g } => {
                 let v = s.g[gi(g)];
+                if let Some(Some(l)) = it.loops.get(pc - 1) {
+                    if let Some(next) = point_loop(ins, s, out, row, l, input.index(), g, v) {
+                        pc = next;
+                        continue;
+                    }
+                }
                 let d = (!v.is_null()).then_some(0.0);
                 probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
                 if let Some(Some(l)) = it.loops.get(pc - 1) {

@@ -18,6 +18,11 @@
 //! grouping, the same predicate function, the same register writes (`gC` ends null, `b` holds
 //! the last candidate's answer) and the same emits in the same order, then jumps to `done`.
 //! Nothing observable changes; other jumps into the loop's body still run the instructions.
+//!
+//! A program that is `load gP, pts` then such a loop probing with `gP`, exiting to `halt`,
+//! is a [`PointJoin`]: every row is the same join step, so the interpreter runs the chunk's
+//! rows in one loop and skips the per-row register reset and dispatch (nothing can observe
+//! registers between rows).
 
 use meridian_bytecode::{BReg, CReg, GReg, Instr};
 
@@ -82,6 +87,29 @@ fn at(code: &[Instr], pc: usize) -> Option<FilterLoop> {
     let shape =
         c == cursor && cond == flag && target.index() == next && emitted == cand && back.index() == next;
     shape.then_some(FilterLoop { cursor, cand, flag, pred, a, b, output: output.index(), exit: exit.index() })
+}
+
+/// A program whose every row is one point join: `load g, pts` at pc 0, a `probe` of
+/// `zones` with `g` at pc 1 that heads a [`FilterLoop`], and `halt` where the loop exits.
+/// The interpreter runs such a program's rows as one loop over the chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PointJoin {
+    /// The input `load` reads.
+    pub load: usize,
+    /// The register it loads into, which the probe queries with.
+    pub geom: GReg,
+    /// The probed input.
+    pub probe: usize,
+    pub filter: FilterLoop,
+}
+
+/// The [`PointJoin`] `code` is, if it is one (`loops` from [`find`]).
+pub(crate) fn point_join(code: &[Instr], loops: &[Option<FilterLoop>]) -> Option<PointJoin> {
+    let Instr::Load { dst: geom, input: load } = *code.first()? else { return None };
+    let Instr::Probe { input: probe, geom: probed, .. } = *code.get(1)? else { return None };
+    let filter = (*loops.get(1)?)?;
+    let halts = matches!(code.get(filter.exit), Some(Instr::Halt {}));
+    (probed == geom && halts).then_some(PointJoin { load: load.index(), geom, probe: probe.index(), filter })
 }
 
 #[cfg(test)]
