@@ -3,7 +3,9 @@
 //! (request on one channel, reply on another), in the same process.
 //!
 //! Criterion reports the means; before that the bench prints p50 and p99 of 20,000 timed
-//! round trips of each, and their ratio.
+//! round trips of each, and their ratio, and, to split the engine's time into work and
+//! hand-off, the same job's work done inline on the calling thread (output buffers, the
+//! interpreter on the row, the result columns) with no ring or worker.
 //!
 //! `cargo bench -p meridian-runtime --bench round_trip`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // a bench fails loudly
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use meridian_runtime::bytecode::assemble;
 use meridian_runtime::kernels::column::ColumnBuilder;
+use meridian_runtime::kernels::interp::{BoundInputs, Input, Interpreter, OutputColumn, Scratch};
 use meridian_runtime::{Engine, Mode};
 
 fn percentiles(mut f: impl FnMut(), n: usize) -> (Duration, Duration) {
@@ -41,8 +44,19 @@ fn bench(c: &mut Criterion) {
     let prepared = engine.prepare(program.program()).unwrap();
     let mut b = ColumnBuilder::new();
     b.push_point(1.5, 2.0).unwrap();
-    let bound = engine.bind(&prepared, [("p", Arc::new(b.finish()))]).unwrap();
+    let col = Arc::new(b.finish());
+    let bound = engine.bind(&prepared, [("p", col.clone())]).unwrap();
     let job = prepared.job(&bound);
+    let interp = Interpreter::new(&program);
+    let inputs = BoundInputs::bind(program.program(), vec![Input::rows(col)]).unwrap();
+    let mut scratch = Scratch::new();
+    let mut inline_work = || {
+        let out = interp.output_buffers(0..1, 64);
+        interp.run(&inputs, 0..1, &out, &mut scratch).unwrap();
+        let cols = out.finish().unwrap();
+        let OutputColumn::F64(x) = &cols[0] else { panic!() };
+        assert_eq!(x.get(0), Some(1.5));
+    };
     let engine_trip = || {
         let r = engine.submit(job.clone()).unwrap().wait().unwrap();
         assert_eq!(r.f64("x").unwrap().get(0), Some(1.5));
@@ -62,11 +76,13 @@ fn bench(c: &mut Criterion) {
         assert_eq!(rep_rx.recv().unwrap(), 42);
     };
 
+    let (i50, i99) = percentiles(&mut inline_work, 20_000);
+
     let (e50, e99) = percentiles(engine_trip, 20_000);
     let (c50, c99) = percentiles(channel_trip, 20_000);
     eprintln!(
         "round trip, 20000 each: engine p50 {e50:?} p99 {e99:?}; crossbeam channel p50 {c50:?} p99 {c99:?}; \
-         ratio engine/channel p50 {:.2}x p99 {:.2}x",
+         ratio engine/channel p50 {:.2}x p99 {:.2}x; the job's work inline p50 {i50:?} p99 {i99:?}",
         e50.as_secs_f64() / c50.as_secs_f64(),
         e99.as_secs_f64() / c99.as_secs_f64()
     );
