@@ -131,6 +131,12 @@ fn atomics<T>(n: usize, f: impl Fn() -> T) -> Box<[T]> {
     (0..n).map(|_| f()).collect()
 }
 
+/// `n` zeroed atomics from zeroed memory: the pages of a large hit buffer are only touched
+/// when hits land in them, so a generous capacity costs address space, not time.
+fn zeroed<T: bytemuck::Zeroable>(n: usize, f: impl Fn() -> T) -> Box<[T]> {
+    bytemuck::try_zeroed_slice_box(n).unwrap_or_else(|()| atomics(n, f))
+}
+
 impl OutputBuffers {
     /// Buffers for `outputs` over job rows `rows`, with room for `hit_capacity` hits in each
     /// hits output.
@@ -140,13 +146,13 @@ impl OutputBuffers {
             .iter()
             .map(|k| match k {
                 OutputKind::F64 => Buffer::F64 {
-                    bits: atomics(n, || AtomicU64::new(0)),
-                    valid: atomics(n, || AtomicU8::new(0)),
+                    bits: zeroed(n, || AtomicU64::new(0)),
+                    valid: zeroed(n, || AtomicU8::new(0)),
                 },
                 OutputKind::Bool => Buffer::Bool(atomics(n, || AtomicU8::new(NULL_BOOL))),
                 OutputKind::Geometry => Buffer::Geometry(Mutex::new(Vec::new())),
                 OutputKind::Hits => Buffer::Hits {
-                    slots: atomics(hit_capacity, || AtomicU64::new(0)),
+                    slots: zeroed(hit_capacity, || AtomicU64::new(0)),
                     cursor: AtomicU64::new(0),
                     runs: Mutex::new(Vec::new()),
                 },
