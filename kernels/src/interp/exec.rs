@@ -124,6 +124,12 @@ fn point_of(ins: &[Slot<'_>], v: GVal) -> Option<Xy> {
     ins.get(usize::from(v.src))?.view.point(v.row as usize)
 }
 
+/// A row kind (`ColumnView::kinds`) that has edge slabs: polygon or multipolygon.
+#[inline(always)]
+fn areal_kind(kind: u8) -> bool {
+    kind == Family::Polygon as u8 || kind == Family::MultiPolygon as u8
+}
+
 /// Where `p` lies relative to the polygon row `a` refers to, read from the edge slabs of
 /// `a`'s input index; `None` when `a` is not a polygon row of an indexed input. Exactly
 /// [`algo::locate_point`]: a part whose box does not hold `p` cannot hold it on its boundary
@@ -135,7 +141,7 @@ fn locate_in_candidate(ins: &[Slot<'_>], cursors: &[Cursor; 4], a: GVal, p: Xy) 
     let index = slot.index?;
     let row = a.row as usize;
     let kind = *slot.view.kinds.get(row)?;
-    if kind != Family::Polygon as u8 && kind != Family::MultiPolygon as u8 {
+    if !areal_kind(kind) {
         return None;
     }
     let hint = cursors.get(usize::from(a.cursor)).filter(|c| {
@@ -397,12 +403,8 @@ impl<'a> PointProbe<'a> {
             let Some(cand) = row_of(part) else { continue };
             // Where `p` lies in this candidate row, gathered over its parts; `general`: the
             // general predicate decides (not a polygon row).
-            let areal = self.index.is_areal()
-                || self
-                    .view
-                    .kinds
-                    .get(cand as usize)
-                    .is_some_and(|&k| k == Family::Polygon as u8 || k == Family::MultiPolygon as u8);
+            let areal =
+                self.index.is_areal() || self.view.kinds.get(cand as usize).is_some_and(|&k| areal_kind(k));
             let mut general = !areal;
             let mut loc = Location::Exterior;
             let mut next = Some((part, class));
