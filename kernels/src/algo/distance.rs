@@ -9,15 +9,54 @@ use super::measure::bbox;
 use super::Xy;
 use crate::column::Geom;
 
+/// `sqrt(x² + y²)`, the Euclidean length every measure and distance uses.
+///
+/// Not `f64::hypot`: that calls the platform's libm, whose last bit differs between C
+/// libraries and from CUDA's. This is a fixed sequence of IEEE operations — squares, a sum and
+/// a correctly rounded square root, with exact power-of-two scaling where the squares would
+/// overflow or underflow — which the device library (`kernels/cuda/math.cuh`, `mr_hypot`)
+/// repeats, so every executor gets the same bits. Error: about 1 ulp.
+///
+/// ```
+/// use meridian_kernels::algo::hypot;
+/// assert_eq!(hypot(3.0, 4.0), 5.0);
+/// assert_eq!(hypot(3e300, 4e300), 5e300);
+/// assert_eq!(hypot(f64::INFINITY, f64::NAN), f64::INFINITY);
+/// assert!(hypot(1.0, f64::NAN).is_nan());
+/// ```
+pub fn hypot(x: f64, y: f64) -> f64 {
+    const BIG: f64 = f64::from_bits(0x5f30_0000_0000_0000); // 2^500
+    const SMALL: f64 = f64::from_bits(0x20b0_0000_0000_0000); // 2^-500
+    const UP: f64 = f64::from_bits(0x6570_0000_0000_0000); // 2^600
+    const DOWN: f64 = f64::from_bits(0x1a70_0000_0000_0000); // 2^-600
+    let (x, y) = (x.abs(), y.abs());
+    if x == f64::INFINITY || y == f64::INFINITY {
+        return f64::INFINITY;
+    }
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    let m = if x > y { x } else { y };
+    if m > BIG {
+        let (a, b) = (x * DOWN, y * DOWN);
+        return (a * a + b * b).sqrt() * UP;
+    }
+    if m < SMALL {
+        let (a, b) = (x * UP, y * UP);
+        return (a * a + b * b).sqrt() * DOWN;
+    }
+    (x * x + y * y).sqrt()
+}
+
 /// Distance from `p` to the closed segment `a–b`.
 pub fn segment_distance(p: Xy, a: Xy, b: Xy) -> f64 {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let len2 = dx * dx + dy * dy;
     if len2 == 0.0 {
-        return (p.0 - a.0).hypot(p.1 - a.1);
+        return hypot(p.0 - a.0, p.1 - a.1);
     }
     let t = (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0);
-    (p.0 - (a.0 + t * dx)).hypot(p.1 - (a.1 + t * dy))
+    hypot(p.0 - (a.0 + t * dx), p.1 - (a.1 + t * dy))
 }
 
 /// True when the closed segments `a–b` and `c–d` share a point (exact).
@@ -79,7 +118,7 @@ pub fn distance(a: &Geom<'_>, b: &Geom<'_>) -> f64 {
     let mut best = f64::INFINITY;
     for &p in &pa {
         for &q in &pb {
-            best = best.min((p.0 - q.0).hypot(p.1 - q.1));
+            best = best.min(hypot(p.0 - q.0, p.1 - q.1));
         }
         for &(c, d) in &sb {
             best = best.min(segment_distance(p, c, d));

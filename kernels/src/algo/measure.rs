@@ -1,6 +1,6 @@
 //! Measures: bounding box, area, length, centroid.
 
-use super::Xy;
+use super::{hypot, Xy};
 use crate::column::{Family, Geom, Part, Ring};
 
 /// An axis-aligned box. An empty geometry's box has NaN in all four fields.
@@ -175,7 +175,7 @@ pub fn length(g: &Geom<'_>) -> f64 {
     if g.dimension() == 0 {
         return 0.0;
     }
-    g.rings().flat_map(|r| r.segments()).map(|(a, b)| (b.0 - a.0).hypot(b.1 - a.1)).sum()
+    g.rings().flat_map(|r| r.segments()).map(|(a, b)| hypot(b.0 - a.0, b.1 - a.1)).sum()
 }
 
 /// The centroid with JTS semantics: area-weighted over the polygons; if their area is zero,
@@ -222,7 +222,7 @@ impl Centroid {
     fn line(&mut self, r: &Ring<'_>) {
         let mut len = 0.0;
         for (a, b) in r.segments() {
-            let l = (b.0 - a.0).hypot(b.1 - a.1);
+            let l = hypot(b.0 - a.0, b.1 - a.1);
             if l == 0.0 {
                 continue;
             }
