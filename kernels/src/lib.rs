@@ -21,6 +21,7 @@ pub use meridian_bytecode as bytecode;
 
 pub mod algo;
 pub mod column;
+pub mod cuda;
 pub mod index;
 pub mod interp;
 pub mod io;

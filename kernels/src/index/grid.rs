@@ -42,21 +42,21 @@ const MAX_ENTRIES: usize = 1 << 26;
 /// centre tells which.
 #[derive(Clone, Debug, Default)]
 pub struct CellGrid {
-    min_x: f64,
-    min_y: f64,
-    max_x: f64,
-    max_y: f64,
+    pub(crate) min_x: f64,
+    pub(crate) min_y: f64,
+    pub(crate) max_x: f64,
+    pub(crate) max_y: f64,
     /// Cells per unit of x and y.
-    sx: f64,
-    sy: f64,
-    nx: usize,
-    ny: usize,
+    pub(crate) sx: f64,
+    pub(crate) sy: f64,
+    pub(crate) nx: usize,
+    pub(crate) ny: usize,
     /// Per cell: first entry in `entries` (`nx * ny + 1` values).
-    offsets: Vec<u32>,
+    pub(crate) offsets: Vec<u32>,
     /// `part << 2 | class`.
-    entries: Vec<u32>,
+    pub(crate) entries: Vec<u32>,
     /// Every part's box (NaN for parts without one).
-    boxes: Vec<Rect>,
+    pub(crate) boxes: Vec<Rect>,
 }
 
 /// The grid's cell arithmetic: which cells a coordinate range may touch, with a margin.

@@ -73,7 +73,7 @@ impl FlatIndex {
     }
 
     /// The deepest stack a query of this tree can need.
-    fn max_stack(&self) -> usize {
+    pub(crate) fn max_stack(&self) -> usize {
         // Internal levels: count how often the node count shrinks by `node_size` to reach 1.
         let (mut n, mut levels) = (self.leaves as usize, 0);
         while n > 1 {

@@ -15,14 +15,14 @@ use crate::column::Part;
 pub struct EdgeSlabs {
     /// Per part: `[min_y, slabs / height, first slab, slab count]` (the last two are
     /// integers stored as f64, exact below 2^53), so one 32-byte load sets up a query.
-    parts: Vec<[f64; 4]>,
+    pub(crate) parts: Vec<[f64; 4]>,
     /// Per slab: first edge in `edges`; `slabs + 1` entries.
-    slab_offsets: Vec<u32>,
+    pub(crate) slab_offsets: Vec<u32>,
     /// Per slab: the largest x of its edges. A point right of it meets no edge of the slab
     /// and no rightward ray from it can cross one, so it is outside.
-    slab_max_x: Vec<f64>,
+    pub(crate) slab_max_x: Vec<f64>,
     /// Edges as `[ax, ay, bx, by]`.
-    edges: Vec<[f64; 4]>,
+    pub(crate) edges: Vec<[f64; 4]>,
 }
 
 /// Average number of edges per slab aimed for.

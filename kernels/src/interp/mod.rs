@@ -62,7 +62,7 @@
 mod bind;
 mod exec;
 mod frame;
-mod fuse;
+pub(crate) mod fuse;
 mod outputs;
 
 use std::ops::Range;

@@ -1,0 +1,27 @@
+//! The entry points of `kernels/cuda/host.cpp`.
+
+use meridian_kernels::cuda::{DeviceColumn, DeviceIndex};
+
+extern "C" {
+    pub fn mr_host_orient(ax: f64, ay: f64, bx: f64, by: f64, cx: f64, cy: f64) -> f64;
+    pub fn mr_host_hypot(x: f64, y: f64) -> f64;
+    pub fn mr_host_locate_point(c: *const DeviceColumn, row: u64, x: f64, y: f64) -> u32;
+    pub fn mr_host_measures(c: *const DeviceColumn, row: u64, out: *mut f64) -> i32;
+    pub fn mr_host_pair(
+        a: *const DeviceColumn,
+        ra: u64,
+        b: *const DeviceColumn,
+        rb: u64,
+        dist: f64,
+        preds: *mut u8,
+        distance: *mut f64,
+    ) -> i32;
+    pub fn mr_host_relate(
+        a: *const DeviceColumn,
+        ra: u64,
+        b: *const DeviceColumn,
+        rb: u64,
+        out: *mut i32,
+    ) -> i32;
+    pub fn mr_host_slabs_locate(ix: *const DeviceIndex, part: u64, x: f64, y: f64) -> u32;
+}

@@ -1,0 +1,19 @@
+//! meridian's device sources built as host C++, for tests on machines without a GPU.
+//!
+//! `build.rs` compiles `kernels/cuda/host.cpp` — the same interpreter, geometry and megakernel
+//! that NVRTC compiles for the device, with `host_shim.h` in place of the hardware — with the
+//! `cc` crate. This crate gives tests two ways in:
+//!
+//! - [`geometry`]: the device geometry library called row by row, to hold each function
+//!   against `meridian_kernels::algo`;
+//! - [`HostDevice`]: an emulated CUDA device for the `Engine`, which runs the real megakernel
+//!   with each block a group of host threads, over rings and job records in ordinary memory,
+//!   so the whole GPU path — upload, job records, the ring protocol, completions, results —
+//!   runs and is checked against the CPU interpreter on every CI run.
+//!
+//! [`data`] makes random columns for such tests. Nothing here is for production use.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod data;
+mod ffi;
+pub mod geometry;

@@ -1,0 +1,436 @@
+// megakernel.cu — the resident kernel: launched once per Engine, it serves jobs from the
+// submission ring until the host raises `stop`.
+//
+// Ring layout and protocol are runtime/src/ring (docs/ring-protocol.md): the rings live in
+// pinned, device-mapped host memory with the same #[repr(C)] layout the CPU executor uses.
+// The host produces submissions and consumes completions with its own code; on the device:
+//
+// - Each block's leader claims the next submission *position* from a counter in device memory
+//   (the ring's own `head` is host memory, and device atomics on mapped memory are not atomic
+//   with respect to anyone else), then waits for that position's slot to be published
+//   (`seq == pos + 1`, acquire at system scope), reads the entry, and frees the slot for the
+//   producer's next lap (`seq = pos + capacity`, release).
+// - The block runs rows [begin, end) of the chunk in tiles of blockDim rows, one row per
+//   thread through the device interpreter. Dense outputs are written by row. Hits are kept
+//   per thread and appended once per tile per hits output: a block scan gives each thread its
+//   place, one atomic reserves the tile's run, and the run (start, length) is recorded, so the
+//   host orders runs instead of sorting hits. Past the capacity hits are counted, not stored
+//   (the host re-runs the job with the count). Reductions are summed per thread, then per
+//   block, then added once to the job's accumulators.
+// - The block that finishes a job's last chunk copies the accumulators into the job record
+//   (mapped memory), resets them for the slot's next job, and publishes the completion:
+//   fields, then __threadfence_system(), then the sequence number.
+// - Idle leaders back off with __nanosleep, doubling up to `backoff_ns`.
+#ifndef MR_MEGAKERNEL_CU
+#define MR_MEGAKERNEL_CU
+
+#include "interp.cuh"
+
+// ---- the ring and job ABI (runtime/src/cuda/abi.rs mirrors every record) ------------------
+
+#define MR_RING_CLOSED 128  // byte offset of RingHeader::closed
+#define MR_SLOT_BYTES 64
+#define MR_SLOT_VALUE 8     // byte offset of Slot::value
+
+#define MR_STATUS_DONE 1
+#define MR_STATUS_FAILED 2
+#define MR_STATUS_CANCELLED 3
+
+#define MR_FLAG_FAILED 1u
+#define MR_FLAG_CANCELLED 2u
+
+#define MR_MAX_BLOCK 256
+#define MR_LOCAL_HITS 8
+
+struct MrSubmit {
+    u32 job;
+    u32 chunk;
+    u64 begin;
+    u64 end;
+};
+
+struct MrComplete {
+    u32 job;
+    u32 status;
+    u64 hits;
+};
+
+// Where one output of a job goes.
+struct MrOutput {
+    u32 kind;
+    u32 pad;
+    double* values;    // f64: a value per job row
+    u8* valid;         // f64: 1 where a value was stored
+    u8* bools;         // bool: 0, 1 or 2 (null) per job row
+    u64* hits;         // hits: row << 32 | id
+    u64 hit_capacity;
+    u64* runs;         // hits: (start, length) of every appended run
+    u64 run_capacity;  // in runs (two words each)
+};
+
+// An output's accumulators: hits appended (hits) or the count (count); runs recorded (hits);
+// the sum and whether anything was added (sum).
+struct MrAcc {
+    u64 cursor;
+    u64 runs;
+    double sum;
+    u32 any;
+    u32 pad;
+};
+
+struct MrError {
+    u32 code;
+    u32 pc;
+    u64 row;
+};
+
+struct MrJobHead {
+    const MrProgram* program;
+    const MrInput* inputs;
+    const MrOutput* outputs;
+    u64 rows_begin;
+    u64 rows_end;
+    u32 chunks;
+    u32 noutputs;
+};
+
+// A job slot's record in mapped host memory: `head` written by the host before the chunks
+// are published; `error` and `results` by the device before the completion.
+struct MrJob {
+    MrJobHead head;
+    MrError error;
+    MrAcc results[MR_MAX_OUTPUTS];
+};
+
+// A job slot's state in device memory, shared by the blocks running its chunks.
+struct MrSlotState {
+    u32 done;         // chunks finished
+    u32 flags;        // MR_FLAG_*
+    u32 error_claim;  // set by the first failing row
+    u32 pad;
+    MrAcc acc[MR_MAX_OUTPUTS];
+};
+
+struct MrDeviceState {
+    u64 submit_claim;    // next submission position a block takes
+    u64 complete_claim;  // next completion position a block fills
+    u64 pad[6];
+    // MrSlotState slots[job_slots] follows.
+};
+
+// The control block, in mapped host memory.
+struct MrControl {
+    u8* submit;                  // submission ring: header, then slots
+    u8* complete;                // completion ring
+    MrJob* jobs;                 // job_slots records
+    MrDeviceState* state;        // device memory
+    u32 submit_mask;             // capacity - 1
+    u32 complete_mask;
+    u32 submit_slots_offset;
+    u32 complete_slots_offset;
+    u32 job_slots;
+    u32 backoff_ns;              // longest idle back-off
+    u64 stop;                    // host: non-zero ends the kernel
+    u64 entered;                 // device: blocks started
+    u64 exited;                  // device: blocks finished
+};
+
+static_assert(sizeof(MrSubmit) == 24, "MrSubmit");
+static_assert(sizeof(MrComplete) == 16, "MrComplete");
+static_assert(sizeof(MrOutput) == 64, "MrOutput");
+static_assert(sizeof(MrAcc) == 32, "MrAcc");
+static_assert(sizeof(MrError) == 16, "MrError");
+static_assert(sizeof(MrJobHead) == 48, "MrJobHead");
+static_assert(sizeof(MrJob) == 48 + 16 + 32 * MR_MAX_OUTPUTS, "MrJob");
+static_assert(sizeof(MrSlotState) == 16 + 32 * MR_MAX_OUTPUTS, "MrSlotState");
+static_assert(sizeof(MrDeviceState) == 64, "MrDeviceState");
+MR_ASSERT_OFFSET(MrControl, stop, 56);
+static_assert(sizeof(MrControl) == 80, "MrControl");
+
+MR_FN MrSlotState* mr_slot_state(const MrControl* ctl, u32 slot) {
+    return reinterpret_cast<MrSlotState*>(reinterpret_cast<u8*>(ctl->state) + sizeof(MrDeviceState)) + slot;
+}
+
+// ---- per-thread outputs ------------------------------------------------------------------
+
+struct MrThreadSink {
+    const MrProgram* prog;
+    const MrOutput* outputs;
+    u64 rows_begin;
+    MrAcc* acc;
+    u64 keys[MR_LOCAL_HITS];
+    u8 outs[MR_LOCAL_HITS];
+    u32 n;
+    u64 counts[16];
+    double sums[16];
+    u32 any;  // bit r: sums[r] holds a value
+
+    MR_METHOD void store_f64(u32 o, u64 row, bool ok, double v) {
+        const MrOutput& out = outputs[o];
+        u64 i = row - rows_begin;
+        out.values[i] = ok ? v : 0.0;
+        out.valid[i] = ok ? 1 : 0;
+    }
+    MR_METHOD void store_bool(u32 o, u64 row, u8 v) { outputs[o].bools[row - rows_begin] = v; }
+    MR_METHOD void emit(u32 o, u64 row, u32 id) {
+        if (n == MR_LOCAL_HITS) flush_own();
+        keys[n] = (row << 32) | (u64)id;
+        outs[n] = (u8)o;
+        n++;
+    }
+    MR_METHOD void count(u32 o) {
+        u32 r = prog->red_of[o];
+        if (r < 16) counts[r] += 1;
+    }
+    MR_METHOD void sum(u32 o, double v) {
+        u32 r = prog->red_of[o];
+        if (r >= 16) return;
+        if ((any >> r) & 1) {
+            sums[r] += v;
+        } else {
+            sums[r] = v;
+            any |= 1u << r;
+        }
+    }
+    // Appends n hits of output o at a reserved place, recording the run.
+    MR_METHOD void append(u32 o, u64 start, u64 len) {
+        const MrOutput& out = outputs[o];
+        u64 r = mr_atomic_add_u64(&acc[o].runs, 1);
+        if (r < out.run_capacity) {
+            out.runs[2 * r] = start;
+            out.runs[2 * r + 1] = len;
+        }
+    }
+    // The local buffer is full: this thread appends its own hits as runs of their own.
+    MR_METHOD void flush_own() {
+        for (u32 i = 0; i < n; i++) {
+            if (outs[i] == 0xff) continue;
+            u32 o = outs[i];
+            u64 c = 0;
+            for (u32 j = i; j < n; j++) c += outs[j] == o;
+            u64 start = mr_atomic_add_u64(&acc[o].cursor, c);
+            append(o, start, c);
+            const MrOutput& out = outputs[o];
+            u64 k = start;
+            for (u32 j = i; j < n; j++) {
+                if (outs[j] != o) continue;
+                if (k < out.hit_capacity) out.hits[k] = keys[j];
+                k++;
+                outs[j] = 0xff;
+            }
+        }
+        n = 0;
+    }
+};
+
+// ---- block state -------------------------------------------------------------------------
+
+struct MrBlockShared {
+    u32 quit;
+    u32 slot;
+    u32 cancelled;
+    u32 pad;
+    u64 begin;
+    u64 end;
+    u64 base;
+    MrJobHead head;
+    MrProgram prog;
+    u32 scan[MR_MAX_BLOCK];
+    u64 red_u[MR_MAX_BLOCK];
+    double red_f[MR_MAX_BLOCK];
+    u32 red_any[MR_MAX_BLOCK];
+};
+
+// Sets a row's dense outputs to "not stored" before the program runs on it.
+MR_FN void mr_init_dense(const MrProgram& p, const MrOutput* outputs, u64 i) {
+    for (u32 o = 0; o < p.noutputs; o++) {
+        u32 k = p.out_kinds[o];
+        if (k == MR_OUT_F64) {
+            outputs[o].values[i] = 0.0;
+            outputs[o].valid[i] = 0;
+        } else if (k == MR_OUT_BOOL) {
+            outputs[o].bools[i] = MR_B_NULL;
+        }
+    }
+}
+
+// Appends the tile's buffered hits, output by output: one run per output per tile, in row
+// order (called by every thread of the block).
+MR_FN void mr_flush_tile(MrBlockShared& sh, MrThreadSink& sink) {
+    const MrProgram& p = sh.prog;
+    for (u32 o = 0; o < p.noutputs; o++) {
+        if (p.out_kinds[o] != MR_OUT_HITS) continue;
+        u32 mine = 0;
+        for (u32 i = 0; i < sink.n; i++) mine += sink.outs[i] == o;
+        u32 total = 0;
+        u32 before = mr_block_scan_u32(mine, sh.scan, total);
+        if (total == 0) continue;
+        if (mr_tid() == 0) {
+            sh.base = mr_atomic_add_u64(&sink.acc[o].cursor, total);
+            sink.append(o, sh.base, total);
+        }
+        mr_sync();
+        const MrOutput& out = sink.outputs[o];
+        u64 k = sh.base + before;
+        for (u32 i = 0; i < sink.n; i++) {
+            if (sink.outs[i] != o) continue;
+            if (k < out.hit_capacity) out.hits[k] = sink.keys[i];
+            k++;
+        }
+        mr_sync();
+    }
+    sink.n = 0;
+}
+
+// Combines the threads' reductions and adds them to the job's accumulators once.
+MR_FN void mr_flush_reductions(MrBlockShared& sh, MrThreadSink& sink) {
+    const MrProgram& p = sh.prog;
+    for (u32 r = 0; r < p.nred && r < 16; r++) {
+        u32 o = p.red_outputs[r];
+        if (p.out_kinds[o] == MR_OUT_COUNT) {
+            u64 total = mr_block_sum_u64(sink.counts[r], sh.red_u);
+            if (mr_tid() == 0 && total != 0) mr_atomic_add_u64(&sink.acc[o].cursor, total);
+        } else {
+            bool any = false;
+            double total = mr_block_sum_f64(sink.sums[r], (sink.any >> r) & 1, sh.red_f, sh.red_any, any);
+            if (mr_tid() == 0 && any) {
+                mr_atomic_add_f64(&sink.acc[o].sum, total);
+                mr_atomic_exch_u32(&sink.acc[o].any, 1);
+            }
+        }
+    }
+}
+
+// The leader's wait for the submission at `pos`; false when told to stop first.
+MR_FN bool mr_claim(const MrControl* ctl, u64 pos, MrBlockShared& sh) {
+    u8* slot = ctl->submit + ctl->submit_slots_offset + (pos & ctl->submit_mask) * MR_SLOT_BYTES;
+    u32 sleep = 0;
+    for (;;) {
+        u64 seq = mr_load_acquire_sys(reinterpret_cast<const u64*>(slot));
+        if (seq == pos + 1) break;
+        if (mr_load_relaxed_sys(&ctl->stop) != 0) return false;
+        mr_backoff(sleep);
+        sleep = sleep == 0 ? 32 : (sleep * 2 > ctl->backoff_ns ? ctl->backoff_ns : sleep * 2);
+    }
+    mr_fence_acquire_sys();
+    const MrSubmit* e = reinterpret_cast<const MrSubmit*>(slot + MR_SLOT_VALUE);
+    sh.slot = e->job;
+    sh.begin = e->begin;
+    sh.end = e->end;
+    // Free the slot for the producer's next lap (the entry has been read).
+    mr_store_release_sys(reinterpret_cast<u64*>(slot), pos + (u64)ctl->submit_mask + 1);
+    sh.cancelled = mr_load_relaxed_sys_u32(reinterpret_cast<const u32*>(ctl->submit + MR_RING_CLOSED)) != 0;
+    sh.head = ctl->jobs[sh.slot].head;
+    sh.prog = *sh.head.program;
+    return true;
+}
+
+// Publishes a completion: waits for the slot to be free, writes the fields, fences, then
+// publishes the sequence number.
+MR_FN void mr_publish(const MrControl* ctl, u32 job, u32 status, u64 hits) {
+    u64 pos = mr_atomic_add_u64(&ctl->state->complete_claim, 1);
+    u8* slot = ctl->complete + ctl->complete_slots_offset + (pos & ctl->complete_mask) * MR_SLOT_BYTES;
+    u32 sleep = 0;
+    while (mr_load_acquire_sys(reinterpret_cast<const u64*>(slot)) != pos) {
+        if (mr_load_relaxed_sys(&ctl->stop) != 0) return;
+        mr_backoff(sleep);
+        sleep = sleep == 0 ? 32 : (sleep * 2 > ctl->backoff_ns ? ctl->backoff_ns : sleep * 2);
+    }
+    volatile MrComplete* c = reinterpret_cast<volatile MrComplete*>(slot + MR_SLOT_VALUE);
+    c->job = job;
+    c->status = status;
+    c->hits = hits;
+    mr_fence_sys();
+    mr_store_release_sys(reinterpret_cast<u64*>(slot), pos + 1);
+}
+
+// The leader, after the block's chunk: the last chunk of a job completes it.
+MR_FN void mr_finish_chunk(const MrControl* ctl, MrBlockShared& sh) {
+    MrSlotState* st = mr_slot_state(ctl, sh.slot);
+    u32 done = mr_atomic_add_u32(&st->done, 1) + 1;
+    if (done != sh.head.chunks) return;
+    // Every other chunk fenced before counting itself done.
+    mr_fence_sys();
+    mr_atomic_exch_u32(&st->done, 0);
+    u32 flags = mr_atomic_exch_u32(&st->flags, 0);
+    mr_atomic_exch_u32(&st->error_claim, 0);
+    MrJob* job = &ctl->jobs[sh.slot];
+    u64 hits = 0;
+    for (u32 o = 0; o < sh.prog.noutputs; o++) {
+        MrAcc a;
+        a.cursor = mr_atomic_exch_u64(&st->acc[o].cursor, 0);
+        a.runs = mr_atomic_exch_u64(&st->acc[o].runs, 0);
+        a.sum = mr_bits_f64(mr_atomic_exch_u64(reinterpret_cast<u64*>(&st->acc[o].sum), 0x8000000000000000ULL));
+        a.any = mr_atomic_exch_u32(&st->acc[o].any, 0);
+        a.pad = 0;
+        job->results[o] = a;
+        if (sh.prog.out_kinds[o] == MR_OUT_HITS) hits += a.cursor;
+    }
+    u32 status = (flags & MR_FLAG_CANCELLED) ? MR_STATUS_CANCELLED
+                 : (flags & MR_FLAG_FAILED)  ? MR_STATUS_FAILED
+                                             : MR_STATUS_DONE;
+    mr_fence_sys();
+    mr_publish(ctl, sh.slot, status, hits);
+}
+
+MR_FN void mr_record_error(const MrControl* ctl, u32 slot, u32 code, u32 pc, u64 row) {
+    MrSlotState* st = mr_slot_state(ctl, slot);
+    mr_atomic_or_u32(&st->flags, MR_FLAG_FAILED);
+    if (mr_atomic_cas_u32(&st->error_claim, 0, 1) == 0) {
+        volatile MrError* e = &ctl->jobs[slot].error;
+        e->code = code;
+        e->pc = pc;
+        e->row = row;
+    }
+}
+
+MR_KERNEL void mr_megakernel(MrControl* ctl) {
+    MR_SHARED(MrBlockShared, sh);
+    const u32 tid = mr_tid();
+    const u32 ntid = mr_ntid();
+    if (tid == 0) mr_atomic_add_u64(&ctl->entered, 1);
+    MrRegs regs;
+    MrThreadSink sink;
+    for (;;) {
+        if (tid == 0) {
+            u64 pos = mr_atomic_add_u64(&ctl->state->submit_claim, 1);
+            sh.quit = mr_claim(ctl, pos, sh) ? 0 : 1;
+        }
+        mr_sync();
+        if (sh.quit) break;
+        const MrProgram& p = sh.prog;
+        sink.prog = &sh.prog;
+        sink.outputs = sh.head.outputs;
+        sink.rows_begin = sh.head.rows_begin;
+        sink.acc = mr_slot_state(ctl, sh.slot)->acc;
+        sink.n = 0;
+        sink.any = 0;
+        for (u32 r = 0; r < 16; r++) {
+            sink.counts[r] = 0;
+            sink.sums[r] = 0.0;
+        }
+        if (!sh.cancelled) {
+            for (u64 tile = sh.begin; tile < sh.end; tile += ntid) {
+                u64 row = tile + tid;
+                if (row < sh.end) {
+                    mr_init_dense(p, sh.head.outputs, row - sh.head.rows_begin);
+                    u32 err_pc = 0;
+                    u32 e = p.join.present ? mr_run_join_row(p, sh.head.inputs, row, regs, sink, err_pc)
+                                           : mr_run_row(p, sh.head.inputs, row, regs, sink, err_pc);
+                    if (e != MR_ERR_NONE) mr_record_error(ctl, sh.slot, e, err_pc, row);
+                }
+                mr_flush_tile(sh, sink);
+            }
+            mr_flush_reductions(sh, sink);
+        } else if (tid == 0) {
+            mr_atomic_or_u32(&mr_slot_state(ctl, sh.slot)->flags, MR_FLAG_CANCELLED);
+        }
+        // Everything this thread wrote for the chunk is visible before the chunk counts done.
+        mr_fence_sys();
+        mr_sync();
+        if (tid == 0) mr_finish_chunk(ctl, sh);
+    }
+    if (tid == 0) mr_atomic_add_u64(&ctl->exited, 1);
+}
+
+#endif  // MR_MEGAKERNEL_CU

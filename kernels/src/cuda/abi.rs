@@ -1,0 +1,389 @@
+//! The records the device reads (`kernels/cuda/abi.cuh`), and how a column, an index and a
+//! program become them.
+//!
+//! Each record holds device addresses of the host's own flat arrays, uploaded unchanged. The
+//! upload itself is the caller's: every `place` function takes a closure that puts bytes
+//! where the device can read them and returns their address (a device allocation on a GPU;
+//! the bytes themselves in tests that run the device code on the host). Layouts are pinned by
+//! the same sizes and offsets here and in the C++ `static_assert`s.
+
+use meridian_bytecode::{Instr, OutputKind, VerifiedProgram, MAX_OUTPUTS};
+
+use super::support::MAX_GPU_REDUCTIONS;
+use crate::column::GeometryColumn;
+use crate::index::SpatialIndex;
+use crate::interp::fuse::{self, Pred};
+
+/// Deepest R-tree stack the device keeps (`MR_TREE_STACK`).
+pub const TREE_STACK: usize = 128;
+
+/// A geometry column as the device reads it (`MrColumn`): addresses of the RawColumn arrays.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceColumn {
+    /// Family id per row.
+    pub kinds: u64,
+    /// Row → part offsets.
+    pub geom_offsets: u64,
+    /// Part → ring offsets.
+    pub part_offsets: u64,
+    /// Ring → coordinate offsets.
+    pub ring_offsets: u64,
+    /// x coordinates.
+    pub x: u64,
+    /// y coordinates.
+    pub y: u64,
+    /// Validity bitmap.
+    pub validity: u64,
+    /// Rows.
+    pub rows: u64,
+    /// Parts.
+    pub parts: u64,
+}
+
+/// A spatial index as the device reads it (`MrIndex`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DeviceIndex {
+    /// R-tree node boxes.
+    pub tree_boxes: u64,
+    /// R-tree starts (item id for leaves, first child otherwise).
+    pub tree_start: u64,
+    /// R-tree ends.
+    pub tree_end: u64,
+    /// R-tree nodes.
+    pub tree_nodes: u32,
+    /// R-tree leaves.
+    pub tree_leaves: u32,
+    /// Slab parts `[min_y, scale, first, count]`.
+    pub slab_parts: u64,
+    /// Slab edge offsets.
+    pub slab_offsets: u64,
+    /// Slab largest x.
+    pub slab_max_x: u64,
+    /// Slab edges `[ax, ay, bx, by]`.
+    pub slab_edges: u64,
+    /// Parts covered by the slabs.
+    pub slab_part_count: u64,
+    /// Grid extent.
+    pub grid_min_x: f64,
+    /// Grid extent.
+    pub grid_min_y: f64,
+    /// Grid extent.
+    pub grid_max_x: f64,
+    /// Grid extent.
+    pub grid_max_y: f64,
+    /// Cells per unit of x.
+    pub grid_sx: f64,
+    /// Cells per unit of y.
+    pub grid_sy: f64,
+    /// Cells along x.
+    pub grid_nx: u64,
+    /// Cells along y.
+    pub grid_ny: u64,
+    /// Per cell: first entry.
+    pub grid_offsets: u64,
+    /// `part << 2 | class`.
+    pub grid_entries: u64,
+    /// Every part's box.
+    pub grid_boxes: u64,
+    /// The row of every part.
+    pub part_rows: u64,
+    /// Parts.
+    pub part_count: u64,
+    /// 1 when the grid fields are set.
+    pub has_grid: u32,
+    /// 1 when every non-null row is a polygon or multipolygon.
+    pub areal: u32,
+}
+
+/// One bound input (`MrInput`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DeviceInput {
+    /// The column.
+    pub col: DeviceColumn,
+    /// Its index (set when `indexed` is 1).
+    pub idx: DeviceIndex,
+    /// 1 for an `indexed` input.
+    pub indexed: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+/// The whole-program point join, when the program is one (`MrJoin`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceJoin {
+    /// 1 when the program is a point join.
+    pub present: u32,
+    /// The input `load` reads.
+    pub load: u32,
+    /// The input probed.
+    pub probe: u32,
+    /// The hits output.
+    pub output: u32,
+    /// The register loaded and probed with.
+    pub geom: u8,
+    /// The register `cnext` writes.
+    pub cand: u8,
+    /// The predicate (`MR_PRED_*`).
+    pub pred: u8,
+    /// 1 when the predicate's operands are the candidate and the probe point.
+    pub operands_fit: u8,
+    /// 1 when the candidate is the predicate's first operand.
+    pub cand_first: u8,
+    /// Zero.
+    pub pad: [u8; 3],
+}
+
+/// A program as the device runs it (`MrProgram`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceProgram {
+    /// Instruction words.
+    pub code: u64,
+    /// Constant pool.
+    pub consts: u64,
+    /// Instructions.
+    pub ncode: u32,
+    /// Constants.
+    pub nconsts: u32,
+    /// Inputs.
+    pub ninputs: u32,
+    /// Outputs.
+    pub noutputs: u32,
+    /// The point join, if the program is one.
+    pub join: DeviceJoin,
+    /// `OutputKind` per output.
+    pub out_kinds: [u8; 64],
+    /// Per output: its reduction slot, `0xff` for none.
+    pub red_of: [u8; 64],
+    /// Per reduction slot: its output.
+    pub red_outputs: [u8; 16],
+    /// Reduction slots used.
+    pub nred: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<crate::algo::Rect>() == 32);
+    assert!(size_of::<DeviceColumn>() == 72);
+    assert!(offset_of!(DeviceColumn, rows) == 56);
+    assert!(size_of::<DeviceIndex>() == 184);
+    assert!(offset_of!(DeviceIndex, slab_parts) == 32);
+    assert!(offset_of!(DeviceIndex, grid_min_x) == 72);
+    assert!(offset_of!(DeviceIndex, grid_offsets) == 136);
+    assert!(offset_of!(DeviceIndex, part_rows) == 160);
+    assert!(offset_of!(DeviceIndex, has_grid) == 176);
+    assert!(size_of::<DeviceInput>() == 264);
+    assert!(size_of::<DeviceJoin>() == 24);
+    assert!(size_of::<DeviceProgram>() == 208);
+    assert!(offset_of!(DeviceProgram, join) == 32);
+    assert!(offset_of!(DeviceProgram, out_kinds) == 56);
+    assert!(offset_of!(DeviceProgram, nred) == 200);
+    assert!(MAX_OUTPUTS == 64);
+};
+
+/// The bytes of a slice of plain old data.
+fn bytes<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+impl DeviceColumn {
+    /// Places `col`'s arrays with `place` and describes them.
+    pub fn place<E>(
+        col: &GeometryColumn,
+        place: &mut impl FnMut(&[u8]) -> Result<u64, E>,
+    ) -> Result<Self, E> {
+        Ok(DeviceColumn {
+            kinds: place(&col.kinds)?,
+            geom_offsets: place(bytes(&col.geom_offsets))?,
+            part_offsets: place(bytes(&col.part_offsets))?,
+            ring_offsets: place(bytes(&col.ring_offsets))?,
+            x: place(bytes(&col.x))?,
+            y: place(bytes(&col.y))?,
+            validity: place(bytes(&col.validity))?,
+            rows: col.len() as u64,
+            parts: col.view().part_count() as u64,
+        })
+    }
+
+    /// Bytes [`DeviceColumn::place`] uploads for `col`.
+    pub fn bytes(col: &GeometryColumn) -> usize {
+        col.kinds.len()
+            + 4 * (col.geom_offsets.len() + col.part_offsets.len() + col.ring_offsets.len())
+            + 8 * (col.x.len() + col.y.len() + col.validity.len())
+    }
+}
+
+/// Why the device cannot use `index`, or `Ok`: its tree must fit the device's traversal stack
+/// and its counts 32 bits.
+pub fn check_index(index: &SpatialIndex) -> Result<(), String> {
+    let tree = index.tree();
+    if tree.max_stack() > TREE_STACK {
+        return Err(format!(
+            "its R-tree needs a traversal stack of {} entries; the device keeps {TREE_STACK}",
+            tree.max_stack()
+        ));
+    }
+    if tree.boxes().len() >= u32::MAX as usize || index.part_rows().len() >= u32::MAX as usize {
+        return Err("it has 2^32 or more parts".into());
+    }
+    Ok(())
+}
+
+impl DeviceIndex {
+    /// Places `index`'s arrays with `place` and describes them. Check it with [`check_index`]
+    /// first.
+    pub fn place<E>(
+        index: &SpatialIndex,
+        place: &mut impl FnMut(&[u8]) -> Result<u64, E>,
+    ) -> Result<Self, E> {
+        let tree = index.tree();
+        let slabs = index.slabs();
+        let mut d = DeviceIndex {
+            tree_boxes: place(bytes(tree.boxes()))?,
+            tree_start: place(bytes(tree.starts()))?,
+            tree_end: place(bytes(tree.ends()))?,
+            tree_nodes: tree.boxes().len() as u32,
+            tree_leaves: tree.len() as u32,
+            slab_parts: place(bytes(&slabs.parts))?,
+            slab_offsets: place(bytes(&slabs.slab_offsets))?,
+            slab_max_x: place(bytes(&slabs.slab_max_x))?,
+            slab_edges: place(bytes(&slabs.edges))?,
+            slab_part_count: slabs.parts() as u64,
+            part_rows: place(bytes(index.part_rows()))?,
+            part_count: index.part_rows().len() as u64,
+            areal: u32::from(index.is_areal()),
+            ..DeviceIndex::default()
+        };
+        if let Some(g) = index.grid() {
+            d.grid_min_x = g.min_x;
+            d.grid_min_y = g.min_y;
+            d.grid_max_x = g.max_x;
+            d.grid_max_y = g.max_y;
+            d.grid_sx = g.sx;
+            d.grid_sy = g.sy;
+            d.grid_nx = g.nx as u64;
+            d.grid_ny = g.ny as u64;
+            d.grid_offsets = place(bytes(&g.offsets))?;
+            d.grid_entries = place(bytes(&g.entries))?;
+            d.grid_boxes = place(bytes(&g.boxes))?;
+            d.has_grid = 1;
+        }
+        Ok(d)
+    }
+
+    /// Bytes [`DeviceIndex::place`] uploads for `index`.
+    pub fn bytes(index: &SpatialIndex) -> usize {
+        let tree = index.tree();
+        let slabs = index.slabs();
+        let mut n = 32 * tree.boxes().len()
+            + 4 * (tree.starts().len() + tree.ends().len())
+            + 32 * (slabs.parts.len() + slabs.edges.len())
+            + 4 * slabs.slab_offsets.len()
+            + 8 * slabs.slab_max_x.len()
+            + 4 * index.part_rows().len();
+        if let Some(g) = index.grid() {
+            n += 4 * (g.offsets.len() + g.entries.len()) + 32 * g.boxes.len();
+        }
+        n
+    }
+}
+
+fn pred_code(p: Pred) -> u8 {
+    match p {
+        Pred::Intersects => 0,
+        Pred::Contains => 1,
+        Pred::Covers => 2,
+        Pred::Touches => 3,
+        Pred::Disjoint => 4,
+    }
+}
+
+impl DeviceJoin {
+    /// The point join `program` is, as the device reads it (`present` 0 when it is none).
+    pub fn of(program: &VerifiedProgram) -> DeviceJoin {
+        let code: Vec<Instr> = program.instrs().collect();
+        let loops = fuse::find(&code);
+        let Some(j) = fuse::point_join(&code, &loops) else { return DeviceJoin::default() };
+        let l = j.filter;
+        let g = j.geom;
+        let symmetric = matches!(l.pred, Pred::Intersects | Pred::Touches | Pred::Disjoint);
+        let fit = l.cand != g && ((l.a == l.cand && l.b == g) || (symmetric && l.a == g && l.b == l.cand));
+        DeviceJoin {
+            present: 1,
+            load: j.load as u32,
+            probe: j.probe as u32,
+            output: l.output as u32,
+            geom: g.0,
+            cand: l.cand.0,
+            pred: pred_code(l.pred),
+            operands_fit: u8::from(fit),
+            cand_first: u8::from(l.a == l.cand),
+            pad: [0; 3],
+        }
+    }
+}
+
+impl DeviceProgram {
+    /// Places `program`'s code and constants with `place` and describes it.
+    pub fn place<E>(
+        program: &VerifiedProgram,
+        place: &mut impl FnMut(&[u8]) -> Result<u64, E>,
+    ) -> Result<Self, E> {
+        let p = program.program();
+        let mut out_kinds = [0u8; 64];
+        let mut red_of = [0xffu8; 64];
+        let mut red_outputs = [0u8; 16];
+        let mut nred = 0usize;
+        for (i, o) in p.outputs().iter().enumerate().take(64) {
+            out_kinds[i] = o.kind as u8;
+            if matches!(o.kind, OutputKind::Count | OutputKind::Sum) && nred < MAX_GPU_REDUCTIONS {
+                red_of[i] = nred as u8;
+                red_outputs[nred] = i as u8;
+                nred += 1;
+            }
+        }
+        Ok(DeviceProgram {
+            code: place(bytes(p.code()))?,
+            consts: place(bytes(p.consts()))?,
+            ncode: p.code().len() as u32,
+            nconsts: p.consts().len() as u32,
+            ninputs: p.inputs().len() as u32,
+            noutputs: p.outputs().len() as u32,
+            join: DeviceJoin::of(program),
+            out_kinds,
+            red_of,
+            red_outputs,
+            nred: nred as u32,
+            pad: 0,
+        })
+    }
+}
+
+// SAFETY: a `repr(C)` record of integers and floats laid out without padding (the sizes
+// asserted above are the sums of the fields, here and for the records below); every bit
+// pattern is valid.
+unsafe impl bytemuck::Zeroable for DeviceColumn {}
+// SAFETY: see above.
+unsafe impl bytemuck::Pod for DeviceColumn {}
+// SAFETY: see above.
+unsafe impl bytemuck::Zeroable for DeviceIndex {}
+// SAFETY: see above.
+unsafe impl bytemuck::Pod for DeviceIndex {}
+// SAFETY: see above.
+unsafe impl bytemuck::Zeroable for DeviceInput {}
+// SAFETY: see above.
+unsafe impl bytemuck::Pod for DeviceInput {}
+// SAFETY: see above.
+unsafe impl bytemuck::Zeroable for DeviceJoin {}
+// SAFETY: see above.
+unsafe impl bytemuck::Pod for DeviceJoin {}
+// SAFETY: see above.
+unsafe impl bytemuck::Zeroable for DeviceProgram {}
+// SAFETY: see above.
+unsafe impl bytemuck::Pod for DeviceProgram {}

@@ -1,0 +1,68 @@
+//! The CUDA side of the kernels: the device sources in `kernels/cuda/`, the ISA header they are
+//! generated against, which programs the GPU runs, and the records through which the device
+//! reads columns, indexes and programs.
+//!
+//! The device sources are plain CUDA C++ written to compile two ways: NVRTC builds
+//! [`megakernel_source`] into a cubin for the device, and a host C++ compiler builds
+//! `kernels/cuda/host.cpp` (the same files, with `host_shim.h` standing in for the hardware)
+//! so that tests on machines without a GPU run the device interpreter and geometry against the
+//! Rust ones. Both builds turn off floating-point contraction, as Rust never contracts, so the
+//! same operations give the same bits everywhere.
+//!
+//! Nothing here knows about rings or devices: the ring and job records are the runtime's
+//! (`meridian_runtime`'s CUDA executor).
+
+pub mod abi;
+pub mod isa;
+pub mod support;
+
+pub use abi::{check_index, DeviceColumn, DeviceIndex, DeviceInput, DeviceJoin, DeviceProgram, TREE_STACK};
+pub use isa::{device_name, isa_header};
+pub use support::{gpu_refusal, gpu_support, GpuSupport, MAX_GPU_REDUCTIONS};
+
+/// The device sources, in the order one translation unit includes them, with their text.
+pub const SOURCES: &[(&str, &str)] = &[
+    ("platform.cuh", include_str!("../../cuda/platform.cuh")),
+    ("math.cuh", include_str!("../../cuda/math.cuh")),
+    ("orient.cuh", include_str!("../../cuda/orient.cuh")),
+    ("abi.cuh", include_str!("../../cuda/abi.cuh")),
+    ("geom.cuh", include_str!("../../cuda/geom.cuh")),
+    ("index.cuh", include_str!("../../cuda/index.cuh")),
+    ("relate.cuh", include_str!("../../cuda/relate.cuh")),
+    ("isa.cuh", include_str!("../../cuda/isa.cuh")),
+    ("interp.cuh", include_str!("../../cuda/interp.cuh")),
+    ("megakernel.cu", include_str!("../../cuda/megakernel.cu")),
+];
+
+/// The host build's stand-in for the hardware (`kernels/cuda/host_shim.h`).
+pub const HOST_SHIM: &str = include_str!("../../cuda/host_shim.h");
+
+/// The megakernel's entry point.
+pub const MEGAKERNEL: &str = "mr_megakernel";
+
+/// Options every NVRTC compilation of the device sources takes: no fused multiply-add
+/// contraction, so `a * b + c` rounds twice as it does in Rust and in the host build.
+pub const NVRTC_OPTIONS: &[&str] = &["--fmad=false"];
+
+/// Threads per block of the megakernel (a multiple of 32, at most the sources' MR_MAX_BLOCK).
+pub const BLOCK_THREADS: u32 = 128;
+
+/// The whole device program as one translation unit for NVRTC: every source in
+/// [`SOURCES`] order, with the `#include`s of each other removed (NVRTC gets no include
+/// path; the include guards stay).
+pub fn megakernel_source() -> String {
+    let mut tu = String::new();
+    for (name, text) in SOURCES {
+        tu.push_str(&format!("// ---- {name} ----\n"));
+        for line in text.lines() {
+            let local = line.trim_start().strip_prefix("#include \"").is_some_and(|rest| {
+                SOURCES.iter().any(|(n, _)| rest.starts_with(n)) || rest.starts_with("host_shim.h")
+            });
+            if !local {
+                tu.push_str(line);
+            }
+            tu.push('\n');
+        }
+    }
+    tu
+}

@@ -1,0 +1,85 @@
+//! Which programs the GPU megakernel runs, and why it refuses the others.
+//!
+//! Every op is listed here in one exhaustive match, so a new op in the table is a compile
+//! error until someone decides whether the device runs it. A refused program runs on the CPU
+//! under `auto` (the backend line says why) and fails under `gpu`; never silently.
+
+use meridian_bytecode::{Opcode, OutputKind, VerifiedProgram};
+
+/// Whether the device interpreter runs an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuSupport {
+    /// `kernels/cuda/interp.cuh` has a case for it.
+    Runs,
+    /// Programs using it stay on the CPU, for this reason.
+    Refused(&'static str),
+}
+
+const CONSTRUCTIVE: &str = "constructive geometry (a new geometry per row) is built on the CPU only: the \
+     device interpreter has no per-thread geometry storage yet";
+
+/// The device's support for `op`.
+pub const fn gpu_support(op: Opcode) -> GpuSupport {
+    use Opcode::*;
+    match op {
+        Halt | Jmp | Jt | Jf | Load | Const | MovF | MovB | MovG | SelectF | SelectB | SelectG | Add
+        | Sub | Mul | Div | Min | Max | Abs | Neg | Sqrt | Lt | Le | Gt | Ge | Eq | Ne | And | Or | Not
+        | IsNullF | Area | Length | Bbox | Centroid | NPoints | IsEmpty | IsNullG | X | Y | Intersects
+        | Contains | Within | Covers | CoveredBy | Touches | Disjoint | DWithin | Distance | Probe
+        | ProbeDist | CNext | StoreF | StoreB | Emit | Count | Sum => GpuSupport::Runs,
+        Affine | Simplify => GpuSupport::Refused(CONSTRUCTIVE),
+        StoreG => GpuSupport::Refused(
+            "geometry outputs are assembled on the CPU only: the device has no variable-size output \
+             columns yet",
+        ),
+    }
+}
+
+/// Most `count` and `sum` outputs a program may have on the device (each thread keeps its
+/// partial reductions in registers until the block combines them).
+pub const MAX_GPU_REDUCTIONS: usize = 16;
+
+/// How an op is named in a refusal (`store` is several ops; say which).
+fn describe(op: Opcode) -> String {
+    match op {
+        Opcode::StoreG => "`store` to a geometry output".to_owned(),
+        _ => format!("`{}`", op.mnemonic()),
+    }
+}
+
+/// Why the GPU megakernel will not run `program`, or `None` when it will.
+pub fn gpu_refusal(program: &VerifiedProgram) -> Option<String> {
+    let mut refused: Vec<(Opcode, &'static str)> = Vec::new();
+    for instr in program.instrs() {
+        let op = instr.opcode();
+        if let GpuSupport::Refused(why) = gpu_support(op) {
+            if !refused.iter().any(|(o, _)| *o == op) {
+                refused.push((op, why));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        let mut reasons: Vec<(Vec<String>, &str)> = Vec::new();
+        for (op, why) in refused {
+            match reasons.iter_mut().find(|(_, w)| *w == why) {
+                Some((ops, _)) => ops.push(describe(op)),
+                None => reasons.push((vec![describe(op)], why)),
+            }
+        }
+        let text: Vec<String> =
+            reasons.iter().map(|(ops, why)| format!("{} ({why})", ops.join(", "))).collect();
+        return Some(format!("the GPU does not run {}", text.join("; ")));
+    }
+    let reductions = program
+        .program()
+        .outputs()
+        .iter()
+        .filter(|o| matches!(o.kind, OutputKind::Count | OutputKind::Sum))
+        .count();
+    if reductions > MAX_GPU_REDUCTIONS {
+        return Some(format!(
+            "the program has {reductions} count/sum outputs; the GPU runs at most {MAX_GPU_REDUCTIONS}"
+        ));
+    }
+    None
+}
