@@ -25,3 +25,7 @@ extern "C" {
     ) -> i32;
     pub fn mr_host_slabs_locate(ix: *const DeviceIndex, part: u64, x: f64, y: f64) -> u32;
 }
+
+extern "C" {
+    pub fn mr_host_run_megakernel(ctl: *mut u8, blocks: u32, threads: u32) -> i32;
+}

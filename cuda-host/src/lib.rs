@@ -15,5 +15,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod data;
+mod device;
 mod ffi;
 pub mod geometry;
+
+pub use device::{Behaviour, HostDevice};

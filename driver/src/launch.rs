@@ -30,3 +30,33 @@ pub fn resident_grid(
     let grid = per_sm.saturating_mul(gpu.info().sms.max(1));
     Ok(LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: dynamic_smem })
 }
+
+/// Launches `function` with `cfg` on `stream` with one pointer-sized argument (`arg`, a device
+/// address): the form of a resident kernel taking its control block.
+///
+/// # Safety
+///
+/// `function` must take exactly one pointer parameter, and everything the kernel reaches
+/// through `arg` must stay valid (and not be freed) until the kernel has finished.
+pub unsafe fn launch_with_pointer(
+    function: &CudaFunction,
+    cfg: LaunchConfig,
+    stream: &cudarc::driver::CudaStream,
+    arg: u64,
+) -> Result<(), GpuError> {
+    let mut arg = arg;
+    let mut params = [std::ptr::addr_of_mut!(arg).cast::<std::ffi::c_void>()];
+    // SAFETY: the caller guarantees the signature and the lifetime of what `arg` reaches; the
+    // argument is read by the driver during this call (parameters are copied at launch).
+    unsafe {
+        cudarc::driver::result::launch_kernel(
+            function.cu_function(),
+            cfg.grid_dim,
+            cfg.block_dim,
+            cfg.shared_mem_bytes,
+            stream.cu_stream(),
+            &mut params,
+        )
+    }
+    .during("cuLaunchKernel")
+}

@@ -6,6 +6,8 @@
 //! - [`MappedHostBuffer`] / [`HostRegistration`]: pinned host memory mapped into the device,
 //!   where the ring and the staging buffers live.
 //! - [`compile_cubin`] / [`CubinCache`]: NVRTC compilation with an on-disk cache.
+//! - [`PoolBuffer`]: device memory that can be allocated and freed beside a running resident
+//!   kernel (stream-ordered), and [`stream_state`] to see whether such a kernel still runs.
 //! - [`resident_grid`]: occupancy-derived grid size for resident kernels.
 //! - [`experiment`]: the dispatch-latency experiment that seeds the resident megakernel.
 //!
@@ -18,13 +20,16 @@ pub mod experiment;
 mod launch;
 mod memory;
 mod nvrtc;
+mod pool;
 mod probe;
 
 pub use context::Gpu;
+pub use cudarc;
 pub use error::GpuError;
-pub use launch::resident_grid;
+pub use launch::{launch_with_pointer, resident_grid};
 pub use memory::{DeviceBuffer, HostRegistration, MappedHostBuffer};
 pub use nvrtc::{compile_cubin, nvrtc_version, Arch, CacheOutcome, Cubin, CubinCache, MIN_NVRTC};
+pub use pool::{keep_pool_memory, stream_state, PoolBuffer, StreamState};
 pub use probe::{
     driver_library_present, nvrtc_library_present, probe, DeviceInfo, DriverState, DriverVersion, NvrtcState,
     Probe,

@@ -23,7 +23,7 @@ use crate::Gpu;
 /// Makes `ctx` current on this thread. Called directly rather than through cudarc's
 /// `bind_to_thread`, which first returns (and clears) any error stored on the context without
 /// binding it: a free after such an error would then run with no context current.
-fn bind(ctx: &CudaContext) -> Result<(), DriverError> {
+pub(crate) fn bind(ctx: &CudaContext) -> Result<(), DriverError> {
     // SAFETY: `ctx` is alive (the caller holds its Arc), so its CUcontext is valid.
     unsafe { result::ctx::set_current(ctx.cu_ctx()) }
 }

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use meridian_kernels::interp::{BoundInputs, ExecError, FinishError, OutputBuffers, Scratch};
 
 use crate::doorbell::Doorbell;
-use crate::engine::{JobError, JobResult, PreparedInner, TicketCell};
+use crate::engine::{Backend, JobError, JobResult, PreparedInner, TicketCell};
 use crate::ring::{
     CompletionEntry, HeapMemory, JobStatus, Pop, PushError, Reaper, Ring, RingError, SubmitEntry,
 };
@@ -29,6 +29,7 @@ pub(crate) struct JobState {
     pub error: Mutex<Option<ExecError>>,
     pub ticket: Arc<TicketCell>,
     pub attempt: u32,
+    pub backend: Arc<Backend>,
 }
 
 impl JobState {
@@ -39,6 +40,7 @@ impl JobState {
         hit_capacity: usize,
         ticket: Arc<TicketCell>,
         attempt: u32,
+        backend: Arc<Backend>,
     ) -> JobState {
         let out = prepared.interp.output_buffers(rows.clone(), hit_capacity);
         JobState {
@@ -51,6 +53,7 @@ impl JobState {
             error: Mutex::new(None),
             ticket,
             attempt,
+            backend,
         }
     }
 
@@ -224,7 +227,12 @@ impl Shared {
             JobStatus::Done => match job.out.finish() {
                 Ok(columns) => {
                     job.prepared.note_hits(job.rows.len(), job.out.hits_produced());
-                    Ok(JobResult::new(job.prepared.output_names.clone(), columns, job.attempt))
+                    Ok(JobResult::new(
+                        job.prepared.output_names.clone(),
+                        columns,
+                        job.attempt,
+                        job.backend.clone(),
+                    ))
                 }
                 Err(FinishError::Overflow(o)) => {
                     let needed = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
@@ -247,6 +255,7 @@ impl Shared {
             needed,
             job.ticket.clone(),
             job.attempt + 1,
+            job.backend.clone(),
         ));
         match self.enqueue(again) {
             Ok(()) => {}

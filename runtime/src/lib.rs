@@ -8,6 +8,7 @@
 //! the completion is reaped and the [`Ticket`] resolves.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cuda;
 mod doorbell;
 mod engine;
 mod executor;

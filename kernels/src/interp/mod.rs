@@ -71,7 +71,9 @@ use meridian_bytecode::{Instr, OutputKind, ProgramHash, RegFile, VerifiedProgram
 
 pub use bind::{BindError, BoundInputs, Input};
 pub use frame::Scratch;
-pub use outputs::{BoolColumn, F64Column, FinishError, HitOverflow, OutputBuffers, OutputColumn};
+pub use outputs::{
+    hits_from_runs, BoolColumn, F64Column, FinishError, HitOverflow, OutputBuffers, OutputColumn,
+};
 
 /// A verified program decoded for the CPU. Cheap to share (`Sync`); build once per program.
 #[derive(Clone, Debug)]

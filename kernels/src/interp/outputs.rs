@@ -22,6 +22,12 @@ pub struct F64Column {
 }
 
 impl F64Column {
+    /// A column from values and validity (`valid[i]` false: row `i` is null; its value is
+    /// ignored). `None` when the lengths differ.
+    pub fn from_parts(values: Vec<f64>, valid: Vec<bool>) -> Option<F64Column> {
+        (values.len() == valid.len()).then_some(F64Column { values, valid })
+    }
+
     /// Rows.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -50,6 +56,20 @@ pub struct BoolColumn {
 }
 
 impl BoolColumn {
+    /// A column from the interpreter's byte encoding: 0 false, 1 true, anything else null.
+    pub fn from_codes(codes: &[u8]) -> BoolColumn {
+        BoolColumn {
+            values: codes
+                .iter()
+                .map(|&c| match c {
+                    0 => Some(false),
+                    1 => Some(true),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
     /// Rows.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -292,28 +312,11 @@ impl OutputBuffers {
                         OutputColumn::Geometry(b.finish())
                     }
                     Buffer::Hits { slots, cursor, runs } => {
-                        // Each run is one chunk's batch: rows ascending, and in a join the
-                        // ids of a row ascending too. Runs of different chunks cover
-                        // different rows, so ordering the runs by their first hit usually
-                        // orders everything; when it does not, sort.
                         let n = cursor.load(Relaxed) as usize;
-                        let mut runs = std::mem::take(&mut *runs.lock().unwrap_or_else(|p| p.into_inner()));
-                        let first =
-                            |&(start, _): &(usize, usize)| slots.get(start).map_or(0, |h| h.load(Relaxed));
-                        runs.sort_unstable_by_key(first);
-                        let mut keys: Vec<u64> = Vec::with_capacity(n);
-                        for (start, len) in runs {
-                            keys.extend(
-                                slots.get(start..start + len).unwrap_or(&[]).iter().map(|h| h.load(Relaxed)),
-                            );
-                        }
-                        if keys.len() != n {
-                            return Err(FinishError::MissingHits { expected: n, got: keys.len() });
-                        }
-                        if !keys.is_sorted() {
-                            keys.sort_unstable();
-                        }
-                        OutputColumn::Hits(keys.into_iter().map(|h| ((h >> 32) as u32, h as u32)).collect())
+                        let runs = std::mem::take(&mut *runs.lock().unwrap_or_else(|p| p.into_inner()));
+                        OutputColumn::Hits(hits_from_runs(n, runs, |i| {
+                            slots.get(i).map(|h| h.load(Relaxed))
+                        })?)
                     }
                     Buffer::Count(c) => OutputColumn::Count(c.load(Relaxed)),
                     Buffer::Sum { bits, any } => OutputColumn::Sum(if any.load(Relaxed) {
@@ -325,6 +328,39 @@ impl OutputBuffers {
             })
             .collect()
     }
+}
+
+/// The hits of one output in `(row, id)` order, from the runs they were appended in: `n`
+/// hits counted, `runs` the `(start, length)` of every reservation, `slot(i)` the packed
+/// `row << 32 | id` at place `i`.
+///
+/// Each run is one batch of an executor (a CPU chunk's, a GPU tile's): rows ascending, and in
+/// a join the ids of a row ascending too. Runs of different batches cover different rows, so
+/// ordering the runs by their first hit usually orders everything; when it does not (a
+/// program that emits out of order), the hits are sorted. Fails when the runs do not add up
+/// to `n` (a batch still running, or a lost one): nothing partial is returned.
+pub fn hits_from_runs(
+    n: usize,
+    mut runs: Vec<(usize, usize)>,
+    slot: impl Fn(usize) -> Option<u64>,
+) -> Result<Vec<(u32, u32)>, FinishError> {
+    runs.sort_unstable_by_key(|&(start, _)| slot(start).unwrap_or(0));
+    let mut keys: Vec<u64> = Vec::with_capacity(n);
+    for (start, len) in runs {
+        for i in start..start.saturating_add(len) {
+            match slot(i) {
+                Some(h) => keys.push(h),
+                None => return Err(FinishError::MissingHits { expected: n, got: keys.len() }),
+            }
+        }
+    }
+    if keys.len() != n {
+        return Err(FinishError::MissingHits { expected: n, got: keys.len() });
+    }
+    if !keys.is_sorted() {
+        keys.sort_unstable();
+    }
+    Ok(keys.into_iter().map(|h| ((h >> 32) as u32, h as u32)).collect())
 }
 
 /// Why [`OutputBuffers::finish`] gave no result.

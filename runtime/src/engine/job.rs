@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use meridian_bytecode::{ProgramHash, VerifiedProgram};
+
+use super::Backend;
 use meridian_kernels::interp::{
     BoolColumn, BoundInputs, ExecError, F64Column, FinishError, Interpreter, OutputColumn,
 };
@@ -15,6 +17,8 @@ pub(crate) struct PreparedInner {
     pub program: VerifiedProgram,
     pub interp: Interpreter,
     pub output_names: Arc<[String]>,
+    /// Why the GPU will not run this program (`None`: it will).
+    pub gpu_refusal: Option<String>,
     /// Hits per row seen in the last finished run, as f64 bits: the next job's hit capacity
     /// starts from it, so a program that overflowed once is sized right the next time.
     hits_per_row: AtomicU64,
@@ -24,6 +28,7 @@ impl PreparedInner {
     pub(crate) fn new(program: &VerifiedProgram) -> PreparedInner {
         PreparedInner {
             interp: Interpreter::new(program),
+            gpu_refusal: meridian_kernels::cuda::gpu_refusal(program),
             output_names: program.program().outputs().iter().map(|o| o.name.clone()).collect(),
             program: program.clone(),
             hits_per_row: AtomicU64::new(1f64.to_bits()),
@@ -63,6 +68,11 @@ impl Prepared {
     /// A job over every row of `bound`.
     pub fn job(&self, bound: &Bound) -> Job {
         Job { prepared: self.clone(), bound: bound.clone(), rows: 0..bound.rows(), hit_capacity: None }
+    }
+
+    /// Why the GPU megakernel will not run this program, or `None` when it will.
+    pub fn gpu_refusal(&self) -> Option<&str> {
+        self.inner.gpu_refusal.as_deref()
     }
 }
 
@@ -111,17 +121,30 @@ impl Job {
     }
 }
 
-/// The outputs of a finished job, by name.
+/// The outputs of a finished job, by name, and where it ran.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobResult {
     names: Arc<[String]>,
     columns: Vec<OutputColumn>,
     attempts: u32,
+    backend: Arc<Backend>,
 }
 
 impl JobResult {
-    pub(crate) fn new(names: Arc<[String]>, columns: Vec<OutputColumn>, attempts: u32) -> JobResult {
-        JobResult { names, columns, attempts }
+    pub(crate) fn new(
+        names: Arc<[String]>,
+        columns: Vec<OutputColumn>,
+        attempts: u32,
+        backend: Arc<Backend>,
+    ) -> JobResult {
+        JobResult { names, columns, attempts, backend }
+    }
+
+    /// Where this job ran and why there (`cpu` or `cuda`; a job can run elsewhere than the
+    /// engine's [`Engine::backend`](crate::Engine::backend), e.g. a program the GPU does not
+    /// run, under `auto`).
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Every output as `(name, column)`, in `.output` order.
@@ -198,4 +221,11 @@ pub enum JobError {
     /// The result was already taken from this ticket.
     #[error("the ticket's result was already taken")]
     ResultTaken,
+    /// Execution mode `gpu`, and the GPU does not run this program.
+    #[error("execution mode gpu: {0}")]
+    Refused(String),
+    /// The GPU failed (a device error, a hung kernel, or results that could not be read back);
+    /// the engine no longer uses it.
+    #[error("the GPU failed: {0}")]
+    Device(String),
 }

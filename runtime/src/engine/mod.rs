@@ -33,10 +33,13 @@ mod ticket;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use meridian_bytecode::{verify, Program, ProgramHash, VerifiedProgram, VerifyErrors};
 use meridian_kernels::interp::{BindError, BoundInputs, Input};
 
+use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
+use crate::cuda::{CudaDevice, Device};
 use crate::executor::{self, JobState, Shared, Tuning};
 use crate::ring::{PushError, RingError};
 
@@ -72,10 +75,10 @@ impl Mode {
 /// The environment variable that sets the mode when the builder does not.
 pub const MODE_ENV: &str = "MERIDIAN_EXECUTION_MODE";
 
-/// Which backend an engine runs on, and why.
+/// Which backend an engine (or one job) runs on, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backend {
-    /// `"cpu"` (the only executor so far; see docs/architecture.md).
+    /// `"cpu"` (the CPU executor) or `"cuda"` (the GPU megakernel).
     pub name: &'static str,
     /// Why: the mode asked for and what the probe found.
     pub reason: String,
@@ -89,9 +92,12 @@ pub enum EngineError {
     /// `MERIDIAN_EXECUTION_MODE` holds something other than auto, cpu or gpu.
     #[error("{MODE_ENV}={0:?} is not one of auto, cpu, gpu")]
     BadModeEnv(String),
-    /// `gpu` was asked for and there is no usable device (or no CUDA executor).
+    /// `gpu` was asked for and there is no usable device (or it could not be set up).
     #[error("execution mode gpu: {0}")]
     NoGpu(String),
+    /// Execution mode `gpu`, and the GPU does not run this program.
+    #[error("execution mode gpu: {0}")]
+    GpuRefused(String),
     /// An invalid parameter.
     #[error("{0}")]
     Config(String),
@@ -128,6 +134,10 @@ pub enum TrySubmitError {
 #[error("the engine is shut down")]
 pub struct ShutdownError(pub Job);
 
+/// Under `auto`, jobs of at least this many rows run on the GPU, smaller ones on the CPU: a
+/// crossover constant until the planner decides per kernel class.
+pub const GPU_MIN_ROWS: usize = 32 * 1024;
+
 /// Configures an [`Engine`].
 #[derive(Clone, Debug)]
 pub struct EngineBuilder {
@@ -136,11 +146,23 @@ pub struct EngineBuilder {
     chunk_rows: usize,
     ring_capacity: usize,
     spin: u32,
+    device: Option<Arc<dyn Device>>,
+    gpu_min_rows: usize,
+    gpu: GpuTuning,
 }
 
 impl Default for EngineBuilder {
     fn default() -> Self {
-        EngineBuilder { mode: None, workers: None, chunk_rows: 16 * 1024, ring_capacity: 1024, spin: 4096 }
+        EngineBuilder {
+            mode: None,
+            workers: None,
+            chunk_rows: 16 * 1024,
+            ring_capacity: 1024,
+            spin: 4096,
+            device: None,
+            gpu_min_rows: GPU_MIN_ROWS,
+            gpu: GpuTuning::default(),
+        }
     }
 }
 
@@ -176,7 +198,36 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts the engine: resolves the mode, makes the rings, starts the workers.
+    /// The device the GPU backend uses instead of opening CUDA device 0: any [`Device`], such
+    /// as the host emulator of `meridian-cuda-host` in tests on machines without a GPU.
+    pub fn gpu_device(mut self, device: Arc<dyn Device>) -> Self {
+        self.device = Some(device);
+        self
+    }
+
+    /// Under `auto`, the fewest rows a job needs to run on the GPU (default [`GPU_MIN_ROWS`]).
+    pub fn gpu_min_rows(mut self, rows: usize) -> Self {
+        self.gpu_min_rows = rows;
+        self
+    }
+
+    /// The fewest rows a GPU chunk gets (default 512): a job is split into chunks of at least
+    /// this many rows, enough for every block of the megakernel to take some.
+    pub fn gpu_chunk_rows(mut self, rows: usize) -> Self {
+        self.gpu.min_chunk_rows = rows.max(1);
+        self
+    }
+
+    /// How long GPU jobs may be in flight with none finishing before the device is declared
+    /// hung: every job in flight fails with that reason and the GPU is no longer used
+    /// (default 60 s).
+    pub fn gpu_timeout(mut self, timeout: Duration) -> Self {
+        self.gpu.timeout = timeout;
+        self
+    }
+
+    /// Starts the engine: resolves the mode, sets up the GPU when one is wanted and usable,
+    /// makes the rings, starts the workers.
     pub fn build(self) -> Result<Engine, EngineError> {
         let mode = match self.mode {
             Some(m) => m,
@@ -185,19 +236,27 @@ impl EngineBuilder {
                 Err(_) => Mode::Auto,
             },
         };
-        let backend = choose_backend(mode)?;
         let workers =
             self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if workers == 0 || workers > 1024 {
             return Err(EngineError::Config(format!("workers must be 1 to 1024, not {workers}")));
         }
+        let (backend, gpu) = choose_backend(mode, self.device.clone(), self.gpu, self.gpu_min_rows, workers)?;
         let tuning = Tuning {
             workers,
             chunk_rows: self.chunk_rows.max(1),
             ring_capacity: self.ring_capacity,
             spin: self.spin,
         };
-        let shared = Arc::new(Shared::new(tuning)?);
+        let shared = match Shared::new(tuning) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                if let Some(g) = &gpu {
+                    g.shutdown();
+                }
+                return Err(e.into());
+            }
+        };
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
             let s = shared.clone();
@@ -208,31 +267,87 @@ impl EngineBuilder {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     shared.shutdown(handles);
+                    if let Some(g) = &gpu {
+                        g.shutdown();
+                    }
                     return Err(EngineError::Spawn(e));
                 }
             }
         }
-        Ok(Engine { shared, workers: Mutex::new(handles), backend, programs: Mutex::new(HashMap::new()) })
+        let cpu_backend = Arc::new(if backend.name == "cpu" {
+            backend.clone()
+        } else {
+            Backend { name: "cpu", reason: format!("auto: on {workers} CPU workers"), fallback: false }
+        });
+        let gpu_backend = Arc::new(backend.clone());
+        Ok(Engine {
+            shared,
+            workers: Mutex::new(handles),
+            gpu,
+            mode,
+            gpu_min_rows: self.gpu_min_rows,
+            backend,
+            cpu_backend,
+            gpu_backend,
+            programs: Mutex::new(HashMap::new()),
+        })
     }
 }
 
-fn choose_backend(mode: Mode) -> Result<Backend, EngineError> {
-    let cpu = |reason: String, fallback| Ok(Backend { name: "cpu", reason, fallback });
-    match mode {
-        Mode::Cpu => cpu("mode cpu was asked for".into(), false),
-        Mode::Gpu | Mode::Auto => {
+/// The engine's backend for `mode`, and the GPU executor when it runs jobs there.
+fn choose_backend(
+    mode: Mode,
+    device: Option<Arc<dyn Device>>,
+    tuning: GpuTuning,
+    min_rows: usize,
+    workers: usize,
+) -> Result<(Backend, Option<Arc<GpuExecutor>>), EngineError> {
+    if mode == Mode::Cpu {
+        return Ok((Backend { name: "cpu", reason: "mode cpu was asked for".into(), fallback: false }, None));
+    }
+    let started = match device {
+        Some(d) => Ok(d),
+        None => {
             let probe = meridian_driver::probe();
-            let why = match probe.unusable() {
-                Some(e) => format!("no usable CUDA device ({e})"),
-                None => "a CUDA device is present, but the CUDA executor is not built yet".into(),
-            };
-            if mode == Mode::Gpu {
-                Err(EngineError::NoGpu(why))
-            } else {
-                cpu(format!("auto: {why}; running on the CPU executor"), true)
+            match probe.unusable() {
+                Some(e) => Err(format!("no usable CUDA device ({e})")),
+                None => CudaDevice::open(0)
+                    .map(|d| Arc::new(d) as Arc<dyn Device>)
+                    .map_err(|e| format!("the CUDA device could not be set up: {e}")),
             }
         }
     }
+    .and_then(|d| {
+        GpuExecutor::start(d, tuning).map_err(|e| format!("the megakernel could not be started: {e}"))
+    });
+    match (started, mode) {
+        (Ok(gpu), Mode::Gpu) => {
+            let reason = format!("mode gpu: {}", gpu.description());
+            Ok((Backend { name: "cuda", reason, fallback: false }, Some(gpu)))
+        }
+        (Ok(gpu), _) => {
+            let reason = format!(
+                "auto: {}; jobs of {min_rows} rows or more run on the GPU, smaller ones on {workers} CPU workers",
+                gpu.description()
+            );
+            Ok((Backend { name: "cuda", reason, fallback: false }, Some(gpu)))
+        }
+        (Err(why), Mode::Gpu) => Err(EngineError::NoGpu(why)),
+        (Err(why), _) => Ok((
+            Backend {
+                name: "cpu",
+                reason: format!("auto: {why}; running on the CPU executor"),
+                fallback: true,
+            },
+            None,
+        )),
+    }
+}
+
+/// Where one job goes.
+enum Route {
+    Cpu(Arc<Backend>),
+    Gpu,
 }
 
 /// A running engine: the CPU executor's workers, its rings, and the prepared programs.
@@ -242,7 +357,13 @@ fn choose_backend(mode: Mode) -> Result<Backend, EngineError> {
 pub struct Engine {
     shared: Arc<Shared>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    gpu: Option<Arc<GpuExecutor>>,
+    mode: Mode,
+    gpu_min_rows: usize,
     backend: Backend,
+    /// The backend of jobs the CPU runs by choice, and of jobs the GPU runs.
+    cpu_backend: Arc<Backend>,
+    gpu_backend: Arc<Backend>,
     programs: Mutex<HashMap<ProgramHash, Arc<PreparedInner>>>,
 }
 
@@ -262,17 +383,32 @@ impl Engine {
         self.shared.tuning.workers
     }
 
-    /// Verifies `program` (once per content hash: a program prepared before is found in the
-    /// cache) and decodes it for the executor.
-    pub fn prepare(&self, program: &Program) -> Result<Prepared, EngineError> {
-        if let Some(p) = self.cached(program.hash()) {
-            return Ok(p);
-        }
-        let verified = verify(program).map_err(EngineError::Verify)?;
-        Ok(self.prepare_verified(&verified))
+    /// The execution mode the engine resolved.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
-    /// Like [`Engine::prepare`] for a program verified already.
+    /// Why the GPU is no longer used, if it failed (under `auto` its jobs then run on the CPU).
+    pub fn gpu_unhealthy(&self) -> Option<String> {
+        self.gpu.as_ref().and_then(|g| g.unhealthy())
+    }
+
+    /// Verifies `program` (once per content hash: a program prepared before is found in the
+    /// cache) and decodes it for the executor. Under mode `gpu`, a program the GPU does not
+    /// run is an error that says why.
+    pub fn prepare(&self, program: &Program) -> Result<Prepared, EngineError> {
+        let prepared = match self.cached(program.hash()) {
+            Some(p) => p,
+            None => self.prepare_verified(&verify(program).map_err(EngineError::Verify)?),
+        };
+        if let (Mode::Gpu, Some(why)) = (self.mode, prepared.gpu_refusal()) {
+            return Err(EngineError::GpuRefused(why.to_owned()));
+        }
+        Ok(prepared)
+    }
+
+    /// Like [`Engine::prepare`] for a program verified already. (Under mode `gpu`, a program
+    /// the GPU does not run is prepared, and its jobs fail with the reason.)
     pub fn prepare_verified(&self, program: &VerifiedProgram) -> Prepared {
         if let Some(p) = self.cached(program.hash()) {
             return p;
@@ -327,13 +463,113 @@ impl Engine {
         Ok(Bound { inner: Arc::new(bound), program: program.inner.program.hash() })
     }
 
+    /// Where `job` runs, or (`Err`) a ticket already resolved with why it cannot run.
+    fn route(&self, job: &Job) -> Result<Route, Ticket> {
+        if job.bound.program != job.prepared.inner.program.hash() {
+            // Bindings are checked against one program; running them with another is a
+            // caller bug that must not reach an executor.
+            return Err(resolved(Err(JobError::Mismatch)));
+        }
+        let Some(gpu) = &self.gpu else { return Ok(Route::Cpu(self.cpu_backend.clone())) };
+        let refusal = job.prepared.inner.gpu_refusal.as_deref();
+        let fallback = |why: String| {
+            Ok(Route::Cpu(Arc::new(Backend {
+                name: "cpu",
+                reason: format!("auto: {why}; ran on the CPU executor"),
+                fallback: true,
+            })))
+        };
+        match (self.mode, refusal, gpu.unhealthy()) {
+            (Mode::Gpu, Some(why), _) => Err(resolved(Err(JobError::Refused(why.to_owned())))),
+            (Mode::Gpu, None, _) => Ok(Route::Gpu),
+            (_, Some(why), _) => fallback(why.to_owned()),
+            (_, None, Some(why)) => fallback(format!("the GPU is no longer used ({why})")),
+            (_, None, None) if job.rows.len() < self.gpu_min_rows => Ok(Route::Cpu(Arc::new(Backend {
+                name: "cpu",
+                reason: format!(
+                    "auto: {} rows, fewer than the {} that go to the GPU; ran on the CPU executor",
+                    job.rows.len(),
+                    self.gpu_min_rows
+                ),
+                fallback: false,
+            }))),
+            (_, None, None) => Ok(Route::Gpu),
+        }
+    }
+
+    fn gpu_job(&self, job: &Job, cell: &Arc<TicketCell>) -> GpuJob {
+        GpuJob {
+            prepared: job.prepared.inner.clone(),
+            inputs: job.bound.inner.clone(),
+            rows: job.rows.clone(),
+            hit_capacity: job.hit_capacity.unwrap_or_else(|| job.prepared.inner.hit_capacity(job.rows.len())),
+            ticket: cell.clone(),
+            attempt: 1,
+            backend: self.gpu_backend.clone(),
+        }
+    }
+
     /// Submits a job, waiting while the ring is full. Fails only when the engine is shut
     /// down (the job comes back).
     pub fn submit(&self, job: Job) -> Result<Ticket, ShutdownError> {
-        let (mut state, cell) = match self.job_state(&job) {
-            Ok(s) => s,
-            Err(t) => return Ok(t),
-        };
+        match self.route(&job) {
+            Err(ticket) => Ok(ticket),
+            Ok(Route::Cpu(backend)) => self.submit_cpu(job, backend),
+            Ok(Route::Gpu) => {
+                let Some(gpu) = &self.gpu else { return self.submit_cpu(job, self.cpu_backend.clone()) };
+                let cell = Arc::new(TicketCell::default());
+                let mut gjob = self.gpu_job(&job, &cell);
+                loop {
+                    match gpu.submit(gjob) {
+                        Ok(()) => return Ok(Ticket { cell, spin: self.shared.tuning.spin }),
+                        Err(GpuSubmitError::Closed(_)) => return Err(ShutdownError(job)),
+                        Err(GpuSubmitError::Full(back)) => {
+                            gpu.space.sleep_unless(|| gpu.has_room(job.rows.len()));
+                            gjob = back;
+                        }
+                        Err(GpuSubmitError::Unavailable(_, why)) => return self.gpu_unavailable(job, why),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Submits a job if there is room now; otherwise hands it back.
+    pub fn try_submit(&self, job: Job) -> Result<Ticket, TrySubmitError> {
+        match self.route(&job) {
+            Err(ticket) => Ok(ticket),
+            Ok(Route::Cpu(backend)) => self.try_submit_cpu(job, backend),
+            Ok(Route::Gpu) => {
+                let Some(gpu) = &self.gpu else { return self.try_submit_cpu(job, self.cpu_backend.clone()) };
+                let cell = Arc::new(TicketCell::default());
+                match gpu.submit(self.gpu_job(&job, &cell)) {
+                    Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin }),
+                    Err(GpuSubmitError::Full(_)) => Err(TrySubmitError::Full(job)),
+                    Err(GpuSubmitError::Closed(_)) => Err(TrySubmitError::Shutdown(job)),
+                    Err(GpuSubmitError::Unavailable(_, why)) => self
+                        .gpu_unavailable(job, why)
+                        .map_err(|ShutdownError(job)| TrySubmitError::Shutdown(job)),
+                }
+            }
+        }
+    }
+
+    /// The GPU could not take `job`: under `gpu` the job fails with why; under `auto` it runs
+    /// on the CPU, and its result says why.
+    fn gpu_unavailable(&self, job: Job, why: String) -> Result<Ticket, ShutdownError> {
+        if self.mode == Mode::Gpu {
+            return Ok(resolved(Err(JobError::Device(why))));
+        }
+        let backend = Arc::new(Backend {
+            name: "cpu",
+            reason: format!("auto: {why}; ran on the CPU executor"),
+            fallback: true,
+        });
+        self.submit_cpu(job, backend)
+    }
+
+    fn submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, ShutdownError> {
+        let (mut state, cell) = self.job_state(&job, backend);
         loop {
             match self.shared.enqueue(state) {
                 Ok(()) => return Ok(Ticket { cell, spin: self.shared.tuning.spin }),
@@ -346,12 +582,8 @@ impl Engine {
         }
     }
 
-    /// Submits a job if there is room now; otherwise hands it back.
-    pub fn try_submit(&self, job: Job) -> Result<Ticket, TrySubmitError> {
-        let (state, cell) = match self.job_state(&job) {
-            Ok(s) => s,
-            Err(t) => return Ok(t),
-        };
+    fn try_submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, TrySubmitError> {
+        let (state, cell) = self.job_state(&job, backend);
         match self.shared.enqueue(state) {
             Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin }),
             Err((_, PushError::Full)) => Err(TrySubmitError::Full(job)),
@@ -359,16 +591,9 @@ impl Engine {
         }
     }
 
-    /// The in-flight state of `job`, or (`Err`) a ticket already resolved with the reason it
-    /// cannot run.
-    fn job_state(&self, job: &Job) -> Result<(Arc<JobState>, Arc<TicketCell>), Ticket> {
+    /// The CPU executor's in-flight state of `job`.
+    fn job_state(&self, job: &Job, backend: Arc<Backend>) -> (Arc<JobState>, Arc<TicketCell>) {
         let cell = Arc::new(TicketCell::default());
-        if job.bound.program != job.prepared.inner.program.hash() {
-            // Bindings are checked against one program; running them with another is a
-            // caller bug that must not reach the interpreter.
-            cell.resolve(Err(JobError::Mismatch));
-            return Err(Ticket { cell, spin: 0 });
-        }
         let capacity = job.hit_capacity.unwrap_or_else(|| job.prepared.inner.hit_capacity(job.rows.len()));
         let state = JobState::new(
             job.prepared.inner.clone(),
@@ -377,8 +602,9 @@ impl Engine {
             capacity,
             cell.clone(),
             1,
+            backend,
         );
-        Ok((Arc::new(state), cell))
+        (Arc::new(state), cell)
     }
 
     /// Submits and waits: the result of one job.
@@ -393,9 +619,19 @@ impl Engine {
     /// finish, and every outstanding ticket resolves (done or cancelled) before this
     /// returns. Idempotent.
     pub fn shutdown(&self) {
+        if let Some(gpu) = &self.gpu {
+            gpu.shutdown();
+        }
         let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         self.shared.shutdown(handles);
     }
+}
+
+/// A ticket resolved before it was ever queued.
+fn resolved(outcome: Result<JobResult, JobError>) -> Ticket {
+    let cell = Arc::new(TicketCell::default());
+    cell.resolve(outcome);
+    Ticket { cell, spin: 0 }
 }
 
 impl Drop for Engine {

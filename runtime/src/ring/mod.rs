@@ -203,6 +203,11 @@ impl<T: Copy + Send, M: RingMemory> Ring<T, M> {
         self.slots_offset
     }
 
+    /// The provider of this ring's memory.
+    pub fn memory(&self) -> &M {
+        &self.memory
+    }
+
     #[inline(always)]
     fn header(&self) -> &RingHeader {
         // SAFETY: the header was written in `new` and lives until `drop`.
@@ -327,6 +332,17 @@ impl<T: Copy + Send, M: RingMemory> Ring<T, M> {
     pub fn has_item(&self) -> bool {
         let pos = self.header().head.0.load(SeqCst);
         self.slot(pos).seq.load(SeqCst) == pos + 1
+    }
+
+    /// True when the next `n` positions are free for producers right now (a hint: others may
+    /// claim them first). Unlike [`Ring::len`] this reads the slots themselves, so it holds
+    /// whoever consumes — also a device that claims positions with a counter of its own.
+    pub fn has_room(&self, n: usize) -> bool {
+        if n as u64 > self.capacity {
+            return false;
+        }
+        let tail = self.header().tail.0.load(SeqCst);
+        (0..n as u64).all(|i| self.slot(tail + i).seq.load(SeqCst) == tail + i)
     }
 
     /// Items published and not yet taken (approximate while others run).

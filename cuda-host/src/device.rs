@@ -1,0 +1,243 @@
+//! An emulated CUDA device: the real megakernel, built as host C++, with each block a group
+//! of host threads, over ordinary memory (device addresses are host addresses).
+//!
+//! It also lets tests make the device misbehave — an allocation that fails, a kernel that
+//! reports an error, a kernel that stops serving jobs — to check that every ticket still
+//! resolves with the reason.
+
+use std::alloc::Layout;
+use std::collections::BTreeMap;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use meridian_runtime::cuda::{Device, DeviceError, KernelState};
+
+use crate::ffi;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const NOT_LAUNCHED: u8 = 0;
+const RUNNING: u8 = 1;
+const EXITED: u8 = 2;
+
+/// Byte offset of `MrControl::stop` (the stalled kernel watches it).
+const CONTROL_STOP: usize = 56;
+
+/// What the emulated kernel does once launched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Runs the megakernel.
+    Serve,
+    /// Never serves a job (but stops when told): a hung kernel, for the watchdog.
+    Stall,
+}
+
+/// An emulated device running the megakernel on host threads.
+#[derive(Debug)]
+pub struct HostDevice {
+    blocks: u32,
+    threads: u32,
+    behaviour: Behaviour,
+    allocs: Mutex<BTreeMap<u64, Layout>>,
+    mapped: Mutex<BTreeMap<u64, Layout>>,
+    kernel: Mutex<Option<JoinHandle<()>>>,
+    state: Arc<AtomicU8>,
+    /// Allocations to refuse (tests of failed uploads).
+    refuse_allocs: AtomicU64,
+    /// An error to report as the kernel's state (tests of device faults).
+    fault: Mutex<Option<String>>,
+    launched: AtomicBool,
+    control: AtomicU64,
+}
+
+impl HostDevice {
+    /// A device of `blocks` blocks of `threads` threads (a multiple of 32, at most 256).
+    pub fn new(blocks: u32, threads: u32) -> HostDevice {
+        HostDevice::with_behaviour(blocks, threads, Behaviour::Serve)
+    }
+
+    /// A device whose kernel does `behaviour`.
+    pub fn with_behaviour(blocks: u32, threads: u32, behaviour: Behaviour) -> HostDevice {
+        HostDevice {
+            blocks,
+            threads,
+            behaviour,
+            allocs: Mutex::new(BTreeMap::new()),
+            mapped: Mutex::new(BTreeMap::new()),
+            kernel: Mutex::new(None),
+            state: Arc::new(AtomicU8::new(NOT_LAUNCHED)),
+            refuse_allocs: AtomicU64::new(0),
+            fault: Mutex::new(None),
+            launched: AtomicBool::new(false),
+            control: AtomicU64::new(0),
+        }
+    }
+
+    /// The next `n` device allocations fail (out of memory).
+    pub fn refuse_allocations(&self, n: u64) {
+        self.refuse_allocs.store(n, SeqCst);
+    }
+
+    /// A device fault: the kernel dies (as a real one does with its context) and from now on
+    /// its state is this error. Jobs it was running never complete.
+    pub fn inject_fault(&self, message: &str) {
+        let control = self.control.load(SeqCst);
+        if control != 0 {
+            // SAFETY: `stop` is an aligned u64 inside the control block, which the executor
+            // keeps alive while the kernel may run.
+            let stop = unsafe { &*((control as usize + CONTROL_STOP) as *const AtomicU64) };
+            stop.store(1, SeqCst);
+        }
+        if let Some(h) = lock(&self.kernel).take() {
+            let _ = h.join();
+        }
+        *lock(&self.fault) = Some(message.to_owned());
+    }
+
+    /// Device allocations live now (tests of leaks).
+    pub fn live_allocations(&self) -> usize {
+        lock(&self.allocs).len()
+    }
+
+    fn region(map: &BTreeMap<u64, Layout>, ptr: u64, len: usize) -> Result<(), DeviceError> {
+        let (base, layout) =
+            map.range(..=ptr).next_back().ok_or_else(|| DeviceError(format!("{ptr:#x} is not allocated")))?;
+        let end = (ptr - base) as usize + len;
+        if end > layout.size() {
+            return Err(DeviceError(format!(
+                "{len} bytes at {ptr:#x} run past an allocation of {}",
+                layout.size()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HostDevice {
+    fn drop(&mut self) {
+        if let Some(h) = lock(&self.kernel).take() {
+            let _ = h.join();
+        }
+        for (ptr, layout) in std::mem::take(&mut *lock(&self.allocs))
+            .into_iter()
+            .chain(std::mem::take(&mut *lock(&self.mapped)))
+        {
+            // SAFETY: each entry is a live allocation made with this layout; the kernel has
+            // stopped (joined above), so nothing uses it.
+            unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+        }
+    }
+}
+
+impl Device for HostDevice {
+    fn describe(&self) -> String {
+        format!(
+            "host emulator ({} blocks × {} threads of the megakernel as host C++)",
+            self.blocks, self.threads
+        )
+    }
+
+    fn block_threads(&self) -> u32 {
+        self.threads
+    }
+
+    fn alloc(&self, len: usize) -> Result<u64, DeviceError> {
+        if self.refuse_allocs.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(DeviceError(format!("out of memory allocating {len} bytes (injected)")));
+        }
+        let layout = Layout::from_size_align(len.max(1), 256).map_err(|e| DeviceError(e.to_string()))?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        if p.is_null() {
+            return Err(DeviceError(format!("out of memory allocating {len} bytes")));
+        }
+        lock(&self.allocs).insert(p as u64, layout);
+        Ok(p as u64)
+    }
+
+    unsafe fn free(&self, ptr: u64) {
+        if let Some(layout) = lock(&self.allocs).remove(&ptr) {
+            // SAFETY: allocated in `alloc` with this layout; removed from the map, so freed once.
+            unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+        }
+    }
+
+    unsafe fn write(&self, dst: u64, src: &[u8]) -> Result<(), DeviceError> {
+        HostDevice::region(&lock(&self.allocs), dst, src.len())?;
+        // SAFETY: the destination lies in a live allocation (checked), distinct from `src`.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
+        Ok(())
+    }
+
+    unsafe fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
+        HostDevice::region(&lock(&self.allocs), src, dst.len())?;
+        // SAFETY: the source lies in a live allocation (checked), distinct from `dst`.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    fn alloc_mapped(&self, len: usize) -> Result<(NonNull<u8>, u64), DeviceError> {
+        let layout = Layout::from_size_align(len.max(1), 4096).map_err(|e| DeviceError(e.to_string()))?;
+        // SAFETY: the layout has a non-zero size.
+        let p = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+            .ok_or_else(|| DeviceError(format!("out of memory allocating {len} mapped bytes")))?;
+        lock(&self.mapped).insert(p.as_ptr() as u64, layout);
+        Ok((p, p.as_ptr() as u64))
+    }
+
+    unsafe fn free_mapped(&self, host: NonNull<u8>) {
+        if let Some(layout) = lock(&self.mapped).remove(&(host.as_ptr() as u64)) {
+            // SAFETY: allocated in `alloc_mapped` with this layout, freed once.
+            unsafe { std::alloc::dealloc(host.as_ptr(), layout) };
+        }
+    }
+
+    fn launch(&self, control: u64) -> Result<u32, DeviceError> {
+        if self.launched.swap(true, SeqCst) {
+            return Err(DeviceError("the megakernel is already running".into()));
+        }
+        HostDevice::region(&lock(&self.mapped), control, 80)?;
+        self.control.store(control, SeqCst);
+        let (blocks, threads, behaviour, state) =
+            (self.blocks, self.threads, self.behaviour, self.state.clone());
+        state.store(RUNNING, SeqCst);
+        let handle = std::thread::Builder::new()
+            .name("meridian-emulated-kernel".into())
+            .spawn(move || {
+                match behaviour {
+                    Behaviour::Serve => {
+                        // SAFETY: `control` is a live mapped allocation holding an `MrControl`
+                        // the executor set up; the executor keeps everything the kernel reaches
+                        // alive until it has seen the kernel exit.
+                        unsafe { ffi::mr_host_run_megakernel(control as *mut u8, blocks, threads) };
+                    }
+                    Behaviour::Stall => {
+                        // SAFETY: `stop` is an aligned u64 inside the live control block.
+                        let stop = unsafe { &*((control as usize + CONTROL_STOP) as *const AtomicU64) };
+                        while stop.load(SeqCst) == 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                    }
+                }
+                state.store(EXITED, SeqCst);
+            })
+            .map_err(|e| DeviceError(format!("could not start the emulated kernel: {e}")))?;
+        *lock(&self.kernel) = Some(handle);
+        Ok(blocks)
+    }
+
+    fn kernel_state(&self) -> KernelState {
+        if let Some(f) = lock(&self.fault).clone() {
+            return KernelState::Failed(f);
+        }
+        match self.state.load(SeqCst) {
+            NOT_LAUNCHED => KernelState::NotLaunched,
+            RUNNING => KernelState::Running,
+            _ => KernelState::Exited,
+        }
+    }
+}

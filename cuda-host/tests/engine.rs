@@ -1,0 +1,261 @@
+//! The Engine's GPU backend on the emulated device: the example programs over the shipped
+//! data give the CPU interpreter's results, programs the GPU does not run are refused under
+//! `gpu` and run on the CPU under `auto` with the reason, and hit overflow re-runs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use meridian_bytecode::assemble;
+use meridian_cuda_host::HostDevice;
+use meridian_kernels::column::GeometryColumn;
+use meridian_kernels::interp::{Input, OutputColumn};
+use meridian_kernels::io;
+use meridian_runtime::{Engine, EngineError, JobError, Mode};
+
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
+}
+
+fn countries() -> Arc<GeometryColumn> {
+    let text = io::read_text(&data("countries.geojson")).unwrap();
+    Arc::new(io::read_geojson("countries.geojson", &text).unwrap().geometry)
+}
+
+fn cities() -> Arc<GeometryColumn> {
+    Arc::new(io::read_csv("cities.csv.gz", io::open(&data("cities.csv.gz")).unwrap(), &[]).unwrap().geometry)
+}
+
+fn example(name: &str) -> meridian_bytecode::VerifiedProgram {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
+    assemble(name, &std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn gpu_engine(blocks: u32, threads: u32) -> Engine {
+    Engine::builder()
+        .mode(Mode::Gpu)
+        .workers(1)
+        .gpu_device(Arc::new(HostDevice::new(blocks, threads)))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn pip_join_on_the_shipped_data_matches_the_cpu() {
+    let (pts, zones) = (cities(), countries());
+    let program = example("pip_join.masm");
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    let gpu = gpu_engine(2, 32);
+    assert_eq!(gpu.backend().name, "cuda");
+    let run = |e: &Engine| {
+        let p = e.prepare(program.program()).unwrap();
+        let b = e
+            .bind(&p, [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones.clone()))])
+            .unwrap();
+        e.run(p.job(&b)).unwrap()
+    };
+    let (want, got) = (run(&cpu), run(&gpu));
+    assert_eq!(got.backend().name, "cuda", "{:?}", got.backend());
+    assert_eq!(got.hits("pairs").unwrap().len(), 224_999);
+    assert_eq!(got.hits("pairs"), want.hits("pairs"));
+}
+
+#[test]
+fn programs_the_gpu_does_not_run_fail_under_gpu_and_fall_back_under_auto() {
+    let program = example("moved.masm");
+    let gpu = gpu_engine(1, 8);
+    let err = gpu.prepare(program.program()).unwrap_err();
+    assert!(matches!(err, EngineError::GpuRefused(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("`affine`")
+            && text.contains("`simplify`")
+            && text.contains("`store` to a geometry output"),
+        "{text}"
+    );
+    // prepare_verified lets it through; the job then fails with the same reason.
+    let p = gpu.prepare_verified(&program);
+    let b = gpu.bind(&p, [("shapes", countries())]).unwrap();
+    match gpu.run(p.job(&b)) {
+        Err(JobError::Refused(why)) => assert!(why.contains("`affine`"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    let auto = Engine::builder()
+        .mode(Mode::Auto)
+        .workers(1)
+        .gpu_min_rows(0)
+        .gpu_device(Arc::new(HostDevice::new(1, 8)))
+        .build()
+        .unwrap();
+    assert_eq!(auto.backend().name, "cuda");
+    let p = auto.prepare(program.program()).unwrap();
+    let b = auto.bind(&p, [("shapes", countries())]).unwrap();
+    let r = auto.run(p.job(&b)).unwrap();
+    assert_eq!(r.backend().name, "cpu");
+    assert!(r.backend().fallback);
+    assert!(
+        r.backend().reason.contains("`affine`") && r.backend().reason.contains("ran on the CPU executor"),
+        "{:?}",
+        r.backend()
+    );
+    let OutputColumn::Geometry(moved) = r.get("moved").unwrap() else { panic!() };
+    assert_eq!(moved.len(), 177);
+}
+
+#[test]
+fn measure_bounds_and_near_match_the_cpu_on_the_shipped_data() {
+    let (pts, zones) = (cities(), countries());
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    let gpu = gpu_engine(2, 16);
+    let near_sites = Arc::new({
+        // Every 50th city as a site, so `near` has candidates.
+        let mut b = meridian_kernels::column::ColumnBuilder::new();
+        for row in (0..pts.len()).step_by(50) {
+            b.push_geom(pts.get(row).as_ref()).unwrap();
+        }
+        b.finish()
+    });
+    let small = Arc::new({
+        let mut b = meridian_kernels::column::ColumnBuilder::new();
+        for row in (0..pts.len()).step_by(37) {
+            b.push_geom(pts.get(row).as_ref()).unwrap();
+        }
+        b.finish()
+    });
+    for (name, inputs) in [
+        ("measure.masm", vec![("shapes", Input::rows(zones.clone()))]),
+        ("bounds.masm", vec![("shapes", Input::rows(zones.clone()))]),
+        (
+            "near.masm",
+            vec![("pts", Input::rows(small.clone())), ("sites", Input::indexed(near_sites.clone()))],
+        ),
+    ] {
+        let program = example(name);
+        let run = |e: &Engine| {
+            let p = e.prepare(program.program()).unwrap();
+            let b = e.bind(&p, inputs.clone()).unwrap();
+            e.run(p.job(&b)).unwrap()
+        };
+        let (want, got) = (run(&cpu), run(&gpu));
+        assert_eq!(got.backend().name, "cuda");
+        for ((n, w), (_, g)) in want.outputs().zip(got.outputs()) {
+            assert_eq!(w, g, "{name}: output {n}");
+        }
+    }
+}
+
+#[test]
+fn hits_past_the_first_capacity_rerun_with_enough_room() {
+    let (pts, zones) = (cities(), countries());
+    let program = example("pip_join.masm");
+    let gpu = gpu_engine(2, 8);
+    let p = gpu.prepare(program.program()).unwrap();
+    let b = gpu.bind(&p, [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones))]).unwrap();
+    let r = gpu.run(p.job(&b).rows(0..20_000).hit_capacity(10)).unwrap();
+    assert_eq!(r.attempts(), 2);
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let pc = cpu.prepare(program.program()).unwrap();
+    let bc = cpu.bind(&pc, [("pts", Input::rows(pts)), ("zones", Input::indexed(countries()))]).unwrap();
+    let want = cpu.run(pc.job(&bc).rows(0..20_000)).unwrap();
+    assert_eq!(r.hits("pairs"), want.hits("pairs"));
+}
+
+/// Multipolygons with a hole, shared edges and touching parts, a line, a point and an
+/// overlapping multipolygon among the indexed rows; points on a half-unit grid (vertices, edges, interiors), a null, an empty, and
+/// some lines and polygons among the probes.
+fn tricky() -> (Arc<GeometryColumn>, Arc<GeometryColumn>) {
+    use meridian_kernels::column::{ColumnBuilder, Family};
+    let mut z = ColumnBuilder::new();
+    let sq = |x: f64, y: f64, s: f64| vec![(x, y), (x + s, y), (x + s, y + s), (x, y + s), (x, y)];
+    z.push_parts(
+        Family::MultiPolygon,
+        &[vec![sq(0.0, 0.0, 4.0), sq(1.0, 1.0, 2.0)], vec![sq(4.0, 4.0, 2.0)]],
+    )
+    .unwrap();
+    z.push_line_string(&[(0.5, -0.5), (0.5, 5.5)]).unwrap();
+    z.push_point(1.0, 1.0).unwrap();
+    // Invalid (overlapping parts), but both executors must still agree on it: a point on one
+    // part's boundary and in the other's interior.
+    z.push_parts(Family::MultiPolygon, &[vec![sq(0.5, 0.5, 3.0)], vec![sq(2.0, 2.0, 3.0)]]).unwrap();
+    z.push_polygon(&[&sq(2.0, 0.0, 4.0)]).unwrap();
+    z.push_null();
+    z.push_empty(Family::Polygon);
+    z.push_polygon(&[&[(0.0, 0.0), (6.0, 1.0), (3.0, 6.0), (0.0, 0.0)]]).unwrap();
+    let mut p = ColumnBuilder::new();
+    for i in 0..=14 {
+        for j in 0..=14 {
+            p.push_point(i as f64 * 0.5 - 0.5, j as f64 * 0.5 - 0.5).unwrap();
+            if (i * 15 + j) % 50 == 7 {
+                p.push_line_string(&[(0.0, 0.0), (1.0, 1.0)]).unwrap();
+                p.push_polygon(&[&[(1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (1.0, 1.0)]]).unwrap();
+            }
+        }
+    }
+    p.push_null();
+    p.push_empty(Family::Point);
+    (Arc::new(z.finish()), Arc::new(p.finish()))
+}
+
+#[test]
+fn point_join_and_filter_loops_match_the_cpu_on_boundary_cases() {
+    let (zones, pts) = tricky();
+    assert!(meridian_kernels::index::SpatialIndex::build(zones.view()).grid().is_some());
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let gpu = Engine::builder()
+        .mode(Mode::Gpu)
+        .workers(1)
+        .gpu_chunk_rows(16)
+        .gpu_device(Arc::new(HostDevice::new(2, 8)))
+        .build()
+        .unwrap();
+    let header = ".program t\n.input pts geometry\n.input zones geometry indexed\n.output pairs hits\n";
+    let after = ".output flag bool\n.output candnull bool\n.output after hits\n";
+    let tail = "done:\n store flag, b0\n isnull b1, g1\n store candnull, b1\n\
+                again:\n cnext g2, c0, end\n emit after, g2\n jmp again\n end:\n halt\n";
+    for op in [
+        "contains b0, g1, g0",
+        "covers b0, g1, g0",
+        "touches b0, g1, g0",
+        "intersects b0, g0, g1",
+        "intersects b0, g1, g0",
+        "disjoint b0, g1, g0",
+        "disjoint b0, g0, g1",
+        "within b0, g0, g1",
+        "coveredby b0, g0, g1",
+    ] {
+        for probe in [
+            "probe c0, zones, g0",
+            "const f0, 0.0\n probe c0, zones, g0, f0",
+            "const f0, 0.75\n probe c0, zones, g0, f0",
+        ] {
+            let head = format!("load g0, pts\n {probe}\n next:\n cnext g1, c0, done\n");
+            let join =
+                format!("{header}{head} {op}\n jf b0, next\n emit pairs, g1\n jmp next\n done:\n halt\n");
+            let plain = format!(
+                "{header}{after}{head} {op}\n jt b0, hit\n jmp next\n hit:\n emit pairs, g1\n jmp next\n{tail}"
+            );
+            for src in [join, plain] {
+                let program = assemble("t.masm", &src).unwrap();
+                let run = |e: &Engine| {
+                    let p = e.prepare(program.program()).unwrap();
+                    let b = e
+                        .bind(
+                            &p,
+                            [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones.clone()))],
+                        )
+                        .unwrap();
+                    e.run(p.job(&b)).unwrap()
+                };
+                let (want, got) = (run(&cpu), run(&gpu));
+                assert_eq!(got.backend().name, "cuda");
+                assert!(
+                    !want.hits("pairs").unwrap().is_empty() || op.starts_with("touches"),
+                    "{op}: the case tests nothing"
+                );
+                for ((n, w), (_, g)) in want.outputs().zip(got.outputs()) {
+                    assert_eq!(w, g, "{op} / {probe}: output {n}\n{src}");
+                }
+            }
+        }
+    }
+}

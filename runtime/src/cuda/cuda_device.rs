@@ -1,0 +1,171 @@
+//! The real device: the megakernel compiled by NVRTC for the GPU found, launched once on a
+//! stream of its own, with memory that comes and goes beside it without synchronising the
+//! device (stream-ordered allocation on a second stream).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use meridian_driver::cudarc::driver::{CudaFunction, CudaStream};
+use meridian_driver::{
+    keep_pool_memory, launch_with_pointer, resident_grid, stream_state, CubinCache, Gpu, GpuError,
+    MappedHostBuffer, PoolBuffer, StreamState,
+};
+use meridian_kernels::cuda::{megakernel_source, BLOCK_THREADS, MEGAKERNEL, NVRTC_OPTIONS};
+
+use super::device::{Device, DeviceError, KernelState};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A CUDA GPU running meridian's megakernel.
+pub struct CudaDevice {
+    gpu: Gpu,
+    function: CudaFunction,
+    kernel_stream: Arc<CudaStream>,
+    copy_stream: Arc<CudaStream>,
+    buffers: Mutex<BTreeMap<u64, PoolBuffer>>,
+    mapped: Mutex<HashMap<usize, MappedHostBuffer>>,
+    launched: AtomicBool,
+    description: String,
+}
+
+impl std::fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaDevice").field("device", &self.description).finish()
+    }
+}
+
+impl CudaDevice {
+    /// Opens device `ordinal` and compiles the megakernel for it (NVRTC, cached on disk in
+    /// [`CubinCache::default_dir`]); a compile failure carries NVRTC's log.
+    pub fn open(ordinal: usize) -> Result<CudaDevice, GpuError> {
+        let gpu = Gpu::open(ordinal)?;
+        let cache = CubinCache::new(CubinCache::default_dir());
+        let (cubin, _) =
+            cache.get_or_compile("megakernel.cu", &megakernel_source(), gpu.arch(), NVRTC_OPTIONS)?;
+        let function = gpu.function(&cubin, MEGAKERNEL)?;
+        let kernel_stream = gpu.stream()?;
+        let copy_stream = gpu.stream()?;
+        // Best effort: without it freed memory goes back to the system and allocation is slower.
+        let _ = keep_pool_memory(&gpu);
+        let info = gpu.info();
+        let description = format!(
+            "{} (sm_{}{}, {} SMs, {:.0} GiB)",
+            info.name,
+            info.compute_capability.0,
+            info.compute_capability.1,
+            info.sms,
+            info.memory_bytes as f64 / (1u64 << 30) as f64
+        );
+        Ok(CudaDevice {
+            gpu,
+            function,
+            kernel_stream,
+            copy_stream,
+            buffers: Mutex::new(BTreeMap::new()),
+            mapped: Mutex::new(HashMap::new()),
+            launched: AtomicBool::new(false),
+            description,
+        })
+    }
+
+    /// The opened GPU.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The allocation holding `[ptr, ptr + len)` and the offset of `ptr` in it.
+    fn locate(
+        buffers: &BTreeMap<u64, PoolBuffer>,
+        ptr: u64,
+        len: usize,
+    ) -> Result<(&PoolBuffer, usize), DeviceError> {
+        let (base, buf) = buffers
+            .range(..=ptr)
+            .next_back()
+            .ok_or_else(|| DeviceError(format!("device address {ptr:#x} is not in an allocation")))?;
+        let offset = (ptr - base) as usize;
+        if offset.checked_add(len).is_none_or(|end| end > buf.len()) {
+            return Err(DeviceError(format!("a copy of {len} bytes at {ptr:#x} runs past its allocation")));
+        }
+        Ok((buf, offset))
+    }
+}
+
+fn gpu_err(e: GpuError) -> DeviceError {
+    DeviceError(e.to_string())
+}
+
+impl Device for CudaDevice {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn block_threads(&self) -> u32 {
+        BLOCK_THREADS
+    }
+
+    fn alloc(&self, len: usize) -> Result<u64, DeviceError> {
+        let buf = PoolBuffer::new(&self.gpu, &self.copy_stream, len.max(1)).map_err(gpu_err)?;
+        let ptr = buf.device_ptr();
+        lock(&self.buffers).insert(ptr, buf);
+        Ok(ptr)
+    }
+
+    unsafe fn free(&self, ptr: u64) {
+        // Dropping the buffer frees it (stream ordered).
+        drop(lock(&self.buffers).remove(&ptr));
+    }
+
+    unsafe fn write(&self, dst: u64, src: &[u8]) -> Result<(), DeviceError> {
+        let buffers = lock(&self.buffers);
+        let (buf, offset) = Self::locate(&buffers, dst, src.len())?;
+        buf.write(offset, src).map_err(gpu_err)
+    }
+
+    unsafe fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
+        let buffers = lock(&self.buffers);
+        let (buf, offset) = Self::locate(&buffers, src, dst.len())?;
+        buf.read(offset, dst).map_err(gpu_err)
+    }
+
+    fn alloc_mapped(&self, len: usize) -> Result<(NonNull<u8>, u64), DeviceError> {
+        let buf = MappedHostBuffer::new(&self.gpu, len).map_err(gpu_err)?;
+        let host =
+            NonNull::new(buf.as_ptr()).ok_or_else(|| DeviceError("cuMemHostAlloc gave null".into()))?;
+        let dev = buf.device_ptr();
+        lock(&self.mapped).insert(host.as_ptr() as usize, buf);
+        Ok((host, dev))
+    }
+
+    unsafe fn free_mapped(&self, host: NonNull<u8>) {
+        drop(lock(&self.mapped).remove(&(host.as_ptr() as usize)));
+    }
+
+    fn launch(&self, control: u64) -> Result<u32, DeviceError> {
+        if self.launched.swap(true, Ordering::SeqCst) {
+            return Err(DeviceError("the megakernel is already running".into()));
+        }
+        let cfg = resident_grid(&self.gpu, &self.function, BLOCK_THREADS, 0, None).map_err(gpu_err)?;
+        // SAFETY: `mr_megakernel(MrControl*)` takes one pointer. Everything it reaches lives
+        // until the executor has seen it stop, or is leaked when it does not stop (the
+        // executor's wedged path).
+        unsafe { launch_with_pointer(&self.function, cfg, &self.kernel_stream, control) }
+            .map_err(|e| DeviceError(format!("launching the megakernel: {e}")))?;
+        Ok(cfg.grid_dim.0)
+    }
+
+    fn kernel_state(&self) -> KernelState {
+        if !self.launched.load(Ordering::SeqCst) {
+            return KernelState::NotLaunched;
+        }
+        match stream_state(&self.kernel_stream) {
+            StreamState::Busy => KernelState::Running,
+            StreamState::Idle => KernelState::Exited,
+            StreamState::Failed(e) => KernelState::Failed(e),
+        }
+    }
+}

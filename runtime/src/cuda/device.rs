@@ -1,0 +1,279 @@
+//! The seam between the CUDA executor and a device.
+//!
+//! [`Device`] is the little the executor needs: device memory, pinned host memory the device
+//! can address, copies, one launch of the megakernel, and whether it still runs.
+//! [`CudaDevice`](super::CudaDevice) is the real one; `meridian-cuda-host` implements it with
+//! the same megakernel built as host C++, so the executor's every path is tested on machines
+//! without a GPU.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A failed device operation, with what was being done.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DeviceError(pub String);
+
+/// What the megakernel is doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelState {
+    /// Not launched yet.
+    NotLaunched,
+    /// Launched and not finished.
+    Running,
+    /// Finished (after `stop`, or unexpectedly).
+    Exited,
+    /// The device reported an error; the kernel is gone and the device unusable.
+    Failed(String),
+}
+
+/// A device that can run the megakernel.
+pub trait Device: Send + Sync + fmt::Debug + 'static {
+    /// What the device is, for backend lines.
+    fn describe(&self) -> String;
+
+    /// Threads per megakernel block: at most 256 (and on a GPU a multiple of 32, for the
+    /// warp-level block scans).
+    fn block_threads(&self) -> u32;
+
+    /// `len` bytes of device memory, contents unspecified.
+    fn alloc(&self, len: usize) -> Result<u64, DeviceError>;
+
+    /// Frees memory from [`Device::alloc`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `alloc` on this device, is freed once, and nothing running on the
+    /// device uses it any more.
+    unsafe fn free(&self, ptr: u64);
+
+    /// Copies `src` to device address `dst`; returns once the device memory holds it.
+    ///
+    /// # Safety
+    ///
+    /// `[dst, dst + src.len())` lies within one live allocation from [`Device::alloc`].
+    unsafe fn write(&self, dst: u64, src: &[u8]) -> Result<(), DeviceError>;
+
+    /// Copies from device address `src` into `dst`; returns once `dst` holds it.
+    ///
+    /// # Safety
+    ///
+    /// `[src, src + dst.len())` lies within one live allocation from [`Device::alloc`].
+    unsafe fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), DeviceError>;
+
+    /// `len` bytes of zeroed, pinned host memory that the device addresses at the returned
+    /// device address; page-aligned.
+    fn alloc_mapped(&self, len: usize) -> Result<(NonNull<u8>, u64), DeviceError>;
+
+    /// Frees memory from [`Device::alloc_mapped`].
+    ///
+    /// # Safety
+    ///
+    /// `host` came from `alloc_mapped` on this device, is freed once, and nothing running on
+    /// the device uses it any more.
+    unsafe fn free_mapped(&self, host: NonNull<u8>);
+
+    /// Starts the megakernel, once, with its control block at device address `control`;
+    /// returns the number of blocks launched.
+    fn launch(&self, control: u64) -> Result<u32, DeviceError>;
+
+    /// Whether the megakernel runs.
+    fn kernel_state(&self) -> KernelState;
+}
+
+/// A device shared by the executor's allocations. Once `wedged` (a kernel that would not
+/// stop), nothing is freed: memory the kernel may still touch is leaked, never freed under it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub device: Arc<dyn Device>,
+    wedged: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(device: Arc<dyn Device>) -> Arc<Shared> {
+        Arc::new(Shared { device, wedged: AtomicBool::new(false) })
+    }
+
+    pub fn wedge(&self) {
+        self.wedged.store(true, Ordering::SeqCst);
+    }
+
+    fn is_wedged(&self) -> bool {
+        self.wedged.load(Ordering::SeqCst)
+    }
+}
+
+/// Device memory owned by the executor, freed on drop.
+#[derive(Debug)]
+pub(crate) struct DeviceAlloc {
+    dev: Arc<Shared>,
+    ptr: u64,
+    len: usize,
+}
+
+impl DeviceAlloc {
+    pub fn new(dev: &Arc<Shared>, len: usize) -> Result<DeviceAlloc, DeviceError> {
+        let ptr = dev.device.alloc(len.max(1))?;
+        Ok(DeviceAlloc { dev: dev.clone(), ptr, len: len.max(1) })
+    }
+
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Result<u64, DeviceError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(self.ptr + offset as u64),
+            _ => Err(DeviceError(format!(
+                "a copy of {len} bytes at {offset} is outside a {}-byte device allocation",
+                self.len
+            ))),
+        }
+    }
+
+    pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), DeviceError> {
+        let dst = self.check(offset, bytes.len())?;
+        // SAFETY: the range lies within this live allocation (checked).
+        unsafe { self.dev.device.write(dst, bytes) }
+    }
+
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), DeviceError> {
+        let src = self.check(offset, out.len())?;
+        // SAFETY: as in `write`.
+        unsafe { self.dev.device.read(src, out) }
+    }
+}
+
+impl Drop for DeviceAlloc {
+    fn drop(&mut self) {
+        if !self.dev.is_wedged() {
+            // SAFETY: `ptr` came from `alloc` on this device and is freed once, here. Its users
+            // are done: job memory is dropped after the job's completion, resident inputs and
+            // programs after the last job holding them, everything else after the kernel
+            // stopped; if it did not stop, the device is wedged and nothing is freed.
+            unsafe { self.dev.device.free(self.ptr) };
+        }
+    }
+}
+
+/// Pinned host memory the device addresses, owned by the executor, freed on drop.
+///
+/// The device reads and writes it while the host does, so no `&[u8]` to it is ever made:
+/// the host reads and writes plain-old-data values at offsets, and words that both sides
+/// update concurrently through atomics.
+#[derive(Debug)]
+pub(crate) struct MappedAlloc {
+    dev: Arc<Shared>,
+    host: NonNull<u8>,
+    device_ptr: u64,
+    len: usize,
+}
+
+// SAFETY: the memory is process-wide pinned memory owned by this value; nothing in it is tied
+// to a thread, and every access goes through raw-pointer reads, writes and atomics.
+unsafe impl Send for MappedAlloc {}
+// SAFETY: as above; `&self` methods never hand out references to the bytes.
+unsafe impl Sync for MappedAlloc {}
+
+impl MappedAlloc {
+    pub fn new(dev: &Arc<Shared>, len: usize) -> Result<MappedAlloc, DeviceError> {
+        let (host, device_ptr) = dev.device.alloc_mapped(len.max(8))?;
+        Ok(MappedAlloc { dev: dev.clone(), host, device_ptr, len: len.max(8) })
+    }
+
+    pub fn device_ptr(&self) -> u64 {
+        self.device_ptr
+    }
+
+    pub fn host_ptr(&self) -> NonNull<u8> {
+        self.host
+    }
+
+    fn at<T>(&self, offset: usize) -> Result<*mut T, DeviceError> {
+        let size = std::mem::size_of::<T>();
+        match offset.checked_add(size) {
+            Some(end) if end <= self.len && offset % std::mem::align_of::<T>() == 0 => {
+                // SAFETY: in bounds (checked), so the pointer stays inside the allocation.
+                Ok(unsafe { self.host.as_ptr().add(offset) }.cast::<T>())
+            }
+            _ => Err(DeviceError(format!("an access of {size} bytes at {offset} is outside mapped memory"))),
+        }
+    }
+
+    /// Writes `value` at `offset`. The device must not be reading it (the record it belongs
+    /// to is not published).
+    pub fn put<T: bytemuck::Pod>(&self, offset: usize, value: T) -> Result<(), DeviceError> {
+        let p = self.at::<T>(offset)?;
+        // SAFETY: `p` is in bounds and aligned for T; no reference to these bytes exists, and
+        // the device does not read them until they are published (the caller's contract).
+        unsafe { p.write_volatile(value) };
+        Ok(())
+    }
+
+    /// Reads the value at `offset`, written by the device before a completion this thread
+    /// acquired (or by the host itself).
+    pub fn get<T: bytemuck::Pod>(&self, offset: usize) -> Result<T, DeviceError> {
+        let p = self.at::<T>(offset)?;
+        // SAFETY: `p` is in bounds and aligned; T is plain old data, so any bytes are a value.
+        Ok(unsafe { p.read_volatile() })
+    }
+
+    /// Copies `len` bytes at `offset` out (written by the device before an acquired
+    /// completion).
+    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), DeviceError> {
+        match offset.checked_add(out.len()) {
+            Some(end) if end <= self.len => {
+                // SAFETY: the source range is in bounds; `out` is a separate host buffer.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.host.as_ptr().add(offset), out.as_mut_ptr(), out.len())
+                };
+                Ok(())
+            }
+            _ => Err(DeviceError(format!(
+                "a copy of {} bytes at {offset} is outside mapped memory",
+                out.len()
+            ))),
+        }
+    }
+
+    /// Copies `bytes` in at `offset` (not yet published to the device).
+    pub fn copy_in(&self, offset: usize, bytes: &[u8]) -> Result<(), DeviceError> {
+        match offset.checked_add(bytes.len()) {
+            Some(end) if end <= self.len => {
+                // SAFETY: the destination range is in bounds; `bytes` is a separate buffer.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.host.as_ptr().add(offset), bytes.len())
+                };
+                Ok(())
+            }
+            _ => Err(DeviceError(format!(
+                "a copy of {} bytes at {offset} is outside mapped memory",
+                bytes.len()
+            ))),
+        }
+    }
+
+    /// The 8-byte word at `offset`, for words host and device both touch.
+    pub fn word(&self, offset: usize) -> Result<&std::sync::atomic::AtomicU64, DeviceError> {
+        let p = self.at::<u64>(offset)?;
+        // SAFETY: in bounds and 8-aligned; AtomicU64 has u64's layout, and this word is only
+        // ever accessed atomically on the host.
+        Ok(unsafe { &*p.cast::<std::sync::atomic::AtomicU64>() })
+    }
+}
+
+impl Drop for MappedAlloc {
+    fn drop(&mut self) {
+        if !self.dev.is_wedged() {
+            // SAFETY: from `alloc_mapped` on this device, freed once, here; see DeviceAlloc's
+            // Drop for why nothing on the device uses it any more.
+            unsafe { self.dev.device.free_mapped(self.host) };
+        }
+    }
+}

@@ -1,0 +1,598 @@
+//! The CUDA executor: the megakernel launched once per engine, jobs published on a
+//! submission ring in pinned, device-mapped host memory (the same ring protocol as the CPU
+//! executor, docs/ring-protocol.md), completions reaped by one host thread.
+//!
+//! A job is: its program and bound inputs made resident (uploaded once, cached), an output
+//! area (a mapped arena for small jobs, device memory for large ones), a job-table slot whose
+//! record in mapped memory says where all of that is, and chunk entries on the ring. The
+//! device's last block publishes the completion; the reaper reads the accumulators and the
+//! outputs back, re-runs the job with more room if hits overflowed, and resolves the ticket.
+//!
+//! Failures never leave a ticket unresolved: a device that reports an error or a kernel that
+//! stops making progress (watchdog) fails every job in flight with the reason and marks the
+//! executor unhealthy; later jobs are refused with that reason (under `auto` the engine runs
+//! them on the CPU). A kernel that cannot be stopped has its memory leaked, never freed under
+//! it.
+
+use std::alloc::Layout as AllocLayout;
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use meridian_bytecode::OutputKind;
+use meridian_kernels::interp::{BoundInputs, ExecError};
+
+use super::abi::{self, Acc, Control, ErrorRecord, JobHead};
+use super::device::{Device, DeviceAlloc, DeviceError, KernelState, MappedAlloc, Shared};
+use super::outputs::{Area, Arenas, Layout};
+use super::resident::{Residency, ResidentBinding, ResidentProgram};
+use crate::doorbell::Doorbell;
+use crate::engine::{Backend, JobError, JobResult, PreparedInner, TicketCell};
+use crate::ring::{CompletionEntry, HeapMemory, Pop, PushError, Ring, RingMemory, SubmitEntry};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Parameters of the CUDA executor.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GpuTuning {
+    /// Jobs in flight at once.
+    pub job_slots: usize,
+    /// Submission ring slots (chunks in flight); a power of two.
+    pub ring_capacity: usize,
+    /// Mapped output arenas for small jobs.
+    pub arenas: usize,
+    /// Longest idle back-off of a block, in ns.
+    pub backoff_ns: u32,
+    /// How long jobs may be in flight without any completing before the device is declared
+    /// hung.
+    pub timeout: Duration,
+    /// Fewest rows in a chunk.
+    pub min_chunk_rows: usize,
+}
+
+impl Default for GpuTuning {
+    fn default() -> GpuTuning {
+        GpuTuning {
+            job_slots: 256,
+            ring_capacity: 4096,
+            arenas: 64,
+            backoff_ns: 2048,
+            timeout: Duration::from_secs(60),
+            min_chunk_rows: 512,
+        }
+    }
+}
+
+/// A job for the GPU.
+#[derive(Debug)]
+pub(crate) struct GpuJob {
+    pub prepared: Arc<PreparedInner>,
+    pub inputs: Arc<BoundInputs>,
+    pub rows: Range<usize>,
+    pub hit_capacity: usize,
+    pub ticket: Arc<TicketCell>,
+    pub attempt: u32,
+    pub backend: Arc<Backend>,
+}
+
+/// Why the GPU did not take a job; the job comes back.
+#[derive(Debug)]
+pub(crate) enum GpuSubmitError {
+    /// No free job slot or ring room now.
+    Full(GpuJob),
+    /// Shut down.
+    Closed(GpuJob),
+    /// The GPU cannot run it (unhealthy, or its inputs could not be placed on the device).
+    Unavailable(GpuJob, String),
+}
+
+/// A job on the device.
+#[derive(Debug)]
+struct InFlight {
+    job: GpuJob,
+    layout: Layout,
+    area: Area,
+    _program: Arc<ResidentProgram>,
+    _binding: Arc<ResidentBinding>,
+}
+
+/// Ring memory in pinned, device-mapped host memory.
+#[derive(Debug)]
+pub(crate) struct MappedRing {
+    dev: Arc<Shared>,
+    region: Mutex<Option<MappedAlloc>>,
+}
+
+impl MappedRing {
+    fn new(dev: &Arc<Shared>) -> MappedRing {
+        MappedRing { dev: dev.clone(), region: Mutex::new(None) }
+    }
+
+    fn device_ptr(&self) -> u64 {
+        lock(&self.region).as_ref().map_or(0, MappedAlloc::device_ptr)
+    }
+}
+
+// SAFETY: `allocate` returns a fresh mapped allocation of at least `layout.size()` bytes,
+// page-aligned (so aligned for any ring layout, whose alignment is 64), owned by this
+// provider until `deallocate` drops it. Each ring allocates once.
+unsafe impl RingMemory for MappedRing {
+    fn allocate(&self, layout: AllocLayout) -> Option<NonNull<u8>> {
+        if layout.align() > 4096 || layout.size() == 0 {
+            return None;
+        }
+        let m = MappedAlloc::new(&self.dev, layout.size()).ok()?;
+        let p = m.host_ptr();
+        *lock(&self.region) = Some(m);
+        Some(p)
+    }
+
+    unsafe fn deallocate(&self, _ptr: NonNull<u8>, _layout: AllocLayout) {
+        drop(lock(&self.region).take());
+    }
+}
+
+/// The CUDA executor.
+#[derive(Debug)]
+pub(crate) struct GpuExecutor {
+    dev: Arc<Shared>,
+    control: MappedAlloc,
+    submit: Ring<SubmitEntry, MappedRing>,
+    complete: Ring<CompletionEntry, MappedRing>,
+    records: MappedAlloc,
+    _state: DeviceAlloc,
+    arenas: Arc<Arenas>,
+    free: Ring<u32>,
+    slots: Box<[Mutex<Option<InFlight>>]>,
+    in_flight: AtomicUsize,
+    pending: Mutex<VecDeque<GpuJob>>,
+    residency: Mutex<Residency>,
+    unhealthy: Mutex<Option<String>>,
+    closing: AtomicBool,
+    work: Doorbell,
+    /// Submitters wait here for a free slot or ring room.
+    pub space: Doorbell,
+    pub tuning: GpuTuning,
+    blocks: u32,
+    block_threads: u32,
+    description: String,
+    poller: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl GpuExecutor {
+    /// Sets up the rings, job table and device state on `device`, launches the megakernel and
+    /// starts the reaper.
+    pub fn start(device: Arc<dyn Device>, tuning: GpuTuning) -> Result<Arc<GpuExecutor>, DeviceError> {
+        let block_threads = device.block_threads();
+        if block_threads == 0 || block_threads > 256 {
+            return Err(DeviceError(format!(
+                "{block_threads} threads per block: the megakernel takes 1 to 256"
+            )));
+        }
+        let dev = Shared::new(device);
+        let ring_err =
+            |e: crate::ring::RingError| DeviceError(format!("making a ring in mapped memory: {e}"));
+        let job_slots = tuning.job_slots.clamp(2, 1 << 16);
+        let submit = Ring::new(tuning.ring_capacity, MappedRing::new(&dev)).map_err(ring_err)?;
+        let complete = Ring::new(job_slots.next_power_of_two(), MappedRing::new(&dev)).map_err(ring_err)?;
+        let records = MappedAlloc::new(&dev, job_slots * abi::JOB_RECORD_BYTES)?;
+        let state_bytes = abi::DEVICE_STATE_HEADER + job_slots * abi::SLOT_STATE_BYTES;
+        let state = DeviceAlloc::new(&dev, state_bytes)?;
+        // Zero, but every sum accumulator starts at -0.0 (the identity of IEEE addition).
+        let mut init = vec![0u8; state_bytes];
+        for slot in 0..job_slots {
+            for o in 0..abi::MAX_OUTPUTS {
+                let at = abi::DEVICE_STATE_HEADER
+                    + slot * abi::SLOT_STATE_BYTES
+                    + abi::SLOT_ACC_OFFSET
+                    + 32 * o
+                    + 16;
+                init[at..at + 8].copy_from_slice(&(-0.0f64).to_bits().to_le_bytes());
+            }
+        }
+        state.write(0, &init)?;
+        let arenas = Arc::new(Arenas::new(&dev, tuning.arenas)?);
+        let control = MappedAlloc::new(&dev, std::mem::size_of::<Control>())?;
+        let ctl = Control {
+            submit: submit_memory(&submit),
+            complete: submit_memory(&complete),
+            jobs: records.device_ptr(),
+            state: state.ptr(),
+            submit_mask: (submit.capacity() - 1) as u32,
+            complete_mask: (complete.capacity() - 1) as u32,
+            submit_slots_offset: submit.slots_offset() as u32,
+            complete_slots_offset: complete.slots_offset() as u32,
+            job_slots: job_slots as u32,
+            backoff_ns: tuning.backoff_ns.max(32),
+            ..Control::default()
+        };
+        control.put(0, ctl)?;
+        let free = Ring::new(job_slots.next_power_of_two(), HeapMemory)
+            .map_err(|e| DeviceError(format!("making the job table: {e}")))?;
+        for i in 0..job_slots as u32 {
+            let _ = free.try_push(i);
+        }
+        let blocks = dev.device.launch(control.device_ptr())?;
+        let description =
+            format!("{}, megakernel of {blocks} blocks × {block_threads} threads", dev.device.describe());
+        let exec = Arc::new(GpuExecutor {
+            dev,
+            control,
+            submit,
+            complete,
+            records,
+            _state: state,
+            arenas,
+            free,
+            slots: (0..job_slots).map(|_| Mutex::new(None)).collect(),
+            in_flight: AtomicUsize::new(0),
+            pending: Mutex::new(VecDeque::new()),
+            residency: Mutex::new(Residency::default()),
+            unhealthy: Mutex::new(None),
+            closing: AtomicBool::new(false),
+            work: Doorbell::new(),
+            space: Doorbell::new(),
+            tuning: GpuTuning { job_slots, ..tuning },
+            blocks,
+            block_threads,
+            description,
+            poller: Mutex::new(None),
+        });
+        let reaper = exec.clone();
+        let handle = std::thread::Builder::new()
+            .name("meridian-cuda-reaper".into())
+            .spawn(move || reaper.reap_loop())
+            .map_err(|e| {
+                exec.stop_kernel();
+                DeviceError(format!("could not start the reaper thread: {e}"))
+            })?;
+        *lock(&exec.poller) = Some(handle);
+        Ok(exec)
+    }
+
+    /// What runs jobs: the device and the launch.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Why the executor takes no more jobs, if it does not.
+    pub fn unhealthy(&self) -> Option<String> {
+        lock(&self.unhealthy).clone()
+    }
+
+    /// Chunks of about equal size for `rows`: enough for every block to get some, at most
+    /// half the ring.
+    fn chunks(&self, rows: usize) -> (usize, usize) {
+        let max_chunks = (self.submit.capacity() / 2).max(1);
+        let size = self
+            .tuning
+            .min_chunk_rows
+            .max(rows.div_ceil(2 * self.blocks.max(1) as usize))
+            .max(rows.div_ceil(max_chunks))
+            .max(1);
+        (rows.div_ceil(size).max(1), size)
+    }
+
+    /// True when a job would find a slot and ring room now (a hint for waiting submitters).
+    pub fn has_room(&self, rows: usize) -> bool {
+        let (n, _) = self.chunks(rows);
+        self.submit.is_closed()
+            || self.unhealthy().is_some()
+            || (self.free.has_item() && self.submit.has_room(n))
+    }
+
+    /// Puts a job on the device without blocking.
+    pub fn submit(&self, job: GpuJob) -> Result<(), GpuSubmitError> {
+        if let Some(why) = self.unhealthy() {
+            return Err(GpuSubmitError::Unavailable(job, why));
+        }
+        if self.submit.is_closed() {
+            return Err(GpuSubmitError::Closed(job));
+        }
+        let placed = {
+            let mut r = lock(&self.residency);
+            r.program(&self.dev, &job.prepared.program)
+                .and_then(|p| r.binding(&self.dev, &job.prepared.program, &job.inputs).map(|b| (p, b)))
+        };
+        let (program, binding) = match placed {
+            Ok(pb) => pb,
+            Err(e) => {
+                return Err(GpuSubmitError::Unavailable(job, format!("placing the job on the device: {e}")))
+            }
+        };
+        let kinds: Vec<OutputKind> =
+            job.prepared.program.program().outputs().iter().map(|o| o.kind).collect();
+        let rows = job.rows.len();
+        let (nchunks, size) = self.chunks(rows);
+        let hits_outputs = kinds.iter().filter(|k| **k == OutputKind::Hits).count();
+        let tiles = rows.div_ceil(self.block_threads as usize) + nchunks;
+        let own_runs = if hits_outputs <= 1 { job.hit_capacity / abi::LOCAL_HITS } else { job.hit_capacity };
+        let layout = Layout::new(&kinds, rows, job.hit_capacity, tiles + own_runs + 1);
+        let area = match Area::new(&self.dev, &self.arenas, &layout) {
+            Ok(a) => a,
+            Err(e) => {
+                return Err(GpuSubmitError::Unavailable(job, format!("allocating the job's outputs: {e}")))
+            }
+        };
+        let slot = match self.free.try_pop() {
+            Pop::Item(s) => s,
+            _ => return Err(GpuSubmitError::Full(job)),
+        };
+        let record = slot as usize * abi::JOB_RECORD_BYTES;
+        let head = JobHead {
+            program: program.record,
+            inputs: binding.table,
+            outputs: area.device_ptr(),
+            rows_begin: job.rows.start as u64,
+            rows_end: job.rows.end as u64,
+            chunks: nchunks as u32,
+            noutputs: kinds.len() as u32,
+        };
+        let written = self
+            .records
+            .put(record, head)
+            .and_then(|()| self.records.put(record + abi::JOB_ERROR_OFFSET, ErrorRecord::default()));
+        if let Err(e) = written {
+            let _ = self.free.try_push(slot);
+            return Err(GpuSubmitError::Unavailable(job, e.to_string()));
+        }
+        let (start, end) = (job.rows.start, job.rows.end);
+        *lock(&self.slots[slot as usize]) =
+            Some(InFlight { job, layout, area, _program: program, _binding: binding });
+        // Counted before the push, so the reaper cannot see the ring closed with this job
+        // uncounted (see `reap_loop`).
+        self.in_flight.fetch_add(1, SeqCst);
+        let pushed = self.submit.try_push_n(nchunks, |k| SubmitEntry {
+            job: slot,
+            chunk: k as u32,
+            begin: (start + k * size) as u64,
+            end: (start + (k + 1) * size).min(end) as u64,
+        });
+        match pushed {
+            Ok(()) => {
+                self.work.ring(false);
+                Ok(())
+            }
+            Err(e) => {
+                let back = lock(&self.slots[slot as usize]).take();
+                self.in_flight.fetch_sub(1, SeqCst);
+                let _ = self.free.try_push(slot);
+                self.work.ring(false);
+                let Some(f) = back else {
+                    // Unreachable: only this thread and the reaper touch the slot, and the
+                    // reaper only after a completion of chunks never pushed.
+                    return Ok(());
+                };
+                Err(match e {
+                    PushError::Full => GpuSubmitError::Full(f.job),
+                    PushError::Closed => GpuSubmitError::Closed(f.job),
+                })
+            }
+        }
+    }
+
+    /// The reaper: drains completions, retries re-runs that found no room, watches the
+    /// kernel, and sleeps when nothing is in flight.
+    fn reap_loop(&self) {
+        let mut idle = 0u32;
+        let mut last_progress = Instant::now();
+        let mut last_check = Instant::now();
+        loop {
+            let mut progressed = false;
+            while let Pop::Item(c) = self.complete.try_pop() {
+                progressed = true;
+                self.finalize(c);
+            }
+            progressed |= self.retry_pending();
+            if progressed {
+                idle = 0;
+                last_progress = Instant::now();
+                continue;
+            }
+            let busy = self.in_flight.load(SeqCst) > 0 || !lock(&self.pending).is_empty();
+            if !busy {
+                last_progress = Instant::now();
+                if self.closing.load(SeqCst) && self.in_flight.load(SeqCst) == 0 {
+                    return;
+                }
+                self.work.sleep_unless(|| {
+                    self.in_flight.load(SeqCst) > 0
+                        || self.closing.load(SeqCst)
+                        || !lock(&self.pending).is_empty()
+                });
+                continue;
+            }
+            if last_check.elapsed() > Duration::from_millis(2) {
+                last_check = Instant::now();
+                match self.dev.device.kernel_state() {
+                    KernelState::Running => {}
+                    KernelState::Failed(e) => self.fail_all(format!("the device reported an error: {e}")),
+                    KernelState::Exited | KernelState::NotLaunched => {
+                        self.fail_all("the megakernel is not running".into())
+                    }
+                }
+                if last_progress.elapsed() > self.tuning.timeout {
+                    self.fail_all(format!(
+                        "watchdog: {} job(s) in flight and none finished for {:?}",
+                        self.in_flight.load(SeqCst),
+                        self.tuning.timeout
+                    ));
+                    last_progress = Instant::now();
+                }
+            }
+            idle += 1;
+            if idle < 4096 {
+                std::hint::spin_loop();
+            } else if idle < 4096 + 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+
+    /// Resubmits re-runs that found no room; true when one went out.
+    fn retry_pending(&self) -> bool {
+        let mut any = false;
+        loop {
+            let Some(job) = lock(&self.pending).pop_front() else { return any };
+            match self.submit(job) {
+                Ok(()) => any = true,
+                Err(GpuSubmitError::Full(job)) => {
+                    lock(&self.pending).push_front(job);
+                    return any;
+                }
+                Err(GpuSubmitError::Closed(job)) => {
+                    job.ticket.resolve(Err(JobError::Cancelled));
+                }
+                Err(GpuSubmitError::Unavailable(job, why)) => {
+                    job.ticket.resolve(Err(JobError::Device(why)));
+                }
+            }
+        }
+    }
+
+    fn finalize(&self, c: CompletionEntry) {
+        let Some(slot) = self.slots.get(c.job as usize) else { return };
+        let Some(f) = lock(slot).take() else { return };
+        let record = c.job as usize * abi::JOB_RECORD_BYTES;
+        let acc: Result<Vec<Acc>, DeviceError> = (0..f.layout.kinds.len())
+            .map(|o| self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + 32 * o))
+            .collect();
+        let error: Result<ErrorRecord, DeviceError> = self.records.get(record + abi::JOB_ERROR_OFFSET);
+        let InFlight { job, layout, area, .. } = f;
+        let outcome = match (c.status, acc) {
+            (_, Err(e)) => Err(JobError::Device(e.to_string())),
+            (abi::STATUS_DONE, Ok(acc)) => {
+                let hits: u64 = layout
+                    .kinds
+                    .iter()
+                    .zip(&acc)
+                    .filter(|(k, _)| **k == OutputKind::Hits)
+                    .map(|(_, a)| a.cursor)
+                    .sum();
+                job.prepared.note_hits(job.rows.len(), hits);
+                match Area::overflow(&layout, &acc) {
+                    Some(needed) => {
+                        drop(area);
+                        self.release(c.job);
+                        self.rerun(job, needed as usize);
+                        return;
+                    }
+                    None => area.columns(&layout, &acc).map_err(JobError::Device).map(|columns| {
+                        JobResult::new(
+                            job.prepared.output_names.clone(),
+                            columns,
+                            job.attempt,
+                            job.backend.clone(),
+                        )
+                    }),
+                }
+            }
+            (abi::STATUS_FAILED, Ok(_)) => {
+                let e = error.unwrap_or_default();
+                Err(JobError::Exec(ExecError {
+                    row: Some(e.row as usize),
+                    pc: Some(e.pc),
+                    message: format!("on the GPU: {}", abi::error_message(e.code)),
+                }))
+            }
+            (abi::STATUS_CANCELLED, Ok(_)) => Err(JobError::Cancelled),
+            (s, Ok(_)) => Err(JobError::Device(format!("the device reported job status {s}"))),
+        };
+        drop(area);
+        self.release(c.job);
+        job.ticket.resolve(outcome);
+    }
+
+    /// Gives a finished job's slot back.
+    fn release(&self, slot: u32) {
+        self.in_flight.fetch_sub(1, SeqCst);
+        let _ = self.free.try_push(slot);
+        self.space.ring(true);
+    }
+
+    /// Runs `job` again with room for `needed` hits (from the reaper: never waits).
+    fn rerun(&self, job: GpuJob, needed: usize) {
+        let again = GpuJob { hit_capacity: needed, attempt: job.attempt + 1, ..job };
+        match self.submit(again) {
+            Ok(()) => {}
+            Err(GpuSubmitError::Full(job)) => lock(&self.pending).push_back(job),
+            Err(GpuSubmitError::Closed(job)) => {
+                job.ticket.resolve(Err(JobError::Cancelled));
+            }
+            Err(GpuSubmitError::Unavailable(job, why)) => {
+                job.ticket.resolve(Err(JobError::Device(why)));
+            }
+        }
+    }
+
+    /// Fails every job in flight with `why`, refuses further jobs, and stops the kernel.
+    fn fail_all(&self, why: String) {
+        {
+            let mut u = lock(&self.unhealthy);
+            if u.is_none() {
+                *u = Some(why.clone());
+            }
+        }
+        self.stop_kernel();
+        for slot in self.slots.iter() {
+            if let Some(f) = lock(slot).take() {
+                self.in_flight.fetch_sub(1, SeqCst);
+                f.job.ticket.resolve(Err(JobError::Device(why.clone())));
+            }
+        }
+        for job in lock(&self.pending).drain(..) {
+            job.ticket.resolve(Err(JobError::Device(why.clone())));
+        }
+        self.space.ring_always(true);
+    }
+
+    /// Raises `stop` and waits (bounded) for the kernel to leave; if it does not, nothing it
+    /// may touch is ever freed.
+    fn stop_kernel(&self) {
+        if let Ok(w) = self.control.word(abi::CONTROL_STOP) {
+            w.store(1, SeqCst);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.dev.device.kernel_state() == KernelState::Running {
+            if Instant::now() > deadline {
+                self.dev.wedge();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops taking jobs; queued chunks are cancelled on the device, running ones finish; returns
+    /// once every ticket has resolved and the kernel has stopped. Idempotent.
+    pub fn shutdown(&self) {
+        self.submit.close();
+        self.closing.store(true, SeqCst);
+        self.work.ring_always(true);
+        self.space.ring_always(true);
+        if let Some(h) = lock(&self.poller).take() {
+            let _ = h.join();
+        }
+        self.stop_kernel();
+        for slot in self.slots.iter() {
+            if let Some(f) = lock(slot).take() {
+                f.job.ticket.resolve(Err(JobError::Cancelled));
+            }
+        }
+        for job in lock(&self.pending).drain(..) {
+            job.ticket.resolve(Err(JobError::Cancelled));
+        }
+    }
+}
+
+/// The device address of a ring's memory.
+fn submit_memory<T: Copy + Send>(ring: &Ring<T, MappedRing>) -> u64 {
+    ring.memory().device_ptr()
+}

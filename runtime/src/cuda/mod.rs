@@ -1,0 +1,21 @@
+//! The CUDA executor: meridian's resident megakernel on a GPU.
+//!
+//! - [`Device`] is the seam: device memory, mapped host memory, one launch, the kernel's
+//!   state. [`CudaDevice`] is a real GPU (cudarc, NVRTC); `meridian-cuda-host` provides one
+//!   that runs the same megakernel as host C++, which is how every CI run exercises this
+//!   executor without a GPU.
+//! - `executor` publishes jobs on the submission ring in mapped memory and reaps completions;
+//!   `resident` keeps programs, columns and indexes on the device between jobs; `outputs`
+//!   places each job's results and reads them back; `abi` mirrors the megakernel's records.
+//!
+//! See `docs/architecture.md` ("The CUDA executor") for the protocol and its failure modes.
+
+mod abi;
+mod cuda_device;
+mod device;
+pub(crate) mod executor;
+mod outputs;
+mod resident;
+
+pub use cuda_device::CudaDevice;
+pub use device::{Device, DeviceError, KernelState};

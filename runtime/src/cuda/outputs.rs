@@ -1,0 +1,229 @@
+//! Where a job's outputs live on the device, and how they come back as columns.
+//!
+//! A job's output area holds its `MrOutput` table, then each output's buffers: values and
+//! validity of f64 outputs, bytes of bool outputs, hits and their runs. Small areas are
+//! arenas of pinned, mapped host memory — the device writes results straight into host
+//! memory and the host reads them with no copy call, which is what a one-row request needs —
+//! and larger ones device memory, copied back once the job has completed.
+
+use std::sync::{Arc, Mutex};
+
+use meridian_bytecode::OutputKind;
+use meridian_kernels::interp::{hits_from_runs, BoolColumn, F64Column, OutputColumn};
+
+use super::abi::{Acc, Output};
+use super::device::{DeviceAlloc, DeviceError, MappedAlloc, Shared};
+
+/// Bytes of one arena.
+pub(crate) const ARENA_BYTES: usize = 64 << 10;
+
+/// Where one output's buffers are in the area (byte offsets).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Place {
+    pub values: usize,
+    pub valid: usize,
+    pub bools: usize,
+    pub hits: usize,
+    pub hit_capacity: usize,
+    pub runs: usize,
+    pub run_capacity: usize,
+}
+
+/// The layout of a job's output area.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub kinds: Vec<OutputKind>,
+    pub places: Vec<Place>,
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+fn align(at: usize, to: usize) -> usize {
+    at.div_ceil(to) * to
+}
+
+impl Layout {
+    /// The table first, then each output's buffers, 16-byte aligned.
+    pub fn new(kinds: &[OutputKind], rows: usize, hit_capacity: usize, run_capacity: usize) -> Layout {
+        let mut at = std::mem::size_of::<Output>() * kinds.len();
+        let mut take = |bytes: usize| {
+            at = align(at, 16);
+            let here = at;
+            at += bytes;
+            here
+        };
+        let places = kinds
+            .iter()
+            .map(|k| match k {
+                OutputKind::F64 => Place { values: take(8 * rows), valid: take(rows), ..Place::default() },
+                OutputKind::Bool => Place { bools: take(rows), ..Place::default() },
+                OutputKind::Hits => Place {
+                    hits: take(8 * hit_capacity),
+                    hit_capacity,
+                    runs: take(16 * run_capacity),
+                    run_capacity,
+                    ..Place::default()
+                },
+                OutputKind::Count | OutputKind::Sum | OutputKind::Geometry => Place::default(),
+            })
+            .collect();
+        Layout { kinds: kinds.to_vec(), places, rows, bytes: align(at, 16).max(16) }
+    }
+
+    /// The `MrOutput` table for the area at device address `base`.
+    pub fn table(&self, base: u64) -> Vec<Output> {
+        let addr = |off: usize| base + off as u64;
+        self.kinds
+            .iter()
+            .zip(&self.places)
+            .map(|(k, p)| {
+                let mut o = Output { kind: *k as u32, ..Output::default() };
+                match k {
+                    OutputKind::F64 => {
+                        o.values = addr(p.values);
+                        o.valid = addr(p.valid);
+                    }
+                    OutputKind::Bool => o.bools = addr(p.bools),
+                    OutputKind::Hits => {
+                        o.hits = addr(p.hits);
+                        o.hit_capacity = p.hit_capacity as u64;
+                        o.runs = addr(p.runs);
+                        o.run_capacity = p.run_capacity as u64;
+                    }
+                    _ => {}
+                }
+                o
+            })
+            .collect()
+    }
+}
+
+/// The pool of mapped arenas.
+#[derive(Debug)]
+pub(crate) struct Arenas {
+    memory: MappedAlloc,
+    free: Mutex<Vec<usize>>,
+}
+
+impl Arenas {
+    pub fn new(dev: &Arc<Shared>, count: usize) -> Result<Arenas, DeviceError> {
+        let memory = MappedAlloc::new(dev, ARENA_BYTES * count.max(1))?;
+        Ok(Arenas { memory, free: Mutex::new((0..count).rev().collect()) })
+    }
+
+    fn take(&self) -> Option<usize> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn give(&self, i: usize) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+    }
+}
+
+/// A job's output area.
+#[derive(Debug)]
+pub(crate) enum Area {
+    /// Arena `index` of the pool.
+    Arena { arenas: Arc<Arenas>, index: usize },
+    /// Device memory.
+    Device(DeviceAlloc),
+}
+
+impl Area {
+    /// An area for `layout`: an arena when it fits and one is free, else device memory. The
+    /// output table is written into it.
+    pub fn new(dev: &Arc<Shared>, arenas: &Arc<Arenas>, layout: &Layout) -> Result<Area, DeviceError> {
+        let area = match (layout.bytes <= ARENA_BYTES).then(|| arenas.take()).flatten() {
+            Some(index) => Area::Arena { arenas: arenas.clone(), index },
+            None => Area::Device(DeviceAlloc::new(dev, layout.bytes)?),
+        };
+        let table = layout.table(area.device_ptr());
+        area.write(0, bytemuck::cast_slice(&table))?;
+        Ok(area)
+    }
+
+    pub fn device_ptr(&self) -> u64 {
+        match self {
+            Area::Arena { arenas, index } => arenas.memory.device_ptr() + (index * ARENA_BYTES) as u64,
+            Area::Device(a) => a.ptr(),
+        }
+    }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), DeviceError> {
+        match self {
+            Area::Arena { arenas, index } => arenas.memory.copy_in(index * ARENA_BYTES + offset, bytes),
+            Area::Device(a) => a.write(offset, bytes),
+        }
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), DeviceError> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Area::Arena { arenas, index } => arenas.memory.copy_out(index * ARENA_BYTES + offset, out),
+            Area::Device(a) => a.read(offset, out),
+        }
+    }
+
+    fn read_vec<T: bytemuck::Pod>(&self, offset: usize, n: usize) -> Result<Vec<T>, DeviceError> {
+        let mut v = vec![T::zeroed(); n];
+        self.read(offset, bytemuck::cast_slice_mut(&mut v))?;
+        Ok(v)
+    }
+
+    /// Whether the job's hits fitted; if not, the most any hits output produced.
+    pub fn overflow(layout: &Layout, acc: &[Acc]) -> Option<u64> {
+        layout
+            .kinds
+            .iter()
+            .zip(&layout.places)
+            .zip(acc)
+            .filter(|((k, p), a)| **k == OutputKind::Hits && a.cursor > p.hit_capacity as u64)
+            .map(|(_, a)| a.cursor)
+            .max()
+    }
+
+    /// The job's outputs as columns, from the area and the accumulators the device reported.
+    pub fn columns(&self, layout: &Layout, acc: &[Acc]) -> Result<Vec<OutputColumn>, String> {
+        let dev = |e: DeviceError| format!("reading results from the device: {e}");
+        let rows = layout.rows;
+        let mut out = Vec::with_capacity(layout.kinds.len());
+        for ((kind, p), a) in layout.kinds.iter().zip(&layout.places).zip(acc) {
+            out.push(match kind {
+                OutputKind::F64 => {
+                    let values: Vec<f64> = self.read_vec(p.values, rows).map_err(dev)?;
+                    let valid: Vec<u8> = self.read_vec(p.valid, rows).map_err(dev)?;
+                    let valid = valid.into_iter().map(|v| v == 1).collect();
+                    OutputColumn::F64(F64Column::from_parts(values, valid).ok_or("mismatched f64 output")?)
+                }
+                OutputKind::Bool => {
+                    let codes: Vec<u8> = self.read_vec(p.bools, rows).map_err(dev)?;
+                    OutputColumn::Bool(BoolColumn::from_codes(&codes))
+                }
+                OutputKind::Hits => {
+                    let n = a.cursor as usize;
+                    let nruns = (a.runs as usize).min(p.run_capacity);
+                    let keys: Vec<u64> = self.read_vec(p.hits, n.min(p.hit_capacity)).map_err(dev)?;
+                    let flat: Vec<u64> = self.read_vec(p.runs, 2 * nruns).map_err(dev)?;
+                    let runs = flat.chunks_exact(2).map(|r| (r[0] as usize, r[1] as usize)).collect();
+                    let hits =
+                        hits_from_runs(n, runs, |i| keys.get(i).copied()).map_err(|e| e.to_string())?;
+                    OutputColumn::Hits(hits)
+                }
+                OutputKind::Count => OutputColumn::Count(a.cursor),
+                OutputKind::Sum => OutputColumn::Sum(if a.any != 0 { a.sum } else { 0.0 }),
+                OutputKind::Geometry => return Err("the device has no geometry outputs".into()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        if let Area::Arena { arenas, index } = self {
+            arenas.give(*index);
+        }
+    }
+}

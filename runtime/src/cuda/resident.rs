@@ -1,0 +1,204 @@
+//! What the device keeps between jobs: programs, columns and indexes uploaded once and
+//! referenced by address from job records, and the input table of each bound input set.
+//!
+//! Entries are keyed by the identity of the host object (`Arc` pointer, checked against a
+//! `Weak` so a reused address is not mistaken for the old object) and dropped once the host
+//! object is gone; a job holds what it uses, so nothing is freed under a running job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use meridian_bytecode::{ProgramHash, VerifiedProgram};
+use meridian_kernels::column::GeometryColumn;
+use meridian_kernels::cuda::{check_index, DeviceColumn, DeviceIndex, DeviceInput, DeviceProgram};
+use meridian_kernels::index::SpatialIndex;
+use meridian_kernels::interp::BoundInputs;
+
+use super::device::{DeviceAlloc, DeviceError, Shared};
+
+/// Arrays start on 256-byte boundaries (whole memory transactions).
+const ALIGN: usize = 256;
+
+/// Where `place` puts arrays: measuring first, then writing into one allocation.
+struct Placer<'a> {
+    alloc: Option<&'a DeviceAlloc>,
+    offset: usize,
+}
+
+impl Placer<'_> {
+    fn place(&mut self, bytes: &[u8]) -> Result<u64, DeviceError> {
+        let at = self.offset.div_ceil(ALIGN) * ALIGN;
+        self.offset = at + bytes.len();
+        match self.alloc {
+            None => Ok(at as u64),
+            Some(a) => {
+                a.write(at, bytes)?;
+                Ok(a.ptr() + at as u64)
+            }
+        }
+    }
+}
+
+/// Runs `build` twice: once to measure what it places, then into one device allocation of
+/// that size, writing each array to its place (no host staging copy).
+fn upload_packed<T>(
+    dev: &Arc<Shared>,
+    build: impl Fn(&mut dyn FnMut(&[u8]) -> Result<u64, DeviceError>) -> Result<T, DeviceError>,
+) -> Result<(T, DeviceAlloc), DeviceError> {
+    let mut measure = Placer { alloc: None, offset: 0 };
+    build(&mut |b| measure.place(b))?;
+    let alloc = DeviceAlloc::new(dev, measure.offset.max(1))?;
+    let mut write = Placer { alloc: Some(&alloc), offset: 0 };
+    let value = build(&mut |b| write.place(b))?;
+    Ok((value, alloc))
+}
+
+/// A column on the device.
+#[derive(Debug)]
+pub(crate) struct ResidentColumn {
+    pub desc: DeviceColumn,
+    _alloc: DeviceAlloc,
+}
+
+/// An index on the device.
+#[derive(Debug)]
+pub(crate) struct ResidentIndex {
+    pub desc: DeviceIndex,
+    _alloc: DeviceAlloc,
+}
+
+/// A program on the device: its code, constants and `MrProgram` record.
+#[derive(Debug)]
+pub(crate) struct ResidentProgram {
+    /// Device address of the `MrProgram` record.
+    pub record: u64,
+    _alloc: DeviceAlloc,
+}
+
+/// A bound input set on the device: the `MrInput` table, and what it refers to.
+#[derive(Debug)]
+pub(crate) struct ResidentBinding {
+    /// Device address of the `MrInput` table.
+    pub table: u64,
+    _alloc: DeviceAlloc,
+    _columns: Vec<Arc<ResidentColumn>>,
+    _indexes: Vec<Arc<ResidentIndex>>,
+}
+
+/// The cache of resident objects.
+#[derive(Debug, Default)]
+pub(crate) struct Residency {
+    columns: HashMap<usize, (Weak<GeometryColumn>, Arc<ResidentColumn>)>,
+    indexes: HashMap<usize, (Weak<SpatialIndex>, Arc<ResidentIndex>)>,
+    bindings: HashMap<usize, (Weak<BoundInputs>, Arc<ResidentBinding>)>,
+    programs: HashMap<ProgramHash, Arc<ResidentProgram>>,
+    /// Bytes uploaded so far (for reports).
+    pub uploaded: u64,
+}
+
+/// The cached value for `obj`, if the cache holds this very object.
+fn cached<K, V: Clone>(map: &HashMap<usize, (Weak<K>, V)>, obj: &Arc<K>) -> Option<V> {
+    let (weak, v) = map.get(&(Arc::as_ptr(obj) as usize))?;
+    weak.upgrade().filter(|a| Arc::ptr_eq(a, obj)).map(|_| v.clone())
+}
+
+impl Residency {
+    /// Forgets entries whose host object is gone (their device memory goes with the last job
+    /// holding them).
+    fn sweep(&mut self) {
+        self.columns.retain(|_, (w, _)| w.strong_count() > 0);
+        self.indexes.retain(|_, (w, _)| w.strong_count() > 0);
+        self.bindings.retain(|_, (w, _)| w.strong_count() > 0);
+    }
+
+    pub fn program(
+        &mut self,
+        dev: &Arc<Shared>,
+        program: &VerifiedProgram,
+    ) -> Result<Arc<ResidentProgram>, DeviceError> {
+        if let Some(p) = self.programs.get(&program.hash()) {
+            return Ok(p.clone());
+        }
+        let (record, alloc) = upload_packed(dev, |place| {
+            let desc = DeviceProgram::place(program, &mut |b: &[u8]| place(b))?;
+            place(bytemuck::bytes_of(&desc))
+        })?;
+        self.uploaded += alloc.len() as u64;
+        let p = Arc::new(ResidentProgram { record, _alloc: alloc });
+        self.programs.insert(program.hash(), p.clone());
+        Ok(p)
+    }
+
+    fn column(
+        &mut self,
+        dev: &Arc<Shared>,
+        col: &Arc<GeometryColumn>,
+    ) -> Result<Arc<ResidentColumn>, DeviceError> {
+        if let Some(c) = cached(&self.columns, col) {
+            return Ok(c);
+        }
+        let (desc, alloc) = upload_packed(dev, |place| DeviceColumn::place(col, &mut |b: &[u8]| place(b)))?;
+        self.uploaded += alloc.len() as u64;
+        let c = Arc::new(ResidentColumn { desc, _alloc: alloc });
+        self.columns.insert(Arc::as_ptr(col) as usize, (Arc::downgrade(col), c.clone()));
+        Ok(c)
+    }
+
+    fn index(
+        &mut self,
+        dev: &Arc<Shared>,
+        ix: &Arc<SpatialIndex>,
+    ) -> Result<Arc<ResidentIndex>, DeviceError> {
+        if let Some(i) = cached(&self.indexes, ix) {
+            return Ok(i);
+        }
+        check_index(ix).map_err(|why| DeviceError(format!("the device cannot use this index: {why}")))?;
+        let (desc, alloc) = upload_packed(dev, |place| DeviceIndex::place(ix, &mut |b: &[u8]| place(b)))?;
+        self.uploaded += alloc.len() as u64;
+        let i = Arc::new(ResidentIndex { desc, _alloc: alloc });
+        self.indexes.insert(Arc::as_ptr(ix) as usize, (Arc::downgrade(ix), i.clone()));
+        Ok(i)
+    }
+
+    /// The device table of `inputs` (bound to `program`), uploading what is not resident.
+    pub fn binding(
+        &mut self,
+        dev: &Arc<Shared>,
+        program: &VerifiedProgram,
+        inputs: &Arc<BoundInputs>,
+    ) -> Result<Arc<ResidentBinding>, DeviceError> {
+        if let Some(b) = cached(&self.bindings, inputs) {
+            return Ok(b);
+        }
+        self.sweep();
+        let decls = program.program().inputs();
+        let mut table = Vec::with_capacity(decls.len());
+        let mut columns = Vec::new();
+        let mut indexes = Vec::new();
+        for (decl, input) in decls.iter().zip(inputs.inputs()) {
+            let col = self.column(dev, &input.column)?;
+            let mut d = DeviceInput { col: col.desc, ..DeviceInput::default() };
+            columns.push(col);
+            if decl.indexed {
+                let ix = input.index.as_ref().ok_or_else(|| {
+                    DeviceError(format!("input `{}` is indexed but was bound without an index", decl.name))
+                })?;
+                let ix = self.index(dev, ix)?;
+                d.idx = ix.desc;
+                d.indexed = 1;
+                indexes.push(ix);
+            }
+            table.push(d);
+        }
+        let alloc = DeviceAlloc::new(dev, std::mem::size_of_val(table.as_slice()).max(1))?;
+        alloc.write(0, bytemuck::cast_slice(&table))?;
+        let b = Arc::new(ResidentBinding {
+            table: alloc.ptr(),
+            _alloc: alloc,
+            _columns: columns,
+            _indexes: indexes,
+        });
+        self.bindings.insert(Arc::as_ptr(inputs) as usize, (Arc::downgrade(inputs), b.clone()));
+        Ok(b)
+    }
+}
