@@ -16,6 +16,7 @@
 pub mod demo;
 
 pub use meridian_runtime::bytecode;
+pub use meridian_runtime::cuda;
 pub use meridian_runtime::driver;
 pub use meridian_runtime::kernels;
 pub use meridian_runtime::ring;

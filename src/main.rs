@@ -57,6 +57,11 @@ enum Command {
     },
     /// Show what CUDA this machine has: driver, devices, NVRTC.
     Info,
+    /// Measure against a baseline in the same run, and print the ratios.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Run a program over input files through the Engine; write one CSV per output.
     Run {
         /// The program (.masm or .mbc).
@@ -74,6 +79,39 @@ enum Command {
         /// CPU worker threads (default: all cores).
         #[arg(long)]
         workers: Option<usize>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// A one-row job through the GPU megakernel against one kernel launch per job (needs a
+    /// CUDA device).
+    Roundtrip {
+        /// Timed round trips of each.
+        #[arg(long, default_value_t = 100_000)]
+        trips: usize,
+        /// Untimed round trips first.
+        #[arg(long, default_value_t = 2_000)]
+        warmup: usize,
+    },
+    /// The point-in-polygon join of N uniform points × the shipped countries: CPU executor
+    /// against the GPU (when present), results checked equal.
+    Pip {
+        /// Uniform random points over the lon/lat rectangle.
+        #[arg(long, default_value_t = 10_000_000)]
+        points: usize,
+        /// Their seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Timed runs per backend.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// CPU worker threads (default: all cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Data folder with countries.geojson (default as for `meridian demo`).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
     },
 }
 
@@ -103,6 +141,12 @@ fn main() -> ExitCode {
         Command::Info => {
             cli::print(&format!("{}\n", meridian::driver::probe()));
             Ok(())
+        }
+        Command::Bench { which: BenchCommand::Roundtrip { trips, warmup } } => {
+            cli::bench::roundtrip(trips, warmup)
+        }
+        Command::Bench { which: BenchCommand::Pip { points, seed, runs, workers, data } } => {
+            cli::bench::pip(&cli::bench::PipArgs { points, seed, runs, workers, data })
         }
     };
     match result {

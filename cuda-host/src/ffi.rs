@@ -29,3 +29,17 @@ extern "C" {
 extern "C" {
     pub fn mr_host_run_megakernel(ctl: *mut u8, blocks: u32, threads: u32) -> i32;
 }
+
+extern "C" {
+    #[allow(clippy::too_many_arguments)] // the kernel's parameters, as the device takes them
+    pub fn mr_host_run_rows(
+        prog: *const u8,
+        inputs: *const u8,
+        outputs: *const u8,
+        rows_begin: u64,
+        begin: u64,
+        end: u64,
+        acc: *mut u8,
+        error: *mut u8,
+    );
+}

@@ -18,5 +18,6 @@ pub mod data;
 mod device;
 mod ffi;
 pub mod geometry;
+pub mod per_job;
 
 pub use device::{Behaviour, HostDevice};

@@ -60,3 +60,37 @@ pub unsafe fn launch_with_pointer(
     }
     .during("cuLaunchKernel")
 }
+
+/// Launches `function` with `cfg` on `stream` with 64-bit arguments `args` (device addresses
+/// or integers), and waits for it to finish: one launch per job, the baseline a resident
+/// kernel is measured against.
+///
+/// # Safety
+///
+/// `function`'s parameters must be exactly `args.len()` 64-bit values, and whatever the
+/// addresses among them reach must be valid for the kernel's accesses.
+pub unsafe fn launch_and_wait(
+    function: &CudaFunction,
+    cfg: LaunchConfig,
+    stream: &cudarc::driver::CudaStream,
+    args: &[u64],
+) -> Result<(), GpuError> {
+    let mut values = args.to_vec();
+    let mut params: Vec<*mut std::ffi::c_void> =
+        values.iter_mut().map(|v| std::ptr::from_mut(v).cast::<std::ffi::c_void>()).collect();
+    // SAFETY: the caller guarantees the signature and the validity of the addresses; the
+    // parameter values live in `values` until the driver has copied them at launch.
+    unsafe {
+        cudarc::driver::result::launch_kernel(
+            function.cu_function(),
+            cfg.grid_dim,
+            cfg.block_dim,
+            cfg.shared_mem_bytes,
+            stream.cu_stream(),
+            &mut params,
+        )
+    }
+    .during("cuLaunchKernel")?;
+    // SAFETY: the stream is live (borrowed).
+    unsafe { cudarc::driver::result::stream::synchronize(stream.cu_stream()) }.during("cuStreamSynchronize")
+}

@@ -51,6 +51,19 @@ int mr_host_run_megakernel(MrControl* ctl, u32 blocks, u32 threads) {
     return 0;
 }
 
+// Runs the per-job kernel over rows [begin, end) on this thread (one emulated block per row).
+void mr_host_run_rows(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs, u64 rows_begin,
+                      u64 begin, u64 end, MrAcc* acc, MrError* error) {
+    mr_host_thread.tid = 0;
+    mr_host_thread.ntid = 1;
+    mr_host_thread.nblocks = (u32)(end - begin);
+    mr_host_thread.block = nullptr;
+    for (u64 i = 0; i < end - begin; i++) {
+        mr_host_thread.bid = (u32)i;
+        mr_run_rows(prog, inputs, outputs, rows_begin, begin, end, acc, error);
+    }
+}
+
 double mr_host_orient(double ax, double ay, double bx, double by, double cx, double cy) {
     return mr_orient(ax, ay, bx, by, cx, cy);
 }

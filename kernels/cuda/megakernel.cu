@@ -433,4 +433,45 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
     if (tid == 0) mr_atomic_add_u64(&ctl->exited, 1);
 }
 
+// One launch per job, one thread per row: the baseline the resident kernel is measured
+// against (cuLaunchKernel + synchronise for the same work, `meridian bench roundtrip`). Each
+// thread appends its own hits and adds its own reductions; the job's accumulators are `acc`.
+MR_KERNEL void mr_run_rows(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs, u64 rows_begin,
+                           u64 begin, u64 end, MrAcc* acc, MrError* error) {
+    u64 row = begin + (u64)mr_bid() * mr_ntid() + mr_tid();
+    if (row >= end) return;
+    const MrProgram& p = *prog;
+    MrRegs regs;
+    MrThreadSink sink;
+    sink.prog = prog;
+    sink.outputs = outputs;
+    sink.rows_begin = rows_begin;
+    sink.acc = acc;
+    sink.n = 0;
+    sink.any = 0;
+    for (u32 r = 0; r < 16; r++) {
+        sink.counts[r] = 0;
+        sink.sums[r] = 0.0;
+    }
+    mr_init_dense(p, outputs, row - rows_begin);
+    u32 err_pc = 0;
+    u32 e = p.join.present ? mr_run_join_row(p, inputs, row, regs, sink, err_pc)
+                           : mr_run_row(p, inputs, row, regs, sink, err_pc);
+    if (e != MR_ERR_NONE) {
+        error->code = e;
+        error->pc = err_pc;
+        error->row = row;
+    }
+    sink.flush_own();
+    for (u32 r = 0; r < p.nred && r < 16; r++) {
+        u32 o = p.red_outputs[r];
+        if (p.out_kinds[o] == MR_OUT_COUNT) {
+            if (sink.counts[r] != 0) mr_atomic_add_u64(&acc[o].cursor, sink.counts[r]);
+        } else if ((sink.any >> r) & 1) {
+            mr_atomic_add_f64(&acc[o].sum, sink.sums[r]);
+            mr_atomic_exch_u32(&acc[o].any, 1);
+        }
+    }
+}
+
 #endif  // MR_MEGAKERNEL_CU

@@ -46,7 +46,11 @@ fn render(r: &Report) -> String {
         group(places as u64),
         group(countries as u64)
     );
-    let _ = writeln!(s, "backend: {} on {} workers ({})", r.backend.name, r.workers, r.backend.reason);
+    if r.backend.name == "cpu" {
+        let _ = writeln!(s, "backend: cpu on {} workers ({})", r.workers, r.backend.reason);
+    } else {
+        let _ = writeln!(s, "backend: {} ({})", r.backend.name, r.backend.reason);
+    }
     let _ = writeln!(s);
     let _ =
         writeln!(s, "  #  {:<26} {:<4} {:>8} {:>9} {:>7}", "country", "code", "places", "GeoNames", "agree");

@@ -104,15 +104,18 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let written = write_outputs(&result, &args.out)?;
     let t_write = t3.elapsed();
 
-    let backend = engine.backend();
+    // The job's backend: under `auto` with a GPU, small jobs and programs the GPU does not
+    // run go to the CPU, and the line says why.
+    let backend = result.backend();
     let mut report = String::new();
     let _ = writeln!(report, "backend: {} ({})", backend.name, backend.reason);
+    let on =
+        if backend.name == "cpu" { format!("{} workers", engine.workers()) } else { "the GPU".to_owned() };
     let _ = writeln!(
         report,
-        "program `{}` over {} rows on {} workers, {} attempt(s)",
+        "program `{}` over {} rows on {on}, {} attempt(s)",
         program.program().name(),
         bound.rows(),
-        engine.workers(),
         result.attempts()
     );
     for line in written {

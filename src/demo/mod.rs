@@ -198,7 +198,7 @@ pub struct CountryCount {
 /// Everything the demo found and did.
 #[derive(Debug)]
 pub struct Report {
-    /// Which backend ran the join, and why.
+    /// Which backend ran the join, and why (under `auto` with a GPU, the job's own choice).
     pub backend: Backend,
     /// Engine worker threads.
     pub workers: usize,
@@ -251,8 +251,8 @@ pub fn run(options: &Options) -> Result<Report, DemoError> {
 
     let t = Instant::now();
     let result = engine.run(prepared.job(&bound))?;
-    let join_time = t.elapsed();
     let pairs = result.hits("pairs").map(<[_]>::to_vec).unwrap_or_default();
+    let join_time = t.elapsed();
 
     let agreement = Agreement::compute(&places.codes, &countries.codes, &pairs, &countries.names);
     let per_country = count_per_country(&places, &countries, &pairs);
@@ -262,7 +262,7 @@ pub fn run(options: &Options) -> Result<Report, DemoError> {
     let write_time = t.elapsed();
 
     Ok(Report {
-        backend: engine.backend().clone(),
+        backend: result.backend().clone(),
         workers: engine.workers(),
         places,
         countries,

@@ -40,6 +40,10 @@ pub const HOST_SHIM: &str = include_str!("../../cuda/host_shim.h");
 /// The megakernel's entry point.
 pub const MEGAKERNEL: &str = "mr_megakernel";
 
+/// The per-job kernel's entry point: the same rows launched once per job, one thread each
+/// (the baseline the resident megakernel is measured against).
+pub const PER_JOB_KERNEL: &str = "mr_run_rows";
+
 /// Options every NVRTC compilation of the device sources takes: no fused multiply-add
 /// contraction, so `a * b + c` rounds twice as it does in Rust and in the host build.
 pub const NVRTC_OPTIONS: &[&str] = &["--fmad=false"];

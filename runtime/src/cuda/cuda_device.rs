@@ -7,12 +7,12 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use meridian_driver::cudarc::driver::{CudaFunction, CudaStream};
+use meridian_driver::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig};
 use meridian_driver::{
-    keep_pool_memory, launch_with_pointer, resident_grid, stream_state, CubinCache, Gpu, GpuError,
-    MappedHostBuffer, PoolBuffer, StreamState,
+    keep_pool_memory, launch_and_wait, launch_with_pointer, resident_grid, stream_state, CubinCache, Gpu,
+    GpuError, MappedHostBuffer, PoolBuffer, StreamState,
 };
-use meridian_kernels::cuda::{megakernel_source, BLOCK_THREADS, MEGAKERNEL, NVRTC_OPTIONS};
+use meridian_kernels::cuda::{megakernel_source, BLOCK_THREADS, MEGAKERNEL, NVRTC_OPTIONS, PER_JOB_KERNEL};
 
 use super::device::{Device, DeviceError, KernelState};
 
@@ -24,6 +24,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct CudaDevice {
     gpu: Gpu,
     function: CudaFunction,
+    /// `mr_run_rows`: the same work launched once per job (the benchmark baseline).
+    per_job: CudaFunction,
     kernel_stream: Arc<CudaStream>,
     copy_stream: Arc<CudaStream>,
     buffers: Mutex<BTreeMap<u64, PoolBuffer>>,
@@ -46,7 +48,13 @@ impl CudaDevice {
         let cache = CubinCache::new(CubinCache::default_dir());
         let (cubin, _) =
             cache.get_or_compile("megakernel.cu", &megakernel_source(), gpu.arch(), NVRTC_OPTIONS)?;
-        let function = gpu.function(&cubin, MEGAKERNEL)?;
+        let module = gpu.load(&cubin)?;
+        let function = module
+            .load_function(MEGAKERNEL)
+            .map_err(|source| GpuError::Driver { what: "loading the megakernel", source })?;
+        let per_job = module
+            .load_function(PER_JOB_KERNEL)
+            .map_err(|source| GpuError::Driver { what: "loading the per-job kernel", source })?;
         let kernel_stream = gpu.stream()?;
         let copy_stream = gpu.stream()?;
         // Best effort: without it freed memory goes back to the system and allocation is slower.
@@ -63,6 +71,7 @@ impl CudaDevice {
         Ok(CudaDevice {
             gpu,
             function,
+            per_job,
             kernel_stream,
             copy_stream,
             buffers: Mutex::new(BTreeMap::new()),
@@ -75,6 +84,52 @@ impl CudaDevice {
     /// The opened GPU.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// Launches the per-job kernel (`mr_run_rows`) over rows `[begin, end)`, one thread per
+    /// row, and waits for it: the baseline of `meridian bench roundtrip`. Not while the
+    /// megakernel runs (it holds every SM).
+    ///
+    /// # Safety
+    ///
+    /// The addresses must be device (or mapped) addresses of a program record, an input
+    /// table, an output table with buffers for rows `[rows_begin, end)`, 64 accumulators and
+    /// an error record, all live until this returns.
+    #[allow(clippy::too_many_arguments)] // the kernel's parameters
+    pub(crate) unsafe fn run_rows(
+        &self,
+        program: u64,
+        inputs: u64,
+        outputs: u64,
+        rows_begin: u64,
+        begin: u64,
+        end: u64,
+        acc: u64,
+        error: u64,
+    ) -> Result<(), DeviceError> {
+        if self.launched.load(Ordering::SeqCst) {
+            return Err(DeviceError(
+                "the megakernel runs on this device: a per-job kernel cannot start".into(),
+            ));
+        }
+        let threads = BLOCK_THREADS as u64;
+        let blocks = (end.saturating_sub(begin)).div_ceil(threads).max(1);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (BLOCK_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `mr_run_rows` takes eight 64-bit parameters in this order; the caller
+        // guarantees the addresses.
+        unsafe {
+            launch_and_wait(
+                &self.per_job,
+                cfg,
+                &self.kernel_stream,
+                &[program, inputs, outputs, rows_begin, begin, end, acc, error],
+            )
+        }
+        .map_err(gpu_err)
     }
 
     /// The allocation holding `[ptr, ptr + len)` and the offset of `ptr` in it.

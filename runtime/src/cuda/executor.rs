@@ -486,7 +486,7 @@ impl GpuExecutor {
                         return;
                     }
                     None => area.columns(&layout, &acc).map_err(JobError::Device).map(|columns| {
-                        JobResult::new(
+                        JobResult::with_columns(
                             job.prepared.output_names.clone(),
                             columns,
                             job.attempt,

@@ -11,6 +11,7 @@
 //! See `docs/architecture.md` ("The CUDA executor") for the protocol and its failure modes.
 
 mod abi;
+pub mod bench;
 mod cuda_device;
 mod device;
 pub(crate) mod executor;

@@ -9,10 +9,11 @@
 use std::sync::{Arc, Mutex};
 
 use meridian_bytecode::OutputKind;
-use meridian_kernels::interp::{hits_from_runs, BoolColumn, F64Column, OutputColumn};
+use meridian_kernels::interp::{BoolColumn, F64Column, OutputColumn};
 
 use super::abi::{Acc, Output};
 use super::device::{DeviceAlloc, DeviceError, MappedAlloc, Shared};
+use crate::engine::{Column, PendingHits};
 
 /// Bytes of one arena.
 pub(crate) const ARENA_BYTES: usize = 64 << 10;
@@ -184,8 +185,10 @@ impl Area {
             .max()
     }
 
-    /// The job's outputs as columns, from the area and the accumulators the device reported.
-    pub fn columns(&self, layout: &Layout, acc: &[Acc]) -> Result<Vec<OutputColumn>, String> {
+    /// The job's outputs, from the area and the accumulators the device reported: everything
+    /// is copied back now (so a device error shows here); hits are put in order on first
+    /// read.
+    pub fn columns(&self, layout: &Layout, acc: &[Acc]) -> Result<Vec<Column>, String> {
         let dev = |e: DeviceError| format!("reading results from the device: {e}");
         let rows = layout.rows;
         let mut out = Vec::with_capacity(layout.kinds.len());
@@ -195,11 +198,13 @@ impl Area {
                     let values: Vec<f64> = self.read_vec(p.values, rows).map_err(dev)?;
                     let valid: Vec<u8> = self.read_vec(p.valid, rows).map_err(dev)?;
                     let valid = valid.into_iter().map(|v| v == 1).collect();
-                    OutputColumn::F64(F64Column::from_parts(values, valid).ok_or("mismatched f64 output")?)
+                    Column::Ready(OutputColumn::F64(
+                        F64Column::from_parts(values, valid).ok_or("mismatched f64 output")?,
+                    ))
                 }
                 OutputKind::Bool => {
                     let codes: Vec<u8> = self.read_vec(p.bools, rows).map_err(dev)?;
-                    OutputColumn::Bool(BoolColumn::from_codes(&codes))
+                    Column::Ready(OutputColumn::Bool(BoolColumn::from_codes(&codes)))
                 }
                 OutputKind::Hits => {
                     let n = a.cursor as usize;
@@ -207,12 +212,13 @@ impl Area {
                     let keys: Vec<u64> = self.read_vec(p.hits, n.min(p.hit_capacity)).map_err(dev)?;
                     let flat: Vec<u64> = self.read_vec(p.runs, 2 * nruns).map_err(dev)?;
                     let runs = flat.chunks_exact(2).map(|r| (r[0] as usize, r[1] as usize)).collect();
-                    let hits =
-                        hits_from_runs(n, runs, |i| keys.get(i).copied()).map_err(|e| e.to_string())?;
-                    OutputColumn::Hits(hits)
+                    if keys.len() != n {
+                        return Err(format!("{n} hits counted, {} stored", keys.len()));
+                    }
+                    Column::Hits(Arc::new(PendingHits::new(keys, runs)?))
                 }
-                OutputKind::Count => OutputColumn::Count(a.cursor),
-                OutputKind::Sum => OutputColumn::Sum(if a.any != 0 { a.sum } else { 0.0 }),
+                OutputKind::Count => Column::Ready(OutputColumn::Count(a.cursor)),
+                OutputKind::Sum => Column::Ready(OutputColumn::Sum(if a.any != 0 { a.sum } else { 0.0 })),
                 OutputKind::Geometry => return Err("the device has no geometry outputs".into()),
             });
         }

@@ -2,13 +2,13 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use meridian_bytecode::{ProgramHash, VerifiedProgram};
 
 use super::Backend;
 use meridian_kernels::interp::{
-    BoolColumn, BoundInputs, ExecError, F64Column, FinishError, Interpreter, OutputColumn,
+    hits_from_runs, BoolColumn, BoundInputs, ExecError, F64Column, FinishError, Interpreter, OutputColumn,
 };
 
 /// What the engine keeps per prepared program.
@@ -121,19 +121,98 @@ impl Job {
     }
 }
 
+/// A hits output whose hits are back on the host but not yet put in `(row, id)` order: the
+/// order is made the first time the output is read.
+#[derive(Debug)]
+pub(crate) struct PendingHits {
+    keys: Vec<u64>,
+    runs: Vec<(usize, usize)>,
+    done: OnceLock<OutputColumn>,
+}
+
+impl PendingHits {
+    /// Hits `keys` (packed `row << 32 | id`) appended in `runs`; fails unless the runs cover
+    /// every key exactly once, which is what makes ordering them later infallible.
+    pub(crate) fn new(keys: Vec<u64>, runs: Vec<(usize, usize)>) -> Result<PendingHits, String> {
+        let mut covered = 0usize;
+        for &(start, len) in &runs {
+            if start.checked_add(len).is_none_or(|end| end > keys.len()) {
+                return Err(format!(
+                    "a run of {len} hits at {start} is outside the {} hits produced",
+                    keys.len()
+                ));
+            }
+            covered += len;
+        }
+        if covered != keys.len() {
+            return Err(format!("{covered} hits in runs, {} produced", keys.len()));
+        }
+        Ok(PendingHits { keys, runs, done: OnceLock::new() })
+    }
+
+    fn column(&self) -> &OutputColumn {
+        self.done.get_or_init(|| {
+            let keys = &self.keys;
+            // Checked in `new`: the runs cover every key once, so no slot is missing.
+            match hits_from_runs(keys.len(), self.runs.clone(), |i| keys.get(i).copied()) {
+                Ok(h) => OutputColumn::Hits(h),
+                Err(_) => OutputColumn::Hits(Vec::new()),
+            }
+        })
+    }
+}
+
+/// One output of a finished job.
+#[derive(Clone, Debug)]
+pub(crate) enum Column {
+    Ready(OutputColumn),
+    Hits(Arc<PendingHits>),
+}
+
+impl Column {
+    fn get(&self) -> &OutputColumn {
+        match self {
+            Column::Ready(c) => c,
+            Column::Hits(h) => h.column(),
+        }
+    }
+}
+
 /// The outputs of a finished job, by name, and where it ran.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Hits from the GPU are ordered into `(row, id)` pairs the first time they are read, not
+/// when the job completes (a join's millions of hits cost more to order than to find).
+#[derive(Clone, Debug)]
 pub struct JobResult {
     names: Arc<[String]>,
-    columns: Vec<OutputColumn>,
+    columns: Vec<Column>,
     attempts: u32,
     backend: Arc<Backend>,
+}
+
+impl PartialEq for JobResult {
+    fn eq(&self, o: &JobResult) -> bool {
+        self.names == o.names
+            && self.attempts == o.attempts
+            && self.backend == o.backend
+            && self.columns.len() == o.columns.len()
+            && self.columns.iter().zip(&o.columns).all(|(a, b)| a.get() == b.get())
+    }
 }
 
 impl JobResult {
     pub(crate) fn new(
         names: Arc<[String]>,
         columns: Vec<OutputColumn>,
+        attempts: u32,
+        backend: Arc<Backend>,
+    ) -> JobResult {
+        JobResult::with_columns(names, columns.into_iter().map(Column::Ready).collect(), attempts, backend)
+    }
+
+    pub(crate) fn with_columns(
+        names: Arc<[String]>,
+        columns: Vec<Column>,
         attempts: u32,
         backend: Arc<Backend>,
     ) -> JobResult {
@@ -149,12 +228,12 @@ impl JobResult {
 
     /// Every output as `(name, column)`, in `.output` order.
     pub fn outputs(&self) -> impl ExactSizeIterator<Item = (&str, &OutputColumn)> {
-        self.names.iter().map(String::as_str).zip(&self.columns)
+        self.names.iter().map(String::as_str).zip(self.columns.iter().map(Column::get))
     }
 
     /// The output called `name`.
     pub fn get(&self, name: &str) -> Option<&OutputColumn> {
-        self.names.iter().position(|n| n == name).map(|i| &self.columns[i])
+        self.names.iter().position(|n| n == name).map(|i| self.columns[i].get())
     }
 
     /// A hits output: `(row, id)` pairs sorted by row, then id.

@@ -43,8 +43,8 @@ use crate::cuda::{CudaDevice, Device};
 use crate::executor::{self, JobState, Shared, Tuning};
 use crate::ring::{PushError, RingError};
 
-pub(crate) use job::PreparedInner;
 pub use job::{Bound, Job, JobError, JobResult, Prepared};
+pub(crate) use job::{Column, PendingHits, PreparedInner};
 pub use ticket::Ticket;
 pub(crate) use ticket::TicketCell;
 
@@ -185,9 +185,13 @@ impl EngineBuilder {
         self
     }
 
-    /// Slots in the submission ring (a power of two); also the most jobs in flight.
+    /// Slots in the submission ring (a power of two); also the most jobs in flight. Default
+    /// 1024 for the CPU executor; the GPU's ring has 4096 slots and 256 jobs in flight unless
+    /// this is set, when it has this many slots and at most 256 jobs.
     pub fn ring_capacity(mut self, slots: usize) -> Self {
         self.ring_capacity = slots;
+        self.gpu.ring_capacity = slots;
+        self.gpu.job_slots = slots.min(256);
         self
     }
 
@@ -240,6 +244,9 @@ impl EngineBuilder {
             self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if workers == 0 || workers > 1024 {
             return Err(EngineError::Config(format!("workers must be 1 to 1024, not {workers}")));
+        }
+        if !self.ring_capacity.is_power_of_two() || !(2..=1 << 24).contains(&self.ring_capacity) {
+            return Err(RingError::Capacity(self.ring_capacity).into());
         }
         let (backend, gpu) = choose_backend(mode, self.device.clone(), self.gpu, self.gpu_min_rows, workers)?;
         let tuning = Tuning {

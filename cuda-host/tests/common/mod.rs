@@ -1,0 +1,116 @@
+//! What the device tests share: the random-program differential check against the CPU
+//! interpreter, for any Engine whose GPU backend is under test (the emulated device on every
+//! CI run, a real GPU in the device evidence).
+#![allow(dead_code)] // each test file uses part of it
+
+#[path = "../../../bytecode/tests/gen/mod.rs"]
+pub mod gen;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use meridian_bytecode::VerifiedProgram;
+use meridian_cuda_host::data::{self, Rng};
+use meridian_kernels::interp::{BoundInputs, Input, Interpreter, OutputColumn, Scratch};
+use meridian_runtime::Engine;
+use proptest::prelude::*;
+
+pub static PROGRAMS: AtomicU64 = AtomicU64::new(0);
+pub static ROWS: AtomicU64 = AtomicU64::new(0);
+
+/// Random inputs for `program`: `rows` rows in every row input, a random indexed input.
+fn inputs(program: &VerifiedProgram, rng: &mut Rng, rows: usize) -> Vec<Input> {
+    program
+        .program()
+        .inputs()
+        .iter()
+        .map(|decl| {
+            if decl.indexed {
+                let n = rng.below(30) as usize;
+                Input::indexed(Arc::new(data::column(rng, decl.kind, n)))
+            } else {
+                Input::rows(Arc::new(data::column(rng, decl.kind, rows)))
+            }
+        })
+        .collect()
+}
+
+/// The CPU interpreter over `rows` of `bound` in one chunk: the oracle.
+fn cpu(program: &VerifiedProgram, bound: &BoundInputs, rows: std::ops::Range<usize>) -> Vec<OutputColumn> {
+    let it = Interpreter::new(program);
+    let out = it.output_buffers(rows.clone(), 1 << 20);
+    it.run(bound, rows, &out, &mut Scratch::new()).unwrap();
+    out.finish().unwrap()
+}
+
+fn same(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Both generators' programs of `seed` on `engine` against the CPU interpreter.
+pub fn check(engine: &Engine, seed: u64) -> Result<(), TestCaseError> {
+    // The dataflow generator's programs compute from their data; the plain generator's read
+    // mostly unwritten (null) registers, so they probe the null paths.
+    compare(engine, gen::random_dataflow_program(seed, true), seed)?;
+    compare(engine, gen::random_gpu_program(seed), seed)
+}
+
+fn compare(engine: &Engine, program: VerifiedProgram, seed: u64) -> Result<(), TestCaseError> {
+    let mut rng = Rng(seed ^ 0x5eed);
+    let rows = 1 + rng.below(60) as usize;
+    let inputs = inputs(&program, &mut rng, rows);
+    let bound = BoundInputs::bind(program.program(), inputs.clone()).unwrap();
+    let want = cpu(&program, &bound, 0..rows);
+
+    let prepared = engine.prepare(program.program()).unwrap();
+    let names: Vec<String> = program.program().inputs().iter().map(|d| d.name.clone()).collect();
+    let b = engine.bind(&prepared, names.iter().cloned().zip(inputs)).unwrap();
+    let got = engine.run(prepared.job(&b)).unwrap();
+    prop_assert_eq!(got.backend().name, "cuda");
+    PROGRAMS.fetch_add(1, Relaxed);
+    ROWS.fetch_add(rows as u64, Relaxed);
+
+    let text = meridian_bytecode::disassemble(program.program()).unwrap();
+    for ((name, g), w) in got.outputs().zip(&want) {
+        match (g, w) {
+            (OutputColumn::F64(g), OutputColumn::F64(w)) => {
+                for (row, (a, b)) in g.iter().zip(w.iter()).enumerate() {
+                    let ok = match (a, b) {
+                        (Some(a), Some(b)) => same(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    prop_assert!(ok, "{name} row {row}: gpu {a:?} cpu {b:?}\n{text}");
+                }
+            }
+            (OutputColumn::Sum(a), OutputColumn::Sum(b)) if same(*a, *b) => {}
+            (OutputColumn::Sum(a), OutputColumn::Sum(b)) => {
+                // Only the association of the rows' contributions differs: bound it by
+                // the contributions themselves, from one-row runs.
+                let terms: Vec<f64> = (0..rows)
+                    .map(|r| {
+                        cpu(&program, &bound, r..r + 1)
+                            .into_iter()
+                            .find_map(|c| match c {
+                                OutputColumn::Sum(s) => Some(s),
+                                _ => None,
+                            })
+                            .unwrap_or(0.0)
+                    })
+                    .collect();
+                let mass: f64 = terms.iter().map(|t| t.abs()).sum();
+                let exceptional = terms.iter().any(|t| !t.is_finite());
+                prop_assert!(
+                    !exceptional,
+                    "{name}: gpu {a} cpu {b} with infinite or NaN terms {terms:?}\n{text}"
+                );
+                if mass.is_finite() {
+                    let tol = (rows as f64 + 2.0) * f64::EPSILON * mass;
+                    prop_assert!((a - b).abs() <= tol, "{name}: gpu {a} cpu {b}, tolerance {tol}\n{text}");
+                }
+            }
+            (g, w) => prop_assert_eq!(g, w, "{}\n{}", name, text),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Measurements of the CUDA executor, for `meridian bench` (and the device evidence):
+//! the round trip of a one-row job through the resident megakernel against launching the same
+//! work as one kernel per job.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meridian_bytecode::{assemble, VerifiedProgram};
+use meridian_kernels::column::ColumnBuilder;
+use meridian_kernels::interp::{BoundInputs, Input, OutputColumn};
+
+use super::abi::{Acc, MAX_OUTPUTS};
+use super::device::{Device, DeviceAlloc, Shared};
+use super::outputs::{Area, Arenas, Layout};
+use super::resident::Residency;
+use super::CudaDevice;
+use crate::engine::{Column, Engine, Mode};
+
+/// Latency statistics of measured round trips.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Latency {
+    /// Round trips measured.
+    pub n: usize,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Slowest.
+    pub max: Duration,
+    /// Mean.
+    pub mean: Duration,
+}
+
+impl Latency {
+    /// The statistics of `samples` (sorted in place); `None` when there are none.
+    pub fn of(samples: &mut [Duration]) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let n = samples.len();
+        let at = |q: f64| samples[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let total: Duration = samples.iter().sum();
+        Some(Latency { n, p50: at(0.5), p99: at(0.99), max: samples[n - 1], mean: total / n as u32 })
+    }
+}
+
+/// The one-row job both sides run: the x coordinate of a point, stored.
+pub const ROUND_TRIP_PROGRAM: &str = "\
+.program x
+.input  p points
+.output x f64
+    load  g0, p
+    x     f0, g0
+    store x, f0
+    halt
+";
+
+/// The round trip measured both ways on one GPU.
+#[derive(Clone, Debug)]
+pub struct RoundTrip {
+    /// The device, as the engine describes it.
+    pub device: String,
+    /// Submit → ticket resolved through the Engine's resident megakernel.
+    pub megakernel: Latency,
+    /// `cuLaunchKernel` + `cuStreamSynchronize` of the same one-row job, result read back.
+    pub per_job_launch: Latency,
+}
+
+fn one_point() -> Result<(VerifiedProgram, Arc<BoundInputs>), String> {
+    let program = assemble("x.masm", ROUND_TRIP_PROGRAM).map_err(|d| d.to_string())?;
+    let mut b = ColumnBuilder::new();
+    b.push_point(1.5, 2.0).map_err(|e| e.to_string())?;
+    let inputs = BoundInputs::bind(program.program(), vec![Input::rows(Arc::new(b.finish()))])
+        .map_err(|e| e.to_string())?;
+    Ok((program, Arc::new(inputs)))
+}
+
+fn check(columns: &[OutputColumn]) -> Result<(), String> {
+    match columns.first() {
+        Some(OutputColumn::F64(x)) if x.get(0) == Some(1.5) => Ok(()),
+        other => Err(format!("a round trip gave {other:?}, not x = 1.5")),
+    }
+}
+
+/// Round trips of the one-row job launched as its own kernel each time, on a device opened
+/// for it alone: while an engine's megakernel holds the GPU no other kernel can start.
+pub fn per_job_launches(trips: usize, warmup: usize) -> Result<(String, Latency), String> {
+    let err = |e: super::DeviceError| e.to_string();
+    let device = Arc::new(CudaDevice::open(0).map_err(|e| e.to_string())?);
+    let description = device.describe();
+    let dev = Shared::new(device.clone());
+    let (program, inputs) = one_point()?;
+    let mut residency = Residency::default();
+    let record = residency.program(&dev, &program).map_err(err)?;
+    let table = residency.binding(&dev, &program, &inputs).map_err(err)?;
+    let kinds: Vec<_> = program.program().outputs().iter().map(|o| o.kind).collect();
+    let layout = Layout::new(&kinds, 1, 0, 0);
+    let arenas = Arc::new(Arenas::new(&dev, 1).map_err(err)?);
+    let area = Area::new(&dev, &arenas, &layout).map_err(err)?;
+    let acc = DeviceAlloc::new(&dev, 32 * MAX_OUTPUTS).map_err(err)?;
+    let error = DeviceAlloc::new(&dev, 16).map_err(err)?;
+    let zeros = vec![Acc::default(); MAX_OUTPUTS];
+    acc.write(0, bytemuck::cast_slice(&zeros)).map_err(err)?;
+    let mut samples = Vec::with_capacity(trips);
+    for i in 0..warmup + trips {
+        let start = Instant::now();
+        // SAFETY: every address is a live allocation of this function (program record, input
+        // table, output area for one row, accumulators, error record), kept until the end.
+        unsafe {
+            device.run_rows(record.record, table.table, area.device_ptr(), 0, 0, 1, acc.ptr(), error.ptr())
+        }
+        .map_err(err)?;
+        let columns = area.columns(&layout, &zeros[..kinds.len()])?;
+        let elapsed = start.elapsed();
+        match columns.first() {
+            Some(Column::Ready(c)) => check(std::slice::from_ref(c))?,
+            _ => return Err("the round trip's output x is missing".into()),
+        }
+        if i >= warmup {
+            samples.push(elapsed);
+        }
+    }
+    let latency = Latency::of(&mut samples).ok_or("no round trips measured")?;
+    Ok((description, latency))
+}
+
+/// Round trips of the one-row job through an Engine in mode `gpu` (its resident megakernel).
+pub fn megakernel_round_trips(trips: usize, warmup: usize) -> Result<(String, Latency), String> {
+    let engine = Engine::builder().mode(Mode::Gpu).workers(1).build().map_err(|e| e.to_string())?;
+    let (program, inputs) = one_point()?;
+    let prepared = engine.prepare_verified(&program);
+    let column = inputs.inputs()[0].column.clone();
+    let bound = engine.bind(&prepared, [("p", column)]).map_err(|e| e.to_string())?;
+    let job = prepared.job(&bound);
+    let mut samples = Vec::with_capacity(trips);
+    for i in 0..warmup + trips {
+        let start = Instant::now();
+        let r = engine.submit(job.clone()).map_err(|e| e.to_string())?.wait().map_err(|e| e.to_string())?;
+        let elapsed = start.elapsed();
+        check(&[r.get("x").cloned().ok_or("no output x")?])?;
+        if i >= warmup {
+            samples.push(elapsed);
+        }
+    }
+    let latency = Latency::of(&mut samples).ok_or("no round trips measured")?;
+    Ok((engine.backend().reason.clone(), latency))
+}
+
+/// Both, per-job launches first (they need the GPU to themselves).
+pub fn round_trip(trips: usize, warmup: usize) -> Result<RoundTrip, String> {
+    let (_, per_job_launch) = per_job_launches(trips, warmup)?;
+    let (device, megakernel) = megakernel_round_trips(trips, warmup)?;
+    Ok(RoundTrip { device, megakernel, per_job_launch })
+}

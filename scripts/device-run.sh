@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs on the device machine (copied to .evidence/run.sh by scripts/device-evidence). Writes
+# its logs under $OUT, at most 8 files: device.txt, tests.txt, roundtrip.txt, pip.txt,
+# dispatch.txt, sanitizer.txt, resources.txt, summary.txt. Each step has a time limit, and
+# the cheap, important steps come first, so a short lease still brings back evidence.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+OUT=${OUT:-$here/out}
+mkdir -p "$OUT"
+cd "$root"
+summary="$OUT/summary.txt"
+step() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$summary"; }
+result() { echo "   exit $1" | tee -a "$summary"; }
+
+# The test binaries find data/ through the path they were built in.
+if [ ! -e /work/main ]; then mkdir -p /work && ln -s "$root" /work/main; fi
+
+# NVRTC for compiling the megakernel on the device (CUDA 13: libnvrtc.so.13).
+for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda/targets/x86_64-linux/lib "$root/target/nvrtc/nvidia/cu13/lib" \
+  $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, "cu13", "lib") for p in nvidia.__path__))' 2>/dev/null); do
+  if [ -e "$d/libnvrtc.so.13" ]; then export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; break; fi
+done
+export MERIDIAN_CUBIN_CACHE="$here/cubins"
+export RUST_BACKTRACE=1
+
+step "device"
+{
+  echo "commit $(cat "$here/commit" 2>/dev/null)"; date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+  nvidia-smi 2>&1 | head -20
+  nproc; grep -m1 'model name' /proc/cpuinfo
+  echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+  "$here/meridian" info
+} > "$OUT/device.txt" 2>&1
+result $?
+
+step "GPU tests (examples, random programs vs the CPU interpreter, overflow) and driver device tests"
+{ timeout 300 "$here/gpu_device" --test-threads=1 --nocapture; echo "gpu_device exit $?";
+  timeout 120 "$here/driver_device" --test-threads=1; echo "driver_device exit $?"; } > "$OUT/tests.txt" 2>&1
+tail -3 "$OUT/tests.txt" | tee -a "$summary"
+
+step "round trip: megakernel vs cuLaunchKernel + sync, 100k each"
+timeout 240 "$here/meridian" bench roundtrip --trips 100000 --warmup 2000 > "$OUT/roundtrip.txt" 2>&1
+result $?
+
+step "pip join: 100M uniform points x countries, CPU executor (all cores) vs GPU"
+timeout 400 "$here/meridian" bench pip --points 100000000 --runs 3 > "$OUT/pip.txt" 2>&1
+result $?
+
+step "megakernel resources"
+{ for c in "$MERIDIAN_CUBIN_CACHE"/*.cubin; do echo "$c"; cuobjdump --dump-resource-usage "$c" 2>&1 | grep -E 'Function|REG|STACK|SHARED|LOCAL' ; done; } > "$OUT/resources.txt" 2>&1
+result $?
+
+step "compute-sanitizer memcheck and racecheck"
+{ MERIDIAN_DIFF_CASES=16 timeout 300 compute-sanitizer --tool memcheck "$here/gpu_device" --test-threads=1 random_programs; echo "memcheck exit $?";
+  MERIDIAN_DIFF_CASES=8 timeout 240 compute-sanitizer --tool racecheck --racecheck-report hazard "$here/gpu_device" --test-threads=1 random_programs; echo "racecheck exit $?"; } > "$OUT/sanitizer.txt" 2>&1
+grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|exit' "$OUT/sanitizer.txt" | tee -a "$summary"
+
+step "dispatch latency experiment (a)-(d)"
+pin=""
+if [ "$(nproc)" -gt 2 ]; then pin="taskset -c 2"; fi
+timeout 240 $pin "$here/dispatch_latency" > "$OUT/dispatch.txt" 2>&1
+result $?
+step "done"

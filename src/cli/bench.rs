@@ -1,0 +1,234 @@
+//! `meridian bench`: measurements against a baseline in the same run, printed with their
+//! ratios.
+//!
+//! - `roundtrip`: a one-row job through the Engine's resident GPU megakernel against the same
+//!   job launched as its own kernel (`cuLaunchKernel` + `cuStreamSynchronize`), p50/p99.
+//! - `pip`: the point-in-polygon join of N uniform random points against the shipped
+//!   countries, on the CPU executor and on the GPU, with the results checked equal.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meridian::bytecode::assemble;
+use meridian::kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian::kernels::interp::Input;
+use meridian::kernels::io;
+use meridian::{demo, Engine, Mode};
+
+use super::{print, Failure};
+
+fn fail(message: String) -> Failure {
+    Failure::input([format!("error: {message}")])
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+/// `meridian bench roundtrip`.
+pub fn roundtrip(trips: usize, warmup: usize) -> Result<(), Failure> {
+    if trips == 0 {
+        return Err(fail("--trips must be at least 1".into()));
+    }
+    let probe = meridian::driver::probe();
+    if let Some(e) = probe.unusable() {
+        return Err(fail(format!("meridian bench roundtrip measures the GPU: no usable CUDA device ({e})")));
+    }
+    let r = meridian::cuda::bench::round_trip(trips, warmup).map_err(fail)?;
+    let (m, l) = (r.megakernel, r.per_job_launch);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "meridian bench roundtrip: a one-row job (x of a point), {trips} timed round trips each after {warmup} untimed"
+    );
+    let _ = writeln!(s, "device: {}", r.device);
+    let _ = writeln!(
+        s,
+        "  megakernel (Engine::submit → Ticket::wait, mode gpu):   p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
+        micros(m.p50),
+        micros(m.p99),
+        micros(m.max),
+        micros(m.mean)
+    );
+    let _ = writeln!(
+        s,
+        "  per-job launch (cuLaunchKernel + cuStreamSynchronize): p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
+        micros(l.p50),
+        micros(l.p99),
+        micros(l.max),
+        micros(l.mean)
+    );
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let _ = writeln!(
+        s,
+        "  megakernel / per-job launch: p50 {:.2}×, p99 {:.2}×; megakernel p99 / p50 {:.2}",
+        ratio(m.p50, l.p50),
+        ratio(m.p99, l.p99),
+        ratio(m.p99, m.p50)
+    );
+    print(&s);
+    Ok(())
+}
+
+/// Options of `meridian bench pip`.
+#[derive(Debug)]
+pub struct PipArgs {
+    /// Uniform random points.
+    pub points: usize,
+    /// Their seed.
+    pub seed: u64,
+    /// Timed runs per backend.
+    pub runs: usize,
+    /// CPU workers (`None`: all cores).
+    pub workers: Option<usize>,
+    /// The data folder with the countries.
+    pub data: Option<PathBuf>,
+}
+
+/// `n` points uniform over the lon/lat rectangle, from `seed` (splitmix64).
+pub fn uniform_points(n: usize, seed: u64) -> Result<GeometryColumn, String> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) >> 11
+    };
+    let unit = 1.0 / (1u64 << 53) as f64;
+    let mut b = ColumnBuilder::new();
+    for _ in 0..n {
+        let x = -180.0 + 360.0 * next() as f64 * unit;
+        let y = -90.0 + 180.0 * next() as f64 * unit;
+        b.push_point(x, y).map_err(|e| e.to_string())?;
+    }
+    Ok(b.finish())
+}
+
+/// One backend's timings.
+struct Timed {
+    name: String,
+    /// Submit → ticket resolved, per run.
+    jobs: Vec<Duration>,
+    /// First access to the pairs (ordering them), of the last run.
+    materialise: Duration,
+    pairs: Vec<(u32, u32)>,
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn run_joins(
+    engine: &Engine,
+    pts: &Arc<GeometryColumn>,
+    zones: &Input,
+    runs: usize,
+) -> Result<Timed, String> {
+    let program = assemble("pip_join.masm", demo::PROGRAM).map_err(|d| d.to_string())?;
+    let prepared = engine.prepare(program.program()).map_err(|e| e.to_string())?;
+    let bound = engine
+        .bind(&prepared, [("pts", Input::rows(pts.clone())), ("zones", zones.clone())])
+        .map_err(|e| e.to_string())?;
+    let mut jobs = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = engine.run(prepared.job(&bound)).map_err(|e| e.to_string())?;
+        jobs.push(t.elapsed());
+        last = Some(r);
+    }
+    let r = last.ok_or("no runs")?;
+    let t = Instant::now();
+    let pairs = r.hits("pairs").ok_or("no pairs output")?.to_vec();
+    let materialise = t.elapsed();
+    Ok(Timed { name: r.backend().name.to_owned(), jobs, materialise, pairs })
+}
+
+/// `meridian bench pip`.
+pub fn pip(args: &PipArgs) -> Result<(), Failure> {
+    if args.runs == 0 {
+        return Err(fail("--runs must be at least 1".into()));
+    }
+    let data = super::demo::data_dir(args.data.clone());
+    let path = data.join(demo::COUNTRIES_FILE);
+    let text = io::read_text(&path).map_err(|e| fail(e.to_string()))?;
+    let countries = Arc::new(
+        io::read_geojson(&path.display().to_string(), &text).map_err(|e| fail(e.to_string()))?.geometry,
+    );
+    let t = Instant::now();
+    let pts = Arc::new(uniform_points(args.points, args.seed).map_err(fail)?);
+    let generated = t.elapsed();
+    let zones = Input::indexed(countries.clone());
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "meridian bench pip: {} uniform points × {} countries (seed {}), examples/pip_join.masm, {} runs each",
+        demo::group(args.points as u64),
+        countries.len(),
+        args.seed,
+        args.runs
+    );
+    let _ = writeln!(s, "  points generated in {:.3} s", generated.as_secs_f64());
+
+    let mut builder = Engine::builder().mode(Mode::Cpu);
+    if let Some(w) = args.workers {
+        builder = builder.workers(w);
+    }
+    let cpu_engine = builder.build().map_err(|e| fail(e.to_string()))?;
+    let cpu = run_joins(&cpu_engine, &pts, &zones, args.runs).map_err(fail)?;
+    let workers = cpu_engine.workers();
+    drop(cpu_engine);
+    let rate = |d: Duration| args.points as f64 / d.as_secs_f64() / 1e6;
+    let cpu_job = median(&cpu.jobs);
+    let _ = writeln!(
+        s,
+        "  {:<5} {workers} workers: job {:.4} s median ({:.1} M points/s), pairs ordered in the job; {} pairs",
+        cpu.name,
+        cpu_job.as_secs_f64(),
+        rate(cpu_job),
+        demo::group(cpu.pairs.len() as u64)
+    );
+
+    match Engine::builder().mode(Mode::Gpu).workers(1).build() {
+        Err(e) => {
+            let _ = writeln!(s, "  cuda  skipped: {e}");
+        }
+        Ok(gpu_engine) => {
+            let gpu = run_joins(&gpu_engine, &pts, &zones, args.runs + 1).map_err(fail)?;
+            let (first, warm) = (gpu.jobs[0], median(&gpu.jobs[1..]));
+            let _ = writeln!(s, "  cuda  {}", gpu_engine.backend().reason);
+            let _ = writeln!(
+                s,
+                "        first job {:.4} s (uploads the points and the index); then job {:.4} s median ({:.1} M points/s); ordering the pairs on first read {:.4} s",
+                first.as_secs_f64(),
+                warm.as_secs_f64(),
+                rate(warm),
+                gpu.materialise.as_secs_f64()
+            );
+            let same = gpu.pairs == cpu.pairs;
+            let _ = writeln!(s, "  same pairs on both: {}", if same { "yes" } else { "NO" });
+            let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+            let _ = writeln!(
+                s,
+                "  cpu / cuda: job {:.1}×; job + ordering the pairs {:.1}×",
+                ratio(cpu_job, warm),
+                ratio(cpu_job + cpu.materialise, warm + gpu.materialise)
+            );
+            if !same {
+                print(&s);
+                return Err(fail(format!(
+                    "the GPU's {} pairs differ from the CPU's {}",
+                    gpu.pairs.len(),
+                    cpu.pairs.len()
+                )));
+            }
+        }
+    }
+    print(&s);
+    Ok(())
+}
