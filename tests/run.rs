@@ -166,3 +166,46 @@ fn failures_are_one_readable_line_and_exit_2() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn gpu_mode_without_a_device_is_one_readable_line() {
+    if meridian::driver::probe().has_device() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "gpu_mode_without_a_device_is_one_readable_line: skipped: a CUDA device is present"
+        );
+        return;
+    }
+    let out = out_dir("nogpu");
+    let o = meridian(&[
+        "run",
+        "examples/measure.masm",
+        "--input",
+        "shapes=data/countries.geojson",
+        "--mode",
+        "gpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: execution mode gpu: no usable CUDA device"), "{err}");
+    let o = meridian(&["bench", "roundtrip", "--trips", "10"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("needs") || err.contains("no usable CUDA device"), "{err}");
+}
+
+#[test]
+fn bench_pip_runs_on_the_cpu_and_says_why_not_on_the_gpu() {
+    let o = meridian(&["bench", "pip", "--points", "20000", "--runs", "1", "--workers", "2"]);
+    let stdout = ok(&o);
+    assert!(stdout.contains("20,000 uniform points × 177 countries"), "{stdout}");
+    assert!(stdout.contains("cpu   2 workers: job"), "{stdout}");
+    if !meridian::driver::probe().has_device() {
+        assert!(stdout.contains("cuda  skipped: execution mode gpu: no usable CUDA device"), "{stdout}");
+    }
+}

@@ -34,6 +34,8 @@ pub enum Behaviour {
     Serve,
     /// Never serves a job (but stops when told): a hung kernel, for the watchdog.
     Stall,
+    /// The launch fails, as a kernel that needs more resources than the device has would.
+    FailLaunch,
 }
 
 /// An emulated device running the megakernel on host threads.
@@ -48,6 +50,8 @@ pub struct HostDevice {
     state: Arc<AtomicU8>,
     /// Allocations to refuse (tests of failed uploads).
     refuse_allocs: AtomicU64,
+    /// Allocations larger than this are refused (tests of outputs that do not fit).
+    refuse_over: AtomicU64,
     /// An error to report as the kernel's state (tests of device faults).
     fault: Mutex<Option<String>>,
     launched: AtomicBool,
@@ -71,6 +75,7 @@ impl HostDevice {
             kernel: Mutex::new(None),
             state: Arc::new(AtomicU8::new(NOT_LAUNCHED)),
             refuse_allocs: AtomicU64::new(0),
+            refuse_over: AtomicU64::new(u64::MAX),
             fault: Mutex::new(None),
             launched: AtomicBool::new(false),
             control: AtomicU64::new(0),
@@ -80,6 +85,11 @@ impl HostDevice {
     /// The next `n` device allocations fail (out of memory).
     pub fn refuse_allocations(&self, n: u64) {
         self.refuse_allocs.store(n, SeqCst);
+    }
+
+    /// From now on, device allocations of more than `bytes` fail (out of memory).
+    pub fn refuse_allocations_over(&self, bytes: u64) {
+        self.refuse_over.store(bytes, SeqCst);
     }
 
     /// A device fault: the kernel dies (as a real one does with its context) and from now on
@@ -146,7 +156,9 @@ impl Device for HostDevice {
     }
 
     fn alloc(&self, len: usize) -> Result<u64, DeviceError> {
-        if self.refuse_allocs.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self.refuse_allocs.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok()
+            || len as u64 > self.refuse_over.load(SeqCst)
+        {
             return Err(DeviceError(format!("out of memory allocating {len} bytes (injected)")));
         }
         let layout = Layout::from_size_align(len.max(1), 256).map_err(|e| DeviceError(e.to_string()))?;
@@ -190,6 +202,8 @@ impl Device for HostDevice {
     }
 
     unsafe fn free_mapped(&self, host: NonNull<u8>) {
+        // A freed control block is no longer the kernel's: `inject_fault` must not write it.
+        let _ = self.control.compare_exchange(host.as_ptr() as u64, 0, SeqCst, SeqCst);
         if let Some(layout) = lock(&self.mapped).remove(&(host.as_ptr() as u64)) {
             // SAFETY: allocated in `alloc_mapped` with this layout, freed once.
             unsafe { std::alloc::dealloc(host.as_ptr(), layout) };
@@ -200,7 +214,10 @@ impl Device for HostDevice {
         if self.launched.swap(true, SeqCst) {
             return Err(DeviceError("the megakernel is already running".into()));
         }
-        HostDevice::region(&lock(&self.mapped), control, 80)?;
+        HostDevice::region(&lock(&self.mapped), control, 64)?;
+        if self.behaviour == Behaviour::FailLaunch {
+            return Err(DeviceError("cuLaunchKernel: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (injected)".into()));
+        }
         self.control.store(control, SeqCst);
         let (blocks, threads, behaviour, state) =
             (self.blocks, self.threads, self.behaviour, self.state.clone());
@@ -215,6 +232,7 @@ impl Device for HostDevice {
                         // alive until it has seen the kernel exit.
                         unsafe { ffi::mr_host_run_megakernel(control as *mut u8, blocks, threads) };
                     }
+                    Behaviour::FailLaunch => {}
                     Behaviour::Stall => {
                         // SAFETY: `stop` is an aligned u64 inside the live control block.
                         let stop = unsafe { &*((control as usize + CONTROL_STOP) as *const AtomicU64) };

@@ -287,3 +287,154 @@ fn dropping_the_engine_frees_the_device_memory() {
     }
     assert_eq!(device.live_allocations(), 0, "every device allocation is freed with the engine");
 }
+
+#[test]
+fn a_failed_launch_fails_gpu_mode_and_leaves_auto_on_the_cpu() {
+    let device = || Arc::new(HostDevice::with_behaviour(1, 8, Behaviour::FailLaunch));
+    let err =
+        Engine::builder().mode(Mode::Gpu).workers(1).gpu_device(device()).build().unwrap_err().to_string();
+    assert!(err.starts_with("execution mode gpu: the megakernel could not be started"), "{err}");
+    assert!(err.contains("OUT_OF_RESOURCES"), "{err}");
+    let auto = Engine::builder().mode(Mode::Auto).workers(1).gpu_device(device()).build().unwrap();
+    assert_eq!(auto.backend().name, "cpu");
+    assert!(auto.backend().fallback);
+    assert!(auto.backend().reason.contains("OUT_OF_RESOURCES"), "{:?}", auto.backend());
+}
+
+#[test]
+fn an_idle_spell_longer_than_the_timeout_is_not_a_hang() {
+    let f = fixture(Mode::Gpu, HostDevice::new(1, 8), |b| b.gpu_timeout(Duration::from_millis(150)));
+    check_row(&f, 2, &f.engine.run(f.prepared.job(&f.bound).rows(2..3)).unwrap());
+    std::thread::sleep(Duration::from_millis(400));
+    for row in [3, 4, 5] {
+        check_row(&f, row, &f.engine.run(f.prepared.job(&f.bound).rows(row..row + 1)).unwrap());
+    }
+    assert!(f.engine.gpu_unhealthy().is_none());
+}
+
+#[test]
+fn a_rerun_whose_outputs_do_not_fit_moves_to_the_cpu_under_auto() {
+    let text = meridian_kernels::io::read_text(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/countries.geojson"
+    )))
+    .unwrap();
+    let zones = Arc::new(meridian_kernels::io::read_geojson("countries.geojson", &text).unwrap().geometry);
+    let cities = Arc::new(
+        meridian_kernels::io::read_csv(
+            "cities.csv.gz",
+            meridian_kernels::io::open(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../data/cities.csv.gz"
+            )))
+            .unwrap(),
+            &[],
+        )
+        .unwrap()
+        .geometry,
+    );
+    let program = assemble("pip.masm", include_str!("../../examples/pip_join.masm")).unwrap();
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let pc = cpu.prepare(program.program()).unwrap();
+    let bc = cpu.bind(&pc, [("pts", cities.clone()), ("zones", zones.clone())]).unwrap();
+    let want = cpu.run(pc.job(&bc)).unwrap();
+    for mode in [Mode::Auto, Mode::Gpu] {
+        let device = Arc::new(HostDevice::new(2, 8));
+        let engine = Engine::builder()
+            .mode(mode)
+            .workers(1)
+            .gpu_min_rows(0)
+            .gpu_device(device.clone())
+            .build()
+            .unwrap();
+        let p = engine.prepare(program.program()).unwrap();
+        let b = engine.bind(&p, [("pts", cities.clone()), ("zones", zones.clone())]).unwrap();
+        engine.run(p.job(&b).rows(0..10)).unwrap(); // inputs resident
+                                                    // The first attempt's outputs (room for 10 hits) fit; the re-run's (225k hits) do not.
+        device.refuse_allocations_over(1 << 20);
+        let r = engine.run(p.job(&b).hit_capacity(10));
+        match mode {
+            Mode::Auto => {
+                let r = r.unwrap();
+                assert_eq!(r.backend().name, "cpu");
+                assert!(r.backend().reason.contains("out of memory"), "{:?}", r.backend());
+                assert_eq!(r.hits("pairs"), want.hits("pairs"));
+                assert_eq!(r.attempts(), 2);
+            }
+            _ => match r {
+                Err(JobError::Device(why)) => assert!(why.contains("out of memory"), "{why}"),
+                other => panic!("expected an allocation failure, got {other:?}"),
+            },
+        }
+        assert!(engine.gpu_unhealthy().is_none());
+    }
+}
+
+#[test]
+fn concurrent_shutdowns_both_return_and_resolve_everything() {
+    let f = fixture(Mode::Gpu, HostDevice::new(2, 8), |b| b);
+    let tickets: Vec<_> = (0..200)
+        .map(|i| f.engine.submit(f.prepared.job(&f.bound).rows(i % POINTS..i % POINTS + 1)).unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        s.spawn(|| f.engine.shutdown());
+        s.spawn(|| f.engine.shutdown());
+    });
+    for t in tickets {
+        match t.wait() {
+            Ok(_) | Err(JobError::Cancelled) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn a_chunk_that_outlasts_the_watchdog_stops_promptly_and_frees_everything() {
+    let text = meridian_kernels::io::read_text(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/countries.geojson"
+    )))
+    .unwrap();
+    let zones = Arc::new(meridian_kernels::io::read_geojson("countries.geojson", &text).unwrap().geometry);
+    // Every city tested against every country: slow on purpose.
+    let cities = Arc::new(
+        meridian_kernels::io::read_csv(
+            "cities.csv.gz",
+            meridian_kernels::io::open(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../data/cities.csv.gz"
+            )))
+            .unwrap(),
+            &[],
+        )
+        .unwrap()
+        .geometry,
+    );
+    let program = assemble(
+        "slow.masm",
+        ".program slow\n.input pts points\n.input zones polygons indexed\n.output n count\n\
+         load g0, pts\n const f0, 1e9\n probe c0, zones, g0, f0\n next:\n cnext g1, c0, done\n\
+         touches b0, g1, g0\n jf b0, next\n count n\n jmp next\n done:\n halt\n",
+    )
+    .unwrap();
+    let device = Arc::new(HostDevice::new(1, 8));
+    {
+        let engine = Engine::builder()
+            .mode(Mode::Gpu)
+            .workers(1)
+            .gpu_chunk_rows(1 << 20)
+            .gpu_timeout(Duration::from_millis(300))
+            .gpu_device(device.clone())
+            .build()
+            .unwrap();
+        let p = engine.prepare(program.program()).unwrap();
+        let b = engine.bind(&p, [("pts", cities), ("zones", zones.clone())]).unwrap();
+        match engine.run(p.job(&b)) {
+            Err(JobError::Device(why)) => assert!(why.contains("watchdog"), "{why}"),
+            other => panic!("expected the watchdog, got {other:?}"),
+        }
+    }
+    // The kernel left within its chunk when told to stop (within the executor's 5 s), so it
+    // was not declared wedged and everything was freed.
+    assert_eq!(device.live_allocations(), 0, "not wedged: everything was freed");
+}

@@ -120,9 +120,13 @@ pub enum StreamState {
     Failed(String),
 }
 
-/// Asks without waiting whether `stream`'s work has finished (`cuStreamQuery`).
+/// Asks without waiting whether `stream`'s work has finished (`cuStreamQuery`), from any
+/// thread (the stream's context is made current first).
 pub fn stream_state(stream: &CudaStream) -> StreamState {
-    // SAFETY: the stream is live (borrowed).
+    if let Err(e) = bind(stream.context()) {
+        return StreamState::Failed(format!("binding the context: {e}"));
+    }
+    // SAFETY: the stream is live (borrowed) and its context current.
     match unsafe { sys::cuStreamQuery(stream.cu_stream()) } {
         sys::CUresult::CUDA_SUCCESS => StreamState::Idle,
         sys::CUresult::CUDA_ERROR_NOT_READY => StreamState::Busy,

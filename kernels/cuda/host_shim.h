@@ -76,7 +76,7 @@ MR_FN void mr_backoff(u32 ns) {
     if (ns == 0) {
         std::this_thread::yield();
     } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(20));
+        std::this_thread::sleep_for(std::chrono::microseconds(ns > 20000 ? 200 : 20));
     }
 }
 
@@ -89,6 +89,12 @@ MR_FN u32 mr_atomic_cas_u32(u32* p, u32 expected, u32 desired) {
 }
 MR_FN u32 mr_atomic_exch_u32(u32* p, u32 v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 MR_FN u64 mr_atomic_exch_u64(u64* p, u64 v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+MR_FN u64 mr_atomic_max_u64(u64* p, u64 v) {
+    u64 old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (old < v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+    }
+    return old;
+}
 MR_FN double mr_bits_f64(u64 b) {
     double x;
     std::memcpy(&x, &b, 8);

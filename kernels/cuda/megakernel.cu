@@ -20,7 +20,10 @@
 // - The block that finishes a job's last chunk copies the accumulators into the job record
 //   (mapped memory), resets them for the slot's next job, and publishes the completion:
 //   fields, then __threadfence_system(), then the sequence number.
-// - Idle leaders back off with __nanosleep, doubling up to `backoff_ns`.
+// - Idle leaders back off with __nanosleep. The leader whose position is next in line polls
+//   its slot every `backoff_ns` at most; one k positions further back sleeps about k µs (up to
+//   100 µs) between polls, watching a device-memory counter of positions taken to move up
+//   the line, so hundreds of idle blocks do not flood the bus with reads of host memory.
 #ifndef MR_MEGAKERNEL_CU
 #define MR_MEGAKERNEL_CU
 
@@ -114,7 +117,10 @@ struct MrSlotState {
 struct MrDeviceState {
     u64 submit_claim;    // next submission position a block takes
     u64 complete_claim;  // next completion position a block fills
-    u64 pad[6];
+    u64 taken;           // one past the highest submission position taken so far
+    u64 entered;         // blocks that started (diagnostics)
+    u64 exited;          // blocks that finished
+    u64 pad[3];
     // MrSlotState slots[job_slots] follows.
 };
 
@@ -131,8 +137,6 @@ struct MrControl {
     u32 job_slots;
     u32 backoff_ns;              // longest idle back-off
     u64 stop;                    // host: non-zero ends the kernel
-    u64 entered;                 // device: blocks started
-    u64 exited;                  // device: blocks finished
 };
 
 static_assert(sizeof(MrSubmit) == 24, "MrSubmit");
@@ -145,7 +149,7 @@ static_assert(sizeof(MrJob) == 48 + 16 + 32 * MR_MAX_OUTPUTS, "MrJob");
 static_assert(sizeof(MrSlotState) == 16 + 32 * MR_MAX_OUTPUTS, "MrSlotState");
 static_assert(sizeof(MrDeviceState) == 64, "MrDeviceState");
 MR_ASSERT_OFFSET(MrControl, stop, 56);
-static_assert(sizeof(MrControl) == 80, "MrControl");
+static_assert(sizeof(MrControl) == 64, "MrControl");
 
 MR_FN MrSlotState* mr_slot_state(const MrControl* ctl, u32 slot) {
     return reinterpret_cast<MrSlotState*>(reinterpret_cast<u8*>(ctl->state) + sizeof(MrDeviceState)) + slot;
@@ -226,6 +230,8 @@ struct MrThreadSink {
 // ---- block state -------------------------------------------------------------------------
 
 struct MrBlockShared {
+    MrControl ctl;  // the control block's constant fields, read once
+    MrOutput outs[MR_MAX_OUTPUTS];  // the job's output table (arena tables live in host memory)
     u32 quit;
     u32 slot;
     u32 cancelled;
@@ -301,16 +307,24 @@ MR_FN void mr_flush_reductions(MrBlockShared& sh, MrThreadSink& sink) {
     }
 }
 
-// The leader's wait for the submission at `pos`; false when told to stop first.
-MR_FN bool mr_claim(const MrControl* ctl, u64 pos, MrBlockShared& sh) {
-    u8* slot = ctl->submit + ctl->submit_slots_offset + (pos & ctl->submit_mask) * MR_SLOT_BYTES;
+// The leader's wait for the submission at `pos`; false when told to stop first. `live` is the
+// control block in mapped memory (for `stop`); sh.ctl its constant fields.
+MR_FN bool mr_claim(const MrControl* live, u64 pos, MrBlockShared& sh) {
+    const MrControl& ctl = sh.ctl;
+    u8* slot = ctl.submit + ctl.submit_slots_offset + (pos & ctl.submit_mask) * MR_SLOT_BYTES;
     u32 sleep = 0;
-    for (;;) {
+    for (u32 polls = 0;; polls++) {
         u64 seq = mr_load_acquire_sys(reinterpret_cast<const u64*>(slot));
         if (seq == pos + 1) break;
-        if (mr_load_relaxed_sys(&ctl->stop) != 0) return false;
-        mr_backoff(sleep);
-        sleep = sleep == 0 ? 32 : (sleep * 2 > ctl->backoff_ns ? ctl->backoff_ns : sleep * 2);
+        if ((polls & 7) == 0 && mr_load_relaxed_sys(&live->stop) != 0) return false;
+        u64 taken = mr_atomic_load_u64(&ctl.state->taken);
+        u64 ahead = pos > taken ? pos - taken : 0;
+        if (ahead == 0) {
+            mr_backoff(sleep);
+            sleep = sleep == 0 ? 32 : (sleep * 2 > ctl.backoff_ns ? ctl.backoff_ns : sleep * 2);
+        } else {
+            mr_backoff(ahead > 100 ? 100000u : (u32)ahead * 1000u);
+        }
     }
     mr_fence_acquire_sys();
     const MrSubmit* e = reinterpret_cast<const MrSubmit*>(slot + MR_SLOT_VALUE);
@@ -318,23 +332,25 @@ MR_FN bool mr_claim(const MrControl* ctl, u64 pos, MrBlockShared& sh) {
     sh.begin = e->begin;
     sh.end = e->end;
     // Free the slot for the producer's next lap (the entry has been read).
-    mr_store_release_sys(reinterpret_cast<u64*>(slot), pos + (u64)ctl->submit_mask + 1);
-    sh.cancelled = mr_load_relaxed_sys_u32(reinterpret_cast<const u32*>(ctl->submit + MR_RING_CLOSED)) != 0;
-    sh.head = ctl->jobs[sh.slot].head;
+    mr_store_release_sys(reinterpret_cast<u64*>(slot), pos + (u64)ctl.submit_mask + 1);
+    mr_atomic_max_u64(&ctl.state->taken, pos + 1);
+    sh.cancelled = mr_load_relaxed_sys_u32(reinterpret_cast<const u32*>(ctl.submit + MR_RING_CLOSED)) != 0;
+    sh.head = ctl.jobs[sh.slot].head;
     sh.prog = *sh.head.program;
+    for (u32 o = 0; o < sh.head.noutputs && o < MR_MAX_OUTPUTS; o++) sh.outs[o] = sh.head.outputs[o];
     return true;
 }
 
 // Publishes a completion: waits for the slot to be free, writes the fields, fences, then
 // publishes the sequence number.
-MR_FN void mr_publish(const MrControl* ctl, u32 job, u32 status, u64 hits) {
-    u64 pos = mr_atomic_add_u64(&ctl->state->complete_claim, 1);
-    u8* slot = ctl->complete + ctl->complete_slots_offset + (pos & ctl->complete_mask) * MR_SLOT_BYTES;
+MR_FN void mr_publish(const MrControl* live, const MrControl& ctl, u32 job, u32 status, u64 hits) {
+    u64 pos = mr_atomic_add_u64(&ctl.state->complete_claim, 1);
+    u8* slot = ctl.complete + ctl.complete_slots_offset + (pos & ctl.complete_mask) * MR_SLOT_BYTES;
     u32 sleep = 0;
     while (mr_load_acquire_sys(reinterpret_cast<const u64*>(slot)) != pos) {
-        if (mr_load_relaxed_sys(&ctl->stop) != 0) return;
+        if (mr_load_relaxed_sys(&live->stop) != 0) return;
         mr_backoff(sleep);
-        sleep = sleep == 0 ? 32 : (sleep * 2 > ctl->backoff_ns ? ctl->backoff_ns : sleep * 2);
+        sleep = sleep == 0 ? 32 : (sleep * 2 > ctl.backoff_ns ? ctl.backoff_ns : sleep * 2);
     }
     volatile MrComplete* c = reinterpret_cast<volatile MrComplete*>(slot + MR_SLOT_VALUE);
     c->job = job;
@@ -345,7 +361,8 @@ MR_FN void mr_publish(const MrControl* ctl, u32 job, u32 status, u64 hits) {
 }
 
 // The leader, after the block's chunk: the last chunk of a job completes it.
-MR_FN void mr_finish_chunk(const MrControl* ctl, MrBlockShared& sh) {
+MR_FN void mr_finish_chunk(const MrControl* live, MrBlockShared& sh) {
+    const MrControl* ctl = &sh.ctl;
     MrSlotState* st = mr_slot_state(ctl, sh.slot);
     u32 done = mr_atomic_add_u32(&st->done, 1) + 1;
     if (done != sh.head.chunks) return;
@@ -370,7 +387,7 @@ MR_FN void mr_finish_chunk(const MrControl* ctl, MrBlockShared& sh) {
                  : (flags & MR_FLAG_FAILED)  ? MR_STATUS_FAILED
                                              : MR_STATUS_DONE;
     mr_fence_sys();
-    mr_publish(ctl, sh.slot, status, hits);
+    mr_publish(live, sh.ctl, sh.slot, status, hits);
 }
 
 MR_FN void mr_record_error(const MrControl* ctl, u32 slot, u32 code, u32 pc, u64 row) {
@@ -388,49 +405,72 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
     MR_SHARED(MrBlockShared, sh);
     const u32 tid = mr_tid();
     const u32 ntid = mr_ntid();
-    if (tid == 0) mr_atomic_add_u64(&ctl->entered, 1);
+    if (tid == 0) {
+        // The constant fields once, rather than a read of host memory at every use. (The
+        // device never applies atomics to host memory: they are not atomic across the bus.)
+        sh.ctl = *ctl;
+        mr_atomic_add_u64(&sh.ctl.state->entered, 1);
+    }
+    mr_sync();
     MrRegs regs;
     MrThreadSink sink;
     for (;;) {
         if (tid == 0) {
-            u64 pos = mr_atomic_add_u64(&ctl->state->submit_claim, 1);
+            u64 pos = mr_atomic_add_u64(&sh.ctl.state->submit_claim, 1);
             sh.quit = mr_claim(ctl, pos, sh) ? 0 : 1;
         }
         mr_sync();
         if (sh.quit) break;
         const MrProgram& p = sh.prog;
         sink.prog = &sh.prog;
-        sink.outputs = sh.head.outputs;
+        sink.outputs = sh.outs;
         sink.rows_begin = sh.head.rows_begin;
-        sink.acc = mr_slot_state(ctl, sh.slot)->acc;
+        sink.acc = mr_slot_state(&sh.ctl, sh.slot)->acc;
         sink.n = 0;
         sink.any = 0;
         for (u32 r = 0; r < 16; r++) {
             sink.counts[r] = 0;
             sink.sums[r] = 0.0;
         }
+        bool stopped = false;
         if (!sh.cancelled) {
+            u32 tiles = 0;
             for (u64 tile = sh.begin; tile < sh.end; tile += ntid) {
+                // A long chunk still notices `stop` (within 8 tiles: one read of host memory per
+                // 8 tiles of 128 rows).
+                if ((++tiles & 7) == 0) {
+                    if (tid == 0) sh.quit = mr_load_relaxed_sys(&ctl->stop) != 0 ? 1 : 0;
+                    mr_sync();
+                    bool quit = sh.quit != 0;
+                    // Everyone has read the flag before thread 0 may write it again (a tile
+                    // loop with no hits output has no other barrier).
+                    mr_sync();
+                    if (quit) {
+                        stopped = true;
+                        break;
+                    }
+                }
                 u64 row = tile + tid;
                 if (row < sh.end) {
-                    mr_init_dense(p, sh.head.outputs, row - sh.head.rows_begin);
+                    mr_init_dense(p, sh.outs, row - sh.head.rows_begin);
                     u32 err_pc = 0;
                     u32 e = p.join.present ? mr_run_join_row(p, sh.head.inputs, row, regs, sink, err_pc)
                                            : mr_run_row(p, sh.head.inputs, row, regs, sink, err_pc);
-                    if (e != MR_ERR_NONE) mr_record_error(ctl, sh.slot, e, err_pc, row);
+                    if (e != MR_ERR_NONE) mr_record_error(&sh.ctl, sh.slot, e, err_pc, row);
                 }
                 mr_flush_tile(sh, sink);
             }
-            mr_flush_reductions(sh, sink);
-        } else if (tid == 0) {
-            mr_atomic_or_u32(&mr_slot_state(ctl, sh.slot)->flags, MR_FLAG_CANCELLED);
+            if (!stopped) mr_flush_reductions(sh, sink);
+        }
+        if ((sh.cancelled || stopped) && tid == 0) {
+            mr_atomic_or_u32(&mr_slot_state(&sh.ctl, sh.slot)->flags, MR_FLAG_CANCELLED);
         }
         // Everything this thread wrote for the chunk is visible before the chunk counts done.
         mr_fence_sys();
         mr_sync();
         if (tid == 0) mr_finish_chunk(ctl, sh);
     }
-    if (tid == 0) mr_atomic_add_u64(&ctl->exited, 1);
+    if (tid == 0) mr_atomic_add_u64(&sh.ctl.state->exited, 1);
 }
 
 // One launch per job, one thread per row: the baseline the resident kernel is measured

@@ -87,6 +87,7 @@ MR_FN u32 mr_atomic_exch_u32(u32* p, u32 v) { return atomicExch(p, v); }
 MR_FN u64 mr_atomic_exch_u64(u64* p, u64 v) {
     return atomicExch((unsigned long long*)p, (unsigned long long)v);
 }
+MR_FN u64 mr_atomic_max_u64(u64* p, u64 v) { return atomicMax((unsigned long long*)p, (unsigned long long)v); }
 MR_FN void mr_atomic_add_f64(double* p, double v) { atomicAdd(p, v); }
 MR_FN u64 mr_atomic_load_u64(const u64* p) { return *(const volatile u64*)p; }
 MR_FN u32 mr_atomic_load_u32(const u32* p) { return *(const volatile u32*)p; }

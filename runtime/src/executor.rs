@@ -245,10 +245,9 @@ impl Shared {
         job.ticket.resolve(outcome);
     }
 
-    /// Runs a job again with room for `needed` hits: through the ring if there is room,
-    /// otherwise right here (a reaper must not wait on a ring only workers drain).
+    /// Runs a job again with room for `needed` hits (see [`Shared::dispatch`]).
     fn rerun(&self, job: &JobState, needed: usize) {
-        let again = Arc::new(JobState::new(
+        self.dispatch(Arc::new(JobState::new(
             job.prepared.clone(),
             job.inputs.clone(),
             job.rows.clone(),
@@ -256,11 +255,17 @@ impl Shared {
             job.ticket.clone(),
             job.attempt + 1,
             job.backend.clone(),
-        ));
+        )));
+    }
+
+    /// Runs a job without waiting: through the ring if there is room, otherwise right here
+    /// (a reaper — this executor's or the GPU's — must not wait on a ring only workers
+    /// drain).
+    pub(crate) fn dispatch(&self, again: Arc<JobState>) {
         match self.enqueue(again) {
             Ok(()) => {}
-            Err((_, PushError::Closed)) => {
-                job.ticket.resolve(Err(JobError::Cancelled));
+            Err((again, PushError::Closed)) => {
+                again.ticket.resolve(Err(JobError::Cancelled));
             }
             Err((again, PushError::Full)) => {
                 let mut scratch = Scratch::new();

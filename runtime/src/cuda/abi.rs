@@ -88,13 +88,9 @@ pub(crate) struct Control {
     pub job_slots: u32,
     pub backoff_ns: u32,
     pub stop: u64,
-    pub entered: u64,
-    pub exited: u64,
 }
 
 pub(crate) const CONTROL_STOP: usize = 56;
-pub(crate) const CONTROL_ENTERED: usize = 64;
-pub(crate) const CONTROL_EXITED: usize = 72;
 
 /// Device error codes (`MR_ERR_*`), as messages.
 pub(crate) fn error_message(code: u32) -> &'static str {
@@ -115,9 +111,7 @@ const _: () = {
     assert!(size_of::<JobHead>() == 48);
     assert!(JOB_ERROR_OFFSET == size_of::<JobHead>());
     assert!(JOB_RESULTS_OFFSET == JOB_ERROR_OFFSET + size_of::<ErrorRecord>());
-    assert!(size_of::<Control>() == 80);
+    assert!(size_of::<Control>() == 64);
     assert!(offset_of!(Control, stop) == CONTROL_STOP);
-    assert!(offset_of!(Control, entered) == CONTROL_ENTERED);
-    assert!(offset_of!(Control, exited) == CONTROL_EXITED);
     assert!(MAX_OUTPUTS == meridian_bytecode::MAX_OUTPUTS);
 };

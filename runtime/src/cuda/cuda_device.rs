@@ -20,6 +20,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Devices (by ordinal) with a `CudaDevice` in this process. One per device: a resident
+/// megakernel holds every SM, so a second could never start, and setting one up (a new stream
+/// of a fresh context wrapper) would synchronise the device and wait for the first forever.
+static OPEN: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
 /// A CUDA GPU running meridian's megakernel.
 pub struct CudaDevice {
     gpu: Gpu,
@@ -32,6 +37,7 @@ pub struct CudaDevice {
     mapped: Mutex<HashMap<usize, MappedHostBuffer>>,
     launched: AtomicBool,
     description: String,
+    ordinal: usize,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -44,6 +50,23 @@ impl CudaDevice {
     /// Opens device `ordinal` and compiles the megakernel for it (NVRTC, cached on disk in
     /// [`CubinCache::default_dir`]); a compile failure carries NVRTC's log.
     pub fn open(ordinal: usize) -> Result<CudaDevice, GpuError> {
+        {
+            let mut open = lock(&OPEN);
+            if open.contains(&ordinal) {
+                return Err(GpuError::Invalid(
+                    "this device already runs the megakernel of another engine in this process (one per device)",
+                ));
+            }
+            open.push(ordinal);
+        }
+        let opened = CudaDevice::open_unregistered(ordinal);
+        if opened.is_err() {
+            lock(&OPEN).retain(|&o| o != ordinal);
+        }
+        opened
+    }
+
+    fn open_unregistered(ordinal: usize) -> Result<CudaDevice, GpuError> {
         let gpu = Gpu::open(ordinal)?;
         let cache = CubinCache::new(CubinCache::default_dir());
         let (cubin, _) =
@@ -78,6 +101,7 @@ impl CudaDevice {
             mapped: Mutex::new(HashMap::new()),
             launched: AtomicBool::new(false),
             description,
+            ordinal,
         })
     }
 
@@ -147,6 +171,12 @@ impl CudaDevice {
             return Err(DeviceError(format!("a copy of {len} bytes at {ptr:#x} runs past its allocation")));
         }
         Ok((buf, offset))
+    }
+}
+
+impl Drop for CudaDevice {
+    fn drop(&mut self) {
+        lock(&OPEN).retain(|&o| o != self.ordinal);
     }
 }
 

@@ -91,6 +91,16 @@ pub(crate) struct Shared {
     wedged: AtomicBool,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.is_wedged() {
+            // The kernel may still run: the device must never free what it holds, unload the
+            // module or release the context under it. Leak it.
+            std::mem::forget(self.device.clone());
+        }
+    }
+}
+
 impl Shared {
     pub fn new(device: Arc<dyn Device>) -> Arc<Shared> {
         Arc::new(Shared { device, wedged: AtomicBool::new(false) })

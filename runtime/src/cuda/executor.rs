@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -146,7 +146,7 @@ pub(crate) struct GpuExecutor {
     submit: Ring<SubmitEntry, MappedRing>,
     complete: Ring<CompletionEntry, MappedRing>,
     records: MappedAlloc,
-    _state: DeviceAlloc,
+    state: DeviceAlloc,
     arenas: Arc<Arenas>,
     free: Ring<u32>,
     slots: Box<[Mutex<Option<InFlight>>]>,
@@ -163,6 +163,23 @@ pub(crate) struct GpuExecutor {
     block_threads: u32,
     description: String,
     poller: Mutex<Option<JoinHandle<()>>>,
+    /// Where jobs go that the GPU cannot take after they were routed to it (re-runs, under
+    /// `auto`: the CPU executor); without one they fail with the reason.
+    fallback: OnceLock<FallbackHook>,
+    /// One shutdown at a time.
+    shutting_down: Mutex<()>,
+}
+
+/// A job the GPU could not take, and why.
+pub(crate) type Fallback = Box<dyn Fn(GpuJob, String) + Send + Sync>;
+
+/// The fallback, shown as a word in debug output.
+struct FallbackHook(Fallback);
+
+impl std::fmt::Debug for FallbackHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FallbackHook")
+    }
 }
 
 impl GpuExecutor {
@@ -227,7 +244,7 @@ impl GpuExecutor {
             submit,
             complete,
             records,
-            _state: state,
+            state,
             arenas,
             free,
             slots: (0..job_slots).map(|_| Mutex::new(None)).collect(),
@@ -243,6 +260,8 @@ impl GpuExecutor {
             block_threads,
             description,
             poller: Mutex::new(None),
+            fallback: OnceLock::new(),
+            shutting_down: Mutex::new(()),
         });
         let reaper = exec.clone();
         let handle = std::thread::Builder::new()
@@ -254,6 +273,31 @@ impl GpuExecutor {
             })?;
         *lock(&exec.poller) = Some(handle);
         Ok(exec)
+    }
+
+    /// Sets where jobs go that the GPU cannot take once routed to it (once; later calls are
+    /// ignored).
+    pub fn set_fallback(&self, f: Fallback) {
+        let _ = self.fallback.set(FallbackHook(f));
+    }
+
+    /// A job the GPU cannot take: to the fallback, or failed with `why`.
+    fn unavailable(&self, job: GpuJob, why: String) {
+        match self.fallback.get() {
+            Some(f) => (f.0)(job, why),
+            None => {
+                job.ticket.resolve(Err(JobError::Device(why)));
+            }
+        }
+    }
+
+    /// Takes the job out of `slot` (counting it out of flight), if one is there.
+    fn take_slot(&self, slot: usize) -> Option<InFlight> {
+        let f = lock(self.slots.get(slot)?).take();
+        if f.is_some() {
+            self.in_flight.fetch_sub(1, SeqCst);
+        }
+        f
     }
 
     /// What runs jobs: the device and the launch.
@@ -310,12 +354,17 @@ impl GpuExecutor {
             job.prepared.program.program().outputs().iter().map(|o| o.kind).collect();
         let rows = job.rows.len();
         let (nchunks, size) = self.chunks(rows);
+        // Runs: one per tile per hits output, plus those a thread appends on its own when its
+        // buffer fills (a full buffer's worth each with one hits output; with several, at worst
+        // one run per hit).
         let hits_outputs = kinds.iter().filter(|k| **k == OutputKind::Hits).count();
-        let tiles = rows.div_ceil(self.block_threads as usize) + nchunks;
+        let tiles = rows.div_ceil(self.block_threads as usize).saturating_add(nchunks);
         let own_runs = if hits_outputs <= 1 { job.hit_capacity / abi::LOCAL_HITS } else { job.hit_capacity };
-        let layout = Layout::new(&kinds, rows, job.hit_capacity, tiles + own_runs + 1);
-        let area = match Area::new(&self.dev, &self.arenas, &layout) {
-            Ok(a) => a,
+        let placed =
+            Layout::new(&kinds, rows, job.hit_capacity, tiles.saturating_add(own_runs).saturating_add(1))
+                .and_then(|layout| Area::new(&self.dev, &self.arenas, &layout).map(|area| (layout, area)));
+        let (layout, area) = match placed {
+            Ok(la) => la,
             Err(e) => {
                 return Err(GpuSubmitError::Unavailable(job, format!("allocating the job's outputs: {e}")))
             }
@@ -343,11 +392,12 @@ impl GpuExecutor {
             return Err(GpuSubmitError::Unavailable(job, e.to_string()));
         }
         let (start, end) = (job.rows.start, job.rows.end);
+        // Counted before the job is in its slot (so the count never goes below the slots
+        // held) and before the push (so the reaper cannot see the ring closed with this job
+        // uncounted; see `reap_loop`). Whoever takes it out of the slot uncounts it.
+        self.in_flight.fetch_add(1, SeqCst);
         *lock(&self.slots[slot as usize]) =
             Some(InFlight { job, layout, area, _program: program, _binding: binding });
-        // Counted before the push, so the reaper cannot see the ring closed with this job
-        // uncounted (see `reap_loop`).
-        self.in_flight.fetch_add(1, SeqCst);
         let pushed = self.submit.try_push_n(nchunks, |k| SubmitEntry {
             job: slot,
             chunk: k as u32,
@@ -357,24 +407,36 @@ impl GpuExecutor {
         match pushed {
             Ok(()) => {
                 self.work.ring(false);
+                // Published after `fail_all` swept the slots: nobody will serve it.
+                if let Some(why) = self.unhealthy() {
+                    if let Some(f) = self.take_slot(slot as usize) {
+                        return Err(GpuSubmitError::Unavailable(f.job, why));
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
-                let back = lock(&self.slots[slot as usize]).take();
-                self.in_flight.fetch_sub(1, SeqCst);
+                let back = self.take_slot(slot as usize);
                 let _ = self.free.try_push(slot);
-                self.work.ring(false);
-                let Some(f) = back else {
-                    // Unreachable: only this thread and the reaper touch the slot, and the
-                    // reaper only after a completion of chunks never pushed.
-                    return Ok(());
-                };
-                Err(match e {
-                    PushError::Full => GpuSubmitError::Full(f.job),
-                    PushError::Closed => GpuSubmitError::Closed(f.job),
-                })
+                self.space.ring(true);
+                match back {
+                    Some(f) => Err(match e {
+                        PushError::Full => GpuSubmitError::Full(f.job),
+                        PushError::Closed => GpuSubmitError::Closed(f.job),
+                    }),
+                    // `fail_all` took it meanwhile and resolved its ticket.
+                    None => Ok(()),
+                }
             }
         }
+    }
+
+    /// The device's count of chunks taken: moves while the kernel makes progress, also in a
+    /// single long job.
+    fn chunks_taken(&self) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.state.read(16, &mut b).ok()?;
+        Some(u64::from_le_bytes(b))
     }
 
     /// The reaper: drains completions, retries re-runs that found no room, watches the
@@ -383,6 +445,7 @@ impl GpuExecutor {
         let mut idle = 0u32;
         let mut last_progress = Instant::now();
         let mut last_check = Instant::now();
+        let mut taken = None;
         loop {
             let mut progressed = false;
             while let Pop::Item(c) = self.complete.try_pop() {
@@ -397,7 +460,6 @@ impl GpuExecutor {
             }
             let busy = self.in_flight.load(SeqCst) > 0 || !lock(&self.pending).is_empty();
             if !busy {
-                last_progress = Instant::now();
                 if self.closing.load(SeqCst) && self.in_flight.load(SeqCst) == 0 {
                     return;
                 }
@@ -406,6 +468,11 @@ impl GpuExecutor {
                         || self.closing.load(SeqCst)
                         || !lock(&self.pending).is_empty()
                 });
+                // Idle time is not a hang: the watchdog starts counting now.
+                idle = 0;
+                last_progress = Instant::now();
+                last_check = Instant::now();
+                taken = self.chunks_taken();
                 continue;
             }
             if last_check.elapsed() > Duration::from_millis(2) {
@@ -417,9 +484,14 @@ impl GpuExecutor {
                         self.fail_all("the megakernel is not running".into())
                     }
                 }
+                let now_taken = self.chunks_taken();
+                if now_taken != taken {
+                    taken = now_taken;
+                    last_progress = Instant::now();
+                }
                 if last_progress.elapsed() > self.tuning.timeout {
                     self.fail_all(format!(
-                        "watchdog: {} job(s) in flight and none finished for {:?}",
+                        "watchdog: {} job(s) in flight and no chunk taken or job finished for {:?}",
                         self.in_flight.load(SeqCst),
                         self.tuning.timeout
                     ));
@@ -451,16 +523,13 @@ impl GpuExecutor {
                 Err(GpuSubmitError::Closed(job)) => {
                     job.ticket.resolve(Err(JobError::Cancelled));
                 }
-                Err(GpuSubmitError::Unavailable(job, why)) => {
-                    job.ticket.resolve(Err(JobError::Device(why)));
-                }
+                Err(GpuSubmitError::Unavailable(job, why)) => self.unavailable(job, why),
             }
         }
     }
 
     fn finalize(&self, c: CompletionEntry) {
-        let Some(slot) = self.slots.get(c.job as usize) else { return };
-        let Some(f) = lock(slot).take() else { return };
+        let Some(f) = self.take_slot(c.job as usize) else { return };
         let record = c.job as usize * abi::JOB_RECORD_BYTES;
         let acc: Result<Vec<Acc>, DeviceError> = (0..f.layout.kinds.len())
             .map(|o| self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + 32 * o))
@@ -513,7 +582,6 @@ impl GpuExecutor {
 
     /// Gives a finished job's slot back.
     fn release(&self, slot: u32) {
-        self.in_flight.fetch_sub(1, SeqCst);
         let _ = self.free.try_push(slot);
         self.space.ring(true);
     }
@@ -527,9 +595,7 @@ impl GpuExecutor {
             Err(GpuSubmitError::Closed(job)) => {
                 job.ticket.resolve(Err(JobError::Cancelled));
             }
-            Err(GpuSubmitError::Unavailable(job, why)) => {
-                job.ticket.resolve(Err(JobError::Device(why)));
-            }
+            Err(GpuSubmitError::Unavailable(job, why)) => self.unavailable(job, why),
         }
     }
 
@@ -542,14 +608,14 @@ impl GpuExecutor {
             }
         }
         self.stop_kernel();
-        for slot in self.slots.iter() {
-            if let Some(f) = lock(slot).take() {
-                self.in_flight.fetch_sub(1, SeqCst);
+        for slot in 0..self.slots.len() {
+            if let Some(f) = self.take_slot(slot) {
                 f.job.ticket.resolve(Err(JobError::Device(why.clone())));
             }
         }
-        for job in lock(&self.pending).drain(..) {
-            job.ticket.resolve(Err(JobError::Device(why.clone())));
+        let pending: Vec<GpuJob> = lock(&self.pending).drain(..).collect();
+        for job in pending {
+            self.unavailable(job, why.clone());
         }
         self.space.ring_always(true);
     }
@@ -573,6 +639,7 @@ impl GpuExecutor {
     /// Stops taking jobs; queued chunks are cancelled on the device, running ones finish; returns
     /// once every ticket has resolved and the kernel has stopped. Idempotent.
     pub fn shutdown(&self) {
+        let _one = lock(&self.shutting_down);
         self.submit.close();
         self.closing.store(true, SeqCst);
         self.work.ring_always(true);
@@ -581,12 +648,13 @@ impl GpuExecutor {
             let _ = h.join();
         }
         self.stop_kernel();
-        for slot in self.slots.iter() {
-            if let Some(f) = lock(slot).take() {
+        for slot in 0..self.slots.len() {
+            if let Some(f) = self.take_slot(slot) {
                 f.job.ticket.resolve(Err(JobError::Cancelled));
             }
         }
-        for job in lock(&self.pending).drain(..) {
+        let pending: Vec<GpuJob> = lock(&self.pending).drain(..).collect();
+        for job in pending {
             job.ticket.resolve(Err(JobError::Cancelled));
         }
     }

@@ -39,36 +39,46 @@ pub(crate) struct Layout {
     pub bytes: usize,
 }
 
-fn align(at: usize, to: usize) -> usize {
-    at.div_ceil(to) * to
-}
-
 impl Layout {
-    /// The table first, then each output's buffers, 16-byte aligned.
-    pub fn new(kinds: &[OutputKind], rows: usize, hit_capacity: usize, run_capacity: usize) -> Layout {
-        let mut at = std::mem::size_of::<Output>() * kinds.len();
-        let mut take = |bytes: usize| {
-            at = align(at, 16);
-            let here = at;
-            at += bytes;
-            here
+    /// The table first, then each output's buffers, 16-byte aligned. Fails when the sizes do
+    /// not fit in memory's address space (an absurd hit capacity).
+    pub fn new(
+        kinds: &[OutputKind],
+        rows: usize,
+        hit_capacity: usize,
+        run_capacity: usize,
+    ) -> Result<Layout, DeviceError> {
+        let too_big = || {
+            DeviceError(format!(
+                "outputs for {rows} rows with room for {hit_capacity} hits do not fit in memory"
+            ))
         };
-        let places = kinds
-            .iter()
-            .map(|k| match k {
-                OutputKind::F64 => Place { values: take(8 * rows), valid: take(rows), ..Place::default() },
-                OutputKind::Bool => Place { bools: take(rows), ..Place::default() },
+        let mut at = std::mem::size_of::<Output>() * kinds.len();
+        let mut take = |n: usize, size: usize| -> Result<usize, DeviceError> {
+            let bytes = n.checked_mul(size).ok_or_else(too_big)?;
+            let here = at.checked_next_multiple_of(16).ok_or_else(too_big)?;
+            at = here.checked_add(bytes).ok_or_else(too_big)?;
+            Ok(here)
+        };
+        let mut places = Vec::with_capacity(kinds.len());
+        for k in kinds {
+            places.push(match k {
+                OutputKind::F64 => {
+                    Place { values: take(rows, 8)?, valid: take(rows, 1)?, ..Place::default() }
+                }
+                OutputKind::Bool => Place { bools: take(rows, 1)?, ..Place::default() },
                 OutputKind::Hits => Place {
-                    hits: take(8 * hit_capacity),
+                    hits: take(hit_capacity, 8)?,
                     hit_capacity,
-                    runs: take(16 * run_capacity),
+                    runs: take(run_capacity, 16)?,
                     run_capacity,
                     ..Place::default()
                 },
                 OutputKind::Count | OutputKind::Sum | OutputKind::Geometry => Place::default(),
-            })
-            .collect();
-        Layout { kinds: kinds.to_vec(), places, rows, bytes: align(at, 16).max(16) }
+            });
+        }
+        let bytes = at.checked_next_multiple_of(16).ok_or_else(too_big)?.max(16);
+        Ok(Layout { kinds: kinds.to_vec(), places, rows, bytes })
     }
 
     /// The `MrOutput` table for the area at device address `base`.
@@ -173,7 +183,8 @@ impl Area {
         Ok(v)
     }
 
-    /// Whether the job's hits fitted; if not, the most any hits output produced.
+    /// Whether the job's hits fitted; if not, the most any hits output produced. (Runs cannot
+    /// overflow when hits do not: the executor sizes them for the most a job can record.)
     pub fn overflow(layout: &Layout, acc: &[Acc]) -> Option<u64> {
         layout
             .kinds
@@ -208,7 +219,13 @@ impl Area {
                 }
                 OutputKind::Hits => {
                     let n = a.cursor as usize;
-                    let nruns = (a.runs as usize).min(p.run_capacity);
+                    if a.runs as usize > p.run_capacity {
+                        return Err(format!(
+                            "the device recorded {} runs of hits with room for {}",
+                            a.runs, p.run_capacity
+                        ));
+                    }
+                    let nruns = a.runs as usize;
                     let keys: Vec<u64> = self.read_vec(p.hits, n.min(p.hit_capacity)).map_err(dev)?;
                     let flat: Vec<u64> = self.read_vec(p.runs, 2 * nruns).map_err(dev)?;
                     let runs = flat.chunks_exact(2).map(|r| (r[0] as usize, r[1] as usize)).collect();

@@ -41,6 +41,13 @@ impl PreparedInner {
         ((rows as f64 * rate * 1.125) as usize).saturating_add(64)
     }
 
+    /// The hit capacity of a job's first attempt: what the job asked for, or the last observed
+    /// rate; never more than 1024 per row (at least 2^20): an attempt that needs more runs
+    /// again with the count it reported, so a bound here only saves memory.
+    pub(crate) fn first_hit_capacity(&self, rows: usize, asked: Option<usize>) -> usize {
+        asked.unwrap_or_else(|| self.hit_capacity(rows)).min(rows.saturating_mul(1024).max(1 << 20))
+    }
+
     pub(crate) fn note_hits(&self, rows: usize, hits: u64) {
         if rows > 0 {
             self.hits_per_row.store((hits as f64 / rows as f64).to_bits(), Relaxed);
@@ -153,10 +160,15 @@ impl PendingHits {
     fn column(&self) -> &OutputColumn {
         self.done.get_or_init(|| {
             let keys = &self.keys;
-            // Checked in `new`: the runs cover every key once, so no slot is missing.
+            // `new` checked that the runs tile the keys, so ordering them cannot miss a hit; if it
+            // did, sorting every key gives the same pairs.
             match hits_from_runs(keys.len(), self.runs.clone(), |i| keys.get(i).copied()) {
                 Ok(h) => OutputColumn::Hits(h),
-                Err(_) => OutputColumn::Hits(Vec::new()),
+                Err(_) => {
+                    let mut all = keys.clone();
+                    all.sort_unstable();
+                    OutputColumn::Hits(all.into_iter().map(|h| ((h >> 32) as u32, h as u32)).collect())
+                }
             }
         })
     }

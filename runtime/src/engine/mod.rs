@@ -281,6 +281,28 @@ impl EngineBuilder {
                 }
             }
         }
+        if let (Some(g), Mode::Auto) = (&gpu, mode) {
+            // Jobs the GPU cannot take once routed there (a re-run whose bigger outputs do not
+            // fit, a device that failed meanwhile) run on the CPU, as their first attempt
+            // would have.
+            let cpu = shared.clone();
+            g.set_fallback(Box::new(move |job: GpuJob, why: String| {
+                let backend = Arc::new(Backend {
+                    name: "cpu",
+                    reason: format!("auto: {why}; ran on the CPU executor"),
+                    fallback: true,
+                });
+                cpu.dispatch(Arc::new(JobState::new(
+                    job.prepared,
+                    job.inputs,
+                    job.rows,
+                    job.hit_capacity,
+                    job.ticket,
+                    job.attempt,
+                    backend,
+                )));
+            }));
+        }
         let cpu_backend = Arc::new(if backend.name == "cpu" {
             backend.clone()
         } else {
@@ -509,7 +531,7 @@ impl Engine {
             prepared: job.prepared.inner.clone(),
             inputs: job.bound.inner.clone(),
             rows: job.rows.clone(),
-            hit_capacity: job.hit_capacity.unwrap_or_else(|| job.prepared.inner.hit_capacity(job.rows.len())),
+            hit_capacity: job.prepared.inner.first_hit_capacity(job.rows.len(), job.hit_capacity),
             ticket: cell.clone(),
             attempt: 1,
             backend: self.gpu_backend.clone(),
@@ -553,9 +575,11 @@ impl Engine {
                     Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin }),
                     Err(GpuSubmitError::Full(_)) => Err(TrySubmitError::Full(job)),
                     Err(GpuSubmitError::Closed(_)) => Err(TrySubmitError::Shutdown(job)),
-                    Err(GpuSubmitError::Unavailable(_, why)) => self
-                        .gpu_unavailable(job, why)
-                        .map_err(|ShutdownError(job)| TrySubmitError::Shutdown(job)),
+                    // Never waits: under `auto` the CPU takes it only if it has room now.
+                    Err(GpuSubmitError::Unavailable(_, why)) => match self.mode {
+                        Mode::Gpu => Ok(resolved(Err(JobError::Device(why)))),
+                        _ => self.try_submit_cpu(job, fallback_backend(why)),
+                    },
                 }
             }
         }
@@ -567,12 +591,7 @@ impl Engine {
         if self.mode == Mode::Gpu {
             return Ok(resolved(Err(JobError::Device(why))));
         }
-        let backend = Arc::new(Backend {
-            name: "cpu",
-            reason: format!("auto: {why}; ran on the CPU executor"),
-            fallback: true,
-        });
-        self.submit_cpu(job, backend)
+        self.submit_cpu(job, fallback_backend(why))
     }
 
     fn submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, ShutdownError> {
@@ -601,7 +620,7 @@ impl Engine {
     /// The CPU executor's in-flight state of `job`.
     fn job_state(&self, job: &Job, backend: Arc<Backend>) -> (Arc<JobState>, Arc<TicketCell>) {
         let cell = Arc::new(TicketCell::default());
-        let capacity = job.hit_capacity.unwrap_or_else(|| job.prepared.inner.hit_capacity(job.rows.len()));
+        let capacity = job.prepared.inner.first_hit_capacity(job.rows.len(), job.hit_capacity);
         let state = JobState::new(
             job.prepared.inner.clone(),
             job.bound.inner.clone(),
@@ -632,6 +651,11 @@ impl Engine {
         let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         self.shared.shutdown(handles);
     }
+}
+
+/// The backend of a job the GPU could not take under `auto`.
+fn fallback_backend(why: String) -> Arc<Backend> {
+    Arc::new(Backend { name: "cpu", reason: format!("auto: {why}; ran on the CPU executor"), fallback: true })
 }
 
 /// A ticket resolved before it was ever queued.
