@@ -3,32 +3,16 @@
 //! `gpu` and run on the CPU under `auto` with the reason, and hit overflow re-runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{cities, countries, example};
 use meridian_bytecode::assemble;
 use meridian_cuda_host::HostDevice;
 use meridian_kernels::column::GeometryColumn;
 use meridian_kernels::interp::{Input, OutputColumn};
-use meridian_kernels::io;
 use meridian_runtime::{Engine, EngineError, JobError, Mode};
-
-fn data(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
-}
-
-fn countries() -> Arc<GeometryColumn> {
-    let text = io::read_text(&data("countries.geojson")).unwrap();
-    Arc::new(io::read_geojson("countries.geojson", &text).unwrap().geometry)
-}
-
-fn cities() -> Arc<GeometryColumn> {
-    Arc::new(io::read_csv("cities.csv.gz", io::open(&data("cities.csv.gz")).unwrap(), &[]).unwrap().geometry)
-}
-
-fn example(name: &str) -> meridian_bytecode::VerifiedProgram {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
-    assemble(name, &std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 fn gpu_engine(blocks: u32, threads: u32) -> Engine {
     Engine::builder()
@@ -282,39 +266,21 @@ fn the_per_job_baseline_kernel_computes_what_the_interpreter_does() {
 fn the_per_job_kernel_runs_random_programs_as_the_interpreter_does() {
     // Single-threaded, so it also runs under valgrind: every device code path of the random
     // programs (interpreter, cursors, geometry) with no emulated blocks around it.
-    #[path = "../../bytecode/tests/gen/mod.rs"]
-    mod gen;
-    use meridian_cuda_host::data::{self, Rng};
-    use meridian_kernels::interp::{BoundInputs, Interpreter, Scratch};
+    use meridian_cuda_host::data::Rng;
+    use meridian_kernels::interp::BoundInputs;
     for seed in 0..60u64 {
-        let program = gen::random_dataflow_program(seed, true);
+        let program = common::gen::random_dataflow_program(seed, true);
         let mut rng = Rng(seed);
         let rows = 1 + rng.below(40) as usize;
-        let inputs: Vec<Input> = program
-            .program()
-            .inputs()
-            .iter()
-            .map(|d| {
-                if d.indexed {
-                    let n = rng.below(20) as usize;
-                    Input::indexed(Arc::new(data::column(&mut rng, d.kind, n)))
-                } else {
-                    Input::rows(Arc::new(data::column(&mut rng, d.kind, rows)))
-                }
-            })
-            .collect();
-        let bound = BoundInputs::bind(program.program(), inputs).unwrap();
-        let it = Interpreter::new(&program);
-        let out = it.output_buffers(0..rows, 1 << 16);
-        it.run(&bound, 0..rows, &out, &mut Scratch::new()).unwrap();
-        let want = out.finish().unwrap();
+        let bound = BoundInputs::bind(program.program(), common::inputs(&program, &mut rng, rows)).unwrap();
+        let want = common::cpu(&program, &bound, 0..rows);
         let got = meridian_cuda_host::per_job::run_rows(&program, &bound, 0..rows);
         for (w, g) in want.iter().zip(got) {
             match (w, g) {
                 (OutputColumn::F64(w), Some(OutputColumn::F64(g))) => {
                     for (a, b) in w.iter().zip(g.iter()) {
                         let same = match (a, b) {
-                            (Some(a), Some(b)) => a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                            (Some(a), Some(b)) => common::same(a, b),
                             (None, None) => true,
                             _ => false,
                         };

@@ -11,12 +11,12 @@ use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use meridian_bytecode::assemble;
-use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian_kernels::column::ColumnBuilder;
 use meridian_kernels::interp::Input;
-use meridian_kernels::io;
 use meridian_runtime::{Engine, Mode};
 use proptest::prelude::*;
+
+use common::{cities, countries, example};
 
 /// One engine (one megakernel holding every SM) at a time.
 static DEVICE: Mutex<()> = Mutex::new(());
@@ -31,24 +31,6 @@ fn gpu_or_skip(test: &str) -> Option<(Engine, MutexGuard<'static, ()>)> {
         Engine::builder().mode(Mode::Gpu).workers(2).build().unwrap_or_else(|e| panic!("{test}: {e}"));
     let _ = writeln!(std::io::stderr(), "{test}: {}", engine.backend().reason);
     Some((engine, guard))
-}
-
-fn data(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
-}
-
-fn countries() -> Arc<GeometryColumn> {
-    let text = io::read_text(&data("countries.geojson")).unwrap();
-    Arc::new(io::read_geojson("countries.geojson", &text).unwrap().geometry)
-}
-
-fn cities() -> Arc<GeometryColumn> {
-    Arc::new(io::read_csv("cities.csv.gz", io::open(&data("cities.csv.gz")).unwrap(), &[]).unwrap().geometry)
-}
-
-fn example(name: &str) -> meridian_bytecode::VerifiedProgram {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
-    assemble(name, &std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]

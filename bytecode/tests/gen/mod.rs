@@ -55,6 +55,30 @@ struct Gen {
     pending: Vec<(Label, u32)>,
 }
 
+/// Binds the forward labels whose turn has come and counts the others down by one item.
+fn bind_due(b: &mut Builder, pending: &mut Vec<(Label, u32)>) {
+    let mut i = 0;
+    while i < pending.len() {
+        if pending[i].1 == 0 {
+            let (label, _) = pending.remove(i);
+            b.bind(label);
+        } else {
+            pending[i].1 -= 1;
+            i += 1;
+        }
+    }
+}
+
+/// The ops that neither jump nor end a program; without those the GPU refuses when `gpu`.
+fn straight_line_ops(gpu: bool) -> Vec<Opcode> {
+    Opcode::ALL
+        .iter()
+        .copied()
+        .filter(|o| o.flow() == Flow::Next && !o.operands().contains(&OperandKind::Jump))
+        .filter(|o| !(gpu && matches!(o, Opcode::Affine | Opcode::Simplify | Opcode::StoreG)))
+        .collect()
+}
+
 const INPUT_KINDS: [InputKind; 4] =
     [InputKind::Points, InputKind::Polygons, InputKind::Lines, InputKind::Geometry];
 
@@ -111,16 +135,7 @@ impl Gen {
     }
 
     fn tick(&mut self) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].1 == 0 {
-                let (label, _) = self.pending.remove(i);
-                self.b.bind(label);
-            } else {
-                self.pending[i].1 -= 1;
-                i += 1;
-            }
-        }
+        bind_due(&mut self.b, &mut self.pending);
     }
 
     fn items(&mut self, n: u32, depth: u32, head: Option<Label>) {
@@ -128,13 +143,7 @@ impl Gen {
             self.tick();
             match self.rng.below(100) {
                 0..=69 => {
-                    let gpu = self.gpu;
-                    let simple: Vec<Opcode> = Opcode::ALL
-                        .iter()
-                        .copied()
-                        .filter(|o| o.flow() == Flow::Next && !o.operands().contains(&OperandKind::Jump))
-                        .filter(|o| !(gpu && matches!(o, Opcode::Affine | Opcode::Simplify | Opcode::StoreG)))
-                        .collect();
+                    let simple = straight_line_ops(self.gpu);
                     let op = simple[self.rng.below(simple.len() as u64) as usize];
                     let args = self.args(op);
                     if !self.writes_busy_cursor(op, &args) {
@@ -347,16 +356,7 @@ impl Dataflow {
     }
 
     fn tick(&mut self) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].1 == 0 {
-                let (label, _) = self.pending.remove(i);
-                self.b.bind(label);
-            } else {
-                self.pending[i].1 -= 1;
-                i += 1;
-            }
-        }
+        bind_due(&mut self.b, &mut self.pending);
     }
 
     fn items(&mut self, n: u32, depth: u32, head: Option<Label>) {
@@ -364,14 +364,8 @@ impl Dataflow {
             self.tick();
             match self.rng.below(100) {
                 0..=74 => {
-                    let gpu = self.gpu;
-                    let simple: Vec<Opcode> = Opcode::ALL
-                        .iter()
-                        .copied()
-                        .filter(|o| o.flow() == Flow::Next && !o.operands().contains(&OperandKind::Jump))
-                        .filter(|o| !matches!(o, Opcode::Probe | Opcode::ProbeDist))
-                        .filter(|o| !(gpu && matches!(o, Opcode::Affine | Opcode::Simplify | Opcode::StoreG)))
-                        .collect();
+                    let mut simple = straight_line_ops(self.gpu);
+                    simple.retain(|o| !matches!(o, Opcode::Probe | Opcode::ProbeDist));
                     let op = simple[self.rng.below(simple.len() as u64) as usize];
                     if let Some(args) = self.args(op) {
                         self.b.push(op, &args);

@@ -11,15 +11,39 @@ use std::sync::Arc;
 
 use meridian_bytecode::VerifiedProgram;
 use meridian_cuda_host::data::{self, Rng};
+use meridian_kernels::column::GeometryColumn;
 use meridian_kernels::interp::{BoundInputs, Input, Interpreter, OutputColumn, Scratch};
+use meridian_kernels::io;
 use meridian_runtime::Engine;
 use proptest::prelude::*;
+
+/// A file of the repository's shipped data.
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
+}
+
+/// The shipped Natural Earth countries.
+pub fn countries() -> Arc<GeometryColumn> {
+    let text = io::read_text(&data("countries.geojson")).unwrap();
+    Arc::new(io::read_geojson("countries.geojson", &text).unwrap().geometry)
+}
+
+/// The shipped GeoNames cities.
+pub fn cities() -> Arc<GeometryColumn> {
+    Arc::new(io::read_csv("cities.csv.gz", io::open(&data("cities.csv.gz")).unwrap(), &[]).unwrap().geometry)
+}
+
+/// One of the shipped example programs, assembled.
+pub fn example(name: &str) -> VerifiedProgram {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
+    meridian_bytecode::assemble(name, &std::fs::read_to_string(path).unwrap()).unwrap()
+}
 
 pub static PROGRAMS: AtomicU64 = AtomicU64::new(0);
 pub static ROWS: AtomicU64 = AtomicU64::new(0);
 
 /// Random inputs for `program`: `rows` rows in every row input, a random indexed input.
-fn inputs(program: &VerifiedProgram, rng: &mut Rng, rows: usize) -> Vec<Input> {
+pub fn inputs(program: &VerifiedProgram, rng: &mut Rng, rows: usize) -> Vec<Input> {
     program
         .program()
         .inputs()
@@ -36,14 +60,19 @@ fn inputs(program: &VerifiedProgram, rng: &mut Rng, rows: usize) -> Vec<Input> {
 }
 
 /// The CPU interpreter over `rows` of `bound` in one chunk: the oracle.
-fn cpu(program: &VerifiedProgram, bound: &BoundInputs, rows: std::ops::Range<usize>) -> Vec<OutputColumn> {
+pub fn cpu(
+    program: &VerifiedProgram,
+    bound: &BoundInputs,
+    rows: std::ops::Range<usize>,
+) -> Vec<OutputColumn> {
     let it = Interpreter::new(program);
     let out = it.output_buffers(rows.clone(), 1 << 20);
     it.run(bound, rows, &out, &mut Scratch::new()).unwrap();
     out.finish().unwrap()
 }
 
-fn same(a: f64, b: f64) -> bool {
+/// Equal bits, or both NaN.
+pub fn same(a: f64, b: f64) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 

@@ -217,8 +217,8 @@ impl GpuExecutor {
         let arenas = Arc::new(Arenas::new(&dev, tuning.arenas)?);
         let control = MappedAlloc::new(&dev, std::mem::size_of::<Control>())?;
         let ctl = Control {
-            submit: submit_memory(&submit),
-            complete: submit_memory(&complete),
+            submit: ring_device_ptr(&submit),
+            complete: ring_device_ptr(&complete),
             jobs: records.device_ptr(),
             state: state.ptr(),
             submit_mask: (submit.capacity() - 1) as u32,
@@ -661,6 +661,6 @@ impl GpuExecutor {
 }
 
 /// The device address of a ring's memory.
-fn submit_memory<T: Copy + Send>(ring: &Ring<T, MappedRing>) -> u64 {
+fn ring_device_ptr<T: Copy + Send>(ring: &Ring<T, MappedRing>) -> u64 {
     ring.memory().device_ptr()
 }
