@@ -62,23 +62,65 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
-    /// Run a program over input files through the Engine; write one CSV per output.
+    /// Run a program over input files through the Engine; write one file per output.
     Run {
         /// The program (.masm or .mbc).
         program: PathBuf,
-        /// An input as NAME=PATH (.wkt, .csv, .geojson or .json, optionally .gz); repeat
-        /// for each `.input` of the program.
+        /// An input as NAME=PATH (.csv, .wkt, .geojson or .json, optionally .gz; .parquet
+        /// (GeoParquet); .arrow, .feather, .ipc or .arrows (Arrow IPC)); repeat for each
+        /// `.input` of the program.
         #[arg(short, long = "input", value_name = "NAME=PATH")]
         inputs: Vec<String>,
+        /// How outputs are written: NAME.csv, NAME.parquet or NAME.arrow.
+        #[arg(long, value_parser = ["csv", "parquet", "arrow"], default_value = "csv")]
+        format: String,
         /// Where jobs run (default: MERIDIAN_EXECUTION_MODE, else auto).
         #[arg(long, value_parser = ["auto", "cpu", "gpu"])]
         mode: Option<String>,
-        /// Output folder: one NAME.csv per output.
+        /// Output folder: one file per output.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// CPU worker threads (default: all cores).
         #[arg(long)]
         workers: Option<usize>,
+    },
+    /// Convert a geometry file between CSV, WKT, GeoJSON, GeoParquet and Arrow IPC (formats
+    /// by file name; the geometry column only).
+    Convert {
+        /// The file to read.
+        input: PathBuf,
+        /// The file to write (replaced if it exists).
+        output: PathBuf,
+        /// Geometry in Parquet and Arrow files: auto (GeoArrow points for point columns,
+        /// else WKB), native (GeoArrow's layout for the column's one family) or wkb.
+        #[arg(long, value_parser = ["auto", "native", "wkb"], default_value = "auto")]
+        encoding: String,
+    },
+    /// Generate data files for tests and benchmarks.
+    Gen {
+        #[command(subcommand)]
+        what: GenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GenCommand {
+    /// N uniform random points, written in chunks (constant memory); the same points as
+    /// `meridian bench pip --points N --seed S` over the default box.
+    Points {
+        /// How many points.
+        n: u64,
+        /// The file to write (.csv, .wkt, .geojson, .parquet, .arrow, .arrows).
+        out: PathBuf,
+        /// The box the points fill: minx,miny,maxx,maxy.
+        #[arg(long, default_value = "-180,-90,180,90", allow_hyphen_values = true)]
+        bbox: String,
+        /// The random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Geometry in Parquet and Arrow files: native (GeoArrow points) or wkb.
+        #[arg(long, value_parser = ["native", "wkb"], default_value = "native")]
+        encoding: String,
     },
 }
 
@@ -128,13 +170,27 @@ fn main() -> ExitCode {
         Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
         Command::Disasm { file } => cli::bytecode::disasm(&file),
         Command::Verify { file } => cli::bytecode::verify(&file),
-        Command::Run { program, inputs, mode, out, workers } => cli::run::run(&cli::run::RunArgs {
+        Command::Run { program, inputs, format, mode, out, workers } => cli::run::run(&cli::run::RunArgs {
             program,
             inputs,
             mode: mode.as_deref().and_then(meridian::Mode::parse),
             out,
             workers,
+            format: cli::run::OutputFormat::parse(&format).unwrap_or(cli::run::OutputFormat::Csv),
         }),
+        Command::Convert { input, output, encoding } => cli::convert::convert(&input, &output, &encoding),
+        Command::Gen { what: GenCommand::Points { n, out, bbox, seed, encoding } } => {
+            match cli::gen::parse_bbox(&bbox) {
+                Err(m) => Err(cli::Failure::input([format!("error: {m}")])),
+                Ok(bbox) => cli::gen::points(&cli::gen::GenPoints {
+                    n,
+                    out: &out,
+                    bbox,
+                    seed,
+                    encoding: cli::gen::point_encoding(&encoding),
+                }),
+            }
+        }
         Command::Demo { out, data, mode, workers } => {
             cli::demo::run(data, out, mode.as_deref().and_then(meridian::Mode::parse), workers)
         }

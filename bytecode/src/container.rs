@@ -140,7 +140,7 @@ fn write_body(p: &Program, out: &mut Vec<u8>) {
         out.push(output.kind as u8);
         write_name(out, &output.name);
     }
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
     for c in p.consts() {
@@ -216,7 +216,7 @@ impl Program {
             let name = r.name()?;
             outputs.push(OutputDecl { name, kind });
         }
-        while r.pos % 8 != 0 {
+        while !r.pos.is_multiple_of(8) {
             let at = r.pos;
             let pad = r.u8("padding")?;
             if pad != 0 {

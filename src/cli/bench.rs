@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian::bytecode::assemble;
-use meridian::kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian::kernels::column::GeometryColumn;
 use meridian::kernels::interp::Input;
 use meridian::kernels::io;
 use meridian::{demo, Engine, Mode};
@@ -87,26 +87,6 @@ pub struct PipArgs {
     pub data: Option<PathBuf>,
 }
 
-/// `n` points uniform over the lon/lat rectangle, from `seed` (splitmix64).
-pub fn uniform_points(n: usize, seed: u64) -> Result<GeometryColumn, String> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) >> 11
-    };
-    let unit = 1.0 / (1u64 << 53) as f64;
-    let mut b = ColumnBuilder::new();
-    for _ in 0..n {
-        let x = -180.0 + 360.0 * next() as f64 * unit;
-        let y = -90.0 + 180.0 * next() as f64 * unit;
-        b.push_point(x, y).map_err(|e| e.to_string())?;
-    }
-    Ok(b.finish())
-}
-
 /// One backend's timings.
 struct Timed {
     name: String,
@@ -161,7 +141,8 @@ pub fn pip(args: &PipArgs) -> Result<(), Failure> {
         io::read_geojson(&path.display().to_string(), &text).map_err(|e| fail(e.to_string()))?.geometry,
     );
     let t = Instant::now();
-    let pts = Arc::new(uniform_points(args.points, args.seed).map_err(fail)?);
+    let pts =
+        Arc::new(super::gen::uniform_points(args.seed, super::gen::WORLD, 0, args.points).map_err(fail)?);
     let generated = t.elapsed();
     let zones = Input::indexed(countries.clone());
     let mut s = String::new();

@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod bytecode;
+pub mod convert;
 pub mod demo;
+pub mod gen;
 pub mod run;
 
 use std::io::Write;

@@ -32,24 +32,46 @@ pub fn load_program(path: &Path) -> Result<VerifiedProgram, Failure> {
     }
 }
 
-/// Reads a geometry column by file extension (`.wkt`, `.csv`, `.geojson`/`.json`, each
-/// optionally `.gz`).
+/// Reads a geometry column of any format the readers take, by file name.
 pub fn read_input(path: &Path) -> Result<GeometryColumn, Failure> {
-    let name = path.display().to_string();
-    let lower = name.to_ascii_lowercase();
-    let base = lower.strip_suffix(".gz").unwrap_or(&lower);
-    let read_err = |e: io::ReadError| Failure::input([format!("error: {e}")]);
-    if base.ends_with(".wkt") {
-        io::read_wkt(&name, io::open(path).map_err(read_err)?).map_err(read_err)
-    } else if base.ends_with(".csv") {
-        Ok(io::read_csv(&name, io::open(path).map_err(read_err)?, &[]).map_err(read_err)?.geometry)
-    } else if base.ends_with(".geojson") || base.ends_with(".json") {
-        let text = io::read_text(path).map_err(read_err)?;
-        Ok(io::read_geojson(&name, &text).map_err(read_err)?.geometry)
-    } else {
-        Err(Failure::input([format!(
-            "{name}: error: unknown input format (expected .wkt, .csv, .geojson or .json, optionally .gz)"
-        )]))
+    if io::Format::from_path(path).is_none() {
+        return Err(Failure::input([format!(
+            "{}: error: unknown input format (expected {})",
+            path.display(),
+            io::Format::NAMES
+        )]));
+    }
+    io::read_geometry(path).map_err(|e| Failure::input([format!("error: {e}")]))
+}
+
+/// How `meridian run` writes outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// `NAME.csv`.
+    Csv,
+    /// `NAME.parquet` (GeoParquet for geometry outputs).
+    Parquet,
+    /// `NAME.arrow` (the Arrow IPC file format).
+    Arrow,
+}
+
+impl OutputFormat {
+    /// From its command-line name.
+    pub fn parse(name: &str) -> Option<OutputFormat> {
+        match name {
+            "csv" => Some(OutputFormat::Csv),
+            "parquet" => Some(OutputFormat::Parquet),
+            "arrow" => Some(OutputFormat::Arrow),
+            _ => None,
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Csv => "csv",
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Arrow => "arrow",
+        }
     }
 }
 
@@ -66,6 +88,8 @@ pub struct RunArgs {
     pub out: PathBuf,
     /// Worker threads (`None`: all cores).
     pub workers: Option<usize>,
+    /// How outputs are written.
+    pub format: OutputFormat,
 }
 
 /// `meridian run`.
@@ -101,7 +125,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let t3 = Instant::now();
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Failure::input([format!("{}: error: cannot create: {e}", args.out.display())]))?;
-    let written = write_outputs(&result, &args.out)?;
+    let written = write_outputs(&result, &args.out, args.format)?;
     let t_write = t3.elapsed();
 
     // The job's backend: under `auto` with a GPU, small jobs and programs the GPU does not
@@ -135,23 +159,53 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Writes every output of `result` as `DIR/<name>.csv`; returns a line per file.
-pub fn write_outputs(result: &JobResult, dir: &Path) -> Result<Vec<String>, Failure> {
+/// Writes every output of `result` as `DIR/<name>.<csv|parquet|arrow>`; returns a line per
+/// file.
+pub fn write_outputs(result: &JobResult, dir: &Path, format: OutputFormat) -> Result<Vec<String>, Failure> {
     let mut lines = Vec::new();
     for (name, column) in result.outputs() {
-        let path = dir.join(format!("{name}.csv"));
-        let fail =
-            |e: std::io::Error| Failure::input([format!("{}: error: cannot write: {e}", path.display())]);
-        let file = std::fs::File::create(&path).map_err(fail)?;
-        let mut w = BufWriter::new(file);
-        let what =
-            write_column(&mut w, name, column).and_then(|what| w.flush().map(|_| what)).map_err(fail)?;
+        let path = dir.join(format!("{name}.{}", format.extension()));
+        let what = match format {
+            OutputFormat::Csv => {
+                let fail = |e: std::io::Error| {
+                    Failure::input([format!("{}: error: cannot write: {e}", path.display())])
+                };
+                let file = std::fs::File::create(&path).map_err(fail)?;
+                let mut w = BufWriter::new(file);
+                write_column(&mut w, name, column).and_then(|()| w.flush()).map_err(fail)?;
+                describe(column)
+            }
+            OutputFormat::Parquet | OutputFormat::Arrow => {
+                let fail =
+                    |m: String| Failure::input([format!("{}: error: cannot write: {m}", path.display())]);
+                let (table, geo) = io::output_table(name, column).map_err(fail)?;
+                let kind = if format == OutputFormat::Parquet {
+                    io::Columnar::Parquet
+                } else {
+                    io::Columnar::ArrowFile
+                };
+                io::columnar::write_table(&path, kind, &table, geo).map_err(|e| fail(e.message))?;
+                describe(column)
+            }
+        };
         lines.push(format!("{} ({what})", path.display()));
     }
     Ok(lines)
 }
 
-fn write_column(w: &mut impl Write, name: &str, column: &OutputColumn) -> std::io::Result<String> {
+/// What an output holds, in a few words.
+fn describe(column: &OutputColumn) -> String {
+    match column {
+        OutputColumn::F64(c) => format!("{} rows", c.len()),
+        OutputColumn::Bool(c) => format!("{} rows", c.len()),
+        OutputColumn::Geometry(c) => format!("{} rows", c.len()),
+        OutputColumn::Hits(h) => format!("{} hits", h.len()),
+        OutputColumn::Count(n) => format!("count {n}"),
+        OutputColumn::Sum(v) => format!("sum {v}"),
+    }
+}
+
+fn write_column(w: &mut impl Write, name: &str, column: &OutputColumn) -> std::io::Result<()> {
     match column {
         OutputColumn::F64(c) => {
             writeln!(w, "row,{name}")?;
@@ -162,7 +216,6 @@ fn write_column(w: &mut impl Write, name: &str, column: &OutputColumn) -> std::i
                     None => writeln!(w, "{row},")?,
                 }
             }
-            Ok(format!("{} rows", c.len()))
         }
         OutputColumn::Bool(c) => {
             writeln!(w, "row,{name}")?;
@@ -172,7 +225,6 @@ fn write_column(w: &mut impl Write, name: &str, column: &OutputColumn) -> std::i
                     None => writeln!(w, "{row},")?,
                 }
             }
-            Ok(format!("{} rows", c.len()))
         }
         OutputColumn::Geometry(c) => {
             writeln!(w, "row,{name}")?;
@@ -183,18 +235,15 @@ fn write_column(w: &mut impl Write, name: &str, column: &OutputColumn) -> std::i
                     None => writeln!(w, "{row},")?,
                 }
             }
-            Ok(format!("{} rows", c.len()))
         }
         OutputColumn::Hits(h) => {
             writeln!(w, "row,id")?;
             for (row, id) in h {
                 writeln!(w, "{row},{id}")?;
             }
-            Ok(format!("{} hits", h.len()))
         }
         OutputColumn::Count(n) => {
             writeln!(w, "value\n{n}")?;
-            Ok(format!("count {n}"))
         }
         OutputColumn::Sum(v) => {
             if v.is_nan() {
@@ -202,7 +251,7 @@ fn write_column(w: &mut impl Write, name: &str, column: &OutputColumn) -> std::i
             } else {
                 writeln!(w, "value\n{v}")?;
             }
-            Ok(format!("sum {v}"))
         }
     }
+    Ok(())
 }

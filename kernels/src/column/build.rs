@@ -136,7 +136,106 @@ impl ColumnBuilder {
 
     /// Appends a point.
     pub fn push_point(&mut self, x: f64, y: f64) -> Result<(), ColumnError> {
-        self.row(Family::Point, |b| b.part(|b| b.ring(&mut [(x, y)].into_iter())))
+        // The common case of bulk readers: no mark or rollback needed, as nothing is pushed
+        // before the only check.
+        if !(x.abs() <= super::MAX_COORD && y.abs() <= super::MAX_COORD) {
+            return Err(ColumnError::NonFinite { x, y });
+        }
+        let c = &mut self.col;
+        let coords = offset(c.x.len() + 1, "coordinates")?;
+        let rings = offset(c.ring_offsets.len(), "rings")?;
+        offset(c.part_offsets.len() + 1, "parts")?;
+        c.x.push(x);
+        c.y.push(y);
+        c.ring_offsets.push(coords);
+        c.part_offsets.push(rings);
+        self.end_row(Family::Point as u8, true);
+        Ok(())
+    }
+
+    /// Appends points from coordinate arrays: row `i` is null where `is_valid(i)` is false,
+    /// `POINT EMPTY` where both coordinates are NaN, else the point `(xs[i], ys[i])`. Runs of
+    /// plain points are appended in bulk. On error (a coordinate that is not finite, or a
+    /// column outgrowing its offsets) the rows before the failing one stay appended and the
+    /// error carries its index.
+    pub fn extend_points(
+        &mut self,
+        xs: &[f64],
+        ys: &[f64],
+        is_valid: impl Fn(usize) -> bool,
+    ) -> Result<(), (usize, ColumnError)> {
+        let n = xs.len().min(ys.len());
+        let plain = |i: usize| is_valid(i) && !(xs[i].is_nan() && ys[i].is_nan());
+        let mut i = 0;
+        while i < n {
+            if !is_valid(i) {
+                self.push_null();
+                i += 1;
+                continue;
+            }
+            if !plain(i) {
+                self.push_empty(Family::Point);
+                i += 1;
+                continue;
+            }
+            let mut end = i + 1;
+            while end < n && plain(end) {
+                end += 1;
+            }
+            self.points_run(&xs[i..end], &ys[i..end]).map_err(|(k, e)| (i + k, e))?;
+            i = end;
+        }
+        Ok(())
+    }
+
+    /// Appends valid, non-empty points in bulk (the loops vectorise): all or, up to the first
+    /// bad coordinate, those before it.
+    fn points_run(&mut self, xs: &[f64], ys: &[f64]) -> Result<(), (usize, ColumnError)> {
+        let ok = |x: f64, y: f64| x.abs() <= super::MAX_COORD && y.abs() <= super::MAX_COORD;
+        if let Some(k) = xs.iter().zip(ys).position(|(&x, &y)| !ok(x, y)) {
+            self.points_run(&xs[..k], &ys[..k])?;
+            return Err((k, ColumnError::NonFinite { x: xs[k], y: ys[k] }));
+        }
+        let len = xs.len();
+        let c = &mut self.col;
+        let (coords, rings, parts) = (c.x.len(), c.rings(), c.parts());
+        let too_large = |what| (0, ColumnError::TooLarge { what });
+        let coords_end = offset(coords + len, "coordinates").map_err(|_| too_large("coordinates"))?;
+        offset(rings + len, "rings").map_err(|_| too_large("rings"))?;
+        offset(parts + len + 1, "parts").map_err(|_| too_large("parts"))?;
+        c.x.extend_from_slice(xs);
+        c.y.extend_from_slice(ys);
+        // One ring per part, one part per row, one coordinate per ring.
+        let counting = |from: usize| (from as u32 + 1)..=(from + len) as u32;
+        c.ring_offsets.extend(counting(coords));
+        c.part_offsets.extend(counting(rings));
+        c.geom_offsets.extend(counting(parts));
+        debug_assert_eq!(*c.ring_offsets.last().unwrap_or(&0), coords_end);
+        let row0 = c.kinds.len();
+        c.kinds.resize(row0 + len, Family::Point as u8);
+        c.validity.resize((row0 + len).div_ceil(64), 0);
+        for row in row0..row0 + len {
+            c.validity[row / 64] |= 1 << (row % 64);
+        }
+        if len > 0 {
+            let bit = 1u8 << Family::Point as u8;
+            self.families_seen |= bit;
+            self.col.family = Some(Family::Point).filter(|_| self.families_seen == bit);
+        }
+        Ok(())
+    }
+
+    /// Makes room for `rows` more rows of `coords` coordinates in all.
+    pub fn reserve(&mut self, rows: usize, coords: usize) {
+        let c = &mut self.col;
+        c.kinds.reserve(rows);
+        c.geom_offsets.reserve(rows);
+        // At least one part and ring per coordinate-holding row of a point column.
+        c.part_offsets.reserve(rows);
+        c.ring_offsets.reserve(rows);
+        c.validity.reserve(rows / 64 + 1);
+        c.x.reserve(coords);
+        c.y.reserve(coords);
     }
 
     /// Appends a line string (0 or ≥ 2 coordinates).
@@ -276,7 +375,7 @@ impl ColumnBuilder {
     }
 
     /// Runs `body` to add the parts of one row; on error nothing of the row remains.
-    fn row(
+    pub(crate) fn row(
         &mut self,
         family: Family,
         body: impl FnOnce(&mut Self) -> Result<(), ColumnError>,
@@ -299,7 +398,7 @@ impl ColumnBuilder {
         self.col.kinds.push(kind);
         let parts = self.col.part_offsets.len() as u32 - 1;
         self.col.geom_offsets.push(parts);
-        if row % 64 == 0 {
+        if row.is_multiple_of(64) {
             self.col.validity.push(0);
         }
         if valid {
@@ -319,7 +418,10 @@ impl ColumnBuilder {
         }
     }
 
-    fn line_part(&mut self, coords: &mut dyn Iterator<Item = (f64, f64)>) -> Result<(), ColumnError> {
+    pub(crate) fn line_part(
+        &mut self,
+        coords: &mut dyn Iterator<Item = (f64, f64)>,
+    ) -> Result<(), ColumnError> {
         let mark = self.mark();
         self.part(|b| b.ring(coords))?;
         match self.col.x.len() - mark.coords {
@@ -338,7 +440,7 @@ impl ColumnBuilder {
         self.polygon_part(n, &mut rings.map(|r| r.coords().map(|c| c.x_y()).collect::<Vec<_>>().into_iter()))
     }
 
-    fn polygon_part<I: Iterator<Item = (f64, f64)>>(
+    pub(crate) fn polygon_part<I: Iterator<Item = (f64, f64)>>(
         &mut self,
         n_rings: usize,
         rings: &mut dyn Iterator<Item = I>,
@@ -370,14 +472,17 @@ impl ColumnBuilder {
         Ok(())
     }
 
-    fn part(&mut self, body: impl FnOnce(&mut Self) -> Result<(), ColumnError>) -> Result<(), ColumnError> {
+    pub(crate) fn part(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<(), ColumnError>,
+    ) -> Result<(), ColumnError> {
         body(self)?;
         let rings = offset(self.col.rings(), "rings")?;
         self.col.part_offsets.push(rings);
         offset(self.col.part_offsets.len(), "parts").map(|_| ())
     }
 
-    fn ring(&mut self, coords: &mut dyn Iterator<Item = (f64, f64)>) -> Result<(), ColumnError> {
+    pub(crate) fn ring(&mut self, coords: &mut dyn Iterator<Item = (f64, f64)>) -> Result<(), ColumnError> {
         for (x, y) in coords {
             if !(x.abs() <= super::MAX_COORD && y.abs() <= super::MAX_COORD) {
                 return Err(ColumnError::NonFinite { x, y });

@@ -33,12 +33,13 @@ impl GeoJsonTable {
 /// # Ok::<(), meridian_kernels::io::ReadError>(())
 /// ```
 pub fn read_geojson(name: &str, text: &str) -> Result<GeoJsonTable, ReadError> {
-    let json: serde_json::Value =
+    let mut json: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ReadError::new(name, Position::Whole, e))?;
     let mut b = ColumnBuilder::new();
     let mut properties = Vec::new();
-    let mut push_feature = |i: usize, f: Feature| -> Result<(), ReadError> {
+    let mut push_feature = |i: usize, f: Feature, empty_point: bool| -> Result<(), ReadError> {
         match &f.geometry {
+            None if empty_point => b.push_empty(Family::Point),
             None => b.push_null(),
             Some(g) => {
                 push_value(&mut b, &g.value).map_err(|m| ReadError::new(name, Position::Feature(i), m))?
@@ -49,26 +50,43 @@ pub fn read_geojson(name: &str, text: &str) -> Result<GeoJsonTable, ReadError> {
     };
     // Features are decoded one at a time so that an error names its feature.
     if json.get("type").and_then(|t| t.as_str()) == Some("FeatureCollection") {
-        let features = json.get("features").and_then(|f| f.as_array()).ok_or_else(|| {
+        let features = json.get_mut("features").and_then(|f| f.as_array_mut()).ok_or_else(|| {
             ReadError::new(name, Position::Whole, "a FeatureCollection needs a `features` array")
         })?;
-        for (i, f) in features.iter().enumerate() {
-            let f = Feature::from_json_value(f.clone())
-                .map_err(|e| ReadError::new(name, Position::Feature(i), e))?;
-            push_feature(i, f)?;
+        for (i, mut f) in features.drain(..).enumerate() {
+            let empty_point = f.get_mut("geometry").is_some_and(take_empty_point);
+            let f = Feature::from_json_value(f).map_err(|e| ReadError::new(name, Position::Feature(i), e))?;
+            push_feature(i, f, empty_point)?;
         }
+    } else if take_empty_point(&mut json) {
+        push_feature(0, Feature::default(), true)?;
     } else {
+        let empty_point = json.get_mut("geometry").is_some_and(take_empty_point);
         match GeoJson::from_json_value(json).map_err(|e| ReadError::new(name, Position::Whole, e))? {
-            GeoJson::Geometry(g) => push_feature(0, Feature { geometry: Some(g), ..Feature::default() })?,
-            GeoJson::Feature(f) => push_feature(0, f)?,
+            GeoJson::Geometry(g) => {
+                push_feature(0, Feature { geometry: Some(g), ..Feature::default() }, false)?
+            }
+            GeoJson::Feature(f) => push_feature(0, f, empty_point)?,
             GeoJson::FeatureCollection(fc) => {
                 for (i, f) in fc.features.into_iter().enumerate() {
-                    push_feature(i, f)?;
+                    push_feature(i, f, false)?;
                 }
             }
         }
     }
     Ok(GeoJsonTable { geometry: b.finish(), properties })
+}
+
+/// GeoJSON has no empty point; `{"type": "Point", "coordinates": []}` is how writers (GDAL's,
+/// ours) spell one, and the `geojson` crate refuses it. Replaces such a geometry with `null`;
+/// true when it did.
+fn take_empty_point(g: &mut serde_json::Value) -> bool {
+    let empty = g.get("type").and_then(|t| t.as_str()) == Some("Point")
+        && g.get("coordinates").and_then(|c| c.as_array()).is_some_and(|c| c.is_empty());
+    if empty {
+        *g = serde_json::Value::Null;
+    }
+    empty
 }
 
 fn xy(p: &[f64]) -> Result<(f64, f64), String> {

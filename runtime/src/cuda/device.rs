@@ -208,7 +208,7 @@ impl MappedAlloc {
     fn at<T>(&self, offset: usize) -> Result<*mut T, DeviceError> {
         let size = std::mem::size_of::<T>();
         match offset.checked_add(size) {
-            Some(end) if end <= self.len && offset % std::mem::align_of::<T>() == 0 => {
+            Some(end) if end <= self.len && offset.is_multiple_of(std::mem::align_of::<T>()) => {
                 // SAFETY: in bounds (checked), so the pointer stays inside the allocation.
                 Ok(unsafe { self.host.as_ptr().add(offset) }.cast::<T>())
             }

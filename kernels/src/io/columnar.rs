@@ -1,0 +1,488 @@
+//! Columnar files: GeoParquet and Arrow IPC (the file and the stream format), read record
+//! batch by record batch into a column, and written from columns.
+//!
+//! The formats themselves are the `parquet` and `arrow-ipc` crates' business; this module
+//! finds the geometry ([`geoarrow::find_geometry`]), reads only the columns it needs, and
+//! turns their failures into [`ReadError`]s naming the file and the batch or row.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use super::geoarrow::{self, Encoding, GeometrySource};
+use super::{Position, ReadError, WriteError};
+use crate::column::{ColumnBuilder, Family, GeometryColumn};
+
+/// Rows per record batch when reading.
+const READ_BATCH_ROWS: usize = 64 * 1024;
+
+/// The columnar formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Columnar {
+    /// Apache Parquet (with GeoParquet metadata).
+    Parquet,
+    /// The Arrow IPC file format (Feather v2).
+    ArrowFile,
+    /// The Arrow IPC stream format.
+    ArrowStream,
+}
+
+impl Columnar {
+    /// What the first bytes of a file say it is: Parquet (`PAR1`), an Arrow IPC file
+    /// (`ARROW1`), or otherwise possibly an IPC stream (whose first message is checked when
+    /// it is read).
+    fn sniff(head: &[u8]) -> Columnar {
+        if head.starts_with(b"PAR1") {
+            Columnar::Parquet
+        } else if head.starts_with(b"ARROW1") {
+            Columnar::ArrowFile
+        } else {
+            Columnar::ArrowStream
+        }
+    }
+}
+
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+
+/// Opens the batches of the given columns (and says how many rows there are, where known).
+type Opener = Box<dyn FnOnce(Vec<usize>) -> Result<(Batches, Option<u64>), String>>;
+
+/// Reads the geometry of a columnar file batch by batch.
+pub struct GeoBatchReader {
+    name: String,
+    source: GeometrySource,
+    /// The geometry's column names as they appear in the (projected) batches.
+    columns: Vec<String>,
+    batches: Batches,
+    /// Rows in the file, where its metadata says.
+    rows_hint: Option<u64>,
+    batch: u64,
+    row: u64,
+    /// The error that ended reading: the file is not read past it.
+    failed: Option<ReadError>,
+}
+
+impl std::fmt::Debug for GeoBatchReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoBatchReader")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("batch", &self.batch)
+            .field("row", &self.row)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GeoBatchReader {
+    /// Opens a Parquet or Arrow IPC file (told apart by their magic bytes) and finds its
+    /// geometry: the column `column` if given, else as [`geoarrow::find_geometry`] says.
+    pub fn open(path: &Path, column: Option<&str>) -> Result<GeoBatchReader, ReadError> {
+        let name = path.display().to_string();
+        contained(|| GeoBatchReader::open_inner(path, column))
+            .unwrap_or_else(|m| Err(ReadError::new(&name, Position::Whole, m)))
+    }
+
+    fn open_inner(path: &Path, column: Option<&str>) -> Result<GeoBatchReader, ReadError> {
+        let name = path.display().to_string();
+        let whole = |m: &dyn std::fmt::Display| ReadError::new(&name, Position::Whole, m);
+        let mut file = File::open(path).map_err(|e| whole(&e))?;
+        let mut head = [0u8; 8];
+        let n = read_head(&mut file, &mut head).map_err(|e| whole(&e))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| whole(&e))?;
+        let kind = Columnar::sniff(&head[..n]);
+        let (schema, open): (SchemaRef, Opener) = match kind {
+            Columnar::Parquet => {
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| whole(&e))?;
+                let schema = builder.schema().clone();
+                let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).ok();
+                (
+                    schema,
+                    Box::new(move |cols| {
+                        let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
+                        let reader = builder
+                            .with_projection(mask)
+                            .with_batch_size(READ_BATCH_ROWS)
+                            .build()
+                            .map_err(|e| e.to_string())?;
+                        Ok((Box::new(reader) as Batches, rows))
+                    }),
+                )
+            }
+            Columnar::ArrowFile => {
+                // The footer is read to get the schema; projection needs a second open.
+                let reader =
+                    arrow_ipc::reader::FileReader::try_new_buffered(file, None).map_err(|e| whole(&e))?;
+                let schema = reader.schema();
+                let path = path.to_path_buf();
+                (
+                    schema,
+                    Box::new(move |cols| {
+                        let file = File::open(&path).map_err(|e| e.to_string())?;
+                        let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, Some(cols))
+                            .map_err(|e| e.to_string())?;
+                        Ok((Box::new(reader) as Batches, None))
+                    }),
+                )
+            }
+            Columnar::ArrowStream => {
+                let reader =
+                    arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None).map_err(|e| {
+                        whole(&format!("neither Parquet, an Arrow IPC file nor an Arrow IPC stream ({})", e))
+                    })?;
+                let schema = reader.schema();
+                // A stream cannot be re-read: project each batch here instead.
+                (
+                    schema,
+                    Box::new(move |cols| {
+                        let batches = reader.map(move |b| b.and_then(|b| b.project(&cols)));
+                        Ok((Box::new(batches) as Batches, None))
+                    }),
+                )
+            }
+        };
+        let source = geoarrow::find_geometry(&schema, column).map_err(|e| whole(&e))?;
+        let mut wanted = source.columns();
+        wanted.sort_unstable();
+        let columns = source.columns().iter().map(|&i| schema.field(i).name().clone()).collect();
+        let (batches, rows_hint) = open(wanted).map_err(|e| whole(&e))?;
+        Ok(GeoBatchReader { name, source, columns, batches, rows_hint, batch: 0, row: 0, failed: None })
+    }
+
+    /// Where the geometry comes from.
+    pub fn source(&self) -> &GeometrySource {
+        &self.source
+    }
+
+    /// The number of rows, where the file's metadata says (Parquet).
+    pub fn rows_hint(&self) -> Option<u64> {
+        self.rows_hint
+    }
+
+    /// Rows read so far.
+    pub fn rows_read(&self) -> u64 {
+        self.row
+    }
+
+    /// Appends the next batch's rows to `b`: the number appended, or `None` at the end. An
+    /// error names the batch or the row (counted from the start of the file).
+    pub fn read_into(&mut self, b: &mut ColumnBuilder) -> Result<Option<usize>, ReadError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let at = Position::Batch { batch: self.batch, row: self.row };
+        let read =
+            contained(|| self.read_batch(b)).unwrap_or_else(|m| Err(ReadError::new(&self.name, at, m)));
+        if let Err(e) = &read {
+            self.failed = Some(e.clone());
+        }
+        read
+    }
+
+    fn read_batch(&mut self, b: &mut ColumnBuilder) -> Result<Option<usize>, ReadError> {
+        let Some(batch) = self.batches.next() else { return Ok(None) };
+        let at_batch = Position::Batch { batch: self.batch, row: self.row };
+        let batch = batch.map_err(|e| ReadError::new(&self.name, at_batch, e.to_string()))?;
+        let column = |name: &str| -> Result<&ArrayRef, ReadError> {
+            batch.column_by_name(name).ok_or_else(|| {
+                ReadError::new(&self.name, at_batch, format!("the batch has no column `{name}`"))
+            })
+        };
+        let start = self.row;
+        let appended = match &self.source {
+            GeometrySource::Column { encoding, .. } => {
+                geoarrow::append(b, column(&self.columns[0])?.as_ref(), *encoding)
+            }
+            GeometrySource::Xy { .. } => {
+                geoarrow::append_xy(b, column(&self.columns[0])?.as_ref(), column(&self.columns[1])?.as_ref())
+            }
+        };
+        appended.map_err(|(row, m)| {
+            let at = Position::Row(start + row as u64);
+            ReadError::new(&self.name, at, format!("column `{}`: {m}", self.columns.join("`/`")))
+        })?;
+        self.batch += 1;
+        self.row += batch.num_rows() as u64;
+        Ok(Some(batch.num_rows()))
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs decoder code whose panics [`contained`] turns into errors.
+    static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into an error message. The `arrow` and `parquet` decoders still
+/// panic on some malformed input (a buffer slice past its end, say) instead of returning an
+/// error; a damaged file must be an error naming it, never a crash. The panic hook is wrapped
+/// once so that such a contained panic prints nothing; every other panic goes to the hook
+/// that was installed before.
+fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let outer = CONTAINING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(outer));
+    result.map_err(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        format!("malformed data (the decoder failed: {why})")
+    })
+}
+
+fn read_head(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Reads the whole geometry of a Parquet or Arrow IPC file.
+pub fn read_columnar(path: &Path, column: Option<&str>) -> Result<GeometryColumn, ReadError> {
+    let mut reader = GeoBatchReader::open(path, column)?;
+    let mut b = ColumnBuilder::new();
+    if let Some(rows) = reader.rows_hint().and_then(|r| usize::try_from(r).ok()) {
+        let points = matches!(
+            reader.source(),
+            GeometrySource::Xy { .. }
+                | GeometrySource::Column { encoding: Encoding::Native(Family::Point), .. }
+        );
+        b.reserve(rows, if points { rows } else { 0 });
+    }
+    while reader.read_into(&mut b)?.is_some() {}
+    Ok(b.finish())
+}
+
+/// Writes record batches to a Parquet or Arrow IPC file.
+enum Sink {
+    Parquet(ArrowWriter<File>),
+    File(arrow_ipc::writer::FileWriter<BufWriter<File>>),
+    Stream(arrow_ipc::writer::StreamWriter<BufWriter<File>>),
+}
+
+/// Writes tables (record batches of one schema) to a columnar file.
+pub struct BatchWriter {
+    target: String,
+    sink: Sink,
+    rows: u64,
+}
+
+impl std::fmt::Debug for BatchWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchWriter")
+            .field("target", &self.target)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchWriter {
+    /// Creates `path` (replacing it) as `format` for batches of `schema`. Parquet is written
+    /// with Snappy-compressed pages and row groups of about a million rows.
+    pub fn create(path: &Path, format: Columnar, schema: SchemaRef) -> Result<BatchWriter, WriteError> {
+        let target = path.display().to_string();
+        let err = |m: &dyn std::fmt::Display| WriteError::new(&target, m);
+        let file = File::create(path).map_err(|e| err(&e))?;
+        let sink = match format {
+            Columnar::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(1 << 20))
+                    .build();
+                Sink::Parquet(ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| err(&e))?)
+            }
+            Columnar::ArrowFile => Sink::File(
+                arrow_ipc::writer::FileWriter::try_new_buffered(file, &schema).map_err(|e| err(&e))?,
+            ),
+            Columnar::ArrowStream => Sink::Stream(
+                arrow_ipc::writer::StreamWriter::try_new_buffered(file, &schema).map_err(|e| err(&e))?,
+            ),
+        };
+        Ok(BatchWriter { target, sink, rows: 0 })
+    }
+
+    /// Appends a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+        let done = match &mut self.sink {
+            Sink::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
+            Sink::File(w) => w.write(batch).map_err(|e| e.to_string()),
+            Sink::Stream(w) => w.write(batch).map_err(|e| e.to_string()),
+        };
+        done.map_err(|m| WriteError::new(&self.target, format!("row {}: {m}", self.rows)))?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Adds a key/value pair to a Parquet file's footer metadata (ignored for IPC, whose
+    /// schema was written first).
+    fn footer_metadata(&mut self, key: &str, value: String) {
+        if let Sink::Parquet(w) = &mut self.sink {
+            w.append_key_value_metadata(KeyValue::new(key.to_owned(), value));
+        }
+    }
+
+    /// Finishes the file (footer, flush); returns the rows written.
+    pub fn finish(self) -> Result<u64, WriteError> {
+        let done = match self.sink {
+            Sink::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
+            Sink::File(mut w) => {
+                w.finish().and_then(|()| w.into_inner().map(|_| ())).map_err(|e| e.to_string())
+            }
+            Sink::Stream(mut w) => {
+                w.finish().and_then(|()| w.into_inner().map(|_| ())).map_err(|e| e.to_string())
+            }
+        };
+        done.map_err(|m| WriteError::new(&self.target, m))?;
+        Ok(self.rows)
+    }
+}
+
+/// What GeoParquet's `geo` metadata says about the column written so far.
+#[derive(Debug, Default)]
+struct Extent {
+    families: u8,
+    bbox: Option<[f64; 4]>,
+}
+
+impl Extent {
+    fn add(&mut self, col: &GeometryColumn, rows: Range<usize>) {
+        let view = col.view();
+        for r in rows {
+            let Some(g) = view.get(r) else { continue };
+            self.families |= 1 << g.family() as u8;
+            for (x, y) in g.coords() {
+                let b = self.bbox.get_or_insert([x, y, x, y]);
+                *b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+            }
+        }
+    }
+
+    fn geo_json(&self, column: &str, encoding: Encoding) -> String {
+        let types: Vec<String> = Family::ALL
+            .iter()
+            .filter(|f| self.families & (1 << **f as u8) != 0)
+            .map(|f| geoparquet_type(*f).to_owned())
+            .collect();
+        let mut meta = serde_json::json!({
+            "encoding": encoding.geoparquet_name(),
+            "geometry_types": types,
+        });
+        if let Some(b) = self.bbox {
+            meta["bbox"] = serde_json::json!(b);
+        }
+        serde_json::json!({
+            "version": "1.1.0",
+            "primary_column": column,
+            "columns": { column: meta },
+        })
+        .to_string()
+    }
+}
+
+/// GeoParquet's name of a geometry type.
+fn geoparquet_type(f: Family) -> &'static str {
+    match f {
+        Family::Point => "Point",
+        Family::LineString => "LineString",
+        Family::Polygon => "Polygon",
+        Family::MultiPoint => "MultiPoint",
+        Family::MultiLineString => "MultiLineString",
+        Family::MultiPolygon => "MultiPolygon",
+    }
+}
+
+/// Writes a geometry column, chunk by chunk, to a columnar file: one geometry field (GeoArrow
+/// extension type on the field; GeoParquet `geo` metadata in a Parquet footer).
+#[derive(Debug)]
+pub struct GeoBatchWriter {
+    writer: BatchWriter,
+    field: Arc<Field>,
+    encoding: Encoding,
+    extent: Extent,
+}
+
+impl GeoBatchWriter {
+    /// Creates `path` for a geometry column named `column`, encoded as `encoding` (native
+    /// points or WKB).
+    pub fn create(
+        path: &Path,
+        format: Columnar,
+        column: &str,
+        encoding: Encoding,
+    ) -> Result<GeoBatchWriter, WriteError> {
+        let target = path.display().to_string();
+        let (field, _) = geoarrow::to_array(&GeometryColumn::default(), 0..0, column, encoding)
+            .map_err(|m| WriteError::new(&target, m))?;
+        let field = Arc::new(field);
+        let schema = Arc::new(Schema::new(vec![field.clone()]));
+        let writer = BatchWriter::create(path, format, schema)?;
+        Ok(GeoBatchWriter { writer, field, encoding, extent: Extent::default() })
+    }
+
+    /// Appends `rows` of `col` as one record batch.
+    pub fn write_rows(&mut self, col: &GeometryColumn, rows: Range<usize>) -> Result<(), WriteError> {
+        let rows = rows.start.min(col.len())..rows.end.min(col.len());
+        let (_, array) =
+            geoarrow::to_array(col, rows.clone(), self.field.name(), self.encoding).map_err(|m| {
+                WriteError::new(&self.writer.target, format!("rows from {}: {m}", self.writer.rows))
+            })?;
+        let schema = Arc::new(Schema::new(vec![self.field.clone()]));
+        let batch =
+            RecordBatch::try_new(schema, vec![array]).map_err(|e| WriteError::new(&self.writer.target, e))?;
+        self.extent.add(col, rows);
+        self.writer.write(&batch)
+    }
+
+    /// Finishes the file; returns the rows written.
+    pub fn finish(mut self) -> Result<u64, WriteError> {
+        let geo = self.extent.geo_json(self.field.name(), self.encoding);
+        self.writer.footer_metadata("geo", geo);
+        self.writer.finish()
+    }
+}
+
+/// The GeoParquet `geo` metadata value for one column (for writers that build their own
+/// batches, such as job outputs).
+pub fn geo_metadata(col: &GeometryColumn, column: &str, encoding: Encoding) -> String {
+    let mut extent = Extent::default();
+    extent.add(col, 0..col.len());
+    extent.geo_json(column, encoding)
+}
+
+/// Writes one table to `path`; `geo` is a GeoParquet `geo` metadata value for Parquet files.
+pub fn write_table(
+    path: &Path,
+    format: Columnar,
+    batch: &RecordBatch,
+    geo: Option<String>,
+) -> Result<u64, WriteError> {
+    let mut w = BatchWriter::create(path, format, batch.schema())?;
+    w.write(batch)?;
+    if let Some(geo) = geo {
+        w.footer_metadata("geo", geo);
+    }
+    w.finish()
+}
