@@ -237,6 +237,16 @@ fn a_point_column_written_natively_is_x_y_in_csv_and_many_batches_in_parquet() {
         write(&path, format, &col, encoding);
         assert_eq!(diff(&io::read_geometry(&path).unwrap(), &col), None, "{name}");
     }
+    // As WKB, with an empty point among them: the bulk WKB path.
+    let mut b = ColumnBuilder::new();
+    for r in 0..col.len() {
+        b.push_geom(col.get(r).as_ref()).unwrap();
+    }
+    b.push_empty(Family::Point);
+    let with_empty = b.finish();
+    let path = d.join("wkb.parquet");
+    write(&path, Format::Parquet, &with_empty, Encoding::Wkb);
+    assert_eq!(diff(&io::read_geometry(&path).unwrap(), &with_empty), None);
     let csv = std::fs::read_to_string(d.join("t.csv")).unwrap();
     assert!(csv.starts_with("x,y\n-75,-89.5\n"), "{}", &csv[..40]);
     // 150,000 rows come back in three batches of at most 65,536.

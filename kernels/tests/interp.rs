@@ -272,5 +272,22 @@ fn point_probe_fast_paths_match_the_unrecognised_loop() {
         let OutputColumn::Hits(hits) = &plain[0] else { panic!() };
         assert!(!hits.is_empty(), "{op}: the case tests nothing");
         assert_eq!(plain[3], OutputColumn::Hits(vec![]), "{op}: the cursor is exhausted after the loop");
+        // The same loops counting instead of emitting.
+        let header = header.replace("pairs hits", "pairs count");
+        let [join, fused, plain] = [
+            format!("{header}{head} {op}\n jf b0, next\n count pairs\n jmp next\n done:\n halt\n"),
+            format!("{header}{after}{head} {op}\n jf b0, next\n count pairs\n jmp next\n{tail}"),
+            format!(
+                "{header}{after}{head} {op}\n jt b0, hit\n jmp next\n hit:\n count pairs\n jmp next\n{tail}"
+            ),
+        ]
+        .map(|src| run(&assemble("t.masm", &src).unwrap(), inputs(), 3));
+        assert_eq!(fused, plain, "{op}: the fused counting loop leaves other state than the instructions");
+        assert_eq!(
+            join[0],
+            OutputColumn::Count(hits.len() as u64),
+            "{op}: the counting join counts otherwise"
+        );
+        assert_eq!(plain[0], join[0], "{op}");
     }
 }

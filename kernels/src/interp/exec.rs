@@ -5,7 +5,7 @@ use std::ops::Range;
 use meridian_bytecode::{BReg, CReg, FReg, GReg, Instr, OutputKind};
 
 use super::frame::{pack, unpack, Cursor, GVal, Local, Scratch, B_NULL, HIT_BATCH, NO_CURSOR, SRC_DERIVED};
-use super::fuse::{predicate_of, FilterLoop, PointJoin, Pred};
+use super::fuse::{predicate_of, Action, FilterLoop, PointJoin, Pred};
 use super::{BoundInputs, ExecError, Interpreter, OutputBuffers};
 use crate::algo::{self, Affine, Location, Rect, Xy};
 use crate::column::{ColumnBuilder, ColumnError, ColumnView, Family, Geom};
@@ -344,7 +344,39 @@ fn filter_loop(ins: &[Slot<'_>], s: &mut Scratch, out: &OutputBuffers, row: usiz
         let r = predicate(ins, s, l.pred, s.g[gi(l.a)], s.g[gi(l.b)]);
         s.b[bi(l.flag)] = r;
         if r == 1 {
-            emit(s, out, l.output, row, v);
+            match l.action {
+                Action::Emit => emit(s, out, l.output, row, v),
+                Action::Count => count(s, l.output),
+            }
+        }
+    }
+}
+
+fn count(s: &mut Scratch, output: usize) {
+    if let Some(Local::Count(n)) = s.locals.get_mut(output) {
+        *n += 1;
+    }
+}
+
+/// Where a fused loop's passing candidates go while it runs: the chunk's hit batch, or the
+/// chunk's count (taken out of the scratch so that predicates can read it meanwhile).
+enum Matches {
+    Hits(Vec<u64>),
+    Count(u64),
+}
+
+impl Matches {
+    #[inline]
+    fn add(&mut self, out: &OutputBuffers, output: usize, row: usize, cand: u32) {
+        match self {
+            Matches::Hits(batch) => {
+                batch.push((row as u64) << 32 | u64::from(cand));
+                if batch.len() == HIT_BATCH {
+                    out.append_hits(output, batch);
+                    batch.clear();
+                }
+            }
+            Matches::Count(n) => *n += 1,
         }
     }
 }
@@ -380,7 +412,7 @@ impl<'a> PointProbe<'a> {
     }
 
     /// Runs the loop for row `row`, whose probe geometry (in the probe's register) is the
-    /// point `p`: hits go to `batch`; returns the last candidate's answer, `None` without
+    /// point `p`: passing candidates go to `matches`; returns the last candidate's answer, `None` without
     /// candidates. Leaves the cursor and registers to the caller (see [`point_loop`]).
     #[inline]
     fn run(
@@ -388,7 +420,7 @@ impl<'a> PointProbe<'a> {
         ins: &[Slot<'_>],
         s: &mut Scratch,
         out: &OutputBuffers,
-        batch: &mut Vec<u64>,
+        matches: &mut Matches,
         row: usize,
         p: Xy,
     ) -> Option<u8> {
@@ -429,29 +461,28 @@ impl<'a> PointProbe<'a> {
             };
             last = Some(r);
             if r == 1 {
-                batch.push((row as u64) << 32 | u64::from(cand));
-                if batch.len() == HIT_BATCH {
-                    out.append_hits(l.output, batch);
-                    batch.clear();
-                }
+                matches.add(out, l.output, row, cand);
             }
         }
         last
     }
 }
 
-/// Takes the chunk's hit batch of `output` out of `s` (so that predicates can read `s`
-/// while hits are added); `None` if `output` is not a hits output.
-fn take_batch(s: &mut Scratch, output: usize) -> Option<Vec<u64>> {
-    match s.locals.get_mut(output) {
-        Some(Local::Hits(batch)) => Some(std::mem::take(batch)),
+/// Takes the chunk's matches of loop `l` out of `s` (so that predicates can read `s` while
+/// they grow); `None` if its output is not of the loop's kind.
+fn take_matches(s: &mut Scratch, l: &FilterLoop) -> Option<Matches> {
+    match (l.action, s.locals.get_mut(l.output)) {
+        (Action::Emit, Some(Local::Hits(batch))) => Some(Matches::Hits(std::mem::take(batch))),
+        (Action::Count, Some(Local::Count(n))) => Some(Matches::Count(std::mem::take(n))),
         _ => None,
     }
 }
 
-fn put_batch(s: &mut Scratch, output: usize, batch: Vec<u64>) {
-    if let Some(Local::Hits(slot)) = s.locals.get_mut(output) {
-        *slot = batch;
+fn put_matches(s: &mut Scratch, l: &FilterLoop, matches: Matches) {
+    match (matches, s.locals.get_mut(l.output)) {
+        (Matches::Hits(batch), Some(Local::Hits(slot))) => *slot = batch,
+        (Matches::Count(n), Some(Local::Count(slot))) => *slot += n,
+        _ => {}
     }
 }
 
@@ -474,7 +505,7 @@ fn point_loop(
 ) -> Option<usize> {
     let fast = PointProbe::new(ins, l, input, g)?;
     let p = point_of(ins, v)?;
-    let mut batch = take_batch(s, l.output)?;
+    let mut matches = take_matches(s, l)?;
     let cur = &mut s.c[ci(l.cursor)];
     cur.entries.clear();
     cur.pos = 0;
@@ -482,8 +513,8 @@ fn point_loop(
     cur.input = input as u8;
     cur.rect = Some(Rect { min_x: p.0, min_y: p.1, max_x: p.0, max_y: p.1 });
     cur.classified = true;
-    let last = fast.run(ins, s, out, &mut batch, row, p);
-    put_batch(s, l.output, batch);
+    let last = fast.run(ins, s, out, &mut matches, row, p);
+    put_matches(s, l, matches);
     if let Some(r) = last {
         s.b[bi(l.flag)] = r;
     }
@@ -503,8 +534,8 @@ fn run_join_rows(
     out: &OutputBuffers,
     s: &mut Scratch,
 ) -> Result<Range<usize>, ExecError> {
-    let (Some(fast), Some(load), Some(mut batch)) =
-        (PointProbe::new(ins, &j.filter, j.probe, j.geom), ins.get(j.load), take_batch(s, j.filter.output))
+    let (Some(fast), Some(load), Some(mut matches)) =
+        (PointProbe::new(ins, &j.filter, j.probe, j.geom), ins.get(j.load), take_matches(s, &j.filter))
     else {
         return Ok(rows);
     };
@@ -516,16 +547,17 @@ fn run_join_rows(
         match load.view.point(row) {
             Some(p) => {
                 s.g[gi(j.geom)] = GVal::input(j.load as u8, row as u32);
-                fast.run(ins, s, out, &mut batch, row, p);
+                fast.run(ins, s, out, &mut matches, row, p);
             }
             None => {
-                put_batch(s, j.filter.output, std::mem::take(&mut batch));
+                put_matches(s, &j.filter, matches);
                 run_row(it, ins, row, out, s)?;
-                batch = take_batch(s, j.filter.output).unwrap_or_default();
+                let Some(m) = take_matches(s, &j.filter) else { return Ok(row + 1..rows.end) };
+                matches = m;
             }
         }
     }
-    put_batch(s, j.filter.output, batch);
+    put_matches(s, &j.filter, matches);
     Ok(rows.end..rows.end)
 }
 
@@ -844,11 +876,7 @@ fn run_row(
                 }
             }
             Instr::Emit { output, cand } => emit(s, out, output.index(), row, s.g[gi(cand)]),
-            Instr::Count { output } => {
-                if let Some(Local::Count(n)) = s.locals.get_mut(output.index()) {
-                    *n += 1;
-                }
-            }
+            Instr::Count { output } => count(s, output.index()),
             Instr::Sum { output, src } => {
                 if let (Some(x), Some(Local::Sum(acc))) = (fget(s, src), s.locals.get_mut(output.index())) {
                     *acc = Some(acc.map_or(x, |a| a + x));

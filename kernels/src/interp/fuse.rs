@@ -8,7 +8,7 @@
 //!     cnext    gC, c, done
 //!     <pred>   b, x, y             ; contains/within/covers/coveredby/intersects/touches/disjoint
 //!     jf       b, next
-//!     emit     out, gC
+//!     emit     out, gC             ; or: count out
 //!     jmp      next
 //! done:
 //! ```
@@ -36,6 +36,15 @@ pub(crate) enum Pred {
     Disjoint,
 }
 
+/// What a filter loop does with a candidate that passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// `emit out, gC`: a `(row, candidate)` hit.
+    Emit,
+    /// `count out`.
+    Count,
+}
+
 /// A recognised loop; its `probe` is at the pc it is stored under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FilterLoop {
@@ -48,7 +57,8 @@ pub(crate) struct FilterLoop {
     /// The predicate's operands (`within a, b` is `contains b, a`).
     pub a: GReg,
     pub b: GReg,
-    /// Output index of the `emit`.
+    /// What a passing candidate does, to output `output`.
+    pub action: Action,
     pub output: usize,
     /// Where `cnext` jumps when the cursor is exhausted.
     pub exit: usize,
@@ -82,11 +92,14 @@ fn at(code: &[Instr], pc: usize) -> Option<FilterLoop> {
     let Instr::CNext { dst: cand, cursor: c, exit } = *code.get(next)? else { return None };
     let (flag, pred, a, b) = predicate_of(*code.get(pc + 2)?)?;
     let Instr::Jf { cond, target } = *code.get(pc + 3)? else { return None };
-    let Instr::Emit { output, cand: emitted } = *code.get(pc + 4)? else { return None };
+    let (action, output) = match *code.get(pc + 4)? {
+        Instr::Emit { output, cand: emitted } if emitted == cand => (Action::Emit, output.index()),
+        Instr::Count { output } => (Action::Count, output.index()),
+        _ => return None,
+    };
     let Instr::Jmp { target: back } = *code.get(pc + 5)? else { return None };
-    let shape =
-        c == cursor && cond == flag && target.index() == next && emitted == cand && back.index() == next;
-    shape.then_some(FilterLoop { cursor, cand, flag, pred, a, b, output: output.index(), exit: exit.index() })
+    let shape = c == cursor && cond == flag && target.index() == next && back.index() == next;
+    shape.then_some(FilterLoop { cursor, cand, flag, pred, a, b, action, output, exit: exit.index() })
 }
 
 /// A program whose every row is one point join: `load g, pts` at pc 0, a `probe` of
@@ -120,7 +133,8 @@ mod tests {
 
     fn loops(body: &str) -> Vec<(usize, FilterLoop)> {
         let text = format!(
-            ".program t\n.input pts points\n.input zones polygons indexed\n.output pairs hits\n{body}"
+            ".program t\n.input pts points\n.input zones polygons indexed\n{}\n{body}",
+            if body.contains("count ") { ".output n count" } else { ".output pairs hits" }
         );
         let program = assemble("t.masm", &text).unwrap();
         let code: Vec<Instr> = program.instrs().collect();
@@ -137,7 +151,13 @@ mod tests {
         let (pc, l) = found[0];
         assert_eq!(pc, 1);
         assert_eq!((l.cursor, l.cand, l.flag, l.pred), (CReg(1), GReg(3), BReg(2), Pred::Contains));
-        assert_eq!((l.a, l.b, l.output, l.exit), (GReg(3), GReg(0), 0, 7));
+        assert_eq!((l.a, l.b, l.output, l.exit, l.action), (GReg(3), GReg(0), 0, 7, Action::Emit));
+        let counting = loops(
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njf b0, next\n\
+             count n\njmp next\ndone:\nhalt\n",
+        );
+        assert_eq!(counting.len(), 1);
+        assert_eq!((counting[0].1.action, counting[0].1.output), (Action::Count, 0));
     }
 
     #[test]

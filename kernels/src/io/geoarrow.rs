@@ -409,21 +409,50 @@ fn append_wkb(
     array: &dyn Array,
     valid: &dyn Fn(usize) -> bool,
 ) -> Result<(), RowError> {
-    let value = |i: usize| -> Option<&[u8]> {
-        if let Some(a) = array.as_binary_opt::<i32>() {
-            Some(a.value(i))
-        } else if let Some(a) = array.as_binary_opt::<i64>() {
-            Some(a.value(i))
+    if let Some(a) = array.as_binary_opt::<i32>() {
+        wkb_values(b, a.len(), |i| a.value(i), valid)
+    } else if let Some(a) = array.as_binary_opt::<i64>() {
+        wkb_values(b, a.len(), |i| a.value(i), valid)
+    } else if let Some(a) = array.as_binary_view_opt() {
+        wkb_values(b, a.len(), |i| a.value(i), valid)
+    } else {
+        Err((0, format!("WKB in a column of type {}", array.data_type())))
+    }
+}
+
+/// Appends `n` WKB values: when every valid one is a 2D point, in bulk
+/// ([`ColumnBuilder::extend_points`]); otherwise row by row.
+fn wkb_values<'a>(
+    b: &mut ColumnBuilder,
+    n: usize,
+    value: impl Fn(usize) -> &'a [u8],
+    valid: &dyn Fn(usize) -> bool,
+) -> Result<(), RowError> {
+    let mut xs = Vec::with_capacity(n);
+    let mut ys = Vec::with_capacity(n);
+    let all_points = (0..n).all(|i| {
+        let (x, y) = if valid(i) {
+            match wkb_point(value(i)) {
+                Some(xy) => xy,
+                None => return false,
+            }
         } else {
-            array.as_binary_view_opt().map(|a| a.value(i))
-        }
-    };
-    for i in 0..array.len() {
+            (0.0, 0.0)
+        };
+        xs.push(x);
+        ys.push(y);
+        true
+    });
+    if all_points {
+        b.reserve(n, n);
+        return b.extend_points(&xs, &ys, valid).map_err(|(i, e)| (i, e.to_string()));
+    }
+    for i in 0..n {
         if !valid(i) {
             b.push_null();
             continue;
         }
-        let bytes = value(i).ok_or_else(|| (i, format!("WKB in a column of type {}", array.data_type())))?;
+        let bytes = value(i);
         match wkb_point(bytes) {
             Some((x, y)) if x.is_nan() && y.is_nan() => b.push_empty(Family::Point),
             Some((x, y)) => b.push_point(x, y).map_err(|e| (i, e.to_string()))?,
