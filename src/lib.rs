@@ -20,6 +20,7 @@ pub use meridian_runtime::cuda;
 pub use meridian_runtime::driver;
 pub use meridian_runtime::kernels;
 pub use meridian_runtime::ring;
+pub use meridian_runtime::stream;
 pub use meridian_runtime::{
     Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared,
     ShutdownError, Ticket, TrySubmitError, MODE_ENV,

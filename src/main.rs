@@ -83,6 +83,10 @@ enum Command {
         /// CPU worker threads (default: all cores).
         #[arg(long)]
         workers: Option<usize>,
+        /// Rows per batch when the program's one row input is a Parquet or Arrow file: its
+        /// batches run while the next are read (0: read it whole first).
+        #[arg(long, default_value_t = 262_144)]
+        batch_rows: usize,
     },
     /// Convert a geometry file between CSV, WKT, GeoJSON, GeoParquet and Arrow IPC (formats
     /// by file name; the geometry column only).
@@ -170,14 +174,17 @@ fn main() -> ExitCode {
         Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
         Command::Disasm { file } => cli::bytecode::disasm(&file),
         Command::Verify { file } => cli::bytecode::verify(&file),
-        Command::Run { program, inputs, format, mode, out, workers } => cli::run::run(&cli::run::RunArgs {
-            program,
-            inputs,
-            mode: mode.as_deref().and_then(meridian::Mode::parse),
-            out,
-            workers,
-            format: cli::run::OutputFormat::parse(&format).unwrap_or(cli::run::OutputFormat::Csv),
-        }),
+        Command::Run { program, inputs, format, mode, out, workers, batch_rows } => {
+            cli::run::run(&cli::run::RunArgs {
+                program,
+                inputs,
+                mode: mode.as_deref().and_then(meridian::Mode::parse),
+                out,
+                workers,
+                format: cli::run::OutputFormat::parse(&format).unwrap_or(cli::run::OutputFormat::Csv),
+                batch_rows,
+            })
+        }
         Command::Convert { input, output, encoding } => cli::convert::convert(&input, &output, &encoding),
         Command::Gen { what: GenCommand::Points { n, out, bbox, seed, encoding } } => {
             match cli::gen::parse_bbox(&bbox) {

@@ -178,11 +178,16 @@ fn run_reads_and_writes_columnar_files_with_the_csv_results() {
     ok(&meridian(&["convert", s(&pts_csv), s(&pts_parquet)]));
     ok(&meridian(&["convert", s(&pts_csv), s(&pts_wkb), "--encoding", "wkb"]));
     let mut results = Vec::new();
-    for (input, format) in [(&pts_csv, "csv"), (&pts_parquet, "parquet"), (&pts_wkb, "arrow")] {
+    // The columnar inputs stream: in batches of 10,007 rows (24 of them), and in one.
+    for (input, format, batch) in
+        [(&pts_csv, "csv", "262144"), (&pts_parquet, "parquet", "10007"), (&pts_wkb, "arrow", "262144")]
+    {
         let out = d.join(format!("out-{format}"));
         let pts = format!("pts={}", s(input));
         let stdout = ok(&meridian(&[
             "run",
+            "--batch-rows",
+            batch,
             "examples/pip_join.masm",
             "--input",
             &pts,
@@ -196,6 +201,11 @@ fn run_reads_and_writes_columnar_files_with_the_csv_results() {
             s(&out),
         ]));
         assert!(stdout.contains(&format!("pairs.{format}")), "{stdout}");
+        match format {
+            "csv" => assert!(!stdout.contains("streamed"), "{stdout}"),
+            "parquet" => assert!(stdout.contains("streamed in 24 batches"), "{stdout}"),
+            _ => assert!(stdout.contains("streamed in 1 batches"), "{stdout}"),
+        }
         results.push(pairs(&out.join(format!("pairs.{format}"))));
     }
     assert!(results[0].len() > 200_000);

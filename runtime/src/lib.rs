@@ -5,7 +5,8 @@
 //! [`Engine::bind`] (columns checked against the inputs, indexes built) →
 //! [`Engine::submit`] (chunks published on the submission [`ring`]) → workers claim chunks
 //! and run the interpreter → the worker finishing the last chunk publishes a completion →
-//! the completion is reaped and the [`Ticket`] resolves.
+//! the completion is reaped and the [`Ticket`] resolves. [`Engine::run_stream`] runs a job
+//! whose row input is read batch by batch while the batches run ([`stream`]).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cuda;
@@ -13,6 +14,7 @@ mod doorbell;
 mod engine;
 mod executor;
 pub mod ring;
+pub mod stream;
 mod sync;
 
 pub use engine::{

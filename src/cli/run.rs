@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use meridian::bytecode::{assemble, verify, Program, VerifiedProgram, MAGIC};
 use meridian::kernels::column::GeometryColumn;
+use meridian::kernels::interp::Input;
 use meridian::kernels::interp::OutputColumn;
 use meridian::kernels::io;
+use meridian::stream::{FileBatches, StreamOptions};
 use meridian::{Engine, JobResult, Mode};
 
 use super::{print, Failure};
@@ -90,18 +93,37 @@ pub struct RunArgs {
     pub workers: Option<usize>,
     /// How outputs are written.
     pub format: OutputFormat,
+    /// Rows per batch when streaming a columnar row input (0: read it whole first).
+    pub batch_rows: usize,
 }
 
 /// `meridian run`.
 pub fn run(args: &RunArgs) -> Result<(), Failure> {
+    let input_err = |e: &dyn std::fmt::Display| Failure::input([format!("error: {e}")]);
     let t0 = Instant::now();
     let program = load_program(&args.program)?;
-    let mut columns = Vec::new();
+    let mut specs: Vec<(String, PathBuf)> = Vec::new();
     for spec in &args.inputs {
         let Some((name, path)) = spec.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
             return Err(Failure::input([format!("error: --input {spec:?}: expected NAME=PATH")]));
         };
-        columns.push((name.to_string(), Arc::new(read_input(Path::new(path))?)));
+        specs.push((name.to_string(), PathBuf::from(path)));
+    }
+    let decls = program.program().inputs();
+    let indexed = |name: &str| decls.iter().any(|d| d.name == name && d.indexed);
+    // The program's only row input is streamed when it comes from a columnar file: its batches
+    // run while the next ones are read.
+    let row_inputs: Vec<&str> = decls.iter().filter(|d| !d.indexed).map(|d| d.name.as_str()).collect();
+    let streamed = match row_inputs[..] {
+        [only] if args.batch_rows > 0 => specs.iter().position(|(n, p)| {
+            n == only && io::Format::from_path(p).and_then(io::Format::columnar).is_some()
+        }),
+        _ => None,
+    };
+    let streamed = streamed.map(|k| specs.remove(k));
+    let mut columns = Vec::new();
+    for (name, path) in &specs {
+        columns.push((name.clone(), Arc::new(read_input(path)?)));
     }
     let t_read = t0.elapsed();
 
@@ -112,15 +134,46 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     if let Some(w) = args.workers {
         builder = builder.workers(w);
     }
-    let engine = builder.build().map_err(|e| Failure::input([format!("error: {e}")]))?;
+    let engine = builder.build().map_err(|e| input_err(&e))?;
     let prepared = engine.prepare_verified(&program);
-    let t1 = Instant::now();
-    let bound = engine.bind(&prepared, columns).map_err(|e| Failure::input([format!("error: {e}")]))?;
-    let t_bind = t1.elapsed();
 
-    let t2 = Instant::now();
-    let result = engine.run(prepared.job(&bound)).map_err(|e| Failure::input([format!("error: {e}")]))?;
-    let t_run = t2.elapsed();
+    let (result, rows, t_bind, t_run, how) = match &streamed {
+        None => {
+            let t1 = Instant::now();
+            let bound = engine.bind(&prepared, columns).map_err(|e| input_err(&e))?;
+            let t_bind = t1.elapsed();
+            let t2 = Instant::now();
+            let result = engine.run(prepared.job(&bound)).map_err(|e| input_err(&e))?;
+            (result, bound.rows() as u64, t_bind, t2.elapsed(), "run".to_owned())
+        }
+        Some((name, path)) => {
+            let t1 = Instant::now();
+            let others: Vec<(String, Input)> = columns
+                .into_iter()
+                .map(|(n, c)| {
+                    let input = if indexed(&n) { Input::indexed(c) } else { Input::rows(c) };
+                    (n, input)
+                })
+                .collect();
+            let t_bind = t1.elapsed();
+            let t2 = Instant::now();
+            let reader = io::GeoBatchReader::with_batch_rows(path, None, args.batch_rows)
+                .map_err(|e| input_err(&e))?;
+            let bar = progress_bar(reader.rows_hint(), path);
+            let done = engine.run_stream(
+                &prepared,
+                name,
+                FileBatches::new(reader, args.batch_rows),
+                &others,
+                StreamOptions::default(),
+                &mut |rows| bar.set_position(rows),
+            );
+            bar.finish_and_clear();
+            let done = done.map_err(|e| input_err(&e))?;
+            let how = format!("read `{name}` and run, streamed in {} batches,", done.batches);
+            (done.result, done.rows, t_bind, t2.elapsed(), how)
+        }
+    };
 
     let t3 = Instant::now();
     std::fs::create_dir_all(&args.out)
@@ -137,9 +190,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         if backend.name == "cpu" { format!("{} workers", engine.workers()) } else { "the GPU".to_owned() };
     let _ = writeln!(
         report,
-        "program `{}` over {} rows on {on}, {} attempt(s)",
+        "program `{}` over {rows} rows on {on}, {} attempt(s)",
         program.program().name(),
-        bound.rows(),
         result.attempts()
     );
     for line in written {
@@ -148,15 +200,33 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let _ = writeln!(
         report,
-        "time: read {:.1} ms, bind+index {:.1} ms, run {:.1} ms ({:.2} M rows/s), write {:.1} ms",
+        "time: read {:.1} ms, bind+index {:.1} ms, {how} {:.1} ms ({:.2} M rows/s), write {:.1} ms",
         ms(t_read),
         ms(t_bind),
         ms(t_run),
-        bound.rows() as f64 / t_run.as_secs_f64().max(1e-9) / 1e6,
+        rows as f64 / t_run.as_secs_f64().max(1e-9) / 1e6,
         ms(t_write)
     );
     print(&report);
     Ok(())
+}
+
+/// A progress bar on stderr for a streamed read (hidden when stderr is not a terminal).
+fn progress_bar(rows: Option<u64>, path: &Path) -> ProgressBar {
+    let bar = match rows {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let template = if rows.is_some() {
+        "{msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, {eta} left"
+    } else {
+        "{msg} {spinner} {human_pos} rows, {per_sec}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(path.display().to_string());
+    bar
 }
 
 /// Writes every output of `result` as `DIR/<name>.<csv|parquet|arrow>`; returns a line per

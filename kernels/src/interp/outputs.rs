@@ -49,6 +49,13 @@ impl F64Column {
     }
 }
 
+impl FromIterator<Option<f64>> for F64Column {
+    fn from_iter<I: IntoIterator<Item = Option<f64>>>(rows: I) -> F64Column {
+        let (values, valid) = rows.into_iter().map(|v| (v.unwrap_or(0.0), v.is_some())).unzip();
+        F64Column { values, valid }
+    }
+}
+
 /// A dense bool output: one value or null per row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BoolColumn {
@@ -88,6 +95,12 @@ impl BoolColumn {
     /// Every row, nulls as `None`.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Option<bool>> + '_ {
         self.values.iter().copied()
+    }
+}
+
+impl FromIterator<Option<bool>> for BoolColumn {
+    fn from_iter<I: IntoIterator<Item = Option<bool>>>(rows: I) -> BoolColumn {
+        BoolColumn { values: rows.into_iter().collect() }
     }
 }
 

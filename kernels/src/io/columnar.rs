@@ -87,12 +87,22 @@ impl GeoBatchReader {
     /// Opens a Parquet or Arrow IPC file (told apart by their magic bytes) and finds its
     /// geometry: the column `column` if given, else as [`geoarrow::find_geometry`] says.
     pub fn open(path: &Path, column: Option<&str>) -> Result<GeoBatchReader, ReadError> {
+        GeoBatchReader::with_batch_rows(path, column, READ_BATCH_ROWS)
+    }
+
+    /// As [`GeoBatchReader::open`], with Parquet decoded in batches of `batch_rows` rows (an
+    /// Arrow IPC file's batches are as it was written).
+    pub fn with_batch_rows(
+        path: &Path,
+        column: Option<&str>,
+        batch_rows: usize,
+    ) -> Result<GeoBatchReader, ReadError> {
         let name = path.display().to_string();
-        contained(|| GeoBatchReader::open_inner(path, column))
+        contained(|| GeoBatchReader::open_inner(path, column, batch_rows.max(1)))
             .unwrap_or_else(|m| Err(ReadError::new(&name, Position::Whole, m)))
     }
 
-    fn open_inner(path: &Path, column: Option<&str>) -> Result<GeoBatchReader, ReadError> {
+    fn open_inner(path: &Path, column: Option<&str>, batch_rows: usize) -> Result<GeoBatchReader, ReadError> {
         let name = path.display().to_string();
         let whole = |m: &dyn std::fmt::Display| ReadError::new(&name, Position::Whole, m);
         let mut file = File::open(path).map_err(|e| whole(&e))?;
@@ -111,7 +121,7 @@ impl GeoBatchReader {
                         let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
                         let reader = builder
                             .with_projection(mask)
-                            .with_batch_size(READ_BATCH_ROWS)
+                            .with_batch_size(batch_rows)
                             .build()
                             .map_err(|e| e.to_string())?;
                         Ok((Box::new(reader) as Batches, rows))

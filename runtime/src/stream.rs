@@ -1,0 +1,333 @@
+//! Streamed jobs: one row input arrives in batches (a file read while the job runs). Each
+//! batch runs as its own job, up to `in_flight` at once, while a reader thread reads the next
+//! batches; the results merge, in batch order, into what one job over all the rows gives
+//! (hits with their rows offset, dense outputs concatenated, counts and sums added).
+//!
+//! A stream that fails part-way is an error saying how many rows were processed; no partial
+//! result is ever returned as complete.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian_kernels::interp::{Input, OutputColumn};
+use meridian_kernels::io::{GeoBatchReader, ReadError};
+
+use crate::engine::{Backend, Engine, EngineError, JobError, JobResult, Prepared, Ticket};
+
+/// Where a stream's batches come from.
+pub trait BatchSource: Send {
+    /// The next batch, `None` at the end. After an error the stream ends.
+    fn next_batch(&mut self) -> Option<Result<GeometryColumn, ReadError>>;
+}
+
+/// How a stream runs.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamOptions {
+    /// Batches read ahead of the one running, and jobs in flight at once (at least 1).
+    pub in_flight: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> StreamOptions {
+        StreamOptions { in_flight: 3 }
+    }
+}
+
+/// Why a stream produced no result: what failed, and how many rows had been processed (their
+/// results are discarded).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Reading a batch failed.
+    #[error("{source} ({rows_done} rows were processed before; no result)")]
+    Read {
+        /// Rows whose jobs had completed.
+        rows_done: u64,
+        /// The read error (it names the file and where).
+        source: ReadError,
+    },
+    /// A batch could not be bound to the program.
+    #[error("{source} ({rows_done} rows were processed before; no result)")]
+    Bind {
+        /// Rows whose jobs had completed.
+        rows_done: u64,
+        /// Why.
+        source: EngineError,
+    },
+    /// A batch's job failed.
+    #[error("{source} ({rows_done} rows were processed before; no result)")]
+    Job {
+        /// Rows whose jobs had completed.
+        rows_done: u64,
+        /// Why.
+        source: JobError,
+    },
+    /// The results cannot be merged (more rows than hits can name).
+    #[error("{message} ({rows_done} rows were processed before; no result)")]
+    Merge {
+        /// Rows whose jobs had completed.
+        rows_done: u64,
+        /// Why.
+        message: String,
+    },
+    /// The engine was shut down.
+    #[error("the engine was shut down ({rows_done} rows were processed before; no result)")]
+    Shutdown {
+        /// Rows whose jobs had completed.
+        rows_done: u64,
+    },
+}
+
+impl StreamError {
+    /// Rows whose jobs had completed when the stream failed.
+    pub fn rows_done(&self) -> u64 {
+        match self {
+            StreamError::Read { rows_done, .. }
+            | StreamError::Bind { rows_done, .. }
+            | StreamError::Job { rows_done, .. }
+            | StreamError::Merge { rows_done, .. }
+            | StreamError::Shutdown { rows_done } => *rows_done,
+        }
+    }
+}
+
+/// A columnar file's geometry as batches of at least `batch_rows` rows (the last may have
+/// fewer): the reader's record batches, gathered until there are that many. Open the reader
+/// with [`GeoBatchReader::with_batch_rows`] for Parquet batches of exactly that size.
+#[derive(Debug)]
+pub struct FileBatches {
+    reader: GeoBatchReader,
+    batch_rows: usize,
+}
+
+impl FileBatches {
+    /// Batches of at least `batch_rows` rows (the last may have fewer) from `reader`.
+    pub fn new(reader: GeoBatchReader, batch_rows: usize) -> FileBatches {
+        FileBatches { reader, batch_rows: batch_rows.max(1) }
+    }
+}
+
+impl BatchSource for FileBatches {
+    fn next_batch(&mut self) -> Option<Result<GeometryColumn, ReadError>> {
+        let mut b = ColumnBuilder::new();
+        while b.len() < self.batch_rows {
+            match self.reader.read_into(&mut b) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        (!b.is_empty()).then(|| Ok(b.finish()))
+    }
+}
+
+/// A finished stream: the merged result, and what ran.
+#[derive(Debug)]
+pub struct StreamResult {
+    /// The outputs as one job over every row would give them.
+    pub result: JobResult,
+    /// Rows streamed.
+    pub rows: u64,
+    /// Batches (jobs) they ran as.
+    pub batches: u64,
+}
+
+/// The merged outputs of the batches so far.
+struct Merger {
+    names: Arc<[String]>,
+    columns: Vec<Merged>,
+    rows: u64,
+    batches: u64,
+    attempts: u32,
+    backend: Option<Arc<Backend>>,
+}
+
+/// One output, merged.
+enum Merged {
+    F64(Vec<Option<f64>>),
+    Bool(Vec<Option<bool>>),
+    Geometry(ColumnBuilder),
+    Hits(Vec<(u32, u32)>),
+    Count(u64),
+    Sum(f64),
+}
+
+impl Merged {
+    /// Nothing yet, of the kind of `c`.
+    fn empty(c: &OutputColumn) -> Merged {
+        match c {
+            OutputColumn::F64(_) => Merged::F64(Vec::new()),
+            OutputColumn::Bool(_) => Merged::Bool(Vec::new()),
+            OutputColumn::Geometry(_) => Merged::Geometry(ColumnBuilder::new()),
+            OutputColumn::Hits(_) => Merged::Hits(Vec::new()),
+            OutputColumn::Count(_) => Merged::Count(0),
+            OutputColumn::Sum(_) => Merged::Sum(0.0),
+        }
+    }
+
+    /// Appends a batch's output whose rows start at `offset`.
+    fn add(&mut self, c: &OutputColumn, offset: u32) -> Result<(), String> {
+        match (self, c) {
+            (Merged::F64(v), OutputColumn::F64(c)) => v.extend(c.iter()),
+            (Merged::Bool(v), OutputColumn::Bool(c)) => v.extend(c.iter()),
+            (Merged::Geometry(b), OutputColumn::Geometry(c)) => {
+                for row in 0..c.len() {
+                    b.push_geom(c.get(row).as_ref()).map_err(|e| e.to_string())?;
+                }
+            }
+            (Merged::Hits(h), OutputColumn::Hits(c)) => h.extend(c.iter().map(|&(r, id)| (r + offset, id))),
+            (Merged::Count(n), OutputColumn::Count(c)) => *n += c,
+            (Merged::Sum(s), OutputColumn::Sum(c)) => *s += c,
+            _ => return Err("a batch's outputs differ in kind from the first batch's".into()),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> OutputColumn {
+        match self {
+            Merged::F64(v) => OutputColumn::F64(v.into_iter().collect()),
+            Merged::Bool(v) => OutputColumn::Bool(v.into_iter().collect()),
+            Merged::Geometry(b) => OutputColumn::Geometry(b.finish()),
+            Merged::Hits(h) => OutputColumn::Hits(h),
+            Merged::Count(n) => OutputColumn::Count(n),
+            Merged::Sum(s) => OutputColumn::Sum(s),
+        }
+    }
+}
+
+impl Merger {
+    fn add(&mut self, r: &JobResult, rows: usize) -> Result<(), String> {
+        if self.batches == 0 {
+            self.names = r.outputs().map(|(n, _)| n.to_owned()).collect();
+            self.columns = r.outputs().map(|(_, c)| Merged::empty(c)).collect();
+        }
+        // Hits name rows with 32 bits.
+        let offset = u32::try_from(self.rows)
+            .ok()
+            .filter(|o| u32::try_from(rows).is_ok_and(|n| o.checked_add(n).is_some()))
+            .ok_or_else(|| format!("more than {} rows in one stream", u32::MAX))?;
+        for ((_, col), merged) in r.outputs().zip(self.columns.iter_mut()) {
+            merged.add(col, offset)?;
+        }
+        self.rows += rows as u64;
+        self.batches += 1;
+        self.attempts = self.attempts.max(r.attempts());
+        let this = r.backend();
+        self.backend = match self.backend.take() {
+            None => Some(Arc::new(this.clone())),
+            Some(b) if b.name == this.name || b.name == "mixed" => Some(b),
+            Some(b) => Some(Arc::new(Backend {
+                name: "mixed",
+                reason: format!(
+                    "batches ran on {} ({}) and on {} ({})",
+                    b.name, b.reason, this.name, this.reason
+                ),
+                fallback: b.fallback || this.fallback,
+            })),
+        };
+        Ok(())
+    }
+
+    fn finish(self) -> Option<StreamResult> {
+        let backend = self.backend?;
+        let columns = self.columns.into_iter().map(Merged::finish).collect();
+        Some(StreamResult {
+            result: JobResult::new(self.names, columns, self.attempts, backend),
+            rows: self.rows,
+            batches: self.batches,
+        })
+    }
+}
+
+impl Engine {
+    /// Runs `prepared` with its row input `streamed` fed batch by batch from `source`, and
+    /// every other input from `others`; returns what one job over all the rows would give
+    /// (sums may differ from it in the last bits: they are added in another order).
+    /// `progress` is called with the rows done after each batch.
+    pub fn run_stream(
+        &self,
+        prepared: &Prepared,
+        streamed: &str,
+        mut source: impl BatchSource,
+        others: &[(String, Input)],
+        options: StreamOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<StreamResult, StreamError> {
+        let depth = options.in_flight.max(1);
+        std::thread::scope(|scope| {
+            let (tx, rx) = sync_channel::<Result<GeometryColumn, ReadError>>(depth);
+            scope.spawn(move || {
+                while let Some(batch) = source.next_batch() {
+                    let failed = batch.is_err();
+                    // The consumer hung up (it failed): stop reading.
+                    if tx.send(batch).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            self.consume(prepared, streamed, rx, others, depth, progress)
+        })
+    }
+
+    fn consume(
+        &self,
+        prepared: &Prepared,
+        streamed: &str,
+        rx: Receiver<Result<GeometryColumn, ReadError>>,
+        others: &[(String, Input)],
+        depth: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<StreamResult, StreamError> {
+        let mut merger = Merger {
+            names: Arc::from([]),
+            columns: Vec::new(),
+            rows: 0,
+            batches: 0,
+            attempts: 1,
+            backend: None,
+        };
+        let mut running: VecDeque<(Ticket, usize)> = VecDeque::new();
+        let bind = |col: GeometryColumn| {
+            let mut inputs: Vec<(String, Input)> = others.to_vec();
+            inputs.push((streamed.to_owned(), Input::rows(Arc::new(col))));
+            self.bind(prepared, inputs)
+        };
+        let finish_one = |merger: &mut Merger, ticket: Ticket, rows: usize| -> Result<(), StreamError> {
+            let rows_done = merger.rows;
+            let result = ticket.wait().map_err(|source| StreamError::Job { rows_done, source })?;
+            merger.add(&result, rows).map_err(|message| StreamError::Merge { rows_done, message })
+        };
+        for batch in rx.iter() {
+            let rows_done = merger.rows;
+            let col = batch.map_err(|source| StreamError::Read { rows_done, source })?;
+            let rows = col.len();
+            let bound = bind(col).map_err(|source| StreamError::Bind { rows_done, source })?;
+            let ticket =
+                self.submit(prepared.job(&bound)).map_err(|_| StreamError::Shutdown { rows_done })?;
+            running.push_back((ticket, rows));
+            if running.len() >= depth {
+                if let Some((ticket, rows)) = running.pop_front() {
+                    finish_one(&mut merger, ticket, rows)?;
+                    progress(merger.rows);
+                }
+            }
+        }
+        while let Some((ticket, rows)) = running.pop_front() {
+            finish_one(&mut merger, ticket, rows)?;
+            progress(merger.rows);
+        }
+        match merger.finish() {
+            Some(done) => Ok(done),
+            // No rows at all: what one job over no rows gives.
+            None => {
+                let bound = bind(GeometryColumn::default())
+                    .map_err(|source| StreamError::Bind { rows_done: 0, source })?;
+                let result = self
+                    .run(prepared.job(&bound))
+                    .map_err(|source| StreamError::Job { rows_done: 0, source })?;
+                Ok(StreamResult { result, rows: 0, batches: 0 })
+            }
+        }
+    }
+}
