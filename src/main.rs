@@ -140,6 +140,24 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2_000)]
         warmup: usize,
     },
+    /// Read one file four ways: the streamer's io_uring path, a std::fs read loop of the same
+    /// chunk size, memmap2 and dd iflag=direct (the device's raw rate).
+    Stream {
+        /// The file (2 GiB or more for a meaningful cold read).
+        file: PathBuf,
+        /// MiB per read.
+        #[arg(long, default_value_t = 16)]
+        chunk_mib: usize,
+        /// The streamer's reads in flight.
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
+        /// Timed runs of each way (after one untimed).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Drop the page cache before each read (needs root; without it the runs are warm).
+        #[arg(long)]
+        cold: bool,
+    },
     /// The point-in-polygon join of N uniform points × the shipped countries: CPU executor
     /// against the GPU (when present), results checked equal.
     Pip {
@@ -207,6 +225,15 @@ fn main() -> ExitCode {
         }
         Command::Bench { which: BenchCommand::Roundtrip { trips, warmup } } => {
             cli::bench::roundtrip(trips, warmup)
+        }
+        Command::Bench { which: BenchCommand::Stream { file, chunk_mib, in_flight, runs, cold } } => {
+            cli::bench::stream(&cli::bench::StreamArgs {
+                file,
+                chunk: chunk_mib.clamp(1, 1024) << 20,
+                in_flight,
+                runs: runs.max(1),
+                cold,
+            })
         }
         Command::Bench { which: BenchCommand::Pip { points, seed, runs, workers, data } } => {
             cli::bench::pip(&cli::bench::PipArgs { points, seed, runs, workers, data })

@@ -213,3 +213,143 @@ pub fn pip(args: &PipArgs) -> Result<(), Failure> {
     print(&s);
     Ok(())
 }
+
+/// Options of `meridian bench stream`.
+#[derive(Debug)]
+pub struct StreamArgs {
+    /// The file read.
+    pub file: PathBuf,
+    /// Bytes per read.
+    pub chunk: usize,
+    /// Reads in flight (the streamer's).
+    pub in_flight: usize,
+    /// Timed runs of each way.
+    pub runs: usize,
+    /// Drop the page cache before each run.
+    pub cold: bool,
+}
+
+/// Drops the page cache (as root); why not, if it cannot.
+fn drop_caches() -> Result<(), String> {
+    // Dirty pages first, so that dropping is complete.
+    let _ = std::process::Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").map_err(|e| format!("cannot drop the page cache: {e}"))
+}
+
+/// `dd if=FILE of=/dev/null bs=CHUNK iflag=direct`: the device's raw sequential rate.
+fn dd_direct(file: &std::path::Path, chunk: usize) -> Result<Duration, String> {
+    let t = Instant::now();
+    let out = std::process::Command::new("dd")
+        .arg(format!("if={}", file.display()))
+        .arg("of=/dev/null")
+        .arg(format!("bs={chunk}"))
+        .arg("iflag=direct")
+        .output()
+        .map_err(|e| format!("dd: {e}"))?;
+    let took = t.elapsed();
+    if out.status.success() {
+        Ok(took)
+    } else {
+        Err(format!("dd: {}", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("failed")))
+    }
+}
+
+/// `meridian bench stream`: one file read through the streamer's io_uring path, a `std::fs`
+/// read loop of the same chunk size, memmap2 (every page touched) and `dd iflag=direct`.
+pub fn stream(args: &StreamArgs) -> Result<(), Failure> {
+    use std::io::Read;
+    let size =
+        std::fs::metadata(&args.file).map_err(|e| fail(format!("{}: {e}", args.file.display())))?.len();
+    let io = meridian::stream::IoMode::from_env().map_err(fail)?;
+    let cold = args.cold && drop_caches().is_ok();
+    let mut times: Vec<(&str, Vec<Duration>)> =
+        ["io_uring streamer", "std::fs read loop", "memmap2", "dd iflag=direct"]
+            .iter()
+            .map(|n| (*n, Vec::new()))
+            .collect();
+    let mut how = String::new();
+    let mut dd_note = None;
+    for run in 0..=args.runs {
+        for (k, (_, ts)) in times.iter_mut().enumerate() {
+            if cold {
+                drop_caches().map_err(fail)?;
+            }
+            let t = Instant::now();
+            match k {
+                0 => {
+                    let r = meridian::stream::staged_read(&args.file, args.chunk, args.in_flight, io)
+                        .map_err(|e| fail(format!("{}: {e}", args.file.display())))?;
+                    how = r.how;
+                }
+                1 => {
+                    let mut f = std::fs::File::open(&args.file).map_err(|e| fail(e.to_string()))?;
+                    let mut buf = vec![0u8; args.chunk];
+                    let mut total = 0u64;
+                    loop {
+                        match f.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => total += n as u64,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(fail(e.to_string())),
+                        }
+                    }
+                    std::hint::black_box(total);
+                }
+                2 => {
+                    let f = std::fs::File::open(&args.file).map_err(|e| fail(e.to_string()))?;
+                    // SAFETY: the file is only read, and nothing in this process writes it; a
+                    // concurrent writer elsewhere could change the bytes seen, which only the
+                    // checksum (thrown away) would notice.
+                    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| fail(e.to_string()))?;
+                    let _ = map.advise(memmap2::Advice::Sequential);
+                    let sum: u64 = map.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+                    std::hint::black_box(sum);
+                }
+                _ => match dd_direct(&args.file, args.chunk) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        dd_note = Some(e);
+                        continue;
+                    }
+                },
+            }
+            if run > 0 {
+                ts.push(t.elapsed());
+            }
+        }
+    }
+    let mut s = String::new();
+    let gb = size as f64 / 1e9;
+    let _ = writeln!(
+        s,
+        "meridian bench stream: {} ({:.2} GB), reads of {} MiB, {} in flight, {} runs each, {}",
+        args.file.display(),
+        gb,
+        args.chunk >> 20,
+        args.in_flight,
+        args.runs,
+        if cold { "cold (page cache dropped before every read)" } else { "warm (page cache not dropped)" }
+    );
+    let _ = writeln!(s, "  streamer path: {how}");
+    let streamer = median(&times[0].1);
+    for (name, ts) in &times {
+        if ts.is_empty() {
+            let _ = writeln!(s, "  {name:<18} skipped: {}", dd_note.clone().unwrap_or_default());
+            continue;
+        }
+        let m = median(ts);
+        let ratio = if *name == "io_uring streamer" {
+            String::new()
+        } else {
+            format!("; streamer is {:.2}× its rate", m.as_secs_f64() / streamer.as_secs_f64())
+        };
+        let _ = writeln!(
+            s,
+            "  {name:<18} median {:.3} s, {:.2} GB/s{ratio}",
+            m.as_secs_f64(),
+            gb / m.as_secs_f64()
+        );
+    }
+    print(&s);
+    Ok(())
+}

@@ -13,7 +13,7 @@ use meridian::kernels::column::GeometryColumn;
 use meridian::kernels::interp::Input;
 use meridian::kernels::interp::OutputColumn;
 use meridian::kernels::io;
-use meridian::stream::{FileBatches, StreamOptions};
+use meridian::stream::{FileBatches, IoMode, IpcStream, IpcStreamOptions, StreamOptions};
 use meridian::{Engine, JobResult, Mode};
 
 use super::{print, Failure};
@@ -157,20 +157,41 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 .collect();
             let t_bind = t1.elapsed();
             let t2 = Instant::now();
-            let reader = io::GeoBatchReader::with_batch_rows(path, None, args.batch_rows)
-                .map_err(|e| input_err(&e))?;
-            let bar = progress_bar(reader.rows_hint(), path);
-            let done = engine.run_stream(
-                &prepared,
-                name,
-                FileBatches::new(reader, args.batch_rows),
-                &others,
-                StreamOptions::default(),
-                &mut |rows| bar.set_position(rows),
-            );
-            bar.finish_and_clear();
+            let (done, via) = if is_ipc_file(path) {
+                // An Arrow IPC file: read with io_uring into staging memory.
+                let io = IoMode::from_env().map_err(|e| input_err(&e))?;
+                let options =
+                    IpcStreamOptions { batch_rows: args.batch_rows, io, ..IpcStreamOptions::default() };
+                let source = IpcStream::open(path, None, options).map_err(|e| input_err(&e))?;
+                let via = source.how().to_owned();
+                let bar = progress_bar(None, path);
+                let done = engine.run_stream(
+                    &prepared,
+                    name,
+                    source,
+                    &others,
+                    StreamOptions::default(),
+                    &mut |rows| bar.set_position(rows),
+                );
+                bar.finish_and_clear();
+                (done, via)
+            } else {
+                let reader = io::GeoBatchReader::with_batch_rows(path, None, args.batch_rows)
+                    .map_err(|e| input_err(&e))?;
+                let bar = progress_bar(reader.rows_hint(), path);
+                let done = engine.run_stream(
+                    &prepared,
+                    name,
+                    FileBatches::new(reader, args.batch_rows),
+                    &others,
+                    StreamOptions::default(),
+                    &mut |rows| bar.set_position(rows),
+                );
+                bar.finish_and_clear();
+                (done, "the parquet/arrow readers".to_owned())
+            };
             let done = done.map_err(|e| input_err(&e))?;
-            let how = format!("read `{name}` and run, streamed in {} batches,", done.batches);
+            let how = format!("read `{name}` ({via}) and run, streamed in {} batches,", done.batches);
             (done.result, done.rows, t_bind, t2.elapsed(), how)
         }
     };
@@ -209,6 +230,13 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     );
     print(&report);
     Ok(())
+}
+
+/// True when `path` starts as an Arrow IPC file does (`ARROW1`), as opposed to a stream.
+fn is_ipc_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 6];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"ARROW1"
 }
 
 /// A progress bar on stderr for a streamed read (hidden when stderr is not a terminal).

@@ -202,28 +202,47 @@ impl GeoBatchReader {
         let Some(batch) = self.batches.next() else { return Ok(None) };
         let at_batch = Position::Batch { batch: self.batch, row: self.row };
         let batch = batch.map_err(|e| ReadError::new(&self.name, at_batch, e.to_string()))?;
-        let column = |name: &str| -> Result<&ArrayRef, ReadError> {
-            batch.column_by_name(name).ok_or_else(|| {
-                ReadError::new(&self.name, at_batch, format!("the batch has no column `{name}`"))
-            })
-        };
-        let start = self.row;
-        let appended = match &self.source {
-            GeometrySource::Column { encoding, .. } => {
-                geoarrow::append(b, column(&self.columns[0])?.as_ref(), *encoding)
-            }
-            GeometrySource::Xy { .. } => {
-                geoarrow::append_xy(b, column(&self.columns[0])?.as_ref(), column(&self.columns[1])?.as_ref())
-            }
-        };
-        appended.map_err(|(row, m)| {
-            let at = Position::Row(start + row as u64);
-            ReadError::new(&self.name, at, format!("column `{}`: {m}", self.columns.join("`/`")))
-        })?;
+        append_geometry(&self.name, &self.source, &self.columns, &batch, at_batch, b)?;
         self.batch += 1;
         self.row += batch.num_rows() as u64;
         Ok(Some(batch.num_rows()))
     }
+}
+
+/// Appends the geometry of one record batch (`columns`: the source's column names, in the
+/// source's order) to `b`; errors name the file and the batch, or the row.
+fn append_geometry(
+    name: &str,
+    source: &GeometrySource,
+    columns: &[String],
+    batch: &RecordBatch,
+    at: Position,
+    b: &mut ColumnBuilder,
+) -> Result<(), ReadError> {
+    let column = |col: &str| -> Result<&ArrayRef, ReadError> {
+        batch
+            .column_by_name(col)
+            .ok_or_else(|| ReadError::new(name, at, format!("the batch has no column `{col}`")))
+    };
+    let appended = match source {
+        GeometrySource::Column { encoding, .. } => {
+            geoarrow::append(b, column(&columns[0])?.as_ref(), *encoding)
+        }
+        GeometrySource::Xy { .. } => {
+            geoarrow::append_xy(b, column(&columns[0])?.as_ref(), column(&columns[1])?.as_ref())
+        }
+    };
+    appended.map_err(|(r, m)| {
+        let first = match at {
+            Position::Batch { row, .. } => row,
+            _ => 0,
+        };
+        ReadError::new(
+            name,
+            Position::Row(first + r as u64),
+            format!("column `{}`: {m}", columns.join("`/`")),
+        )
+    })
 }
 
 thread_local! {
@@ -257,6 +276,109 @@ fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .unwrap_or_else(|| "no message".into());
         format!("malformed data (the decoder failed: {why})")
     })
+}
+
+/// An Arrow IPC file known by its footer: the schema, where the geometry is, and where each
+/// record batch lies in the file. Whoever reads the bytes (the runtime's io_uring streamer,
+/// into its staging buffers) hands each block to [`IpcFile::append_block`], which decodes it
+/// over those bytes without copying them and appends its rows to a column.
+#[derive(Debug)]
+pub struct IpcFile {
+    name: String,
+    source: GeometrySource,
+    columns: Vec<String>,
+    decoder: arrow_ipc::reader::FileDecoder,
+    /// `(offset, length)` of every record batch message, metadata and body.
+    blocks: Vec<(u64, usize)>,
+    /// The `Block` records themselves, which the decoder takes.
+    raw: Vec<arrow_ipc::Block>,
+}
+
+/// The length of an IPC file's trailer: footer length (4 bytes) and `ARROW1`.
+pub const IPC_TRAILER: usize = 10;
+
+impl IpcFile {
+    /// The footer length an IPC file's last [`IPC_TRAILER`] bytes give.
+    pub fn footer_len(name: &str, trailer: [u8; IPC_TRAILER]) -> Result<usize, ReadError> {
+        arrow_ipc::reader::read_footer_length(trailer)
+            .map_err(|e| ReadError::new(name, Position::Whole, format!("not an Arrow IPC file ({e})")))
+    }
+
+    /// Parses the footer (the `footer_len` bytes before the trailer) of the file `name` and
+    /// finds its geometry (`column`, or as [`geoarrow::find_geometry`] says).
+    pub fn from_footer(name: &str, footer: &[u8], column: Option<&str>) -> Result<IpcFile, ReadError> {
+        let whole = |m: &dyn std::fmt::Display| ReadError::new(name, Position::Whole, m);
+        contained(|| {
+            let footer = arrow_ipc::root_as_footer(footer).map_err(|e| whole(&format!("bad footer: {e}")))?;
+            let schema = footer
+                .schema()
+                .ok_or_else(|| whole(&"the footer has no schema"))
+                .and_then(|s| arrow_ipc::convert::try_fb_to_schema(s).map_err(|e| whole(&e)))?;
+            if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+                return Err(whole(&"dictionary-encoded columns are not supported by the streamer"));
+            }
+            let raw: Vec<arrow_ipc::Block> =
+                footer.recordBatches().map(|b| b.iter().copied().collect()).unwrap_or_default();
+            let blocks = raw
+                .iter()
+                .map(|b| {
+                    let len = i64::from(b.metaDataLength()).checked_add(b.bodyLength());
+                    match (u64::try_from(b.offset()), len.and_then(|l| usize::try_from(l).ok())) {
+                        (Ok(at), Some(len)) => Ok((at, len)),
+                        _ => Err(whole(&format!(
+                            "a record batch block has offset {} and length {:?}",
+                            b.offset(),
+                            len
+                        ))),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let schema = Arc::new(schema);
+            let source = geoarrow::find_geometry(&schema, column).map_err(|e| whole(&e))?;
+            let columns = source.columns().iter().map(|&i| schema.field(i).name().clone()).collect();
+            let mut wanted = source.columns();
+            wanted.sort_unstable();
+            let decoder =
+                arrow_ipc::reader::FileDecoder::new(schema, footer.version()).with_projection(wanted);
+            Ok(IpcFile { name: name.to_owned(), source, columns, decoder, blocks, raw })
+        })
+        .unwrap_or_else(|m| Err(whole(&m)))
+    }
+
+    /// Where the geometry comes from.
+    pub fn source(&self) -> &GeometrySource {
+        &self.source
+    }
+
+    /// `(file offset, length)` of each record batch, in order.
+    pub fn blocks(&self) -> &[(u64, usize)] {
+        &self.blocks
+    }
+
+    /// Decodes record batch `k` from `bytes` (exactly its block, from wherever it was read)
+    /// and appends its rows to `b`; `row` is the file's row the batch starts at, for errors.
+    /// Returns the rows appended.
+    pub fn append_block(
+        &self,
+        k: usize,
+        bytes: arrow_buffer::Buffer,
+        row: u64,
+        b: &mut ColumnBuilder,
+    ) -> Result<usize, ReadError> {
+        let at = Position::Batch { batch: k as u64, row };
+        let err = |m: &dyn std::fmt::Display| ReadError::new(&self.name, at, m);
+        let block = self.raw.get(k).ok_or_else(|| err(&"no such record batch"))?;
+        contained(|| {
+            let batch = self
+                .decoder
+                .read_record_batch(block, &bytes)
+                .map_err(|e| err(&e))?
+                .ok_or_else(|| err(&"the block holds no record batch"))?;
+            append_geometry(&self.name, &self.source, &self.columns, &batch, at, b)?;
+            Ok(batch.num_rows())
+        })
+        .unwrap_or_else(|m| Err(err(&m)))
+    }
 }
 
 fn read_head(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

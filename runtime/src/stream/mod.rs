@@ -5,6 +5,10 @@
 //!
 //! A stream that fails part-way is an error saying how many rows were processed; no partial
 //! result is ever returned as complete.
+//!
+//! Sources: [`FileBatches`] (any Parquet or Arrow file, through the `parquet`/`arrow-ipc`
+//! readers) and [`IpcStream`] (an Arrow IPC file read with io_uring into staging memory,
+//! several record batches in flight, decoded over the staged bytes without a copy).
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -15,6 +19,18 @@ use meridian_kernels::interp::{Input, OutputColumn};
 use meridian_kernels::io::{GeoBatchReader, ReadError};
 
 use crate::engine::{Backend, Engine, EngineError, JobError, JobResult, Prepared, Ticket};
+
+#[cfg(unix)]
+mod io;
+#[cfg(unix)]
+mod ipc;
+#[cfg(unix)]
+mod staging;
+
+#[cfg(unix)]
+pub use io::{staged_read, IoMode, StagedRead, IO_ENV};
+#[cfg(unix)]
+pub use ipc::{IpcStream, IpcStreamOptions};
 
 /// Where a stream's batches come from.
 pub trait BatchSource: Send {
