@@ -153,7 +153,7 @@ impl Reader {
                 Ok(())
             }
             Engine::Pread => {
-                let result = match pread_all(&self.file, p, &self.name) {
+                let result = match pread_all(&self.file, p, &self.name, self.direct) {
                     Err((p, e)) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
                         self.retry_buffered(p)
                     }
@@ -258,7 +258,7 @@ impl Reader {
         }
         let offset = p.at + p.skip as u64;
         let q = Pending { at: offset, len: p.need - p.skip, need: p.need - p.skip, skip: 0, done: 0, ..p };
-        pread_all(&self.file, q, &self.name).map_err(|(_, e)| e)
+        pread_all(&self.file, q, &self.name, false).map_err(|(_, e)| e)
     }
 }
 
@@ -301,16 +301,17 @@ fn fill(mut p: Pending) -> Filled {
     Filled { slot: p.slot, data: p.skip..p.need }
 }
 
-/// Reads a pending read to its end with `pread`.
-fn pread_all(file: &File, mut p: Pending, name: &str) -> Result<Filled, (Pending, io::Error)> {
+/// Reads a pending read to its end with `pread` (`direct`: the file is open with O_DIRECT, so
+/// a short read is the end of the file).
+fn pread_all(file: &File, mut p: Pending, name: &str, direct: bool) -> Result<Filled, (Pending, io::Error)> {
     while p.done < p.need {
+        let asked = p.len - p.done;
         // SAFETY: the slot is ours (held in `p`) and `len <= capacity`, so
         // `[done, len)` lies within it; no other reference to its bytes exists.
-        let buf =
-            unsafe { std::slice::from_raw_parts_mut(p.slot.ptr().as_ptr().add(p.done), p.len - p.done) };
+        let buf = unsafe { std::slice::from_raw_parts_mut(p.slot.ptr().as_ptr().add(p.done), asked) };
         match file.read_at(buf, p.at + p.done as u64) {
-            Ok(0) => {
-                let end = p.at + p.done as u64;
+            Ok(n) if n == 0 || (direct && n < asked && p.done + n < p.need) => {
+                let end = p.at + (p.done + n) as u64;
                 return Err((p, truncated(name, end)));
             }
             Ok(n) => p.done += n,
