@@ -12,6 +12,19 @@ cd "$root"
 summary="$OUT/summary.txt"
 step() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$summary"; }
 result() { echo "   exit $1" | tee -a "$summary"; }
+# A session's device time is short (15 minutes, machine start included), so the whole script
+# keeps to EVIDENCE_BUDGET_S seconds: each step gets its own limit or what is left, whichever
+# is less, and a step with under 10 s left is skipped and says so.
+budget=${EVIDENCE_BUDGET_S:-480}
+deadline=$(( $(date +%s) + budget ))
+left() { # left LIMIT: seconds this step may take
+  local rest=$(( deadline - $(date +%s) - 5 ))
+  if [ "$rest" -lt "$1" ]; then echo "$rest"; else echo "$1"; fi
+}
+enough() { # enough LIMIT: is there time for this step?
+  local t; t=$(left "$1")
+  if [ "$t" -lt 10 ]; then echo "   skipped: the budget (${budget} s) is spent" | tee -a "$summary"; return 1; fi
+}
 
 # The test binaries find data/ through the path they were built in.
 if [ ! -e /work/main ]; then mkdir -p /work && ln -s "$root" /work/main; fi
@@ -36,30 +49,30 @@ step "device"
 result $?
 
 step "GPU tests (examples, random programs vs the CPU interpreter, overflow) and driver device tests"
-{ timeout 300 "$here/gpu_device" --test-threads=1 --nocapture; echo "gpu_device exit $?";
-  timeout 120 "$here/driver_device" --test-threads=1; echo "driver_device exit $?"; } > "$OUT/tests.txt" 2>&1
+{ timeout -k 5 "$(left 150)" "$here/gpu_device" --test-threads=1 --nocapture; echo "gpu_device exit $?";
+  timeout -k 5 "$(left 45)" "$here/driver_device" --test-threads=1; echo "driver_device exit $?"; } > "$OUT/tests.txt" 2>&1
 tail -3 "$OUT/tests.txt" | tee -a "$summary"
 
 step "round trip: megakernel vs cuLaunchKernel + sync, 100k each"
-timeout 240 "$here/meridian" bench roundtrip --trips 100000 --warmup 2000 > "$OUT/roundtrip.txt" 2>&1
+enough 45 && timeout -k 5 "$(left 45)" "$here/meridian" bench roundtrip --trips 100000 --warmup 2000 > "$OUT/roundtrip.txt" 2>&1
 result $?
 
 step "pip join: 100M uniform points x countries, CPU executor (all cores) vs GPU"
-timeout 400 "$here/meridian" bench pip --points 100000000 --runs 3 > "$OUT/pip.txt" 2>&1
+enough 120 && timeout -k 5 "$(left 120)" "$here/meridian" bench pip --points 100000000 --runs 3 > "$OUT/pip.txt" 2>&1
 result $?
 
+step "dispatch latency experiment (a)-(d)"
+pin=""
+if [ "$(nproc)" -gt 2 ]; then pin="taskset -c 2"; fi
+enough 45 && timeout -k 5 "$(left 60)" $pin "$here/dispatch_latency" > "$OUT/dispatch.txt" 2>&1
+result $?
 step "megakernel resources"
 { for c in "$MERIDIAN_CUBIN_CACHE"/*.cubin; do echo "$c"; cuobjdump --dump-resource-usage "$c" 2>&1 | grep -E 'Function|REG|STACK|SHARED|LOCAL' ; done; } > "$OUT/resources.txt" 2>&1
 result $?
 
 step "compute-sanitizer memcheck and racecheck"
-{ MERIDIAN_DIFF_CASES=16 timeout 300 compute-sanitizer --tool memcheck "$here/gpu_device" --test-threads=1 random_programs; echo "memcheck exit $?";
-  MERIDIAN_DIFF_CASES=8 timeout 240 compute-sanitizer --tool racecheck --racecheck-report hazard "$here/gpu_device" --test-threads=1 random_programs; echo "racecheck exit $?"; } > "$OUT/sanitizer.txt" 2>&1
+enough 60 && { MERIDIAN_DIFF_CASES=16 timeout -k 5 "$(left 100)" compute-sanitizer --tool memcheck "$here/gpu_device" --test-threads=1 random_programs; echo "memcheck exit $?";
+  MERIDIAN_DIFF_CASES=8 timeout -k 5 "$(left 80)" compute-sanitizer --tool racecheck --racecheck-report hazard "$here/gpu_device" --test-threads=1 random_programs; echo "racecheck exit $?"; } > "$OUT/sanitizer.txt" 2>&1
 grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|exit' "$OUT/sanitizer.txt" | tee -a "$summary"
 
-step "dispatch latency experiment (a)-(d)"
-pin=""
-if [ "$(nproc)" -gt 2 ]; then pin="taskset -c 2"; fi
-timeout 240 $pin "$here/dispatch_latency" > "$OUT/dispatch.txt" 2>&1
-result $?
 step "done"
