@@ -60,11 +60,18 @@ result $?
 step "pip join: 100M uniform points x countries, CPU executor (all cores) vs GPU"
 enough 120 && timeout -k 5 "$(left 120)" "$here/meridian" bench pip --points 100000000 --runs 3 > "$OUT/pip.txt" 2>&1
 result $?
+# The megakernel under register caps (MERIDIAN_GPU_REGISTERS): fewer registers, more warps.
+for cap in ${EVIDENCE_REGISTER_CAPS:-128 96}; do
+  step "pip join with MERIDIAN_GPU_REGISTERS=$cap"
+  enough 60 && { echo; echo "== MERIDIAN_GPU_REGISTERS=$cap"; MERIDIAN_GPU_REGISTERS=$cap timeout -k 5 "$(left 90)" \
+    "$here/meridian" bench pip --points 100000000 --runs 2; } >> "$OUT/pip.txt" 2>&1
+  result $?
+done
 
 step "dispatch latency experiment (a)-(d)"
 pin=""
 if [ "$(nproc)" -gt 2 ]; then pin="taskset -c 2"; fi
-enough 45 && timeout -k 5 "$(left 60)" $pin "$here/dispatch_latency" > "$OUT/dispatch.txt" 2>&1
+enough 45 && timeout -k 5 "$(left 60)" $pin "$here/dispatch_latency" 20000 > "$OUT/dispatch.txt" 2>&1
 result $?
 step "megakernel resources"
 { for c in "$MERIDIAN_CUBIN_CACHE"/*.cubin; do echo "$c"; cuobjdump --dump-resource-usage "$c" 2>&1 | grep -E 'Function|REG|STACK|SHARED|LOCAL' ; done; } > "$OUT/resources.txt" 2>&1

@@ -54,6 +54,14 @@ pub fn roundtrip(trips: usize, warmup: usize) -> Result<(), Failure> {
     );
     let _ = writeln!(
         s,
+        "    of which Engine::submit (host, before the device):   p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
+        micros(r.submit.p50),
+        micros(r.submit.p99),
+        micros(r.submit.max),
+        micros(r.submit.mean)
+    );
+    let _ = writeln!(
+        s,
         "  per-job launch (cuLaunchKernel + cuStreamSynchronize): p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
         micros(l.p50),
         micros(l.p99),

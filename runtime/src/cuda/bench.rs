@@ -63,6 +63,8 @@ pub struct RoundTrip {
     pub device: String,
     /// Submit → ticket resolved through the Engine's resident megakernel.
     pub megakernel: Latency,
+    /// Of that, `Engine::submit` alone (host work before the device sees the job).
+    pub submit: Latency,
     /// `cuLaunchKernel` + `cuStreamSynchronize` of the same one-row job, result read back.
     pub per_job_launch: Latency,
 }
@@ -126,7 +128,7 @@ pub fn per_job_launches(trips: usize, warmup: usize) -> Result<(String, Latency)
 }
 
 /// Round trips of the one-row job through an Engine in mode `gpu` (its resident megakernel).
-pub fn megakernel_round_trips(trips: usize, warmup: usize) -> Result<(String, Latency), String> {
+pub fn megakernel_round_trips(trips: usize, warmup: usize) -> Result<(String, Latency, Latency), String> {
     let engine = Engine::builder().mode(Mode::Gpu).workers(1).build().map_err(|e| e.to_string())?;
     let (program, inputs) = one_point()?;
     let prepared = engine.prepare_verified(&program);
@@ -134,22 +136,27 @@ pub fn megakernel_round_trips(trips: usize, warmup: usize) -> Result<(String, La
     let bound = engine.bind(&prepared, [("p", column)]).map_err(|e| e.to_string())?;
     let job = prepared.job(&bound);
     let mut samples = Vec::with_capacity(trips);
+    let mut submits = Vec::with_capacity(trips);
     for i in 0..warmup + trips {
         let start = Instant::now();
-        let r = engine.submit(job.clone()).map_err(|e| e.to_string())?.wait().map_err(|e| e.to_string())?;
+        let ticket = engine.submit(job.clone()).map_err(|e| e.to_string())?;
+        let submitted = start.elapsed();
+        let r = ticket.wait().map_err(|e| e.to_string())?;
         let elapsed = start.elapsed();
         check(&[r.get("x").cloned().ok_or("no output x")?])?;
         if i >= warmup {
             samples.push(elapsed);
+            submits.push(submitted);
         }
     }
     let latency = Latency::of(&mut samples).ok_or("no round trips measured")?;
-    Ok((engine.backend().reason.clone(), latency))
+    let submit = Latency::of(&mut submits).ok_or("no round trips measured")?;
+    Ok((engine.backend().reason.clone(), latency, submit))
 }
 
 /// Both, per-job launches first (they need the GPU to themselves).
 pub fn round_trip(trips: usize, warmup: usize) -> Result<RoundTrip, String> {
     let (_, per_job_launch) = per_job_launches(trips, warmup)?;
-    let (device, megakernel) = megakernel_round_trips(trips, warmup)?;
-    Ok(RoundTrip { device, megakernel, per_job_launch })
+    let (device, megakernel, submit) = megakernel_round_trips(trips, warmup)?;
+    Ok(RoundTrip { device, megakernel, submit, per_job_launch })
 }

@@ -69,8 +69,11 @@ impl CudaDevice {
     fn open_unregistered(ordinal: usize) -> Result<CudaDevice, GpuError> {
         let gpu = Gpu::open(ordinal)?;
         let cache = CubinCache::new(CubinCache::default_dir());
-        let (cubin, _) =
-            cache.get_or_compile("megakernel.cu", &megakernel_source(), gpu.arch(), NVRTC_OPTIONS)?;
+        let cap = register_cap()?;
+        let cap_option = cap.map(|n| format!("--maxrregcount={n}"));
+        let mut options = NVRTC_OPTIONS.to_vec();
+        options.extend(cap_option.as_deref());
+        let (cubin, _) = cache.get_or_compile("megakernel.cu", &megakernel_source(), gpu.arch(), &options)?;
         let module = gpu.load(&cubin)?;
         let function = module
             .load_function(MEGAKERNEL)
@@ -84,12 +87,13 @@ impl CudaDevice {
         let _ = keep_pool_memory(&gpu);
         let info = gpu.info();
         let description = format!(
-            "{} (sm_{}{}, {} SMs, {:.0} GiB)",
+            "{} (sm_{}{}, {} SMs, {:.0} GiB){}",
             info.name,
             info.compute_capability.0,
             info.compute_capability.1,
             info.sms,
-            info.memory_bytes as f64 / (1u64 << 30) as f64
+            info.memory_bytes as f64 / (1u64 << 30) as f64,
+            cap.map(|c| format!(", {REGISTERS_ENV}: {c}")).unwrap_or_default()
         );
         Ok(CudaDevice {
             gpu,
@@ -171,6 +175,24 @@ impl CudaDevice {
             return Err(DeviceError(format!("a copy of {len} bytes at {ptr:#x} runs past its allocation")));
         }
         Ok((buf, offset))
+    }
+}
+
+/// The environment variable capping the megakernel's registers per thread.
+pub const REGISTERS_ENV: &str = "MERIDIAN_GPU_REGISTERS";
+
+/// `MERIDIAN_GPU_REGISTERS=N` (32 to 255): compile the megakernel with at most N registers per
+/// thread. The interpreter's deepest path takes 255, which leaves room for two blocks of 128
+/// threads per SM; a cap trades spills for more warps in flight, and which wins is a
+/// measurement (`meridian bench pip`), not a guess.
+fn register_cap() -> Result<Option<u32>, GpuError> {
+    match std::env::var(REGISTERS_ENV) {
+        Err(_) => Ok(None),
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => match v.parse::<u32>() {
+            Ok(n) if (32..=255).contains(&n) => Ok(Some(n)),
+            _ => Err(GpuError::Invalid("MERIDIAN_GPU_REGISTERS must be a whole number from 32 to 255")),
+        },
     }
 }
 

@@ -54,6 +54,10 @@ pub(crate) struct GpuTuning {
     pub timeout: Duration,
     /// Fewest rows in a chunk.
     pub min_chunk_rows: usize,
+    /// How long the reaper keeps polling after the last job finished before it sleeps: a
+    /// job submitted within it is reaped without waking a thread (a futex wake-up on the
+    /// way back costs more than the device's whole round trip).
+    pub linger: Duration,
 }
 
 impl Default for GpuTuning {
@@ -65,6 +69,7 @@ impl Default for GpuTuning {
             backoff_ns: 2048,
             timeout: Duration::from_secs(60),
             min_chunk_rows: 512,
+            linger: Duration::from_micros(500),
         }
     }
 }
@@ -462,6 +467,10 @@ impl GpuExecutor {
             if !busy {
                 if self.closing.load(SeqCst) && self.in_flight.load(SeqCst) == 0 {
                     return;
+                }
+                if last_progress.elapsed() < self.tuning.linger {
+                    std::hint::spin_loop();
+                    continue;
                 }
                 self.work.sleep_unless(|| {
                     self.in_flight.load(SeqCst) > 0

@@ -138,6 +138,10 @@ pub struct ShutdownError(pub Job);
 /// crossover constant until the planner decides per kernel class.
 pub const GPU_MIN_ROWS: usize = 32 * 1024;
 
+/// How long a waiter on a GPU job spins before it parks: longer than a small job's round trip
+/// through the megakernel, so the reaper never has to wake it.
+const GPU_WAIT_SPIN: Duration = Duration::from_micros(200);
+
 /// Configures an [`Engine`].
 #[derive(Clone, Debug)]
 pub struct EngineBuilder {
@@ -550,7 +554,13 @@ impl Engine {
                 let mut gjob = self.gpu_job(&job, &cell);
                 loop {
                     match gpu.submit(gjob) {
-                        Ok(()) => return Ok(Ticket { cell, spin: self.shared.tuning.spin }),
+                        Ok(()) => {
+                            return Ok(Ticket {
+                                cell,
+                                spin: self.shared.tuning.spin,
+                                spin_for: GPU_WAIT_SPIN,
+                            })
+                        }
                         Err(GpuSubmitError::Closed(_)) => return Err(ShutdownError(job)),
                         Err(GpuSubmitError::Full(back)) => {
                             gpu.space.sleep_unless(|| gpu.has_room(job.rows.len()));
@@ -572,7 +582,7 @@ impl Engine {
                 let Some(gpu) = &self.gpu else { return self.try_submit_cpu(job, self.cpu_backend.clone()) };
                 let cell = Arc::new(TicketCell::default());
                 match gpu.submit(self.gpu_job(&job, &cell)) {
-                    Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin }),
+                    Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin, spin_for: GPU_WAIT_SPIN }),
                     Err(GpuSubmitError::Full(_)) => Err(TrySubmitError::Full(job)),
                     Err(GpuSubmitError::Closed(_)) => Err(TrySubmitError::Shutdown(job)),
                     // Never waits: under `auto` the CPU takes it only if it has room now.
@@ -598,7 +608,9 @@ impl Engine {
         let (mut state, cell) = self.job_state(&job, backend);
         loop {
             match self.shared.enqueue(state) {
-                Ok(()) => return Ok(Ticket { cell, spin: self.shared.tuning.spin }),
+                Ok(()) => {
+                    return Ok(Ticket { cell, spin: self.shared.tuning.spin, spin_for: Duration::ZERO })
+                }
                 Err((_, PushError::Closed)) => return Err(ShutdownError(job)),
                 Err((s, PushError::Full)) => {
                     self.shared.space.sleep_unless(|| self.shared.has_room(&job.rows));
@@ -611,7 +623,7 @@ impl Engine {
     fn try_submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, TrySubmitError> {
         let (state, cell) = self.job_state(&job, backend);
         match self.shared.enqueue(state) {
-            Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin }),
+            Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin, spin_for: Duration::ZERO }),
             Err((_, PushError::Full)) => Err(TrySubmitError::Full(job)),
             Err((_, PushError::Closed)) => Err(TrySubmitError::Shutdown(job)),
         }
@@ -662,7 +674,7 @@ fn fallback_backend(why: String) -> Arc<Backend> {
 fn resolved(outcome: Result<JobResult, JobError>) -> Ticket {
     let cell = Arc::new(TicketCell::default());
     cell.resolve(outcome);
-    Ticket { cell, spin: 0 }
+    Ticket { cell, spin: 0, spin_for: Duration::ZERO }
 }
 
 impl Drop for Engine {

@@ -71,6 +71,10 @@ impl TicketCell {
 pub struct Ticket {
     pub(crate) cell: Arc<TicketCell>,
     pub(crate) spin: u32,
+    /// After the counted spin, keep spinning until this long has passed since `wait` began
+    /// (GPU jobs: a parked waiter costs a futex wake-up, about as long as the device's whole
+    /// round trip).
+    pub(crate) spin_for: std::time::Duration,
 }
 
 impl Ticket {
@@ -91,11 +95,17 @@ impl Ticket {
     /// Blocks until the job resolves: spins briefly (a small job often finishes within
     /// microseconds), then parks.
     pub fn wait(self) -> Result<JobResult, JobError> {
+        let start = std::time::Instant::now();
         for _ in 0..self.spin {
             if self.cell.is_done() {
                 break;
             }
             std::hint::spin_loop();
+        }
+        while !self.cell.is_done() && start.elapsed() < self.spin_for {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
         }
         loop {
             let mut slot = self.cell.slot();
