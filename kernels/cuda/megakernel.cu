@@ -19,7 +19,7 @@
 //   block, then added once to the job's accumulators.
 // - The block that finishes a job's last chunk copies the accumulators into the job record
 //   (mapped memory), resets them for the slot's next job, and publishes the completion:
-//   fields, then __threadfence_system(), then the sequence number.
+//   fields, then the sequence number by a release store at system scope.
 // - Idle leaders back off with __nanosleep. The leader whose position is next in line polls
 //   its slot every `backoff_ns` at most; one k positions further back sleeps about k µs (up to
 //   100 µs) between polls, watching a device-memory counter of positions taken to move up
@@ -352,8 +352,8 @@ MR_FN bool mr_claim(const MrControl* live, u64 pos, MrBlockShared& sh) {
     return true;
 }
 
-// Publishes a completion: waits for the slot to be free, writes the fields, fences, then
-// publishes the sequence number.
+// Publishes a completion: waits for the slot to be free, writes the fields, then publishes
+// the sequence number with a release store.
 MR_FN void mr_publish(const MrControl* live, const MrControl& ctl, u32 job, u32 status, u64 hits) {
     u64 pos = mr_atomic_add_u64(&ctl.state->complete_claim, 1);
     u8* slot = ctl.complete + ctl.complete_slots_offset + (pos & ctl.complete_mask) * MR_SLOT_BYTES;
@@ -367,7 +367,10 @@ MR_FN void mr_publish(const MrControl* live, const MrControl& ctl, u32 job, u32 
     c->job = job;
     c->status = status;
     c->hits = hits;
-    mr_fence_sys();
+    // A release store at system scope: this thread's writes (the fields, the job's results)
+    // and, cumulatively, the block's (each thread fenced before the barrier that preceded
+    // this) are visible before the sequence number. A separate fence would wait for the bus
+    // once more.
     mr_store_release_sys(reinterpret_cast<u64*>(slot), pos + 1);
 }
 
@@ -377,8 +380,10 @@ MR_FN void mr_finish_chunk(const MrControl* live, MrBlockShared& sh) {
     MrSlotState* st = mr_slot_state(ctl, sh.slot);
     u32 done = mr_atomic_add_u32(&st->done, 1) + 1;
     if (done != sh.head.chunks) return;
-    // Every other chunk fenced before counting itself done.
-    mr_fence_sys();
+    // Every other chunk fenced before counting itself done; this fence carries their writes
+    // before the completion. A job of one chunk has no other writers (each fence to host
+    // memory waits a bus round trip: the round trip of a small job is a handful of them).
+    if (sh.head.chunks > 1) mr_fence_sys();
     mr_atomic_exch_u32(&st->done, 0);
     u32 flags = mr_atomic_exch_u32(&st->flags, 0);
     mr_atomic_exch_u32(&st->error_claim, 0);
@@ -397,7 +402,8 @@ MR_FN void mr_finish_chunk(const MrControl* live, MrBlockShared& sh) {
     u32 status = (flags & MR_FLAG_CANCELLED) ? MR_STATUS_CANCELLED
                  : (flags & MR_FLAG_FAILED)  ? MR_STATUS_FAILED
                                              : MR_STATUS_DONE;
-    mr_fence_sys();
+    // No fence here: mr_publish's release store orders the results above before the
+    // sequence number too.
     mr_publish(live, sh.ctl, sh.slot, status, hits);
 }
 

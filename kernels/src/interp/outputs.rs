@@ -362,20 +362,22 @@ pub fn hits_from_runs(
     let mut firsts: Vec<(u64, usize, usize)> =
         runs.into_iter().map(|(start, len)| (slot(start).unwrap_or(0), start, len)).collect();
     firsts.sort_unstable();
-    let mut keys: Vec<u64> = Vec::with_capacity(n);
+    // Unpacked as they are gathered: (row, id) pairs order as the packed keys do, and one
+    // pass over the hits fewer matters at tens of millions of them.
+    let mut hits: Vec<(u32, u32)> = Vec::with_capacity(n);
     for (_, start, len) in firsts {
         for i in start..start.saturating_add(len) {
             match slot(i) {
-                Some(h) => keys.push(h),
-                None => return Err(FinishError::MissingHits { expected: n, got: keys.len() }),
+                Some(h) => hits.push(((h >> 32) as u32, h as u32)),
+                None => return Err(FinishError::MissingHits { expected: n, got: hits.len() }),
             }
         }
     }
-    if keys.len() != n {
-        return Err(FinishError::MissingHits { expected: n, got: keys.len() });
+    if hits.len() != n {
+        return Err(FinishError::MissingHits { expected: n, got: hits.len() });
     }
-    sort_nearly_sorted(&mut keys);
-    Ok(keys.into_iter().map(|h| ((h >> 32) as u32, h as u32)).collect())
+    sort_nearly_sorted(&mut hits);
+    Ok(hits)
 }
 
 /// Sorts `keys`, in time close to linear when they are nearly sorted. Hits ordered by their
@@ -383,18 +385,16 @@ pub fn hits_from_runs(
 /// tile), yet one inversion used to cost a sort of every hit (about a second for 33M pairs).
 /// The slice is cut wherever every key before the cut is at most every key after it, and only
 /// the pieces between cuts are sorted: together they are then sorted.
-pub(crate) fn sort_nearly_sorted(keys: &mut [u64]) {
+pub(crate) fn sort_nearly_sorted<T: Ord + Copy>(keys: &mut [T]) {
     if keys.is_sorted() {
         return;
     }
     let n = keys.len();
-    let mut suffix_min = vec![0u64; n];
-    let mut min = u64::MAX;
-    for (m, &k) in suffix_min.iter_mut().zip(keys.iter()).rev() {
-        min = min.min(k);
-        *m = min;
+    let mut suffix_min = keys.to_vec();
+    for i in (0..n.saturating_sub(1)).rev() {
+        suffix_min[i] = suffix_min[i].min(suffix_min[i + 1]);
     }
-    let (mut start, mut max) = (0, 0u64);
+    let (mut start, mut max) = (0, keys[0]);
     for cut in 1..=n {
         // Sorting a piece keeps its largest key, so `max` stays right over sorted pieces.
         max = max.max(keys[cut - 1]);
@@ -403,35 +403,6 @@ pub(crate) fn sort_nearly_sorted(keys: &mut [u64]) {
                 keys[start..cut].sort_unstable();
             }
             start = cut;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sort_nearly_sorted;
-    use proptest::prelude::*;
-
-    proptest! {
-        // Local disorder (swaps within a window) and arbitrary input both come out sorted,
-        // with the same keys.
-        #[test]
-        fn nearly_sorted_keys_sort(mut keys in proptest::collection::vec(0u64..64, 0..300),
-                                   swaps in proptest::collection::vec((0usize..300, 0usize..8), 0..20),
-                                   presort in any::<bool>()) {
-            if presort {
-                keys.sort_unstable();
-                let n = keys.len();
-                for (i, d) in swaps {
-                    if n > 0 {
-                        keys.swap(i % n, (i + d).min(n - 1));
-                    }
-                }
-            }
-            let mut want = keys.clone();
-            want.sort_unstable();
-            sort_nearly_sorted(&mut keys);
-            prop_assert_eq!(keys, want);
         }
     }
 }
@@ -461,4 +432,33 @@ pub enum FinishError {
         /// Rows produced.
         got: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sort_nearly_sorted;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Local disorder (swaps within a window) and arbitrary input both come out sorted,
+        // with the same keys.
+        #[test]
+        fn nearly_sorted_keys_sort(mut keys in proptest::collection::vec(0u64..64, 0..300),
+                                   swaps in proptest::collection::vec((0usize..300, 0usize..8), 0..20),
+                                   presort in any::<bool>()) {
+            if presort {
+                keys.sort_unstable();
+                let n = keys.len();
+                for (i, d) in swaps {
+                    if n > 0 {
+                        keys.swap(i % n, (i + d).min(n - 1));
+                    }
+                }
+            }
+            let mut want = keys.clone();
+            want.sort_unstable();
+            sort_nearly_sorted(&mut keys);
+            prop_assert_eq!(keys, want);
+        }
+    }
 }
