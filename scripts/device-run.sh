@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the device machine (copied to .evidence/run.sh by scripts/device-evidence). Writes
-# its logs under $OUT, at most 8 files: device.txt, tests.txt, roundtrip.txt, pip.txt,
-# dispatch.txt, sanitizer.txt, resources.txt, summary.txt. Each step has a time limit, and
+# its logs under $OUT, at most 8 files (the tool's limit): device.txt, tests.txt,
+# roundtrip.txt (with the dispatch experiment), pip.txt, stream.txt, sanitizer.txt,
+# resources.txt, summary.txt. Each step has a time limit, and
 # the cheap, important steps come first, so a short lease still brings back evidence.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,11 +69,28 @@ for cap in ${EVIDENCE_REGISTER_CAPS:-128 96}; do
   result $?
 done
 
+step "stream: 100M points as an Arrow IPC file read cold and warm; the count join streamed from it"
+enough 60 && {
+  f=/tmp/meridian-p100m.arrow
+  timeout -k 5 "$(left 60)" "$here/meridian" gen points 100000000 "$f" && ls -l "$f"
+  timeout -k 5 "$(left 60)" "$here/meridian" bench stream "$f" --cold --runs 2
+  timeout -k 5 "$(left 30)" "$here/meridian" bench stream "$f" --runs 2
+  for mode in cpu gpu; do
+    echo "== meridian run benches/pip_count.masm --mode $mode"
+    TIMEFORMAT="wall %R s"
+    time timeout -k 5 "$(left 30)" "$here/meridian" run benches/pip_count.masm --input "pts=$f" \
+      --input zones=data/countries.geojson --mode $mode --out "/tmp/meridian-out-$mode"
+    echo "exit $?"; cat "/tmp/meridian-out-$mode/pairs.csv"
+  done
+  rm -f "$f"
+} > "$OUT/stream.txt" 2>&1
+result $?
+
 step "dispatch latency experiment (a)-(d)"
 pin=""
 if [ "$(nproc)" -gt 2 ]; then pin="taskset -c 2"; fi
 if [ -n "${EVIDENCE_SKIP_DISPATCH:-}" ]; then echo "   skipped: EVIDENCE_SKIP_DISPATCH" | tee -a "$summary"; else
-  enough 45 && timeout -k 5 "$(left 60)" $pin "$here/dispatch_latency" 20000 > "$OUT/dispatch.txt" 2>&1
+  enough 45 && timeout -k 5 "$(left 60)" $pin "$here/dispatch_latency" 20000 >> "$OUT/roundtrip.txt" 2>&1
   result $?
 fi
 step "megakernel resources"
