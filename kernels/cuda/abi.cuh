@@ -68,13 +68,14 @@ struct MrJoin {
     u32 present;        // 0: the program is not a point join
     u32 load;           // input `load` reads
     u32 probe;          // input probed
-    u32 output;         // the hits output
+    u32 output;         // the hits (or count) output
     u8 geom;            // register loaded and probed with
     u8 cand;            // register cnext writes
     u8 pred;            // MR_PRED_*
     u8 operands_fit;    // candidate and probe point in the predicate's places (PointProbe::new)
     u8 cand_first;      // the predicate's first operand is the candidate (else the point)
-    u8 pad[3];
+    u8 count;           // a passing candidate is counted (`count`), not emitted
+    u8 pad[2];
 };
 
 // A program as the device runs it.

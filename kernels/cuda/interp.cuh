@@ -637,7 +637,13 @@ MR_FN u32 mr_run_join_row(const MrProgram& p, const MrInput* ins, u64 row, MrReg
         } else {
             r = mr_pred_of_location(j.pred, loc) ? 1 : 0;
         }
-        if (r == 1) sink.emit(j.output, row, cand);
+        if (r == 1) {
+            if (j.count) {
+                sink.count(j.output);
+            } else {
+                sink.emit(j.output, row, cand);
+            }
+        }
         have = next_hit(pos, part, cls);
     }
     return MR_ERR_NONE;

@@ -133,8 +133,10 @@ pub struct DeviceJoin {
     pub operands_fit: u8,
     /// 1 when the candidate is the predicate's first operand.
     pub cand_first: u8,
+    /// 1 when a passing candidate is counted (`count`), 0 when it is emitted as a hit.
+    pub count: u8,
     /// Zero.
-    pub pad: [u8; 3],
+    pub pad: [u8; 2],
 }
 
 /// A program as the device runs it (`MrProgram`).
@@ -324,7 +326,8 @@ impl DeviceJoin {
             pred: pred_code(l.pred),
             operands_fit: u8::from(fit),
             cand_first: u8::from(l.a == l.cand),
-            pad: [0; 3],
+            count: u8::from(l.action == fuse::Action::Count),
+            pad: [0; 2],
         }
     }
 }
