@@ -491,3 +491,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_checkpoint_restores_the_builder_whatever_was_added_since() {
+    let start = |b: &mut ColumnBuilder| {
+        b.push_point(1.0, 2.0).unwrap();
+        b.push_null();
+        b.push_polygon(&[&[(0.0, 0.0), (4.0, 0.0), (4.0, 3.0), (0.0, 0.0)]]).unwrap();
+    };
+    let (mut b, mut want) = (ColumnBuilder::new(), ColumnBuilder::new());
+    start(&mut b);
+    start(&mut want);
+    let at = b.checkpoint();
+    // Rows of every kind after the checkpoint, enough to start a second validity word, and
+    // failed rows.
+    for i in 0..70 {
+        b.push_point(i as f64, 0.5).unwrap();
+    }
+    b.push_line_string(&[(0.0, 0.0), (1.0, 1.0)]).unwrap();
+    b.push_empty(Family::LineString);
+    assert!(b.push_point(f64::NAN, 0.0).is_err());
+    assert!(b.push_line_string(&[(0.0, 0.0), (f64::INFINITY, 1.0)]).is_err());
+    b.restore(at);
+    assert_eq!(b.len(), 3);
+    // Both go on alike after it.
+    for c in [&mut b, &mut want] {
+        c.push_point(3.0, 4.0).unwrap();
+        c.push_null();
+    }
+    assert_eq!(b.finish(), want.finish());
+}

@@ -197,3 +197,38 @@ fn truncation_and_damage_mid_stream_are_errors_with_the_place() {
     assert!(IpcStream::open(&d.join("absent.arrow"), None, IpcStreamOptions::default()).is_err());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_block_that_fails_part_way_leaves_the_builder_as_it_was() {
+    use meridian_kernels::io::columnar::{IpcFile, IPC_TRAILER};
+    let d = dir("block");
+    let col = points(2000);
+    let path = d.join("p.arrow");
+    write(&path, &col, 1000, Encoding::Native(Family::Point));
+    let bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    let trailer: [u8; IPC_TRAILER] = bytes[n - IPC_TRAILER..].try_into().unwrap();
+    let footer = IpcFile::footer_len("p.arrow", trailer).unwrap();
+    let file =
+        IpcFile::from_footer("p.arrow", &bytes[n - IPC_TRAILER - footer..n - IPC_TRAILER], None).unwrap();
+    let block = |k: usize, damage: bool| {
+        let (at, len) = file.blocks()[k];
+        let mut b = bytes[at as usize..at as usize + len].to_vec();
+        if damage {
+            // The block ends with the y coordinates of its last rows: NaN there fails the
+            // batch after most of its rows were appended.
+            for x in &mut b[len - 64..] {
+                *x = 0xff;
+            }
+        }
+        arrow_buffer::Buffer::from(b)
+    };
+    let mut b = ColumnBuilder::new();
+    assert_eq!(file.append_block(0, block(0, false), 0, &mut b).unwrap(), 1000);
+    let e = file.append_block(1, block(1, true), 1000, &mut b).unwrap_err();
+    assert!(e.source_name == "p.arrow", "{e}");
+    assert_eq!(b.len(), 1000, "nothing of the failed block stays");
+    assert_eq!(file.append_block(1, block(1, false), 1000, &mut b).unwrap(), 1000);
+    assert_eq!(b.finish(), col);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -256,3 +256,30 @@ fn an_empty_stream_is_a_job_over_no_rows() {
     assert_eq!((rows, batches), (0, 0));
     same(&got, &whole(&GeometryColumn::default(), &zones));
 }
+
+/// A source that serves `ok` batches, then panics.
+struct Panics {
+    inner: Split,
+    ok: usize,
+}
+
+impl BatchSource for Panics {
+    fn next_batch(&mut self) -> Option<Result<GeometryColumn, ReadError>> {
+        if self.inner.served == self.ok {
+            panic!("the source broke");
+        }
+        self.inner.next_batch()
+    }
+}
+
+#[test]
+fn a_panicking_source_is_a_read_error_not_a_crash() {
+    let zones = zones();
+    let col = points(1000, 3);
+    let source = Panics { inner: Split::new(&col, &[100]), ok: 3 };
+    let e = streamed(source, &zones, 2).unwrap_err();
+    let StreamError::Read { rows_done, source } = &e else { panic!("{e}") };
+    assert!(*rows_done <= 300, "{e}");
+    assert_eq!(source.source_name, "pts");
+    assert!(source.message.contains("panicked: the source broke"), "{e}");
+}

@@ -100,6 +100,23 @@ impl Default for GeometryColumn {
     }
 }
 
+/// Where a builder stood ([`ColumnBuilder::checkpoint`]), to go back to with
+/// [`ColumnBuilder::restore`]: every array's length, and what the rows so far say of the
+/// family and validity.
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoint {
+    kinds: usize,
+    geoms: usize,
+    parts: usize,
+    rings: usize,
+    xs: usize,
+    ys: usize,
+    validity: usize,
+    last_word: Option<u64>,
+    family: Option<Family>,
+    families_seen: u8,
+}
+
 /// Where the arrays stood before the row being built, to roll back on error.
 #[derive(Clone, Copy)]
 struct Mark {
@@ -122,6 +139,43 @@ impl ColumnBuilder {
     /// True when no row has been added.
     pub fn is_empty(&self) -> bool {
         self.col.kinds.is_empty()
+    }
+
+    /// Where the builder stands now.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let c = &self.col;
+        Checkpoint {
+            kinds: c.kinds.len(),
+            geoms: c.geom_offsets.len(),
+            parts: c.part_offsets.len(),
+            rings: c.ring_offsets.len(),
+            xs: c.x.len(),
+            ys: c.y.len(),
+            validity: c.validity.len(),
+            last_word: c.validity.last().copied(),
+            family: c.family,
+            families_seen: self.families_seen,
+        }
+    }
+
+    /// Goes back to `at` (taken from this builder), dropping everything added since: whole
+    /// rows, and whatever a failed or panicking reader left of a row half-built. Every
+    /// array is cut back to its own length at the checkpoint, so it holds even when the arrays
+    /// were left out of step.
+    pub fn restore(&mut self, at: Checkpoint) {
+        let c = &mut self.col;
+        c.kinds.truncate(at.kinds);
+        c.geom_offsets.truncate(at.geoms);
+        c.part_offsets.truncate(at.parts);
+        c.ring_offsets.truncate(at.rings);
+        c.x.truncate(at.xs);
+        c.y.truncate(at.ys);
+        c.validity.truncate(at.validity);
+        if let (Some(word), Some(last)) = (at.last_word, c.validity.last_mut()) {
+            *last = word;
+        }
+        c.family = at.family;
+        self.families_seen = at.families_seen;
     }
 
     /// Appends a null row.

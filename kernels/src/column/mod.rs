@@ -13,7 +13,7 @@
 mod build;
 mod view;
 
-pub use build::{ColumnBuilder, ColumnError};
+pub use build::{Checkpoint, ColumnBuilder, ColumnError};
 pub use view::{ColumnView, Geom, Part, RawColumn, Ring};
 
 /// The largest coordinate magnitude a column accepts. Beyond about 1e154 the products inside

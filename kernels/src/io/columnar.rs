@@ -260,7 +260,9 @@ fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     QUIET_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !CONTAINING.with(std::cell::Cell::get) {
+            // try_with: a panic while this thread's locals are being torn down must still
+            // reach the previous hook, not panic again inside this one.
+            if !CONTAINING.try_with(std::cell::Cell::get).unwrap_or(false) {
                 previous(info);
             }
         }));
@@ -357,7 +359,7 @@ impl IpcFile {
 
     /// Decodes record batch `k` from `bytes` (exactly its block, from wherever it was read)
     /// and appends its rows to `b`; `row` is the file's row the batch starts at, for errors.
-    /// Returns the rows appended.
+    /// Returns the rows appended. On an error nothing of the batch stays in `b`.
     pub fn append_block(
         &self,
         k: usize,
@@ -368,16 +370,22 @@ impl IpcFile {
         let at = Position::Batch { batch: k as u64, row };
         let err = |m: &dyn std::fmt::Display| ReadError::new(&self.name, at, m);
         let block = self.raw.get(k).ok_or_else(|| err(&"no such record batch"))?;
-        contained(|| {
+        let before = b.checkpoint();
+        let appended = contained(|| {
             let batch = self
                 .decoder
                 .read_record_batch(block, &bytes)
                 .map_err(|e| err(&e))?
                 .ok_or_else(|| err(&"the block holds no record batch"))?;
-            append_geometry(&self.name, &self.source, &self.columns, &batch, at, b)?;
+            append_geometry(&self.name, &self.source, &self.columns, &batch, at, &mut *b)?;
             Ok(batch.num_rows())
         })
-        .unwrap_or_else(|m| Err(err(&m)))
+        .unwrap_or_else(|m| Err(err(&m)));
+        // A failed block adds nothing: the builder is as it was, so the caller may go on.
+        if appended.is_err() {
+            b.restore(before);
+        }
+        appended
     }
 }
 

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::staging::{Slot, Staging, ALIGN};
 
@@ -59,6 +59,9 @@ struct Pending {
     /// Where the asked-for bytes start in the slot.
     skip: usize,
     done: usize,
+    /// Read through the O_DIRECT descriptor (aligned, a short read may be the end of the
+    /// file). Per read: a fall-back to buffered reads may come while direct ones are in flight.
+    direct: bool,
 }
 
 enum Engine {
@@ -75,7 +78,11 @@ enum Engine {
 /// Reads one file into staging slots.
 pub(crate) struct Reader {
     name: String,
+    path: PathBuf,
     file: File,
+    /// Descriptors replaced by a fall-back, kept open while the reader lives: a read queued
+    /// on one must never find its number reused.
+    retired: Vec<File>,
     direct: bool,
     engine: Engine,
     ready: VecDeque<(u64, io::Result<Filled>)>,
@@ -111,7 +118,17 @@ impl Reader {
                 }
             },
         };
-        Ok(Reader { name, file, direct, engine, ready: VecDeque::new(), how, _staging: staging.clone() })
+        Ok(Reader {
+            name,
+            path: path.to_path_buf(),
+            file,
+            retired: Vec::new(),
+            direct,
+            engine,
+            ready: VecDeque::new(),
+            how,
+            _staging: staging.clone(),
+        })
     }
 
     /// How the file is read, with the reason for every fallback.
@@ -121,6 +138,17 @@ impl Reader {
 
     /// Starts reading `len` bytes at `offset` into `slot`; `tag` comes back with the result.
     pub(crate) fn submit(&mut self, tag: u64, slot: Slot, offset: u64, len: usize) -> io::Result<()> {
+        let too_big = || {
+            io::Error::other(format!(
+                "{}: a read of {len} bytes at {offset} does not fit a staging slot of {} bytes",
+                self.name,
+                slot.capacity()
+            ))
+        };
+        // Checked first, so the widening below cannot overflow (skip < ALIGN <= capacity).
+        if len > slot.capacity() {
+            return Err(too_big());
+        }
         let (at, skip) = if self.direct {
             let at = offset - offset % ALIGN as u64;
             (at, (offset - at) as usize)
@@ -130,13 +158,9 @@ impl Reader {
         let need = skip + len;
         let span = if self.direct { need.div_ceil(ALIGN) * ALIGN } else { need };
         if span > slot.capacity() {
-            return Err(io::Error::other(format!(
-                "{}: a read of {len} bytes at {offset} does not fit a staging slot of {} bytes",
-                self.name,
-                slot.capacity()
-            )));
+            return Err(too_big());
         }
-        let p = Pending { tag, slot, at, len: span, need, skip, done: 0 };
+        let p = Pending { tag, slot, at, len: span, need, skip, done: 0, direct: self.direct };
         match &mut self.engine {
             #[cfg(target_os = "linux")]
             Engine::Uring { ring, fixed, flight } => {
@@ -148,13 +172,14 @@ impl Reader {
                     }
                 };
                 push_read(ring, *fixed, &self.file, index, &p)?;
+                // In the table before anything can fail: once queued, the read may land in the
+                // slot whatever `submit` says, so the slot must stay held until it completes.
                 flight[index] = Some(p);
-                ring.submit()?;
-                Ok(())
+                submit_queued(ring)
             }
             Engine::Pread => {
-                let result = match pread_all(&self.file, p, &self.name, self.direct) {
-                    Err((p, e)) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                let result = match pread_all(&self.file, p, &self.name) {
+                    Err((p, e)) if p.direct && e.raw_os_error() == Some(libc::EINVAL) => {
                         self.retry_buffered(p)
                     }
                     other => other.map_err(|(_, e)| e),
@@ -180,7 +205,6 @@ impl Reader {
     #[cfg(target_os = "linux")]
     fn complete_uring(&mut self) -> Option<(u64, io::Result<Filled>)> {
         loop {
-            let direct = self.direct;
             let Engine::Uring { ring, fixed, flight } = &mut self.engine else { return None };
             if flight.iter().all(Option::is_none) {
                 return None;
@@ -189,13 +213,21 @@ impl Reader {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                // The ring itself failed: every read in flight fails, and as one may still land,
-                // its slot is never reused (leaked).
-                for p in flight.iter_mut().filter_map(Option::take) {
-                    self.ready.push_back((p.tag, Err(io::Error::new(e.kind(), e.to_string()))));
-                    std::mem::forget(p.slot);
+                // The completion queue is full (EBUSY) or the kernel is short of resources for
+                // a moment (EAGAIN): reap what has completed, then wait again.
+                if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) {
+                    if ring.completion().is_empty() {
+                        std::thread::yield_now();
+                    }
+                } else {
+                    // The ring itself failed: every read in flight fails, and as one may still land,
+                    // its slot is never reused (leaked).
+                    for p in flight.iter_mut().filter_map(Option::take) {
+                        self.ready.push_back((p.tag, Err(io::Error::new(e.kind(), e.to_string()))));
+                        std::mem::forget(p.slot);
+                    }
+                    return self.ready.pop_front();
                 }
-                return self.ready.pop_front();
             }
             let done: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
             let mut refused = Vec::new();
@@ -204,7 +236,7 @@ impl Reader {
                 let asked = p.len - p.done;
                 if res < 0 {
                     let e = io::Error::from_raw_os_error(-res);
-                    if direct && e.raw_os_error() == Some(libc::EINVAL) {
+                    if p.direct && e.raw_os_error() == Some(libc::EINVAL) {
                         refused.push(p);
                     } else {
                         self.ready.push_back((p.tag, Err(e)));
@@ -214,17 +246,18 @@ impl Reader {
                 p.done += res as usize;
                 if p.done >= p.need {
                     self.ready.push_back((p.tag, Ok(fill(p))));
-                } else if res == 0 || (direct && (res as usize) < asked) {
-                    // End of file before the bytes asked for (with O_DIRECT a short read is
-                    // the end of the file).
+                } else if at_end(&p, res as usize, asked) {
                     let end = p.at + p.done as u64;
                     self.ready.push_back((p.tag, Err(truncated(&self.name, end))));
                 } else {
-                    // A short buffered read: ask for the rest.
-                    match push_read(ring, *fixed, &self.file, index as usize, &p)
-                        .and_then(|()| ring.submit().map(drop))
-                    {
-                        Ok(()) => flight[index as usize] = Some(p),
+                    // A short read that is not the end of the file: ask for the rest. Held in
+                    // the table from the moment it is queued (see `submit`); a failed submit
+                    // leaves it queued, and the next wait submits it.
+                    match push_read(ring, *fixed, &self.file, index as usize, &p) {
+                        Ok(()) => {
+                            flight[index as usize] = Some(p);
+                            let _ = submit_queued(ring);
+                        }
                         Err(e) => self.ready.push_back((p.tag, Err(e))),
                     }
                 }
@@ -243,8 +276,9 @@ impl Reader {
 
     /// After O_DIRECT failed: reopen the file buffered, and note why.
     fn fall_back_to_buffered(&mut self, why: &str) {
-        if let Ok(file) = File::open(&self.name) {
-            self.file = file;
+        if let Ok(file) = File::open(&self.path) {
+            let direct_file = std::mem::replace(&mut self.file, file);
+            self.retired.push(direct_file);
             self.direct = false;
             self.how = self.how.replace("O_DIRECT", &format!("buffered ({why})"));
         }
@@ -256,9 +290,21 @@ impl Reader {
         if self.direct {
             self.fall_back_to_buffered("the file system refused an O_DIRECT read");
         }
+        if self.direct {
+            // Reopening without O_DIRECT failed: the refusal stands.
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let offset = p.at + p.skip as u64;
-        let q = Pending { at: offset, len: p.need - p.skip, need: p.need - p.skip, skip: 0, done: 0, ..p };
-        pread_all(&self.file, q, &self.name, false).map_err(|(_, e)| e)
+        let q = Pending {
+            at: offset,
+            len: p.need - p.skip,
+            need: p.need - p.skip,
+            skip: 0,
+            done: 0,
+            direct: false,
+            ..p
+        };
+        pread_all(&self.file, q, &self.name).map_err(|(_, e)| e)
     }
 }
 
@@ -301,25 +347,47 @@ fn fill(mut p: Pending) -> Filled {
     Filled { slot: p.slot, data: p.skip..p.need }
 }
 
-/// Reads a pending read to its end with `pread` (`direct`: the file is open with O_DIRECT, so
-/// a short read is the end of the file).
-fn pread_all(file: &File, mut p: Pending, name: &str, direct: bool) -> Result<Filled, (Pending, io::Error)> {
+/// Whether a short read of `n` bytes (of `asked`), leaving `p` still short of what it needs,
+/// is the end of the file. Nothing read is; with O_DIRECT a read that stops off the alignment
+/// is too (the file ends there), while one that stops on it may be a partial transfer and is
+/// asked again: a read at the end then returns nothing.
+fn at_end(p: &Pending, n: usize, asked: usize) -> bool {
+    n == 0 || (p.direct && n < asked && !p.done.is_multiple_of(ALIGN))
+}
+
+/// Reads a pending read to its end with `pread`.
+fn pread_all(file: &File, mut p: Pending, name: &str) -> Result<Filled, (Pending, io::Error)> {
     while p.done < p.need {
         let asked = p.len - p.done;
         // SAFETY: the slot is ours (held in `p`) and `len <= capacity`, so
         // `[done, len)` lies within it; no other reference to its bytes exists.
         let buf = unsafe { std::slice::from_raw_parts_mut(p.slot.ptr().as_ptr().add(p.done), asked) };
         match file.read_at(buf, p.at + p.done as u64) {
-            Ok(n) if n == 0 || (direct && n < asked && p.done + n < p.need) => {
-                let end = p.at + (p.done + n) as u64;
-                return Err((p, truncated(name, end)));
+            Ok(n) => {
+                p.done += n;
+                if p.done < p.need && at_end(&p, n, asked) {
+                    let end = p.at + p.done as u64;
+                    return Err((p, truncated(name, end)));
+                }
             }
-            Ok(n) => p.done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err((p, e)),
         }
     }
     Ok(fill(p))
+}
+
+/// Submits what is queued. A full completion queue (EBUSY) or a moment's shortage (EAGAIN)
+/// leaves the entries queued for the next wait, which submits them: not an error.
+#[cfg(target_os = "linux")]
+fn submit_queued(ring: &mut io_uring::IoUring) -> io::Result<()> {
+    match ring.submit() {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::EINTR)) => {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Opens `path`: with O_DIRECT where the file system takes it, unless most of the file is
@@ -359,7 +427,8 @@ fn cached_fraction(file: &File) -> Option<f64> {
     // SAFETY: the mapping is only passed to `mincore`, never read, so a concurrent change of
     // the file cannot be observed through it.
     let map = unsafe { memmap2::Mmap::map(file) }.ok()?;
-    let page = 4096;
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok().filter(|&p| p > 0)?;
     let mut resident = vec![0u8; len.div_ceil(page)];
     // SAFETY: `map` is a mapping of `len` bytes starting page-aligned, and `resident` has one
     // byte per page of it, as mincore requires.
@@ -477,4 +546,28 @@ pub fn staged_read(path: &Path, chunk: usize, in_flight: usize, mode: IoMode) ->
         return Err(io::Error::other(format!("read {got} of {size} bytes")));
     }
     Ok(StagedRead { bytes: got, how: reader.how().to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(staging: &Staging, direct: bool, done: usize) -> Pending {
+        let slot = staging.try_take().expect("a slot");
+        Pending { tag: 0, slot, at: 0, len: 3 * ALIGN, need: 3 * ALIGN, skip: 0, done, direct }
+    }
+
+    #[test]
+    fn which_short_reads_are_the_end_of_the_file() {
+        let staging = Staging::new(1, 4 * ALIGN).expect("staging");
+        // Nothing read: the end, direct or not.
+        assert!(at_end(&pending(&staging, false, ALIGN), 0, 2 * ALIGN));
+        assert!(at_end(&pending(&staging, true, ALIGN), 0, 2 * ALIGN));
+        // Buffered: a short read is only partial; ask again.
+        assert!(!at_end(&pending(&staging, false, ALIGN + 100), 100, 2 * ALIGN));
+        // O_DIRECT stopping off the alignment: the file ends there.
+        assert!(at_end(&pending(&staging, true, ALIGN + 100), 100, 2 * ALIGN));
+        // O_DIRECT stopping on the alignment: maybe partial; ask again (the end reads 0).
+        assert!(!at_end(&pending(&staging, true, 2 * ALIGN), ALIGN, 2 * ALIGN));
+    }
 }

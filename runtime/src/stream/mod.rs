@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
 use meridian_kernels::interp::{Input, OutputColumn};
-use meridian_kernels::io::{GeoBatchReader, ReadError};
+use meridian_kernels::io::{GeoBatchReader, Position, ReadError};
 
 use crate::engine::{Backend, Engine, EngineError, JobError, JobResult, Prepared, Ticket};
 
@@ -182,8 +182,8 @@ impl Merged {
         }
     }
 
-    /// Appends a batch's output whose rows start at `offset`.
-    fn add(&mut self, c: &OutputColumn, offset: u32) -> Result<(), String> {
+    /// Appends the output of a batch of `rows` rows starting at `offset`.
+    fn add(&mut self, c: &OutputColumn, offset: u64, rows: usize) -> Result<(), String> {
         match (self, c) {
             (Merged::F64(v), OutputColumn::F64(c)) => v.extend(c.iter()),
             (Merged::Bool(v), OutputColumn::Bool(c)) => v.extend(c.iter()),
@@ -192,7 +192,16 @@ impl Merged {
                     b.push_geom(c.get(row).as_ref()).map_err(|e| e.to_string())?;
                 }
             }
-            (Merged::Hits(h), OutputColumn::Hits(c)) => h.extend(c.iter().map(|&(r, id)| (r + offset, id))),
+            (Merged::Hits(h), OutputColumn::Hits(c)) => {
+                // Hits name rows with 32 bits; other outputs have no such limit.
+                let base = u32::try_from(offset)
+                    .ok()
+                    .filter(|o| u32::try_from(rows).is_ok_and(|n| o.checked_add(n).is_some()))
+                    .ok_or_else(|| {
+                        format!("hits name rows with 32 bits: no room past row {} of a stream", u32::MAX)
+                    })?;
+                h.extend(c.iter().map(|&(r, id)| (r + base, id)))
+            }
             (Merged::Count(n), OutputColumn::Count(c)) => *n += c,
             (Merged::Sum(s), OutputColumn::Sum(c)) => *s += c,
             _ => return Err("a batch's outputs differ in kind from the first batch's".into()),
@@ -218,13 +227,8 @@ impl Merger {
             self.names = r.outputs().map(|(n, _)| n.to_owned()).collect();
             self.columns = r.outputs().map(|(_, c)| Merged::empty(c)).collect();
         }
-        // Hits name rows with 32 bits.
-        let offset = u32::try_from(self.rows)
-            .ok()
-            .filter(|o| u32::try_from(rows).is_ok_and(|n| o.checked_add(n).is_some()))
-            .ok_or_else(|| format!("more than {} rows in one stream", u32::MAX))?;
         for ((_, col), merged) in r.outputs().zip(self.columns.iter_mut()) {
-            merged.add(col, offset)?;
+            merged.add(col, self.rows, rows)?;
         }
         self.rows += rows as u64;
         self.batches += 1;
@@ -256,6 +260,14 @@ impl Merger {
     }
 }
 
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 impl Engine {
     /// Runs `prepared` with its row input `streamed` fed batch by batch from `source`, and
     /// every other input from `others`; returns what one job over all the rows would give
@@ -273,8 +285,21 @@ impl Engine {
         let depth = options.in_flight.max(1);
         std::thread::scope(|scope| {
             let (tx, rx) = sync_channel::<Result<GeometryColumn, ReadError>>(depth);
+            let name = streamed.to_owned();
             scope.spawn(move || {
-                while let Some(batch) = source.next_batch() {
+                loop {
+                    // A panicking source (a decoder's bug, a user's BatchSource) ends the stream
+                    // with an error instead of taking the caller down with the scope.
+                    let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.next_batch()));
+                    let batch = match next {
+                        Ok(None) => return,
+                        Ok(Some(batch)) => batch,
+                        Err(payload) => Err(ReadError {
+                            source_name: name.clone(),
+                            at: Position::Whole,
+                            message: format!("reading the next batch panicked: {}", panic_message(&*payload)),
+                        }),
+                    };
                     let failed = batch.is_err();
                     // The consumer hung up (it failed): stop reading.
                     if tx.send(batch).is_err() || failed {
@@ -345,5 +370,28 @@ impl Engine {
                 Ok(StreamResult { result, rows: 0, batches: 0 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hits_limit_a_stream_to_32_bit_rows() {
+        let far = u64::from(u32::MAX) + 10;
+        let mut count = Merged::empty(&OutputColumn::Count(0));
+        assert!(count.add(&OutputColumn::Count(7), far, 100).is_ok());
+        let mut sum = Merged::empty(&OutputColumn::Sum(0.0));
+        assert!(sum.add(&OutputColumn::Sum(1.5), far, 100).is_ok());
+        let mut hits = Merged::empty(&OutputColumn::Hits(Vec::new()));
+        assert!(hits.add(&OutputColumn::Hits(vec![(1, 2)]), 1000, 100).is_ok());
+        let e = hits.add(&OutputColumn::Hits(vec![(1, 2)]), far, 100).unwrap_err();
+        assert!(e.contains("32 bits"), "{e}");
+        // A batch that would cross the limit.
+        let e = hits.add(&OutputColumn::Hits(Vec::new()), u64::from(u32::MAX) - 5, 100).unwrap_err();
+        assert!(e.contains("32 bits"), "{e}");
+        let OutputColumn::Hits(h) = hits.finish() else { panic!("hits") };
+        assert_eq!(h, vec![(1001, 2)]);
     }
 }
