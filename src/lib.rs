@@ -15,6 +15,7 @@
 
 pub mod demo;
 
+pub use meridian_runtime::autotune;
 pub use meridian_runtime::bytecode;
 pub use meridian_runtime::cuda;
 pub use meridian_runtime::driver;

@@ -57,6 +57,12 @@ enum Command {
     },
     /// Show what CUDA this machine has: driver, devices, NVRTC.
     Info,
+    /// The autotune store: what earlier runs learnt (MERIDIAN_AUTOTUNE_PATH,
+    /// MERIDIAN_AUTOTUNE=off).
+    Autotune {
+        #[command(subcommand)]
+        what: AutotuneCommand,
+    },
     /// Measure against a baseline in the same run, and print the ratios.
     Bench {
         #[command(subcommand)]
@@ -104,6 +110,21 @@ enum Command {
     Gen {
         #[command(subcommand)]
         what: GenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AutotuneCommand {
+    /// Every record: key, chosen parameters, the gain claimed and its evidence.
+    Show,
+    /// Where the store is.
+    Path,
+    /// Remove every record.
+    Clear,
+    /// Write the records as JSON to FILE.
+    Export {
+        /// The JSON file to write.
+        file: PathBuf,
     },
 }
 
@@ -219,6 +240,12 @@ fn main() -> ExitCode {
         Command::Demo { out, data, mode, workers } => {
             cli::demo::run(data, out, mode.as_deref().and_then(meridian::Mode::parse), workers)
         }
+        Command::Autotune { what } => match what {
+            AutotuneCommand::Show => cli::autotune::show(),
+            AutotuneCommand::Path => cli::autotune::show_path(),
+            AutotuneCommand::Clear => cli::autotune::clear(),
+            AutotuneCommand::Export { file } => cli::autotune::export(&file),
+        },
         Command::Info => {
             cli::print(&format!("{}\n", meridian::driver::probe()));
             Ok(())

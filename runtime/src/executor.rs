@@ -4,9 +4,10 @@
 
 use std::ops::Range;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use meridian_kernels::interp::{BoundInputs, ExecError, FinishError, OutputBuffers, Scratch};
 
@@ -30,6 +31,13 @@ pub(crate) struct JobState {
     pub ticket: Arc<TicketCell>,
     pub attempt: u32,
     pub backend: Arc<Backend>,
+    /// Rows a worker claims at once for this job: what autotune chose, or 0 for the engine's.
+    pub chunk_rows: usize,
+    /// The job's part in an autotune race, if it races; its time is reported when it is done.
+    pub race: Option<crate::tune::Entry>,
+    /// Time workers spent running this job's chunks (kept only for raced jobs): the cost of
+    /// its variant, whatever else shared the workers meanwhile.
+    pub busy_ns: AtomicU64,
 }
 
 impl JobState {
@@ -54,6 +62,9 @@ impl JobState {
             ticket,
             attempt,
             backend,
+            chunk_rows: 0,
+            race: None,
+            busy_ns: AtomicU64::new(0),
         }
     }
 
@@ -115,10 +126,11 @@ impl Shared {
 
     /// Chunks for `rows`: about `chunk_rows` each, at most half the ring so that two large
     /// jobs can be queued at once.
-    fn chunks(&self, rows: &Range<usize>) -> (usize, usize) {
+    fn chunks(&self, rows: &Range<usize>, chunk_rows: usize) -> (usize, usize) {
         let n = rows.len();
         let max_chunks = (self.tuning.ring_capacity / 2).max(1);
-        let size = self.tuning.chunk_rows.max(1).max(n.div_ceil(max_chunks));
+        let want = if chunk_rows == 0 { self.tuning.chunk_rows } else { chunk_rows };
+        let size = want.max(1).max(n.div_ceil(max_chunks));
         (n.div_ceil(size).max(1), size)
     }
 
@@ -131,7 +143,7 @@ impl Shared {
             Pop::Item(i) => i,
             _ => return Err((job, PushError::Full)),
         };
-        let (n, size) = self.chunks(&job.rows);
+        let (n, size) = self.chunks(&job.rows, job.chunk_rows);
         job.remaining.store(n as u32, Relaxed);
         if let Some(mut cell) = self.cell(slot) {
             *cell = Some(job.clone());
@@ -161,7 +173,7 @@ impl Shared {
 
     /// True when a job of `rows` would find room now (a hint for sleeping submitters).
     pub(crate) fn has_room(&self, rows: &Range<usize>) -> bool {
-        let (n, _) = self.chunks(rows);
+        let (n, _) = self.chunks(rows, 0);
         self.submit.is_closed() || (self.free.has_item() && self.submit.len() + n <= self.submit.capacity())
     }
 
@@ -173,8 +185,12 @@ impl Shared {
             job.cancelled.store(true, Relaxed);
         } else {
             let rows = e.begin as usize..e.end as usize;
+            let timed = job.race.is_some().then(std::time::Instant::now);
             if let Err(err) = job.prepared.interp.run(&job.inputs, rows, &job.out, scratch) {
                 job.fail(err);
+            }
+            if let Some(t) = timed {
+                job.busy_ns.fetch_add(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX), Relaxed);
             }
         }
         if job.remaining.fetch_sub(1, AcqRel) != 1 {
@@ -227,6 +243,9 @@ impl Shared {
             JobStatus::Done => match job.out.finish() {
                 Ok(columns) => {
                     job.prepared.note_hits(job.rows.len(), job.out.hits_produced());
+                    if let Some(race) = job.race.as_ref().filter(|_| job.attempt == 1) {
+                        race.tuner.report(race, Duration::from_nanos(job.busy_ns.load(Relaxed)));
+                    }
                     Ok(JobResult::new(
                         job.prepared.output_names.clone(),
                         columns,
@@ -247,7 +266,7 @@ impl Shared {
 
     /// Runs a job again with room for `needed` hits (see [`Shared::dispatch`]).
     fn rerun(&self, job: &JobState, needed: usize) {
-        self.dispatch(Arc::new(JobState::new(
+        let mut again = JobState::new(
             job.prepared.clone(),
             job.inputs.clone(),
             job.rows.clone(),
@@ -255,7 +274,9 @@ impl Shared {
             job.ticket.clone(),
             job.attempt + 1,
             job.backend.clone(),
-        )));
+        );
+        again.chunk_rows = job.chunk_rows;
+        self.dispatch(Arc::new(again));
     }
 
     /// Runs a job without waiting: through the ring if there is room, otherwise right here

@@ -16,6 +16,7 @@ mod executor;
 pub mod ring;
 pub mod stream;
 mod sync;
+pub mod tune;
 
 pub use engine::{
     Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared,

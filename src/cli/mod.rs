@@ -1,5 +1,6 @@
 //! Subcommands of the `meridian` program, one module per family.
 
+pub mod autotune;
 pub mod bench;
 pub mod bytecode;
 pub mod convert;

@@ -127,7 +127,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     }
     let t_read = t0.elapsed();
 
-    let mut builder = Engine::builder();
+    // The CLI autotunes (MERIDIAN_AUTOTUNE_PATH, or the cache directory; off with
+    // MERIDIAN_AUTOTUNE=off): the second run of a pipeline starts from what the first learnt.
+    let mut builder = Engine::builder().autotune_from_env();
     if let Some(m) = args.mode {
         builder = builder.mode(m);
     }
@@ -217,6 +219,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     );
     for line in written {
         let _ = writeln!(report, "wrote {line}");
+    }
+    for line in engine.autotune_log() {
+        let _ = writeln!(report, "{line}");
     }
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let _ = writeln!(

@@ -42,6 +42,8 @@ use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
 use crate::cuda::{CudaDevice, Device};
 use crate::executor::{self, JobState, Shared, Tuning};
 use crate::ring::{PushError, RingError};
+use crate::tune::{self, Tuner};
+use meridian_autotune::Store;
 
 pub use job::{Bound, Job, JobError, JobResult, Prepared};
 pub(crate) use job::{Column, PendingHits, PreparedInner};
@@ -138,6 +140,26 @@ pub struct ShutdownError(pub Job);
 /// crossover constant until the planner decides per kernel class.
 pub const GPU_MIN_ROWS: usize = 32 * 1024;
 
+/// The input kinds of a binding, as an autotune key's binding signature: each input's
+/// family (or `mixed`) and whether it carries an index.
+fn binding_signature(bound: &Bound) -> String {
+    bound
+        .inner
+        .inputs()
+        .iter()
+        .map(|i| {
+            let family =
+                i.column.view().family().map_or("mixed".to_owned(), |f| format!("{f:?}").to_lowercase());
+            if i.index.is_some() {
+                format!("{family}+index")
+            } else {
+                family
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How long a waiter on a GPU job spins before it parks: longer than a small job's round trip
 /// through the megakernel, so the reaper never has to wake it.
 const GPU_WAIT_SPIN: Duration = Duration::from_micros(200);
@@ -153,6 +175,15 @@ pub struct EngineBuilder {
     device: Option<Arc<dyn Device>>,
     gpu_min_rows: usize,
     gpu: GpuTuning,
+    autotune: Option<AutotuneAt>,
+}
+
+/// Where an engine's autotune store is.
+#[derive(Clone, Debug)]
+enum AutotuneAt {
+    /// `MERIDIAN_AUTOTUNE_PATH` or the cache directory; off with `MERIDIAN_AUTOTUNE=off`.
+    Env,
+    Path(std::path::PathBuf),
 }
 
 impl Default for EngineBuilder {
@@ -166,11 +197,28 @@ impl Default for EngineBuilder {
             device: None,
             gpu_min_rows: GPU_MIN_ROWS,
             gpu: GpuTuning::default(),
+            autotune: None,
         }
     }
 }
 
 impl EngineBuilder {
+    /// Autotune with the store at `path`: large CPU jobs race rows per claim, winners are
+    /// applied and saved, and a stored winner is applied without racing (see `tune`).
+    pub fn autotune(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.autotune = Some(AutotuneAt::Path(path.into()));
+        self
+    }
+
+    /// Autotune with the store at `MERIDIAN_AUTOTUNE_PATH`, else the user's cache directory
+    /// (`$XDG_CACHE_HOME` or `~/.cache`, `meridian/autotune.bin`); none when
+    /// `MERIDIAN_AUTOTUNE=off`. An engine built without this or [`EngineBuilder::autotune`]
+    /// does not autotune: a library writes no file its user did not ask for.
+    pub fn autotune_from_env(mut self) -> Self {
+        self.autotune = Some(AutotuneAt::Env);
+        self
+    }
+
     /// The execution mode (overrides `MERIDIAN_EXECUTION_MODE`; default `auto`).
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = Some(mode);
@@ -252,6 +300,31 @@ impl EngineBuilder {
         if !self.ring_capacity.is_power_of_two() || !(2..=1 << 24).contains(&self.ring_capacity) {
             return Err(RingError::Capacity(self.ring_capacity).into());
         }
+        // Autotune first: a bad MERIDIAN_AUTOTUNE is an error before anything starts.
+        let mut tune_notes = Vec::new();
+        let tuner = match &self.autotune {
+            None => None,
+            Some(at) => {
+                let path = match at {
+                    AutotuneAt::Path(p) => Some(p.clone()),
+                    AutotuneAt::Env => {
+                        Store::path_from_env().map_err(|e| EngineError::Config(e.to_string()))?
+                    }
+                };
+                match path.map(Store::open) {
+                    None => None,
+                    Some(Ok(opened)) => {
+                        let warnings = opened.warnings.iter().map(ToString::to_string).collect();
+                        Some(Arc::new(Tuner::new(opened.store, warnings, self.chunk_rows.max(1), workers)))
+                    }
+                    // An unreadable store (permissions, I/O) leaves autotune off, and says so.
+                    Some(Err(e)) => {
+                        tune_notes.push(format!("warning: autotune is off: {e}"));
+                        None
+                    }
+                }
+            }
+        };
         let (backend, gpu) = choose_backend(mode, self.device.clone(), self.gpu, self.gpu_min_rows, workers)?;
         let tuning = Tuning {
             workers,
@@ -323,6 +396,8 @@ impl EngineBuilder {
             cpu_backend,
             gpu_backend,
             programs: Mutex::new(HashMap::new()),
+            tuner,
+            tune_notes,
         })
     }
 }
@@ -398,6 +473,8 @@ pub struct Engine {
     cpu_backend: Arc<Backend>,
     gpu_backend: Arc<Backend>,
     programs: Mutex<HashMap<ProgramHash, Arc<PreparedInner>>>,
+    tuner: Option<Arc<Tuner>>,
+    tune_notes: Vec<String>,
 }
 
 impl Engine {
@@ -633,7 +710,15 @@ impl Engine {
     fn job_state(&self, job: &Job, backend: Arc<Backend>) -> (Arc<JobState>, Arc<TicketCell>) {
         let cell = Arc::new(TicketCell::default());
         let capacity = job.prepared.inner.first_hit_capacity(job.rows.len(), job.hit_capacity);
-        let state = JobState::new(
+        let (chunk_rows, race) = match &self.tuner {
+            Some(t) if job.rows.len() >= tune::RACE_MIN_ROWS => {
+                let key =
+                    t.key(&job.prepared.hash().to_string(), binding_signature(&job.bound), job.rows.len());
+                t.choose(key)
+            }
+            _ => (0, None),
+        };
+        let mut state = JobState::new(
             job.prepared.inner.clone(),
             job.bound.inner.clone(),
             job.rows.clone(),
@@ -642,7 +727,24 @@ impl Engine {
             1,
             backend,
         );
+        state.chunk_rows = chunk_rows;
+        state.race = race;
         (Arc::new(state), cell)
+    }
+
+    /// The autotuner, when the engine was built with one ([`EngineBuilder::autotune`]).
+    pub fn autotune(&self) -> Option<&Arc<Tuner>> {
+        self.tuner.as_ref()
+    }
+
+    /// What autotune did so far — keys raced, winners adopted or loaded from the store,
+    /// warnings about the store — or why it is off when it was asked for and could not start.
+    pub fn autotune_log(&self) -> Vec<String> {
+        let mut log = self.tune_notes.clone();
+        if let Some(t) = &self.tuner {
+            log.extend(t.log());
+        }
+        log
     }
 
     /// Submits and waits: the result of one job.

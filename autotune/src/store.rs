@@ -1,0 +1,415 @@
+//! The persisted store: one file of records, checksummed and versioned.
+//!
+//! ```text
+//! magic "MRTUNE\0\0" | version u32 LE | payload length u64 LE | CRC-32 of payload u32 LE | payload (JSON)
+//! ```
+//!
+//! A save takes the lock file beside the store, reads what is on disk, merges it with the
+//! records in memory (per key the newer record wins), writes a temporary file, fsyncs it,
+//! renames it over the store and fsyncs the directory: a crash leaves the old file or the
+//! new one, and processes saving at once keep each other's records. A file that cannot be
+//! read as a store (truncated, bit-flipped, not a store) or that a newer meridian wrote is
+//! renamed aside with a [`Warning`] and the store starts empty; if it cannot be moved, the
+//! store will not save over it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fs::{Fs, RealFs};
+use crate::key::{Key, Record};
+
+/// The format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"MRTUNE\0\0";
+const HEADER: usize = 8 + 4 + 8 + 4;
+
+/// `MERIDIAN_AUTOTUNE_PATH`: where the store is (over the default).
+pub const PATH_ENV: &str = "MERIDIAN_AUTOTUNE_PATH";
+/// `MERIDIAN_AUTOTUNE=off` turns autotune off.
+pub const SWITCH_ENV: &str = "MERIDIAN_AUTOTUNE";
+
+/// Something wrong with the file found, handled without losing it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Warning {
+    /// The file is not a readable store; it was renamed aside.
+    #[error("{}: {why}; moved aside to {} and starting empty", path.display(), moved_to.display())]
+    Corrupt {
+        /// The store's path.
+        path: PathBuf,
+        /// Where the file is now.
+        moved_to: PathBuf,
+        /// What was wrong.
+        why: String,
+    },
+    /// A newer meridian wrote the file (format `version`); it was renamed aside.
+    #[error("{}: written in format {version}, newer than this build's {FORMAT_VERSION}; moved aside to {} and starting empty", path.display(), moved_to.display())]
+    Future {
+        /// The store's path.
+        path: PathBuf,
+        /// Where the file is now.
+        moved_to: PathBuf,
+        /// The file's format version.
+        version: u32,
+    },
+    /// The file is unreadable as a store and could not be moved aside: the store starts empty
+    /// and will not save over it.
+    #[error("{}: {why}; it could not be moved aside ({error}), so this run will not save over it", path.display())]
+    Stuck {
+        /// The store's path.
+        path: PathBuf,
+        /// What was wrong with it.
+        why: String,
+        /// Why it could not be moved.
+        error: String,
+    },
+}
+
+/// A failed store operation: what, on which path, and the OS's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("autotune store {}: {op}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The file found could not be moved aside, and saving would overwrite it.
+    #[error("autotune store {}: the unreadable file there could not be moved aside; not saving over it", path.display())]
+    WouldOverwrite {
+        /// The store's path.
+        path: PathBuf,
+    },
+    /// An environment variable has a value that is not allowed.
+    #[error("{0}")]
+    Env(String),
+}
+
+/// A store just opened, and what was wrong with the file found.
+#[derive(Debug)]
+pub struct Opened {
+    /// The store.
+    pub store: Store,
+    /// Files renamed aside (or left in place), each a warning to show.
+    pub warnings: Vec<Warning>,
+}
+
+/// The records of one store file, in memory.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    records: BTreeMap<Key, Record>,
+    fs: Arc<dyn Fs>,
+    /// An unreadable file could not be moved aside at open (`save` tries again).
+    stuck: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    key: Key,
+    record: Record,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    records: Vec<Entry>,
+}
+
+/// Why bytes are not a store this build can read.
+enum Bad {
+    Corrupt(String),
+    Future(u32),
+}
+
+impl Store {
+    /// The store at the default place: `MERIDIAN_AUTOTUNE_PATH`, else
+    /// `$XDG_CACHE_HOME/meridian/autotune.bin`, else `$HOME/.cache/meridian/autotune.bin`;
+    /// `None` when `MERIDIAN_AUTOTUNE=off` (or `0`, `false`) or no place can be named. Any
+    /// other value of `MERIDIAN_AUTOTUNE` than those and `on`, `1`, `true` is an error.
+    pub fn path_from_env() -> Result<Option<PathBuf>, StoreError> {
+        match std::env::var(SWITCH_ENV) {
+            Ok(v) if matches!(v.as_str(), "off" | "0" | "false") => return Ok(None),
+            Ok(v) if matches!(v.as_str(), "" | "on" | "1" | "true") => {}
+            Ok(v) => {
+                return Err(StoreError::Env(format!(
+                    "{SWITCH_ENV}={v:?} is not one of on, off (or 1, 0, true, false)"
+                )))
+            }
+            Err(_) => {}
+        }
+        if let Some(p) = std::env::var_os(PATH_ENV).filter(|p| !p.is_empty()) {
+            return Ok(Some(PathBuf::from(p)));
+        }
+        let cache =
+            std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()).map(PathBuf::from).or_else(|| {
+                std::env::var_os("HOME").filter(|p| !p.is_empty()).map(|h| PathBuf::from(h).join(".cache"))
+            });
+        Ok(cache.map(|c| c.join("meridian").join("autotune.bin")))
+    }
+
+    /// Opens the store at `path` (missing: empty).
+    pub fn open(path: impl Into<PathBuf>) -> Result<Opened, StoreError> {
+        Store::open_with(path, Arc::new(RealFs))
+    }
+
+    /// Opens the store at `path` through `fs`.
+    pub fn open_with(path: impl Into<PathBuf>, fs: Arc<dyn Fs>) -> Result<Opened, StoreError> {
+        let path = path.into();
+        let mut warnings = Vec::new();
+        let (records, stuck) = load(&*fs, &path, &mut warnings)?;
+        Ok(Opened { store: Store { path, records, fs, stuck }, warnings })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The record of `key`.
+    pub fn get(&self, key: &Key) -> Option<&Record> {
+        self.records.get(key)
+    }
+
+    /// Sets the record of `key` (saved by [`Store::save`]). Non-finite numbers are stored as
+    /// 0 (JSON has no NaN, and a record must always read back).
+    pub fn insert(&mut self, key: Key, mut record: Record) {
+        for v in [&mut record.timing.mean_ns, &mut record.timing.spread, &mut record.gain] {
+            if !v.is_finite() {
+                *v = 0.0;
+            }
+        }
+        self.records.insert(key, record);
+    }
+
+    /// Every record, by key.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = (&Key, &Record)> {
+        self.records.iter()
+    }
+
+    /// How many records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Saves: under the lock, merges what is on disk into memory (the newer record of a key
+    /// wins), then replaces the file atomically and durably. Returns warnings about the file
+    /// found on disk. On an error the file on disk is the one before the save.
+    pub fn save(&mut self) -> Result<Vec<Warning>, StoreError> {
+        self.locked(|store, warnings| {
+            // A file that could not be moved aside at open is tried again here; saving waits
+            // until it is out of the way.
+            let (on_disk, stuck) = load(&*store.fs, &store.path, warnings)?;
+            if stuck {
+                return Err(StoreError::WouldOverwrite { path: store.path.clone() });
+            }
+            store.stuck = false;
+            for (key, theirs) in on_disk {
+                match store.records.get(&key) {
+                    Some(mine) if mine.recorded_at_ms >= theirs.recorded_at_ms => {}
+                    _ => {
+                        store.records.insert(key, theirs);
+                    }
+                }
+            }
+            let bytes = encode(&store.records);
+            store.replace(&bytes)
+        })
+    }
+
+    /// Empties the store, on disk too (under the lock).
+    pub fn clear(&mut self) -> Result<(), StoreError> {
+        self.locked(|store, _| {
+            store.records.clear();
+            store.replace(&encode(&store.records))
+        })
+        .map(drop)
+    }
+
+    /// The store file's bytes as a save would write them (for export).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode(&self.records)
+    }
+
+    /// The records as JSON (for `meridian autotune show`).
+    pub fn to_json(&self) -> String {
+        let payload = Payload {
+            records: self.records.iter().map(|(k, r)| Entry { key: k.clone(), record: r.clone() }).collect(),
+        };
+        serde_json::to_string_pretty(&payload)
+            .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    fn io(&self, path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> StoreError {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, op, source }
+    }
+
+    /// Runs `f` holding the store's lock file.
+    fn locked<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store, &mut Vec<Warning>) -> Result<T, StoreError>,
+    ) -> Result<Vec<Warning>, StoreError> {
+        let dir = self.dir();
+        self.fs.create_dir_all(&dir).map_err(self.io(&dir, "creating the directory"))?;
+        let lock_path = sibling(&self.path, ".lock");
+        let _lock = self.fs.lock(&lock_path).map_err(self.io(&lock_path, "taking the lock"))?;
+        // Under the lock no other save is writing: leftover temporary files are from saves
+        // that died, and go.
+        remove_stale_temps(&self.path);
+        let mut warnings = Vec::new();
+        f(self, &mut warnings)?;
+        Ok(warnings)
+    }
+
+    /// Writes `bytes` to a temporary file, fsyncs it, renames it over the store, fsyncs the
+    /// directory. The temporary file is removed if any step before the rename fails.
+    fn replace(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        static SAVES: AtomicU64 = AtomicU64::new(0);
+        let tmp = sibling(
+            &self.path,
+            &format!(".tmp.{}.{}", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed)),
+        );
+        if let Err(e) = self.fs.write_synced(&tmp, bytes) {
+            let _ = self.fs.remove(&tmp);
+            return Err(self.io(&tmp, "writing the new store")(e));
+        }
+        if let Err(e) = self.fs.rename(&tmp, &self.path) {
+            let _ = self.fs.remove(&tmp);
+            return Err(self.io(&self.path, "renaming the new store into place")(e));
+        }
+        let dir = self.dir();
+        self.fs.sync_dir(&dir).map_err(self.io(&dir, "syncing the directory after the rename"))
+    }
+}
+
+/// `path` with `suffix` added to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let mut prefix = name.to_os_string();
+    prefix.push(".tmp.");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The records on disk; a bad file is moved aside (a warning) and reads as empty. The flag
+/// says a bad file could not be moved.
+fn load(
+    fs: &dyn Fs,
+    path: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Result<(BTreeMap<Key, Record>, bool), StoreError> {
+    let bytes = match fs.read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((BTreeMap::new(), false)),
+        Err(source) => return Err(StoreError::Io { path: path.to_path_buf(), op: "reading", source }),
+    };
+    let bad = match decode(&bytes) {
+        Ok(records) => return Ok((records, false)),
+        Err(bad) => bad,
+    };
+    let (why, tag) = match &bad {
+        Bad::Corrupt(why) => (why.clone(), "corrupt".to_string()),
+        Bad::Future(v) => (format!("format {v}"), format!("v{v}")),
+    };
+    let aside = sibling(path, &format!(".{tag}.{}", Record::now_ms()));
+    match fs.rename(path, &aside) {
+        Ok(()) => {
+            warnings.push(match bad {
+                Bad::Corrupt(why) => Warning::Corrupt { path: path.to_path_buf(), moved_to: aside, why },
+                Bad::Future(version) => {
+                    Warning::Future { path: path.to_path_buf(), moved_to: aside, version }
+                }
+            });
+            Ok((BTreeMap::new(), false))
+        }
+        Err(e) => {
+            warnings.push(Warning::Stuck { path: path.to_path_buf(), why, error: e.to_string() });
+            Ok((BTreeMap::new(), true))
+        }
+    }
+}
+
+fn encode(records: &BTreeMap<Key, Record>) -> Vec<u8> {
+    let payload = Payload {
+        records: records.iter().map(|(k, r)| Entry { key: k.clone(), record: r.clone() }).collect(),
+    };
+    // Serialising plain data to a Vec cannot fail; an empty payload would still be a valid
+    // store (it reads as no records) if it ever did.
+    let body = serde_json::to_vec(&payload).unwrap_or_else(|_| b"{\"records\":[]}".to_vec());
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn decode(bytes: &[u8]) -> Result<BTreeMap<Key, Record>, Bad> {
+    if bytes.len() < HEADER {
+        return Err(Bad::Corrupt(format!(
+            "truncated: {} bytes, shorter than the {HEADER}-byte header",
+            bytes.len()
+        )));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(Bad::Corrupt("not an autotune store (its first bytes are not the store's magic)".into()));
+    }
+    let word = |at: usize, n: usize| -> u64 {
+        bytes[at..at + n].iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    };
+    let version = word(8, 4) as u32;
+    if version > FORMAT_VERSION {
+        return Err(Bad::Future(version));
+    }
+    if version == 0 {
+        return Err(Bad::Corrupt("format version 0".into()));
+    }
+    let len = word(12, 8);
+    let crc = word(20, 4) as u32;
+    let body = &bytes[HEADER..];
+    if body.len() as u64 != len {
+        return Err(Bad::Corrupt(format!(
+            "truncated or extended: the header says {len} bytes of records, {} follow",
+            body.len()
+        )));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err(Bad::Corrupt("checksum mismatch (the records were damaged)".into()));
+    }
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| Bad::Corrupt(format!("records unreadable: {e}")))?;
+    Ok(payload.records.into_iter().map(|e| (e.key, e.record)).collect())
+}

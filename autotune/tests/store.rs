@@ -1,0 +1,284 @@
+//! The autotune store on disk: round trips, every kind of bad file, failing disks, processes
+//! saving at once, and saves killed at random points.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_autotune::fs::{Failure, Fault, FaultyFs, Op};
+use meridian_autotune::store::FORMAT_VERSION;
+use meridian_autotune::{Key, Params, Record, Store, StoreError, Timing, Warning};
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("meridian-autotune-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn key(program: &str, family: &str) -> Key {
+    Key {
+        program: program.into(),
+        binding: "points,polygons+index".into(),
+        rows_class: 20,
+        family: family.into(),
+        adapter: "test cpu x2".into(),
+    }
+}
+
+fn record(rows_per_claim: u32, at: u64) -> Record {
+    Record {
+        params: Params { rows_per_claim: Some(rows_per_claim), ..Params::default() },
+        timing: Timing { mean_ns: 1.5e6, spread: 0.02, samples: 8 },
+        gain: 0.07,
+        compile_cost_ns: 0,
+        recorded_at_ms: at,
+    }
+}
+
+fn saved_store(path: &Path) -> Vec<u8> {
+    let mut s = Store::open(path).unwrap().store;
+    s.insert(key("a", "cpu.rows_per_claim"), record(4096, 1));
+    s.insert(key("b", "cpu.rows_per_claim"), record(65536, 2));
+    assert!(s.save().unwrap().is_empty());
+    std::fs::read(path).unwrap()
+}
+
+fn temps(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp."))
+        .collect()
+}
+
+#[test]
+fn records_round_trip() {
+    let d = dir("round");
+    let path = d.join("sub").join("autotune.bin");
+    let opened = Store::open(&path).unwrap();
+    assert!(opened.store.is_empty() && opened.warnings.is_empty());
+    saved_store(&path);
+    let s = Store::open(&path).unwrap();
+    assert!(s.warnings.is_empty());
+    assert_eq!(s.store.len(), 2);
+    assert_eq!(s.store.get(&key("a", "cpu.rows_per_claim")), Some(&record(4096, 1)));
+    assert!(s.store.to_json().contains("\"rows_per_claim\": 65536"));
+    assert!(temps(path.parent().unwrap()).is_empty());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn every_kind_of_bad_file_is_moved_aside_with_a_warning() {
+    let d = dir("bad");
+    let path = d.join("autotune.bin");
+    let good = saved_store(&path);
+    let mut future = good.clone();
+    future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let mut flipped = good.clone();
+    let last = flipped.len() - 3;
+    flipped[last] ^= 0x10;
+    let mut long = good.clone();
+    long.extend_from_slice(b"trailing");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty file", Vec::new(), "truncated"),
+        ("torn header", good[..10].to_vec(), "truncated"),
+        ("torn records", good[..good.len() - 5].to_vec(), "truncated"),
+        ("bytes after the records", long, "extended"),
+        ("a flipped bit", flipped, "checksum"),
+        ("not a store", b"rows_per_claim=4096\n".repeat(3), "magic"),
+        ("a newer format", future, "format"),
+    ];
+    for (name, bytes, says) in cases {
+        std::fs::write(&path, &bytes).unwrap();
+        let opened = Store::open(&path).unwrap();
+        assert!(opened.store.is_empty(), "{name}");
+        let [w] = opened.warnings.as_slice() else { panic!("{name}: {:?}", opened.warnings) };
+        let moved = match w {
+            Warning::Corrupt { moved_to, .. } | Warning::Future { moved_to, .. } => moved_to.clone(),
+            Warning::Stuck { .. } => panic!("{name}: {w}"),
+        };
+        assert!(w.to_string().contains(says), "{name}: {w}");
+        // Nothing lost: the bytes are where the warning says, and the store's place is free.
+        assert_eq!(std::fs::read(&moved).unwrap(), bytes, "{name}");
+        assert!(!path.exists(), "{name}");
+        std::fs::remove_file(&moved).unwrap();
+        // And the store works on.
+        let mut s = opened.store;
+        s.insert(key("c", "route"), record(1, 3));
+        s.save().unwrap();
+        assert_eq!(Store::open(&path).unwrap().store.len(), 1, "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_bad_file_that_cannot_be_moved_is_never_saved_over() {
+    let d = dir("stuck");
+    let path = d.join("autotune.bin");
+    std::fs::write(&path, b"not a store at all, but someone's file").unwrap();
+    // Every rename fails for the first two tries: at open, and at the first save.
+    let faults =
+        (0..2).map(|nth| Fault { op: Op::Rename, nth, failure: Failure::Os(libc::EACCES) }).collect();
+    let opened = Store::open_with(&path, Arc::new(FaultyFs::new(faults))).unwrap();
+    assert!(matches!(opened.warnings.as_slice(), [Warning::Stuck { .. }]), "{:?}", opened.warnings);
+    let mut s = opened.store;
+    s.insert(key("a", "route"), record(1, 1));
+    assert!(matches!(s.save(), Err(StoreError::WouldOverwrite { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a store at all, but someone's file");
+    // Once it can be moved, the next save moves it aside (said) and saves.
+    let warnings = s.save().unwrap();
+    let [Warning::Corrupt { moved_to, .. }] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert_eq!(std::fs::read(moved_to).unwrap(), b"not a store at all, but someone's file");
+    assert_eq!(Store::open(&path).unwrap().store.len(), 1);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_failing_disk_leaves_the_old_store() {
+    let d = dir("faults");
+    let path = d.join("autotune.bin");
+    let faults = [
+        (Op::Lock, Failure::Os(libc::EIO), "lock"),
+        (Op::Read, Failure::Os(libc::EIO), "reading"),
+        (Op::Write, Failure::Os(libc::ENOSPC), "writing"),
+        (Op::Write, Failure::ShortWrite, "writing"),
+        (Op::SyncFile, Failure::Os(libc::EIO), "writing"),
+        (Op::Rename, Failure::Os(libc::EXDEV), "renaming"),
+    ];
+    for (op, failure, says) in faults {
+        let old = saved_store(&path);
+        // Loading reads once; the save's read is the second.
+        let nth = usize::from(op == Op::Read);
+        let fs = Arc::new(FaultyFs::new(vec![Fault { op, nth, failure }]));
+        let mut s = Store::open_with(&path, fs).unwrap().store;
+        s.insert(key("new", "route"), record(7, 9));
+        let e = s.save().unwrap_err();
+        assert!(e.to_string().contains(says), "{op:?}/{failure:?}: {e}");
+        assert_eq!(std::fs::read(&path).unwrap(), old, "{op:?}/{failure:?}: the old store is intact");
+        assert!(temps(&d).is_empty(), "{op:?}/{failure:?}: {:?}", temps(&d));
+        // The next save, on a healthy disk, keeps both.
+        let mut s = Store::open(&path).unwrap().store;
+        s.insert(key("new", "route"), record(7, 9));
+        s.save().unwrap();
+        assert_eq!(Store::open(&path).unwrap().store.len(), 3);
+        std::fs::remove_file(&path).unwrap();
+    }
+    // A failed directory fsync comes after the rename: the error is reported, and the file is
+    // the new one (only its durability is in doubt).
+    saved_store(&path);
+    let fs =
+        Arc::new(FaultyFs::new(vec![Fault { op: Op::SyncDir, nth: 0, failure: Failure::Os(libc::EIO) }]));
+    let mut s = Store::open_with(&path, fs).unwrap().store;
+    s.insert(key("new", "route"), record(7, 9));
+    assert!(s.save().unwrap_err().to_string().contains("syncing the directory"));
+    assert_eq!(Store::open(&path).unwrap().store.len(), 3);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn saves_merge_and_the_newer_record_of_a_key_wins() {
+    let d = dir("merge");
+    let path = d.join("autotune.bin");
+    let mut one = Store::open(&path).unwrap().store;
+    let mut two = Store::open(&path).unwrap().store;
+    one.insert(key("a", "route"), record(1, 10));
+    one.insert(key("shared", "route"), record(1, 10));
+    two.insert(key("b", "route"), record(2, 10));
+    two.insert(key("shared", "route"), record(2, 20));
+    one.save().unwrap();
+    two.save().unwrap();
+    one.save().unwrap();
+    let s = Store::open(&path).unwrap().store;
+    assert_eq!(s.len(), 3);
+    assert_eq!(s.get(&key("shared", "route")).unwrap().params.rows_per_claim, Some(2));
+    let mut s = s;
+    s.clear().unwrap();
+    assert!(Store::open(&path).unwrap().store.is_empty());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+// ---- child processes ---------------------------------------------------------------------
+
+const CHILD: &str = "MERIDIAN_AUTOTUNE_TEST_CHILD";
+
+/// Runs only as a child of the tests below (`CHILD` = `role:path`).
+#[test]
+fn child() {
+    let Ok(spec) = std::env::var(CHILD) else { return };
+    let (role, path) = spec.split_once(':').unwrap();
+    match role {
+        // Saves generation after generation: every record of a generation carries its number.
+        "churn" => {
+            for generation in 1u64.. {
+                let mut s = Store::open(path).unwrap().store;
+                for k in 0..20 {
+                    s.insert(key(&format!("k{k}"), "route"), record(k, generation));
+                }
+                s.save().unwrap();
+            }
+        }
+        // Inserts 25 keys of its own, saving after each.
+        writer => {
+            let mut s = Store::open(path).unwrap().store;
+            for k in 0..25 {
+                s.insert(key(&format!("{writer}-{k}"), "route"), record(k, 1));
+                s.save().unwrap();
+            }
+        }
+    }
+}
+
+fn spawn(role: &str, path: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--test-threads=1"])
+        .env(CHILD, format!("{role}:{}", path.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn four_processes_saving_at_once_keep_every_record() {
+    let d = dir("four");
+    let path = d.join("autotune.bin");
+    let children: Vec<Child> = (0..4).map(|i| spawn(&format!("w{i}"), &path)).collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let opened = Store::open(&path).unwrap();
+    assert!(opened.warnings.is_empty());
+    assert_eq!(opened.store.len(), 100);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_save_killed_anywhere_leaves_the_old_store_or_the_new() {
+    let d = dir("kill");
+    let path = d.join("autotune.bin");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut whole = 0;
+    for trial in 0..120 {
+        let mut c = spawn("churn", &path);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(2_000 + seed % 20_000));
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+        let opened = Store::open(&path).unwrap();
+        assert!(opened.warnings.is_empty(), "trial {trial}: {:?}", opened.warnings);
+        let gens: Vec<u64> = opened.store.records().map(|(_, r)| r.recorded_at_ms).collect();
+        // One generation, whole: all 20 records of it, or none yet.
+        assert!(
+            gens.is_empty() || (gens.len() == 20 && gens.iter().all(|&g| g == gens[0])),
+            "trial {trial}: {gens:?}"
+        );
+        whole += usize::from(!gens.is_empty());
+    }
+    assert!(whole > 60, "most trials should have saved something ({whole} of 120)");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -1,0 +1,125 @@
+//! Autotune applied: large CPU jobs race rows per claim, a verdict settles the key, the
+//! winner is saved, and an engine opened later on the same store applies it without racing.
+//! Results never change.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use meridian_bytecode::assemble;
+use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian_kernels::interp::Input;
+use meridian_runtime::autotune::Store;
+use meridian_runtime::tune::RACE_MIN_ROWS;
+use meridian_runtime::{Engine, Mode};
+
+const PROGRAM: &str = "\
+.program norm
+.input  p points
+.output d f64
+.output far count
+    load  g0, p
+    x     f0, g0
+    y     f1, g0
+    mul   f2, f0, f0
+    mul   f3, f1, f1
+    add   f2, f2, f3
+    sqrt  f2, f2
+    store d, f2
+    const f3, 100.0
+    gt    b0, f2, f3
+    jf    b0, done
+    count far
+done:
+    halt
+";
+
+fn points(n: usize) -> Arc<GeometryColumn> {
+    let mut b = ColumnBuilder::new();
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..n {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = (s % 36_000) as f64 / 100.0 - 180.0;
+        let y = ((s >> 20) % 18_000) as f64 / 100.0 - 90.0;
+        b.push_point(x, y).unwrap();
+    }
+    Arc::new(b.finish())
+}
+
+fn store_path(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("meridian-tune-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d.join("autotune.bin")
+}
+
+#[test]
+fn a_race_settles_saves_and_the_next_engine_applies_the_winner_without_racing() {
+    let path = store_path("settle");
+    let pts = points(RACE_MIN_ROWS);
+    let plain = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    let want = {
+        let p = plain.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
+        let b = plain.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+        plain.run(p.job(&b)).unwrap()
+    };
+
+    let engine = Engine::builder().mode(Mode::Cpu).workers(2).autotune(&path).build().unwrap();
+    let p = engine.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+    let mut jobs = 0;
+    while Store::open(&path).unwrap().store.is_empty() {
+        assert!(jobs < 400, "no verdict after {jobs} jobs: {:?}", engine.autotune_log());
+        let r = engine.run(p.job(&b)).unwrap();
+        assert_eq!(r, want, "a raced job gave another result");
+        jobs += 1;
+    }
+    let log = engine.autotune_log();
+    assert!(log.iter().any(|l| l.contains("racing")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("adopted") || l.contains("rejected")), "{log:?}");
+    let stored = Store::open(&path).unwrap().store;
+    let (key, record) = stored.records().next().unwrap();
+    assert_eq!(key.family, "cpu.rows_per_claim");
+    assert_eq!(key.binding, "point");
+    assert!(record.params.rows_per_claim.is_some() && record.timing.samples >= 5, "{record:?}");
+    drop(engine);
+
+    // A new engine on the same store: loaded, never raced, same results.
+    let again = Engine::builder().mode(Mode::Cpu).workers(2).autotune(&path).build().unwrap();
+    let p = again.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
+    let b = again.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+    for _ in 0..3 {
+        assert_eq!(again.run(p.job(&b)).unwrap(), want);
+    }
+    let log = again.autotune_log();
+    assert!(log.iter().any(|l| l.contains("loaded from the store")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains("racing")), "{log:?}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn small_jobs_and_engines_without_autotune_never_race() {
+    let path = store_path("small");
+    let engine = Engine::builder().mode(Mode::Cpu).workers(2).autotune(&path).build().unwrap();
+    let p = engine.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(points(1000)))]).unwrap();
+    for _ in 0..20 {
+        engine.run(p.job(&b)).unwrap();
+    }
+    assert!(engine.autotune_log().is_empty(), "{:?}", engine.autotune_log());
+    assert!(!path.exists());
+    let plain = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    assert!(plain.autotune().is_none() && plain.autotune_log().is_empty());
+}
+
+#[test]
+fn a_damaged_store_is_moved_aside_and_said() {
+    let path = store_path("damaged");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"MRTUNE\0\0 but then nothing that makes sense").unwrap();
+    let engine = Engine::builder().mode(Mode::Cpu).workers(1).autotune(&path).build().unwrap();
+    let log = engine.autotune_log();
+    assert!(log.iter().any(|l| l.starts_with("warning:") && l.contains("moved aside")), "{log:?}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
