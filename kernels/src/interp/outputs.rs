@@ -355,26 +355,69 @@ impl OutputBuffers {
 pub fn hits_from_runs(
     n: usize,
     runs: Vec<(usize, usize)>,
-    slot: impl Fn(usize) -> Option<u64>,
+    slot: impl Fn(usize) -> Option<u64> + Sync,
 ) -> Result<Vec<(u32, u32)>, FinishError> {
     // Each run's first key read once, not in the comparator: a cache miss per comparison
     // adds up over the 781k runs (tiles) of a 100M-row GPU job.
     let mut firsts: Vec<(u64, usize, usize)> =
         runs.into_iter().map(|(start, len)| (slot(start).unwrap_or(0), start, len)).collect();
     firsts.sort_unstable();
-    // Unpacked as they are gathered: (row, id) pairs order as the packed keys do, and one
-    // pass over the hits fewer matters at tens of millions of them.
-    let mut hits: Vec<(u32, u32)> = Vec::with_capacity(n);
-    for (_, start, len) in firsts {
-        for i in start..start.saturating_add(len) {
-            match slot(i) {
-                Some(h) => hits.push(((h >> 32) as u32, h as u32)),
-                None => return Err(FinishError::MissingHits { expected: n, got: hits.len() }),
+    let covered = firsts.iter().try_fold(0usize, |acc, r| acc.checked_add(r.2));
+    let present = |rs: &[(u64, usize, usize)]| -> usize {
+        rs.iter()
+            .map(|&(_, start, len)| (start..start.saturating_add(len)).filter(|&i| slot(i).is_some()).count())
+            .sum()
+    };
+    if covered != Some(n) {
+        return Err(FinishError::MissingHits { expected: n, got: present(&firsts) });
+    }
+    // Gathered in parallel when there are millions (the host's ordering of a large GPU job's
+    // hits took as long as the job), each thread filling its own stretch of the output, and
+    // unpacked as they go: (row, id) pairs order as the packed keys do.
+    let mut hits: Vec<(u32, u32)> = vec![(0, 0); n];
+    let threads =
+        if n >= 1 << 20 { std::thread::available_parallelism().map_or(1, |t| t.get()).min(16) } else { 1 };
+    let complete = std::sync::atomic::AtomicBool::new(true);
+    let gather = |rs: &[(u64, usize, usize)], out: &mut [(u32, u32)]| {
+        let mut k = 0;
+        for &(_, start, len) in rs {
+            let Some(end) = start.checked_add(len) else {
+                complete.store(false, std::sync::atomic::Ordering::Relaxed);
+                k += len;
+                continue;
+            };
+            for i in start..end {
+                match slot(i) {
+                    Some(h) => out[k] = ((h >> 32) as u32, h as u32),
+                    None => complete.store(false, std::sync::atomic::Ordering::Relaxed),
+                }
+                k += 1;
             }
         }
+    };
+    if threads == 1 {
+        gather(&firsts, &mut hits);
+    } else {
+        std::thread::scope(|scope| {
+            let (mut rs, mut out) = (firsts.as_slice(), hits.as_mut_slice());
+            for t in (1..=threads).rev() {
+                // The runs for this thread: about an equal share of the hits left.
+                let want = out.len() / t;
+                let (mut take, mut len) = (0, 0);
+                while take < rs.len() && (len < want || t == 1) {
+                    len += rs[take].2;
+                    take += 1;
+                }
+                let (mine, rest_rs) = rs.split_at(take);
+                let (slice, rest_out) = std::mem::take(&mut out).split_at_mut(len);
+                let gather = &gather;
+                scope.spawn(move || gather(mine, slice));
+                (rs, out) = (rest_rs, rest_out);
+            }
+        });
     }
-    if hits.len() != n {
-        return Err(FinishError::MissingHits { expected: n, got: hits.len() });
+    if !complete.into_inner() {
+        return Err(FinishError::MissingHits { expected: n, got: present(&firsts) });
     }
     sort_nearly_sorted(&mut hits);
     Ok(hits)
@@ -436,8 +479,57 @@ pub enum FinishError {
 
 #[cfg(test)]
 mod tests {
-    use super::sort_nearly_sorted;
+    use super::{hits_from_runs, sort_nearly_sorted, FinishError};
     use proptest::prelude::*;
+
+    /// Runs of ascending keys laid out in shuffled order, as GPU tiles land.
+    fn shuffled_runs(rows: u64, tile: u64) -> (Vec<u64>, Vec<(usize, usize)>, Vec<(u32, u32)>) {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut tiles = Vec::new();
+        for t in (0..rows).step_by(tile as usize) {
+            let mut run = Vec::new();
+            for r in t..(t + tile).min(rows) {
+                for id in 0..next() % 3 {
+                    run.push(r << 32 | id);
+                }
+            }
+            tiles.push(run);
+        }
+        for i in (1..tiles.len()).rev() {
+            tiles.swap(i, next() as usize % (i + 1));
+        }
+        let (mut keys, mut runs) = (Vec::new(), Vec::new());
+        for t in tiles {
+            runs.push((keys.len(), t.len()));
+            keys.extend(t);
+        }
+        let mut want: Vec<(u32, u32)> = keys.iter().map(|&h| ((h >> 32) as u32, h as u32)).collect();
+        want.sort_unstable();
+        (keys, runs, want)
+    }
+
+    #[test]
+    fn hits_ordered_from_runs_in_parallel_and_not() {
+        // Over a million hits takes the threads; a few thousand the plain loop.
+        for rows in [1_500_000, 3_000] {
+            let (keys, runs, want) = shuffled_runs(rows, 128);
+            let got = hits_from_runs(keys.len(), runs.clone(), |i| keys.get(i).copied()).unwrap();
+            assert!(got == want, "{rows} rows");
+            // A run past the keys, and a count that does not match: errors, nothing partial.
+            let mut bad = runs.clone();
+            bad.push((keys.len(), 1));
+            let e = hits_from_runs(keys.len() + 1, bad, |i| keys.get(i).copied()).unwrap_err();
+            assert_eq!(e, FinishError::MissingHits { expected: keys.len() + 1, got: keys.len() });
+            let e = hits_from_runs(keys.len() + 5, runs, |i| keys.get(i).copied()).unwrap_err();
+            assert!(matches!(e, FinishError::MissingHits { .. }), "{e:?}");
+        }
+    }
 
     proptest! {
         // Local disorder (swaps within a window) and arbitrary input both come out sorted,
