@@ -482,8 +482,11 @@ mod tests {
     use super::{hits_from_runs, sort_nearly_sorted, FinishError};
     use proptest::prelude::*;
 
+    /// Packed keys, the runs they lie in, and the ordered pairs they make.
+    type Laid = (Vec<u64>, Vec<(usize, usize)>, Vec<(u32, u32)>);
+
     /// Runs of ascending keys laid out in shuffled order, as GPU tiles land.
-    fn shuffled_runs(rows: u64, tile: u64) -> (Vec<u64>, Vec<(usize, usize)>, Vec<(u32, u32)>) {
+    fn shuffled_runs(rows: u64, tile: u64) -> Laid {
         let mut x = 0x1234_5678_9abc_def1u64;
         let mut next = || {
             x ^= x << 13;
