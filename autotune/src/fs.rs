@@ -114,6 +114,9 @@ pub enum Failure {
     Os(i32),
     /// A write stops half-way, then fails (`WriteZero`).
     ShortWrite,
+    /// The process dies there (SIGKILL to itself), as a crash would: before the operation,
+    /// or for a write half-way through it (crash tests run this in a child process).
+    Abort,
 }
 
 /// A planned failure: the `nth` (0-based) call of `op` fails.
@@ -161,7 +164,19 @@ fn fail(f: Failure) -> io::Error {
     match f {
         Failure::Os(code) => io::Error::from_raw_os_error(code),
         Failure::ShortWrite => io::Error::new(io::ErrorKind::WriteZero, "short write (injected)"),
+        Failure::Abort => die(),
     }
+}
+
+/// Ends the process at once, as a crash would: SIGKILL to itself (no unwinding, no exit
+/// handlers, no core file).
+fn die() -> ! {
+    #[cfg(unix)]
+    // SAFETY: kill(getpid(), SIGKILL) only signals this process; no memory is involved.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
 }
 
 impl Fs for FaultyFs {
@@ -174,10 +189,10 @@ impl Fs for FaultyFs {
 
     fn write_synced(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         match self.strike(Op::Write) {
-            Some(Failure::ShortWrite) => {
-                let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-                f.write_all(&bytes[..bytes.len() / 2])?;
-                return Err(fail(Failure::ShortWrite));
+            Some(f @ (Failure::ShortWrite | Failure::Abort)) => {
+                let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+                file.write_all(&bytes[..bytes.len() / 2])?;
+                return Err(fail(f));
             }
             Some(f) => return Err(fail(f)),
             None => {}

@@ -4,6 +4,9 @@
 //! magic "MRTUNE\0\0" | version u32 LE | payload length u64 LE | CRC-32 of payload u32 LE | payload (JSON)
 //! ```
 //!
+//! The frame (magic, length, checksum) stays the same in every format version, so a damaged
+//! file is told from one a newer meridian wrote.
+//!
 //! A save takes the lock file beside the store, reads what is on disk, merges it with the
 //! records in memory (per key the newer record wins), writes a temporary file, fsyncs it,
 //! renames it over the store and fsyncs the directory: a crash leaves the old file or the
@@ -46,13 +49,12 @@ pub enum Warning {
         /// What was wrong.
         why: String,
     },
-    /// A newer meridian wrote the file (format `version`); it was renamed aside.
-    #[error("{}: written in format {version}, newer than this build's {FORMAT_VERSION}; moved aside to {} and starting empty", path.display(), moved_to.display())]
+    /// A newer meridian wrote the file (format `version`): it is left alone, this run starts
+    /// empty and will not save over it.
+    #[error("{}: written in format {version} by a newer meridian (this build reads {FORMAT_VERSION}); left as it is, starting empty and not saving over it", path.display())]
     Future {
         /// The store's path.
         path: PathBuf,
-        /// Where the file is now.
-        moved_to: PathBuf,
         /// The file's format version.
         version: u32,
     },
@@ -82,8 +84,8 @@ pub enum StoreError {
         /// Why it failed.
         source: io::Error,
     },
-    /// The file found could not be moved aside, and saving would overwrite it.
-    #[error("autotune store {}: the unreadable file there could not be moved aside; not saving over it", path.display())]
+    /// The file found may not be replaced: unreadable and not movable, or a newer format.
+    #[error("autotune store {}: the file there may not be replaced (unreadable and not movable, or a newer format; see the warning): not saving over it", path.display())]
     WouldOverwrite {
         /// The store's path.
         path: PathBuf,
@@ -108,8 +110,6 @@ pub struct Store {
     path: PathBuf,
     records: BTreeMap<Key, Record>,
     fs: Arc<dyn Fs>,
-    /// An unreadable file could not be moved aside at open (`save` tries again).
-    stuck: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -163,9 +163,23 @@ impl Store {
     /// Opens the store at `path` through `fs`.
     pub fn open_with(path: impl Into<PathBuf>, fs: Arc<dyn Fs>) -> Result<Opened, StoreError> {
         let path = path.into();
+        let mut store = Store { path, records: BTreeMap::new(), fs };
         let mut warnings = Vec::new();
-        let (records, stuck) = load(&*fs, &path, &mut warnings)?;
-        Ok(Opened { store: Store { path, records, fs, stuck }, warnings })
+        match read(&*store.fs, &store.path)? {
+            Ok(records) => store.records = records,
+            // Only under the lock is a bad file moved: a save in another process may be
+            // replacing it with a good one right now.
+            Err(_) => {
+                let mut loaded = (BTreeMap::new(), false);
+                warnings = store.locked(|s, w| {
+                    loaded = load(&*s.fs, &s.path, w)?;
+                    Ok(())
+                })?;
+                // A file left in place (stuck, or newer) is checked again by every save.
+                store.records = loaded.0;
+            }
+        }
+        Ok(Opened { store, warnings })
     }
 
     /// The store's file.
@@ -206,7 +220,9 @@ impl Store {
 
     /// Saves: under the lock, merges what is on disk into memory (the newer record of a key
     /// wins), then replaces the file atomically and durably. Returns warnings about the file
-    /// found on disk. On an error the file on disk is the one before the save.
+    /// found on disk. On an error before the rename the file on disk is the one before the
+    /// save; a failed fsync of the directory after it leaves the new file, whose survival of
+    /// a crash is then not certain.
     pub fn save(&mut self) -> Result<Vec<Warning>, StoreError> {
         self.locked(|store, warnings| {
             // A file that could not be moved aside at open is tried again here; saving waits
@@ -215,7 +231,6 @@ impl Store {
             if stuck {
                 return Err(StoreError::WouldOverwrite { path: store.path.clone() });
             }
-            store.stuck = false;
             for (key, theirs) in on_disk {
                 match store.records.get(&key) {
                     Some(mine) if mine.recorded_at_ms >= theirs.recorded_at_ms => {}
@@ -229,9 +244,15 @@ impl Store {
         })
     }
 
-    /// Empties the store, on disk too (under the lock).
+    /// Empties the store, on disk too (under the lock). A file that is not a store this build
+    /// can read is moved aside first, or, if it cannot be (or is a newer format), left alone
+    /// and the store is not cleared.
     pub fn clear(&mut self) -> Result<(), StoreError> {
-        self.locked(|store, _| {
+        self.locked(|store, warnings| {
+            let (_, stuck) = load(&*store.fs, &store.path, warnings)?;
+            if stuck {
+                return Err(StoreError::WouldOverwrite { path: store.path.clone() });
+            }
             store.records.clear();
             store.replace(&encode(&store.records))
         })
@@ -323,35 +344,45 @@ fn remove_stale_temps(path: &Path) {
     }
 }
 
-/// The records on disk; a bad file is moved aside (a warning) and reads as empty. The flag
-/// says a bad file could not be moved.
+/// The records on disk (missing: none), or why the file is not a store this build reads.
+fn read(fs: &dyn Fs, path: &Path) -> Result<Result<BTreeMap<Key, Record>, Bad>, StoreError> {
+    match fs.read(path) {
+        Ok(bytes) => Ok(decode(&bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ok(BTreeMap::new())),
+        Err(source) => Err(StoreError::Io { path: path.to_path_buf(), op: "reading", source }),
+    }
+}
+
+/// The records on disk (call it holding the lock). A damaged or foreign file is moved aside
+/// (a warning) and reads as empty; a newer format is left alone. The flag says the file
+/// found must not be saved over: a newer format, or a bad file that could not be moved.
 fn load(
     fs: &dyn Fs,
     path: &Path,
     warnings: &mut Vec<Warning>,
 ) -> Result<(BTreeMap<Key, Record>, bool), StoreError> {
-    let bytes = match fs.read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((BTreeMap::new(), false)),
-        Err(source) => return Err(StoreError::Io { path: path.to_path_buf(), op: "reading", source }),
-    };
-    let bad = match decode(&bytes) {
+    let why = match read(fs, path)? {
         Ok(records) => return Ok((records, false)),
-        Err(bad) => bad,
+        Err(Bad::Future(version)) => {
+            warnings.push(Warning::Future { path: path.to_path_buf(), version });
+            return Ok((BTreeMap::new(), true));
+        }
+        Err(Bad::Corrupt(why)) => why,
     };
-    let (why, tag) = match &bad {
-        Bad::Corrupt(why) => (why.clone(), "corrupt".to_string()),
-        Bad::Future(v) => (format!("format {v}"), format!("v{v}")),
-    };
-    let aside = sibling(path, &format!(".{tag}.{}", Record::now_ms()));
+    // A name no other move takes: the time, this process, and a counter.
+    static MOVES: AtomicU64 = AtomicU64::new(0);
+    let aside = sibling(
+        path,
+        &format!(
+            ".corrupt.{}.{}.{}",
+            Record::now_ms(),
+            std::process::id(),
+            MOVES.fetch_add(1, Ordering::Relaxed)
+        ),
+    );
     match fs.rename(path, &aside) {
         Ok(()) => {
-            warnings.push(match bad {
-                Bad::Corrupt(why) => Warning::Corrupt { path: path.to_path_buf(), moved_to: aside, why },
-                Bad::Future(version) => {
-                    Warning::Future { path: path.to_path_buf(), moved_to: aside, version }
-                }
-            });
+            warnings.push(Warning::Corrupt { path: path.to_path_buf(), moved_to: aside, why });
             Ok((BTreeMap::new(), false))
         }
         Err(e) => {
@@ -390,13 +421,10 @@ fn decode(bytes: &[u8]) -> Result<BTreeMap<Key, Record>, Bad> {
     let word = |at: usize, n: usize| -> u64 {
         bytes[at..at + n].iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
     };
+    // The frame (magic, length, checksum) is the same in every format version: a file whose
+    // frame does not hold is damaged, whatever its version field says; one whose frame holds
+    // and whose version is newer was written by a newer meridian.
     let version = word(8, 4) as u32;
-    if version > FORMAT_VERSION {
-        return Err(Bad::Future(version));
-    }
-    if version == 0 {
-        return Err(Bad::Corrupt("format version 0".into()));
-    }
     let len = word(12, 8);
     let crc = word(20, 4) as u32;
     let body = &bytes[HEADER..];
@@ -408,6 +436,12 @@ fn decode(bytes: &[u8]) -> Result<BTreeMap<Key, Record>, Bad> {
     }
     if crc32fast::hash(body) != crc {
         return Err(Bad::Corrupt("checksum mismatch (the records were damaged)".into()));
+    }
+    if version > FORMAT_VERSION {
+        return Err(Bad::Future(version));
+    }
+    if version == 0 {
+        return Err(Bad::Corrupt("format version 0".into()));
     }
     let payload: Payload =
         serde_json::from_slice(body).map_err(|e| Bad::Corrupt(format!("records unreadable: {e}")))?;

@@ -75,8 +75,6 @@ fn every_kind_of_bad_file_is_moved_aside_with_a_warning() {
     let d = dir("bad");
     let path = d.join("autotune.bin");
     let good = saved_store(&path);
-    let mut future = good.clone();
-    future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     let mut flipped = good.clone();
     let last = flipped.len() - 3;
     flipped[last] ^= 0x10;
@@ -89,28 +87,46 @@ fn every_kind_of_bad_file_is_moved_aside_with_a_warning() {
         ("bytes after the records", long, "extended"),
         ("a flipped bit", flipped, "checksum"),
         ("not a store", b"rows_per_claim=4096\n".repeat(3), "magic"),
-        ("a newer format", future, "format"),
     ];
     for (name, bytes, says) in cases {
         std::fs::write(&path, &bytes).unwrap();
         let opened = Store::open(&path).unwrap();
         assert!(opened.store.is_empty(), "{name}");
         let [w] = opened.warnings.as_slice() else { panic!("{name}: {:?}", opened.warnings) };
-        let moved = match w {
-            Warning::Corrupt { moved_to, .. } | Warning::Future { moved_to, .. } => moved_to.clone(),
-            Warning::Stuck { .. } => panic!("{name}: {w}"),
-        };
+        let Warning::Corrupt { moved_to: moved, .. } = w else { panic!("{name}: {w}") };
         assert!(w.to_string().contains(says), "{name}: {w}");
         // Nothing lost: the bytes are where the warning says, and the store's place is free.
-        assert_eq!(std::fs::read(&moved).unwrap(), bytes, "{name}");
+        assert_eq!(std::fs::read(moved).unwrap(), bytes, "{name}");
         assert!(!path.exists(), "{name}");
-        std::fs::remove_file(&moved).unwrap();
+        std::fs::remove_file(moved).unwrap();
         // And the store works on.
         let mut s = opened.store;
         s.insert(key("c", "route"), record(1, 3));
         s.save().unwrap();
         assert_eq!(Store::open(&path).unwrap().store.len(), 1, "{name}");
     }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_newer_format_is_left_alone_and_never_saved_over() {
+    let d = dir("future");
+    let path = d.join("autotune.bin");
+    let mut future = saved_store(&path);
+    future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    std::fs::write(&path, &future).unwrap();
+    let opened = Store::open(&path).unwrap();
+    assert!(opened.store.is_empty());
+    let [w @ Warning::Future { version, .. }] = opened.warnings.as_slice() else {
+        panic!("{:?}", opened.warnings)
+    };
+    assert_eq!(*version, FORMAT_VERSION + 1);
+    assert!(w.to_string().contains("newer meridian"), "{w}");
+    let mut s = opened.store;
+    s.insert(key("a", "route"), record(1, 1));
+    assert!(matches!(s.save(), Err(StoreError::WouldOverwrite { .. })));
+    assert!(matches!(s.clear(), Err(StoreError::WouldOverwrite { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), future);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -220,6 +236,22 @@ fn child() {
                 s.save().unwrap();
             }
         }
+        // One save of generation 2, the process aborting at the step named.
+        step if step.starts_with("abort-") => {
+            let op = match step {
+                "abort-write" => Op::Write,
+                "abort-sync_file" => Op::SyncFile,
+                "abort-rename" => Op::Rename,
+                _ => Op::SyncDir,
+            };
+            let fs = Arc::new(FaultyFs::new(vec![Fault { op, nth: 0, failure: Failure::Abort }]));
+            let mut s = Store::open_with(path, fs).unwrap().store;
+            for k in 0..20 {
+                s.insert(key(&format!("k{k}"), "route"), record(k, 2));
+            }
+            let _ = s.save();
+            unreachable!("the save aborts");
+        }
         // Inserts 25 keys of its own, saving after each.
         writer => {
             let mut s = Store::open(path).unwrap().store;
@@ -280,5 +312,30 @@ fn a_save_killed_anywhere_leaves_the_old_store_or_the_new() {
         whole += usize::from(!gens.is_empty());
     }
     assert!(whole > 60, "most trials should have saved something ({whole} of 120)");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_save_that_dies_at_any_step_leaves_the_old_store_or_the_new() {
+    let d = dir("abort");
+    let path = d.join("autotune.bin");
+    for (step, want) in [("write", 1), ("sync_file", 1), ("rename", 1), ("sync_dir", 2)] {
+        let _ = std::fs::remove_file(&path);
+        let mut s = Store::open(&path).unwrap().store;
+        for k in 0..20 {
+            s.insert(key(&format!("k{k}"), "route"), record(k, 1));
+        }
+        s.save().unwrap();
+        let status = spawn(&format!("abort-{step}"), &path).wait().unwrap();
+        assert!(!status.success(), "{step}: the child was to abort");
+        let opened = Store::open(&path).unwrap();
+        assert!(opened.warnings.is_empty(), "{step}: {:?}", opened.warnings);
+        let gens: Vec<u64> = opened.store.records().map(|(_, r)| r.recorded_at_ms).collect();
+        assert_eq!(gens, vec![want; 20], "{step}");
+        // What the dead save left (a temporary file) goes with the next save.
+        let mut s = opened.store;
+        s.save().unwrap();
+        assert!(temps(&d).is_empty(), "{step}: {:?}", temps(&d));
+    }
     let _ = std::fs::remove_dir_all(&d);
 }

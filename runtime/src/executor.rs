@@ -35,9 +35,11 @@ pub(crate) struct JobState {
     pub chunk_rows: usize,
     /// The job's part in an autotune race, if it races; its time is reported when it is done.
     pub race: Option<crate::tune::Entry>,
-    /// Time workers spent running this job's chunks (kept only for raced jobs): the cost of
-    /// its variant, whatever else shared the workers meanwhile.
-    pub busy_ns: AtomicU64,
+    /// For raced jobs: when its first chunk started and its last chunk ended, in ns after
+    /// `born` (its span on the workers).
+    pub first_start: AtomicU64,
+    pub last_end: AtomicU64,
+    pub born: std::time::Instant,
 }
 
 impl JobState {
@@ -64,7 +66,9 @@ impl JobState {
             backend,
             chunk_rows: 0,
             race: None,
-            busy_ns: AtomicU64::new(0),
+            first_start: AtomicU64::new(u64::MAX),
+            last_end: AtomicU64::new(0),
+            born: std::time::Instant::now(),
         }
     }
 
@@ -185,12 +189,15 @@ impl Shared {
             job.cancelled.store(true, Relaxed);
         } else {
             let rows = e.begin as usize..e.end as usize;
-            let timed = job.race.is_some().then(std::time::Instant::now);
+            let since = |job: &JobState| u64::try_from(job.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            if job.race.is_some() {
+                job.first_start.fetch_min(since(&job), Relaxed);
+            }
             if let Err(err) = job.prepared.interp.run(&job.inputs, rows, &job.out, scratch) {
                 job.fail(err);
             }
-            if let Some(t) = timed {
-                job.busy_ns.fetch_add(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX), Relaxed);
+            if job.race.is_some() {
+                job.last_end.fetch_max(since(&job), Relaxed);
             }
         }
         if job.remaining.fetch_sub(1, AcqRel) != 1 {
@@ -243,9 +250,7 @@ impl Shared {
             JobStatus::Done => match job.out.finish() {
                 Ok(columns) => {
                     job.prepared.note_hits(job.rows.len(), job.out.hits_produced());
-                    if let Some(race) = job.race.as_ref().filter(|_| job.attempt == 1) {
-                        race.tuner.report(race, Duration::from_nanos(job.busy_ns.load(Relaxed)));
-                    }
+
                     Ok(JobResult::new(
                         job.prepared.output_names.clone(),
                         columns,
@@ -261,7 +266,13 @@ impl Shared {
                 Err(e) => Err(JobError::Output(e)),
             },
         };
+        let raced = outcome.is_ok() && job.attempt == 1;
         job.ticket.resolve(outcome);
+        // After the ticket: a race's verdict may start a save, which must not delay the job.
+        if let Some(race) = job.race.as_ref().filter(|_| raced) {
+            let span = job.last_end.load(Relaxed).saturating_sub(job.first_start.load(Relaxed));
+            race.tuner.report(race, Duration::from_nanos(span));
+        }
     }
 
     /// Runs a job again with room for `needed` hits (see [`Shared::dispatch`]).

@@ -3,14 +3,20 @@
 //! the store, so that the next run starts from them without racing.
 //!
 //! A key's first large jobs alternate between the engine's rows per claim (conservative) and
-//! a candidate (speculative); their times, paired in order, go to the verdict after every
-//! pair. Adopted: the candidate runs every later job of the key and is saved. Rejected: the
-//! next candidate races; with none left, the default is saved as the winner, so the key is
-//! not raced again. A key with a stored record is never raced. Races never change results:
-//! only how rows are cut into claims.
+//! a candidate (speculative): jobs 2k and 2k+1 are pair k, and a pair counts once both sides
+//! finished (a job that fails, is cancelled or re-run leaves its pair incomplete, and old
+//! incomplete pairs are dropped). A job's time is its span on the workers, from its first
+//! chunk's start to its last chunk's end: per-claim overhead and the workers left idle by
+//! uneven claims both show in it. The verdict after every pair settles the key. Adopted: the
+//! candidate runs every later job of the key. Rejected: the next candidate races; with none
+//! left, the default is the winner. The winner is saved on a thread of its own (a save waits
+//! for the store's lock and two fsyncs, which must not hold up a job's completion); the
+//! engine waits for it at shutdown. A key with a stored record is never raced. Programs with
+//! `sum` outputs are not raced: claims of other sizes add their sums in another order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use meridian_autotune::{verdict, Key, Pair, Params, Policy, Record, Store, Timing, Verdict};
@@ -18,8 +24,12 @@ use meridian_autotune::{verdict, Key, Pair, Params, Policy, Record, Store, Timin
 /// Jobs smaller than this are not raced (their times are mostly overhead and noise).
 pub const RACE_MIN_ROWS: usize = 1 << 17;
 
-/// The family of the race this module runs.
+/// The family of the race this module runs (the engine's default rows per claim is added to
+/// the key's family, so a record never overrides an engine built with other defaults).
 pub const ROWS_PER_CLAIM: &str = "cpu.rows_per_claim";
+
+/// Incomplete pairs kept at most; older ones are dropped.
+const OPEN_PAIRS: usize = 8;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -32,12 +42,15 @@ pub(crate) enum Side {
     Speculative,
 }
 
-/// A job's part in a race: its key and side; reported back with the job's time.
+/// A job's part in a race: its key, the candidate raced when it was chosen, its pair and
+/// side; reported back with the job's time.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     pub tuner: Arc<Tuner>,
     pub key: Key,
-    pub side: Side,
+    candidate: u32,
+    pair: u64,
+    side: Side,
 }
 
 #[derive(Debug)]
@@ -46,9 +59,10 @@ struct Race {
     candidates: Vec<u32>,
     /// The candidate racing now.
     racing: u32,
-    next: Side,
-    conservative: Vec<f64>,
-    speculative: Vec<f64>,
+    /// Jobs given a side so far for this candidate.
+    chosen: u64,
+    /// Pairs with one side reported: (conservative, speculative) ns.
+    open: BTreeMap<u64, (Option<f64>, Option<f64>)>,
     pairs: Vec<Pair>,
 }
 
@@ -62,10 +76,11 @@ enum State {
 /// The engine's autotuner: the store, and the races of this process.
 #[derive(Debug)]
 pub struct Tuner {
-    store: Mutex<Store>,
+    store: Arc<Mutex<Store>>,
     keys: Mutex<HashMap<Key, State>>,
     /// What happened, in order, for `meridian run` to say.
-    log: Mutex<Vec<String>>,
+    log: Arc<Mutex<Vec<String>>>,
+    saves: Mutex<Vec<JoinHandle<()>>>,
     policy: Policy,
     adapter: String,
     default_rows: u32,
@@ -77,9 +92,10 @@ impl Tuner {
     pub(crate) fn new(store: Store, warnings: Vec<String>, default_rows: usize, workers: usize) -> Tuner {
         let default_rows = u32::try_from(default_rows).unwrap_or(u32::MAX).max(1);
         Tuner {
-            store: Mutex::new(store),
+            store: Arc::new(Mutex::new(store)),
             keys: Mutex::new(HashMap::new()),
-            log: Mutex::new(warnings.into_iter().map(|w| format!("warning: {w}")).collect()),
+            log: Arc::new(Mutex::new(warnings.into_iter().map(|w| format!("warning: {w}")).collect())),
+            saves: Mutex::new(Vec::new()),
             policy: Policy::default(),
             adapter: format!("{} x{workers}", cpu_model()),
             default_rows,
@@ -87,6 +103,7 @@ impl Tuner {
     }
 
     /// What the tuner did so far (raced, adopted, rejected, loaded, warnings), in order.
+    /// Saves still running may add to it; [`Tuner::flush`] waits for them.
     pub fn log(&self) -> Vec<String> {
         lock(&self.log).clone()
     }
@@ -94,6 +111,14 @@ impl Tuner {
     /// Where its store is.
     pub fn store_path(&self) -> std::path::PathBuf {
         lock(&self.store).path().to_path_buf()
+    }
+
+    /// Waits for every save started so far.
+    pub fn flush(&self) {
+        let saves = std::mem::take(&mut *lock(&self.saves));
+        for s in saves {
+            let _ = s.join();
+        }
     }
 
     fn note(&self, line: String) {
@@ -106,20 +131,23 @@ impl Tuner {
             program: program.to_owned(),
             binding,
             rows_class: Key::rows_class(rows as u64),
-            family: ROWS_PER_CLAIM.into(),
+            family: format!("{ROWS_PER_CLAIM}@{}", self.default_rows),
             adapter: self.adapter.clone(),
         }
     }
 
-    /// The rows per claim for the next job of `key`, and its side if it races.
+    /// The rows per claim for the next job of `key`, and its part if it races.
     pub(crate) fn choose(self: &Arc<Self>, key: Key) -> (usize, Option<Entry>) {
+        // The store first, without holding `keys`: a save may hold the store's lock a while.
+        let known = lock(&self.keys).contains_key(&key);
+        let stored =
+            if known { None } else { lock(&self.store).get(&key).and_then(|r| r.params.rows_per_claim) };
         let mut keys = lock(&self.keys);
         if !keys.contains_key(&key) {
-            let state = match lock(&self.store).get(&key).and_then(|r| r.params.rows_per_claim) {
+            let state = match stored {
                 Some(rows) => {
                     self.note(format!(
-                        "autotune: {} loaded from the store for {} (rows ~2^{}): rows_per_claim={rows}",
-                        ROWS_PER_CLAIM,
+                        "autotune: {ROWS_PER_CLAIM} loaded from the store for {} (rows ~2^{}): rows_per_claim={rows}",
                         short(&key.program),
                         key.rows_class
                     ));
@@ -139,9 +167,8 @@ impl Tuner {
                     State::Racing(Race {
                         candidates,
                         racing,
-                        next: Side::Conservative,
-                        conservative: Vec::new(),
-                        speculative: Vec::new(),
+                        chosen: 0,
+                        open: BTreeMap::new(),
                         pairs: Vec::new(),
                     })
                 }
@@ -151,34 +178,43 @@ impl Tuner {
         match keys.get_mut(&key) {
             Some(State::Settled(rows)) => (*rows as usize, None),
             Some(State::Racing(race)) => {
-                let side = race.next;
-                race.next = match side {
-                    Side::Conservative => Side::Speculative,
-                    Side::Speculative => Side::Conservative,
-                };
+                let (pair, side) = (race.chosen / 2, race.chosen % 2);
+                race.chosen += 1;
+                // Which side goes first alternates by pair, so neither always runs first.
+                let side =
+                    if (side == 0) == (pair % 2 == 0) { Side::Conservative } else { Side::Speculative };
                 let rows = match side {
                     Side::Conservative => self.default_rows,
                     Side::Speculative => race.racing,
                 };
-                (rows as usize, Some(Entry { tuner: self.clone(), key, side }))
+                let entry = Entry { tuner: self.clone(), key, candidate: race.racing, pair, side };
+                (rows as usize, Some(entry))
             }
             None => (self.default_rows as usize, None),
         }
     }
 
-    /// A raced job finished in `took` (successfully, on its first attempt).
+    /// A raced job finished (successfully, on its first attempt), spanning `took` on the
+    /// workers.
     pub(crate) fn report(&self, entry: &Entry, took: Duration) {
         let mut keys = lock(&self.keys);
         let Some(State::Racing(race)) = keys.get_mut(&entry.key) else { return };
-        let ns = took.as_secs_f64() * 1e9;
-        match entry.side {
-            Side::Conservative => race.conservative.push(ns),
-            Side::Speculative => race.speculative.push(ns),
+        // A job chosen for a candidate that has since been rejected says nothing of this one.
+        if entry.candidate != race.racing {
+            return;
         }
-        while !race.conservative.is_empty() && !race.speculative.is_empty() {
-            let c = race.conservative.remove(0);
-            let s = race.speculative.remove(0);
+        let ns = took.as_secs_f64() * 1e9;
+        let open = race.open.entry(entry.pair).or_default();
+        match entry.side {
+            Side::Conservative => open.0 = Some(ns),
+            Side::Speculative => open.1 = Some(ns),
+        }
+        if let (Some(c), Some(s)) = *open {
+            race.open.remove(&entry.pair);
             race.pairs.push(Pair { conservative_ns: c, speculative_ns: s });
+        }
+        while race.open.len() > OPEN_PAIRS {
+            race.open.pop_first();
         }
         let settled = match verdict(&race.pairs, 0.0, &self.policy) {
             Verdict::KeepRacing => return,
@@ -191,7 +227,7 @@ impl Tuner {
                     gain * 100.0,
                     race.pairs.len()
                 ));
-                Some((race.racing, gain, spread, mean, race.pairs.len()))
+                (race.racing, gain, spread, mean, race.pairs.len())
             }
             Verdict::Reject { why } => {
                 self.note(format!(
@@ -199,28 +235,24 @@ impl Tuner {
                     race.racing,
                     short(&entry.key.program)
                 ));
-                match race.candidates.pop() {
-                    Some(next) => {
-                        self.note(format!(
-                            "autotune: racing {ROWS_PER_CLAIM} {next} against {}",
-                            self.default_rows
-                        ));
-                        race.racing = next;
-                        race.pairs.clear();
-                        race.conservative.clear();
-                        race.speculative.clear();
-                        race.next = Side::Conservative;
-                        None
-                    }
-                    None => {
-                        let mean = race.pairs.iter().map(|p| p.conservative_ns).sum::<f64>()
-                            / race.pairs.len().max(1) as f64;
-                        Some((self.default_rows, 0.0, 0.0, mean, race.pairs.len()))
-                    }
+                let mean = race.pairs.iter().map(|p| p.conservative_ns).sum::<f64>()
+                    / race.pairs.len().max(1) as f64;
+                let samples = race.pairs.len();
+                if let Some(next) = race.candidates.pop() {
+                    self.note(format!(
+                        "autotune: racing {ROWS_PER_CLAIM} {next} against {}",
+                        self.default_rows
+                    ));
+                    race.racing = next;
+                    race.chosen = 0;
+                    race.open.clear();
+                    race.pairs.clear();
+                    return;
                 }
+                (self.default_rows, 0.0, 0.0, mean, samples)
             }
         };
-        let Some((rows, gain, spread, mean_ns, samples)) = settled else { return };
+        let (rows, gain, spread, mean_ns, samples) = settled;
         keys.insert(entry.key.clone(), State::Settled(rows));
         drop(keys);
         let record = Record {
@@ -230,21 +262,30 @@ impl Tuner {
             compile_cost_ns: 0,
             recorded_at_ms: Record::now_ms(),
         };
-        let mut store = lock(&self.store);
-        store.insert(entry.key.clone(), record);
-        match store.save() {
-            Ok(warnings) => {
-                for w in warnings {
-                    self.note(format!("warning: {w}"));
-                }
-            }
-            Err(e) => self.note(format!("warning: the winner is not saved: {e}")),
+        self.save_later(entry.key.clone(), record);
+    }
+
+    /// Saves `record` on a thread of its own; the log says if it failed.
+    fn save_later(&self, key: Key, record: Record) {
+        let (store, log) = (self.store.clone(), self.log.clone());
+        let save = move || {
+            let mut store = lock(&store);
+            store.insert(key, record);
+            let lines: Vec<String> = match store.save() {
+                Ok(warnings) => warnings.into_iter().map(|w| format!("warning: {w}")).collect(),
+                Err(e) => vec![format!("warning: the winner is not saved: {e}")],
+            };
+            lock(&log).extend(lines);
+        };
+        match std::thread::Builder::new().name("meridian-autotune-save".into()).spawn(save) {
+            Ok(handle) => lock(&self.saves).push(handle),
+            Err(e) => self.note(format!("warning: the winner is not saved: no thread to save it: {e}")),
         }
     }
 }
 
-fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
+fn short(hash: &str) -> String {
+    hash.chars().take(12).collect()
 }
 
 /// The CPU's model name and core count, as the adapter of CPU records.

@@ -80,7 +80,7 @@ fn a_race_settles_saves_and_the_next_engine_applies_the_winner_without_racing() 
     assert!(log.iter().any(|l| l.contains("adopted") || l.contains("rejected")), "{log:?}");
     let stored = Store::open(&path).unwrap().store;
     let (key, record) = stored.records().next().unwrap();
-    assert_eq!(key.family, "cpu.rows_per_claim");
+    assert_eq!(key.family, "cpu.rows_per_claim@16384", "the engine's default is part of the key");
     assert_eq!(key.binding, "point");
     assert!(record.params.rows_per_claim.is_some() && record.timing.samples >= 5, "{record:?}");
     drop(engine);
@@ -111,6 +111,20 @@ fn small_jobs_and_engines_without_autotune_never_race() {
     assert!(!path.exists());
     let plain = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
     assert!(plain.autotune().is_none() && plain.autotune_log().is_empty());
+}
+
+#[test]
+fn programs_with_sums_are_not_raced() {
+    // Claims of another size would add the sums in another order: results could change.
+    let path = store_path("sums");
+    let engine = Engine::builder().mode(Mode::Cpu).workers(2).autotune(&path).build().unwrap();
+    let src = ".program s\n.input p points\n.output t sum\n load g0, p\n x f0, g0\n sum t, f0\n halt\n";
+    let p = engine.prepare(assemble("s.masm", src).unwrap().program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(points(RACE_MIN_ROWS)))]).unwrap();
+    for _ in 0..4 {
+        engine.run(p.job(&b)).unwrap();
+    }
+    assert!(engine.autotune_log().is_empty(), "{:?}", engine.autotune_log());
 }
 
 #[test]

@@ -50,7 +50,7 @@ pub fn show() -> Result<(), Failure> {
         let _ = writeln!(
             s,
             "  {} {} rows~2^{} {} on {}: {} ({:.1}% faster, {} pairs, spread {:.3})",
-            &k.program[..k.program.len().min(12)],
+            k.program.chars().take(12).collect::<String>(),
             k.binding,
             k.rows_class,
             k.family,

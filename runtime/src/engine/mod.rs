@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use meridian_bytecode::{verify, Program, ProgramHash, VerifiedProgram, VerifyErrors};
+use meridian_bytecode::{verify, OutputKind, Program, ProgramHash, VerifiedProgram, VerifyErrors};
 use meridian_kernels::interp::{BindError, BoundInputs, Input};
 
 use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
@@ -711,7 +711,17 @@ impl Engine {
         let cell = Arc::new(TicketCell::default());
         let capacity = job.prepared.inner.first_hit_capacity(job.rows.len(), job.hit_capacity);
         let (chunk_rows, race) = match &self.tuner {
-            Some(t) if job.rows.len() >= tune::RACE_MIN_ROWS => {
+            // Sums are added per claim: other claim sizes would round them differently.
+            Some(t)
+                if job.rows.len() >= tune::RACE_MIN_ROWS
+                    && !job
+                        .prepared
+                        .program()
+                        .program()
+                        .outputs()
+                        .iter()
+                        .any(|o| o.kind == OutputKind::Sum) =>
+            {
                 let key =
                     t.key(&job.prepared.hash().to_string(), binding_signature(&job.bound), job.rows.len());
                 t.choose(key)
@@ -739,9 +749,11 @@ impl Engine {
 
     /// What autotune did so far — keys raced, winners adopted or loaded from the store,
     /// warnings about the store — or why it is off when it was asked for and could not start.
+    /// Waits for saves in progress, so that their outcome is in it.
     pub fn autotune_log(&self) -> Vec<String> {
         let mut log = self.tune_notes.clone();
         if let Some(t) = &self.tuner {
+            t.flush();
             log.extend(t.log());
         }
         log
@@ -764,6 +776,10 @@ impl Engine {
         }
         let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         self.shared.shutdown(handles);
+        // Winners found by this engine's races are on disk before it is gone.
+        if let Some(t) = &self.tuner {
+            t.flush();
+        }
     }
 }
 
