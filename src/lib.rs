@@ -24,5 +24,5 @@ pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;
 pub use meridian_runtime::{
     Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared,
-    ShutdownError, Ticket, TrySubmitError, MODE_ENV,
+    ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, MODE_ENV,
 };

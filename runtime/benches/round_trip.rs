@@ -45,6 +45,7 @@ fn bench(c: &mut Criterion) {
     let mut b = ColumnBuilder::new();
     b.push_point(1.5, 2.0).unwrap();
     let col = Arc::new(b.finish());
+    let col_for_ring = col.clone();
     let bound = engine.bind(&prepared, [("p", col.clone())]).unwrap();
     let job = prepared.job(&bound);
     let interp = Interpreter::new(&program);
@@ -59,6 +60,14 @@ fn bench(c: &mut Criterion) {
     };
     let engine_trip = || {
         let r = engine.submit(job.clone()).unwrap().wait().unwrap();
+        assert_eq!(r.f64("x").unwrap().get(0), Some(1.5));
+    };
+    // The same job handed to a worker through the ring (the inline route off).
+    let ring_engine = Engine::builder().mode(Mode::Cpu).workers(2).inline_rows(0).build().unwrap();
+    let ring_prepared = ring_engine.prepare(program.program()).unwrap();
+    let ring_job = ring_prepared.job(&ring_engine.bind(&ring_prepared, [("p", col_for_ring)]).unwrap());
+    let ring_trip = || {
+        let r = ring_engine.submit(ring_job.clone()).unwrap().wait().unwrap();
         assert_eq!(r.f64("x").unwrap().get(0), Some(1.5));
     };
 
@@ -79,17 +88,22 @@ fn bench(c: &mut Criterion) {
     let (i50, i99) = percentiles(&mut inline_work, 20_000);
 
     let (e50, e99) = percentiles(engine_trip, 20_000);
+    let (r50, r99) = percentiles(ring_trip, 20_000);
     let (c50, c99) = percentiles(channel_trip, 20_000);
     eprintln!(
-        "round trip, 20000 each: engine p50 {e50:?} p99 {e99:?}; crossbeam channel p50 {c50:?} p99 {c99:?}; \
-         ratio engine/channel p50 {:.2}x p99 {:.2}x; the job's work inline p50 {i50:?} p99 {i99:?}",
+        "round trip, 20000 each: engine (inline route) p50 {e50:?} p99 {e99:?}; engine through the ring \
+         p50 {r50:?} p99 {r99:?}; crossbeam channel p50 {c50:?} p99 {c99:?}; ratio engine/channel p50 \
+         {:.2}x p99 {:.2}x (through the ring {:.2}x / {:.2}x); the job's work alone p50 {i50:?} p99 {i99:?}",
         e50.as_secs_f64() / c50.as_secs_f64(),
-        e99.as_secs_f64() / c99.as_secs_f64()
+        e99.as_secs_f64() / c99.as_secs_f64(),
+        r50.as_secs_f64() / c50.as_secs_f64(),
+        r99.as_secs_f64() / c99.as_secs_f64()
     );
 
     let mut g = c.benchmark_group("round_trip");
     g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     g.bench_function("engine_one_row_job", |b| b.iter(engine_trip));
+    g.bench_function("engine_one_row_job_through_the_ring", |b| b.iter(ring_trip));
     g.bench_function("crossbeam_channel", |b| b.iter(channel_trip));
     g.finish();
     drop(req_tx);

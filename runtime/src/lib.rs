@@ -20,7 +20,7 @@ pub mod tune;
 
 pub use engine::{
     Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared,
-    ShutdownError, Ticket, TrySubmitError, MODE_ENV,
+    ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, MODE_ENV,
 };
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;

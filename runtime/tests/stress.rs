@@ -86,11 +86,18 @@ fn fixture(workers: usize, ring: usize) -> Fixture {
 }
 
 fn fixture_chunked(workers: usize, ring: usize, chunk_rows: usize) -> Fixture {
+    fixture_with(workers, ring, chunk_rows, 0)
+}
+
+fn fixture_with(workers: usize, ring: usize, chunk_rows: usize, inline_rows: usize) -> Fixture {
+    // Small jobs through the ring (inline_rows 0) unless a test asks: this file tests the
+    // ring and the workers.
     let engine = Engine::builder()
         .mode(Mode::Cpu)
         .workers(workers)
         .ring_capacity(ring)
         .chunk_rows(chunk_rows)
+        .inline_rows(inline_rows)
         .build()
         .unwrap();
     let prepared = engine.prepare(assemble("stress.masm", PROGRAM).unwrap().program()).unwrap();
@@ -246,4 +253,31 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         }
         std::thread::park();
     }
+}
+
+#[test]
+fn small_jobs_run_inline_give_what_the_ring_gives() {
+    let inline = fixture_with(2, 64, 16 * 1024, meridian_runtime::INLINE_ROWS);
+    let ring = fixture(2, 64);
+    let mut reruns = 0;
+    for row in 0..POINTS {
+        // Room for one hit: rows with more re-run (inline, on this thread).
+        let r = inline.engine.submit(inline.prepared.job(&inline.bound).rows(row..row + 1).hit_capacity(1));
+        let r = r.unwrap().wait().unwrap();
+        check_row(&inline, row, &r);
+        reruns += usize::from(r.attempts() > 1);
+        let w = ring.engine.run(ring.prepared.job(&ring.bound).rows(row..row + 1).hit_capacity(1)).unwrap();
+        assert_eq!(r, w, "row {row}");
+    }
+    assert!(reruns > 0, "some rows must overflow one hit");
+    // A job of more rows than the inline limit still goes through the ring, and agrees.
+    let many = inline.engine.run(inline.prepared.job(&inline.bound)).unwrap();
+    assert_eq!(many, ring.engine.run(ring.prepared.job(&ring.bound)).unwrap());
+    // After shutdown the inline route refuses too.
+    inline.engine.shutdown();
+    assert!(inline.engine.submit(inline.prepared.job(&inline.bound).rows(0..1)).is_err());
+    assert!(matches!(
+        inline.engine.try_submit(inline.prepared.job(&inline.bound).rows(0..1)),
+        Err(meridian_runtime::TrySubmitError::Shutdown(_))
+    ));
 }

@@ -36,7 +36,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use meridian_bytecode::{verify, OutputKind, Program, ProgramHash, VerifiedProgram, VerifyErrors};
-use meridian_kernels::interp::{BindError, BoundInputs, Input};
+use meridian_kernels::interp::{BindError, BoundInputs, FinishError, Input, Scratch};
 
 use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
 use crate::cuda::{CudaDevice, Device};
@@ -160,6 +160,16 @@ fn binding_signature(bound: &Bound) -> String {
         .join(",")
 }
 
+/// Jobs of at most this many rows on the CPU route run on the submitting thread
+/// ([`EngineBuilder::inline_rows`]): handing a one-row job to a worker and back costs several
+/// times the job itself (`cargo bench -p meridian-runtime --bench round_trip`).
+pub const INLINE_ROWS: usize = 64;
+
+thread_local! {
+    /// The interpreter's registers for jobs run inline on this thread.
+    static INLINE_SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::new());
+}
+
 /// How long a waiter on a GPU job spins before it parks: longer than a small job's round trip
 /// through the megakernel, so the reaper never has to wake it.
 const GPU_WAIT_SPIN: Duration = Duration::from_micros(200);
@@ -176,6 +186,7 @@ pub struct EngineBuilder {
     gpu_min_rows: usize,
     gpu: GpuTuning,
     autotune: Option<AutotuneAt>,
+    inline_rows: usize,
 }
 
 /// Where an engine's autotune store is.
@@ -198,11 +209,21 @@ impl Default for EngineBuilder {
             gpu_min_rows: GPU_MIN_ROWS,
             gpu: GpuTuning::default(),
             autotune: None,
+            inline_rows: INLINE_ROWS,
         }
     }
 }
 
 impl EngineBuilder {
+    /// Jobs of at most `rows` rows that run on the CPU run on the submitting thread: no ring,
+    /// no worker, no wake-up (default [`INLINE_ROWS`]; 0: every job goes through the ring).
+    /// `submit` then returns a ticket already resolved; jobs pinned to the GPU (`gpu` mode)
+    /// are never taken inline.
+    pub fn inline_rows(mut self, rows: usize) -> Self {
+        self.inline_rows = rows;
+        self
+    }
+
     /// Autotune with the store at `path`: large CPU jobs race rows per claim, winners are
     /// applied and saved, and a stored winner is applied without racing (see `tune`).
     pub fn autotune(mut self, path: impl Into<std::path::PathBuf>) -> Self {
@@ -398,6 +419,7 @@ impl EngineBuilder {
             programs: Mutex::new(HashMap::new()),
             tuner,
             tune_notes,
+            inline_rows: self.inline_rows,
         })
     }
 }
@@ -475,6 +497,7 @@ pub struct Engine {
     programs: Mutex<HashMap<ProgramHash, Arc<PreparedInner>>>,
     tuner: Option<Arc<Tuner>>,
     tune_notes: Vec<String>,
+    inline_rows: usize,
 }
 
 impl Engine {
@@ -682,6 +705,12 @@ impl Engine {
     }
 
     fn submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, ShutdownError> {
+        if job.rows.len() <= self.inline_rows {
+            if self.shared.submit.is_closed() {
+                return Err(ShutdownError(job));
+            }
+            return Ok(resolved(self.run_inline(&job, backend)));
+        }
         let (mut state, cell) = self.job_state(&job, backend);
         loop {
             match self.shared.enqueue(state) {
@@ -698,12 +727,52 @@ impl Engine {
     }
 
     fn try_submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, TrySubmitError> {
+        if job.rows.len() <= self.inline_rows {
+            if self.shared.submit.is_closed() {
+                return Err(TrySubmitError::Shutdown(job));
+            }
+            return Ok(resolved(self.run_inline(&job, backend)));
+        }
         let (state, cell) = self.job_state(&job, backend);
         match self.shared.enqueue(state) {
             Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin, spin_for: Duration::ZERO }),
             Err((_, PushError::Full)) => Err(TrySubmitError::Full(job)),
             Err((_, PushError::Closed)) => Err(TrySubmitError::Shutdown(job)),
         }
+    }
+
+    /// Runs `job` on this thread: what the workers would give, re-runs on hit overflow
+    /// included (the same interpreter, outputs and capacity learning).
+    fn run_inline(&self, job: &Job, backend: Arc<Backend>) -> Result<JobResult, JobError> {
+        let prepared = &job.prepared.inner;
+        let rows = job.rows.clone();
+        let mut capacity = prepared.first_hit_capacity(rows.len(), job.hit_capacity);
+        let mut fresh = None;
+        INLINE_SCRATCH.with(|cell| {
+            // A job submitted from inside another inline job's thread-local use cannot
+            // happen today; a fresh scratch keeps it correct if it ever does.
+            let mut held = cell.try_borrow_mut().ok();
+            let scratch = match held.as_deref_mut() {
+                Some(s) => s,
+                None => fresh.insert(Scratch::new()),
+            };
+            for attempt in 1u32.. {
+                let out = prepared.interp.output_buffers(rows.clone(), capacity);
+                prepared.interp.run(&job.bound.inner, rows.clone(), &out, scratch).map_err(JobError::Exec)?;
+                let finished = out.finish();
+                prepared.note_hits(rows.len(), out.hits_produced());
+                match finished {
+                    Ok(columns) => {
+                        return Ok(JobResult::new(prepared.output_names.clone(), columns, attempt, backend))
+                    }
+                    Err(FinishError::Overflow(o)) => {
+                        capacity = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
+                    }
+                    Err(e) => return Err(JobError::Output(e)),
+                }
+            }
+            Err(JobError::Cancelled)
+        })
     }
 
     /// The CPU executor's in-flight state of `job`.
