@@ -62,6 +62,11 @@ fn bench(c: &mut Criterion) {
         let r = engine.submit(job.clone()).unwrap().wait().unwrap();
         assert_eq!(r.f64("x").unwrap().get(0), Some(1.5));
     };
+    // `Engine::run`: the inline route without a ticket.
+    let engine_run = || {
+        let r = engine.run(job.clone()).unwrap();
+        assert_eq!(r.f64("x").unwrap().get(0), Some(1.5));
+    };
     // The same job handed to a worker through the ring (the inline route off).
     let ring_engine = Engine::builder().mode(Mode::Cpu).workers(2).inline_rows(0).build().unwrap();
     let ring_prepared = ring_engine.prepare(program.program()).unwrap();
@@ -88,14 +93,18 @@ fn bench(c: &mut Criterion) {
     let (i50, i99) = percentiles(&mut inline_work, 20_000);
 
     let (e50, e99) = percentiles(engine_trip, 20_000);
+    let (n50, n99) = percentiles(engine_run, 20_000);
     let (r50, r99) = percentiles(ring_trip, 20_000);
     let (c50, c99) = percentiles(channel_trip, 20_000);
     eprintln!(
         "round trip, 20000 each: engine (inline route) p50 {e50:?} p99 {e99:?}; engine through the ring \
          p50 {r50:?} p99 {r99:?}; crossbeam channel p50 {c50:?} p99 {c99:?}; ratio engine/channel p50 \
-         {:.2}x p99 {:.2}x (through the ring {:.2}x / {:.2}x); the job's work alone p50 {i50:?} p99 {i99:?}",
+         {:.2}x p99 {:.2}x (Engine::run p50 {n50:?} p99 {n99:?}: {:.2}x / {:.2}x; through the ring {:.2}x / \
+         {:.2}x); the job's work alone p50 {i50:?} p99 {i99:?}",
         e50.as_secs_f64() / c50.as_secs_f64(),
         e99.as_secs_f64() / c99.as_secs_f64(),
+        n50.as_secs_f64() / c50.as_secs_f64(),
+        n99.as_secs_f64() / c99.as_secs_f64(),
         r50.as_secs_f64() / c50.as_secs_f64(),
         r99.as_secs_f64() / c99.as_secs_f64()
     );
@@ -103,6 +112,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("round_trip");
     g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     g.bench_function("engine_one_row_job", |b| b.iter(engine_trip));
+    g.bench_function("engine_run_one_row_job", |b| b.iter(engine_run));
     g.bench_function("engine_one_row_job_through_the_ring", |b| b.iter(ring_trip));
     g.bench_function("crossbeam_channel", |b| b.iter(channel_trip));
     g.finish();

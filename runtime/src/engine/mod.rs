@@ -828,8 +828,21 @@ impl Engine {
         log
     }
 
-    /// Submits and waits: the result of one job.
+    /// Submits and waits: the result of one job. A job for the inline route runs here with
+    /// no ticket at all.
     pub fn run(&self, job: Job) -> Result<JobResult, JobError> {
+        if job.rows.len() <= self.inline_rows {
+            match self.route(&job) {
+                Err(ticket) => return ticket.wait(),
+                Ok(Route::Cpu(backend)) => {
+                    if self.shared.submit.is_closed() {
+                        return Err(JobError::Cancelled);
+                    }
+                    return self.run_inline(&job, backend);
+                }
+                Ok(Route::Gpu) => {}
+            }
+        }
         match self.submit(job) {
             Ok(t) => t.wait(),
             Err(_) => Err(JobError::Cancelled),
