@@ -268,6 +268,9 @@ fn small_jobs_run_inline_give_what_the_ring_gives() {
         reruns += usize::from(r.attempts() > 1);
         let w = ring.engine.run(ring.prepared.job(&ring.bound).rows(row..row + 1).hit_capacity(1)).unwrap();
         assert_eq!(r, w, "row {row}");
+        // Engine::run takes the inline route without a ticket: the same again.
+        let run = inline.engine.run(inline.prepared.job(&inline.bound).rows(row..row + 1).hit_capacity(1));
+        assert_eq!(run.unwrap(), w, "row {row}");
     }
     assert!(reruns > 0, "some rows must overflow one hit");
     // A job of more rows than the inline limit still goes through the ring, and agrees.
@@ -276,6 +279,10 @@ fn small_jobs_run_inline_give_what_the_ring_gives() {
     // After shutdown the inline route refuses too.
     inline.engine.shutdown();
     assert!(inline.engine.submit(inline.prepared.job(&inline.bound).rows(0..1)).is_err());
+    assert!(matches!(
+        inline.engine.run(inline.prepared.job(&inline.bound).rows(0..1)),
+        Err(meridian_runtime::JobError::Cancelled)
+    ));
     assert!(matches!(
         inline.engine.try_submit(inline.prepared.job(&inline.bound).rows(0..1)),
         Err(meridian_runtime::TrySubmitError::Shutdown(_))
