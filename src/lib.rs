@@ -19,6 +19,7 @@ pub use meridian_runtime::autotune;
 pub use meridian_runtime::bytecode;
 pub use meridian_runtime::cuda;
 pub use meridian_runtime::driver;
+pub use meridian_runtime::events;
 pub use meridian_runtime::kernels;
 pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;

@@ -84,6 +84,33 @@ fn programs_the_gpu_does_not_run_fail_under_gpu_and_fall_back_under_auto() {
     );
     let OutputColumn::Geometry(moved) = r.get("moved").unwrap() else { panic!() };
     assert_eq!(moved.len(), 177);
+    // The fall-back is an event with every field.
+    let events = meridian_runtime::events::recent();
+    let e = events
+        .iter()
+        .rev()
+        .find(|e| e.surface == "job" && e.reason.contains("`affine`"))
+        .unwrap_or_else(|| panic!("no job event: {events:?}"));
+    assert_eq!((e.requested.as_str(), e.selected.as_str()), ("gpu", "cpu"));
+    assert_eq!(e.detail, "177 rows");
+
+    // Strict native: the same job fails instead of falling back, and says why.
+    let strict = Engine::builder()
+        .mode(Mode::Auto)
+        .workers(1)
+        .gpu_min_rows(0)
+        .strict_native(true)
+        .gpu_device(Arc::new(HostDevice::new(1, 8)))
+        .build()
+        .unwrap();
+    let p = strict.prepare(program.program()).unwrap();
+    let b = strict.bind(&p, [("shapes", countries())]).unwrap();
+    match strict.run(p.job(&b)) {
+        Err(JobError::Strict(why)) => {
+            assert!(why.contains("MERIDIAN_STRICT_NATIVE=1") && why.contains("`affine`"), "{why}")
+        }
+        other => panic!("expected a strict refusal, got {other:?}"),
+    }
 }
 
 #[test]

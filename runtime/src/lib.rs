@@ -12,6 +12,7 @@
 pub mod cuda;
 mod doorbell;
 mod engine;
+pub mod events;
 mod executor;
 pub mod ring;
 pub mod stream;

@@ -64,6 +64,8 @@ struct Race {
     /// Pairs with one side reported: (conservative, speculative) ns.
     open: BTreeMap<u64, (Option<f64>, Option<f64>)>,
     pairs: Vec<Pair>,
+    /// The race was said (once its first pair was in).
+    announced: bool,
 }
 
 #[derive(Debug)]
@@ -159,17 +161,13 @@ impl Tuner {
                     candidates.dedup();
                     candidates.retain(|&c| c != d);
                     let racing = candidates.pop().unwrap_or(d);
-                    self.note(format!(
-                        "autotune: racing {ROWS_PER_CLAIM} {racing} against {d} for {} (rows ~2^{})",
-                        short(&key.program),
-                        key.rows_class
-                    ));
                     State::Racing(Race {
                         candidates,
                         racing,
                         chosen: 0,
                         open: BTreeMap::new(),
                         pairs: Vec::new(),
+                        announced: false,
                     })
                 }
             };
@@ -212,6 +210,17 @@ impl Tuner {
         if let (Some(c), Some(s)) = *open {
             race.open.remove(&entry.pair);
             race.pairs.push(Pair { conservative_ns: c, speculative_ns: s });
+            // Said once a pair is in: a run of one large job races nothing worth a line.
+            if !race.announced {
+                race.announced = true;
+                self.note(format!(
+                    "autotune: racing {ROWS_PER_CLAIM} {} against {} for {} (rows ~2^{})",
+                    race.racing,
+                    self.default_rows,
+                    short(&entry.key.program),
+                    entry.key.rows_class
+                ));
+            }
         }
         while race.open.len() > OPEN_PAIRS {
             race.open.pop_first();

@@ -127,6 +127,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     }
     let t_read = t0.elapsed();
 
+    // Fallbacks from here on (the engine's, each job's, the reads') are said at the end.
+    let events_before = meridian::events::recent().len();
     // The CLI autotunes (MERIDIAN_AUTOTUNE_PATH, or the cache directory; off with
     // MERIDIAN_AUTOTUNE=off): the second run of a pipeline starts from what the first learnt.
     let mut builder = Engine::builder().autotune_from_env();
@@ -222,6 +224,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     }
     for line in engine.autotune_log() {
         let _ = writeln!(report, "{line}");
+    }
+    for event in meridian::events::recent().iter().skip(events_before) {
+        let _ = writeln!(report, "event: {event}");
     }
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let _ = writeln!(

@@ -319,4 +319,7 @@ pub enum JobError {
     /// the engine no longer uses it.
     #[error("the GPU failed: {0}")]
     Device(String),
+    /// Strict mode (`MERIDIAN_STRICT_NATIVE=1`): the job would have fallen back to the CPU.
+    #[error("{0}")]
+    Strict(String),
 }

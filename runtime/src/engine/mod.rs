@@ -40,6 +40,7 @@ use meridian_kernels::interp::{BindError, BoundInputs, FinishError, Input, Scrat
 
 use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
 use crate::cuda::{CudaDevice, Device};
+use crate::events::{self, Event};
 use crate::executor::{self, JobState, Shared, Tuning};
 use crate::ring::{PushError, RingError};
 use crate::tune::{self, Tuner};
@@ -103,6 +104,9 @@ pub enum EngineError {
     /// An invalid parameter.
     #[error("{0}")]
     Config(String),
+    /// Strict mode (`MERIDIAN_STRICT_NATIVE=1`): the engine would have fallen back.
+    #[error("{0}")]
+    Strict(String),
     /// The rings could not be made.
     #[error(transparent)]
     Ring(#[from] RingError),
@@ -187,6 +191,7 @@ pub struct EngineBuilder {
     gpu: GpuTuning,
     autotune: Option<AutotuneAt>,
     inline_rows: usize,
+    strict: Option<bool>,
 }
 
 /// Where an engine's autotune store is.
@@ -210,11 +215,20 @@ impl Default for EngineBuilder {
             gpu: GpuTuning::default(),
             autotune: None,
             inline_rows: INLINE_ROWS,
+            strict: None,
         }
     }
 }
 
 impl EngineBuilder {
+    /// Strict native: a fallback (to the CPU when the GPU was preferred) is an error instead
+    /// — the engine does not build, the job fails — and is still recorded as an event
+    /// (overrides `MERIDIAN_STRICT_NATIVE`; default off).
+    pub fn strict_native(mut self, strict: bool) -> Self {
+        self.strict = Some(strict);
+        self
+    }
+
     /// Jobs of at most `rows` rows that run on the CPU run on the submitting thread: no ring,
     /// no worker, no wake-up (default [`INLINE_ROWS`]; 0: every job goes through the ring).
     /// `submit` then returns a ticket already resolved; jobs pinned to the GPU (`gpu` mode)
@@ -346,7 +360,12 @@ impl EngineBuilder {
                 }
             }
         };
-        let (backend, gpu) = choose_backend(mode, self.device.clone(), self.gpu, self.gpu_min_rows, workers)?;
+        let strict = match self.strict {
+            Some(s) => s,
+            None => events::strict_from_env().map_err(EngineError::Config)?,
+        };
+        let (backend, gpu) =
+            choose_backend(mode, self.device.clone(), self.gpu, self.gpu_min_rows, workers, strict)?;
         let tuning = Tuning {
             workers,
             chunk_rows: self.chunk_rows.max(1),
@@ -385,6 +404,18 @@ impl EngineBuilder {
             // would have.
             let cpu = shared.clone();
             g.set_fallback(Box::new(move |job: GpuJob, why: String| {
+                let event = Event::new(
+                    "job",
+                    "gpu",
+                    "cpu",
+                    &why,
+                    format!("{} rows, attempt {}", job.rows.len(), job.attempt),
+                );
+                events::record(event.clone());
+                if strict {
+                    job.ticket.resolve(Err(JobError::Strict(events::refused(&event))));
+                    return;
+                }
                 let backend = Arc::new(Backend {
                     name: "cpu",
                     reason: format!("auto: {why}; ran on the CPU executor"),
@@ -420,6 +451,7 @@ impl EngineBuilder {
             tuner,
             tune_notes,
             inline_rows: self.inline_rows,
+            strict,
         })
     }
 }
@@ -431,6 +463,7 @@ fn choose_backend(
     tuning: GpuTuning,
     min_rows: usize,
     workers: usize,
+    strict: bool,
 ) -> Result<(Backend, Option<Arc<GpuExecutor>>), EngineError> {
     if mode == Mode::Cpu {
         return Ok((Backend { name: "cpu", reason: "mode cpu was asked for".into(), fallback: false }, None));
@@ -463,14 +496,27 @@ fn choose_backend(
             Ok((Backend { name: "cuda", reason, fallback: false }, Some(gpu)))
         }
         (Err(why), Mode::Gpu) => Err(EngineError::NoGpu(why)),
-        (Err(why), _) => Ok((
-            Backend {
-                name: "cpu",
-                reason: format!("auto: {why}; running on the CPU executor"),
-                fallback: true,
-            },
-            None,
-        )),
+        (Err(why), _) => {
+            let event = Event::new(
+                "engine",
+                "auto (the GPU for large jobs)",
+                "cpu",
+                &why,
+                format!("{workers} CPU workers run every job"),
+            );
+            events::record(event.clone());
+            if strict {
+                return Err(EngineError::Strict(events::refused(&event)));
+            }
+            Ok((
+                Backend {
+                    name: "cpu",
+                    reason: format!("auto: {why}; running on the CPU executor"),
+                    fallback: true,
+                },
+                None,
+            ))
+        }
     }
 }
 
@@ -498,6 +544,8 @@ pub struct Engine {
     tuner: Option<Arc<Tuner>>,
     tune_notes: Vec<String>,
     inline_rows: usize,
+    /// Fallbacks are errors (`strict_native`, `MERIDIAN_STRICT_NATIVE`).
+    strict: bool,
 }
 
 impl Engine {
@@ -606,6 +654,11 @@ impl Engine {
         let Some(gpu) = &self.gpu else { return Ok(Route::Cpu(self.cpu_backend.clone())) };
         let refusal = job.prepared.inner.gpu_refusal.as_deref();
         let fallback = |why: String| {
+            let event = Event::new("job", "gpu", "cpu", &why, format!("{} rows", job.rows.len()));
+            events::record(event.clone());
+            if self.strict {
+                return Err(resolved(Err(JobError::Strict(events::refused(&event)))));
+            }
             Ok(Route::Cpu(Arc::new(Backend {
                 name: "cpu",
                 reason: format!("auto: {why}; ran on the CPU executor"),
@@ -688,7 +741,10 @@ impl Engine {
                     // Never waits: under `auto` the CPU takes it only if it has room now.
                     Err(GpuSubmitError::Unavailable(_, why)) => match self.mode {
                         Mode::Gpu => Ok(resolved(Err(JobError::Device(why)))),
-                        _ => self.try_submit_cpu(job, fallback_backend(why)),
+                        _ => match self.fall_back(&job, &why) {
+                            Some(refusal) => Ok(resolved(Err(refusal))),
+                            None => self.try_submit_cpu(job, fallback_backend(why)),
+                        },
                     },
                 }
             }
@@ -701,7 +757,18 @@ impl Engine {
         if self.mode == Mode::Gpu {
             return Ok(resolved(Err(JobError::Device(why))));
         }
-        self.submit_cpu(job, fallback_backend(why))
+        match self.fall_back(&job, &why) {
+            Some(refusal) => Ok(resolved(Err(refusal))),
+            None => self.submit_cpu(job, fallback_backend(why)),
+        }
+    }
+
+    /// Records a job's fall-back from the GPU to the CPU; under strict mode, the error the
+    /// job fails with instead.
+    fn fall_back(&self, job: &Job, why: &str) -> Option<JobError> {
+        let event = Event::new("job", "gpu", "cpu", why, format!("{} rows", job.rows.len()));
+        events::record(event.clone());
+        self.strict.then(|| JobError::Strict(events::refused(&event)))
     }
 
     fn submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, ShutdownError> {

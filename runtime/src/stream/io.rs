@@ -13,6 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::staging::{Slot, Staging, ALIGN};
+use crate::events::{self, Event};
 
 /// The environment variable that forces `pread` (`MERIDIAN_IO=pread`).
 pub const IO_ENV: &str = "MERIDIAN_IO";
@@ -113,6 +114,12 @@ impl Reader {
                     engine
                 }
                 Err(why) => {
+                    let event =
+                        Event::new("io", "io_uring", "pread", format!("io_uring unavailable: {why}"), &name);
+                    events::record(event.clone());
+                    if events::strict_from_env().map_err(io::Error::other)? {
+                        return Err(io::Error::other(events::refused(&event)));
+                    }
                     how.insert_str(0, &format!("pread (io_uring unavailable: {why}), "));
                     Engine::Pread
                 }
@@ -277,6 +284,7 @@ impl Reader {
     /// After O_DIRECT failed: reopen the file buffered, and note why.
     fn fall_back_to_buffered(&mut self, why: &str) {
         if let Ok(file) = File::open(&self.path) {
+            events::record(Event::new("io", "O_DIRECT", "buffered reads", why, &self.name));
             let direct_file = std::mem::replace(&mut self.file, file);
             self.retired.push(direct_file);
             self.direct = false;
@@ -407,7 +415,15 @@ fn open_file(path: &Path) -> io::Result<(File, bool, String)> {
         match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
             Ok(f) => return Ok((f, true, "O_DIRECT".into())),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                return Ok((File::open(path)?, false, "buffered (the file system refuses O_DIRECT)".into()));
+                let why = "the file system refuses O_DIRECT";
+                events::record(Event::new(
+                    "io",
+                    "O_DIRECT",
+                    "buffered reads",
+                    why,
+                    path.display().to_string(),
+                ));
+                return Ok((File::open(path)?, false, format!("buffered ({why})")));
             }
             Err(e) => return Err(e),
         }
