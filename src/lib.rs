@@ -24,6 +24,6 @@ pub use meridian_runtime::kernels;
 pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;
 pub use meridian_runtime::{
-    Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared,
-    ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, MODE_ENV,
+    resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError,
+    JobResult, Mode, Prepared, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, MODE_ENV,
 };

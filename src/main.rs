@@ -246,10 +246,7 @@ fn main() -> ExitCode {
             AutotuneCommand::Clear => cli::autotune::clear(),
             AutotuneCommand::Export { file } => cli::autotune::export(&file),
         },
-        Command::Info => {
-            cli::print(&format!("{}\n", meridian::driver::probe()));
-            Ok(())
-        }
+        Command::Info => cli::info(),
         Command::Bench { which: BenchCommand::Roundtrip { trips, warmup } } => {
             cli::bench::roundtrip(trips, warmup)
         }

@@ -20,8 +20,8 @@ mod sync;
 pub mod tune;
 
 pub use engine::{
-    Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared,
-    ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, MODE_ENV,
+    resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError,
+    JobResult, Mode, Prepared, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, MODE_ENV,
 };
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;

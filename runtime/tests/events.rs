@@ -1,6 +1,7 @@
 //! Events and strict mode at the engine's build: an invalid `MERIDIAN_STRICT_NATIVE`, the
 //! fall-back to the CPU without a GPU (an event, in memory and in the `MERIDIAN_EVENT_LOG`
-//! file), and strict mode turning it into an error. One test: it sets process-wide variables.
+//! file), and strict mode turning it into an error; the execution mode's precedence. One test:
+//! it sets process-wide variables and the process-wide mode.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
 use meridian_runtime::events::{self, LOG_ENV, STRICT_ENV};
@@ -8,6 +9,7 @@ use meridian_runtime::{Engine, EngineError, Mode};
 
 #[test]
 fn fallbacks_are_events_and_strict_mode_makes_them_errors() {
+    mode_precedence();
     // The environment is process-wide: this binary holds this one test, so nothing else
     // reads it while it changes.
     std::env::set_var(STRICT_ENV, "sometimes");
@@ -51,4 +53,27 @@ fn fallbacks_are_events_and_strict_mode_makes_them_errors() {
     std::env::remove_var(STRICT_ENV);
     std::env::remove_var(LOG_ENV);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// builder > `set_process_mode` > `MERIDIAN_EXECUTION_MODE` > auto; a bad variable is an error
+/// naming it.
+fn mode_precedence() {
+    use meridian_runtime::{resolve_mode, set_process_mode, MODE_ENV};
+    std::env::remove_var(MODE_ENV);
+    assert_eq!(resolve_mode(None).unwrap(), (Mode::Auto, "default"));
+    std::env::set_var(MODE_ENV, "cpu");
+    assert_eq!(resolve_mode(None).unwrap(), (Mode::Cpu, MODE_ENV));
+    set_process_mode(Some(Mode::Gpu));
+    assert_eq!(resolve_mode(None).unwrap(), (Mode::Gpu, "process"));
+    assert_eq!(resolve_mode(Some(Mode::Cpu)).unwrap(), (Mode::Cpu, "builder"));
+    let e = Engine::builder().mode(Mode::Cpu).build().unwrap();
+    assert_eq!((e.mode(), e.mode_source()), (Mode::Cpu, "builder"));
+    set_process_mode(Some(Mode::Cpu));
+    let e = Engine::builder().build().unwrap();
+    assert_eq!((e.mode(), e.mode_source()), (Mode::Cpu, "process"));
+    set_process_mode(None);
+    std::env::set_var(MODE_ENV, "fast");
+    let err = Engine::builder().build().unwrap_err();
+    assert!(err.to_string().contains("MERIDIAN_EXECUTION_MODE=\"fast\""), "{err}");
+    std::env::remove_var(MODE_ENV);
 }

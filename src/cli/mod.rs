@@ -39,3 +39,35 @@ impl Failure {
 pub fn print(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
+
+/// `meridian info`: the CUDA probe, then what decides where and how jobs run here — the
+/// execution mode and its source, io_uring, the autotune store, events and strict mode.
+pub fn info() -> Result<(), Failure> {
+    use meridian::events::{LOG_ENV, STRICT_ENV};
+    let mut s = format!("{}\n", meridian::driver::probe());
+    let mode = match meridian::resolve_mode(None) {
+        Ok((m, from)) => format!("{} (from {from})", format!("{m:?}").to_lowercase()),
+        Err(e) => format!("invalid: {e}"),
+    };
+    s.push_str(&format!("execution mode: {mode}\n"));
+    let uring = match meridian::stream::io_uring_available() {
+        Ok(()) => "available (the streamer reads with it)".to_owned(),
+        Err(why) => format!("unavailable ({why}); the streamer reads with pread"),
+    };
+    s.push_str(&format!("io_uring: {uring}\n"));
+    let store = match meridian::autotune::Store::path_from_env() {
+        Ok(Some(p)) => p.display().to_string(),
+        Ok(None) => "off (MERIDIAN_AUTOTUNE=off)".to_owned(),
+        Err(e) => format!("invalid: {e}"),
+    };
+    s.push_str(&format!("autotune store (meridian run): {store}\n"));
+    let log = std::env::var(LOG_ENV).unwrap_or_else(|_| format!("none ({LOG_ENV} unset)"));
+    s.push_str(&format!("event log: {log}\n"));
+    let strict = match meridian::events::strict_from_env() {
+        Ok(on) => if on { "on" } else { "off" }.to_owned(),
+        Err(e) => format!("invalid: {e}"),
+    };
+    s.push_str(&format!("strict native ({STRICT_ENV}): {strict}\n"));
+    print(&s);
+    Ok(())
+}

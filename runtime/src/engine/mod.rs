@@ -75,8 +75,33 @@ impl Mode {
     }
 }
 
-/// The environment variable that sets the mode when the builder does not.
+/// The environment variable that sets the mode when neither the builder nor
+/// [`set_process_mode`] does.
 pub const MODE_ENV: &str = "MERIDIAN_EXECUTION_MODE";
+
+static PROCESS_MODE: Mutex<Option<Mode>> = Mutex::new(None);
+
+/// Sets the mode of engines built from now on in this process whose builder names none:
+/// over `MERIDIAN_EXECUTION_MODE`, under [`EngineBuilder::mode`]. `None` clears it.
+pub fn set_process_mode(mode: Option<Mode>) {
+    *PROCESS_MODE.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+}
+
+/// The mode an engine built now gets with `builder` as its builder's choice, and where it
+/// came from: `builder`, `process` ([`set_process_mode`]), `MERIDIAN_EXECUTION_MODE`, or
+/// `default`. An invalid `MERIDIAN_EXECUTION_MODE` is an error naming it.
+pub fn resolve_mode(builder: Option<Mode>) -> Result<(Mode, &'static str), EngineError> {
+    if let Some(m) = builder {
+        return Ok((m, "builder"));
+    }
+    if let Some(m) = *PROCESS_MODE.lock().unwrap_or_else(|p| p.into_inner()) {
+        return Ok((m, "process"));
+    }
+    match std::env::var(MODE_ENV) {
+        Ok(v) => Ok((Mode::parse(&v).ok_or(EngineError::BadModeEnv(v))?, MODE_ENV)),
+        Err(_) => Ok((Mode::Auto, "default")),
+    }
+}
 
 /// Which backend an engine (or one job) runs on, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -320,13 +345,7 @@ impl EngineBuilder {
     /// Starts the engine: resolves the mode, sets up the GPU when one is wanted and usable,
     /// makes the rings, starts the workers.
     pub fn build(self) -> Result<Engine, EngineError> {
-        let mode = match self.mode {
-            Some(m) => m,
-            None => match std::env::var(MODE_ENV) {
-                Ok(v) => Mode::parse(&v).ok_or(EngineError::BadModeEnv(v))?,
-                Err(_) => Mode::Auto,
-            },
-        };
+        let (mode, mode_source) = resolve_mode(self.mode)?;
         let workers =
             self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if workers == 0 || workers > 1024 {
@@ -452,6 +471,7 @@ impl EngineBuilder {
             tune_notes,
             inline_rows: self.inline_rows,
             strict,
+            mode_source,
         })
     }
 }
@@ -546,12 +566,19 @@ pub struct Engine {
     inline_rows: usize,
     /// Fallbacks are errors (`strict_native`, `MERIDIAN_STRICT_NATIVE`).
     strict: bool,
+    mode_source: &'static str,
 }
 
 impl Engine {
     /// A builder with the defaults.
     pub fn builder() -> EngineBuilder {
         EngineBuilder::default()
+    }
+
+    /// Where the execution mode came from: `builder`, `process`, `MERIDIAN_EXECUTION_MODE`
+    /// or `default` (see [`resolve_mode`]).
+    pub fn mode_source(&self) -> &'static str {
+        self.mode_source
     }
 
     /// The backend jobs run on and why it was chosen.

@@ -40,6 +40,18 @@ impl IoMode {
     }
 }
 
+/// Whether an io_uring can be set up here (the streamer's path), or why not.
+pub fn io_uring_available() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        io_uring::IoUring::new(8).map(drop).map_err(|e| e.to_string())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("not Linux".into())
+    }
+}
+
 /// A completed read: the slot, and where in it the bytes asked for are.
 #[derive(Debug)]
 pub(crate) struct Filled {

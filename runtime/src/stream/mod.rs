@@ -28,7 +28,7 @@ mod ipc;
 mod staging;
 
 #[cfg(unix)]
-pub use io::{staged_read, IoMode, StagedRead, IO_ENV};
+pub use io::{io_uring_available, staged_read, IoMode, StagedRead, IO_ENV};
 #[cfg(unix)]
 pub use ipc::{IpcStream, IpcStreamOptions};
 
