@@ -25,3 +25,5 @@ pub mod cuda;
 pub mod index;
 pub mod interp;
 pub mod io;
+#[cfg(feature = "jit")]
+pub mod jit;

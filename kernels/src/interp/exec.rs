@@ -13,7 +13,7 @@ use crate::index::{CellClass, CellGrid, SpatialIndex};
 
 /// What a chunk reads of one input.
 #[derive(Clone, Copy)]
-struct Slot<'a> {
+pub(crate) struct Slot<'a> {
     view: ColumnView<'a>,
     index: Option<&'a SpatialIndex>,
 }
@@ -568,6 +568,25 @@ pub(super) fn run_chunk(
     out: &OutputBuffers,
     s: &mut Scratch,
 ) -> Result<(), ExecError> {
+    with_chunk(it, inputs, rows, out, s, |ins, rows, s| {
+        for row in rows {
+            run_row(it, ins, row, out, s)?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs one chunk: sets up the chunk-local outputs, runs a whole-program point join's rows
+/// natively, hands the rows left to `body` (the interpreter's row loop, or compiled code),
+/// then flushes the chunk's outputs.
+pub(crate) fn with_chunk(
+    it: &Interpreter,
+    inputs: &BoundInputs,
+    rows: Range<usize>,
+    out: &OutputBuffers,
+    s: &mut Scratch,
+    body: impl FnOnce(&[Slot<'_>], Range<usize>, &mut Scratch) -> Result<(), ExecError>,
+) -> Result<(), ExecError> {
     let ins: Vec<Slot<'_>> =
         inputs.inputs.iter().map(|i| Slot { view: i.column.view(), index: i.index.as_deref() }).collect();
     s.locals.clear();
@@ -584,9 +603,7 @@ pub(super) fn run_chunk(
         Some(j) => run_join_rows(it, &ins, j, rows, out, s)?,
         None => rows,
     };
-    for row in rows {
-        run_row(it, &ins, row, out, s)?;
-    }
+    body(&ins, rows, s)?;
     for (o, local) in s.locals.iter_mut().enumerate() {
         match local {
             Local::Dense => {}
@@ -614,6 +631,31 @@ fn run_row(
     out: &OutputBuffers,
     s: &mut Scratch,
 ) -> Result<(), ExecError> {
+    reset_row(it, s);
+    let code = &*it.code;
+    let mut pc = 0usize;
+    loop {
+        let Some(&instr) = code.get(pc) else {
+            return Err(ExecError {
+                row: Some(row),
+                pc: Some(pc as u32),
+                message: "ran past the end of the code".into(),
+            });
+        };
+        let next = step(it, ins, row, out, s, pc, instr)?;
+        if next == HALTED {
+            return end_row(it, ins, row, pc, s);
+        }
+        pc = next;
+    }
+}
+
+/// What [`step`] returns after `halt`.
+pub(crate) const HALTED: usize = usize::MAX;
+
+/// Every register null, every cursor empty: the state a row starts in.
+#[inline]
+pub(crate) fn reset_row(it: &Interpreter, s: &mut Scratch) {
     s.f_null = u32::MAX;
     s.b[..it.used_b].fill(B_NULL);
     s.g[..it.used_g].fill(GVal::NULL);
@@ -622,274 +664,292 @@ fn run_row(
         c.pos = 0;
         c.rect = None;
     }
-    let code = &*it.code;
+}
+
+/// Runs `instr`, the instruction at `pc`, for `row`: returns the pc to go on from, or
+/// [`HALTED`]. The interpreter's loop calls it for every instruction; the JIT for the
+/// instructions it does not compile inline, so that both routes run the same code for them.
+#[inline(always)]
+pub(crate) fn step(
+    it: &Interpreter,
+    ins: &[Slot<'_>],
+    row: usize,
+    out: &OutputBuffers,
+    s: &mut Scratch,
+    at: usize,
+    instr: Instr,
+) -> Result<usize, ExecError> {
     let fail = |pc: usize, message: String| ExecError { row: Some(row), pc: Some(pc as u32), message };
-    let mut pc = 0usize;
-    loop {
-        let Some(&instr) = code.get(pc) else {
-            return Err(fail(pc, "ran past the end of the code".into()));
-        };
-        pc += 1;
-        match instr {
-            Instr::Halt {} => break,
-            Instr::Jmp { target } => pc = target.index(),
-            Instr::Jt { cond, target } => {
-                if s.b[bi(cond)] == 1 {
-                    pc = target.index();
-                }
+    let mut pc = at + 1;
+    match instr {
+        Instr::Halt {} => return Ok(HALTED),
+        Instr::Jmp { target } => pc = target.index(),
+        Instr::Jt { cond, target } => {
+            if s.b[bi(cond)] == 1 {
+                pc = target.index();
             }
-            Instr::Jf { cond, target } => {
-                if s.b[bi(cond)] != 1 {
-                    pc = target.index();
-                }
+        }
+        Instr::Jf { cond, target } => {
+            if s.b[bi(cond)] != 1 {
+                pc = target.index();
             }
-            Instr::Load { dst, input } => {
-                let v = match ins.get(input.index()) {
-                    Some(slot) if !slot.view.is_null(row) => GVal::input(input.0 as u8, row as u32),
-                    _ => GVal::NULL,
-                };
-                s.g[gi(dst)] = v;
+        }
+        Instr::Load { dst, input } => {
+            let v = match ins.get(input.index()) {
+                Some(slot) if !slot.view.is_null(row) => GVal::input(input.0 as u8, row as u32),
+                _ => GVal::NULL,
+            };
+            s.g[gi(dst)] = v;
+        }
+        Instr::Const { dst, value } => {
+            let v = it.consts.get(value.index()).copied();
+            fset(s, dst, v);
+        }
+        Instr::MovF { dst, src } => {
+            let v = fget(s, src);
+            fset(s, dst, v);
+        }
+        Instr::MovB { dst, src } => s.b[bi(dst)] = s.b[bi(src)],
+        Instr::MovG { dst, src } => s.g[gi(dst)] = s.g[gi(src)],
+        Instr::SelectF { dst, cond, if_true, if_false } => {
+            let v = match s.b[bi(cond)] {
+                1 => fget(s, if_true),
+                0 => fget(s, if_false),
+                _ => None,
+            };
+            fset(s, dst, v);
+        }
+        Instr::SelectB { dst, cond, if_true, if_false } => {
+            s.b[bi(dst)] = match s.b[bi(cond)] {
+                1 => s.b[bi(if_true)],
+                0 => s.b[bi(if_false)],
+                _ => B_NULL,
+            };
+        }
+        Instr::SelectG { dst, cond, if_true, if_false } => {
+            s.g[gi(dst)] = match s.b[bi(cond)] {
+                1 => s.g[gi(if_true)],
+                0 => s.g[gi(if_false)],
+                _ => GVal::NULL,
+            };
+        }
+        Instr::Add { dst, lhs, rhs } => {
+            let v = f2(s, lhs, rhs).map(|(x, y)| x + y);
+            fset(s, dst, v);
+        }
+        Instr::Sub { dst, lhs, rhs } => {
+            let v = f2(s, lhs, rhs).map(|(x, y)| x - y);
+            fset(s, dst, v);
+        }
+        Instr::Mul { dst, lhs, rhs } => {
+            let v = f2(s, lhs, rhs).map(|(x, y)| x * y);
+            fset(s, dst, v);
+        }
+        Instr::Div { dst, lhs, rhs } => {
+            let v = f2(s, lhs, rhs).map(|(x, y)| x / y);
+            fset(s, dst, v);
+        }
+        Instr::Min { dst, lhs, rhs } => {
+            let v = f2(s, lhs, rhs).map(|(x, y)| min_f(x, y));
+            fset(s, dst, v);
+        }
+        Instr::Max { dst, lhs, rhs } => {
+            let v = f2(s, lhs, rhs).map(|(x, y)| max_f(x, y));
+            fset(s, dst, v);
+        }
+        Instr::Abs { dst, src } => {
+            let v = fget(s, src).map(f64::abs);
+            fset(s, dst, v);
+        }
+        Instr::Neg { dst, src } => {
+            let v = fget(s, src).map(|x| -x);
+            fset(s, dst, v);
+        }
+        Instr::Sqrt { dst, src } => {
+            let v = fget(s, src).map(f64::sqrt);
+            fset(s, dst, v);
+        }
+        Instr::Lt { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x < y)),
+        Instr::Le { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x <= y)),
+        Instr::Gt { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x > y)),
+        Instr::Ge { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x >= y)),
+        Instr::Eq { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x == y)),
+        Instr::Ne { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x != y)),
+        Instr::And { dst, lhs, rhs } => {
+            let (x, y) = (s.b[bi(lhs)], s.b[bi(rhs)]);
+            s.b[bi(dst)] = if x == 0 || y == 0 {
+                0
+            } else if x == B_NULL || y == B_NULL {
+                B_NULL
+            } else {
+                1
+            };
+        }
+        Instr::Or { dst, lhs, rhs } => {
+            let (x, y) = (s.b[bi(lhs)], s.b[bi(rhs)]);
+            s.b[bi(dst)] = if x == 1 || y == 1 {
+                1
+            } else if x == B_NULL || y == B_NULL {
+                B_NULL
+            } else {
+                0
+            };
+        }
+        Instr::Not { dst, src } => {
+            let x = s.b[bi(src)];
+            s.b[bi(dst)] = if x == B_NULL { B_NULL } else { 1 - x };
+        }
+        Instr::IsNullF { dst, src } => s.b[bi(dst)] = u8::from(fget(s, src).is_none()),
+        Instr::Area { dst, geom: g } => {
+            let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| algo::area(&g));
+            fset(s, dst, v);
+        }
+        Instr::Length { dst, geom: g } => {
+            let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| algo::length(&g));
+            fset(s, dst, v);
+        }
+        Instr::Bbox { dst, geom: g } => {
+            let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| {
+                let r = algo::bbox(&g);
+                [r.min_x, r.min_y, r.max_x, r.max_y]
+            });
+            fset_run(s, dst, v.as_ref().map(|a| &a[..]), 4);
+        }
+        Instr::Centroid { dst, geom: g } => {
+            let v = geom(ins, &s.derived, s.g[gi(g)])
+                .map(|g| algo::centroid(&g).map_or([f64::NAN, f64::NAN], |(x, y)| [x, y]));
+            fset_run(s, dst, v.as_ref().map(|a| &a[..]), 2);
+        }
+        Instr::NPoints { dst, geom: g } => {
+            let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| g.num_points() as f64);
+            fset(s, dst, v);
+        }
+        Instr::IsEmpty { dst, geom: g } => {
+            s.b[bi(dst)] = bval(geom(ins, &s.derived, s.g[gi(g)]).map(|g| g.is_empty()));
+        }
+        Instr::IsNullG { dst, geom: g } => s.b[bi(dst)] = u8::from(s.g[gi(g)].is_null()),
+        Instr::X { dst, geom: g } | Instr::Y { dst, geom: g } => {
+            let take_x = matches!(instr, Instr::X { .. });
+            let v = s.g[gi(g)];
+            let xy = match point_of(ins, v) {
+                Some(p) => Some(p),
+                None => geom(ins, &s.derived, v)
+                    .filter(|g| g.family() == Family::Point)
+                    .map(|g| g.coords().next().unwrap_or((f64::NAN, f64::NAN))),
+            };
+            fset(s, dst, xy.map(|(x, y)| if take_x { x } else { y }));
+        }
+        Instr::Intersects { .. }
+        | Instr::Contains { .. }
+        | Instr::Within { .. }
+        | Instr::Covers { .. }
+        | Instr::CoveredBy { .. }
+        | Instr::Touches { .. }
+        | Instr::Disjoint { .. } => {
+            if let Some((dst, pred, a, b)) = predicate_of(instr) {
+                s.b[bi(dst)] = predicate(ins, s, pred, s.g[gi(a)], s.g[gi(b)]);
             }
-            Instr::Const { dst, value } => {
-                let v = it.consts.get(value.index()).copied();
-                fset(s, dst, v);
-            }
-            Instr::MovF { dst, src } => {
-                let v = fget(s, src);
-                fset(s, dst, v);
-            }
-            Instr::MovB { dst, src } => s.b[bi(dst)] = s.b[bi(src)],
-            Instr::MovG { dst, src } => s.g[gi(dst)] = s.g[gi(src)],
-            Instr::SelectF { dst, cond, if_true, if_false } => {
-                let v = match s.b[bi(cond)] {
-                    1 => fget(s, if_true),
-                    0 => fget(s, if_false),
-                    _ => None,
-                };
-                fset(s, dst, v);
-            }
-            Instr::SelectB { dst, cond, if_true, if_false } => {
-                s.b[bi(dst)] = match s.b[bi(cond)] {
-                    1 => s.b[bi(if_true)],
-                    0 => s.b[bi(if_false)],
-                    _ => B_NULL,
-                };
-            }
-            Instr::SelectG { dst, cond, if_true, if_false } => {
-                s.g[gi(dst)] = match s.b[bi(cond)] {
-                    1 => s.g[gi(if_true)],
-                    0 => s.g[gi(if_false)],
-                    _ => GVal::NULL,
-                };
-            }
-            Instr::Add { dst, lhs, rhs } => {
-                let v = f2(s, lhs, rhs).map(|(x, y)| x + y);
-                fset(s, dst, v);
-            }
-            Instr::Sub { dst, lhs, rhs } => {
-                let v = f2(s, lhs, rhs).map(|(x, y)| x - y);
-                fset(s, dst, v);
-            }
-            Instr::Mul { dst, lhs, rhs } => {
-                let v = f2(s, lhs, rhs).map(|(x, y)| x * y);
-                fset(s, dst, v);
-            }
-            Instr::Div { dst, lhs, rhs } => {
-                let v = f2(s, lhs, rhs).map(|(x, y)| x / y);
-                fset(s, dst, v);
-            }
-            Instr::Min { dst, lhs, rhs } => {
-                let v = f2(s, lhs, rhs).map(|(x, y)| min_f(x, y));
-                fset(s, dst, v);
-            }
-            Instr::Max { dst, lhs, rhs } => {
-                let v = f2(s, lhs, rhs).map(|(x, y)| max_f(x, y));
-                fset(s, dst, v);
-            }
-            Instr::Abs { dst, src } => {
-                let v = fget(s, src).map(f64::abs);
-                fset(s, dst, v);
-            }
-            Instr::Neg { dst, src } => {
-                let v = fget(s, src).map(|x| -x);
-                fset(s, dst, v);
-            }
-            Instr::Sqrt { dst, src } => {
-                let v = fget(s, src).map(f64::sqrt);
-                fset(s, dst, v);
-            }
-            Instr::Lt { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x < y)),
-            Instr::Le { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x <= y)),
-            Instr::Gt { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x > y)),
-            Instr::Ge { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x >= y)),
-            Instr::Eq { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x == y)),
-            Instr::Ne { dst, lhs, rhs } => s.b[bi(dst)] = bval(f2(s, lhs, rhs).map(|(x, y)| x != y)),
-            Instr::And { dst, lhs, rhs } => {
-                let (x, y) = (s.b[bi(lhs)], s.b[bi(rhs)]);
-                s.b[bi(dst)] = if x == 0 || y == 0 {
-                    0
-                } else if x == B_NULL || y == B_NULL {
-                    B_NULL
-                } else {
-                    1
-                };
-            }
-            Instr::Or { dst, lhs, rhs } => {
-                let (x, y) = (s.b[bi(lhs)], s.b[bi(rhs)]);
-                s.b[bi(dst)] = if x == 1 || y == 1 {
-                    1
-                } else if x == B_NULL || y == B_NULL {
-                    B_NULL
-                } else {
-                    0
-                };
-            }
-            Instr::Not { dst, src } => {
-                let x = s.b[bi(src)];
-                s.b[bi(dst)] = if x == B_NULL { B_NULL } else { 1 - x };
-            }
-            Instr::IsNullF { dst, src } => s.b[bi(dst)] = u8::from(fget(s, src).is_none()),
-            Instr::Area { dst, geom: g } => {
-                let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| algo::area(&g));
-                fset(s, dst, v);
-            }
-            Instr::Length { dst, geom: g } => {
-                let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| algo::length(&g));
-                fset(s, dst, v);
-            }
-            Instr::Bbox { dst, geom: g } => {
-                let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| {
-                    let r = algo::bbox(&g);
-                    [r.min_x, r.min_y, r.max_x, r.max_y]
-                });
-                fset_run(s, dst, v.as_ref().map(|a| &a[..]), 4);
-            }
-            Instr::Centroid { dst, geom: g } => {
-                let v = geom(ins, &s.derived, s.g[gi(g)])
-                    .map(|g| algo::centroid(&g).map_or([f64::NAN, f64::NAN], |(x, y)| [x, y]));
-                fset_run(s, dst, v.as_ref().map(|a| &a[..]), 2);
-            }
-            Instr::NPoints { dst, geom: g } => {
-                let v = geom(ins, &s.derived, s.g[gi(g)]).map(|g| g.num_points() as f64);
-                fset(s, dst, v);
-            }
-            Instr::IsEmpty { dst, geom: g } => {
-                s.b[bi(dst)] = bval(geom(ins, &s.derived, s.g[gi(g)]).map(|g| g.is_empty()));
-            }
-            Instr::IsNullG { dst, geom: g } => s.b[bi(dst)] = u8::from(s.g[gi(g)].is_null()),
-            Instr::X { dst, geom: g } | Instr::Y { dst, geom: g } => {
-                let take_x = matches!(instr, Instr::X { .. });
-                let v = s.g[gi(g)];
-                let xy = match point_of(ins, v) {
-                    Some(p) => Some(p),
-                    None => geom(ins, &s.derived, v)
-                        .filter(|g| g.family() == Family::Point)
-                        .map(|g| g.coords().next().unwrap_or((f64::NAN, f64::NAN))),
-                };
-                fset(s, dst, xy.map(|(x, y)| if take_x { x } else { y }));
-            }
-            Instr::Intersects { .. }
-            | Instr::Contains { .. }
-            | Instr::Within { .. }
-            | Instr::Covers { .. }
-            | Instr::CoveredBy { .. }
-            | Instr::Touches { .. }
-            | Instr::Disjoint { .. } => {
-                if let Some((dst, pred, a, b)) = predicate_of(instr) {
-                    s.b[bi(dst)] = predicate(ins, s, pred, s.g[gi(a)], s.g[gi(b)]);
-                }
-            }
-            Instr::DWithin { dst, a, b, dist } => {
-                let v = match (
-                    geom(ins, &s.derived, s.g[gi(a)]),
-                    geom(ins, &s.derived, s.g[gi(b)]),
-                    fget(s, dist),
-                ) {
+        }
+        Instr::DWithin { dst, a, b, dist } => {
+            let v =
+                match (geom(ins, &s.derived, s.g[gi(a)]), geom(ins, &s.derived, s.g[gi(b)]), fget(s, dist)) {
                     (Some(ga), Some(gb), Some(d)) => Some(algo::dwithin(&ga, &gb, d)),
                     _ => None,
                 };
-                s.b[bi(dst)] = bval(v);
-            }
-            Instr::Distance { dst, a, b } => {
-                let v = match (geom(ins, &s.derived, s.g[gi(a)]), geom(ins, &s.derived, s.g[gi(b)])) {
-                    (Some(ga), Some(gb)) => Some(algo::distance(&ga, &gb)),
-                    _ => None,
-                };
-                fset(s, dst, v);
-            }
-            Instr::Affine { dst, geom: g, matrix } => {
-                let m = it
-                    .consts
-                    .get(matrix.index()..matrix.index() + 6)
-                    .and_then(|m| <[f64; 6]>::try_from(m).ok());
-                let m =
-                    Affine(m.ok_or_else(|| fail(pc - 1, "affine matrix outside the constant pool".into()))?);
-                let v = s.g[gi(g)];
-                let r = derive(ins, s, v, |g, b| algo::affine(g, &m, b))
-                    .map_err(|e| fail(pc - 1, format!("affine: {e}")))?;
-                s.g[gi(dst)] = r.unwrap_or(GVal::NULL);
-            }
-            Instr::Simplify { dst, geom: g, tolerance } => {
-                let v = s.g[gi(g)];
-                let r = match fget(s, tolerance) {
-                    None => None,
-                    Some(t) => derive(ins, s, v, |g, b| algo::simplify(g, t, b))
-                        .map_err(|e| fail(pc - 1, format!("simplify: {e}")))?,
-                };
-                s.g[gi(dst)] = r.unwrap_or(GVal::NULL);
-            }
-            Instr::Probe { cursor, input, geom: g } => {
-                let v = s.g[gi(g)];
-                if let Some(Some(l)) = it.loops.get(pc - 1) {
-                    if let Some(next) = point_loop(ins, s, out, row, l, input.index(), g, v) {
-                        pc = next;
-                        continue;
-                    }
-                }
-                let d = (!v.is_null()).then_some(0.0);
-                probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
-                if let Some(Some(l)) = it.loops.get(pc - 1) {
-                    pc = filter_loop(ins, s, out, row, l);
+            s.b[bi(dst)] = bval(v);
+        }
+        Instr::Distance { dst, a, b } => {
+            let v = match (geom(ins, &s.derived, s.g[gi(a)]), geom(ins, &s.derived, s.g[gi(b)])) {
+                (Some(ga), Some(gb)) => Some(algo::distance(&ga, &gb)),
+                _ => None,
+            };
+            fset(s, dst, v);
+        }
+        Instr::Affine { dst, geom: g, matrix } => {
+            let m =
+                it.consts.get(matrix.index()..matrix.index() + 6).and_then(|m| <[f64; 6]>::try_from(m).ok());
+            let m = Affine(m.ok_or_else(|| fail(pc - 1, "affine matrix outside the constant pool".into()))?);
+            let v = s.g[gi(g)];
+            let r = derive(ins, s, v, |g, b| algo::affine(g, &m, b))
+                .map_err(|e| fail(pc - 1, format!("affine: {e}")))?;
+            s.g[gi(dst)] = r.unwrap_or(GVal::NULL);
+        }
+        Instr::Simplify { dst, geom: g, tolerance } => {
+            let v = s.g[gi(g)];
+            let r = match fget(s, tolerance) {
+                None => None,
+                Some(t) => derive(ins, s, v, |g, b| algo::simplify(g, t, b))
+                    .map_err(|e| fail(pc - 1, format!("simplify: {e}")))?,
+            };
+            s.g[gi(dst)] = r.unwrap_or(GVal::NULL);
+        }
+        Instr::Probe { cursor, input, geom: g } => {
+            let v = s.g[gi(g)];
+            if let Some(Some(l)) = it.loops.get(pc - 1) {
+                if let Some(next) = point_loop(ins, s, out, row, l, input.index(), g, v) {
+                    return Ok(next);
                 }
             }
-            Instr::ProbeDist { cursor, input, geom: g, dist } => {
-                let v = s.g[gi(g)];
-                let d = fget(s, dist).filter(|d| *d >= 0.0 && !v.is_null());
-                probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
-                if let Some(Some(l)) = it.loops.get(pc - 1) {
-                    pc = filter_loop(ins, s, out, row, l);
-                }
+            let d = (!v.is_null()).then_some(0.0);
+            probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
+            if let Some(Some(l)) = it.loops.get(pc - 1) {
+                pc = filter_loop(ins, s, out, row, l);
             }
-            Instr::CNext { dst, cursor, exit } => {
-                let v = cnext(s, ci(cursor));
-                if v.is_null() {
-                    pc = exit.index();
-                }
-                s.g[gi(dst)] = v;
+        }
+        Instr::ProbeDist { cursor, input, geom: g, dist } => {
+            let v = s.g[gi(g)];
+            let d = fget(s, dist).filter(|d| *d >= 0.0 && !v.is_null());
+            probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
+            if let Some(Some(l)) = it.loops.get(pc - 1) {
+                pc = filter_loop(ins, s, out, row, l);
             }
-            Instr::StoreF { output, src } => out.store_f64(output.index(), row, fget(s, src)),
-            Instr::StoreB { output, src } => out.store_bool(output.index(), row, s.b[bi(src)]),
-            Instr::StoreG { output, src } => {
-                let v = s.g[gi(src)];
-                if let Some(Local::Geometry { pending, .. }) = s.locals.get_mut(output.index()) {
-                    *pending = v;
-                }
+        }
+        Instr::CNext { dst, cursor, exit } => {
+            let v = cnext(s, ci(cursor));
+            if v.is_null() {
+                pc = exit.index();
             }
-            Instr::Emit { output, cand } => emit(s, out, output.index(), row, s.g[gi(cand)]),
-            Instr::Count { output } => count(s, output.index()),
-            Instr::Sum { output, src } => {
-                if let (Some(x), Some(Local::Sum(acc))) = (fget(s, src), s.locals.get_mut(output.index())) {
-                    *acc = Some(acc.map_or(x, |a| a + x));
-                }
+            s.g[gi(dst)] = v;
+        }
+        Instr::StoreF { output, src } => out.store_f64(output.index(), row, fget(s, src)),
+        Instr::StoreB { output, src } => out.store_bool(output.index(), row, s.b[bi(src)]),
+        Instr::StoreG { output, src } => {
+            let v = s.g[gi(src)];
+            if let Some(Local::Geometry { pending, .. }) = s.locals.get_mut(output.index()) {
+                *pending = v;
+            }
+        }
+        Instr::Emit { output, cand } => emit(s, out, output.index(), row, s.g[gi(cand)]),
+        Instr::Count { output } => count(s, output.index()),
+        Instr::Sum { output, src } => {
+            if let (Some(x), Some(Local::Sum(acc))) = (fget(s, src), s.locals.get_mut(output.index())) {
+                *acc = Some(acc.map_or(x, |a| a + x));
             }
         }
     }
+    Ok(pc)
+}
+
+/// Finishes `row` after its `halt`: appends the row's geometry outputs and drops the
+/// geometries it derived.
+#[inline]
+pub(crate) fn end_row(
+    it: &Interpreter,
+    ins: &[Slot<'_>],
+    row: usize,
+    halt: usize,
+    s: &mut Scratch,
+) -> Result<(), ExecError> {
     if it.has_geometry_outputs {
         let Scratch { locals, derived, .. } = s;
         for local in locals.iter_mut() {
             if let Local::Geometry { pending, built } = local {
                 let g = geom(ins, derived, *pending);
-                built.push_geom(g.as_ref()).map_err(|e| fail(pc.saturating_sub(1), format!("store: {e}")))?;
+                built.push_geom(g.as_ref()).map_err(|e| ExecError {
+                    row: Some(row),
+                    pc: Some(halt as u32),
+                    message: format!("store: {e}"),
+                })?;
                 *pending = GVal::NULL;
             }
         }

@@ -60,8 +60,8 @@
 //! ```
 
 mod bind;
-mod exec;
-mod frame;
+pub(crate) mod exec;
+pub(crate) mod frame;
 pub(crate) mod fuse;
 mod outputs;
 
@@ -78,19 +78,21 @@ pub use outputs::{
 /// A verified program decoded for the CPU. Cheap to share (`Sync`); build once per program.
 #[derive(Clone, Debug)]
 pub struct Interpreter {
-    code: Box<[Instr]>,
+    pub(crate) code: Box<[Instr]>,
     /// Per pc: the candidate filter loop whose `probe` is there ([`fuse`]).
-    loops: Box<[Option<fuse::FilterLoop>]>,
+    pub(crate) loops: Box<[Option<fuse::FilterLoop>]>,
     /// Set when the whole program is one point join ([`fuse::PointJoin`]).
     join: Option<fuse::PointJoin>,
-    consts: Box<[f64]>,
+    pub(crate) consts: Box<[f64]>,
     /// Registers used in the `b`, `g` and `c` files (what a row must reset).
     used_b: usize,
-    used_g: usize,
-    used_c: usize,
+    pub(crate) used_g: usize,
+    pub(crate) used_c: usize,
     outputs: Box<[OutputKind]>,
     inputs: usize,
-    has_geometry_outputs: bool,
+    pub(crate) has_geometry_outputs: bool,
+    /// Whether a row may derive geometries (`affine`, `simplify`) that must be dropped.
+    pub(crate) derives: bool,
     hash: ProgramHash,
 }
 
@@ -130,6 +132,7 @@ impl Interpreter {
         let loops = fuse::find(&code);
         Interpreter {
             join: fuse::point_join(&code, &loops),
+            derives: code.iter().any(|i| matches!(i, Instr::Affine { .. } | Instr::Simplify { .. })),
             loops,
             code,
             consts: p.consts().into(),
@@ -168,6 +171,17 @@ impl Interpreter {
         out: &OutputBuffers,
         scratch: &mut Scratch,
     ) -> Result<(), ExecError> {
+        self.check_run(inputs, &rows, out)?;
+        exec::run_chunk(self, inputs, rows, out, scratch)
+    }
+
+    /// What [`Interpreter::run`] checks before running rows (also for compiled code).
+    pub(crate) fn check_run(
+        &self,
+        inputs: &BoundInputs,
+        rows: &Range<usize>,
+        out: &OutputBuffers,
+    ) -> Result<(), ExecError> {
         if inputs.inputs.len() != self.inputs {
             return Err(ExecError::setup(format!(
                 "{} inputs bound, the program has {}",
@@ -185,6 +199,6 @@ impl Interpreter {
                 inputs.rows()
             )));
         }
-        exec::run_chunk(self, inputs, rows, out, scratch)
+        Ok(())
     }
 }
