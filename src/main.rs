@@ -83,6 +83,10 @@ enum Command {
         /// Where jobs run (default: MERIDIAN_EXECUTION_MODE, else auto).
         #[arg(long, value_parser = ["auto", "cpu", "gpu"])]
         mode: Option<String>,
+        /// What runs CPU jobs' rows: the interpreter, the program compiled to native code
+        /// (jit), or the engine's choice (auto: today the interpreter).
+        #[arg(long, value_parser = ["auto", "interp", "jit"], default_value = "auto")]
+        route: String,
         /// Output folder: one file per output.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -213,11 +217,12 @@ fn main() -> ExitCode {
         Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
         Command::Disasm { file } => cli::bytecode::disasm(&file),
         Command::Verify { file } => cli::bytecode::verify(&file),
-        Command::Run { program, inputs, format, mode, out, workers, batch_rows } => {
+        Command::Run { program, inputs, format, mode, route, out, workers, batch_rows } => {
             cli::run::run(&cli::run::RunArgs {
                 program,
                 inputs,
                 mode: mode.as_deref().and_then(meridian::Mode::parse),
+                route: route.parse().unwrap_or_default(),
                 out,
                 workers,
                 format: cli::run::OutputFormat::parse(&format).unwrap_or(cli::run::OutputFormat::Csv),

@@ -234,3 +234,55 @@ fn cli_asm_never_overwrites_its_source() {
     assert!(run.stderr.contains("would overwrite the source"), "{}", run.stderr);
     assert_eq!(std::fs::read(&src).unwrap(), before);
 }
+
+/// `meridian run --route jit` and `--route interp` write byte-identical files for every
+/// example program, and each says which route ran.
+#[test]
+fn every_example_writes_the_same_files_on_the_jit_and_interpreter_routes() {
+    let dir = scratch("routes");
+    // A few thousand places keep the debug build quick; every family of the countries.
+    let text = String::from_utf8(
+        std::io::Read::bytes(flate2::read::GzDecoder::new(
+            std::fs::File::open(root().join("data/cities.csv.gz")).unwrap(),
+        ))
+        .take(200_000)
+        .map(Result::unwrap)
+        .collect(),
+    )
+    .unwrap();
+    let cut = text.rfind('\n').unwrap();
+    let places = dir.join("places.csv");
+    std::fs::write(&places, &text[..=cut]).unwrap();
+    let countries = root().join("data/countries.geojson");
+    for name in EXAMPLES {
+        let (path, _) = example(name);
+        let inputs: Vec<(&str, &Path)> = match name {
+            "pip_join" => vec![("pts", &places), ("zones", &countries)],
+            "near" => vec![("pts", &places), ("sites", &places)],
+            _ => vec![("shapes", &countries)],
+        };
+        let mut outs = Vec::new();
+        for route in ["interp", "jit"] {
+            let out = dir.join(format!("{name}-{route}"));
+            let mut args = vec![os(&"run"), os(&path), os(&"--route"), os(&route), os(&"--mode"), os(&"cpu")];
+            let specs: Vec<String> = inputs.iter().map(|(n, p)| format!("{n}={}", p.display())).collect();
+            for spec in &specs {
+                args.extend([os(&"-i"), os(spec)]);
+            }
+            args.extend([os(&"--out"), os(&out)]);
+            let run = meridian(&args);
+            assert_eq!(run.code, 0, "{name} --route {route}: {}", run.stderr);
+            assert!(run.stdout.contains(&format!("route: {route} (asked: {route}")), "{}", run.stdout);
+            outs.push(out);
+        }
+        let mut files: Vec<_> =
+            std::fs::read_dir(&outs[0]).unwrap().map(|e| e.unwrap().file_name()).collect();
+        files.sort();
+        assert!(!files.is_empty(), "{name} wrote nothing");
+        for file in files {
+            let a = std::fs::read(outs[0].join(&file)).unwrap();
+            let b = std::fs::read(outs[1].join(&file)).unwrap();
+            assert!(a == b, "{name}: {file:?} differs between the interpreter and the JIT");
+        }
+    }
+}

@@ -7,11 +7,11 @@
 #![cfg(feature = "jit")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
-#[path = "../../bytecode/tests/gen/mod.rs"]
-mod gen;
 #[path = "../../cuda-host/src/data.rs"]
 #[allow(missing_docs, dead_code)]
 mod data;
+#[path = "../../bytecode/tests/gen/mod.rs"]
+mod gen;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -24,8 +24,8 @@ pub const KEPT: usize = 1024;
 /// One fallback or decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
-    /// Where: `engine` (the backend chosen at build), `job` (one job's route), `io` (how a
-    /// file is read).
+    /// Where: `engine` (the backend chosen at build), `job` (one job's backend), `route` (the
+    /// interpreter instead of the JIT), `io` (how a file is read).
     pub surface: &'static str,
     /// What was requested or preferred.
     pub requested: String,

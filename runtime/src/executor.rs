@@ -16,6 +16,7 @@ use crate::engine::{Backend, JobError, JobResult, PreparedInner, TicketCell};
 use crate::ring::{
     CompletionEntry, HeapMemory, JobStatus, Pop, PushError, Reaper, Ring, RingError, SubmitEntry,
 };
+use crate::route::Code;
 use crate::sync::spin_hint;
 
 /// One job in flight: what to run, where results go, and whom to tell.
@@ -31,6 +32,8 @@ pub(crate) struct JobState {
     pub ticket: Arc<TicketCell>,
     pub attempt: u32,
     pub backend: Arc<Backend>,
+    /// What runs the rows: the interpreter (as made) or the compiled program.
+    pub code: Code,
     /// Rows a worker claims at once for this job: what autotune chose, or 0 for the engine's.
     pub chunk_rows: usize,
     /// The job's part in an autotune race, if it races; its time is reported when it is done.
@@ -64,6 +67,7 @@ impl JobState {
             ticket,
             attempt,
             backend,
+            code: Code::Interpreter,
             chunk_rows: 0,
             race: None,
             first_start: AtomicU64::new(u64::MAX),
@@ -193,7 +197,7 @@ impl Shared {
             if job.race.is_some() {
                 job.first_start.fetch_min(since(&job), Relaxed);
             }
-            if let Err(err) = job.prepared.interp.run(&job.inputs, rows, &job.out, scratch) {
+            if let Err(err) = job.code.run(&job.prepared, &job.inputs, rows, &job.out, scratch) {
                 job.fail(err);
             }
             if job.race.is_some() {
@@ -287,6 +291,7 @@ impl Shared {
             job.backend.clone(),
         );
         again.chunk_rows = job.chunk_rows;
+        again.code = job.code.clone();
         self.dispatch(Arc::new(again));
     }
 
@@ -301,7 +306,8 @@ impl Shared {
             }
             Err((again, PushError::Full)) => {
                 let mut scratch = Scratch::new();
-                let status = match again.prepared.interp.run(
+                let status = match again.code.run(
+                    &again.prepared,
                     &again.inputs,
                     again.rows.clone(),
                     &again.out,

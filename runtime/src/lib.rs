@@ -4,7 +4,7 @@
 //! A job goes: [`Engine::prepare`] (verify once, cached by content hash) →
 //! [`Engine::bind`] (columns checked against the inputs, indexes built) →
 //! [`Engine::submit`] (chunks published on the submission [`ring`]) → workers claim chunks
-//! and run the interpreter → the worker finishing the last chunk publishes a completion →
+//! and run the interpreter (or the program compiled by the JIT, [`Route`]) → the worker finishing the last chunk publishes a completion →
 //! the completion is reaped and the [`Ticket`] resolves. [`Engine::run_stream`] runs a job
 //! whose row input is read batch by batch while the batches run ([`stream`]).
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -15,6 +15,7 @@ mod engine;
 pub mod events;
 mod executor;
 pub mod ring;
+mod route;
 pub mod stream;
 mod sync;
 pub mod tune;
@@ -27,3 +28,4 @@ pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;
 pub use meridian_driver as driver;
 pub use meridian_kernels as kernels;
+pub use route::{BadRoute, Route};

@@ -14,7 +14,7 @@ use meridian::kernels::interp::Input;
 use meridian::kernels::interp::OutputColumn;
 use meridian::kernels::io;
 use meridian::stream::{FileBatches, IoMode, IpcStream, IpcStreamOptions, StreamOptions};
-use meridian::{Engine, JobResult, Mode};
+use meridian::{Engine, JobResult, Mode, Route};
 
 use super::{print, Failure};
 
@@ -87,6 +87,8 @@ pub struct RunArgs {
     pub inputs: Vec<String>,
     /// Execution mode (`None`: `MERIDIAN_EXECUTION_MODE`, then auto).
     pub mode: Option<Mode>,
+    /// What runs CPU jobs' rows.
+    pub route: Route,
     /// Output folder.
     pub out: PathBuf,
     /// Worker threads (`None`: all cores).
@@ -131,7 +133,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let events_before = meridian::events::recent().len();
     // The CLI autotunes (MERIDIAN_AUTOTUNE_PATH, or the cache directory; off with
     // MERIDIAN_AUTOTUNE=off): the second run of a pipeline starts from what the first learnt.
-    let mut builder = Engine::builder().autotune_from_env();
+    let mut builder = Engine::builder().autotune_from_env().route(args.route);
     if let Some(m) = args.mode {
         builder = builder.mode(m);
     }
@@ -211,6 +213,11 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let backend = result.backend();
     let mut report = String::new();
     let _ = writeln!(report, "backend: {} ({})", backend.name, backend.reason);
+    let compiled = match prepared.jit_compile_time() {
+        Some(t) if result.route() == "jit" => format!(", compiled in {:.2} ms", t.as_secs_f64() * 1e3),
+        _ => String::new(),
+    };
+    let _ = writeln!(report, "route: {} (asked: {}{compiled})", result.route(), args.route);
     let on =
         if backend.name == "cpu" { format!("{} workers", engine.workers()) } else { "the GPU".to_owned() };
     let _ = writeln!(

@@ -92,6 +92,7 @@ pub struct Interpreter {
     inputs: usize,
     pub(crate) has_geometry_outputs: bool,
     /// Whether a row may derive geometries (`affine`, `simplify`) that must be dropped.
+    #[cfg_attr(not(feature = "jit"), allow(dead_code))]
     pub(crate) derives: bool,
     hash: ProgramHash,
 }

@@ -19,6 +19,9 @@ pub(crate) struct PreparedInner {
     pub output_names: Arc<[String]>,
     /// Why the GPU will not run this program (`None`: it will).
     pub gpu_refusal: Option<String>,
+    /// The program compiled by the JIT, on the first job that asks for it.
+    #[cfg(feature = "jit")]
+    pub jit: OnceLock<Result<Arc<meridian_kernels::jit::JitProgram>, meridian_kernels::jit::JitError>>,
     /// Hits per row seen in the last finished run, as f64 bits: the next job's hit capacity
     /// starts from it, so a program that overflowed once is sized right the next time.
     hits_per_row: AtomicU64,
@@ -32,6 +35,8 @@ impl PreparedInner {
             output_names: program.program().outputs().iter().map(|o| o.name.clone()).collect(),
             program: program.clone(),
             hits_per_row: AtomicU64::new(1f64.to_bits()),
+            #[cfg(feature = "jit")]
+            jit: OnceLock::new(),
         }
     }
 
@@ -51,6 +56,29 @@ impl PreparedInner {
     pub(crate) fn note_hits(&self, rows: usize, hits: u64) {
         if rows > 0 {
             self.hits_per_row.store((hits as f64 / rows as f64).to_bits(), Relaxed);
+        }
+    }
+
+    /// The program compiled by the JIT (compiled on first use, once per engine), or why not.
+    pub(crate) fn compiled(&self) -> Result<crate::route::Code, String> {
+        #[cfg(feature = "jit")]
+        {
+            let compiled = self.jit.get_or_init(|| {
+                let r = meridian_kernels::jit::JitProgram::compile(&self.program).map(Arc::new);
+                if let Ok(p) = &r {
+                    let ms = p.compile_time().as_secs_f64() * 1e3;
+                    tracing::debug!(program = %self.program.hash().short(), ms, "compiled by the JIT");
+                }
+                r
+            });
+            match compiled {
+                Ok(p) => Ok(crate::route::Code::Jit(p.clone())),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        #[cfg(not(feature = "jit"))]
+        {
+            Err("this build has no JIT (the `jit` feature is off)".to_owned())
         }
     }
 }
@@ -75,6 +103,19 @@ impl Prepared {
     /// A job over every row of `bound`.
     pub fn job(&self, bound: &Bound) -> Job {
         Job { prepared: self.clone(), bound: bound.clone(), rows: 0..bound.rows(), hit_capacity: None }
+    }
+
+    /// How long the JIT took to compile this program, once a job on the JIT route has
+    /// compiled it (`None` before, or when it failed or the JIT is compiled out).
+    pub fn jit_compile_time(&self) -> Option<std::time::Duration> {
+        #[cfg(feature = "jit")]
+        {
+            self.inner.jit.get().and_then(|r| r.as_ref().ok()).map(|p| p.compile_time())
+        }
+        #[cfg(not(feature = "jit"))]
+        {
+            None
+        }
     }
 
     /// Why the GPU megakernel will not run this program, or `None` when it will.
@@ -229,6 +270,11 @@ impl JobResult {
         backend: Arc<Backend>,
     ) -> JobResult {
         JobResult { names, columns, attempts, backend }
+    }
+
+    /// What ran the rows: `interp` or `jit` (see [`Backend::route`]).
+    pub fn route(&self) -> &'static str {
+        self.backend.route
     }
 
     /// Where this job ran and why there (`cpu` or `cuda`; a job can run elsewhere than the

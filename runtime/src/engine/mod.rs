@@ -43,6 +43,7 @@ use crate::cuda::{CudaDevice, Device};
 use crate::events::{self, Event};
 use crate::executor::{self, JobState, Shared, Tuning};
 use crate::ring::{PushError, RingError};
+use crate::route::{Code, Route};
 use crate::tune::{self, Tuner};
 use meridian_autotune::Store;
 
@@ -110,8 +111,12 @@ pub struct Backend {
     pub name: &'static str,
     /// Why: the mode asked for and what the probe found.
     pub reason: String,
-    /// True when `auto` wanted a GPU and fell back.
+    /// True when the engine fell back: from the GPU to the CPU under `auto`, or from the JIT
+    /// to the interpreter.
     pub fallback: bool,
+    /// What ran the rows: `interp` (the interpreter, on the CPU or in the GPU megakernel) or
+    /// `jit` (the program compiled to native code; see [`Route`]).
+    pub route: &'static str,
 }
 
 /// Why an engine could not be built, or a program prepared or bound.
@@ -217,6 +222,7 @@ pub struct EngineBuilder {
     autotune: Option<AutotuneAt>,
     inline_rows: usize,
     strict: Option<bool>,
+    route: Route,
 }
 
 /// Where an engine's autotune store is.
@@ -241,11 +247,20 @@ impl Default for EngineBuilder {
             autotune: None,
             inline_rows: INLINE_ROWS,
             strict: None,
+            route: Route::Auto,
         }
     }
 }
 
 impl EngineBuilder {
+    /// What runs CPU jobs' rows (default [`Route::Auto`]: today the interpreter). Under
+    /// [`Route::Jit`] each program is compiled once, on its first job; a program the JIT
+    /// cannot compile runs on the interpreter, and its results and an event say why.
+    pub fn route(mut self, route: Route) -> Self {
+        self.route = route;
+        self
+    }
+
     /// Strict native: a fallback (to the CPU when the GPU was preferred) is an error instead
     /// — the engine does not build, the job fails — and is still recorded as an event
     /// (overrides `MERIDIAN_STRICT_NATIVE`; default off).
@@ -439,6 +454,7 @@ impl EngineBuilder {
                     name: "cpu",
                     reason: format!("auto: {why}; ran on the CPU executor"),
                     fallback: true,
+                    route: "interp",
                 });
                 cpu.dispatch(Arc::new(JobState::new(
                     job.prepared,
@@ -454,7 +470,12 @@ impl EngineBuilder {
         let cpu_backend = Arc::new(if backend.name == "cpu" {
             backend.clone()
         } else {
-            Backend { name: "cpu", reason: format!("auto: on {workers} CPU workers"), fallback: false }
+            Backend {
+                name: "cpu",
+                reason: format!("auto: on {workers} CPU workers"),
+                fallback: false,
+                route: "interp",
+            }
         });
         let gpu_backend = Arc::new(backend.clone());
         Ok(Engine {
@@ -472,6 +493,7 @@ impl EngineBuilder {
             inline_rows: self.inline_rows,
             strict,
             mode_source,
+            route: self.route,
         })
     }
 }
@@ -486,7 +508,15 @@ fn choose_backend(
     strict: bool,
 ) -> Result<(Backend, Option<Arc<GpuExecutor>>), EngineError> {
     if mode == Mode::Cpu {
-        return Ok((Backend { name: "cpu", reason: "mode cpu was asked for".into(), fallback: false }, None));
+        return Ok((
+            Backend {
+                name: "cpu",
+                reason: "mode cpu was asked for".into(),
+                fallback: false,
+                route: "interp",
+            },
+            None,
+        ));
     }
     let started = match device {
         Some(d) => Ok(d),
@@ -506,14 +536,14 @@ fn choose_backend(
     match (started, mode) {
         (Ok(gpu), Mode::Gpu) => {
             let reason = format!("mode gpu: {}", gpu.description());
-            Ok((Backend { name: "cuda", reason, fallback: false }, Some(gpu)))
+            Ok((Backend { name: "cuda", reason, fallback: false, route: "interp" }, Some(gpu)))
         }
         (Ok(gpu), _) => {
             let reason = format!(
                 "auto: {}; jobs of {min_rows} rows or more run on the GPU, smaller ones on {workers} CPU workers",
                 gpu.description()
             );
-            Ok((Backend { name: "cuda", reason, fallback: false }, Some(gpu)))
+            Ok((Backend { name: "cuda", reason, fallback: false, route: "interp" }, Some(gpu)))
         }
         (Err(why), Mode::Gpu) => Err(EngineError::NoGpu(why)),
         (Err(why), _) => {
@@ -533,6 +563,7 @@ fn choose_backend(
                     name: "cpu",
                     reason: format!("auto: {why}; running on the CPU executor"),
                     fallback: true,
+                    route: "interp",
                 },
                 None,
             ))
@@ -541,7 +572,7 @@ fn choose_backend(
 }
 
 /// Where one job goes.
-enum Route {
+enum Placement {
     Cpu(Arc<Backend>),
     Gpu,
 }
@@ -567,6 +598,7 @@ pub struct Engine {
     /// Fallbacks are errors (`strict_native`, `MERIDIAN_STRICT_NATIVE`).
     strict: bool,
     mode_source: &'static str,
+    route: Route,
 }
 
 impl Engine {
@@ -579,6 +611,11 @@ impl Engine {
     /// or `default` (see [`resolve_mode`]).
     pub fn mode_source(&self) -> &'static str {
         self.mode_source
+    }
+
+    /// The route CPU jobs take ([`EngineBuilder::route`]).
+    pub fn route(&self) -> Route {
+        self.route
     }
 
     /// The backend jobs run on and why it was chosen.
@@ -672,13 +709,13 @@ impl Engine {
     }
 
     /// Where `job` runs, or (`Err`) a ticket already resolved with why it cannot run.
-    fn route(&self, job: &Job) -> Result<Route, Ticket> {
+    fn place(&self, job: &Job) -> Result<Placement, Ticket> {
         if job.bound.program != job.prepared.inner.program.hash() {
             // Bindings are checked against one program; running them with another is a
             // caller bug that must not reach an executor.
             return Err(resolved(Err(JobError::Mismatch)));
         }
-        let Some(gpu) = &self.gpu else { return Ok(Route::Cpu(self.cpu_backend.clone())) };
+        let Some(gpu) = &self.gpu else { return Ok(Placement::Cpu(self.cpu_backend.clone())) };
         let refusal = job.prepared.inner.gpu_refusal.as_deref();
         let fallback = |why: String| {
             let event = Event::new("job", "gpu", "cpu", &why, format!("{} rows", job.rows.len()));
@@ -686,18 +723,19 @@ impl Engine {
             if self.strict {
                 return Err(resolved(Err(JobError::Strict(events::refused(&event)))));
             }
-            Ok(Route::Cpu(Arc::new(Backend {
+            Ok(Placement::Cpu(Arc::new(Backend {
                 name: "cpu",
                 reason: format!("auto: {why}; ran on the CPU executor"),
                 fallback: true,
+                route: "interp",
             })))
         };
         match (self.mode, refusal, gpu.unhealthy()) {
             (Mode::Gpu, Some(why), _) => Err(resolved(Err(JobError::Refused(why.to_owned())))),
-            (Mode::Gpu, None, _) => Ok(Route::Gpu),
+            (Mode::Gpu, None, _) => Ok(Placement::Gpu),
             (_, Some(why), _) => fallback(why.to_owned()),
             (_, None, Some(why)) => fallback(format!("the GPU is no longer used ({why})")),
-            (_, None, None) if job.rows.len() < self.gpu_min_rows => Ok(Route::Cpu(Arc::new(Backend {
+            (_, None, None) if job.rows.len() < self.gpu_min_rows => Ok(Placement::Cpu(Arc::new(Backend {
                 name: "cpu",
                 reason: format!(
                     "auto: {} rows, fewer than the {} that go to the GPU; ran on the CPU executor",
@@ -705,8 +743,9 @@ impl Engine {
                     self.gpu_min_rows
                 ),
                 fallback: false,
+                route: "interp",
             }))),
-            (_, None, None) => Ok(Route::Gpu),
+            (_, None, None) => Ok(Placement::Gpu),
         }
     }
 
@@ -725,10 +764,10 @@ impl Engine {
     /// Submits a job, waiting while the ring is full. Fails only when the engine is shut
     /// down (the job comes back).
     pub fn submit(&self, job: Job) -> Result<Ticket, ShutdownError> {
-        match self.route(&job) {
+        match self.place(&job) {
             Err(ticket) => Ok(ticket),
-            Ok(Route::Cpu(backend)) => self.submit_cpu(job, backend),
-            Ok(Route::Gpu) => {
+            Ok(Placement::Cpu(backend)) => self.submit_cpu(job, backend),
+            Ok(Placement::Gpu) => {
                 let Some(gpu) = &self.gpu else { return self.submit_cpu(job, self.cpu_backend.clone()) };
                 let cell = Arc::new(TicketCell::default());
                 let mut gjob = self.gpu_job(&job, &cell);
@@ -755,10 +794,10 @@ impl Engine {
 
     /// Submits a job if there is room now; otherwise hands it back.
     pub fn try_submit(&self, job: Job) -> Result<Ticket, TrySubmitError> {
-        match self.route(&job) {
+        match self.place(&job) {
             Err(ticket) => Ok(ticket),
-            Ok(Route::Cpu(backend)) => self.try_submit_cpu(job, backend),
-            Ok(Route::Gpu) => {
+            Ok(Placement::Cpu(backend)) => self.try_submit_cpu(job, backend),
+            Ok(Placement::Gpu) => {
                 let Some(gpu) = &self.gpu else { return self.try_submit_cpu(job, self.cpu_backend.clone()) };
                 let cell = Arc::new(TicketCell::default());
                 match gpu.submit(self.gpu_job(&job, &cell)) {
@@ -798,14 +837,39 @@ impl Engine {
         self.strict.then(|| JobError::Strict(events::refused(&event)))
     }
 
+    /// What runs a CPU job's rows under the engine's route, and the backend its result
+    /// names; under strict mode a fallback from the JIT is the job's error instead.
+    fn cpu_code(&self, job: &Job, backend: Arc<Backend>) -> Result<(Code, Arc<Backend>), JobError> {
+        if self.route != Route::Jit {
+            return Ok((Code::Interpreter, backend));
+        }
+        match job.prepared.inner.compiled() {
+            Ok(code) => Ok((code, Arc::new(Backend { route: Route::Jit.name(), ..(*backend).clone() }))),
+            Err(why) => {
+                let detail = format!("program {}", job.prepared.hash().short());
+                let event = Event::new("route", "jit", "interp", &why, detail);
+                events::record(event.clone());
+                if self.strict {
+                    return Err(JobError::Strict(events::refused(&event)));
+                }
+                let reason = format!("{}; route interp: {why}", backend.reason);
+                Ok((Code::Interpreter, Arc::new(Backend { reason, fallback: true, ..(*backend).clone() })))
+            }
+        }
+    }
+
     fn submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, ShutdownError> {
+        let (code, backend) = match self.cpu_code(&job, backend) {
+            Ok(c) => c,
+            Err(e) => return Ok(resolved(Err(e))),
+        };
         if job.rows.len() <= self.inline_rows {
             if self.shared.submit.is_closed() {
                 return Err(ShutdownError(job));
             }
-            return Ok(resolved(self.run_inline(&job, backend)));
+            return Ok(resolved(self.run_inline(&job, backend, &code)));
         }
-        let (mut state, cell) = self.job_state(&job, backend);
+        let (mut state, cell) = self.job_state(&job, backend, code);
         loop {
             match self.shared.enqueue(state) {
                 Ok(()) => {
@@ -821,13 +885,17 @@ impl Engine {
     }
 
     fn try_submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, TrySubmitError> {
+        let (code, backend) = match self.cpu_code(&job, backend) {
+            Ok(c) => c,
+            Err(e) => return Ok(resolved(Err(e))),
+        };
         if job.rows.len() <= self.inline_rows {
             if self.shared.submit.is_closed() {
                 return Err(TrySubmitError::Shutdown(job));
             }
-            return Ok(resolved(self.run_inline(&job, backend)));
+            return Ok(resolved(self.run_inline(&job, backend, &code)));
         }
-        let (state, cell) = self.job_state(&job, backend);
+        let (state, cell) = self.job_state(&job, backend, code);
         match self.shared.enqueue(state) {
             Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin, spin_for: Duration::ZERO }),
             Err((_, PushError::Full)) => Err(TrySubmitError::Full(job)),
@@ -836,8 +904,8 @@ impl Engine {
     }
 
     /// Runs `job` on this thread: what the workers would give, re-runs on hit overflow
-    /// included (the same interpreter, outputs and capacity learning).
-    fn run_inline(&self, job: &Job, backend: Arc<Backend>) -> Result<JobResult, JobError> {
+    /// included (the same code, outputs and capacity learning).
+    fn run_inline(&self, job: &Job, backend: Arc<Backend>, code: &Code) -> Result<JobResult, JobError> {
         let prepared = &job.prepared.inner;
         let rows = job.rows.clone();
         let mut capacity = prepared.first_hit_capacity(rows.len(), job.hit_capacity);
@@ -852,7 +920,7 @@ impl Engine {
             };
             for attempt in 1u32.. {
                 let out = prepared.interp.output_buffers(rows.clone(), capacity);
-                prepared.interp.run(&job.bound.inner, rows.clone(), &out, scratch).map_err(JobError::Exec)?;
+                code.run(prepared, &job.bound.inner, rows.clone(), &out, scratch).map_err(JobError::Exec)?;
                 let finished = out.finish();
                 prepared.note_hits(rows.len(), out.hits_produced());
                 match finished {
@@ -870,7 +938,7 @@ impl Engine {
     }
 
     /// The CPU executor's in-flight state of `job`.
-    fn job_state(&self, job: &Job, backend: Arc<Backend>) -> (Arc<JobState>, Arc<TicketCell>) {
+    fn job_state(&self, job: &Job, backend: Arc<Backend>, code: Code) -> (Arc<JobState>, Arc<TicketCell>) {
         let cell = Arc::new(TicketCell::default());
         let capacity = job.prepared.inner.first_hit_capacity(job.rows.len(), job.hit_capacity);
         let (chunk_rows, race) = match &self.tuner {
@@ -900,6 +968,7 @@ impl Engine {
             1,
             backend,
         );
+        state.code = code;
         state.chunk_rows = chunk_rows;
         state.race = race;
         (Arc::new(state), cell)
@@ -926,15 +995,16 @@ impl Engine {
     /// no ticket at all.
     pub fn run(&self, job: Job) -> Result<JobResult, JobError> {
         if job.rows.len() <= self.inline_rows {
-            match self.route(&job) {
+            match self.place(&job) {
                 Err(ticket) => return ticket.wait(),
-                Ok(Route::Cpu(backend)) => {
+                Ok(Placement::Cpu(backend)) => {
                     if self.shared.submit.is_closed() {
                         return Err(JobError::Cancelled);
                     }
-                    return self.run_inline(&job, backend);
+                    let (code, backend) = self.cpu_code(&job, backend)?;
+                    return self.run_inline(&job, backend, &code);
                 }
-                Ok(Route::Gpu) => {}
+                Ok(Placement::Gpu) => {}
             }
         }
         match self.submit(job) {
@@ -961,7 +1031,12 @@ impl Engine {
 
 /// The backend of a job the GPU could not take under `auto`.
 fn fallback_backend(why: String) -> Arc<Backend> {
-    Arc::new(Backend { name: "cpu", reason: format!("auto: {why}; ran on the CPU executor"), fallback: true })
+    Arc::new(Backend {
+        name: "cpu",
+        reason: format!("auto: {why}; ran on the CPU executor"),
+        fallback: true,
+        route: "interp",
+    })
 }
 
 /// A ticket resolved before it was ever queued.

@@ -236,14 +236,20 @@ impl Merger {
         let this = r.backend();
         self.backend = match self.backend.take() {
             None => Some(Arc::new(this.clone())),
-            Some(b) if b.name == this.name || b.name == "mixed" => Some(b),
+            Some(b)
+                if (b.name == this.name || b.name == "mixed")
+                    && (b.route == this.route || b.route == "mixed") =>
+            {
+                Some(b)
+            }
             Some(b) => Some(Arc::new(Backend {
-                name: "mixed",
+                name: if b.name == this.name { b.name } else { "mixed" },
                 reason: format!(
-                    "batches ran on {} ({}) and on {} ({})",
-                    b.name, b.reason, this.name, this.reason
+                    "batches ran on {} ({}, route {}) and on {} ({}, route {})",
+                    b.name, b.reason, b.route, this.name, this.reason, this.route
                 ),
                 fallback: b.fallback || this.fallback,
+                route: if b.route == this.route { b.route } else { "mixed" },
             })),
         };
         Ok(())

@@ -1,0 +1,88 @@
+//! Which code runs a CPU job's rows: the interpreter or the program compiled by the JIT.
+//!
+//! `auto` runs the interpreter: the launch policy (issue 16) will pick the JIT by hotness.
+//! `jit` compiles each program once per engine (by content hash) on its first job; when the
+//! JIT is compiled out (the `jit` feature) or fails for a program, that program's jobs run on
+//! the interpreter, the result says why, and an event is recorded (an error under strict
+//! mode).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The CPU route of an engine's jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum Route {
+    /// The engine decides; today the interpreter.
+    #[default]
+    Auto,
+    /// The bytecode interpreter.
+    Interpreter,
+    /// Native code compiled from the program with Cranelift.
+    Jit,
+}
+
+impl Route {
+    /// The name `meridian run --route` takes and result lines print: `auto`, `interp`, `jit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Auto => "auto",
+            Route::Interpreter => "interp",
+            Route::Jit => "jit",
+        }
+    }
+
+    /// Whether this build has the JIT (the `jit` cargo feature).
+    pub fn jit_available() -> bool {
+        cfg!(feature = "jit")
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Not one of `auto`, `interp`, `jit`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("route {0:?} is not one of auto, interp, jit")]
+pub struct BadRoute(pub String);
+
+impl FromStr for Route {
+    type Err = BadRoute;
+
+    fn from_str(s: &str) -> Result<Route, BadRoute> {
+        match s {
+            "auto" => Ok(Route::Auto),
+            "interp" | "interpreter" => Ok(Route::Interpreter),
+            "jit" => Ok(Route::Jit),
+            _ => Err(BadRoute(s.to_owned())),
+        }
+    }
+}
+
+/// What runs one CPU job's rows.
+#[derive(Clone, Debug)]
+pub(crate) enum Code {
+    Interpreter,
+    #[cfg(feature = "jit")]
+    Jit(std::sync::Arc<meridian_kernels::jit::JitProgram>),
+}
+
+impl Code {
+    /// Runs `rows` of `prepared` with this code.
+    pub(crate) fn run(
+        &self,
+        prepared: &crate::engine::PreparedInner,
+        inputs: &meridian_kernels::interp::BoundInputs,
+        rows: std::ops::Range<usize>,
+        out: &meridian_kernels::interp::OutputBuffers,
+        scratch: &mut meridian_kernels::interp::Scratch,
+    ) -> Result<(), meridian_kernels::interp::ExecError> {
+        match self {
+            Code::Interpreter => prepared.interp.run(inputs, rows, out, scratch),
+            #[cfg(feature = "jit")]
+            Code::Jit(p) => p.run(inputs, rows, out, scratch),
+        }
+    }
+}
