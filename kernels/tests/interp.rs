@@ -261,13 +261,20 @@ fn point_probe_fast_paths_match_the_unrecognised_loop() {
         let head = "load g0, pts\n probe c0, zones, g0\n next:\n cnext g1, c0, done\n";
         let join = format!("{header}{head} {op}\n jf b0, next\n emit pairs, g1\n jmp next\n done:\n halt\n");
         let fused = format!("{header}{after}{head} {op}\n jf b0, next\n emit pairs, g1\n jmp next\n{tail}");
+        // Branching on a copy of the flag: no matcher follows that (any branch spelling of
+        // the flag itself is recognised).
         let plain = format!(
+            "{header}{after}{head} {op}\n mov b2, b0\n jt b2, hit\n jmp next\n hit:\n emit pairs, g1\n jmp next\n{tail}"
+        );
+        // The same loop with its branches spelled otherwise, also fused.
+        let spelled = format!(
             "{header}{after}{head} {op}\n jt b0, hit\n jmp next\n hit:\n emit pairs, g1\n jmp next\n{tail}"
         );
         let inputs = || vec![Input::rows(pts.clone()), Input::indexed(zones.clone())];
-        let [join, fused, plain] =
-            [join, fused, plain].map(|src| run(&assemble("t.masm", &src).unwrap(), inputs(), 3));
+        let [join, fused, plain, spelled] =
+            [join, fused, plain, spelled].map(|src| run(&assemble("t.masm", &src).unwrap(), inputs(), 3));
         assert_eq!(fused, plain, "{op}: the fused loop leaves other state than the instructions");
+        assert_eq!(spelled, plain, "{op}: the fused loop spelled with jt leaves other state");
         assert_eq!(join[0], plain[0], "{op}: the whole-program join emits other hits");
         let OutputColumn::Hits(hits) = &plain[0] else { panic!() };
         assert!(!hits.is_empty(), "{op}: the case tests nothing");
@@ -278,7 +285,7 @@ fn point_probe_fast_paths_match_the_unrecognised_loop() {
             format!("{header}{head} {op}\n jf b0, next\n count pairs\n jmp next\n done:\n halt\n"),
             format!("{header}{after}{head} {op}\n jf b0, next\n count pairs\n jmp next\n{tail}"),
             format!(
-                "{header}{after}{head} {op}\n jt b0, hit\n jmp next\n hit:\n count pairs\n jmp next\n{tail}"
+                "{header}{after}{head} {op}\n mov b2, b0\n jt b2, hit\n jmp next\n hit:\n count pairs\n jmp next\n{tail}"
             ),
         ]
         .map(|src| run(&assemble("t.masm", &src).unwrap(), inputs(), 3));

@@ -13,7 +13,11 @@
 //! done:
 //! ```
 //!
-//! Interpreted, each candidate costs five dispatches. [`find`] marks such loops, and the
+//! The branches may be spelled any way that means the same: `jt b, hit; jmp next; hit: emit
+//! out, gC; jmp next`, or jumps through other jumps — [`find`] follows the jumps after the
+//! predicate once with the flag false and once with it true, and asks only that false leads
+//! straight back to `cnext` and true to one `emit` of the candidate (or one `count`) and then
+//! back. Interpreted, each candidate costs five dispatches. [`find`] marks such loops, and the
 //! interpreter, after running the `probe`, runs the loop body natively: the same `cnext`
 //! grouping, the same predicate function, the same register writes (`gC` ends null, `b` holds
 //! the last candidate's answer) and the same emits in the same order, then jumps to `done`.
@@ -88,18 +92,52 @@ fn at(code: &[Instr], pc: usize) -> Option<FilterLoop> {
         Instr::Probe { cursor, .. } | Instr::ProbeDist { cursor, .. } => cursor,
         _ => return None,
     };
-    let next = pc + 1;
-    let Instr::CNext { dst: cand, cursor: c, exit } = *code.get(next)? else { return None };
+    let head = pc + 1;
+    let Instr::CNext { dst: cand, cursor: c, exit } = *code.get(head)? else { return None };
     let (flag, pred, a, b) = predicate_of(*code.get(pc + 2)?)?;
-    let Instr::Jf { cond, target } = *code.get(pc + 3)? else { return None };
-    let (action, output) = match *code.get(pc + 4)? {
+    // Where the branches after the predicate lead when it is false (or null: `jt` and `jf`
+    // treat null as false) and when it is true. False must come straight back to `cnext`;
+    // true must reach one `emit` of the candidate or one `count`, and from there come back.
+    let back = |at: usize| branches(code, at, flag, false) == Some(head);
+    if !back(pc + 3) {
+        return None;
+    }
+    let act = branches(code, pc + 3, flag, true)?;
+    let (action, output) = match *code.get(act)? {
         Instr::Emit { output, cand: emitted } if emitted == cand => (Action::Emit, output.index()),
         Instr::Count { output } => (Action::Count, output.index()),
         _ => return None,
     };
-    let Instr::Jmp { target: back } = *code.get(pc + 5)? else { return None };
-    let shape = c == cursor && cond == flag && target.index() == next && back.index() == next;
+    let shape = c == cursor && back(act + 1);
     shape.then_some(FilterLoop { cursor, cand, flag, pred, a, b, action, output, exit: exit.index() })
+}
+
+/// Follows the jumps from `at` with `flag` holding `value`: the first instruction that is not
+/// a jump (`jmp`, or `jt`/`jf` on `flag`), or `None` past the end, on another condition, or
+/// after more jumps than any real spelling needs (a cycle of jumps).
+fn branches(code: &[Instr], mut at: usize, flag: BReg, value: bool) -> Option<usize> {
+    for _ in 0..8 {
+        at = match *code.get(at)? {
+            Instr::Jmp { target } => target.index(),
+            Instr::Jt { cond, target } if cond == flag => {
+                if value {
+                    target.index()
+                } else {
+                    at + 1
+                }
+            }
+            Instr::Jf { cond, target } if cond == flag => {
+                if value {
+                    at + 1
+                } else {
+                    target.index()
+                }
+            }
+            Instr::Jt { .. } | Instr::Jf { .. } => return None,
+            _ => return Some(at),
+        };
+    }
+    None
 }
 
 /// A program whose every row is one point join: `load g, pts` at pc 0, a `probe` of
@@ -161,11 +199,29 @@ mod tests {
     }
 
     #[test]
+    fn other_spellings_of_the_same_branches_are_found() {
+        for body in [
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njt b0, hit\n\
+             jmp next\nhit:\nemit pairs, g1\njmp next\ndone:\nhalt\n",
+            // through a trampoline, and the way back through a branch that cannot be taken
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njf b0, skip\n\
+             jmp hit\nskip:\njmp next\nhit:\nemit pairs, g1\njt b0, next\njmp next\ndone:\nhalt\n",
+        ] {
+            let found = loops(body);
+            assert_eq!(found.len(), 1, "{body}");
+            assert_eq!(found[0].1.action, Action::Emit, "{body}");
+        }
+    }
+
+    #[test]
     fn near_misses_are_left_to_the_interpreter() {
         for body in [
-            // jt, not jf
+            // jt, not jf: emits the candidates that fail
             "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njt b0, next\n\
              emit pairs, g1\njmp next\ndone:\nhalt\n",
+            // branches on another flag on the way
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njt b0, hit\n\
+             jmp next\nhit:\njt b1, next\nemit pairs, g1\njmp next\ndone:\nhalt\n",
             // emits the probe geometry, not the candidate
             "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njf b0, next\n\
              emit pairs, g0\njmp next\ndone:\nhalt\n",

@@ -12,7 +12,8 @@
 //! [`SpatialIndex::containing`](crate::index::SpatialIndex::containing)
 //! directly; for point probes they also carry the cell grid's class of the point against
 //! each part, so most need no edge test at all. The `probe; cnext; <predicate>; jf; emit;
-//! jmp` filter loop is recognised once per program and run as one step after its `probe`,
+//! jmp` filter loop — with its branches spelled any equivalent way (`jt`/`jmp`, jumps through
+//! jumps) — is recognised once per program and run as one step after its `probe`,
 //! with the same register writes and emits as the instructions; when the probe is a point
 //! and the index has a cell grid, that step walks the point's grid cell directly instead of
 //! filling and sorting the cursor. A program that is nothing but `load` and such a loop (the
