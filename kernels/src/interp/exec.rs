@@ -29,7 +29,7 @@ fn bi(r: BReg) -> usize {
     usize::from(r.0 & 31)
 }
 #[inline(always)]
-fn gi(r: GReg) -> usize {
+pub(crate) fn gi(r: GReg) -> usize {
     usize::from(r.0 & 15)
 }
 #[inline(always)]
@@ -352,7 +352,36 @@ fn filter_loop(ins: &[Slot<'_>], s: &mut Scratch, out: &OutputBuffers, row: usiz
     }
 }
 
-fn count(s: &mut Scratch, output: usize) {
+/// `load`: row `row` of input `input`, or null.
+#[inline]
+pub(crate) fn load(ins: &[Slot<'_>], input: usize, row: usize) -> GVal {
+    match ins.get(input) {
+        Some(slot) if !slot.view.is_null(row) => GVal::input(input as u8, row as u32),
+        _ => GVal::NULL,
+    }
+}
+
+/// The coordinate `x`/`y` read from `v`: a point row of an input or a derived point (NaN for
+/// an empty point); `None` for null and for other families.
+#[inline]
+pub(crate) fn xy(ins: &[Slot<'_>], s: &Scratch, v: GVal) -> Option<Xy> {
+    match point_of(ins, v) {
+        Some(p) => Some(p),
+        None => geom(ins, &s.derived, v)
+            .filter(|g| g.family() == Family::Point)
+            .map(|g| g.coords().next().unwrap_or((f64::NAN, f64::NAN))),
+    }
+}
+
+/// `sum output, x`: null is skipped.
+#[inline]
+pub(crate) fn sum(s: &mut Scratch, output: usize, x: Option<f64>) {
+    if let (Some(x), Some(Local::Sum(acc))) = (x, s.locals.get_mut(output)) {
+        *acc = Some(acc.map_or(x, |a| a + x));
+    }
+}
+
+pub(crate) fn count(s: &mut Scratch, output: usize) {
     if let Some(Local::Count(n)) = s.locals.get_mut(output) {
         *n += 1;
     }
@@ -694,13 +723,7 @@ pub(crate) fn step(
                 pc = target.index();
             }
         }
-        Instr::Load { dst, input } => {
-            let v = match ins.get(input.index()) {
-                Some(slot) if !slot.view.is_null(row) => GVal::input(input.0 as u8, row as u32),
-                _ => GVal::NULL,
-            };
-            s.g[gi(dst)] = v;
-        }
+        Instr::Load { dst, input } => s.g[gi(dst)] = load(ins, input.index(), row),
         Instr::Const { dst, value } => {
             let v = it.consts.get(value.index()).copied();
             fset(s, dst, v);
@@ -830,13 +853,7 @@ pub(crate) fn step(
         Instr::IsNullG { dst, geom: g } => s.b[bi(dst)] = u8::from(s.g[gi(g)].is_null()),
         Instr::X { dst, geom: g } | Instr::Y { dst, geom: g } => {
             let take_x = matches!(instr, Instr::X { .. });
-            let v = s.g[gi(g)];
-            let xy = match point_of(ins, v) {
-                Some(p) => Some(p),
-                None => geom(ins, &s.derived, v)
-                    .filter(|g| g.family() == Family::Point)
-                    .map(|g| g.coords().next().unwrap_or((f64::NAN, f64::NAN))),
-            };
+            let xy = xy(ins, s, s.g[gi(g)]);
             fset(s, dst, xy.map(|(x, y)| if take_x { x } else { y }));
         }
         Instr::Intersects { .. }
@@ -921,11 +938,7 @@ pub(crate) fn step(
         }
         Instr::Emit { output, cand } => emit(s, out, output.index(), row, s.g[gi(cand)]),
         Instr::Count { output } => count(s, output.index()),
-        Instr::Sum { output, src } => {
-            if let (Some(x), Some(Local::Sum(acc))) = (fget(s, src), s.locals.get_mut(output.index())) {
-                *acc = Some(acc.map_or(x, |a| a + x));
-            }
-        }
+        Instr::Sum { output, src } => sum(s, output.index(), fget(s, src)),
     }
     Ok(pc)
 }

@@ -213,6 +213,29 @@ impl OutputBuffers {
     }
 
     #[inline]
+    /// For compiled code that stores dense outputs itself: per output, the addresses of row 0's
+    /// value and validity (f64: 8-byte values, 1-byte validity; bool: 1-byte codes, no
+    /// validity), shifted by the job's first row so that row `r` of the job is at
+    /// `base + r * size`; null addresses for other outputs. Only rows of `self.rows()` may be
+    /// written through them, as the stores above do (plain stores: each row is written by one
+    /// thread, and the job's completion publishes them).
+    pub(crate) fn dense_bases(&self) -> Vec<[*mut u8; 2]> {
+        let start = self.rows.start;
+        self.buffers
+            .iter()
+            .map(|b| match b {
+                Buffer::F64 { bits, valid } => [
+                    bits.as_ptr().cast::<u8>().cast_mut().wrapping_sub(start * 8),
+                    valid.as_ptr().cast::<u8>().cast_mut().wrapping_sub(start),
+                ],
+                Buffer::Bool(codes) => {
+                    [codes.as_ptr().cast::<u8>().cast_mut().wrapping_sub(start), std::ptr::null_mut()]
+                }
+                _ => [std::ptr::null_mut(); 2],
+            })
+            .collect()
+    }
+
     pub(crate) fn store_bool(&self, out: usize, row: usize, v: u8) {
         if let Some(Buffer::Bool(vals)) = self.buffers.get(out) {
             vals[row - self.rows.start].store(v, Relaxed);

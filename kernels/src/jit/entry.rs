@@ -119,3 +119,96 @@ pub(crate) unsafe extern "C" fn row_end(ctx: *mut Ctx<'_>, row: u64, halt: u64) 
         })
     }
 }
+
+/// `load`: `g[dst]` = row `row` of input `input`, or null.
+///
+/// # Safety
+///
+/// As [`guarded`].
+pub(crate) unsafe extern "C" fn load(ctx: *mut Ctx<'_>, dst: u64, input: u64, row: u64) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        guarded(ctx, (), |c, s| {
+            s.g[(dst & 15) as usize] = exec::load(c.ins, input as usize, row as usize);
+            Ok(())
+        })
+    }
+}
+
+/// The coordinate of `g[g]` into `*xy` (`x`, `y`): returns 1 when it is null.
+///
+/// # Safety
+///
+/// As [`guarded`]; `xy` points at 16 writable bytes.
+pub(crate) unsafe extern "C" fn coord(ctx: *mut Ctx<'_>, g: u64, xy: *mut [f64; 2]) -> u64 {
+    // SAFETY: forwarded from this function's contract.
+    let found = unsafe { guarded(ctx, None, |c, s| Ok(exec::xy(c.ins, s, s.g[(g & 15) as usize]))) };
+    match found {
+        Some((x, y)) => {
+            // SAFETY: the caller passes the address of a 16-byte stack slot.
+            unsafe { xy.write([x, y]) };
+            0
+        }
+        None => 1,
+    }
+}
+
+/// `store output, src` of an f64 register (`null` 1: null).
+///
+/// # Safety
+///
+/// As [`guarded`].
+pub(crate) unsafe extern "C" fn store_f(ctx: *mut Ctx<'_>, output: u64, row: u64, value: f64, null: u64) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        guarded(ctx, (), |c, _| {
+            c.out.store_f64(output as usize, row as usize, (null == 0).then_some(value));
+            Ok(())
+        })
+    }
+}
+
+/// `store output, src` of a b register in its byte encoding.
+///
+/// # Safety
+///
+/// As [`guarded`].
+pub(crate) unsafe extern "C" fn store_b(ctx: *mut Ctx<'_>, output: u64, row: u64, code: u64) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        guarded(ctx, (), |c, _| {
+            c.out.store_bool(output as usize, row as usize, code as u8);
+            Ok(())
+        })
+    }
+}
+
+/// `count output`.
+///
+/// # Safety
+///
+/// As [`guarded`].
+pub(crate) unsafe extern "C" fn count(ctx: *mut Ctx<'_>, output: u64) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        guarded(ctx, (), |_, s| {
+            exec::count(s, output as usize);
+            Ok(())
+        })
+    }
+}
+
+/// `sum output, src` (`null` 1: null, skipped).
+///
+/// # Safety
+///
+/// As [`guarded`].
+pub(crate) unsafe extern "C" fn sum(ctx: *mut Ctx<'_>, output: u64, value: f64, null: u64) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        guarded(ctx, (), |_, s| {
+            exec::sum(s, output as usize, (null == 0).then_some(value));
+            Ok(())
+        })
+    }
+}

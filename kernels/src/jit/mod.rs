@@ -158,13 +158,17 @@ impl JitProgram {
                 return Ok(());
             }
             let s: *mut Scratch = s;
+            let bases = out.dense_bases();
             let mut ctx = entry::Ctx { it: &self.interp, ins, out, scratch: s, error: None };
             // SAFETY: the code was compiled from `self.interp`'s verified program, so it only
             // names registers, inputs, outputs and pcs the verifier proved in range; `ctx`
             // and `s` are live and exclusive for the call (the closure holds the only
             // `&mut Scratch`, turned into `s`); `check_run` proved `rows` lie in the bound
-            // inputs and in `out`'s rows, which `exec::with_chunk` narrowed, not widened.
-            let status = unsafe { (self.code.rows)(&mut ctx, s, rows.start as u64, rows.end as u64) };
+            // inputs and in `out`'s rows, which `exec::with_chunk` narrowed, not widened, so
+            // the stores through `bases` (made from `out` for its outputs' kinds, which are the
+            // program's) land in the buffers; `bases` outlives the call.
+            let status =
+                unsafe { (self.code.rows)(&mut ctx, s, bases.as_ptr(), rows.start as u64, rows.end as u64) };
             match (status, ctx.error) {
                 (_, Some(e)) => Err(e),
                 (0, None) => Ok(()),

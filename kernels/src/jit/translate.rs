@@ -19,14 +19,15 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, InstBuilder, MemFlags, SigRef, Type, UserFuncName, Value,
+    types, AbiParam, Block, InstBuilder, MemFlags, SigRef, StackSlotData, StackSlotKind, Type, UserFuncName,
+    Value,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
-use meridian_bytecode::{BReg, FReg, Instr, OperandKind, RegFile};
+use meridian_bytecode::{Access, BReg, FReg, Instr, OperandKind, OutputKind, RegFile};
 
 use super::entry::{self, Ctx, FAILED};
 use super::JitError;
@@ -39,11 +40,18 @@ use crate::interp::{Interpreter, Scratch};
 ///
 /// Callable only as `JitProgram::run` does: a live exclusive context, the scratch it points
 /// at, and rows of the bound inputs the context holds.
-pub(crate) type RowFn = unsafe extern "C" fn(*mut Ctx<'_>, *mut Scratch, u64, u64) -> u32;
+pub(crate) type RowFn =
+    unsafe extern "C" fn(*mut Ctx<'_>, *mut Scratch, *const [*mut u8; 2], u64, u64) -> u32;
 
 type StepFn = unsafe extern "C" fn(*mut Ctx<'_>, u64, u64) -> u64;
 type BeginFn = unsafe extern "C" fn(*mut Ctx<'_>);
 type EndFn = unsafe extern "C" fn(*mut Ctx<'_>, u64, u64) -> u32;
+type LoadFn = unsafe extern "C" fn(*mut Ctx<'_>, u64, u64, u64);
+type CoordFn = unsafe extern "C" fn(*mut Ctx<'_>, u64, *mut [f64; 2]) -> u64;
+type StoreFFn = unsafe extern "C" fn(*mut Ctx<'_>, u64, u64, f64, u64);
+type StoreBFn = unsafe extern "C" fn(*mut Ctx<'_>, u64, u64, u64);
+type CountFn = unsafe extern "C" fn(*mut Ctx<'_>, u64);
+type SumFn = unsafe extern "C" fn(*mut Ctx<'_>, u64, f64, u64);
 
 fn codegen(e: impl std::fmt::Display) -> JitError {
     JitError::Codegen(e.to_string())
@@ -67,6 +75,7 @@ pub(crate) fn compile(it: &Interpreter) -> Result<(JITModule, RowFn), JitError> 
 
     let mut sig = module.make_signature();
     sig.params.extend([
+        AbiParam::new(ptr),
         AbiParam::new(ptr),
         AbiParam::new(ptr),
         AbiParam::new(types::I64),
@@ -108,9 +117,14 @@ struct Tx<'a, 'b> {
     ctx: Value,
     scratch: Value,
     end: Value,
-    sig_step: SigRef,
-    sig_begin: SigRef,
-    sig_end: SigRef,
+    /// Signatures imported so far, by parameter and return types (the context pointer
+    /// first, always).
+    sigs: Vec<(Vec<Type>, Option<Type>, SigRef)>,
+    call_conv: cranelift_codegen::isa::CallConv,
+    /// Where `x`/`y` write the coordinate.
+    coord_slot: cranelift_codegen::ir::StackSlot,
+    /// Per output: the bases of a dense output's values and validity.
+    bases: Vec<Option<[Value; 2]>>,
 }
 
 const F_OFFSET: i32 = std::mem::offset_of!(Scratch, f) as i32;
@@ -119,15 +133,8 @@ const B_OFFSET: i32 = std::mem::offset_of!(Scratch, b) as i32;
 
 impl<'a, 'b> Tx<'a, 'b> {
     fn new(mut b: FunctionBuilder<'b>, it: &'a Interpreter, ptr: Type, module: &JITModule) -> Tx<'a, 'b> {
-        let mut sig = |params: &[Type], ret: Option<Type>| {
-            let mut s = module.make_signature();
-            s.params.extend(params.iter().map(|&t| AbiParam::new(t)));
-            s.returns.extend(ret.map(AbiParam::new));
-            b.import_signature(s)
-        };
-        let sig_step = sig(&[ptr, types::I64, types::I64], Some(types::I64));
-        let sig_begin = sig(&[ptr], None);
-        let sig_end = sig(&[ptr, types::I64, types::I64], Some(types::I32));
+        let call_conv = module.make_signature().call_conv;
+        let coord_slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 3));
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         let blocks = (0..=it.code.len()).map(|_| b.create_block()).collect();
@@ -139,8 +146,29 @@ impl<'a, 'b> Tx<'a, 'b> {
         let bv = (0..32).map(|_| b.declare_var(types::I8)).collect();
         b.switch_to_block(entry);
         let params = b.block_params(entry).to_vec();
-        let (ctx, scratch, start, end) = (params[0], params[1], params[2], params[3]);
+        let (ctx, scratch, dense, start, end) = (params[0], params[1], params[2], params[3], params[4]);
         b.def_var(row, start);
+        // The dense outputs' bases (`OutputBuffers::dense_bases`), loaded once: the entry block
+        // dominates every use.
+        let bases = it
+            .outputs()
+            .iter()
+            .enumerate()
+            .map(|(o, kind)| {
+                let at = |k: i32| 16 * o as i32 + 8 * k;
+                let flags = MemFlags::trusted().with_readonly();
+                match kind {
+                    OutputKind::F64 => {
+                        Some([b.ins().load(ptr, flags, dense, at(0)), b.ins().load(ptr, flags, dense, at(1))])
+                    }
+                    OutputKind::Bool => {
+                        let v = b.ins().load(ptr, flags, dense, at(0));
+                        Some([v, v])
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
         b.ins().jump(head, &[]);
         Tx {
             b,
@@ -156,9 +184,10 @@ impl<'a, 'b> Tx<'a, 'b> {
             ctx,
             scratch,
             end,
-            sig_step,
-            sig_begin,
-            sig_end,
+            sigs: Vec::new(),
+            call_conv,
+            coord_slot,
+            bases,
         }
     }
 
@@ -179,8 +208,8 @@ impl<'a, 'b> Tx<'a, 'b> {
         self.b.ins().return_(&[failed]);
 
         self.b.switch_to_block(rowstart);
-        if self.it.used_g > 0 || self.it.used_c > 0 {
-            self.call(EntryPoint::Begin, &[]);
+        if needs_reset(self.it) {
+            self.call(entry::row_begin as BeginFn as usize, &[], None, &[]);
         }
         let (zero, null, bnull) = (
             self.b.ins().f64const(0.0),
@@ -209,19 +238,20 @@ impl<'a, 'b> Tx<'a, 'b> {
     }
 }
 
-#[derive(Clone, Copy)]
-enum EntryPoint {
-    Step,
-    Begin,
-    End,
-}
-
 impl Tx<'_, '_> {
-    fn call(&mut self, which: EntryPoint, args: &[Value]) -> Option<Value> {
-        let (addr, sig) = match which {
-            EntryPoint::Step => (entry::step as StepFn as usize, self.sig_step),
-            EntryPoint::Begin => (entry::row_begin as BeginFn as usize, self.sig_begin),
-            EntryPoint::End => (entry::row_end as EndFn as usize, self.sig_end),
+    /// Calls the entry point at `addr` with the context and `args` (of types `params`).
+    fn call(&mut self, addr: usize, params: &[Type], ret: Option<Type>, args: &[Value]) -> Option<Value> {
+        let sig = match self.sigs.iter().find(|(p, r, _)| p == params && *r == ret) {
+            Some(&(_, _, sig)) => sig,
+            None => {
+                let mut sig = cranelift_codegen::ir::Signature::new(self.call_conv);
+                sig.params.push(AbiParam::new(self.ptr));
+                sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+                sig.returns.extend(ret.map(AbiParam::new));
+                let r = self.b.import_signature(sig);
+                self.sigs.push((params.to_vec(), ret, r));
+                r
+            }
         };
         let callee = self.b.ins().iconst(self.ptr, addr as i64);
         let mut all = vec![self.ctx];
@@ -230,10 +260,20 @@ impl Tx<'_, '_> {
         self.b.inst_results(call).first().copied()
     }
 
+    fn imm(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(types::I64, v as i64)
+    }
+
+    /// A 0/1/2 byte widened for an entry point's u64 parameter.
+    fn widen(&mut self, v: Value) -> Value {
+        self.b.ins().uextend(types::I64, v)
+    }
+
     fn call_step(&mut self, pc: usize) -> Value {
-        let pcv = self.b.ins().iconst(types::I64, pc as i64);
+        let pcv = self.imm(pc as u64);
         let row = self.b.use_var(self.row);
-        let ret = self.call(EntryPoint::Step, &[pcv, row]);
+        let i64 = types::I64;
+        let ret = self.call(entry::step as StepFn as usize, &[i64, i64], Some(i64), &[pcv, row]);
         ret.unwrap_or(pcv)
     }
 
@@ -407,7 +447,10 @@ impl Tx<'_, '_> {
         if self.it.has_geometry_outputs || self.it.derives {
             let row = self.b.use_var(self.row);
             let at = self.b.ins().iconst(types::I64, pc as i64);
-            let status = self.call(EntryPoint::End, &[row, at]).unwrap_or(at);
+            let i64 = types::I64;
+            let status =
+                self.call(entry::row_end as EndFn as usize, &[i64, i64], Some(types::I32), &[row, at]);
+            let status = status.unwrap_or(at);
             let ok = self.b.create_block();
             self.b.ins().brif(status, self.fail, &[], ok, &[]);
             self.b.switch_to_block(ok);
@@ -520,8 +563,109 @@ impl Tx<'_, '_> {
                 Some(l) => self.stepped(pc, instr, &[(RegFile::B, l.flag.0 & 31)], &[l.exit]),
                 None => self.stepped(pc, instr, &[], &[]),
             },
-            Instr::Load { .. }
-            | Instr::MovG { .. }
+            Instr::Load { dst, input } => {
+                let (dst, input, row) =
+                    (self.imm(u64::from(dst.0)), self.imm(u64::from(input.0)), self.b.use_var(self.row));
+                let i64 = types::I64;
+                self.call(entry::load as LoadFn as usize, &[i64, i64, i64], None, &[dst, input, row]);
+                self.next(pc);
+            }
+            Instr::X { dst, geom } | Instr::Y { dst, geom } => {
+                // `x f, g` then `y f', g` (or the other way round) is one call: the second
+                // reads the same register, which the first does not write.
+                let pair = match (instr, self.it.code.get(pc + 1)) {
+                    (Instr::X { .. }, Some(&Instr::Y { dst: other, geom: g })) if g == geom => {
+                        Some((dst, other))
+                    }
+                    (Instr::Y { .. }, Some(&Instr::X { dst: other, geom: g })) if g == geom => {
+                        Some((other, dst))
+                    }
+                    _ => None,
+                };
+                let g = self.imm(u64::from(geom.0));
+                let at = self.b.ins().stack_addr(self.ptr, self.coord_slot, 0);
+                let i64 = types::I64;
+                let null = self.call(entry::coord as CoordFn as usize, &[i64, self.ptr], Some(i64), &[g, at]);
+                let null = null.unwrap_or(g);
+                let null = self.b.ins().ireduce(types::I8, null);
+                let x = self.b.ins().stack_load(types::F64, self.coord_slot, 0);
+                let y = self.b.ins().stack_load(types::F64, self.coord_slot, 8);
+                match pair {
+                    Some((fx, fy)) => {
+                        self.fset(fx, x, null);
+                        self.fset(fy, y, null);
+                        self.next(pc + 1);
+                    }
+                    None => {
+                        self.fset(dst, if matches!(instr, Instr::X { .. }) { x } else { y }, null);
+                        self.next(pc);
+                    }
+                }
+            }
+            Instr::StoreF { output, src } => {
+                let (v, n) = self.fget(src);
+                match self.bases.get(output.index()).copied().flatten() {
+                    Some([values, valid]) => {
+                        // As `OutputBuffers::store_f64`: a null stores 0.0 and validity 0.
+                        let row = self.b.use_var(self.row);
+                        let zero = self.b.ins().f64const(0.0);
+                        let v = self.b.ins().select(n, zero, v);
+                        let off = self.b.ins().ishl_imm(row, 3);
+                        let at = self.b.ins().iadd(values, off);
+                        self.b.ins().store(MemFlags::trusted(), v, at, 0);
+                        let ok = self.b.ins().bxor_imm(n, 1);
+                        let at = self.b.ins().iadd(valid, row);
+                        self.b.ins().store(MemFlags::trusted(), ok, at, 0);
+                    }
+                    None => {
+                        let (o, row, n) =
+                            (self.imm(u64::from(output.0)), self.b.use_var(self.row), self.widen(n));
+                        let i64 = types::I64;
+                        self.call(
+                            entry::store_f as StoreFFn as usize,
+                            &[i64, i64, types::F64, i64],
+                            None,
+                            &[o, row, v, n],
+                        );
+                    }
+                }
+                self.next(pc);
+            }
+            Instr::StoreB { output, src } => {
+                let code = self.bget(src);
+                match self.bases.get(output.index()).copied().flatten() {
+                    Some([codes, _]) => {
+                        let row = self.b.use_var(self.row);
+                        let at = self.b.ins().iadd(codes, row);
+                        self.b.ins().store(MemFlags::trusted(), code, at, 0);
+                    }
+                    None => {
+                        let (o, row, code) =
+                            (self.imm(u64::from(output.0)), self.b.use_var(self.row), self.widen(code));
+                        let i64 = types::I64;
+                        self.call(
+                            entry::store_b as StoreBFn as usize,
+                            &[i64, i64, i64],
+                            None,
+                            &[o, row, code],
+                        );
+                    }
+                }
+                self.next(pc);
+            }
+            Instr::Count { output } => {
+                let o = self.imm(u64::from(output.0));
+                self.call(entry::count as CountFn as usize, &[types::I64], None, &[o]);
+                self.next(pc);
+            }
+            Instr::Sum { output, src } => {
+                let (v, n) = self.fget(src);
+                let (o, n) = (self.imm(u64::from(output.0)), self.widen(n));
+                let i64 = types::I64;
+                self.call(entry::sum as SumFn as usize, &[i64, types::F64, i64], None, &[o, v, n]);
+                self.next(pc);
+            }
+            Instr::MovG { .. }
             | Instr::SelectG { .. }
             | Instr::Area { .. }
             | Instr::Length { .. }
@@ -530,8 +674,6 @@ impl Tx<'_, '_> {
             | Instr::NPoints { .. }
             | Instr::IsEmpty { .. }
             | Instr::IsNullG { .. }
-            | Instr::X { .. }
-            | Instr::Y { .. }
             | Instr::Intersects { .. }
             | Instr::Contains { .. }
             | Instr::Within { .. }
@@ -543,12 +685,44 @@ impl Tx<'_, '_> {
             | Instr::Distance { .. }
             | Instr::Affine { .. }
             | Instr::Simplify { .. }
-            | Instr::StoreF { .. }
-            | Instr::StoreB { .. }
             | Instr::StoreG { .. }
-            | Instr::Emit { .. }
-            | Instr::Count { .. }
-            | Instr::Sum { .. } => self.stepped(pc, instr, &[], &[]),
+            | Instr::Emit { .. } => self.stepped(pc, instr, &[], &[]),
         }
     }
+}
+
+/// Whether a row must start by resetting the registers that live in the scratch (`g`,
+/// cursors): unless the code before its first branch writes every `g` register the program
+/// uses before reading it, and no cursor is used, a row could see the last row's values.
+fn needs_reset(it: &Interpreter) -> bool {
+    if it.used_c > 0 {
+        return true;
+    }
+    let mut written = 0u32;
+    for &instr in it.code.iter() {
+        let raw = instr.to_raw();
+        let mut writes = 0u32;
+        for (kind, &value) in raw.opcode.operands().iter().zip(raw.operands()) {
+            if let OperandKind::Reg { file: RegFile::G, access, .. } = *kind {
+                let bit = 1u32 << (value & 15);
+                match access {
+                    Access::Write => writes |= bit,
+                    _ if written & bit == 0 => return true,
+                    _ => {}
+                }
+            }
+        }
+        written |= writes;
+        let all = (1u32 << it.used_g.min(16)) - 1;
+        if written & all == all {
+            return false;
+        }
+        if matches!(
+            instr,
+            Instr::Halt {} | Instr::Jmp { .. } | Instr::Jt { .. } | Instr::Jf { .. } | Instr::CNext { .. }
+        ) {
+            return true;
+        }
+    }
+    true
 }
