@@ -25,5 +25,6 @@ pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;
 pub use meridian_runtime::{
     resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError,
-    JobResult, Mode, Prepared, Route, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, MODE_ENV,
+    JobResult, Mode, Prepared, Route, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS,
+    MODE_ENV,
 };

@@ -84,7 +84,8 @@ enum Command {
         #[arg(long, value_parser = ["auto", "cpu", "gpu"])]
         mode: Option<String>,
         /// What runs CPU jobs' rows: the interpreter, the program compiled to native code
-        /// (jit), or the engine's choice (auto: today the interpreter).
+        /// (jit), or the engine's choice (auto: a route race under autotune, else the JIT once
+        /// a program has run 2^20 rows).
         #[arg(long, value_parser = ["auto", "interp", "jit"], default_value = "auto")]
         route: String,
         /// Output folder: one file per output.

@@ -64,6 +64,9 @@ fn the_second_run_loads_the_winner_and_races_nothing() {
                 &format!("p={}", pts.display()),
                 "--mode",
                 "cpu",
+                // The route is fixed: this run races rows per claim only.
+                "--route",
+                "interp",
                 "--workers",
                 "2",
                 "--batch-rows",

@@ -22,7 +22,7 @@ pub mod tune;
 
 pub use engine::{
     resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError,
-    JobResult, Mode, Prepared, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, MODE_ENV,
+    JobResult, Mode, Prepared, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MODE_ENV,
 };
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;

@@ -1,10 +1,13 @@
 //! Which code runs a CPU job's rows: the interpreter or the program compiled by the JIT.
 //!
-//! `auto` runs the interpreter: the launch policy (issue 16) will pick the JIT by hotness.
 //! `jit` compiles each program once per engine (by content hash) on its first job; when the
 //! JIT is compiled out (the `jit` feature) or fails for a program, that program's jobs run on
 //! the interpreter, the result says why, and an event is recorded (an error under strict
-//! mode).
+//! mode). `auto` decides per program: with an autotuner (`EngineBuilder::autotune`), large jobs
+//! race the two routes (the JIT's compile time charged once) and the winner is applied and
+//! stored; without one, a program takes the JIT once it is hot (`JIT_HOT_ROWS` rows run on
+//! the CPU) and keeps it. A program the JIT cannot compile stays on the interpreter under
+//! `auto`, said once as an event.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,7 +15,8 @@ use std::str::FromStr;
 /// The CPU route of an engine's jobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum Route {
-    /// The engine decides; today the interpreter.
+    /// The engine decides per program: a route race under autotune, else the JIT once the
+    /// program is hot.
     #[default]
     Auto,
     /// The bytecode interpreter.

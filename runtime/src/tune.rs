@@ -1,6 +1,12 @@
-//! Autotune applied: races of the CPU executor's rows per claim on real jobs, verdicts by
-//! [`meridian_autotune::verdict`], winners applied to later jobs of the same key and kept in
-//! the store, so that the next run starts from them without racing.
+//! Autotune applied: races of the CPU route (interpreter or JIT) and of the CPU executor's
+//! rows per claim on real jobs, verdicts by [`meridian_autotune::verdict`], winners applied to
+//! later jobs of the same key and kept in the store, so that the next run starts from them
+//! without racing.
+//!
+//! Each raced setting is a [`Knob`] with its own key family. Under [`crate::Route::Auto`] a
+//! program's large jobs race the route first (the interpreter conservative, the JIT
+//! speculative, its compile time charged once and spread over the expected reuse); rows per
+//! claim race only once the route is settled, so that one job never stands in two races.
 //!
 //! A key's first large jobs alternate between the engine's rows per claim (conservative) and
 //! a candidate (speculative): jobs 2k and 2k+1 are pair k, and a pair counts once both sides
@@ -24,9 +30,57 @@ use meridian_autotune::{verdict, Key, Pair, Params, Policy, Record, Store, Timin
 /// Jobs smaller than this are not raced (their times are mostly overhead and noise).
 pub const RACE_MIN_ROWS: usize = 1 << 17;
 
-/// The family of the race this module runs (the engine's default rows per claim is added to
+/// The family of the rows-per-claim race (the engine's default rows per claim is added to
 /// the key's family, so a record never overrides an engine built with other defaults).
 pub const ROWS_PER_CLAIM: &str = "cpu.rows_per_claim";
+
+/// The family of the route race.
+pub const ROUTE: &str = "cpu.route";
+
+/// A setting the tuner races.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Knob {
+    /// Rows a worker claims at once.
+    RowsPerClaim,
+    /// 0: the interpreter, 1: the JIT.
+    Route,
+}
+
+impl Knob {
+    fn name(self) -> &'static str {
+        match self {
+            Knob::RowsPerClaim => ROWS_PER_CLAIM,
+            Knob::Route => ROUTE,
+        }
+    }
+
+    /// A value as the log says it.
+    fn show(self, v: u32) -> String {
+        match self {
+            Knob::RowsPerClaim => v.to_string(),
+            Knob::Route if v == 1 => "jit".to_owned(),
+            Knob::Route => "interp".to_owned(),
+        }
+    }
+
+    fn params(self, v: u32) -> Params {
+        match self {
+            Knob::RowsPerClaim => Params { rows_per_claim: Some(v), ..Params::default() },
+            Knob::Route => Params { route: Some(self.show(v)), ..Params::default() },
+        }
+    }
+
+    fn stored(self, r: &Record) -> Option<u32> {
+        match self {
+            Knob::RowsPerClaim => r.params.rows_per_claim,
+            Knob::Route => match r.params.route.as_deref() {
+                Some("jit") => Some(1),
+                Some("interp") => Some(0),
+                _ => None,
+            },
+        }
+    }
+}
 
 /// Incomplete pairs kept at most; older ones are dropped.
 const OPEN_PAIRS: usize = 8;
@@ -48,9 +102,12 @@ pub(crate) enum Side {
 pub(crate) struct Entry {
     pub tuner: Arc<Tuner>,
     pub key: Key,
+    knob: Knob,
     candidate: u32,
     pair: u64,
     side: Side,
+    /// The speculative side's one-time cost (the JIT's compile time), once known.
+    pub compile_ns: f64,
 }
 
 #[derive(Debug)]
@@ -66,12 +123,14 @@ struct Race {
     pairs: Vec<Pair>,
     /// The race was said (once its first pair was in).
     announced: bool,
+    /// The candidate's one-time cost, charged once by the verdict.
+    compile_ns: f64,
 }
 
 #[derive(Debug)]
 enum State {
     Racing(Race),
-    /// Settled (adopted, rejected, or loaded from the store): the rows per claim to use.
+    /// Settled (adopted, rejected, or loaded from the store): the value to use.
     Settled(u32),
 }
 
@@ -127,40 +186,63 @@ impl Tuner {
         lock(&self.log).push(line);
     }
 
-    /// The key of a job of `rows` rows of `program` over inputs described by `binding`.
-    pub(crate) fn key(&self, program: &str, binding: String, rows: usize) -> Key {
+    /// The key of `knob` for a job of `rows` rows of `program` over inputs described by
+    /// `binding`.
+    pub(crate) fn key(&self, knob: Knob, program: &str, binding: String, rows: usize) -> Key {
+        let family = match knob {
+            Knob::RowsPerClaim => format!("{ROWS_PER_CLAIM}@{}", self.default_rows),
+            Knob::Route => ROUTE.to_owned(),
+        };
         Key {
             program: program.to_owned(),
             binding,
             rows_class: Key::rows_class(rows as u64),
-            family: format!("{ROWS_PER_CLAIM}@{}", self.default_rows),
+            family,
             adapter: self.adapter.clone(),
         }
     }
 
-    /// The rows per claim for the next job of `key`, and its part if it races.
-    pub(crate) fn choose(self: &Arc<Self>, key: Key) -> (usize, Option<Entry>) {
+    fn default_of(&self, knob: Knob) -> u32 {
+        match knob {
+            Knob::RowsPerClaim => self.default_rows,
+            Knob::Route => 0,
+        }
+    }
+
+    fn candidates(&self, knob: Knob) -> Vec<u32> {
+        match knob {
+            Knob::RowsPerClaim => {
+                let d = self.default_rows;
+                let mut candidates = vec![(d / 4).max(256), d.saturating_mul(4)];
+                candidates.dedup();
+                candidates.retain(|&c| c != d);
+                candidates
+            }
+            Knob::Route => vec![1],
+        }
+    }
+
+    /// The value of `knob` for the next job of `key`, and its part if it races.
+    pub(crate) fn choose(self: &Arc<Self>, knob: Knob, key: Key) -> (u32, Option<Entry>) {
         // The store first, without holding `keys`: a save may hold the store's lock a while.
         let known = lock(&self.keys).contains_key(&key);
-        let stored =
-            if known { None } else { lock(&self.store).get(&key).and_then(|r| r.params.rows_per_claim) };
+        let stored = if known { None } else { lock(&self.store).get(&key).and_then(|r| knob.stored(r)) };
         let mut keys = lock(&self.keys);
         if !keys.contains_key(&key) {
             let state = match stored {
-                Some(rows) => {
+                Some(v) => {
                     self.note(format!(
-                        "autotune: {ROWS_PER_CLAIM} loaded from the store for {} (rows ~2^{}): rows_per_claim={rows}",
+                        "autotune: {} loaded from the store for {} (rows ~2^{}): {}",
+                        knob.name(),
                         short(&key.program),
-                        key.rows_class
+                        key.rows_class,
+                        knob.params(v)
                     ));
-                    State::Settled(rows)
+                    State::Settled(v)
                 }
                 None => {
-                    let d = self.default_rows;
-                    let mut candidates = vec![(d / 4).max(256), d.saturating_mul(4)];
-                    candidates.dedup();
-                    candidates.retain(|&c| c != d);
-                    let racing = candidates.pop().unwrap_or(d);
+                    let mut candidates = self.candidates(knob);
+                    let racing = candidates.pop().unwrap_or(self.default_of(knob));
                     State::Racing(Race {
                         candidates,
                         racing,
@@ -168,27 +250,36 @@ impl Tuner {
                         open: BTreeMap::new(),
                         pairs: Vec::new(),
                         announced: false,
+                        compile_ns: 0.0,
                     })
                 }
             };
             keys.insert(key.clone(), state);
         }
         match keys.get_mut(&key) {
-            Some(State::Settled(rows)) => (*rows as usize, None),
+            Some(State::Settled(v)) => (*v, None),
             Some(State::Racing(race)) => {
                 let (pair, side) = (race.chosen / 2, race.chosen % 2);
                 race.chosen += 1;
                 // Which side goes first alternates by pair, so neither always runs first.
                 let side =
                     if (side == 0) == (pair % 2 == 0) { Side::Conservative } else { Side::Speculative };
-                let rows = match side {
-                    Side::Conservative => self.default_rows,
+                let v = match side {
+                    Side::Conservative => self.default_of(knob),
                     Side::Speculative => race.racing,
                 };
-                let entry = Entry { tuner: self.clone(), key, candidate: race.racing, pair, side };
-                (rows as usize, Some(entry))
+                let entry = Entry {
+                    tuner: self.clone(),
+                    key,
+                    knob,
+                    candidate: race.racing,
+                    pair,
+                    side,
+                    compile_ns: 0.0,
+                };
+                (v, Some(entry))
             }
-            None => (self.default_rows as usize, None),
+            None => (self.default_of(knob), None),
         }
     }
 
@@ -200,6 +291,10 @@ impl Tuner {
         // A job chosen for a candidate that has since been rejected says nothing of this one.
         if entry.candidate != race.racing {
             return;
+        }
+        let (knob, default) = (entry.knob, self.default_of(entry.knob));
+        if entry.side == Side::Speculative && entry.compile_ns > 0.0 {
+            race.compile_ns = race.compile_ns.max(entry.compile_ns);
         }
         let ns = took.as_secs_f64() * 1e9;
         let open = race.open.entry(entry.pair).or_default();
@@ -214,9 +309,10 @@ impl Tuner {
             if !race.announced {
                 race.announced = true;
                 self.note(format!(
-                    "autotune: racing {ROWS_PER_CLAIM} {} against {} for {} (rows ~2^{})",
-                    race.racing,
-                    self.default_rows,
+                    "autotune: racing {} {} against {} for {} (rows ~2^{})",
+                    knob.name(),
+                    knob.show(race.racing),
+                    knob.show(default),
                     short(&entry.key.program),
                     entry.key.rows_class
                 ));
@@ -225,23 +321,25 @@ impl Tuner {
         while race.open.len() > OPEN_PAIRS {
             race.open.pop_first();
         }
-        let settled = match verdict(&race.pairs, 0.0, &self.policy) {
+        let settled = match verdict(&race.pairs, race.compile_ns, &self.policy) {
             Verdict::KeepRacing => return,
             Verdict::Adopt { gain, spread, .. } => {
                 let mean = race.pairs.iter().map(|p| p.speculative_ns).sum::<f64>() / race.pairs.len() as f64;
                 self.note(format!(
-                    "autotune: adopted {ROWS_PER_CLAIM}={} for {} ({:.1}% faster at 95% confidence, {} pairs)",
-                    race.racing,
+                    "autotune: adopted {}={} for {} ({:.1}% faster at 95% confidence, {} pairs)",
+                    knob.name(),
+                    knob.show(race.racing),
                     short(&entry.key.program),
                     gain * 100.0,
                     race.pairs.len()
                 ));
-                (race.racing, gain, spread, mean, race.pairs.len())
+                (race.racing, gain, spread, mean, race.pairs.len(), race.compile_ns)
             }
             Verdict::Reject { why } => {
                 self.note(format!(
-                    "autotune: rejected {ROWS_PER_CLAIM}={} for {}: {why}",
-                    race.racing,
+                    "autotune: rejected {}={} for {}: {why}",
+                    knob.name(),
+                    knob.show(race.racing),
                     short(&entry.key.program)
                 ));
                 let mean = race.pairs.iter().map(|p| p.conservative_ns).sum::<f64>()
@@ -249,26 +347,29 @@ impl Tuner {
                 let samples = race.pairs.len();
                 if let Some(next) = race.candidates.pop() {
                     self.note(format!(
-                        "autotune: racing {ROWS_PER_CLAIM} {next} against {}",
-                        self.default_rows
+                        "autotune: racing {} {} against {}",
+                        knob.name(),
+                        knob.show(next),
+                        knob.show(default)
                     ));
                     race.racing = next;
                     race.chosen = 0;
                     race.open.clear();
                     race.pairs.clear();
+                    race.compile_ns = 0.0;
                     return;
                 }
-                (self.default_rows, 0.0, 0.0, mean, samples)
+                (default, 0.0, 0.0, mean, samples, 0.0)
             }
         };
-        let (rows, gain, spread, mean_ns, samples) = settled;
-        keys.insert(entry.key.clone(), State::Settled(rows));
+        let (value, gain, spread, mean_ns, samples, compile_ns) = settled;
+        keys.insert(entry.key.clone(), State::Settled(value));
         drop(keys);
         let record = Record {
-            params: Params { rows_per_claim: Some(rows), ..Params::default() },
+            params: knob.params(value),
             timing: Timing { mean_ns, spread, samples: samples as u32 },
             gain,
-            compile_cost_ns: 0,
+            compile_cost_ns: compile_ns as u64,
             recorded_at_ms: Record::now_ms(),
         };
         self.save_later(entry.key.clone(), record);

@@ -1,6 +1,6 @@
-//! Autotune applied: large CPU jobs race rows per claim, a verdict settles the key, the
-//! winner is saved, and an engine opened later on the same store applies it without racing.
-//! Results never change.
+//! Autotune applied: large CPU jobs race the route (interpreter or JIT), then rows per claim;
+//! a verdict settles each key, the winner is saved, and an engine opened later on the same
+//! store applies it without racing. Results never change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
 use std::path::PathBuf;
@@ -48,6 +48,11 @@ fn points(n: usize) -> Arc<GeometryColumn> {
     Arc::new(b.finish())
 }
 
+/// The outputs alone (the backend says which route ran, which races change).
+fn outputs(r: &meridian_runtime::JobResult) -> Vec<(String, meridian_kernels::interp::OutputColumn)> {
+    r.outputs().map(|(n, c)| (n.to_owned(), c.clone())).collect()
+}
+
 fn store_path(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("meridian-tune-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -69,20 +74,31 @@ fn a_race_settles_saves_and_the_next_engine_applies_the_winner_without_racing() 
     let p = engine.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
     let b = engine.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
     let mut jobs = 0;
-    while Store::open(&path).unwrap().store.is_empty() {
-        assert!(jobs < 400, "no verdict after {jobs} jobs: {:?}", engine.autotune_log());
+    // The route settles first, then rows per claim race.
+    while Store::open(&path).unwrap().store.len() < 2 {
+        assert!(jobs < 400, "no verdicts after {jobs} jobs: {:?}", engine.autotune_log());
         let r = engine.run(p.job(&b)).unwrap();
-        assert_eq!(r, want, "a raced job gave another result");
+        assert!(outputs(&r) == outputs(&want), "a raced job gave another result");
         jobs += 1;
+        // Saves run on a thread of their own.
+        engine.autotune().unwrap().flush();
     }
     let log = engine.autotune_log();
-    assert!(log.iter().any(|l| l.contains("racing")), "{log:?}");
+    for family in ["cpu.route", "cpu.rows_per_claim"] {
+        assert!(log.iter().any(|l| l.contains(&format!("racing {family}"))), "{log:?}");
+    }
     assert!(log.iter().any(|l| l.contains("adopted") || l.contains("rejected")), "{log:?}");
     let stored = Store::open(&path).unwrap().store;
-    let (key, record) = stored.records().next().unwrap();
+    let records: Vec<_> = stored.records().collect();
+    let (key, record) = records.iter().find(|(k, _)| k.family.starts_with("cpu.rows")).unwrap();
     assert_eq!(key.family, "cpu.rows_per_claim@16384", "the engine's default is part of the key");
     assert_eq!(key.binding, "point");
     assert!(record.params.rows_per_claim.is_some() && record.timing.samples >= 5, "{record:?}");
+    let (_, route) = records.iter().find(|(k, _)| k.family == "cpu.route").unwrap();
+    assert!(matches!(route.params.route.as_deref(), Some("jit" | "interp")), "{route:?}");
+    if route.params.route.as_deref() == Some("jit") {
+        assert!(route.compile_cost_ns > 0, "the JIT's compile time is charged: {route:?}");
+    }
     drop(engine);
 
     // A new engine on the same store: loaded, never raced, same results.
@@ -90,7 +106,7 @@ fn a_race_settles_saves_and_the_next_engine_applies_the_winner_without_racing() 
     let p = again.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
     let b = again.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
     for _ in 0..3 {
-        assert_eq!(again.run(p.job(&b)).unwrap(), want);
+        assert!(outputs(&again.run(p.job(&b)).unwrap()) == outputs(&want));
     }
     let log = again.autotune_log();
     assert!(log.iter().any(|l| l.contains("loaded from the store")), "{log:?}");
@@ -114,17 +130,27 @@ fn small_jobs_and_engines_without_autotune_never_race() {
 }
 
 #[test]
-fn programs_with_sums_are_not_raced() {
-    // Claims of another size would add the sums in another order: results could change.
+fn programs_with_sums_race_the_route_but_not_rows_per_claim() {
+    // Claims of another size would add the sums in another order: results could change. The
+    // route does not change the order: both routes add a claim's rows in row order.
     let path = store_path("sums");
     let engine = Engine::builder().mode(Mode::Cpu).workers(2).autotune(&path).build().unwrap();
-    let src = ".program s\n.input p points\n.output t sum\n load g0, p\n x f0, g0\n sum t, f0\n halt\n";
+    // Halves of the points' x signs: exact in any order (chunks add their sums as they end).
+    let src = ".program s\n.input p points\n.output t sum\n load g0, p\n x f0, g0\n const f1, 0.0\n \
+               gt b0, f0, f1\n const f2, 0.5\n const f3, -0.5\n select f4, b0, f2, f3\n sum t, f4\n halt\n";
     let p = engine.prepare(assemble("s.masm", src).unwrap().program()).unwrap();
     let b = engine.bind(&p, [("p", Input::rows(points(RACE_MIN_ROWS)))]).unwrap();
-    for _ in 0..4 {
-        engine.run(p.job(&b)).unwrap();
+    let first = engine.run(p.job(&b)).unwrap();
+    let mut routes = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let r = engine.run(p.job(&b)).unwrap();
+        routes.insert(r.route());
+        assert_eq!(outputs(&r), outputs(&first), "the route changed a sum");
     }
-    assert!(engine.autotune_log().is_empty(), "{:?}", engine.autotune_log());
+    assert!(routes.contains("jit") && routes.contains("interp"), "{routes:?}");
+    let log = engine.autotune_log();
+    assert!(log.iter().any(|l| l.contains("racing cpu.route")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains("cpu.rows_per_claim")), "{log:?}");
 }
 
 #[test]

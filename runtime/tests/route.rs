@@ -137,3 +137,38 @@ fn routes_parse_and_print() {
     assert_eq!(e.to_string(), "route \"fast\" is not one of auto, interp, jit");
     assert_eq!(Route::jit_available(), cfg!(feature = "jit"));
 }
+
+/// Under `auto` without an autotuner a program takes the JIT once it is hot (JIT_HOT_ROWS
+/// rows run on the CPU in all) and keeps it; another program starts cold.
+#[test]
+fn auto_takes_the_jit_once_a_program_is_hot() {
+    let e = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    assert_eq!(e.route(), Route::Auto);
+    let program = assemble("classify.masm", PROGRAM).unwrap();
+    let (_, zones) = columns();
+    let rows = 400_000usize;
+    let mut b = ColumnBuilder::new();
+    for i in 0..rows {
+        b.push_point((i % 1000) as f64 / 100.0, (i / 1000) as f64 / 50.0).unwrap();
+    }
+    let pts = Arc::new(b.finish());
+    let prepared = e.prepare_verified(&program);
+    let bound = e.bind(&prepared, [("pts", pts.clone()), ("zones", zones.clone())]).unwrap();
+    let mut routes = Vec::new();
+    let mut results = Vec::new();
+    for _ in 0..4 {
+        let r = e.run(prepared.job(&bound)).unwrap();
+        routes.push(r.route());
+        results.push(r.outputs().map(|(n, c)| format!("{n}: {c:?}")).collect::<Vec<_>>());
+    }
+    let hot_at = meridian_runtime::JIT_HOT_ROWS.div_ceil(rows as u64) as usize; // the job that crosses it
+    let want: Vec<&str> =
+        (1..=4).map(|k| if cfg!(feature = "jit") && k >= hot_at { "jit" } else { "interp" }).collect();
+    assert_eq!(routes, want);
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "the route changed a result");
+    // Another program of the same engine is cold.
+    let other = assemble("other.masm", &PROGRAM.replace(".program classify", ".program other")).unwrap();
+    let p2 = e.prepare_verified(&other);
+    let b2 = e.bind(&p2, [("pts", pts), ("zones", zones)]).unwrap();
+    assert_eq!(e.run(p2.job(&b2)).unwrap().route(), "interp");
+}

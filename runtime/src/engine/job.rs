@@ -22,6 +22,10 @@ pub(crate) struct PreparedInner {
     /// The program compiled by the JIT, on the first job that asks for it.
     #[cfg(feature = "jit")]
     pub jit: OnceLock<Result<Arc<meridian_kernels::jit::JitProgram>, meridian_kernels::jit::JitError>>,
+    /// Rows of this program run on the CPU so far (what makes it hot for the JIT).
+    cpu_rows: AtomicU64,
+    /// Set once a failure of the JIT under `auto` has been said.
+    jit_failure_said: std::sync::atomic::AtomicBool,
     /// Hits per row seen in the last finished run, as f64 bits: the next job's hit capacity
     /// starts from it, so a program that overflowed once is sized right the next time.
     hits_per_row: AtomicU64,
@@ -35,6 +39,8 @@ impl PreparedInner {
             output_names: program.program().outputs().iter().map(|o| o.name.clone()).collect(),
             program: program.clone(),
             hits_per_row: AtomicU64::new(1f64.to_bits()),
+            cpu_rows: AtomicU64::new(0),
+            jit_failure_said: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "jit")]
             jit: OnceLock::new(),
         }
@@ -56,6 +62,29 @@ impl PreparedInner {
     pub(crate) fn note_hits(&self, rows: usize, hits: u64) {
         if rows > 0 {
             self.hits_per_row.store((hits as f64 / rows as f64).to_bits(), Relaxed);
+        }
+    }
+
+    /// Counts a CPU job's rows; returns the program's total so far, this job's included.
+    pub(crate) fn note_cpu_rows(&self, rows: usize) -> u64 {
+        let rows = rows as u64;
+        self.cpu_rows.fetch_add(rows, Relaxed).saturating_add(rows)
+    }
+
+    /// True the first time it is called (so a JIT failure under `auto` is said once).
+    pub(crate) fn first_jit_failure(&self) -> bool {
+        !self.jit_failure_said.swap(true, Relaxed)
+    }
+
+    /// The JIT's compile time of this program in ns (0 before it compiled).
+    pub(crate) fn jit_compile_ns(&self) -> f64 {
+        #[cfg(feature = "jit")]
+        {
+            self.jit.get().and_then(|r| r.as_ref().ok()).map_or(0.0, |p| p.compile_time().as_secs_f64() * 1e9)
+        }
+        #[cfg(not(feature = "jit"))]
+        {
+            0.0
         }
     }
 

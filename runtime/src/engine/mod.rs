@@ -253,7 +253,8 @@ impl Default for EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// What runs CPU jobs' rows (default [`Route::Auto`]: today the interpreter). Under
+    /// What runs CPU jobs' rows (default [`Route::Auto`]: the engine decides per program; see
+    /// [`Route`]). Under
     /// [`Route::Jit`] each program is compiled once, on its first job; a program the JIT
     /// cannot compile runs on the interpreter, and its results and an event say why.
     pub fn route(mut self, route: Route) -> Self {
@@ -571,6 +572,19 @@ fn choose_backend(
     }
 }
 
+/// What runs a CPU job's rows, the backend its result names, and its part in a route race.
+type CpuCode = (Code, Arc<Backend>, Option<tune::Entry>);
+
+/// The backend `backend` with the JIT as its route.
+fn jit_backend(backend: &Backend) -> Arc<Backend> {
+    Arc::new(Backend { route: Route::Jit.name(), ..backend.clone() })
+}
+
+/// Under [`Route::Auto`] without a route race, a program takes the JIT once this many of its
+/// rows have run on the CPU (in all jobs): enough that the compile time (about 0.2–0.6 ms for
+/// the examples) is under a tenth of a percent of what the interpreter spent on it.
+pub const JIT_HOT_ROWS: u64 = 1 << 20;
+
 /// Where one job goes.
 enum Placement {
     Cpu(Arc<Backend>),
@@ -837,14 +851,46 @@ impl Engine {
         self.strict.then(|| JobError::Strict(events::refused(&event)))
     }
 
-    /// What runs a CPU job's rows under the engine's route, and the backend its result
-    /// names; under strict mode a fallback from the JIT is the job's error instead.
-    fn cpu_code(&self, job: &Job, backend: Arc<Backend>) -> Result<(Code, Arc<Backend>), JobError> {
-        if self.route != Route::Jit {
-            return Ok((Code::Interpreter, backend));
+    /// What runs a CPU job's rows under the engine's route, the backend its result names,
+    /// and the job's part in a route race; under strict mode a fallback from the JIT the job
+    /// asked for is the job's error instead.
+    ///
+    /// [`Route::Auto`]: with an autotuner, a large job's route is what the program's route race
+    /// says (racing, settled, or loaded from the store); otherwise a program takes the JIT once
+    /// it is hot — [`JIT_HOT_ROWS`] rows run on the CPU in all — and keeps it.
+    fn cpu_code(&self, job: &Job, backend: Arc<Backend>) -> Result<CpuCode, JobError> {
+        let prepared = &job.prepared.inner;
+        let rows = job.rows.len();
+        let want_jit = match self.route {
+            Route::Interpreter => false,
+            Route::Jit => true,
+            Route::Auto => {
+                let raced = match &self.tuner {
+                    Some(t) if rows >= tune::RACE_MIN_ROWS && Route::jit_available() => {
+                        let key = t.key(
+                            tune::Knob::Route,
+                            &job.prepared.hash().to_string(),
+                            binding_signature(&job.bound),
+                            rows,
+                        );
+                        Some(t.choose(tune::Knob::Route, key))
+                    }
+                    _ => None,
+                };
+                match raced {
+                    Some((route, entry)) => return Ok(self.auto_code(job, backend, route == 1, entry)),
+                    None => prepared.note_cpu_rows(rows) >= JIT_HOT_ROWS && Route::jit_available(),
+                }
+            }
+        };
+        if !want_jit {
+            return Ok((Code::Interpreter, backend, None));
         }
-        match job.prepared.inner.compiled() {
-            Ok(code) => Ok((code, Arc::new(Backend { route: Route::Jit.name(), ..(*backend).clone() }))),
+        if self.route == Route::Auto {
+            return Ok(self.auto_code(job, backend, true, None));
+        }
+        match prepared.compiled() {
+            Ok(code) => Ok((code, jit_backend(&backend), None)),
             Err(why) => {
                 let detail = format!("program {}", job.prepared.hash().short());
                 let event = Event::new("route", "jit", "interp", &why, detail);
@@ -853,13 +899,43 @@ impl Engine {
                     return Err(JobError::Strict(events::refused(&event)));
                 }
                 let reason = format!("{}; route interp: {why}", backend.reason);
-                Ok((Code::Interpreter, Arc::new(Backend { reason, fallback: true, ..(*backend).clone() })))
+                Ok((
+                    Code::Interpreter,
+                    Arc::new(Backend { reason, fallback: true, ..(*backend).clone() }),
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// The route `auto` chose (`jit` or not), with the job's part in a race: a program the JIT
+    /// cannot compile runs on the interpreter, said once per program as an event (the engine
+    /// preferred, not the user asked: never an error), and leaves the race.
+    fn auto_code(&self, job: &Job, backend: Arc<Backend>, jit: bool, entry: Option<tune::Entry>) -> CpuCode {
+        if !jit {
+            return (Code::Interpreter, backend, entry);
+        }
+        let prepared = &job.prepared.inner;
+        match prepared.compiled() {
+            Ok(code) => {
+                let entry = entry.map(|mut e| {
+                    e.compile_ns = prepared.jit_compile_ns();
+                    e
+                });
+                (code, jit_backend(&backend), entry)
+            }
+            Err(why) => {
+                if prepared.first_jit_failure() {
+                    let detail = format!("program {} (route auto)", job.prepared.hash().short());
+                    events::record(Event::new("route", "jit", "interp", &why, detail));
+                }
+                (Code::Interpreter, backend, None)
             }
         }
     }
 
     fn submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, ShutdownError> {
-        let (code, backend) = match self.cpu_code(&job, backend) {
+        let (code, backend, race) = match self.cpu_code(&job, backend) {
             Ok(c) => c,
             Err(e) => return Ok(resolved(Err(e))),
         };
@@ -869,7 +945,7 @@ impl Engine {
             }
             return Ok(resolved(self.run_inline(&job, backend, &code)));
         }
-        let (mut state, cell) = self.job_state(&job, backend, code);
+        let (mut state, cell) = self.job_state(&job, backend, code, race);
         loop {
             match self.shared.enqueue(state) {
                 Ok(()) => {
@@ -885,7 +961,7 @@ impl Engine {
     }
 
     fn try_submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, TrySubmitError> {
-        let (code, backend) = match self.cpu_code(&job, backend) {
+        let (code, backend, race) = match self.cpu_code(&job, backend) {
             Ok(c) => c,
             Err(e) => return Ok(resolved(Err(e))),
         };
@@ -895,7 +971,7 @@ impl Engine {
             }
             return Ok(resolved(self.run_inline(&job, backend, &code)));
         }
-        let (state, cell) = self.job_state(&job, backend, code);
+        let (state, cell) = self.job_state(&job, backend, code, race);
         match self.shared.enqueue(state) {
             Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin, spin_for: Duration::ZERO }),
             Err((_, PushError::Full)) => Err(TrySubmitError::Full(job)),
@@ -938,10 +1014,18 @@ impl Engine {
     }
 
     /// The CPU executor's in-flight state of `job`.
-    fn job_state(&self, job: &Job, backend: Arc<Backend>, code: Code) -> (Arc<JobState>, Arc<TicketCell>) {
+    fn job_state(
+        &self,
+        job: &Job,
+        backend: Arc<Backend>,
+        code: Code,
+        route_race: Option<tune::Entry>,
+    ) -> (Arc<JobState>, Arc<TicketCell>) {
         let cell = Arc::new(TicketCell::default());
         let capacity = job.prepared.inner.first_hit_capacity(job.rows.len(), job.hit_capacity);
         let (chunk_rows, race) = match &self.tuner {
+            // A job stands in one race at a time: rows per claim race once the route is settled.
+            _ if route_race.is_some() => (0, route_race),
             // Sums are added per claim: other claim sizes would round them differently.
             Some(t)
                 if job.rows.len() >= tune::RACE_MIN_ROWS
@@ -953,9 +1037,14 @@ impl Engine {
                         .iter()
                         .any(|o| o.kind == OutputKind::Sum) =>
             {
-                let key =
-                    t.key(&job.prepared.hash().to_string(), binding_signature(&job.bound), job.rows.len());
-                t.choose(key)
+                let key = t.key(
+                    tune::Knob::RowsPerClaim,
+                    &job.prepared.hash().to_string(),
+                    binding_signature(&job.bound),
+                    job.rows.len(),
+                );
+                let (rows, entry) = t.choose(tune::Knob::RowsPerClaim, key);
+                (rows as usize, entry)
             }
             _ => (0, None),
         };
@@ -1001,7 +1090,7 @@ impl Engine {
                     if self.shared.submit.is_closed() {
                         return Err(JobError::Cancelled);
                     }
-                    let (code, backend) = self.cpu_code(&job, backend)?;
+                    let (code, backend, _) = self.cpu_code(&job, backend)?;
                     return self.run_inline(&job, backend, &code);
                 }
                 Ok(Placement::Gpu) => {}
