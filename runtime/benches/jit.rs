@@ -95,76 +95,7 @@ done:
 
 /// Web Mercator by series (sin by its Taylor polynomial to x^9, atanh to t^9) and a
 /// classification by hemisphere and band.
-const ARITH: &str = "
-.program mercator
-.input  pts    points
-.output mx     f64
-.output my     f64
-.output band   f64
-.output north  bool
-    load   g0, pts
-    x      f0, g0
-    y      f1, g0
-    const  f2, 0.017453292519943295      ; pi / 180
-    const  f3, 6378137.0                 ; earth radius
-    mul    f4, f0, f2                    ; lambda
-    mul    f4, f4, f3
-    store  mx, f4
-    const  f6, 85.0
-    min    f5, f1, f6
-    neg    f6, f6
-    max    f5, f5, f6                    ; clamp latitude
-    mul    f5, f5, f2                    ; phi
-    mul    f7, f5, f5                    ; phi^2
-    const  f8, 2.755731922398589e-06     ; 1/9!
-    const  f9, -0.0001984126984126984    ; -1/7!
-    mul    f10, f8, f7
-    add    f10, f10, f9
-    const  f9, 0.008333333333333333      ; 1/5!
-    mul    f10, f10, f7
-    add    f10, f10, f9
-    const  f9, -0.16666666666666666      ; -1/3!
-    mul    f10, f10, f7
-    add    f10, f10, f9
-    const  f9, 1.0
-    mul    f10, f10, f7
-    add    f10, f10, f9
-    mul    f10, f10, f5                  ; s = sin(phi)
-    mul    f11, f10, f10                 ; s^2
-    const  f12, 0.1111111111111111
-    const  f13, 0.14285714285714285
-    mul    f14, f12, f11
-    add    f14, f14, f13
-    const  f13, 0.2
-    mul    f14, f14, f11
-    add    f14, f14, f13
-    const  f13, 0.3333333333333333
-    mul    f14, f14, f11
-    add    f14, f14, f13
-    mul    f14, f14, f11
-    add    f14, f14, f9
-    mul    f14, f14, f10                 ; atanh(s)
-    mul    f14, f14, f3
-    store  my, f14
-    const  f15, 0.0
-    gt     b0, f1, f15
-    store  north, b0
-    abs    f16, f1
-    const  f17, 23.43
-    const  f18, 66.56
-    lt     b1, f16, f17
-    lt     b2, f16, f18
-    const  f19, 1.0
-    const  f20, 2.0
-    const  f21, 3.0
-    select f22, b2, f20, f21
-    select f22, b1, f19, f22
-    sqrt   f23, f16
-    div    f23, f23, f23
-    mul    f22, f22, f23
-    store  band, f22
-    halt
-";
+const ARITH: &str = include_str!("../../benches/mercator.masm");
 
 /// `ARITH` in Rust over the coordinates.
 fn arith_direct(xy: &[(f64, f64)], out: &mut Vec<(f64, f64, f64, bool)>) {
