@@ -25,12 +25,14 @@ fn info_prints_the_probe_and_succeeds() {
         [
             "execution mode",
             "io_uring",
+            "cpu routes",
             "autotune store (meridian run)",
             "event log",
             "strict native (MERIDIAN_STRICT_NATIVE)"
         ],
         "{stdout}"
     );
+    assert!(stdout.contains("cpu routes: interp, jit"), "{stdout}");
 }
 
 #[test]

@@ -41,7 +41,8 @@ pub fn print(text: &str) {
 }
 
 /// `meridian info`: the CUDA probe, then what decides where and how jobs run here — the
-/// execution mode and its source, io_uring, the autotune store, events and strict mode.
+/// execution mode and its source, io_uring, the CPU routes, the autotune store, events and
+/// strict mode.
 pub fn info() -> Result<(), Failure> {
     use meridian::events::{LOG_ENV, STRICT_ENV};
     let mut s = format!("{}\n", meridian::driver::probe());
@@ -55,6 +56,12 @@ pub fn info() -> Result<(), Failure> {
         Err(why) => format!("unavailable ({why}); the streamer reads with pread"),
     };
     s.push_str(&format!("io_uring: {uring}\n"));
+    let jit = if meridian::Route::jit_available() {
+        "interp, jit (Cranelift); auto takes the JIT for a program once it is hot or wins its race"
+    } else {
+        "interp only (built without the jit feature)"
+    };
+    s.push_str(&format!("cpu routes: {jit}\n"));
     let store = match meridian::autotune::Store::path_from_env() {
         Ok(Some(p)) => p.display().to_string(),
         Ok(None) => "off (MERIDIAN_AUTOTUNE=off)".to_owned(),
