@@ -440,10 +440,13 @@ impl<'a> PointProbe<'a> {
         Some(PointProbe { input, view: slot.view, index, grid: index.grid()?, l: *l })
     }
 
-    /// Runs the loop for row `row`, whose probe geometry (in the probe's register) is the
-    /// point `p`: passing candidates go to `matches`; returns the last candidate's answer, `None` without
-    /// candidates. Leaves the cursor and registers to the caller (see [`point_loop`]).
-    #[inline]
+    /// Runs the loop for row `row`, whose probe geometry is the point `p`: passing
+    /// candidates go to `matches`; returns the last candidate's answer, `None` without
+    /// candidates. Leaves the cursor and registers to the caller (see [`point_loop`]). The
+    /// probe's register holds the probe geometry, or gets `probe` before a candidate that
+    /// the general predicate decides reads it.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the loop's state, split so that `s` stays borrowable
     fn run(
         &self,
         ins: &[Slot<'_>],
@@ -452,6 +455,7 @@ impl<'a> PointProbe<'a> {
         matches: &mut Matches,
         row: usize,
         p: Xy,
+        mut probe: Option<(GReg, GVal)>,
     ) -> Option<u8> {
         let l = &self.l;
         let part_rows = self.index.part_rows();
@@ -483,6 +487,9 @@ impl<'a> PointProbe<'a> {
                 next = found.next_if(|&(q, _)| row_of(q) == Some(cand));
             }
             let r = if general {
+                if let Some((g, v)) = probe.take() {
+                    s.g[gi(g)] = v;
+                }
                 s.g[gi(l.cand)] = GVal::input(self.input as u8, cand);
                 predicate(ins, s, l.pred, s.g[gi(l.a)], s.g[gi(l.b)])
             } else {
@@ -542,7 +549,7 @@ fn point_loop(
     cur.input = input as u8;
     cur.rect = Some(Rect { min_x: p.0, min_y: p.1, max_x: p.0, max_y: p.1 });
     cur.classified = true;
-    let last = fast.run(ins, s, out, &mut matches, row, p);
+    let last = fast.run(ins, s, out, &mut matches, row, p, None);
     put_matches(s, l, matches);
     if let Some(r) = last {
         s.b[bi(l.flag)] = r;
@@ -569,15 +576,14 @@ fn run_join_rows(
         return Ok(rows);
     };
     for row in rows.clone() {
-        if load.view.is_null(row) {
-            // `load` gives null, the probe finds nothing: the row does nothing.
-            continue;
-        }
         match load.view.point(row) {
             Some(p) => {
-                s.g[gi(j.geom)] = GVal::input(j.load as u8, row as u32);
-                fast.run(ins, s, out, &mut matches, row, p);
+                // The probe register is read only by a candidate the general predicate decides.
+                let probe = (j.geom, GVal::input(j.load as u8, row as u32));
+                fast.run(ins, s, out, &mut matches, row, p, Some(probe));
             }
+            // `load` gives null, the probe finds nothing: the row does nothing.
+            None if load.view.is_null(row) => {}
             None => {
                 put_matches(s, &j.filter, matches);
                 run_row(it, ins, row, out, s)?;
