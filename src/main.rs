@@ -88,6 +88,10 @@ enum Command {
         /// a program has run 2^20 rows).
         #[arg(long, value_parser = ["auto", "interp", "jit"], default_value = "auto")]
         route: String,
+        /// Print the plan each job ran by (backend, route, topology, chunk size, hit capacity,
+        /// and why); for a streamed input, the first batch's and each that changed.
+        #[arg(long)]
+        explain: bool,
         /// Output folder: one file per output.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -218,12 +222,13 @@ fn main() -> ExitCode {
         Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
         Command::Disasm { file } => cli::bytecode::disasm(&file),
         Command::Verify { file } => cli::bytecode::verify(&file),
-        Command::Run { program, inputs, format, mode, route, out, workers, batch_rows } => {
+        Command::Run { program, inputs, format, mode, route, explain, out, workers, batch_rows } => {
             cli::run::run(&cli::run::RunArgs {
                 program,
                 inputs,
                 mode: mode.as_deref().and_then(meridian::Mode::parse),
                 route: route.parse().unwrap_or_default(),
+                explain,
                 out,
                 workers,
                 format: cli::run::OutputFormat::parse(&format).unwrap_or(cli::run::OutputFormat::Csv),

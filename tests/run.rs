@@ -209,3 +209,36 @@ fn bench_pip_runs_on_the_cpu_and_says_why_not_on_the_gpu() {
         assert!(stdout.contains("cuda  skipped: execution mode gpu: no usable CUDA device"), "{stdout}");
     }
 }
+
+/// `--explain` prints the plan the job ran by, one reason a line.
+#[test]
+fn explain_prints_the_plan_and_its_reasons() {
+    let out = out_dir("explain");
+    let o = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["run", "examples/measure.masm", "-i", "shapes=data/countries.geojson", "--mode", "cpu"])
+        .args(["--route", "jit", "--explain", "--out", out.to_str().unwrap()])
+        .env("MERIDIAN_AUTOTUNE", "off")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = ok(&o);
+    let plan = stdout.lines().find(|l| l.starts_with("plan: ")).unwrap_or_else(|| panic!("{stdout}"));
+    let want = if cfg!(feature = "jit") { "rows: cpu jit, " } else { "rows: cpu interp, " };
+    assert!(plan.contains(want) && plan.contains("hit capacity") && plan.contains("queue "), "{plan}");
+    let reasons: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  - ")).collect();
+    assert_eq!(reasons.len(), 4, "{stdout}");
+    assert!(reasons[0].contains("mode cpu was asked for"), "{stdout}");
+    assert!(reasons[1].contains("route jit was asked for"), "{stdout}");
+    // Without --explain, no plan.
+    let o = meridian(&[
+        "run",
+        "examples/measure.masm",
+        "-i",
+        "shapes=data/countries.geojson",
+        "--mode",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok(&o).contains("plan: "));
+}

@@ -34,6 +34,8 @@ pub(crate) struct JobState {
     pub backend: Arc<Backend>,
     /// What runs the rows: the interpreter (as made) or the compiled program.
     pub code: Code,
+    /// The plan it runs by, for its result.
+    pub plan: Option<Arc<crate::plan::Plan>>,
     /// Rows a worker claims at once for this job: what autotune chose, or 0 for the engine's.
     pub chunk_rows: usize,
     /// The job's part in an autotune race, if it races; its time is reported when it is done.
@@ -68,6 +70,7 @@ impl JobState {
             attempt,
             backend,
             code: Code::Interpreter,
+            plan: None,
             chunk_rows: 0,
             race: None,
             first_start: AtomicU64::new(u64::MAX),
@@ -254,13 +257,13 @@ impl Shared {
             JobStatus::Done => match job.out.finish() {
                 Ok(columns) => {
                     job.prepared.note_hits(job.rows.len(), job.out.hits_produced());
-
                     Ok(JobResult::new(
                         job.prepared.output_names.clone(),
                         columns,
                         job.attempt,
                         job.backend.clone(),
-                    ))
+                    )
+                    .with_plan(job.plan.clone()))
                 }
                 Err(FinishError::Overflow(o)) => {
                     let needed = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
@@ -292,6 +295,7 @@ impl Shared {
         );
         again.chunk_rows = job.chunk_rows;
         again.code = job.code.clone();
+        again.plan = job.plan.clone();
         self.dispatch(Arc::new(again));
     }
 

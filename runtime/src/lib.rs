@@ -14,6 +14,7 @@ mod doorbell;
 mod engine;
 pub mod events;
 mod executor;
+pub mod plan;
 pub mod ring;
 mod route;
 pub mod stream;

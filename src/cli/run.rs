@@ -89,6 +89,8 @@ pub struct RunArgs {
     pub mode: Option<Mode>,
     /// What runs CPU jobs' rows.
     pub route: Route,
+    /// Print each job's plan and why (a streamed run: the first batch's and each change).
+    pub explain: bool,
     /// Output folder.
     pub out: PathBuf,
     /// Worker threads (`None`: all cores).
@@ -143,14 +145,15 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let engine = builder.build().map_err(|e| input_err(&e))?;
     let prepared = engine.prepare_verified(&program);
 
-    let (result, rows, t_bind, t_run, how) = match &streamed {
+    let (result, rows, t_bind, t_run, how, plans) = match &streamed {
         None => {
             let t1 = Instant::now();
             let bound = engine.bind(&prepared, columns).map_err(|e| input_err(&e))?;
             let t_bind = t1.elapsed();
             let t2 = Instant::now();
             let result = engine.run(prepared.job(&bound)).map_err(|e| input_err(&e))?;
-            (result, bound.rows() as u64, t_bind, t2.elapsed(), "run".to_owned())
+            let plans: Vec<String> = result.plan().map(|p| format!("plan: {p}")).into_iter().collect();
+            (result, bound.rows() as u64, t_bind, t2.elapsed(), "run".to_owned(), plans)
         }
         Some((name, path)) => {
             let t1 = Instant::now();
@@ -198,7 +201,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             };
             let done = done.map_err(|e| input_err(&e))?;
             let how = format!("read `{name}` ({via}) and run, streamed in {} batches,", done.batches);
-            (done.result, done.rows, t_bind, t2.elapsed(), how)
+            let plans = done.plans.iter().map(|(batch, p)| format!("plan from batch {batch}: {p}")).collect();
+            (done.result, done.rows, t_bind, t2.elapsed(), how, plans)
         }
     };
 
@@ -218,6 +222,11 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         _ => String::new(),
     };
     let _ = writeln!(report, "route: {} (asked: {}{compiled})", result.route(), args.route);
+    if args.explain {
+        for plan in &plans {
+            let _ = writeln!(report, "{plan}");
+        }
+    }
     let on =
         if backend.name == "cpu" { format!("{} workers", engine.workers()) } else { "the GPU".to_owned() };
     let _ = writeln!(

@@ -84,6 +84,8 @@ pub(crate) struct GpuJob {
     pub ticket: Arc<TicketCell>,
     pub attempt: u32,
     pub backend: Arc<Backend>,
+    /// The plan it runs by, for its result.
+    pub plan: Option<Arc<crate::plan::Plan>>,
 }
 
 /// Why the GPU did not take a job; the job comes back.
@@ -317,7 +319,7 @@ impl GpuExecutor {
 
     /// Chunks of about equal size for `rows`: enough for every block to get some, at most
     /// half the ring.
-    fn chunks(&self, rows: usize) -> (usize, usize) {
+    pub(crate) fn chunks(&self, rows: usize) -> (usize, usize) {
         let max_chunks = (self.submit.capacity() / 2).max(1);
         let size = self
             .tuning
@@ -570,6 +572,7 @@ impl GpuExecutor {
                             job.attempt,
                             job.backend.clone(),
                         )
+                        .with_plan(job.plan.clone())
                     }),
                 }
             }

@@ -22,6 +22,8 @@ pub(crate) struct PreparedInner {
     /// The program compiled by the JIT, on the first job that asks for it.
     #[cfg(feature = "jit")]
     pub jit: OnceLock<Result<Arc<meridian_kernels::jit::JitProgram>, meridian_kernels::jit::JitError>>,
+    /// Whether `hits_per_row` was learnt from a run (or is the starting guess of 1).
+    hits_noted: std::sync::atomic::AtomicBool,
     /// Rows of this program run on the CPU so far (what makes it hot for the JIT).
     cpu_rows: AtomicU64,
     /// Set once a failure of the JIT under `auto` has been said.
@@ -39,6 +41,7 @@ impl PreparedInner {
             output_names: program.program().outputs().iter().map(|o| o.name.clone()).collect(),
             program: program.clone(),
             hits_per_row: AtomicU64::new(1f64.to_bits()),
+            hits_noted: std::sync::atomic::AtomicBool::new(false),
             cpu_rows: AtomicU64::new(0),
             jit_failure_said: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "jit")]
@@ -59,9 +62,15 @@ impl PreparedInner {
         asked.unwrap_or_else(|| self.hit_capacity(rows)).min(rows.saturating_mul(1024).max(1 << 20))
     }
 
+    /// Hits per row seen in the last finished run, `None` before any.
+    pub(crate) fn hits_per_row(&self) -> Option<f64> {
+        self.hits_noted.load(Relaxed).then(|| f64::from_bits(self.hits_per_row.load(Relaxed)))
+    }
+
     pub(crate) fn note_hits(&self, rows: usize, hits: u64) {
         if rows > 0 {
             self.hits_per_row.store((hits as f64 / rows as f64).to_bits(), Relaxed);
+            self.hits_noted.store(true, Relaxed);
         }
     }
 
@@ -270,6 +279,7 @@ pub struct JobResult {
     columns: Vec<Column>,
     attempts: u32,
     backend: Arc<Backend>,
+    plan: Option<Arc<crate::plan::Plan>>,
 }
 
 impl PartialEq for JobResult {
@@ -298,7 +308,19 @@ impl JobResult {
         attempts: u32,
         backend: Arc<Backend>,
     ) -> JobResult {
-        JobResult { names, columns, attempts, backend }
+        JobResult { names, columns, attempts, backend, plan: None }
+    }
+
+    /// The result with the plan its job ran by.
+    pub(crate) fn with_plan(mut self, plan: Option<Arc<crate::plan::Plan>>) -> JobResult {
+        self.plan = plan;
+        self
+    }
+
+    /// The plan the job ran by: backend, route, topology, chunk size, hit capacity and why
+    /// (what `meridian run --explain` prints). `None` for a streamed job's merged result.
+    pub fn plan(&self) -> Option<&crate::plan::Plan> {
+        self.plan.as_deref()
     }
 
     /// What ran the rows: `interp` or `jit` (see [`Backend::route`]).

@@ -42,6 +42,7 @@ use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
 use crate::cuda::{CudaDevice, Device};
 use crate::events::{self, Event};
 use crate::executor::{self, JobState, Shared, Tuning};
+use crate::plan::{self, Plan, Topology};
 use crate::ring::{PushError, RingError};
 use crate::route::{Code, Route};
 use crate::tune::{self, Tuner};
@@ -495,6 +496,7 @@ impl EngineBuilder {
             strict,
             mode_source,
             route: self.route,
+            pressure: std::sync::atomic::AtomicU8::new(0),
         })
     }
 }
@@ -572,8 +574,19 @@ fn choose_backend(
     }
 }
 
-/// What runs a CPU job's rows, the backend its result names, and its part in a route race.
-type CpuCode = (Code, Arc<Backend>, Option<tune::Entry>);
+/// What runs a CPU job's rows, the backend its result names, its part in a route race, and
+/// why that route.
+type CpuCode = (Code, Arc<Backend>, Option<tune::Entry>, String);
+
+/// A CPU job's plan with what applying it takes.
+struct CpuPlan {
+    code: Code,
+    backend: Arc<Backend>,
+    race: Option<tune::Entry>,
+    chunk_rows: usize,
+    hit_capacity: usize,
+    plan: Arc<Plan>,
+}
 
 /// The backend `backend` with the JIT as its route.
 fn jit_backend(backend: &Backend) -> Arc<Backend> {
@@ -613,6 +626,8 @@ pub struct Engine {
     strict: bool,
     mode_source: &'static str,
     route: Route,
+    /// The queue's pressure class at the last plan (`plan::Pressure as u8`), for its bands.
+    pressure: std::sync::atomic::AtomicU8,
 }
 
 impl Engine {
@@ -764,14 +779,33 @@ impl Engine {
     }
 
     fn gpu_job(&self, job: &Job, cell: &Arc<TicketCell>) -> GpuJob {
+        let (hit_capacity, capacity_why) = self.hit_capacity(job);
+        let rows = job.rows.len();
+        let (chunks, chunk_rows) = self.gpu.as_ref().map_or((1, rows), |g| g.chunks(rows));
+        let plan = Plan {
+            backend: self.gpu_backend.name,
+            route: self.gpu_backend.route,
+            topology: Topology::Gpu { chunks },
+            rows,
+            chunk_rows,
+            hit_capacity,
+            pressure: None,
+            reasons: vec![
+                self.gpu_backend.reason.clone(),
+                "the megakernel interprets the bytecode (no GPU JIT yet)".to_owned(),
+                format!("chunks of {chunk_rows} rows: every block gets some, at most half the ring"),
+                capacity_why,
+            ],
+        };
         GpuJob {
             prepared: job.prepared.inner.clone(),
             inputs: job.bound.inner.clone(),
             rows: job.rows.clone(),
-            hit_capacity: job.prepared.inner.first_hit_capacity(job.rows.len(), job.hit_capacity),
+            hit_capacity,
             ticket: cell.clone(),
             attempt: 1,
             backend: self.gpu_backend.clone(),
+            plan: Some(Arc::new(plan)),
         }
     }
 
@@ -852,18 +886,19 @@ impl Engine {
     }
 
     /// What runs a CPU job's rows under the engine's route, the backend its result names,
-    /// and the job's part in a route race; under strict mode a fallback from the JIT the job
-    /// asked for is the job's error instead.
+    /// the job's part in a route race, and why; under strict mode a fallback from the JIT the
+    /// job asked for is the job's error instead.
     ///
     /// [`Route::Auto`]: with an autotuner, a large job's route is what the program's route race
     /// says (racing, settled, or loaded from the store); otherwise a program takes the JIT once
-    /// it is hot — [`JIT_HOT_ROWS`] rows run on the CPU in all — and keeps it.
+    /// it is hot — [`JIT_HOT_ROWS`] rows run on the CPU in all — and keeps it
+    /// ([`plan::auto_route`]).
     fn cpu_code(&self, job: &Job, backend: Arc<Backend>) -> Result<CpuCode, JobError> {
         let prepared = &job.prepared.inner;
         let rows = job.rows.len();
-        let want_jit = match self.route {
-            Route::Interpreter => false,
-            Route::Jit => true,
+        let (want_jit, why) = match self.route {
+            Route::Interpreter => (false, "route interp was asked for".to_owned()),
+            Route::Jit => (true, "route jit was asked for".to_owned()),
             Route::Auto => {
                 let raced = match &self.tuner {
                     Some(t) if rows >= tune::RACE_MIN_ROWS && Route::jit_available() => {
@@ -877,32 +912,37 @@ impl Engine {
                     }
                     _ => None,
                 };
-                match raced {
-                    Some((route, entry)) => return Ok(self.auto_code(job, backend, route == 1, entry)),
-                    None => prepared.note_cpu_rows(rows) >= JIT_HOT_ROWS && Route::jit_available(),
+                if let Some((route, entry)) = raced {
+                    let why = match &entry {
+                        Some(_) => "auto: the program's route race (interp against jit)".to_owned(),
+                        None => "auto: the program's route race is settled".to_owned(),
+                    };
+                    return Ok(self.auto_code(job, backend, route == 1, entry, why));
                 }
+                let before = prepared.note_cpu_rows(rows).saturating_sub(rows as u64);
+                let (jit, why) = plan::auto_route(before, rows, JIT_HOT_ROWS, Route::jit_available());
+                return Ok(self.auto_code(job, backend, jit, None, why));
             }
         };
         if !want_jit {
-            return Ok((Code::Interpreter, backend, None));
-        }
-        if self.route == Route::Auto {
-            return Ok(self.auto_code(job, backend, true, None));
+            return Ok((Code::Interpreter, backend, None, why));
         }
         match prepared.compiled() {
-            Ok(code) => Ok((code, jit_backend(&backend), None)),
-            Err(why) => {
+            Ok(code) => Ok((code, jit_backend(&backend), None, why)),
+            Err(e) => {
                 let detail = format!("program {}", job.prepared.hash().short());
-                let event = Event::new("route", "jit", "interp", &why, detail);
+                let event = Event::new("route", "jit", "interp", &e, detail);
                 events::record(event.clone());
                 if self.strict {
                     return Err(JobError::Strict(events::refused(&event)));
                 }
-                let reason = format!("{}; route interp: {why}", backend.reason);
+                let reason = format!("{}; route interp: {e}", backend.reason);
+                let why = format!("{why}, but the interpreter runs it: {e}");
                 Ok((
                     Code::Interpreter,
                     Arc::new(Backend { reason, fallback: true, ..(*backend).clone() }),
                     None,
+                    why,
                 ))
             }
         }
@@ -911,9 +951,16 @@ impl Engine {
     /// The route `auto` chose (`jit` or not), with the job's part in a race: a program the JIT
     /// cannot compile runs on the interpreter, said once per program as an event (the engine
     /// preferred, not the user asked: never an error), and leaves the race.
-    fn auto_code(&self, job: &Job, backend: Arc<Backend>, jit: bool, entry: Option<tune::Entry>) -> CpuCode {
+    fn auto_code(
+        &self,
+        job: &Job,
+        backend: Arc<Backend>,
+        jit: bool,
+        entry: Option<tune::Entry>,
+        why: String,
+    ) -> CpuCode {
         if !jit {
-            return (Code::Interpreter, backend, entry);
+            return (Code::Interpreter, backend, entry, why);
         }
         let prepared = &job.prepared.inner;
         match prepared.compiled() {
@@ -922,30 +969,115 @@ impl Engine {
                     e.compile_ns = prepared.jit_compile_ns();
                     e
                 });
-                (code, jit_backend(&backend), entry)
+                (code, jit_backend(&backend), entry, why)
             }
-            Err(why) => {
+            Err(e) => {
                 if prepared.first_jit_failure() {
                     let detail = format!("program {} (route auto)", job.prepared.hash().short());
-                    events::record(Event::new("route", "jit", "interp", &why, detail));
+                    events::record(Event::new("route", "jit", "interp", &e, detail));
                 }
-                (Code::Interpreter, backend, None)
+                (Code::Interpreter, backend, None, format!("{why}, but the interpreter runs it: {e}"))
             }
         }
     }
 
+    /// The plan of a CPU job (see [`plan`]): its code and route, the rows race it stands in,
+    /// its cut by the queue's pressure, and its hit capacity. Applied as is by the callers.
+    fn plan_cpu(&self, job: &Job, backend: Arc<Backend>) -> Result<CpuPlan, JobError> {
+        let rows = job.rows.len();
+        let (code, backend, route_race, route_why) = self.cpu_code(job, backend)?;
+        let (pinned, race) = match &self.tuner {
+            // A job stands in one race at a time: rows per claim race once the route is settled.
+            _ if route_race.is_some() => (None, route_race),
+            // Sums are added per claim: other claim sizes would round them differently.
+            Some(t)
+                if rows >= tune::RACE_MIN_ROWS
+                    && !job
+                        .prepared
+                        .program()
+                        .program()
+                        .outputs()
+                        .iter()
+                        .any(|o| o.kind == OutputKind::Sum) =>
+            {
+                let key = t.key(
+                    tune::Knob::RowsPerClaim,
+                    &job.prepared.hash().to_string(),
+                    binding_signature(&job.bound),
+                    rows,
+                );
+                let (r, entry) = t.choose(tune::Knob::RowsPerClaim, key);
+                (Some(r as usize), entry)
+            }
+            _ => (None, None),
+        };
+        let pressure = self.pressure();
+        let cut = plan::CutInput {
+            rows,
+            inline_rows: self.inline_rows,
+            chunk_rows: self.shared.tuning.chunk_rows,
+            pinned,
+            workers: self.shared.tuning.workers,
+            max_chunks: (self.shared.tuning.ring_capacity / 2).max(1),
+            pressure,
+        };
+        let (topology, chunk_rows, cut_why) = plan::cpu_topology(&cut);
+        let (hit_capacity, capacity_why) = self.hit_capacity(job);
+        let plan = Plan {
+            backend: backend.name,
+            route: backend.route,
+            topology,
+            rows,
+            chunk_rows,
+            hit_capacity,
+            pressure: Some(pressure),
+            reasons: vec![backend.reason.clone(), route_why, cut_why, capacity_why],
+        };
+        Ok(CpuPlan { code, backend, race, chunk_rows, hit_capacity, plan: Arc::new(plan) })
+    }
+
+    /// The hit capacity of a job's first attempt and why.
+    fn hit_capacity(&self, job: &Job) -> (usize, String) {
+        let prepared = &job.prepared.inner;
+        let capacity = prepared.first_hit_capacity(job.rows.len(), job.hit_capacity);
+        let why = match job.hit_capacity {
+            Some(asked) => format!("hit capacity {capacity}: {asked} asked by the job"),
+            None => match prepared.hits_per_row() {
+                Some(rate) => format!(
+                    "hit capacity {capacity}: {rate:.3} hits a row learnt from the program's last run, +12.5% and 64"
+                ),
+                None => format!("hit capacity {capacity}: 1 hit a row assumed (no run yet), +12.5% and 64"),
+            },
+        };
+        (capacity, why)
+    }
+
+    /// The queue's pressure now, by the bands of [`plan::Pressure::classify`] from the last.
+    fn pressure(&self) -> plan::Pressure {
+        use plan::Pressure;
+        let prev = match self.pressure.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Pressure::Light,
+            2 => Pressure::Balanced,
+            3 => Pressure::Saturated,
+            _ => Pressure::Empty,
+        };
+        let now = Pressure::classify(prev, self.shared.submit.len(), self.shared.submit.capacity());
+        self.pressure.store(now as u8, std::sync::atomic::Ordering::Relaxed);
+        now
+    }
+
     fn submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, ShutdownError> {
-        let (code, backend, race) = match self.cpu_code(&job, backend) {
-            Ok(c) => c,
+        let plan = match self.plan_cpu(&job, backend) {
+            Ok(p) => p,
             Err(e) => return Ok(resolved(Err(e))),
         };
-        if job.rows.len() <= self.inline_rows {
+        if plan.plan.topology == Topology::Inline {
             if self.shared.submit.is_closed() {
                 return Err(ShutdownError(job));
             }
-            return Ok(resolved(self.run_inline(&job, backend, &code)));
+            return Ok(resolved(self.run_inline(&job, plan)));
         }
-        let (mut state, cell) = self.job_state(&job, backend, code, race);
+        let (mut state, cell) = self.job_state(&job, plan);
         loop {
             match self.shared.enqueue(state) {
                 Ok(()) => {
@@ -961,17 +1093,17 @@ impl Engine {
     }
 
     fn try_submit_cpu(&self, job: Job, backend: Arc<Backend>) -> Result<Ticket, TrySubmitError> {
-        let (code, backend, race) = match self.cpu_code(&job, backend) {
-            Ok(c) => c,
+        let plan = match self.plan_cpu(&job, backend) {
+            Ok(p) => p,
             Err(e) => return Ok(resolved(Err(e))),
         };
-        if job.rows.len() <= self.inline_rows {
+        if plan.plan.topology == Topology::Inline {
             if self.shared.submit.is_closed() {
                 return Err(TrySubmitError::Shutdown(job));
             }
-            return Ok(resolved(self.run_inline(&job, backend, &code)));
+            return Ok(resolved(self.run_inline(&job, plan)));
         }
-        let (state, cell) = self.job_state(&job, backend, code, race);
+        let (state, cell) = self.job_state(&job, plan);
         match self.shared.enqueue(state) {
             Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin, spin_for: Duration::ZERO }),
             Err((_, PushError::Full)) => Err(TrySubmitError::Full(job)),
@@ -981,10 +1113,10 @@ impl Engine {
 
     /// Runs `job` on this thread: what the workers would give, re-runs on hit overflow
     /// included (the same code, outputs and capacity learning).
-    fn run_inline(&self, job: &Job, backend: Arc<Backend>, code: &Code) -> Result<JobResult, JobError> {
+    fn run_inline(&self, job: &Job, plan: CpuPlan) -> Result<JobResult, JobError> {
         let prepared = &job.prepared.inner;
         let rows = job.rows.clone();
-        let mut capacity = prepared.first_hit_capacity(rows.len(), job.hit_capacity);
+        let mut capacity = plan.hit_capacity;
         let mut fresh = None;
         INLINE_SCRATCH.with(|cell| {
             // A job submitted from inside another inline job's thread-local use cannot
@@ -996,12 +1128,20 @@ impl Engine {
             };
             for attempt in 1u32.. {
                 let out = prepared.interp.output_buffers(rows.clone(), capacity);
-                code.run(prepared, &job.bound.inner, rows.clone(), &out, scratch).map_err(JobError::Exec)?;
+                plan.code
+                    .run(prepared, &job.bound.inner, rows.clone(), &out, scratch)
+                    .map_err(JobError::Exec)?;
                 let finished = out.finish();
                 prepared.note_hits(rows.len(), out.hits_produced());
                 match finished {
                     Ok(columns) => {
-                        return Ok(JobResult::new(prepared.output_names.clone(), columns, attempt, backend))
+                        let result = JobResult::new(
+                            prepared.output_names.clone(),
+                            columns,
+                            attempt,
+                            plan.backend.clone(),
+                        );
+                        return Ok(result.with_plan(Some(plan.plan.clone())));
                     }
                     Err(FinishError::Overflow(o)) => {
                         capacity = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
@@ -1013,53 +1153,22 @@ impl Engine {
         })
     }
 
-    /// The CPU executor's in-flight state of `job`.
-    fn job_state(
-        &self,
-        job: &Job,
-        backend: Arc<Backend>,
-        code: Code,
-        route_race: Option<tune::Entry>,
-    ) -> (Arc<JobState>, Arc<TicketCell>) {
+    /// The CPU executor's in-flight state of `job`, as planned.
+    fn job_state(&self, job: &Job, plan: CpuPlan) -> (Arc<JobState>, Arc<TicketCell>) {
         let cell = Arc::new(TicketCell::default());
-        let capacity = job.prepared.inner.first_hit_capacity(job.rows.len(), job.hit_capacity);
-        let (chunk_rows, race) = match &self.tuner {
-            // A job stands in one race at a time: rows per claim race once the route is settled.
-            _ if route_race.is_some() => (0, route_race),
-            // Sums are added per claim: other claim sizes would round them differently.
-            Some(t)
-                if job.rows.len() >= tune::RACE_MIN_ROWS
-                    && !job
-                        .prepared
-                        .program()
-                        .program()
-                        .outputs()
-                        .iter()
-                        .any(|o| o.kind == OutputKind::Sum) =>
-            {
-                let key = t.key(
-                    tune::Knob::RowsPerClaim,
-                    &job.prepared.hash().to_string(),
-                    binding_signature(&job.bound),
-                    job.rows.len(),
-                );
-                let (rows, entry) = t.choose(tune::Knob::RowsPerClaim, key);
-                (rows as usize, entry)
-            }
-            _ => (0, None),
-        };
         let mut state = JobState::new(
             job.prepared.inner.clone(),
             job.bound.inner.clone(),
             job.rows.clone(),
-            capacity,
+            plan.hit_capacity,
             cell.clone(),
             1,
-            backend,
+            plan.backend,
         );
-        state.code = code;
-        state.chunk_rows = chunk_rows;
-        state.race = race;
+        state.code = plan.code;
+        state.chunk_rows = plan.chunk_rows;
+        state.race = plan.race;
+        state.plan = Some(plan.plan);
         (Arc::new(state), cell)
     }
 
@@ -1090,8 +1199,8 @@ impl Engine {
                     if self.shared.submit.is_closed() {
                         return Err(JobError::Cancelled);
                     }
-                    let (code, backend, _) = self.cpu_code(&job, backend)?;
-                    return self.run_inline(&job, backend, &code);
+                    let plan = self.plan_cpu(&job, backend)?;
+                    return self.run_inline(&job, plan);
                 }
                 Ok(Placement::Gpu) => {}
             }

@@ -147,6 +147,9 @@ pub struct StreamResult {
     pub rows: u64,
     /// Batches (jobs) they ran as.
     pub batches: u64,
+    /// The plans the batches ran by: the first batch's, then each that differs from the one
+    /// before in backend, route, topology or chunk size, with the batch's index.
+    pub plans: Vec<(u64, crate::plan::Plan)>,
 }
 
 /// The merged outputs of the batches so far.
@@ -157,6 +160,7 @@ struct Merger {
     batches: u64,
     attempts: u32,
     backend: Option<Arc<Backend>>,
+    plans: Vec<(u64, crate::plan::Plan)>,
 }
 
 /// One output, merged.
@@ -230,6 +234,15 @@ impl Merger {
         for ((_, col), merged) in r.outputs().zip(self.columns.iter_mut()) {
             merged.add(col, self.rows, rows)?;
         }
+        if let Some(p) = r.plan() {
+            let same = |q: &crate::plan::Plan| {
+                (q.backend, q.route, std::mem::discriminant(&q.topology), q.chunk_rows)
+                    == (p.backend, p.route, std::mem::discriminant(&p.topology), p.chunk_rows)
+            };
+            if !self.plans.last().is_some_and(|(_, q)| same(q)) {
+                self.plans.push((self.batches, p.clone()));
+            }
+        }
         self.rows += rows as u64;
         self.batches += 1;
         self.attempts = self.attempts.max(r.attempts());
@@ -262,6 +275,7 @@ impl Merger {
             result: JobResult::new(self.names, columns, self.attempts, backend),
             rows: self.rows,
             batches: self.batches,
+            plans: self.plans,
         })
     }
 }
@@ -333,6 +347,7 @@ impl Engine {
             batches: 0,
             attempts: 1,
             backend: None,
+            plans: Vec::new(),
         };
         let mut running: VecDeque<(Ticket, usize)> = VecDeque::new();
         let bind = |col: GeometryColumn| {
@@ -373,7 +388,7 @@ impl Engine {
                 let result = self
                     .run(prepared.job(&bound))
                     .map_err(|source| StreamError::Job { rows_done: 0, source })?;
-                Ok(StreamResult { result, rows: 0, batches: 0 })
+                Ok(StreamResult { result, rows: 0, batches: 0, plans: Vec::new() })
             }
         }
     }

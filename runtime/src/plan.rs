@@ -1,0 +1,326 @@
+//! The plan of one job: where it runs, what runs its rows, how it is cut, how much room its
+//! hits get — decided once at submission, applied as decided, and kept with the result
+//! (`JobResult::plan`, `meridian run --explain`).
+//!
+//! The decisions that are pure functions of what the engine knows live here, with their
+//! bands:
+//!
+//! - **Queue pressure** ([`Pressure::classify`]): the share of the submission ring holding
+//!   chunks not yet claimed — empty, light (under ¼), balanced, saturated (¾ and over). With
+//!   hysteresis: a class is left only once the occupancy is an eighth of the ring past its
+//!   edge (light is kept under ⅜, balanced from ⅛ to under ⅞, saturated down to ⅝), so a
+//!   queue hovering at an edge does not flip the plan job by job.
+//! - **Topology** ([`cpu_topology`]): inline on the submitting thread (at most
+//!   `inline_rows` rows), one worker (one chunk), or split into chunks. With idle workers (an
+//!   empty queue) a job smaller than one chunk per worker is split evenly over the workers,
+//!   down to [`MIN_SPLIT_ROWS`] a chunk, so that none of them idles; under saturation chunks
+//!   are twice the engine's size (every worker is busy anyway, and fewer claims cost less). A
+//!   rows-per-claim winner from autotune is a pin: kept as is.
+//! - **Route** ([`auto_route`]): see `Route` — the JIT once a program is hot, kept after.
+
+use std::fmt;
+
+/// Rows a chunk gets at least when an idle engine splits a small job over its workers.
+pub const MIN_SPLIT_ROWS: usize = 4096;
+
+/// How full the submission ring is with unclaimed chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pressure {
+    /// Nothing queued: workers are idle or finishing.
+    Empty,
+    /// Under a quarter of the ring.
+    Light,
+    /// A quarter to three quarters.
+    Balanced,
+    /// Three quarters or more.
+    Saturated,
+}
+
+impl Pressure {
+    /// The class of `queued` chunks in a ring of `capacity`, given the class of the previous
+    /// plan: a class is kept until the occupancy is an eighth of the ring past its edge.
+    pub fn classify(previous: Pressure, queued: usize, capacity: usize) -> Pressure {
+        if queued == 0 {
+            return Pressure::Empty;
+        }
+        let capacity = capacity.max(1);
+        // In eighths of the ring, rounded down.
+        let eighths = queued.saturating_mul(8) / capacity;
+        let plain = match eighths {
+            0 | 1 => Pressure::Light,
+            2..=5 => Pressure::Balanced,
+            _ => Pressure::Saturated,
+        };
+        // The bands: light is kept under 3/8, balanced from 1/8 to under 7/8, saturated down
+        // to 5/8.
+        let keep = match previous {
+            Pressure::Light => eighths < 3,
+            Pressure::Balanced => (1..=6).contains(&eighths),
+            Pressure::Saturated => eighths >= 5,
+            Pressure::Empty => false,
+        };
+        if keep {
+            previous
+        } else {
+            plain
+        }
+    }
+
+    /// The name `--explain` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pressure::Empty => "empty",
+            Pressure::Light => "light",
+            Pressure::Balanced => "balanced",
+            Pressure::Saturated => "saturated",
+        }
+    }
+}
+
+/// How a job's rows are cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topology {
+    /// On the submitting thread: no ring, no worker.
+    Inline,
+    /// One chunk, one worker.
+    OneWorker,
+    /// `chunks` chunks for any workers.
+    Split {
+        /// How many.
+        chunks: usize,
+    },
+    /// On the GPU, in `chunks` chunks for the megakernel's blocks.
+    Gpu {
+        /// How many.
+        chunks: usize,
+    },
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Topology::Inline => f.write_str("inline"),
+            Topology::OneWorker => f.write_str("one worker"),
+            Topology::Split { chunks } => write!(f, "split in {chunks} chunks"),
+            Topology::Gpu { chunks } => write!(f, "gpu, {chunks} chunks"),
+        }
+    }
+}
+
+/// What the CPU executor knows when it plans a job's cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CutInput {
+    /// The job's rows.
+    pub rows: usize,
+    /// Jobs of at most this many rows run inline.
+    pub inline_rows: usize,
+    /// The engine's rows per chunk.
+    pub chunk_rows: usize,
+    /// A rows-per-claim pin (an autotune winner or race side), kept as is.
+    pub pinned: Option<usize>,
+    /// CPU workers.
+    pub workers: usize,
+    /// The most chunks one job may have (half the ring).
+    pub max_chunks: usize,
+    /// The queue's pressure.
+    pub pressure: Pressure,
+}
+
+/// The cut of a CPU job: its topology, the rows of its chunks (0 for inline) and why.
+pub fn cpu_topology(c: &CutInput) -> (Topology, usize, String) {
+    if c.rows <= c.inline_rows {
+        return (Topology::Inline, 0, format!("{} rows ≤ {} run inline", c.rows, c.inline_rows));
+    }
+    let base = c.chunk_rows.max(1);
+    let (want, why) = match c.pinned {
+        Some(p) => (p.max(1), format!("{p} rows a chunk (autotune)")),
+        None if c.pressure == Pressure::Empty && c.workers > 1 && c.rows < base.saturating_mul(c.workers) => {
+            let even = c.rows.div_ceil(c.workers).max(MIN_SPLIT_ROWS);
+            (even, format!("idle workers: {} rows cut evenly, ≥ {MIN_SPLIT_ROWS} a chunk", c.rows))
+        }
+        None if c.pressure == Pressure::Saturated => {
+            (base.saturating_mul(2), format!("saturated queue: chunks of 2 × {base} rows"))
+        }
+        None => (base, format!("{base} rows a chunk")),
+    };
+    // At most `max_chunks` chunks: larger ones past that.
+    let size = want.max(c.rows.div_ceil(c.max_chunks.max(1)));
+    let chunks = c.rows.div_ceil(size).max(1);
+    let topology = if chunks == 1 { Topology::OneWorker } else { Topology::Split { chunks } };
+    (topology, size, why)
+}
+
+/// Under `Route::Auto` without a route race: whether a program that has run `before` rows on
+/// the CPU takes the JIT for a job of `rows` more, and why. Hot — at least `hot` rows in all,
+/// this job's included — means the JIT, and a program once hot stays hot (rows only add up):
+/// the compile cost is sunk, so no band could make going back pay.
+pub fn auto_route(before: u64, rows: usize, hot: u64, jit_available: bool) -> (bool, String) {
+    let total = before.saturating_add(rows as u64);
+    match (jit_available, total >= hot) {
+        (false, _) => (false, "auto: this build has no JIT".to_owned()),
+        (true, true) => (true, format!("auto: hot ({total} rows run ≥ {hot})")),
+        (true, false) => (false, format!("auto: cold ({total} rows run < {hot})")),
+    }
+}
+
+/// The plan of one job, as decided and applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// `cpu` or `cuda`.
+    pub backend: &'static str,
+    /// `interp` or `jit`.
+    pub route: &'static str,
+    /// How its rows are cut.
+    pub topology: Topology,
+    /// Its rows.
+    pub rows: usize,
+    /// Rows a chunk (0 inline).
+    pub chunk_rows: usize,
+    /// Room for hits in the first attempt, per hits output.
+    pub hit_capacity: usize,
+    /// The queue's pressure when it was planned (CPU jobs).
+    pub pressure: Option<Pressure>,
+    /// Why, one line a decision.
+    pub reasons: Vec<String>,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} rows: {} {}, {}", self.rows, self.backend, self.route, self.topology)?;
+        if self.chunk_rows > 0 {
+            write!(f, " of {} rows", self.chunk_rows)?;
+        }
+        write!(f, ", hit capacity {}", self.hit_capacity)?;
+        if let Some(p) = self.pressure {
+            write!(f, ", queue {}", p.name())?;
+        }
+        for r in &self.reasons {
+            write!(f, "\n  - {r}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+    use proptest::prelude::*;
+
+    use Pressure::{Balanced, Empty, Light, Saturated};
+
+    #[test]
+    fn pressure_classes_and_their_bands() {
+        // (previous, queued of 64) -> class
+        let table = [
+            (Empty, 0, Empty),
+            (Saturated, 0, Empty),
+            (Empty, 1, Light),
+            (Empty, 15, Light),
+            (Empty, 16, Balanced),
+            (Empty, 47, Balanced),
+            (Empty, 48, Saturated),
+            (Empty, 64, Saturated),
+            // Light is kept up to 3/8 (24), then balanced.
+            (Light, 16, Light),
+            (Light, 23, Light),
+            (Light, 24, Balanced),
+            // Balanced is kept down to 1/8 (8) and up to 7/8 (56).
+            (Balanced, 8, Balanced),
+            (Balanced, 7, Light),
+            (Balanced, 48, Balanced),
+            (Balanced, 55, Balanced),
+            (Balanced, 56, Saturated),
+            // Saturated is kept down to 5/8 (40).
+            (Saturated, 40, Saturated),
+            (Saturated, 39, Balanced),
+            (Saturated, 10, Light),
+        ];
+        for (prev, queued, want) in table {
+            assert_eq!(Pressure::classify(prev, queued, 64), want, "{prev:?} with {queued} of 64");
+        }
+    }
+
+    fn cut(rows: usize, pressure: Pressure, pinned: Option<usize>) -> (Topology, usize) {
+        let c = CutInput {
+            rows,
+            inline_rows: 64,
+            chunk_rows: 16384,
+            pinned,
+            workers: 4,
+            max_chunks: 512,
+            pressure,
+        };
+        let (t, size, _) = cpu_topology(&c);
+        (t, size)
+    }
+
+    #[test]
+    fn the_same_program_at_1_10k_and_1m_rows_takes_three_topologies() {
+        assert_eq!(cut(1, Light, None), (Topology::Inline, 0));
+        assert_eq!(cut(64, Empty, None), (Topology::Inline, 0));
+        // 10k rows: one worker when others are busy, split over idle ones.
+        assert_eq!(cut(10_000, Light, None), (Topology::OneWorker, 16384));
+        assert_eq!(cut(10_000, Empty, None), (Topology::Split { chunks: 3 }, 4096));
+        assert_eq!(cut(40_000, Empty, None), (Topology::Split { chunks: 4 }, 10_000));
+        assert_eq!(cut(6_000, Empty, None), (Topology::Split { chunks: 2 }, 4096));
+        assert_eq!(cut(4_000, Empty, None), (Topology::OneWorker, 4096));
+        // 1M rows: the engine's chunks; twice as large under saturation.
+        assert_eq!(cut(1_000_000, Empty, None), (Topology::Split { chunks: 62 }, 16384));
+        assert_eq!(cut(1_000_000, Balanced, None), (Topology::Split { chunks: 62 }, 16384));
+        assert_eq!(cut(1_000_000, Saturated, None), (Topology::Split { chunks: 31 }, 32768));
+        // A pin is never overridden.
+        assert_eq!(cut(1_000_000, Saturated, Some(4096)), (Topology::Split { chunks: 245 }, 4096));
+        assert_eq!(cut(10_000, Empty, Some(65536)), (Topology::OneWorker, 65536));
+        // Never more than half the ring's chunks.
+        assert_eq!(cut(100_000_000, Light, Some(1)), (Topology::Split { chunks: 512 }, 195_313));
+    }
+
+    #[test]
+    fn auto_route_goes_hot_and_stays() {
+        let hot = 1 << 20;
+        assert!(!auto_route(0, 1000, hot, true).0);
+        assert!(!auto_route(hot - 1001, 1000, hot, true).0);
+        assert!(auto_route(hot - 1000, 1000, hot, true).0);
+        // A borderline dip — a tiny job after a hot streak — does not bring it back.
+        assert!(auto_route(hot, 1, hot, true).0);
+        assert!(!auto_route(u64::MAX, 1, hot, false).0);
+    }
+
+    proptest! {
+        #[test]
+        fn cuts_are_never_empty_and_never_exceed_the_ring(
+            rows in 0usize..1 << 34,
+            inline_rows in 0usize..4096,
+            chunk_rows in 0usize..1 << 20,
+            pinned in proptest::option::of(0usize..1 << 22),
+            workers in 1usize..1024,
+            max_chunks in 0usize..1 << 23,
+            pressure in prop_oneof![Just(Empty), Just(Light), Just(Balanced), Just(Saturated)],
+        ) {
+            let c = CutInput { rows, inline_rows, chunk_rows, pinned, workers, max_chunks, pressure };
+            let (t, size, why) = cpu_topology(&c);
+            prop_assert!(!why.is_empty());
+            match t {
+                Topology::Inline => prop_assert!(rows <= inline_rows),
+                Topology::OneWorker => prop_assert!(size >= 1 && size >= rows),
+                Topology::Split { chunks } => {
+                    prop_assert!(size >= 1 && chunks >= 2);
+                    prop_assert!(chunks <= max_chunks.max(1));
+                    prop_assert_eq!(chunks, rows.div_ceil(size));
+                }
+                Topology::Gpu { .. } => prop_assert!(false, "a CPU cut on the GPU"),
+            }
+        }
+
+        #[test]
+        fn classify_never_panics_and_empty_means_nothing_queued(
+            queued in 0usize..1 << 40,
+            capacity in 0usize..1 << 30,
+            prev in prop_oneof![Just(Empty), Just(Light), Just(Balanced), Just(Saturated)],
+        ) {
+            let p = Pressure::classify(prev, queued, capacity);
+            prop_assert_eq!(p == Empty, queued == 0);
+        }
+    }
+}

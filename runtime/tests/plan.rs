@@ -1,0 +1,99 @@
+//! Plans are applied, and say so: the same program at 1 row, 10k rows and 1M rows takes three
+//! topologies (inline, split over idle workers, the engine's chunks); a program run
+//! repeatedly moves from the interpreter to the JIT and stays there through a small job; a job
+//! whose hits overflowed once starts with enough capacity the next time.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use meridian_runtime::bytecode::assemble;
+use meridian_runtime::kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian_runtime::plan::Topology;
+use meridian_runtime::{Engine, Mode, JIT_HOT_ROWS};
+
+/// Three hits per point: each point lies in three nested squares.
+const PROGRAM: &str = "
+.program nest
+.input  pts    points
+.input  zones  polygons indexed
+.output pairs  hits
+    load     g0, pts
+    probe    c0, zones, g0
+next:
+    cnext    g1, c0, done
+    contains b0, g1, g0
+    jf       b0, next
+    emit     pairs, g1
+    jmp      next
+done:
+    halt
+";
+
+fn columns(rows: usize) -> (Arc<GeometryColumn>, Arc<GeometryColumn>) {
+    let mut pts = ColumnBuilder::new();
+    for i in 0..rows {
+        pts.push_point((i % 1000) as f64 / 1000.0 + 0.0005, (i / 1000 % 1000) as f64 / 1000.0 + 0.0005)
+            .unwrap();
+    }
+    let mut zones = ColumnBuilder::new();
+    for k in 1..=3 {
+        let r = f64::from(k);
+        zones.push_polygon(&[&[(-r, -r), (r, -r), (r, r), (-r, r), (-r, -r)]]).unwrap();
+    }
+    (Arc::new(pts.finish()), Arc::new(zones.finish()))
+}
+
+#[test]
+fn one_program_three_sizes_three_topologies_and_the_route_goes_hot() {
+    let engine = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    let program = assemble("nest.masm", PROGRAM).unwrap();
+    let (pts, zones) = columns(1_000_000);
+    let prepared = engine.prepare_verified(&program);
+    let bound = engine.bind(&prepared, [("pts", pts), ("zones", zones)]).unwrap();
+    let run = |rows: std::ops::Range<usize>| engine.run(prepared.job(&bound).rows(rows)).unwrap();
+
+    let one = run(0..1);
+    let plan = one.plan().unwrap();
+    assert_eq!((plan.topology, plan.route), (Topology::Inline, "interp"), "{plan}");
+
+    // 10k rows, the queue empty: cut evenly over the two idle workers.
+    let ten_k = run(0..10_000);
+    let plan = ten_k.plan().unwrap();
+    assert_eq!((plan.topology, plan.chunk_rows), (Topology::Split { chunks: 2 }, 5000), "{plan}");
+    assert_eq!(ten_k.hits("pairs").unwrap().len(), 30_000);
+
+    // 1M rows: the engine's chunks of 16384. The JIT takes over at the job whose rows bring
+    // the program's total to 2^20: this one (1,010,001 in all) does not, the next does.
+    let million = run(0..1_000_000);
+    let plan = million.plan().unwrap();
+    assert_eq!((plan.topology, plan.chunk_rows), (Topology::Split { chunks: 62 }, 16384), "{plan}");
+    let crossed = 1 + 10_000 + 1_000_000 >= JIT_HOT_ROWS as usize;
+    assert_eq!(plan.route, if crossed && cfg!(feature = "jit") { "jit" } else { "interp" }, "{plan}");
+    let again = run(0..1_000_000);
+    let want = if cfg!(feature = "jit") { "jit" } else { "interp" };
+    assert_eq!(again.plan().unwrap().route, want);
+    // A small job after the hot streak stays on the JIT (and inline).
+    let small = run(5..6);
+    assert_eq!((small.plan().unwrap().topology, small.route()), (Topology::Inline, want));
+    assert!(small.plan().unwrap().reasons.iter().any(|r| r.contains("hot") || r.contains("no JIT")));
+    assert_eq!(million.hits("pairs").unwrap(), again.hits("pairs").unwrap());
+}
+
+#[test]
+fn a_job_that_overflowed_once_starts_with_enough_room() {
+    let engine = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    let program = assemble("nest.masm", PROGRAM).unwrap();
+    let (pts, zones) = columns(50_000);
+    let prepared = engine.prepare_verified(&program);
+    let bound = engine.bind(&prepared, [("pts", pts), ("zones", zones)]).unwrap();
+    let first = engine.run(prepared.job(&bound)).unwrap();
+    // One hit a row assumed at first (+12.5% and 64): three came, so it ran again.
+    assert_eq!(first.attempts(), 2);
+    assert_eq!(first.plan().unwrap().hit_capacity, 50_000 * 9 / 8 + 64);
+    let second = engine.run(prepared.job(&bound)).unwrap();
+    assert_eq!(second.attempts(), 1);
+    let plan = second.plan().unwrap();
+    assert!(plan.hit_capacity >= 150_000, "{plan}");
+    assert!(plan.reasons.iter().any(|r| r.contains("3.000 hits a row")), "{plan}");
+    assert_eq!(first.hits("pairs"), second.hits("pairs"));
+}
