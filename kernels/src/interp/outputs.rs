@@ -219,6 +219,7 @@ impl OutputBuffers {
     /// `base + r * size`; null addresses for other outputs. Only rows of `self.rows()` may be
     /// written through them, as the stores above do (plain stores: each row is written by one
     /// thread, and the job's completion publishes them).
+    #[cfg(feature = "jit")]
     pub(crate) fn dense_bases(&self) -> Vec<[*mut u8; 2]> {
         let start = self.rows.start;
         self.buffers
