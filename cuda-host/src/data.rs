@@ -5,8 +5,11 @@
 //! No coordinate is `-0.0`: the sign of a zero that `f64::min` picks between `0.0` and `-0.0`
 //! is unspecified in Rust, and the two executors may pick differently.
 
-use meridian_bytecode::InputKind;
+use std::sync::Arc;
+
+use meridian_bytecode::{InputKind, VerifiedProgram};
 use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn};
+use meridian_kernels::interp::Input;
 
 /// splitmix64.
 #[derive(Clone, Debug)]
@@ -141,4 +144,22 @@ pub fn column(rng: &mut Rng, kind: InputKind, rows: usize) -> GeometryColumn {
         push_family(&mut b, rng, family);
     }
     b.finish()
+}
+
+/// Random inputs for `program`: `rows` rows in every row input, an indexed input of up to
+/// `indexed_max - 1` rows.
+pub fn inputs(program: &VerifiedProgram, rng: &mut Rng, rows: usize, indexed_max: u64) -> Vec<Input> {
+    program
+        .program()
+        .inputs()
+        .iter()
+        .map(|decl| {
+            if decl.indexed {
+                let n = rng.below(indexed_max) as usize;
+                Input::indexed(Arc::new(column(rng, decl.kind, n)))
+            } else {
+                Input::rows(Arc::new(column(rng, decl.kind, rows)))
+            }
+        })
+        .collect()
 }

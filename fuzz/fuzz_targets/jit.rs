@@ -13,11 +13,9 @@ mod gen;
 #[allow(dead_code, missing_docs, unused)]
 mod data;
 
-use std::sync::Arc;
-
 use libfuzzer_sys::fuzz_target;
 use meridian_bytecode::{reseal, verify, Program, VerifiedProgram};
-use meridian_kernels::interp::{BoundInputs, Input, Interpreter, Scratch};
+use meridian_kernels::interp::{BoundInputs, Interpreter, Scratch};
 use meridian_kernels::jit::JitProgram;
 
 fn seed(bytes: &[u8]) -> u64 {
@@ -68,19 +66,7 @@ fuzz_target!(|bytes: &[u8]| {
     let Some((program, seed)) = program(bytes) else { return };
     let mut rng = data::Rng(seed);
     let rows = 1 + rng.below(40) as usize;
-    let inputs: Vec<Input> = program
-        .program()
-        .inputs()
-        .iter()
-        .map(|decl| {
-            if decl.indexed {
-                let n = rng.below(20) as usize;
-                Input::indexed(Arc::new(data::column(&mut rng, decl.kind, n)))
-            } else {
-                Input::rows(Arc::new(data::column(&mut rng, decl.kind, rows)))
-            }
-        })
-        .collect();
+    let inputs = data::inputs(&program, &mut rng, rows, 20);
     let Ok(bound) = BoundInputs::bind(program.program(), inputs) else { return };
     let jit = JitProgram::compile(&program).expect("every verified program compiles");
     let chunk = 1 + rng.below(rows as u64) as usize;

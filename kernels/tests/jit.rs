@@ -18,25 +18,9 @@ use std::sync::Arc;
 
 use data::Rng;
 use meridian_bytecode::VerifiedProgram;
-use meridian_kernels::interp::{BoundInputs, Input, Interpreter, OutputBuffers, Scratch};
+use meridian_kernels::interp::{BoundInputs, Interpreter, OutputBuffers, Scratch};
 use meridian_kernels::jit::{JitCache, JitProgram};
 use proptest::prelude::*;
-
-fn inputs(program: &VerifiedProgram, rng: &mut Rng, rows: usize) -> Vec<Input> {
-    program
-        .program()
-        .inputs()
-        .iter()
-        .map(|decl| {
-            if decl.indexed {
-                let n = rng.below(30) as usize;
-                Input::indexed(Arc::new(data::column(rng, decl.kind, n)))
-            } else {
-                Input::rows(Arc::new(data::column(rng, decl.kind, rows)))
-            }
-        })
-        .collect()
-}
 
 /// Everything a run leaves observable: the outputs (or the overflow) and the hits produced.
 fn observe(out: &OutputBuffers) -> String {
@@ -76,7 +60,7 @@ fn run(
 fn compare(program: VerifiedProgram, seed: u64) -> Result<(), TestCaseError> {
     let mut rng = Rng(seed ^ 0x5eed);
     let rows = 1 + rng.below(60) as usize;
-    let bound = BoundInputs::bind(program.program(), inputs(&program, &mut rng, rows)).unwrap();
+    let bound = BoundInputs::bind(program.program(), data::inputs(&program, &mut rng, rows, 30)).unwrap();
     let jit = JitProgram::compile(&program).unwrap();
     let text = meridian_bytecode::disassemble(program.program()).unwrap();
     let chunk = 1 + rng.below(rows as u64) as usize;

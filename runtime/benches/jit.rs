@@ -18,44 +18,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::{cities, countries, uniform};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use meridian_runtime::bytecode::{assemble, VerifiedProgram};
-use meridian_runtime::kernels::column::{ColumnBuilder, GeometryColumn};
 use meridian_runtime::kernels::index::SpatialIndex;
 use meridian_runtime::kernels::interp::{BoundInputs, Input, Interpreter, OutputBuffers, Scratch};
-use meridian_runtime::kernels::io;
 use meridian_runtime::kernels::jit::JitProgram;
-
-fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
-}
-
-fn countries() -> GeometryColumn {
-    let text = io::read_text(&data("countries.geojson")).unwrap();
-    io::read_geojson("countries.geojson", &text).unwrap().geometry
-}
-
-fn cities() -> GeometryColumn {
-    let path = data("cities.csv.gz");
-    io::read_csv("cities.csv.gz", io::open(&path).unwrap(), &[]).unwrap().geometry
-}
-
-/// `n` points uniform over the lon/lat rectangle (splitmix64, fixed seed).
-fn uniform(n: usize) -> GeometryColumn {
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut b = ColumnBuilder::new();
-    for _ in 0..n {
-        b.push_point(next() * 360.0 - 180.0, next() * 180.0 - 90.0).unwrap();
-    }
-    b.finish()
-}
 
 const COUNT: &str = "
 .program pip_count

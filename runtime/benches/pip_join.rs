@@ -16,14 +16,16 @@
 //! `cargo bench -p meridian-runtime --bench pip_join`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // a bench fails loudly
 
-use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
+use common::{cities, countries, uniform};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use geo::algorithm::indexed::IntervalTreeMultiPolygon;
 use geo::Contains;
 use meridian_runtime::bytecode::assemble;
-use meridian_runtime::kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian_runtime::kernels::column::GeometryColumn;
 use meridian_runtime::kernels::index::SpatialIndex;
 use meridian_runtime::kernels::interp::{BoundInputs, Input, Interpreter, Scratch};
 use meridian_runtime::kernels::io;
@@ -32,38 +34,6 @@ use rayon::prelude::*;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::RTree;
 use std::sync::Arc;
-
-fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
-}
-
-fn countries() -> GeometryColumn {
-    let text = io::read_text(&data("countries.geojson")).unwrap();
-    io::read_geojson("countries.geojson", &text).unwrap().geometry
-}
-
-fn cities() -> GeometryColumn {
-    let path = data("cities.csv.gz");
-    io::read_csv("cities.csv.gz", io::open(&path).unwrap(), &[]).unwrap().geometry
-}
-
-/// 2M points uniform over the lon/lat rectangle (splitmix64, fixed seed).
-fn uniform(n: usize) -> GeometryColumn {
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut b = ColumnBuilder::new();
-    for _ in 0..n {
-        let (x, y) = (next() * 360.0 - 180.0, next() * 180.0 - 90.0);
-        b.push_point(x, y).unwrap();
-    }
-    b.finish()
-}
 
 /// The `geo` route: an rstar tree of part boxes, each part an `IntervalTreeMultiPolygon`.
 struct GeoRoute {

@@ -44,19 +44,7 @@ pub static ROWS: AtomicU64 = AtomicU64::new(0);
 
 /// Random inputs for `program`: `rows` rows in every row input, a random indexed input.
 pub fn inputs(program: &VerifiedProgram, rng: &mut Rng, rows: usize) -> Vec<Input> {
-    program
-        .program()
-        .inputs()
-        .iter()
-        .map(|decl| {
-            if decl.indexed {
-                let n = rng.below(30) as usize;
-                Input::indexed(Arc::new(data::column(rng, decl.kind, n)))
-            } else {
-                Input::rows(Arc::new(data::column(rng, decl.kind, rows)))
-            }
-        })
-        .collect()
+    data::inputs(program, rng, rows, 30)
 }
 
 /// The CPU interpreter over `rows` of `bound` in one chunk: the oracle.

@@ -1,8 +1,8 @@
 //! Bytecode → Cranelift IR: one native function that runs a row range.
 //!
 //! ```text
-//! fn(ctx, scratch, start, end) -> 0 | 1
-//!   entry:    row = start
+//! fn(ctx, scratch, dense, start, end) -> 0 | 1
+//!   entry:    row = start; the dense outputs' bases loaded from `dense`
 //!   head:     if row < end { rowstart } else { return 0 }
 //!   rowstart: [row_begin(ctx)]; every f and b register null; jump pc0
 //!   pcN:      one block per instruction
@@ -13,9 +13,10 @@
 //! `f` registers are a pair of SSA variables (value, null flag), `b` registers one variable
 //! in the interpreter's byte encoding (0 false, 1 true, 2 null); Cranelift's SSA builder
 //! turns them into machine registers and block parameters. Arithmetic, comparisons,
-//! three-valued logic, `select`, `const` and branches are inline. Every other instruction is
-//! a call of [`entry::step`] with its `f`/`b` operands written to the scratch before and
-//! read back after (see [`super::entry`]).
+//! three-valued logic, `select`, `const`, branches and dense `store`s are inline; `load`,
+//! `x`/`y`, `count` and `sum` are direct calls of their entry points. Every other
+//! instruction is a call of [`entry::step`] with its `f`/`b` operands written to the scratch
+//! before and read back after (see [`super::entry`]).
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{

@@ -318,7 +318,9 @@ impl JobResult {
     }
 
     /// The plan the job ran by: backend, route, topology, chunk size, hit capacity and why
-    /// (what `meridian run --explain` prints). `None` for a streamed job's merged result.
+    /// (what `meridian run --explain` prints). `None` for a streamed job's merged result
+    /// (`StreamResult::plans` has its batches') and for a GPU job re-run on the CPU after a
+    /// device failure.
     pub fn plan(&self) -> Option<&crate::plan::Plan> {
         self.plan.as_deref()
     }
