@@ -126,22 +126,49 @@ pub struct CutInput {
     pub pressure: Pressure,
 }
 
+/// Why a job was cut as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutReason {
+    /// At most this many rows run inline.
+    Inline(usize),
+    /// Rows a chunk pinned by autotune.
+    Pinned(usize),
+    /// Idle workers: cut evenly.
+    Even,
+    /// A saturated queue: chunks of twice this.
+    Saturated(usize),
+    /// The engine's rows a chunk.
+    Engine(usize),
+    /// On the GPU: chunks for every block, at most half the ring.
+    Gpu,
+}
+
+impl fmt::Display for CutReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CutReason::Inline(n) => write!(f, "at most {n} rows run inline"),
+            CutReason::Pinned(n) => write!(f, "{n} rows a chunk (autotune)"),
+            CutReason::Even => write!(f, "idle workers: cut evenly, ≥ {MIN_SPLIT_ROWS} rows a chunk"),
+            CutReason::Saturated(n) => write!(f, "saturated queue: chunks of 2 × {n} rows"),
+            CutReason::Engine(n) => write!(f, "{n} rows a chunk"),
+            CutReason::Gpu => f.write_str("chunks for every block of the megakernel, at most half the ring"),
+        }
+    }
+}
+
 /// The cut of a CPU job: its topology, the rows of its chunks (0 for inline) and why.
-pub fn cpu_topology(c: &CutInput) -> (Topology, usize, String) {
+pub fn cpu_topology(c: &CutInput) -> (Topology, usize, CutReason) {
     if c.rows <= c.inline_rows {
-        return (Topology::Inline, 0, format!("{} rows ≤ {} run inline", c.rows, c.inline_rows));
+        return (Topology::Inline, 0, CutReason::Inline(c.inline_rows));
     }
     let base = c.chunk_rows.max(1);
     let (want, why) = match c.pinned {
-        Some(p) => (p.max(1), format!("{p} rows a chunk (autotune)")),
+        Some(p) => (p.max(1), CutReason::Pinned(p)),
         None if c.pressure == Pressure::Empty && c.workers > 1 && c.rows < base.saturating_mul(c.workers) => {
-            let even = c.rows.div_ceil(c.workers).max(MIN_SPLIT_ROWS);
-            (even, format!("idle workers: {} rows cut evenly, ≥ {MIN_SPLIT_ROWS} a chunk", c.rows))
+            (c.rows.div_ceil(c.workers).max(MIN_SPLIT_ROWS), CutReason::Even)
         }
-        None if c.pressure == Pressure::Saturated => {
-            (base.saturating_mul(2), format!("saturated queue: chunks of 2 × {base} rows"))
-        }
-        None => (base, format!("{base} rows a chunk")),
+        None if c.pressure == Pressure::Saturated => (base.saturating_mul(2), CutReason::Saturated(base)),
+        None => (base, CutReason::Engine(base)),
     };
     // At most `max_chunks` chunks: larger ones past that.
     let size = want.max(c.rows.div_ceil(c.max_chunks.max(1)));
@@ -150,21 +177,94 @@ pub fn cpu_topology(c: &CutInput) -> (Topology, usize, String) {
     (topology, size, why)
 }
 
+/// Why a job took its route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteReason {
+    /// The engine's route was set to this (`interp` or `jit`).
+    Asked(&'static str),
+    /// `auto`: the program's route race (racing, or settled).
+    Race {
+        /// Still racing.
+        racing: bool,
+    },
+    /// `auto`: `total` rows run, at least `hot`.
+    Hot {
+        /// Rows run, this job's included.
+        total: u64,
+        /// The threshold.
+        hot: u64,
+    },
+    /// `auto`: `total` rows run, under `hot`.
+    Cold {
+        /// Rows run, this job's included.
+        total: u64,
+        /// The threshold.
+        hot: u64,
+    },
+    /// `auto` in a build without the JIT.
+    NoJit,
+    /// The JIT was wanted (the inner reason) and could not compile the program (why).
+    Failed(Box<RouteReason>, String),
+    /// The GPU megakernel interprets the bytecode.
+    Megakernel,
+}
+
+impl fmt::Display for RouteReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteReason::Asked(r) => write!(f, "route {r} was asked for"),
+            RouteReason::Race { racing: true } => {
+                f.write_str("auto: the program's route race (interp against jit)")
+            }
+            RouteReason::Race { racing: false } => f.write_str("auto: the program's route race is settled"),
+            RouteReason::Hot { total, hot } => write!(f, "auto: hot ({total} rows run ≥ {hot})"),
+            RouteReason::Cold { total, hot } => write!(f, "auto: cold ({total} rows run < {hot})"),
+            RouteReason::NoJit => f.write_str("auto: this build has no JIT"),
+            RouteReason::Failed(wanted, why) => write!(f, "{wanted}, but the interpreter runs it: {why}"),
+            RouteReason::Megakernel => f.write_str("the megakernel interprets the bytecode (no GPU JIT yet)"),
+        }
+    }
+}
+
 /// Under `Route::Auto` without a route race: whether a program that has run `before` rows on
 /// the CPU takes the JIT for a job of `rows` more, and why. Hot — at least `hot` rows in all,
 /// this job's included — means the JIT, and a program once hot stays hot (rows only add up):
 /// the compile cost is sunk, so no band could make going back pay.
-pub fn auto_route(before: u64, rows: usize, hot: u64, jit_available: bool) -> (bool, String) {
+pub fn auto_route(before: u64, rows: usize, hot: u64, jit_available: bool) -> (bool, RouteReason) {
     let total = before.saturating_add(rows as u64);
     match (jit_available, total >= hot) {
-        (false, _) => (false, "auto: this build has no JIT".to_owned()),
-        (true, true) => (true, format!("auto: hot ({total} rows run ≥ {hot})")),
-        (true, false) => (false, format!("auto: cold ({total} rows run < {hot})")),
+        (false, _) => (false, RouteReason::NoJit),
+        (true, true) => (true, RouteReason::Hot { total, hot }),
+        (true, false) => (false, RouteReason::Cold { total, hot }),
     }
 }
 
-/// The plan of one job, as decided and applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a job got its hit capacity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CapacityReason {
+    /// The job asked for this many.
+    Asked(usize),
+    /// Hits a row learnt from the program's last run.
+    Learnt(f64),
+    /// No run yet: one a row assumed.
+    Assumed,
+}
+
+impl fmt::Display for CapacityReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CapacityReason::Asked(n) => write!(f, "{n} hits asked by the job"),
+            CapacityReason::Learnt(r) => {
+                write!(f, "{r:.3} hits a row learnt from the program's last run, +12.5% and 64")
+            }
+            CapacityReason::Assumed => f.write_str("1 hit a row assumed (no run yet), +12.5% and 64"),
+        }
+    }
+}
+
+/// The plan of one job, as decided and applied. Its reasons are formatted only when shown,
+/// so that keeping a plan with every result costs a tiny job nothing measurable.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// `cpu` or `cuda`.
     pub backend: &'static str,
@@ -180,8 +280,26 @@ pub struct Plan {
     pub hit_capacity: usize,
     /// The queue's pressure when it was planned (CPU jobs).
     pub pressure: Option<Pressure>,
-    /// Why, one line a decision.
-    pub reasons: Vec<String>,
+    /// Why it runs there (the backend's reason).
+    pub placement: std::sync::Arc<crate::Backend>,
+    /// Why this route.
+    pub route_why: RouteReason,
+    /// Why this cut.
+    pub cut_why: CutReason,
+    /// Why this hit capacity.
+    pub capacity_why: CapacityReason,
+}
+
+impl Plan {
+    /// Why, one line a decision: placement, route, cut, hit capacity.
+    pub fn reasons(&self) -> Vec<String> {
+        vec![
+            self.placement.reason.clone(),
+            self.route_why.to_string(),
+            self.cut_why.to_string(),
+            format!("hit capacity {}: {}", self.hit_capacity, self.capacity_why),
+        ]
+    }
 }
 
 impl fmt::Display for Plan {
@@ -194,7 +312,7 @@ impl fmt::Display for Plan {
         if let Some(p) = self.pressure {
             write!(f, ", queue {}", p.name())?;
         }
-        for r in &self.reasons {
+        for r in self.reasons() {
             write!(f, "\n  - {r}")?;
         }
         Ok(())
@@ -300,7 +418,7 @@ mod tests {
         ) {
             let c = CutInput { rows, inline_rows, chunk_rows, pinned, workers, max_chunks, pressure };
             let (t, size, why) = cpu_topology(&c);
-            prop_assert!(!why.is_empty());
+            prop_assert!(!why.to_string().is_empty());
             match t {
                 Topology::Inline => prop_assert!(rows <= inline_rows),
                 Topology::OneWorker => prop_assert!(size >= 1 && size >= rows),

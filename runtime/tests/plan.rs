@@ -75,7 +75,7 @@ fn one_program_three_sizes_three_topologies_and_the_route_goes_hot() {
     // A small job after the hot streak stays on the JIT (and inline).
     let small = run(5..6);
     assert_eq!((small.plan().unwrap().topology, small.route()), (Topology::Inline, want));
-    assert!(small.plan().unwrap().reasons.iter().any(|r| r.contains("hot") || r.contains("no JIT")));
+    assert!(small.plan().unwrap().reasons().iter().any(|r| r.contains("hot") || r.contains("no JIT")));
     assert_eq!(million.hits("pairs").unwrap(), again.hits("pairs").unwrap());
 }
 
@@ -94,6 +94,6 @@ fn a_job_that_overflowed_once_starts_with_enough_room() {
     assert_eq!(second.attempts(), 1);
     let plan = second.plan().unwrap();
     assert!(plan.hit_capacity >= 150_000, "{plan}");
-    assert!(plan.reasons.iter().any(|r| r.contains("3.000 hits a row")), "{plan}");
+    assert!(plan.reasons().iter().any(|r| r.contains("3.000 hits a row")), "{plan}");
     assert_eq!(first.hits("pairs"), second.hits("pairs"));
 }

@@ -572,7 +572,7 @@ impl GpuExecutor {
                             job.attempt,
                             job.backend.clone(),
                         )
-                        .with_plan(job.plan.clone())
+                        .with_plan(job.plan.as_deref().cloned())
                     }),
                 }
             }

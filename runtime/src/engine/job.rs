@@ -279,7 +279,7 @@ pub struct JobResult {
     columns: Vec<Column>,
     attempts: u32,
     backend: Arc<Backend>,
-    plan: Option<Arc<crate::plan::Plan>>,
+    plan: Option<crate::plan::Plan>,
 }
 
 impl PartialEq for JobResult {
@@ -312,7 +312,7 @@ impl JobResult {
     }
 
     /// The result with the plan its job ran by.
-    pub(crate) fn with_plan(mut self, plan: Option<Arc<crate::plan::Plan>>) -> JobResult {
+    pub(crate) fn with_plan(mut self, plan: Option<crate::plan::Plan>) -> JobResult {
         self.plan = plan;
         self
     }
@@ -322,7 +322,7 @@ impl JobResult {
     /// (`StreamResult::plans` has its batches') and for a GPU job re-run on the CPU after a
     /// device failure.
     pub fn plan(&self) -> Option<&crate::plan::Plan> {
-        self.plan.as_deref()
+        self.plan.as_ref()
     }
 
     /// What ran the rows: `interp` or `jit` (see [`Backend::route`]).

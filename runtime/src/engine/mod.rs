@@ -42,7 +42,7 @@ use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
 use crate::cuda::{CudaDevice, Device};
 use crate::events::{self, Event};
 use crate::executor::{self, JobState, Shared, Tuning};
-use crate::plan::{self, Plan, Topology};
+use crate::plan::{self, Plan, RouteReason, Topology};
 use crate::ring::{PushError, RingError};
 use crate::route::{Code, Route};
 use crate::tune::{self, Tuner};
@@ -576,7 +576,7 @@ fn choose_backend(
 
 /// What runs a CPU job's rows, the backend its result names, its part in a route race, and
 /// why that route.
-type CpuCode = (Code, Arc<Backend>, Option<tune::Entry>, String);
+type CpuCode = (Code, Arc<Backend>, Option<tune::Entry>, plan::RouteReason);
 
 /// A CPU job's plan with what applying it takes.
 struct CpuPlan {
@@ -585,7 +585,7 @@ struct CpuPlan {
     race: Option<tune::Entry>,
     chunk_rows: usize,
     hit_capacity: usize,
-    plan: Arc<Plan>,
+    plan: Plan,
 }
 
 /// The backend `backend` with the JIT as its route.
@@ -790,12 +790,10 @@ impl Engine {
             chunk_rows,
             hit_capacity,
             pressure: None,
-            reasons: vec![
-                self.gpu_backend.reason.clone(),
-                "the megakernel interprets the bytecode (no GPU JIT yet)".to_owned(),
-                format!("chunks of {chunk_rows} rows: every block gets some, at most half the ring"),
-                capacity_why,
-            ],
+            placement: self.gpu_backend.clone(),
+            route_why: RouteReason::Megakernel,
+            cut_why: plan::CutReason::Gpu,
+            capacity_why,
         };
         GpuJob {
             prepared: job.prepared.inner.clone(),
@@ -897,8 +895,8 @@ impl Engine {
         let prepared = &job.prepared.inner;
         let rows = job.rows.len();
         let (want_jit, why) = match self.route {
-            Route::Interpreter => (false, "route interp was asked for".to_owned()),
-            Route::Jit => (true, "route jit was asked for".to_owned()),
+            Route::Interpreter => (false, RouteReason::Asked(Route::Interpreter.name())),
+            Route::Jit => (true, RouteReason::Asked(Route::Jit.name())),
             Route::Auto => {
                 let raced = match &self.tuner {
                     Some(t) if rows >= tune::RACE_MIN_ROWS && Route::jit_available() => {
@@ -913,10 +911,7 @@ impl Engine {
                     _ => None,
                 };
                 if let Some((route, entry)) = raced {
-                    let why = match &entry {
-                        Some(_) => "auto: the program's route race (interp against jit)".to_owned(),
-                        None => "auto: the program's route race is settled".to_owned(),
-                    };
+                    let why = RouteReason::Race { racing: entry.is_some() };
                     return Ok(self.auto_code(job, backend, route == 1, entry, why));
                 }
                 let before = prepared.note_cpu_rows(rows).saturating_sub(rows as u64);
@@ -937,7 +932,7 @@ impl Engine {
                     return Err(JobError::Strict(events::refused(&event)));
                 }
                 let reason = format!("{}; route interp: {e}", backend.reason);
-                let why = format!("{why}, but the interpreter runs it: {e}");
+                let why = RouteReason::Failed(Box::new(why), e);
                 Ok((
                     Code::Interpreter,
                     Arc::new(Backend { reason, fallback: true, ..(*backend).clone() }),
@@ -957,7 +952,7 @@ impl Engine {
         backend: Arc<Backend>,
         jit: bool,
         entry: Option<tune::Entry>,
-        why: String,
+        why: RouteReason,
     ) -> CpuCode {
         if !jit {
             return (Code::Interpreter, backend, entry, why);
@@ -976,7 +971,7 @@ impl Engine {
                     let detail = format!("program {} (route auto)", job.prepared.hash().short());
                     events::record(Event::new("route", "jit", "interp", &e, detail));
                 }
-                (Code::Interpreter, backend, None, format!("{why}, but the interpreter runs it: {e}"))
+                (Code::Interpreter, backend, None, RouteReason::Failed(Box::new(why), e))
             }
         }
     }
@@ -1031,23 +1026,22 @@ impl Engine {
             chunk_rows,
             hit_capacity,
             pressure: Some(pressure),
-            reasons: vec![backend.reason.clone(), route_why, cut_why, capacity_why],
+            placement: backend.clone(),
+            route_why,
+            cut_why,
+            capacity_why,
         };
-        Ok(CpuPlan { code, backend, race, chunk_rows, hit_capacity, plan: Arc::new(plan) })
+        Ok(CpuPlan { code, backend, race, chunk_rows, hit_capacity, plan })
     }
 
     /// The hit capacity of a job's first attempt and why.
-    fn hit_capacity(&self, job: &Job) -> (usize, String) {
+    fn hit_capacity(&self, job: &Job) -> (usize, plan::CapacityReason) {
         let prepared = &job.prepared.inner;
         let capacity = prepared.first_hit_capacity(job.rows.len(), job.hit_capacity);
-        let why = match job.hit_capacity {
-            Some(asked) => format!("hit capacity {capacity}: {asked} asked by the job"),
-            None => match prepared.hits_per_row() {
-                Some(rate) => format!(
-                    "hit capacity {capacity}: {rate:.3} hits a row learnt from the program's last run, +12.5% and 64"
-                ),
-                None => format!("hit capacity {capacity}: 1 hit a row assumed (no run yet), +12.5% and 64"),
-            },
+        let why = match (job.hit_capacity, prepared.hits_per_row()) {
+            (Some(asked), _) => plan::CapacityReason::Asked(asked),
+            (None, Some(rate)) => plan::CapacityReason::Learnt(rate),
+            (None, None) => plan::CapacityReason::Assumed,
         };
         (capacity, why)
     }
@@ -1141,7 +1135,7 @@ impl Engine {
                             attempt,
                             plan.backend.clone(),
                         );
-                        return Ok(result.with_plan(Some(plan.plan.clone())));
+                        return Ok(result.with_plan(Some(plan.plan)));
                     }
                     Err(FinishError::Overflow(o)) => {
                         capacity = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
