@@ -65,8 +65,13 @@ struct Run {
 }
 
 fn meridian(args: &[&std::ffi::OsStr]) -> Run {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_meridian")).args(args).env("RUST_BACKTRACE", "1").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        // `meridian run` autotunes into the user's cache otherwise.
+        .env("MERIDIAN_AUTOTUNE", "off")
+        .output()
+        .unwrap();
     let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

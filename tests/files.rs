@@ -16,7 +16,13 @@ fn root() -> &'static Path {
 }
 
 fn meridian(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meridian")).args(args).current_dir(root()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .current_dir(root())
+        // `meridian run` autotunes into the user's cache otherwise.
+        .env("MERIDIAN_AUTOTUNE", "off")
+        .output()
+        .unwrap()
 }
 
 fn dir(name: &str) -> PathBuf {
@@ -260,6 +266,7 @@ fn run_reads_and_writes_columnar_files_with_the_csv_results() {
             ])
             .args(["--batch-rows", "50000", "--mode", "cpu", "--out", s(&out)])
             .env("MERIDIAN_IO", io)
+            .env("MERIDIAN_AUTOTUNE", "off")
             .current_dir(root())
             .output()
             .unwrap();

@@ -14,7 +14,13 @@ fn root() -> &'static Path {
 }
 
 fn meridian(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meridian")).args(args).current_dir(root()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .current_dir(root())
+        // `meridian run` autotunes into the user's cache otherwise.
+        .env("MERIDIAN_AUTOTUNE", "off")
+        .output()
+        .unwrap()
 }
 
 fn out_dir(name: &str) -> PathBuf {
