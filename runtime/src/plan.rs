@@ -266,10 +266,6 @@ impl fmt::Display for CapacityReason {
 /// so that keeping a plan with every result costs a tiny job nothing measurable.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    /// `cpu` or `cuda`.
-    pub backend: &'static str,
-    /// `interp` or `jit`.
-    pub route: &'static str,
     /// How its rows are cut.
     pub topology: Topology,
     /// Its rows.
@@ -291,6 +287,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// `cpu` or `cuda`.
+    pub fn backend(&self) -> &'static str {
+        self.placement.name
+    }
+
+    /// `interp` or `jit`.
+    pub fn route(&self) -> &'static str {
+        self.placement.route
+    }
+
     /// Why, one line a decision: placement, route, cut, hit capacity.
     pub fn reasons(&self) -> Vec<String> {
         vec![
@@ -304,7 +310,7 @@ impl Plan {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} rows: {} {}, {}", self.rows, self.backend, self.route, self.topology)?;
+        write!(f, "{} rows: {} {}, {}", self.rows, self.backend(), self.route(), self.topology)?;
         if self.chunk_rows > 0 {
             write!(f, " of {} rows", self.chunk_rows)?;
         }

@@ -54,7 +54,7 @@ fn one_program_three_sizes_three_topologies_and_the_route_goes_hot() {
 
     let one = run(0..1);
     let plan = one.plan().unwrap();
-    assert_eq!((plan.topology, plan.route), (Topology::Inline, "interp"), "{plan}");
+    assert_eq!((plan.topology, plan.route()), (Topology::Inline, "interp"), "{plan}");
 
     // 10k rows, the queue empty: cut evenly over the two idle workers.
     let ten_k = run(0..10_000);
@@ -68,10 +68,10 @@ fn one_program_three_sizes_three_topologies_and_the_route_goes_hot() {
     let plan = million.plan().unwrap();
     assert_eq!((plan.topology, plan.chunk_rows), (Topology::Split { chunks: 62 }, 16384), "{plan}");
     let crossed = 1 + 10_000 + 1_000_000 >= JIT_HOT_ROWS as usize;
-    assert_eq!(plan.route, if crossed && cfg!(feature = "jit") { "jit" } else { "interp" }, "{plan}");
+    assert_eq!(plan.route(), if crossed && cfg!(feature = "jit") { "jit" } else { "interp" }, "{plan}");
     let again = run(0..1_000_000);
     let want = if cfg!(feature = "jit") { "jit" } else { "interp" };
-    assert_eq!(again.plan().unwrap().route, want);
+    assert_eq!(again.plan().unwrap().route(), want);
     // A small job after the hot streak stays on the JIT (and inline).
     let small = run(5..6);
     assert_eq!((small.plan().unwrap().topology, small.route()), (Topology::Inline, want));
@@ -96,4 +96,33 @@ fn a_job_that_overflowed_once_starts_with_enough_room() {
     assert!(plan.hit_capacity >= 150_000, "{plan}");
     assert!(plan.reasons().iter().any(|r| r.contains("3.000 hits a row")), "{plan}");
     assert_eq!(first.hits("pairs"), second.hits("pairs"));
+}
+
+/// The queue's pressure changes the cut: a small job planned while another job's 128 chunks
+/// wait on the ring is cut by the engine's chunk size; the same job planned on an empty queue
+/// goes to one worker (too small to split evenly over two).
+#[test]
+fn a_busy_queue_changes_how_a_job_is_cut() {
+    let engine =
+        Engine::builder().mode(Mode::Cpu).workers(2).chunk_rows(1024).ring_capacity(256).build().unwrap();
+    let program = assemble("nest.masm", PROGRAM).unwrap();
+    let (pts, zones) = columns(131_072);
+    let prepared = engine.prepare_verified(&program);
+    let bound = engine.bind(&prepared, [("pts", pts), ("zones", zones)]).unwrap();
+    let small = || prepared.job(&bound).rows(0..1500);
+
+    // 128 chunks of 1,024 rows (half the ring): the workers take far longer to drain them
+    // than the next submission takes to be planned.
+    let big = engine.submit(prepared.job(&bound)).unwrap();
+    let busy = engine.submit(small()).unwrap().wait().unwrap();
+    let plan = busy.plan().unwrap();
+    assert_ne!(plan.pressure, Some(meridian_runtime::plan::Pressure::Empty), "{plan}");
+    assert_eq!((plan.topology, plan.chunk_rows), (Topology::Split { chunks: 2 }, 1024), "{plan}");
+    big.wait().unwrap();
+
+    let idle = engine.run(small()).unwrap();
+    let plan = idle.plan().unwrap();
+    assert_eq!(plan.pressure, Some(meridian_runtime::plan::Pressure::Empty), "{plan}");
+    assert_eq!((plan.topology, plan.chunk_rows), (Topology::OneWorker, 4096), "{plan}");
+    assert_eq!(busy.hits("pairs"), idle.hits("pairs"));
 }

@@ -583,8 +583,6 @@ struct CpuPlan {
     code: Code,
     backend: Arc<Backend>,
     race: Option<tune::Entry>,
-    chunk_rows: usize,
-    hit_capacity: usize,
     plan: Plan,
 }
 
@@ -783,8 +781,6 @@ impl Engine {
         let rows = job.rows.len();
         let (chunks, chunk_rows) = self.gpu.as_ref().map_or((1, rows), |g| g.chunks(rows));
         let plan = Plan {
-            backend: self.gpu_backend.name,
-            route: self.gpu_backend.route,
             topology: Topology::Gpu { chunks },
             rows,
             chunk_rows,
@@ -1019,8 +1015,6 @@ impl Engine {
         let (topology, chunk_rows, cut_why) = plan::cpu_topology(&cut);
         let (hit_capacity, capacity_why) = self.hit_capacity(job);
         let plan = Plan {
-            backend: backend.name,
-            route: backend.route,
             topology,
             rows,
             chunk_rows,
@@ -1031,7 +1025,7 @@ impl Engine {
             cut_why,
             capacity_why,
         };
-        Ok(CpuPlan { code, backend, race, chunk_rows, hit_capacity, plan })
+        Ok(CpuPlan { code, backend, race, plan })
     }
 
     /// The hit capacity of a job's first attempt and why.
@@ -1110,7 +1104,7 @@ impl Engine {
     fn run_inline(&self, job: &Job, plan: CpuPlan) -> Result<JobResult, JobError> {
         let prepared = &job.prepared.inner;
         let rows = job.rows.clone();
-        let mut capacity = plan.hit_capacity;
+        let mut capacity = plan.plan.hit_capacity;
         let mut fresh = None;
         INLINE_SCRATCH.with(|cell| {
             // A job submitted from inside another inline job's thread-local use cannot
@@ -1154,13 +1148,13 @@ impl Engine {
             job.prepared.inner.clone(),
             job.bound.inner.clone(),
             job.rows.clone(),
-            plan.hit_capacity,
+            plan.plan.hit_capacity,
             cell.clone(),
             1,
             plan.backend,
         );
         state.code = plan.code;
-        state.chunk_rows = plan.chunk_rows;
+        state.chunk_rows = plan.plan.chunk_rows;
         state.race = plan.race;
         state.plan = Some(plan.plan);
         (Arc::new(state), cell)

@@ -236,8 +236,8 @@ impl Merger {
         }
         if let Some(p) = r.plan() {
             let same = |q: &crate::plan::Plan| {
-                (q.backend, q.route, std::mem::discriminant(&q.topology), q.chunk_rows)
-                    == (p.backend, p.route, std::mem::discriminant(&p.topology), p.chunk_rows)
+                (q.backend(), q.route(), std::mem::discriminant(&q.topology), q.chunk_rows)
+                    == (p.backend(), p.route(), std::mem::discriminant(&p.topology), p.chunk_rows)
             };
             if !self.plans.last().is_some_and(|(_, q)| same(q)) {
                 self.plans.push((self.batches, p.clone()));
