@@ -129,14 +129,18 @@ pub fn families(kind: InputKind) -> &'static [Family] {
 /// `rows` random geometries that fit `kind`, about one in twenty null. For `Points`, mostly
 /// single points (the fast paths' case).
 pub fn column(rng: &mut Rng, kind: InputKind, rows: usize) -> GeometryColumn {
-    let mut b = ColumnBuilder::new();
+    // Half the point columns hold single points only, which the builder keeps in the point
+    // layout; a quarter of those are turned nested, so both layouts of points are exercised.
+    let only_points = kind == InputKind::Points && rng.chance(50);
+    let nested = only_points && rng.chance(25);
+    let mut b = if nested { ColumnBuilder::nested() } else { ColumnBuilder::new() };
     let fams = families(kind);
     for _ in 0..rows {
         if rng.chance(5) {
             b.push_null();
             continue;
         }
-        let family = if kind == InputKind::Points && rng.chance(80) {
+        let family = if kind == InputKind::Points && (only_points || rng.chance(80)) {
             Family::Point
         } else {
             fams[rng.below(fams.len() as u64) as usize]

@@ -36,25 +36,54 @@ MR_FN bool mr_row_null(const MrColumn* c, u64 row) {
     return ((c->validity[row >> 6] >> (row & 63)) & 1ULL) == 0;
 }
 
+// A column in the point layout (Layout::Points) has no kinds and no offsets: row r is part
+// r, ring r and coordinate r, and has them when it is valid and its x is not NaN (ColumnView).
+MR_FN bool mr_points_native(const MrColumn* c) { return c->ring_offsets == nullptr; }
+
+// The first coordinate of ring `r` (the end of ring r - 1).
+MR_FN u32 mr_ro(const MrColumn* c, u32 r) { return mr_points_native(c) ? r : c->ring_offsets[r]; }
+
+// The first ring of part `p` (the end of part p - 1). In the point layout the part of an empty
+// or null row is never reached: rows' part ranges skip it and the index never finds it.
+MR_FN u32 mr_po(const MrColumn* c, u32 p) { return mr_points_native(c) ? p : c->part_offsets[p]; }
+
+// The family id of a row in range (0 for a null row).
+MR_FN u32 mr_kind(const MrColumn* c, u64 row) {
+    if (mr_points_native(c)) return mr_row_null(c, row) ? 0 : MR_FAM_POINT;
+    return c->kinds[row];
+}
+
+// The parts [p0, p1) of a row in range.
+MR_FN void mr_geom_parts(const MrColumn* c, u64 row, u32& p0, u32& p1) {
+    if (mr_points_native(c)) {
+        double x = c->x[row];
+        p0 = (u32)row;
+        p1 = (u32)row + (!mr_row_null(c, row) && x == x ? 1u : 0u);
+        return;
+    }
+    p0 = c->geom_offsets[row];
+    p1 = c->geom_offsets[row + 1];
+}
+
 // The geometry at `row`; false for a null row.
 MR_FN bool mr_geom(const MrColumn* c, u64 row, MrGeom& g) {
     if (mr_row_null(c, row)) return false;
-    u32 family = c->kinds[row];
+    u32 family = mr_kind(c, row);
     if (family < 1 || family > 6) return false;
     g.c = c;
     g.row = (u32)row;
     g.family = family;
-    g.p0 = c->geom_offsets[row];
-    g.p1 = c->geom_offsets[row + 1];
+    mr_geom_parts(c, row, g.p0, g.p1);
     return true;
 }
 
 // The coordinate of a non-null, non-empty POINT row (ColumnView::point).
 MR_FN bool mr_point_of(const MrColumn* c, u64 row, double& x, double& y) {
-    if (mr_row_null(c, row) || c->kinds[row] != MR_FAM_POINT) return false;
-    u32 part = c->geom_offsets[row];
-    if (c->geom_offsets[row + 1] == part) return false;
-    u32 k = c->ring_offsets[c->part_offsets[part]];
+    if (mr_row_null(c, row) || mr_kind(c, row) != MR_FAM_POINT) return false;
+    u32 p0, p1;
+    mr_geom_parts(c, row, p0, p1);
+    if (p1 == p0) return false;
+    u32 k = mr_ro(c, mr_po(c, p0));
     x = c->x[k];
     y = c->y[k];
     return true;
@@ -76,14 +105,14 @@ MR_FN u32 mr_dim(const MrGeom& g) { return mr_dim_of(g.family); }
 MR_FN bool mr_is_puntal(const MrGeom& g) { return g.family == MR_FAM_POINT || g.family == MR_FAM_MULTIPOINT; }
 
 // Coordinates [first, end) of the whole geometry (they are contiguous).
-MR_FN u32 mr_coord_begin(const MrGeom& g) { return g.c->ring_offsets[g.c->part_offsets[g.p0]]; }
-MR_FN u32 mr_coord_end(const MrGeom& g) { return g.c->ring_offsets[g.c->part_offsets[g.p1]]; }
+MR_FN u32 mr_coord_begin(const MrGeom& g) { return mr_ro(g.c, mr_po(g.c, g.p0)); }
+MR_FN u32 mr_coord_end(const MrGeom& g) { return mr_ro(g.c, mr_po(g.c, g.p1)); }
 MR_FN u32 mr_num_points(const MrGeom& g) { return mr_coord_end(g) - mr_coord_begin(g); }
 MR_FN bool mr_is_empty(const MrGeom& g) { return mr_num_points(g) == 0; }
-MR_FN u32 mr_ring_begin(const MrColumn* c, u32 part) { return c->part_offsets[part]; }
-MR_FN u32 mr_ring_end(const MrColumn* c, u32 part) { return c->part_offsets[part + 1]; }
-MR_FN u32 mr_first_ring(const MrGeom& g) { return g.c->part_offsets[g.p0]; }
-MR_FN u32 mr_last_ring(const MrGeom& g) { return g.c->part_offsets[g.p1]; }
+MR_FN u32 mr_ring_begin(const MrColumn* c, u32 part) { return mr_po(c, part); }
+MR_FN u32 mr_ring_end(const MrColumn* c, u32 part) { return mr_po(c, part + 1); }
+MR_FN u32 mr_first_ring(const MrGeom& g) { return mr_po(g.c, g.p0); }
+MR_FN u32 mr_last_ring(const MrGeom& g) { return mr_po(g.c, g.p1); }
 
 // ---- boxes -------------------------------------------------------------------------------
 
@@ -117,7 +146,7 @@ MR_NOINLINE MrRect mr_bbox(const MrGeom& g) { return mr_rect_of(g.c, mr_coord_be
 
 // Twice the signed area of the closed ring `r` (ring_area2).
 MR_FN double mr_ring_area2(const MrColumn* c, u32 r) {
-    u32 k0 = c->ring_offsets[r], k1 = c->ring_offsets[r + 1];
+    u32 k0 = mr_ro(c, r), k1 = mr_ro(c, r + 1);
     u32 n = k1 - k0;
     if (n == 0) return 0.0;
     double x0 = c->x[k0], y0 = c->y[k0];
@@ -132,7 +161,7 @@ MR_FN double mr_ring_area2(const MrColumn* c, u32 r) {
 
 // Whether a closed ring runs counter-clockwise, as JTS Orientation.isCCW decides (is_ccw).
 MR_NOINLINE bool mr_is_ccw(const MrColumn* c, u32 r) {
-    u32 k0 = c->ring_offsets[r], k1 = c->ring_offsets[r + 1];
+    u32 k0 = mr_ro(c, r), k1 = mr_ro(c, r + 1);
     u32 len = k1 - k0;
     if (len < 1) return false;
     u32 n = len - 1;
@@ -189,7 +218,7 @@ MR_NOINLINE double mr_length(const MrGeom& g) {
     // Iterator::sum starts from -0.0: an empty line has length -0.0, as on the CPU.
     double total = -0.0;
     for (u32 r = mr_first_ring(g); r < mr_last_ring(g); r++) {
-        u32 k0 = g.c->ring_offsets[r], k1 = g.c->ring_offsets[r + 1];
+        u32 k0 = mr_ro(g.c, r), k1 = mr_ro(g.c, r + 1);
         for (u32 k = k0 + 1; k < k1; k++) {
             total += mr_hypot(g.c->x[k] - g.c->x[k - 1], g.c->y[k] - g.c->y[k - 1]);
         }
@@ -216,7 +245,7 @@ MR_FN void mr_centroid_point(MrCentroid& c, double x, double y) {
 }
 
 MR_FN void mr_centroid_line(MrCentroid& c, const MrColumn* col, u32 r) {
-    u32 k0 = col->ring_offsets[r], k1 = col->ring_offsets[r + 1];
+    u32 k0 = mr_ro(col, r), k1 = mr_ro(col, r + 1);
     double len = 0.0;
     for (u32 k = k0 + 1; k < k1; k++) {
         double ax = col->x[k - 1], ay = col->y[k - 1], bx = col->x[k], by = col->y[k];
@@ -231,7 +260,7 @@ MR_FN void mr_centroid_line(MrCentroid& c, const MrColumn* col, u32 r) {
 }
 
 MR_FN void mr_centroid_ring(MrCentroid& c, const MrColumn* col, u32 r, bool hole) {
-    u32 k0 = col->ring_offsets[r], k1 = col->ring_offsets[r + 1];
+    u32 k0 = mr_ro(col, r), k1 = mr_ro(col, r + 1);
     if (k1 == k0) return;
     if (!c.has_base) {
         c.has_base = true;
@@ -321,7 +350,7 @@ MR_FN int mr_edge_crossing(double ax, double ay, double bx, double by, double px
 MR_FN u32 mr_locate_in_rings(const MrColumn* c, u32 r0, u32 r1, double px, double py) {
     bool inside = false;
     for (u32 r = r0; r < r1; r++) {
-        u32 k0 = c->ring_offsets[r], k1 = c->ring_offsets[r + 1];
+        u32 k0 = mr_ro(c, r), k1 = mr_ro(c, r + 1);
         for (u32 k = k0 + 1; k < k1; k++) {
             int e = mr_edge_crossing(c->x[k - 1], c->y[k - 1], c->x[k], c->y[k], px, py);
             if (e < 0) return MR_BOUNDARY;
@@ -360,7 +389,7 @@ MR_NOINLINE u32 mr_locate_point(const MrGeom& g, double px, double py) {
             u32 endpoints = 0;
             bool on = false;
             for (u32 r = mr_first_ring(g); r < mr_last_ring(g); r++) {
-                u32 k0 = c->ring_offsets[r], k1 = c->ring_offsets[r + 1];
+                u32 k0 = mr_ro(c, r), k1 = mr_ro(c, r + 1);
                 if (k1 == k0) continue;
                 double fx = c->x[k0], fy = c->y[k0], lx = c->x[k1 - 1], ly = c->y[k1 - 1];
                 bool closed = fx == lx && fy == ly;
@@ -428,8 +457,8 @@ MR_FN bool mr_polygon_touches_part_of(const MrGeom& p, const MrGeom& q) {
     for (u32 part = q.p0; part < q.p1; part++) {
         u32 r0 = mr_ring_begin(q.c, part), r1 = mr_ring_end(q.c, part);
         if (r0 == r1) continue;
-        u32 k = q.c->ring_offsets[r0];
-        if (q.c->ring_offsets[r0 + 1] == k) continue;
+        u32 k = mr_ro(q.c, r0);
+        if (mr_ro(q.c, r0 + 1) == k) continue;
         if (mr_locate_point(p, q.c->x[k], q.c->y[k]) != MR_EXTERIOR) return true;
     }
     return false;
@@ -452,7 +481,7 @@ MR_NOINLINE double mr_distance(const MrGeom& a, const MrGeom& b) {
                 }
             } else {
                 for (u32 r = mr_first_ring(b); r < mr_last_ring(b); r++) {
-                    u32 k0 = cb->ring_offsets[r], k1 = cb->ring_offsets[r + 1];
+                    u32 k0 = mr_ro(cb, r), k1 = mr_ro(cb, r + 1);
                     for (u32 k = k0 + 1; k < k1; k++) {
                         best = mr_min(best, mr_segment_distance(px, py, cb->x[k - 1], cb->y[k - 1], cb->x[k], cb->y[k]));
                     }
@@ -462,7 +491,7 @@ MR_NOINLINE double mr_distance(const MrGeom& a, const MrGeom& b) {
         return best;
     }
     for (u32 ra = mr_first_ring(a); ra < mr_last_ring(a); ra++) {
-        u32 a0 = ca->ring_offsets[ra], a1 = ca->ring_offsets[ra + 1];
+        u32 a0 = mr_ro(ca, ra), a1 = mr_ro(ca, ra + 1);
         for (u32 i = a0 + 1; i < a1; i++) {
             double cx = ca->x[i - 1], cy = ca->y[i - 1], dx = ca->x[i], dy = ca->y[i];
             if (b_pts) {
@@ -471,7 +500,7 @@ MR_NOINLINE double mr_distance(const MrGeom& a, const MrGeom& b) {
                 }
             } else {
                 for (u32 rb = mr_first_ring(b); rb < mr_last_ring(b); rb++) {
-                    u32 b0 = cb->ring_offsets[rb], b1 = cb->ring_offsets[rb + 1];
+                    u32 b0 = mr_ro(cb, rb), b1 = mr_ro(cb, rb + 1);
                     for (u32 j = b0 + 1; j < b1; j++) {
                         best = mr_min(best, mr_seg_seg(cx, cy, dx, dy, cb->x[j - 1], cb->y[j - 1], cb->x[j], cb->y[j]));
                         if (best == 0.0) return 0.0;

@@ -80,9 +80,10 @@ MR_NOINLINE bool mr_locate_candidate(const MrInput* ins, u32 nins, MrG a, double
     if (a.src >= nins) return false;
     const MrInput& in = ins[a.src];
     if (!in.indexed || a.row >= in.col.rows) return false;
-    if (!mr_areal_kind(in.col.kinds[a.row])) return false;
+    if (!mr_areal_kind(mr_kind(&in.col, a.row))) return false;
     const MrIndex& ix = in.idx;
-    u32 p0 = in.col.geom_offsets[a.row], p1 = in.col.geom_offsets[a.row + 1];
+    u32 p0, p1;
+    mr_geom_parts(&in.col, a.row, p0, p1);
     u32 result = MR_EXTERIOR;
     for (u32 part = p0; part < p1; part++) {
         if (part >= ix.slab_part_count) return false;
@@ -607,7 +608,7 @@ MR_FN u32 mr_run_join_row(const MrProgram& p, const MrInput* ins, u64 row, MrReg
     bool have = next_hit(pos, part, cls);
     while (have) {
         u32 cand = ix.part_rows[part];
-        bool areal = ix.areal || mr_areal_kind(zones.col.kinds[cand]);
+        bool areal = ix.areal || mr_areal_kind(mr_kind(&zones.col, cand));
         bool general = !areal;
         u32 loc = MR_EXTERIOR;
         bool more = true;

@@ -32,7 +32,7 @@ struct MrTopo {
 
 // A ring all of whose coordinates equal its first (a zero-length line is a point).
 MR_FN bool mr_ring_degenerate(const MrColumn* c, u32 r) {
-    u32 k0 = c->ring_offsets[r], k1 = c->ring_offsets[r + 1];
+    u32 k0 = mr_ro(c, r), k1 = mr_ro(c, r + 1);
     for (u32 k = k0 + 1; k < k1; k++) {
         if (!(c->x[k] == c->x[k0] && c->y[k] == c->y[k0])) return false;
     }
@@ -40,7 +40,7 @@ MR_FN bool mr_ring_degenerate(const MrColumn* c, u32 r) {
 }
 
 MR_FN bool mr_ring_closed(const MrColumn* c, u32 r) {
-    u32 k0 = c->ring_offsets[r], k1 = c->ring_offsets[r + 1];
+    u32 k0 = mr_ro(c, r), k1 = mr_ro(c, r + 1);
     return c->x[k0] == c->x[k1 - 1] && c->y[k0] == c->y[k1 - 1];
 }
 
@@ -52,7 +52,7 @@ MR_FN MrTopo mr_topo(const MrGeom& g) {
         // Lines whose every ring is a single repeated point have no edges: points (as in JTS).
         bool edges = false;
         for (u32 r = mr_first_ring(g); r < mr_last_ring(g) && !edges; r++) {
-            edges = g.c->ring_offsets[r + 1] != g.c->ring_offsets[r] && !mr_ring_degenerate(g.c, r);
+            edges = mr_ro(g.c, r + 1) != mr_ro(g.c, r) && !mr_ring_degenerate(g.c, r);
         }
         if (!edges) t.dim = 0;
     }
@@ -69,8 +69,8 @@ MR_FN void mr_topo_points(const MrTopo& t, F&& f) {
         for (u32 k = mr_coord_begin(t.g); k < mr_coord_end(t.g); k++) f(c->x[k], c->y[k]);
     } else if (gd == 1) {
         for (u32 r = mr_first_ring(t.g); r < mr_last_ring(t.g); r++) {
-            u32 k0 = c->ring_offsets[r];
-            if (c->ring_offsets[r + 1] == k0) continue;
+            u32 k0 = mr_ro(c, r);
+            if (mr_ro(c, r + 1) == k0) continue;
             if (mr_ring_degenerate(c, r)) f(c->x[k0], c->y[k0]);
         }
     }
@@ -87,7 +87,7 @@ MR_FN void mr_topo_edges(const MrTopo& t, F&& f) {
     for (u32 p = t.g.p0; p < t.g.p1; p++) {
         u32 r0 = mr_ring_begin(c, p), r1 = mr_ring_end(c, p);
         for (u32 r = r0; r < r1; r++) {
-            u32 k0 = c->ring_offsets[r], k1 = c->ring_offsets[r + 1];
+            u32 k0 = mr_ro(c, r), k1 = mr_ro(c, r + 1);
             if (k1 == k0) continue;
             if (gd == 1 && mr_ring_degenerate(c, r)) continue;
             for (u32 k = k0 + 1; k < k1; k++) {
@@ -105,7 +105,7 @@ MR_FN void mr_topo_ends(const MrTopo& t, F&& f) {
     const MrColumn* c = t.g.c;
     if (mr_dim(t.g) != 1) return;
     for (u32 r = mr_first_ring(t.g); r < mr_last_ring(t.g); r++) {
-        u32 k0 = c->ring_offsets[r], k1 = c->ring_offsets[r + 1];
+        u32 k0 = mr_ro(c, r), k1 = mr_ro(c, r + 1);
         if (k1 == k0 || mr_ring_degenerate(c, r) || mr_ring_closed(c, r)) continue;
         f(c->x[k0], c->y[k0]);
         f(c->x[k1 - 1], c->y[k1 - 1]);

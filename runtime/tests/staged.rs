@@ -81,7 +81,8 @@ fn staged_reads_give_the_file_whatever_the_path_and_sizes() {
         assert_eq!(&io::read_geometry(&path).unwrap(), want, "{name}: the reference read");
         for io in [IoMode::Auto, IoMode::Pread] {
             for (batch_rows, reads_in_flight) in [(1, 1), (10_000, 3), (1 << 20, 8)] {
-                let options = IpcStreamOptions { batch_rows, reads_in_flight, io };
+                let options =
+                    IpcStreamOptions { batch_rows, reads_in_flight, io, ..IpcStreamOptions::default() };
                 let stream = IpcStream::open(&path, None, options).unwrap();
                 let how = stream.how().to_owned();
                 match io {
@@ -98,6 +99,34 @@ fn staged_reads_give_the_file_whatever_the_path_and_sizes() {
                 let expected = blocks.div_ceil(batch_rows.div_ceil(per));
                 assert_eq!(batches, expected, "{name} {batch_rows}");
             }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_consumer_that_keeps_every_batch_never_stalls_the_reads() {
+    let d = dir("keep");
+    let col = points(40_000);
+    let path = d.join("p.arrow");
+    write(&path, &col, 1000, Encoding::Native(Family::Point));
+    for io in [IoMode::Auto, IoMode::Pread] {
+        for (reads_in_flight, batches_held) in [(1, 0), (2, 1), (4, 3)] {
+            let options = IpcStreamOptions { batch_rows: 1, reads_in_flight, batches_held, io };
+            let mut stream = IpcStream::open(&path, None, options).unwrap();
+            // All 40 batches held at once: the slots run out and later batches are copied.
+            let mut kept = Vec::new();
+            while let Some(batch) = stream.next_batch() {
+                kept.push(batch.unwrap());
+            }
+            assert_eq!(kept.len(), 40);
+            let mut b = ColumnBuilder::new();
+            for batch in &kept {
+                for r in 0..batch.len() {
+                    b.push_geom(batch.get(r).as_ref()).unwrap();
+                }
+            }
+            assert_eq!(b.finish(), col, "{io:?} {reads_in_flight} {batches_held}");
         }
     }
     let _ = std::fs::remove_dir_all(&d);
@@ -147,9 +176,12 @@ fn truncation_and_damage_mid_stream_are_errors_with_the_place() {
         // The file shrinks after its footer was read: a read ends early.
         let cut = d.join("cut.arrow");
         std::fs::write(&cut, &bytes).unwrap();
-        let stream =
-            IpcStream::open(&cut, None, IpcStreamOptions { batch_rows: 5000, reads_in_flight: 2, io })
-                .unwrap();
+        let stream = IpcStream::open(
+            &cut,
+            None,
+            IpcStreamOptions { batch_rows: 5000, reads_in_flight: 2, io, ..IpcStreamOptions::default() },
+        )
+        .unwrap();
         std::fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(bytes.len() as u64 / 2).unwrap();
         let engine = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
         let program = assemble(
@@ -174,9 +206,12 @@ fn truncation_and_damage_mid_stream_are_errors_with_the_place() {
         }
         let bad = d.join("bad.arrow");
         std::fs::write(&bad, &damaged).unwrap();
-        let stream =
-            IpcStream::open(&bad, None, IpcStreamOptions { batch_rows: 5000, reads_in_flight: 3, io })
-                .unwrap();
+        let stream = IpcStream::open(
+            &bad,
+            None,
+            IpcStreamOptions { batch_rows: 5000, reads_in_flight: 3, io, ..IpcStreamOptions::default() },
+        )
+        .unwrap();
         match drain(stream) {
             Err(e) => assert!(e.source_name.ends_with("bad.arrow"), "{e}"),
             // The bytes hit only coordinates: other points, but all rows.

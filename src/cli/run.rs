@@ -173,14 +173,19 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                     IpcStreamOptions { batch_rows: args.batch_rows, io, ..IpcStreamOptions::default() };
                 let source = IpcStream::open(path, None, options).map_err(|e| input_err(&e))?;
                 let via = source.how().to_owned();
-                let bar = progress_bar(None, path);
+                let (bytes, started) = (source.bytes_counter(), Instant::now());
+                let bar = bytes_bar(source.file_len(), path);
                 let done = engine.run_stream(
                     &prepared,
                     name,
                     source,
                     &others,
                     StreamOptions::default(),
-                    &mut |rows| bar.set_position(rows),
+                    &mut |rows| {
+                        bar.set_position(bytes.load(std::sync::atomic::Ordering::Relaxed));
+                        let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9) / 1e6;
+                        bar.set_message(format!("{}: {rows} rows, {rate:.1} M rows/s", path.display()));
+                    },
                 );
                 bar.finish_and_clear();
                 (done, via)
@@ -276,6 +281,19 @@ fn progress_bar(rows: Option<u64>, path: &Path) -> ProgressBar {
     } else {
         "{msg} {spinner} {human_pos} rows, {per_sec}"
     };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(path.display().to_string());
+    bar
+}
+
+/// A progress bar on stderr for a file streamed through staging memory: bytes read of the
+/// file's size (MB/s, ETA), rows and rows/s in the message (hidden when stderr is not a
+/// terminal).
+fn bytes_bar(len: u64, path: &Path) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let template = "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes}, {binary_bytes_per_sec}, {eta} left";
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }

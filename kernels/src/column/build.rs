@@ -5,6 +5,8 @@ use geo_traits::{
     MultiPointTrait, MultiPolygonTrait, PointTrait, PolygonTrait, RectTrait, TriangleTrait,
 };
 
+use arrow_buffer::{NullBuffer, ScalarBuffer};
+
 use super::{ColumnView, Family, Geom, GeometryColumn};
 
 /// Why a geometry could not be added to a column. The row is left out entirely; the column
@@ -66,6 +68,11 @@ pub enum ColumnError {
 
 /// Appends rows to a new [`GeometryColumn`].
 ///
+/// A builder keeps the point layout ([`super::Layout::Points`]) while every row is a point,
+/// null or `POINT EMPTY`, and moves to the nested layout (once, in one pass) at the first
+/// row of another family. Coordinates handed over as Arrow buffers
+/// ([`ColumnBuilder::extend_point_buffers`]) into an empty builder are kept, not copied.
+///
 /// ```
 /// use meridian_kernels::column::{ColumnBuilder, Family};
 /// let mut b = ColumnBuilder::new();
@@ -79,24 +86,52 @@ pub enum ColumnError {
 /// assert!(col.get(2).unwrap().is_empty());  // empty, not null
 /// # Ok::<(), meridian_kernels::column::ColumnError>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ColumnBuilder {
-    col: GeometryColumn,
+    col: Arrays,
     families_seen: u8,
+}
+
+/// A column being built: a [`GeometryColumn`]'s arrays, growable.
+#[derive(Clone, Debug)]
+struct Arrays {
+    family: Option<Family>,
+    rows: usize,
+    /// The point layout: kinds and offsets are empty, one coordinate per row.
+    native: bool,
+    kinds: Vec<u8>,
+    geom_offsets: Vec<u32>,
+    part_offsets: Vec<u32>,
+    ring_offsets: Vec<u32>,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    validity: Vec<u64>,
+    /// Coordinates adopted without a copy (point layout only; `x` and `y` are empty while
+    /// they are here, and they are copied out at the first change).
+    shared: Option<Box<(ScalarBuffer<f64>, ScalarBuffer<f64>)>>,
+}
+
+impl Default for Arrays {
+    fn default() -> Self {
+        Arrays {
+            family: None,
+            rows: 0,
+            native: true,
+            kinds: Vec::new(),
+            geom_offsets: Vec::new(),
+            part_offsets: Vec::new(),
+            ring_offsets: Vec::new(),
+            x: Vec::new(),
+            y: Vec::new(),
+            validity: Vec::new(),
+            shared: None,
+        }
+    }
 }
 
 impl Default for GeometryColumn {
     fn default() -> Self {
-        GeometryColumn {
-            family: None,
-            kinds: Vec::new(),
-            geom_offsets: vec![0],
-            part_offsets: vec![0],
-            ring_offsets: vec![0],
-            x: Vec::new(),
-            y: Vec::new(),
-            validity: Vec::new(),
-        }
+        ColumnBuilder::new().finish()
     }
 }
 
@@ -105,6 +140,8 @@ impl Default for GeometryColumn {
 /// family and validity.
 #[derive(Clone, Copy, Debug)]
 pub struct Checkpoint {
+    rows: usize,
+    native: bool,
     kinds: usize,
     geoms: usize,
     parts: usize,
@@ -125,32 +162,57 @@ struct Mark {
     coords: usize,
 }
 
+/// True for a coordinate a column accepts.
+#[inline(always)]
+fn in_range(x: f64, y: f64) -> bool {
+    x.abs() <= super::MAX_COORD && y.abs() <= super::MAX_COORD
+}
+
+/// The first valid row whose coordinates are neither in range nor an empty point (NaN, NaN).
+fn first_bad(xs: &[f64], ys: &[f64], is_valid: &dyn Fn(usize) -> bool) -> Option<usize> {
+    xs.iter()
+        .zip(ys)
+        .enumerate()
+        .position(|(i, (&x, &y))| !(in_range(x, y) || (x.is_nan() && y.is_nan())) && is_valid(i))
+}
+
 impl ColumnBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty builder that builds the nested layout even for points (for comparisons of
+    /// the two layouts, and for callers that want offsets).
+    pub fn nested() -> Self {
+        let mut b = Self::new();
+        b.go_nested();
+        b
+    }
+
     /// Rows added so far.
     pub fn len(&self) -> usize {
-        self.col.kinds.len()
+        self.col.rows
     }
 
     /// True when no row has been added.
     pub fn is_empty(&self) -> bool {
-        self.col.kinds.is_empty()
+        self.col.rows == 0
     }
 
     /// Where the builder stands now.
     pub fn checkpoint(&self) -> Checkpoint {
         let c = &self.col;
+        let coords = c.shared.as_deref().map_or(c.x.len(), |(x, _)| x.len());
         Checkpoint {
+            rows: c.rows,
+            native: c.native,
             kinds: c.kinds.len(),
             geoms: c.geom_offsets.len(),
             parts: c.part_offsets.len(),
             rings: c.ring_offsets.len(),
-            xs: c.x.len(),
-            ys: c.y.len(),
+            xs: coords,
+            ys: coords,
             validity: c.validity.len(),
             last_word: c.validity.last().copied(),
             family: c.family,
@@ -163,7 +225,28 @@ impl ColumnBuilder {
     /// array is cut back to its own length at the checkpoint, so it holds even when the arrays
     /// were left out of step.
     pub fn restore(&mut self, at: Checkpoint) {
+        self.unshare();
+        if at.native && !self.col.native {
+            // Every row up to the checkpoint is a point: cut the nested arrays there and
+            // return to the point layout.
+            let c = &mut self.col;
+            let rows = at.rows.min(c.kinds.len());
+            let parts = c.geom_offsets.get(rows).map_or(0, |&p| p as usize);
+            let rings = c.part_offsets.get(parts).map_or(0, |&r| r as usize);
+            let coords = c.ring_offsets.get(rings).map_or(0, |&k| k as usize);
+            c.kinds.truncate(rows);
+            c.geom_offsets.truncate(rows + 1);
+            c.part_offsets.truncate(parts + 1);
+            c.ring_offsets.truncate(rings + 1);
+            c.x.truncate(coords);
+            c.y.truncate(coords);
+            c.rows = rows;
+            self.go_points();
+        } else if !at.native && self.col.native {
+            self.go_nested();
+        }
         let c = &mut self.col;
+        c.rows = c.rows.min(at.rows);
         c.kinds.truncate(at.kinds);
         c.geom_offsets.truncate(at.geoms);
         c.part_offsets.truncate(at.parts);
@@ -180,11 +263,24 @@ impl ColumnBuilder {
 
     /// Appends a null row.
     pub fn push_null(&mut self) {
+        if self.col.native {
+            self.unshare();
+            self.col.x.push(f64::NAN);
+            self.col.y.push(f64::NAN);
+        }
         self.end_row(0, false);
     }
 
     /// Appends an empty geometry of `family` (e.g. `POLYGON EMPTY`).
     pub fn push_empty(&mut self, family: Family) {
+        if self.col.native && family != Family::Point {
+            self.go_nested();
+        }
+        if self.col.native {
+            self.unshare();
+            self.col.x.push(f64::NAN);
+            self.col.y.push(f64::NAN);
+        }
         self.end_row(family as u8, true);
     }
 
@@ -192,8 +288,17 @@ impl ColumnBuilder {
     pub fn push_point(&mut self, x: f64, y: f64) -> Result<(), ColumnError> {
         // The common case of bulk readers: no mark or rollback needed, as nothing is pushed
         // before the only check.
-        if !(x.abs() <= super::MAX_COORD && y.abs() <= super::MAX_COORD) {
+        if !in_range(x, y) {
             return Err(ColumnError::NonFinite { x, y });
+        }
+        if self.col.native {
+            // Converting to the nested layout later needs a part per row.
+            offset(self.col.rows + 1, "parts")?;
+            self.unshare();
+            self.col.x.push(x);
+            self.col.y.push(y);
+            self.end_row(Family::Point as u8, true);
+            return Ok(());
         }
         let c = &mut self.col;
         let coords = offset(c.x.len() + 1, "coordinates")?;
@@ -205,6 +310,17 @@ impl ColumnBuilder {
         c.part_offsets.push(rings);
         self.end_row(Family::Point as u8, true);
         Ok(())
+    }
+
+    /// Appends the point `c`, or `POINT EMPTY` for none (or NaN, NaN, as WKB spells it).
+    fn push_point_or_empty(&mut self, c: Option<(f64, f64)>) -> Result<(), ColumnError> {
+        match c {
+            Some((x, y)) if !(x.is_nan() && y.is_nan()) => self.push_point(x, y),
+            _ => {
+                self.push_empty(Family::Point);
+                Ok(())
+            }
+        }
     }
 
     /// Appends points from coordinate arrays: row `i` is null where `is_valid(i)` is false,
@@ -219,6 +335,19 @@ impl ColumnBuilder {
         is_valid: impl Fn(usize) -> bool,
     ) -> Result<(), (usize, ColumnError)> {
         let n = xs.len().min(ys.len());
+        if self.col.native {
+            let (xs, ys) = (&xs[..n], &ys[..n]);
+            let good = first_bad(xs, ys, &is_valid).unwrap_or(n);
+            offset(self.col.rows + good + 1, "parts").map_err(|e| (0, e))?;
+            self.unshare();
+            self.col.x.extend_from_slice(&xs[..good]);
+            self.col.y.extend_from_slice(&ys[..good]);
+            self.count_rows(good, &is_valid);
+            return match good < n {
+                true => Err((good, ColumnError::NonFinite { x: xs[good], y: ys[good] })),
+                false => Ok(()),
+            };
+        }
         let plain = |i: usize| is_valid(i) && !(xs[i].is_nan() && ys[i].is_nan());
         let mut i = 0;
         while i < n {
@@ -242,11 +371,10 @@ impl ColumnBuilder {
         Ok(())
     }
 
-    /// Appends valid, non-empty points in bulk (the loops vectorise): all or, up to the first
-    /// bad coordinate, those before it.
+    /// Appends valid, non-empty points in bulk to a nested column (the loops vectorise): all
+    /// or, up to the first bad coordinate, those before it.
     fn points_run(&mut self, xs: &[f64], ys: &[f64]) -> Result<(), (usize, ColumnError)> {
-        let ok = |x: f64, y: f64| x.abs() <= super::MAX_COORD && y.abs() <= super::MAX_COORD;
-        if let Some(k) = xs.iter().zip(ys).position(|(&x, &y)| !ok(x, y)) {
+        if let Some(k) = xs.iter().zip(ys).position(|(&x, &y)| !in_range(x, y)) {
             self.points_run(&xs[..k], &ys[..k])?;
             return Err((k, ColumnError::NonFinite { x: xs[k], y: ys[k] }));
         }
@@ -265,29 +393,139 @@ impl ColumnBuilder {
         c.part_offsets.extend(counting(rings));
         c.geom_offsets.extend(counting(parts));
         debug_assert_eq!(*c.ring_offsets.last().unwrap_or(&0), coords_end);
-        let row0 = c.kinds.len();
+        let row0 = c.rows;
         c.kinds.resize(row0 + len, Family::Point as u8);
-        c.validity.resize((row0 + len).div_ceil(64), 0);
-        for row in row0..row0 + len {
-            c.validity[row / 64] |= 1 << (row % 64);
-        }
-        if len > 0 {
-            let bit = 1u8 << Family::Point as u8;
-            self.families_seen |= bit;
-            self.col.family = Some(Family::Point).filter(|_| self.families_seen == bit);
-        }
+        self.count_rows(len, |_| true);
         Ok(())
+    }
+
+    /// Appends points from Arrow coordinate buffers (rows as in
+    /// [`ColumnBuilder::extend_points`], `nulls` giving the null rows). Into an empty builder
+    /// the buffers are kept as the column's coordinates — no copy — when every row checks;
+    /// otherwise (and on error, as there) they are copied.
+    pub fn extend_point_buffers(
+        &mut self,
+        xs: ScalarBuffer<f64>,
+        ys: ScalarBuffer<f64>,
+        nulls: Option<&NullBuffer>,
+    ) -> Result<(), (usize, ColumnError)> {
+        let n = xs.len().min(ys.len());
+        let nulls = nulls.filter(|b| b.null_count() > 0);
+        let valid = |i: usize| nulls.is_none_or(|b| i < b.len() && b.is_valid(i));
+        let adopt = self.col.native
+            && self.col.rows == 0
+            && xs.len() == ys.len()
+            && nulls.is_none_or(|b| b.len() == n)
+            && offset(n + 1, "parts").is_ok()
+            && first_bad(&xs, &ys, &valid).is_none();
+        if !adopt {
+            return self.extend_points(&xs[..n], &ys[..n], valid);
+        }
+        self.col.x = Vec::new();
+        self.col.y = Vec::new();
+        self.count_rows(n, valid);
+        self.col.shared = Some(Box::new((xs, ys)));
+        Ok(())
+    }
+
+    /// Counts `n` rows of the point layout whose coordinates were just appended: their
+    /// validity bits, and the point family when one is valid.
+    fn count_rows(&mut self, n: usize, valid: impl Fn(usize) -> bool) {
+        let row0 = self.col.rows;
+        let c = &mut self.col;
+        c.validity.resize((row0 + n).div_ceil(64), 0);
+        let mut any = false;
+        for i in 0..n {
+            if valid(i) {
+                let r = row0 + i;
+                c.validity[r / 64] |= 1 << (r % 64);
+                any = true;
+            }
+        }
+        c.rows = row0 + n;
+        if any {
+            self.saw(Family::Point as u8);
+        }
+    }
+
+    /// The point layout's coordinates back in the builder's own vectors, ready to grow.
+    fn unshare(&mut self) {
+        if let Some((x, y)) = self.col.shared.take().map(|b| *b) {
+            self.col.x = x.to_vec();
+            self.col.y = y.to_vec();
+        }
+    }
+
+    /// Moves the rows so far from the point layout to the nested one (nothing when nested).
+    fn go_nested(&mut self) {
+        if !self.col.native {
+            return;
+        }
+        self.unshare();
+        let c = &mut self.col;
+        let rows = c.rows;
+        c.kinds = Vec::with_capacity(rows);
+        c.geom_offsets = Vec::with_capacity(rows + 1);
+        c.geom_offsets.push(0);
+        c.part_offsets = vec![0];
+        c.ring_offsets = vec![0];
+        // Coordinates move down over the slots of null and empty rows; the counts fit u32 as
+        // the point layout keeps a row count whose parts would.
+        let mut k = 0usize;
+        for r in 0..rows {
+            let valid = c.validity[r / 64] & (1 << (r % 64)) != 0;
+            if valid && !c.x[r].is_nan() {
+                c.x[k] = c.x[r];
+                c.y[k] = c.y[r];
+                k += 1;
+                c.ring_offsets.push(k as u32);
+                c.part_offsets.push(k as u32);
+            }
+            c.kinds.push(if valid { Family::Point as u8 } else { 0 });
+            c.geom_offsets.push(k as u32);
+        }
+        c.x.truncate(k);
+        c.y.truncate(k);
+        c.native = false;
+    }
+
+    /// Moves rows that are all points, nulls or empty points from the nested layout to the
+    /// point one.
+    fn go_points(&mut self) {
+        let c = &mut self.col;
+        let mut x = Vec::with_capacity(c.rows);
+        let mut y = Vec::with_capacity(c.rows);
+        for r in 0..c.rows {
+            let (p0, p1) = (c.geom_offsets[r] as usize, c.geom_offsets[r + 1] as usize);
+            let k = (p1 > p0).then(|| c.ring_offsets[c.part_offsets[p0] as usize] as usize);
+            let (px, py) = k.map_or((f64::NAN, f64::NAN), |k| (c.x[k], c.y[k]));
+            x.push(px);
+            y.push(py);
+        }
+        c.x = x;
+        c.y = y;
+        for v in [&mut c.geom_offsets, &mut c.part_offsets, &mut c.ring_offsets] {
+            *v = Vec::new();
+        }
+        c.kinds = Vec::new();
+        c.native = true;
     }
 
     /// Makes room for `rows` more rows of `coords` coordinates in all.
     pub fn reserve(&mut self, rows: usize, coords: usize) {
         let c = &mut self.col;
+        c.validity.reserve(rows / 64 + 1);
+        if c.native {
+            // A point column may still turn nested; until then a row is a coordinate.
+            c.x.reserve(rows);
+            c.y.reserve(rows);
+            return;
+        }
         c.kinds.reserve(rows);
         c.geom_offsets.reserve(rows);
         // At least one part and ring per coordinate-holding row of a point column.
         c.part_offsets.reserve(rows);
         c.ring_offsets.reserve(rows);
-        c.validity.reserve(rows / 64 + 1);
         c.x.reserve(coords);
         c.y.reserve(coords);
     }
@@ -313,6 +551,20 @@ impl ColumnBuilder {
                 part: 1,
                 detail: "a single-part family has one part",
             });
+        }
+        if family == Family::Point {
+            let single = match parts {
+                [] => Some(None),
+                [part] => match part.as_slice() {
+                    [] => Some(None),
+                    [ring] if ring.len() <= 1 => Some(ring.first().copied()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(c) = single {
+                return self.push_point_or_empty(c);
+            }
         }
         self.row(family, |b| {
             for (i, part) in parts.iter().enumerate() {
@@ -340,7 +592,7 @@ impl ColumnBuilder {
     /// Z and M are dropped; `RECT`, `TRIANGLE` and `LINE` become polygons and line strings.
     pub fn push_geometry<G: GeometryTrait<T = f64>>(&mut self, g: &G) -> Result<(), ColumnError> {
         match g.as_type() {
-            GeometryType::Point(p) => self.row(Family::Point, |b| b.point_part(p)),
+            GeometryType::Point(p) => self.push_point_or_empty(p.coord().map(|c| c.x_y())),
             GeometryType::LineString(l) => {
                 self.row(Family::LineString, |b| b.line_part(&mut l.coords().map(|c| c.x_y())))
             }
@@ -371,21 +623,39 @@ impl ColumnBuilder {
     /// Removes every row, keeping the allocations (for per-row scratch space).
     pub fn clear(&mut self) {
         let c = &mut self.col;
+        let nested = !c.native;
         for v in [&mut c.geom_offsets, &mut c.part_offsets, &mut c.ring_offsets] {
             v.clear();
-            v.push(0);
         }
         c.kinds.clear();
         c.x.clear();
         c.y.clear();
         c.validity.clear();
+        c.shared = None;
         c.family = None;
+        c.rows = 0;
+        c.native = true;
         self.families_seen = 0;
+        if nested {
+            self.go_nested();
+        }
     }
 
     /// A view of the rows added so far.
     pub fn view(&self) -> ColumnView<'_> {
-        self.col.view()
+        let c = &self.col;
+        let (x, y) = c.shared.as_deref().map_or((&c.x[..], &c.y[..]), |(x, y)| (&x[..], &y[..]));
+        ColumnView {
+            family: c.family,
+            rows: c.rows,
+            kinds: &c.kinds,
+            geom_offsets: &c.geom_offsets,
+            part_offsets: &c.part_offsets,
+            ring_offsets: &c.ring_offsets,
+            x,
+            y,
+            validity: &c.validity,
+        }
     }
 
     /// Appends a copy of `g` (a row of any column), or a null row for `None`. Fails, adding
@@ -395,6 +665,9 @@ impl ColumnBuilder {
             self.push_null();
             return Ok(());
         };
+        if g.family() == Family::Point && self.col.native {
+            return self.push_point_or_empty(g.coords().next());
+        }
         // The source row passed validation when it was built, so only offsets can fail.
         self.row(g.family(), |b| {
             for part in g.parts() {
@@ -414,7 +687,19 @@ impl ColumnBuilder {
 
     /// The finished column.
     pub fn finish(self) -> GeometryColumn {
-        self.col
+        let c = self.col;
+        let (x, y) = c.shared.map_or_else(|| (c.x.into(), c.y.into()), |b| *b);
+        GeometryColumn {
+            family: c.family,
+            rows: c.rows,
+            kinds: c.kinds,
+            geom_offsets: c.geom_offsets,
+            part_offsets: c.part_offsets,
+            ring_offsets: c.ring_offsets,
+            x,
+            y,
+            validity: c.validity,
+        }
     }
 
     fn mark(&self) -> Mark {
@@ -434,6 +719,7 @@ impl ColumnBuilder {
         family: Family,
         body: impl FnOnce(&mut Self) -> Result<(), ColumnError>,
     ) -> Result<(), ColumnError> {
+        self.go_nested();
         let mark = self.mark();
         match body(self) {
             Ok(()) => {
@@ -448,19 +734,29 @@ impl ColumnBuilder {
     }
 
     fn end_row(&mut self, kind: u8, valid: bool) {
-        let row = self.col.kinds.len();
-        self.col.kinds.push(kind);
-        let parts = self.col.part_offsets.len() as u32 - 1;
-        self.col.geom_offsets.push(parts);
+        let c = &mut self.col;
+        let row = c.rows;
+        c.rows += 1;
+        if !c.native {
+            c.kinds.push(kind);
+            let parts = c.part_offsets.len() as u32 - 1;
+            c.geom_offsets.push(parts);
+        }
         if row.is_multiple_of(64) {
-            self.col.validity.push(0);
+            c.validity.push(0);
         }
         if valid {
-            self.col.validity[row / 64] |= 1 << (row % 64);
-            let bit = 1u8 << kind;
-            self.families_seen |= bit;
-            self.col.family = Family::from_id(kind).filter(|_| self.families_seen == bit);
+            c.validity[row / 64] |= 1 << (row % 64);
+            self.saw(kind);
         }
+    }
+
+    /// Notes a valid row of family id `kind`: the column's family is it while it is the
+    /// only one seen.
+    fn saw(&mut self, kind: u8) {
+        let bit = 1u8 << kind;
+        self.families_seen |= bit;
+        self.col.family = Family::from_id(kind).filter(|_| self.families_seen == bit);
     }
 
     fn point_part<P: PointTrait<T = f64>>(&mut self, p: &P) -> Result<(), ColumnError> {
@@ -554,7 +850,7 @@ fn offset(n: usize, what: &'static str) -> Result<u32, ColumnError> {
     u32::try_from(n).map_err(|_| ColumnError::TooLarge { what })
 }
 
-impl GeometryColumn {
+impl Arrays {
     fn parts(&self) -> usize {
         self.part_offsets.len() - 1
     }

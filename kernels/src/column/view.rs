@@ -5,10 +5,13 @@ use super::Family;
 /// A borrowed view of a [`super::GeometryColumn`]: the flat arrays, nothing else.
 ///
 /// Every array is plain old data (`u8`, `u32`, `u64`, `f64`), so [`ColumnView::raw`] hands out
-/// the exact bytes a device copy needs.
+/// the exact bytes a device copy needs. In the point layout ([`super::Layout::Points`]) the
+/// kinds and the three offset arrays are empty: row `r` is coordinate `r`, its part `r` and
+/// ring `r`, and it has that part when it is valid and its `x` is not NaN.
 #[derive(Clone, Copy, Debug)]
 pub struct ColumnView<'a> {
     pub(crate) family: Option<Family>,
+    pub(crate) rows: usize,
     pub(crate) kinds: &'a [u8],
     pub(crate) geom_offsets: &'a [u32],
     pub(crate) part_offsets: &'a [u32],
@@ -18,16 +21,18 @@ pub struct ColumnView<'a> {
     pub(crate) validity: &'a [u64],
 }
 
-/// The raw arrays of a column, for copying to a device unchanged.
+/// The raw arrays of a column, for copying to a device unchanged. For a column in the point
+/// layout the kinds and offsets are empty and `x`, `y` hold one coordinate per row (NaN for
+/// an empty point; anything for a null row).
 #[derive(Clone, Copy, Debug)]
 pub struct RawColumn<'a> {
-    /// Family type id per row (0 for null rows).
+    /// Family type id per row (0 for null rows); empty in the point layout.
     pub kinds: &'a [u8],
-    /// `rows + 1` offsets into the parts.
+    /// `rows + 1` offsets into the parts; empty in the point layout.
     pub geom_offsets: &'a [u32],
-    /// `parts + 1` offsets into the rings.
+    /// `parts + 1` offsets into the rings; empty in the point layout.
     pub part_offsets: &'a [u32],
-    /// `rings + 1` offsets into the coordinates.
+    /// `rings + 1` offsets into the coordinates; empty in the point layout.
     pub ring_offsets: &'a [u32],
     /// x coordinates.
     pub x: &'a [f64],
@@ -45,12 +50,56 @@ impl<'a> ColumnView<'a> {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.kinds.len()
+        self.rows
     }
 
     /// True when there are no rows.
     pub fn is_empty(&self) -> bool {
-        self.kinds.is_empty()
+        self.rows == 0
+    }
+
+    /// How the column is laid out.
+    pub fn layout(&self) -> super::Layout {
+        if self.points_native() {
+            super::Layout::Points
+        } else {
+            super::Layout::Nested
+        }
+    }
+
+    /// True in the point layout (a nested column always has `rings + 1 ≥ 1` ring offsets).
+    #[inline(always)]
+    pub(crate) fn points_native(&self) -> bool {
+        self.ring_offsets.is_empty()
+    }
+
+    /// The family id stored for `row` (0 for a null row), or `None` out of range.
+    #[inline(always)]
+    pub fn kind(&self, row: usize) -> Option<u8> {
+        if self.points_native() {
+            (row < self.rows).then(|| if self.is_null(row) { 0 } else { Family::Point as u8 })
+        } else {
+            self.kinds.get(row).copied()
+        }
+    }
+
+    /// In the point layout, whether row `row` has its coordinate (valid and not empty).
+    #[inline(always)]
+    fn has_point(&self, row: usize) -> bool {
+        !self.is_null(row) && self.x.get(row).is_some_and(|x| !x.is_nan())
+    }
+
+    /// The parts of row `row` as a global index range.
+    ///
+    /// # Panics
+    /// If `row >= self.len()` in the nested layout.
+    #[inline(always)]
+    pub(crate) fn geom_parts(&self, row: usize) -> (u32, u32) {
+        if self.points_native() {
+            (row as u32, row as u32 + u32::from(self.has_point(row)))
+        } else {
+            self.range(self.geom_offsets, row)
+        }
     }
 
     /// True when `row` is null (or out of range).
@@ -65,14 +114,17 @@ impl<'a> ColumnView<'a> {
         if self.is_null(row) {
             return None;
         }
-        let family = Family::from_id(*self.kinds.get(row)?)?;
-        Some(Geom { view: *self, row: row as u32, family, parts: self.range(self.geom_offsets, row) })
+        let family = Family::from_id(self.kind(row)?)?;
+        Some(Geom { view: *self, row: row as u32, family, parts: self.geom_parts(row) })
     }
 
     /// The coordinate of row `row` when it is a non-null, non-empty `POINT` (for any other
     /// row, `None`). The fast path for point columns.
     #[inline(always)]
     pub fn point(&self, row: usize) -> Option<(f64, f64)> {
+        if self.points_native() {
+            return self.has_point(row).then(|| (self.x[row], self.y[row]));
+        }
         if self.is_null(row) || *self.kinds.get(row)? != Family::Point as u8 {
             return None;
         }
@@ -86,15 +138,25 @@ impl<'a> ColumnView<'a> {
 
     /// Total number of parts over all rows.
     pub fn part_count(&self) -> usize {
-        self.part_offsets.len().saturating_sub(1)
+        if self.points_native() {
+            self.rows
+        } else {
+            self.part_offsets.len().saturating_sub(1)
+        }
     }
 
     /// The part with global index `part` (as stored in the part offsets).
     ///
     /// # Panics
-    /// If `part >= self.part_count()`.
+    /// If `part >= self.part_count()` (in the point layout such a part is empty instead).
     pub fn part(&self, part: usize) -> Part<'a> {
-        Part { view: *self, rings: self.range(self.part_offsets, part) }
+        let rings = if self.points_native() {
+            // The part of an empty or null row has no ring.
+            (part as u32, part as u32 + u32::from(self.has_point(part)))
+        } else {
+            self.range(self.part_offsets, part)
+        };
+        Part { view: *self, rings }
     }
 
     /// The raw arrays.
@@ -112,6 +174,9 @@ impl<'a> ColumnView<'a> {
 
     /// For each global part index, the row that owns it.
     pub fn part_rows(&self) -> Vec<u32> {
+        if self.points_native() {
+            return (0..self.rows as u32).collect();
+        }
         let mut rows = Vec::with_capacity(self.part_count());
         for (row, w) in self.geom_offsets.windows(2).enumerate() {
             rows.extend(std::iter::repeat_n(row as u32, (w[1] - w[0]) as usize));
@@ -126,7 +191,11 @@ impl<'a> ColumnView<'a> {
 
     #[inline]
     fn ring(&self, ring: usize) -> Ring<'a> {
-        let (a, b) = self.range(self.ring_offsets, ring);
+        let (a, b) = if self.points_native() {
+            (ring as u32, ring as u32 + 1)
+        } else {
+            self.range(self.ring_offsets, ring)
+        };
         let (a, b) = (a as usize, b as usize);
         Ring { xs: &self.x[a..b], ys: &self.y[a..b], first: a as u32 }
     }
@@ -186,6 +255,9 @@ impl<'a> Geom<'a> {
     /// Number of coordinates.
     pub fn num_points(&self) -> usize {
         let v = &self.view;
+        if v.points_native() {
+            return (self.parts.1 - self.parts.0) as usize;
+        }
         let rings = (v.part_offsets[self.parts.0 as usize], v.part_offsets[self.parts.1 as usize]);
         (v.ring_offsets[rings.1 as usize] - v.ring_offsets[rings.0 as usize]) as usize
     }

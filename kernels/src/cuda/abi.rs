@@ -10,7 +10,7 @@
 use meridian_bytecode::{Instr, OutputKind, VerifiedProgram, MAX_OUTPUTS};
 
 use super::support::MAX_GPU_REDUCTIONS;
-use crate::column::GeometryColumn;
+use crate::column::{GeometryColumn, Layout};
 use crate::index::SpatialIndex;
 use crate::interp::fuse::{self, Pred};
 
@@ -195,16 +195,20 @@ fn bytes<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
 }
 
 impl DeviceColumn {
-    /// Places `col`'s arrays with `place` and describes them.
+    /// Places `col`'s arrays with `place` and describes them. A column in the point layout
+    /// places only its coordinates and validity; its kinds and offsets stay null, which is how
+    /// the device tells the layouts apart (`mr_points_native`).
     pub fn place<E>(
         col: &GeometryColumn,
         place: &mut impl FnMut(&[u8]) -> Result<u64, E>,
     ) -> Result<Self, E> {
+        let native = col.layout() == Layout::Points;
+        let mut offsets = |b: &[u8]| if native { Ok(0) } else { place(b) };
         Ok(DeviceColumn {
-            kinds: place(&col.kinds)?,
-            geom_offsets: place(bytes(&col.geom_offsets))?,
-            part_offsets: place(bytes(&col.part_offsets))?,
-            ring_offsets: place(bytes(&col.ring_offsets))?,
+            kinds: offsets(&col.kinds)?,
+            geom_offsets: offsets(bytes(&col.geom_offsets))?,
+            part_offsets: offsets(bytes(&col.part_offsets))?,
+            ring_offsets: offsets(bytes(&col.ring_offsets))?,
             x: place(bytes(&col.x))?,
             y: place(bytes(&col.y))?,
             validity: place(bytes(&col.validity))?,
@@ -213,7 +217,7 @@ impl DeviceColumn {
         })
     }
 
-    /// Bytes [`DeviceColumn::place`] uploads for `col`.
+    /// Bytes [`DeviceColumn::place`] uploads for `col`: 16 a point in the point layout.
     pub fn bytes(col: &GeometryColumn) -> usize {
         col.kinds.len()
             + 4 * (col.geom_offsets.len() + col.part_offsets.len() + col.ring_offsets.len())

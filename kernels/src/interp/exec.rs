@@ -140,7 +140,7 @@ fn locate_in_candidate(ins: &[Slot<'_>], cursors: &[Cursor; 4], a: GVal, p: Xy) 
     let slot = ins.get(usize::from(a.src))?;
     let index = slot.index?;
     let row = a.row as usize;
-    let kind = *slot.view.kinds.get(row)?;
+    let kind = slot.view.kind(row)?;
     if !areal_kind(kind) {
         return None;
     }
@@ -176,10 +176,9 @@ fn locate_in_candidate(ins: &[Slot<'_>], cursors: &[Cursor; 4], a: GVal, p: Xy) 
             }
         }
         None => {
-            let offsets = slot.view.geom_offsets;
-            let (lo, hi) = (*offsets.get(row)? as usize, *offsets.get(row + 1)? as usize);
+            let (lo, hi) = slot.view.geom_parts(row);
             for part in lo..hi {
-                if visit(part as u32, CellClass::Check)? {
+                if visit(part, CellClass::Check)? {
                     break;
                 }
             }
@@ -468,8 +467,7 @@ impl<'a> PointProbe<'a> {
             let Some(cand) = row_of(part) else { continue };
             // Where `p` lies in this candidate row, gathered over its parts; `general`: the
             // general predicate decides (not a polygon row).
-            let areal =
-                self.index.is_areal() || self.view.kinds.get(cand as usize).is_some_and(|&k| areal_kind(k));
+            let areal = self.index.is_areal() || self.view.kind(cand as usize).is_some_and(areal_kind);
             let mut general = !areal;
             let mut loc = Location::Exterior;
             let mut next = Some((part, class));

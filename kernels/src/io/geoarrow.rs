@@ -18,7 +18,7 @@ use arrow_array::{Array, ArrayRef, Float64Array, ListArray, StructArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema};
 
-use crate::column::{ColumnBuilder, ColumnView, Family, GeometryColumn};
+use crate::column::{ColumnBuilder, ColumnView, Family, GeometryColumn, Layout};
 
 /// The key of a field's GeoArrow extension name.
 pub const EXTENSION_NAME: &str = "ARROW:extension:name";
@@ -323,6 +323,18 @@ impl Coords<'_> {
     }
 }
 
+/// The `x` and `y` buffers of a separated point array (a struct of two `Float64` arrays
+/// without nulls of their own), one value per row.
+fn separated(array: &dyn Array) -> Option<(ScalarBuffer<f64>, ScalarBuffer<f64>)> {
+    let s = array.as_struct_opt()?;
+    let values = |a: &ArrayRef| {
+        let p = a.as_primitive_opt::<Float64Type>()?;
+        (p.null_count() == 0 && p.len() == s.len()).then(|| p.values().clone())
+    };
+    let cols = s.columns();
+    Some((values(cols.first()?)?, values(cols.get(1)?)?))
+}
+
 /// One level of list offsets.
 enum Offsets<'a> {
     I32(&'a [i32]),
@@ -372,8 +384,12 @@ pub fn append(b: &mut ColumnBuilder, array: &dyn Array, encoding: Encoding) -> R
     match encoding {
         Encoding::Wkb => append_wkb(b, array, &valid),
         Encoding::Native(Family::Point) => {
-            let (_, coords) = nested(array, 0).map_err(|e| (0, e))?;
             let n = array.len();
+            // Separated coordinates become the column's own (no copy into an empty builder).
+            if let Some((xs, ys)) = separated(array) {
+                return b.extend_point_buffers(xs, ys, nulls.as_ref()).map_err(|(i, e)| (i, e.to_string()));
+            }
+            let (_, coords) = nested(array, 0).map_err(|e| (0, e))?;
             if coords.stride == 1 && coords.x.len() >= n && coords.y.len() >= n {
                 b.reserve(n, n);
                 return b
@@ -444,8 +460,10 @@ fn wkb_values<'a>(
         true
     });
     if all_points {
-        b.reserve(n, n);
-        return b.extend_points(&xs, &ys, valid).map_err(|(i, e)| (i, e.to_string()));
+        let nulls = NullBuffer::from_iter((0..n).map(valid));
+        return b
+            .extend_point_buffers(xs.into(), ys.into(), Some(&nulls))
+            .map_err(|(i, e)| (i, e.to_string()));
     }
     for i in 0..n {
         if !valid(i) {
@@ -536,9 +554,9 @@ fn append_native(
 
 /// Appends points from two float arrays (a row with both null is a null row).
 pub fn append_xy(b: &mut ColumnBuilder, x: &dyn Array, y: &dyn Array) -> Result<(), RowError> {
-    let values = |a: &dyn Array| -> Result<Vec<f64>, RowError> {
+    let values = |a: &dyn Array| -> Result<ScalarBuffer<f64>, RowError> {
         if let Some(p) = a.as_primitive_opt::<Float64Type>() {
-            Ok(p.values().to_vec())
+            Ok(p.values().clone())
         } else if let Some(p) = a.as_primitive_opt::<Float32Type>() {
             Ok(p.values().iter().map(|&v| f64::from(v)).collect())
         } else {
@@ -551,8 +569,9 @@ pub fn append_xy(b: &mut ColumnBuilder, x: &dyn Array, y: &dyn Array) -> Result<
     let n = xs.len().min(ys.len());
     let mismatch = (0..n).find(|&i| is_null(&xn, i) != is_null(&yn, i));
     let good = mismatch.unwrap_or(n);
-    b.reserve(good, good);
-    b.extend_points(&xs[..good], &ys[..good], |i| !is_null(&xn, i)).map_err(|(i, e)| (i, e.to_string()))?;
+    let nulls = xn.as_ref().map(|n| n.slice(0, good));
+    b.extend_point_buffers(xs.slice(0, good), ys.slice(0, good), nulls.as_ref())
+        .map_err(|(i, e)| (i, e.to_string()))?;
     match mismatch {
         Some(i) => Err((i, "one coordinate is null and the other is not".into())),
         None => Ok(()),
@@ -583,10 +602,25 @@ pub fn to_array(
             }
             Arc::new(builder.finish())
         }
+        Encoding::Native(Family::Point) if col.layout() == Layout::Points => point_array(col, rows)?,
         Encoding::Native(family) => native_array(&view, rows, family)?,
     };
     let field = Field::new(name, array.data_type().clone(), true).with_metadata(ext);
     Ok((field, array))
+}
+
+/// The rows of a column in the point layout as a separated point array, over the column's
+/// own coordinate buffers (an empty point is NaN, NaN there already).
+fn point_array(col: &GeometryColumn, rows: std::ops::Range<usize>) -> Result<ArrayRef, String> {
+    let (x, y) = col.coordinates();
+    let view = col.view();
+    let nulls = NullBuffer::from_iter(rows.clone().map(|r| !view.is_null(r)));
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Float64Array::new(x.slice(rows.start, rows.len()), None)),
+        Arc::new(Float64Array::new(y.slice(rows.start, rows.len()), None)),
+    ];
+    Ok(Arc::new(StructArray::try_new(point_fields(), columns, nulls).map_err(|e| e.to_string())?))
 }
 
 fn push_coords(xs: &mut Vec<f64>, ys: &mut Vec<f64>, coords: impl IntoIterator<Item = (f64, f64)>) {

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
 use meridian_kernels::io::columnar::{IpcFile, IPC_TRAILER};
@@ -27,13 +29,19 @@ pub struct IpcStreamOptions {
     pub batch_rows: usize,
     /// Record batches read ahead (staging slots).
     pub reads_in_flight: usize,
+    /// Batches the consumer may hold at once over their staging bytes: a batch of one record
+    /// batch of points is handed on without a copy, its slot lent until its column drops, so
+    /// these are staging slots beyond the reads in flight. When every slot is lent and no read
+    /// is in flight, a batch is copied out of its slot instead, so a consumer that keeps its
+    /// batches never stalls the reads.
+    pub batches_held: usize,
     /// io_uring or pread.
     pub io: IoMode,
 }
 
 impl Default for IpcStreamOptions {
     fn default() -> IpcStreamOptions {
-        IpcStreamOptions { batch_rows: 1 << 18, reads_in_flight: 4, io: IoMode::Auto }
+        IpcStreamOptions { batch_rows: 1 << 18, reads_in_flight: 4, batches_held: 4, io: IoMode::Auto }
     }
 }
 
@@ -53,7 +61,9 @@ pub struct IpcStream {
     landed: HashMap<usize, Filled>,
     row: u64,
     failed: bool,
-    bytes: u64,
+    /// Bytes of record batches handed on, shared with [`IpcStream::bytes_counter`]'s holders.
+    bytes: Arc<AtomicU64>,
+    size: u64,
 }
 
 impl IpcStream {
@@ -97,8 +107,8 @@ impl IpcStream {
         }
         let depth = options.reads_in_flight.max(1);
         // Room for the block and, with O_DIRECT, the widening to the alignment at both ends.
-        let staging =
-            Staging::new(depth, largest + 2 * ALIGN).map_err(|e| whole(&format!("staging memory: {e}")))?;
+        let staging = Staging::new(depth + options.batches_held, largest + 2 * ALIGN)
+            .map_err(|e| whole(&format!("staging memory: {e}")))?;
         let reader = Reader::open(path, &staging, options.io, depth).map_err(|e| whole(&e))?;
         Ok(IpcStream {
             name,
@@ -111,7 +121,8 @@ impl IpcStream {
             landed: HashMap::new(),
             row: 0,
             failed: false,
-            bytes: 0,
+            bytes: Arc::new(AtomicU64::new(0)),
+            size,
         })
     }
 
@@ -126,14 +137,26 @@ impl IpcStream {
         self.file.blocks().len()
     }
 
-    /// Bytes read so far.
+    /// Bytes of record batches handed on so far.
     pub fn bytes_read(&self) -> u64 {
-        self.bytes
+        self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Keeps every free slot busy with the next record batches.
+    /// A counter of [`IpcStream::bytes_read`] that can be read from another thread while the
+    /// stream is read on its own (for progress: a stream runs on a reader thread).
+    pub fn bytes_counter(&self) -> Arc<AtomicU64> {
+        self.bytes.clone()
+    }
+
+    /// The file's size in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.size
+    }
+
+    /// Keeps up to `reads_in_flight` reads of the next record batches going, in free slots.
     fn read_ahead(&mut self) -> Result<(), ReadError> {
-        while self.next_read < self.file.blocks().len() {
+        let depth = self.options.reads_in_flight.max(1);
+        while self.next_read < self.file.blocks().len() && self.next_read - self.next_batch < depth {
             let Some(slot) = self.staging.try_take() else { return Ok(()) };
             let (at, len) = self.file.blocks()[self.next_read];
             self.reader
@@ -179,7 +202,7 @@ impl IpcStream {
             self.read_ahead()?;
             let k = self.next_batch;
             let filled = self.landed(k)?;
-            self.bytes += filled.data.len() as u64;
+            self.bytes.fetch_add(filled.data.len() as u64, Ordering::Relaxed);
             let data = filled.data.clone();
             let bytes = filled.slot.into_buffer(data).ok_or_else(|| {
                 read_error(&self.name, Position::Whole, format!("record batch {k} was read short"))
@@ -188,7 +211,16 @@ impl IpcStream {
             self.row += self.file.append_block(k, bytes, self.row, &mut b)? as u64;
             self.next_batch += 1;
         }
-        Ok((!b.is_empty()).then(|| b.finish()))
+        if b.is_empty() {
+            return Ok(None);
+        }
+        let col = b.finish();
+        // Every slot lent out and none being read: the consumer holds the others, so this one
+        // is copied out and freed for the next read.
+        if self.staging.free_slots() == 0 && self.next_read == self.next_batch {
+            return Ok(Some(col.with_own_coordinates()));
+        }
+        Ok(Some(col))
     }
 }
 
@@ -204,5 +236,51 @@ impl BatchSource for IpcStream {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+    use meridian_kernels::column::{Family, Layout};
+    use meridian_kernels::io::geoarrow::Encoding;
+    use meridian_kernels::io::{Format, GeometryWriter};
+
+    #[test]
+    fn a_batch_of_points_is_the_staging_bytes_themselves() {
+        let d = std::env::temp_dir().join(format!("meridian-ipc-zero-copy-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("p.arrow");
+        let mut b = ColumnBuilder::new();
+        for i in 0..10_000 {
+            b.push_point(i as f64, -(i as f64)).unwrap();
+        }
+        let col = b.finish();
+        let mut w =
+            GeometryWriter::create(&path, Format::ArrowFile, "geometry", Encoding::Native(Family::Point))
+                .unwrap();
+        for start in (0..10_000).step_by(2500) {
+            w.write_rows(&col, start..start + 2500).unwrap();
+        }
+        w.finish().unwrap();
+        for io in [IoMode::Auto, IoMode::Pread] {
+            let options = IpcStreamOptions { batch_rows: 1, io, ..IpcStreamOptions::default() };
+            let mut stream = IpcStream::open(&path, None, options).unwrap();
+            let (base, len) = stream.staging.region();
+            let staged = base.as_ptr() as usize..base.as_ptr() as usize + len;
+            let mut rows = 0;
+            while let Some(batch) = stream.next_batch() {
+                let batch = batch.unwrap();
+                assert_eq!(batch.layout(), Layout::Points);
+                let (x, y) = batch.coordinates();
+                assert!(staged.contains(&(x.as_ptr() as usize)), "{io:?}: x was copied");
+                assert!(staged.contains(&(y.as_ptr() as usize)), "{io:?}: y was copied");
+                assert_eq!(batch.view().point(7), Some(((rows + 7) as f64, -((rows + 7) as f64))));
+                rows += batch.len();
+            }
+            assert_eq!(rows, 10_000);
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

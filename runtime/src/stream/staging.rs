@@ -69,6 +69,11 @@ impl Staging {
         (self.inner.base, self.inner.slots * self.inner.slot_bytes)
     }
 
+    /// Slots free now.
+    pub(crate) fn free_slots(&self) -> usize {
+        self.inner.free.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// A free slot, if there is one now.
     pub(crate) fn try_take(&self) -> Option<Slot> {
         let index = self.inner.free.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
