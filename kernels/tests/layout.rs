@@ -123,6 +123,15 @@ fn arrow_buffers_become_the_column_without_a_copy() {
     let mut b = ColumnBuilder::new();
     let (row, _) = b.extend_point_buffers(xs.clone(), ys.clone(), None).unwrap_err();
     assert_eq!((row, b.len()), (3, 3));
+    // Far into the rows, past a bad value in a null row: the check goes by blocks of rows.
+    let mut xs = vec![0.25; 5000];
+    xs[3000] = f64::INFINITY;
+    xs[4100] = -2e150;
+    let mut b = ColumnBuilder::new();
+    let (row, _) = b.extend_points(&xs, &[0.5; 5000], |i| i != 3000).unwrap_err();
+    assert_eq!((row, b.len()), (4100, 4100));
+    let col = b.finish();
+    assert!(col.get(3000).is_none() && col.get(2999).is_some() && col.get(4099).is_some());
     // One coordinate NaN is not an empty point.
     let mut b = ColumnBuilder::new();
     let (row, _) =

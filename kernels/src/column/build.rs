@@ -169,11 +169,37 @@ fn in_range(x: f64, y: f64) -> bool {
 }
 
 /// The first valid row whose coordinates are neither in range nor an empty point (NaN, NaN).
+/// Blocks of rows are checked whole first, without branches (the loop vectorises); only a
+/// block holding a bad coordinate is searched, for the row and its validity.
 fn first_bad(xs: &[f64], ys: &[f64], is_valid: &dyn Fn(usize) -> bool) -> Option<usize> {
-    xs.iter()
-        .zip(ys)
-        .enumerate()
-        .position(|(i, (&x, &y))| !(in_range(x, y) || (x.is_nan() && y.is_nan())) && is_valid(i))
+    const BLOCK: usize = 1024;
+    let ok = |x: f64, y: f64| {
+        (x.abs() <= super::MAX_COORD) & (y.abs() <= super::MAX_COORD) | (x.is_nan() & y.is_nan())
+    };
+    for (k, (bx, by)) in xs.chunks(BLOCK).zip(ys.chunks(BLOCK)).enumerate() {
+        if bx.iter().zip(by).fold(true, |all, (&x, &y)| all & ok(x, y)) {
+            continue;
+        }
+        let bad = |(i, (&x, &y)): (usize, (&f64, &f64))| !ok(x, y) && is_valid(k * BLOCK + i);
+        if let Some(i) = bx.iter().zip(by).enumerate().position(bad) {
+            return Some(k * BLOCK + i);
+        }
+    }
+    None
+}
+
+/// Sets bits `from..to` of a bitmap long enough to hold them, whole words at a time.
+fn set_bits(words: &mut [u64], from: usize, to: usize) {
+    let mut r = from;
+    while r < to {
+        if r.is_multiple_of(64) && to - r >= 64 {
+            words[r / 64] = !0;
+            r += 64;
+        } else {
+            words[r / 64] |= 1 << (r % 64);
+            r += 1;
+        }
+    }
 }
 
 impl ColumnBuilder {
@@ -342,7 +368,7 @@ impl ColumnBuilder {
             self.unshare();
             self.col.x.extend_from_slice(&xs[..good]);
             self.col.y.extend_from_slice(&ys[..good]);
-            self.count_rows(good, &is_valid);
+            self.count_rows(good, Some(&is_valid));
             return match good < n {
                 true => Err((good, ColumnError::NonFinite { x: xs[good], y: ys[good] })),
                 false => Ok(()),
@@ -395,7 +421,7 @@ impl ColumnBuilder {
         debug_assert_eq!(*c.ring_offsets.last().unwrap_or(&0), coords_end);
         let row0 = c.rows;
         c.kinds.resize(row0 + len, Family::Point as u8);
-        self.count_rows(len, |_| true);
+        self.count_rows(len, None);
         Ok(())
     }
 
@@ -423,25 +449,34 @@ impl ColumnBuilder {
         }
         self.col.x = Vec::new();
         self.col.y = Vec::new();
-        self.count_rows(n, valid);
+        self.count_rows(n, nulls.is_some().then_some(&valid));
         self.col.shared = Some(Box::new((xs, ys)));
         Ok(())
     }
 
-    /// Counts `n` rows of the point layout whose coordinates were just appended: their
-    /// validity bits, and the point family when one is valid.
-    fn count_rows(&mut self, n: usize, valid: impl Fn(usize) -> bool) {
+    /// Counts `n` rows of points just appended (coordinates, and offsets when nested): their
+    /// validity bits (`None`: all valid), and the point family when one is valid.
+    fn count_rows(&mut self, n: usize, valid: Option<&dyn Fn(usize) -> bool>) {
         let row0 = self.col.rows;
         let c = &mut self.col;
         c.validity.resize((row0 + n).div_ceil(64), 0);
-        let mut any = false;
-        for i in 0..n {
-            if valid(i) {
-                let r = row0 + i;
-                c.validity[r / 64] |= 1 << (r % 64);
-                any = true;
+        let any = match valid {
+            None => {
+                set_bits(&mut c.validity, row0, row0 + n);
+                n > 0
             }
-        }
+            Some(valid) => {
+                let mut any = false;
+                for i in 0..n {
+                    if valid(i) {
+                        let r = row0 + i;
+                        c.validity[r / 64] |= 1 << (r % 64);
+                        any = true;
+                    }
+                }
+                any
+            }
+        };
         c.rows = row0 + n;
         if any {
             self.saw(Family::Point as u8);
