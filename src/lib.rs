@@ -24,7 +24,7 @@ pub use meridian_runtime::kernels;
 pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;
 pub use meridian_runtime::{
-    resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError,
-    JobResult, Mode, Prepared, Route, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS,
-    MODE_ENV,
+    parse_bytes, plan, resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError,
+    Job, JobError, JobResult, Mode, Prepared, Route, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS,
+    JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
 };

@@ -15,15 +15,22 @@ fn info_prints_the_probe_and_succeeds() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stdout.starts_with("CUDA driver"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("NVRTC: ")), "{stdout}");
-    // The probe's text as the library gives it in this process, then the settings.
+    // The probe's text as the library gives it in this process, NVML's line, then the settings
+    // and the variants.
     let probe = meridian::driver::probe().to_string();
     assert!(stdout.starts_with(&probe), "{stdout}");
     let settings: Vec<&str> = stdout[probe.len()..].lines().filter(|l| !l.is_empty()).collect();
-    let names: Vec<&str> = settings.iter().map(|l| l.split(':').next().unwrap_or("")).collect();
+    let names: Vec<&str> = settings
+        .iter()
+        .map(|l| l.split(':').next().unwrap_or(""))
+        .filter(|n| !n.starts_with("variant "))
+        .collect();
     assert_eq!(
         names,
         [
+            "NVML",
             "execution mode",
+            "memory budget",
             "io_uring",
             "cpu routes",
             "autotune store (meridian run)",
@@ -33,6 +40,13 @@ fn info_prints_the_probe_and_succeeds() {
         "{stdout}"
     );
     assert!(stdout.contains("cpu routes: interp, jit"), "{stdout}");
+    // Inline, the interpreter and the JIT on the CPU; the GPU's variant where there is one.
+    let variants: Vec<&str> = settings.iter().filter_map(|l| l.strip_prefix("variant ")).collect();
+    assert!(variants.len() >= 3, "{stdout}");
+    assert!(variants[0].starts_with("inline (cpu interp or jit): rows 0..=64"), "{stdout}");
+    assert!(variants[1].starts_with("cpu-interp (cpu interp): rows 0..=any"), "{stdout}");
+    assert!(variants[2].starts_with("cpu-jit (cpu jit)"), "{stdout}");
+    assert!(variants.iter().all(|v| v.contains("exact predicates")), "{stdout}");
 }
 
 #[test]

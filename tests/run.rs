@@ -229,7 +229,8 @@ fn explain_prints_the_plan_and_its_reasons() {
         .unwrap();
     let stdout = ok(&o);
     let plan = stdout.lines().find(|l| l.starts_with("plan: ")).unwrap_or_else(|| panic!("{stdout}"));
-    let want = if cfg!(feature = "jit") { "rows: cpu jit, " } else { "rows: cpu interp, " };
+    let want =
+        if cfg!(feature = "jit") { "rows: cpu jit (cpu-jit), " } else { "rows: cpu interp (cpu-interp), " };
     assert!(plan.contains(want) && plan.contains("hit capacity") && plan.contains("queue "), "{plan}");
     let reasons: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  - ")).collect();
     assert_eq!(reasons.len(), 4, "{stdout}");
@@ -247,4 +248,43 @@ fn explain_prints_the_plan_and_its_reasons() {
         out.to_str().unwrap(),
     ]);
     assert!(!ok(&o).contains("plan: "));
+}
+
+/// A job over the memory budget is one readable line and exit 2; a bad budget too.
+#[test]
+fn a_job_over_the_memory_budget_is_one_readable_line() {
+    let out = out_dir("budget");
+    let args = [
+        "run",
+        "examples/measure.masm",
+        "--input",
+        "shapes=data/countries.geojson",
+        "--mode",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (budget, want) in
+        [("100", "177 rows need"), ("lots", "MERIDIAN_MEMORY_BUDGET=\"lots\" is not a size")]
+    {
+        let o = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(args)
+            .current_dir(root())
+            .env("MERIDIAN_AUTOTUNE", "off")
+            .env("MERIDIAN_MEMORY_BUDGET", budget)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{budget}: {err}");
+        assert_eq!(err.lines().count(), 1, "{budget}: {err}");
+        assert!(err.contains(want), "{budget}: {err}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args)
+        .current_dir(root())
+        .env("MERIDIAN_AUTOTUNE", "off")
+        .env("MERIDIAN_MEMORY_BUDGET", "1MiB")
+        .output()
+        .unwrap();
+    ok(&o);
 }

@@ -13,6 +13,7 @@ use meridian_bytecode::assemble;
 use meridian_cuda_host::{Behaviour, HostDevice};
 use meridian_kernels::algo;
 use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian_runtime::variants::VariantId;
 use meridian_runtime::{Bound, Engine, JobError, JobResult, Mode, Prepared, TrySubmitError};
 
 const PROGRAM: &str = "
@@ -437,4 +438,71 @@ fn a_chunk_that_outlasts_the_watchdog_stops_promptly_and_frees_everything() {
     // The kernel left within its chunk when told to stop (within the executor's 5 s), so it
     // was not declared wedged and everything was freed.
     assert_eq!(device.live_allocations(), 0, "not wedged: everything was freed");
+}
+
+/// Telemetry of a GPU with `free` bytes of memory free, as NVML would report it.
+fn telemetry(free: u64) -> meridian_runtime::driver::telemetry::Telemetry {
+    use meridian_runtime::driver::telemetry::{NvmlDevice, NvmlState, Telemetry};
+    use meridian_runtime::driver::{DeviceInfo, DriverState, DriverVersion, NvrtcState, Probe};
+    let device = DeviceInfo {
+        ordinal: 0,
+        name: "emulated".into(),
+        compute_capability: (9, 0),
+        sms: 3,
+        memory_bytes: 1 << 30,
+        can_map_host_memory: true,
+    };
+    Telemetry {
+        probe: Probe {
+            driver: DriverState::Devices { version: DriverVersion(13000), devices: vec![device] },
+            nvrtc: NvrtcState::Missing,
+        },
+        nvml: NvmlState::Devices {
+            driver: Some("580".into()),
+            devices: vec![NvmlDevice {
+                index: 0,
+                name: Some("emulated".into()),
+                gpu_busy_percent: Some(0),
+                memory_used: Some((1 << 30) - free),
+                memory_free: Some(free),
+                memory_total: Some(1 << 30),
+            }],
+        },
+        taken: std::time::SystemTime::now(),
+    }
+}
+
+/// The device memory telemetry reports free decides placement: a job that fits runs on the
+/// GPU; one that does not runs on the CPU under `auto`, saying why, and fails under `gpu`.
+#[test]
+fn a_job_larger_than_the_gpus_free_memory_stays_off_it() {
+    for (mode, free) in [(Mode::Auto, 1 << 30), (Mode::Auto, 4096), (Mode::Gpu, 4096), (Mode::Gpu, 1 << 30)] {
+        let f = fixture(mode, HostDevice::new(2, 8), |b| b.telemetry(telemetry(free)));
+        let r = f.engine.run(f.prepared.job(&f.bound));
+        match (mode, free) {
+            (_, 1073741824) => {
+                let r = r.unwrap();
+                assert_eq!(r.backend().name, "cuda", "{mode:?} {free}");
+                assert_eq!(r.plan().unwrap().variant, VariantId::GpuInterp);
+                let gpu = f.engine.variants().get(VariantId::GpuInterp).unwrap();
+                assert_eq!((gpu.min_rows, gpu.backend), (0, "cuda"));
+            }
+            (Mode::Auto, _) => {
+                let r = r.unwrap();
+                assert_eq!(r.backend().name, "cpu");
+                assert!(r.backend().reason.contains("the GPU has 4096 free"), "{}", r.backend().reason);
+                assert_ne!(r.plan().unwrap().variant, VariantId::GpuInterp);
+                for row in 0..POINTS {
+                    let want = f.want[row].len();
+                    assert_eq!(r.hits("pairs").unwrap().iter().filter(|h| h.0 as usize == row).count(), want);
+                }
+            }
+            _ => {
+                let Err(JobError::OverBudget(e)) = r else { panic!("{mode:?} {free}: {r:?}") };
+                assert!(e.to_string().contains("the GPU's free memory is 4096 bytes"), "{e}");
+            }
+        }
+        // A snapshot given by the builder is kept.
+        assert_eq!(f.engine.refresh_telemetry().memory_free(0), Some(free));
+    }
 }

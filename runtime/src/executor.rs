@@ -88,6 +88,8 @@ impl JobState {
 /// Executor parameters (the launch policy and the autotuner set these).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tuning {
+    /// Bytes a job's output buffers may take ([`crate::plan::fit_budget`]).
+    pub memory_budget: Option<u64>,
     pub workers: usize,
     pub chunk_rows: usize,
     pub ring_capacity: usize,
@@ -268,7 +270,12 @@ impl Shared {
                 Err(FinishError::Overflow(o)) => {
                     let needed = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
                     job.prepared.note_hits(job.rows.len(), job.out.hits_produced());
-                    return self.rerun(&job, needed);
+                    let outputs = job.prepared.interp.outputs();
+                    match crate::plan::rerun_fits(outputs, job.rows.len(), needed, self.tuning.memory_budget)
+                    {
+                        Ok(()) => return self.rerun(&job, needed),
+                        Err(e) => Err(JobError::OverBudget(e)),
+                    }
                 }
                 Err(e) => Err(JobError::Output(e)),
             },

@@ -20,10 +20,12 @@ mod route;
 pub mod stream;
 mod sync;
 pub mod tune;
+pub mod variants;
 
 pub use engine::{
-    resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError, Job, JobError,
-    JobResult, Mode, Prepared, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MODE_ENV,
+    parse_bytes, resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError, Job,
+    JobError, JobResult, Mode, Prepared, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS,
+    MEMORY_BUDGET_ENV, MODE_ENV,
 };
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;

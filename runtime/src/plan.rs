@@ -17,8 +17,15 @@
 //!   are twice the engine's size (every worker is busy anyway, and fewer claims cost less). A
 //!   rows-per-claim winner from autotune is a pin: kept as is.
 //! - **Route** ([`auto_route`]): see `Route` — the JIT once a program is hot, kept after.
+//! - **Memory budget** ([`fit_budget`]): a job's output buffers (dense outputs a row, hit
+//!   slots) must fit the engine's budget; the hit capacity is cut to fit when the rest does
+//!   (an overflow re-runs the job with what it needs, checked again), and a job that cannot
+//!   fit is an [`OverBudget`] error before anything is allocated, never an allocation failure.
 
 use std::fmt;
+
+use meridian_bytecode::OutputKind;
+use meridian_kernels::interp::OutputBuffers;
 
 /// Rows a chunk gets at least when an idle engine splits a small job over its workers.
 pub const MIN_SPLIT_ROWS: usize = 4096;
@@ -262,6 +269,74 @@ impl fmt::Display for CapacityReason {
     }
 }
 
+/// A job whose outputs cannot fit the engine's memory budget.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{rows} rows need {needed} bytes at the least for {what}; {limit} is {budget} bytes")]
+pub struct OverBudget {
+    /// The job's rows.
+    pub rows: usize,
+    /// Bytes the smallest acceptable buffers take.
+    pub needed: u64,
+    /// The budget.
+    pub budget: u64,
+    /// Which buffers: the dense outputs, the hits a re-run needs, the device's copies.
+    pub what: String,
+    /// Which limit: `the memory budget` or `the GPU's free memory`.
+    pub limit: &'static str,
+}
+
+/// Hit slots a job keeps at the least when its capacity is cut to fit a budget (fewer only
+/// when it asked for fewer).
+pub const MIN_BUDGET_HITS: usize = 64;
+
+/// The hit capacity a job of `rows` rows with `outputs` gets under `budget` (bytes of output
+/// buffers; `None`: no budget), from the `capacity` wanted: as wanted when it fits, else cut
+/// so that it does (down to [`MIN_BUDGET_HITS`]), else an error. Also the bytes the buffers
+/// then take.
+pub fn fit_budget(
+    outputs: &[OutputKind],
+    rows: usize,
+    capacity: usize,
+    budget: Option<u64>,
+) -> Result<(usize, u64), OverBudget> {
+    let bytes = OutputBuffers::bytes(outputs, rows, capacity);
+    let Some(budget) = budget.filter(|&b| bytes > b) else { return Ok((capacity, bytes)) };
+    let hits = outputs.iter().filter(|&&k| k == OutputKind::Hits).count() as u64;
+    let fixed = OutputBuffers::bytes(outputs, rows, 0);
+    let floor = capacity.min(MIN_BUDGET_HITS);
+    let least = fixed.saturating_add(hits.saturating_mul(8).saturating_mul(floor as u64));
+    if hits == 0 || least > budget {
+        let what = if hits == 0 {
+            "its dense outputs".to_owned()
+        } else {
+            format!("its dense outputs and {floor} hit slots")
+        };
+        return Err(OverBudget { rows, needed: least, budget, what, limit: "the memory budget" });
+    }
+    let cut = ((budget - fixed) / (8 * hits)) as usize;
+    Ok((cut, OutputBuffers::bytes(outputs, rows, cut)))
+}
+
+/// Whether a re-run of a job with room for `needed` hits fits `budget`.
+pub fn rerun_fits(
+    outputs: &[OutputKind],
+    rows: usize,
+    needed: usize,
+    budget: Option<u64>,
+) -> Result<(), OverBudget> {
+    let bytes = OutputBuffers::bytes(outputs, rows, needed);
+    match budget {
+        Some(budget) if bytes > budget => Err(OverBudget {
+            rows,
+            needed: bytes,
+            budget,
+            what: format!("the {needed} hits it produced, for its re-run"),
+            limit: "the memory budget",
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The plan of one job, as decided and applied. Its reasons are formatted only when shown,
 /// so that keeping a plan with every result costs a tiny job nothing measurable.
 #[derive(Clone, Debug, PartialEq)]
@@ -284,6 +359,11 @@ pub struct Plan {
     pub cut_why: CutReason,
     /// Why this hit capacity.
     pub capacity_why: CapacityReason,
+    /// The capacity the reason gave and the memory budget (bytes) it was cut to fit, when it
+    /// was.
+    pub budget_cut: Option<(usize, u64)>,
+    /// The registered variant that runs it ([`crate::variants`]).
+    pub variant: crate::variants::VariantId,
 }
 
 impl Plan {
@@ -303,14 +383,28 @@ impl Plan {
             self.placement.reason.clone(),
             self.route_why.to_string(),
             self.cut_why.to_string(),
-            format!("hit capacity {}: {}", self.hit_capacity, self.capacity_why),
+            match self.budget_cut {
+                None => format!("hit capacity {}: {}", self.hit_capacity, self.capacity_why),
+                Some((wanted, budget)) => format!(
+                    "hit capacity {}: {wanted} from {}, cut to fit the memory budget of {budget} bytes",
+                    self.hit_capacity, self.capacity_why
+                ),
+            },
         ]
     }
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} rows: {} {}, {}", self.rows, self.backend(), self.route(), self.topology)?;
+        write!(
+            f,
+            "{} rows: {} {} ({}), {}",
+            self.rows,
+            self.backend(),
+            self.route(),
+            self.variant,
+            self.topology
+        )?;
         if self.chunk_rows > 0 {
             write!(f, " of {} rows", self.chunk_rows)?;
         }
@@ -332,6 +426,49 @@ mod tests {
     use proptest::prelude::*;
 
     use Pressure::{Balanced, Empty, Light, Saturated};
+
+    #[test]
+    fn budgets_keep_cut_or_refuse() {
+        use OutputKind::{Count, Hits, F64};
+        let join: &[OutputKind] = &[Hits];
+        let dense: &[OutputKind] = &[F64, Count];
+        // (outputs, rows, capacity wanted, budget) -> capacity given, or the least bytes needed
+        type Case<'a> = (&'a [OutputKind], usize, usize, Option<u64>, Result<usize, u64>);
+        let table: &[Case<'_>] = &[
+            (join, 1000, 1200, None, Ok(1200)),
+            (join, 1000, 1200, Some(9600), Ok(1200)),
+            // Cut to what fits, exactly.
+            (join, 1000, 1200, Some(9599), Ok(1199)),
+            (join, 1000, 1200, Some(800), Ok(100)),
+            (join, 1000, 1200, Some(512), Ok(64)),
+            // Below 64 slots: refused, naming the least that would do.
+            (join, 1000, 1200, Some(511), Err(512)),
+            // A job that asked for fewer than 64 keeps what it asked for as the floor.
+            (join, 10, 8, Some(63), Err(64)),
+            // Dense outputs cannot be cut.
+            (dense, 1000, 0, Some(9016), Ok(0)),
+            (dense, 1000, 0, Some(9015), Err(9016)),
+            (&[F64, Hits, Hits], 100, 1000, Some(900 + 16 * 100), Ok(100)),
+            (&[F64, Hits, Hits], 100, 1000, Some(900 + 16 * 63), Err(900 + 16 * 64)),
+        ];
+        for &(outputs, rows, capacity, budget, want) in table {
+            let got = fit_budget(outputs, rows, capacity, budget);
+            match (got, want) {
+                (Ok((cap, bytes)), Ok(w)) => {
+                    assert_eq!(cap, w, "{outputs:?} {rows} {capacity} {budget:?}");
+                    assert!(budget.is_none_or(|b| bytes <= b));
+                }
+                (Err(e), Err(least)) => {
+                    assert_eq!(e.needed, least, "{outputs:?} {rows} {capacity} {budget:?}");
+                    assert!(e.to_string().contains("memory budget"), "{e}");
+                }
+                (got, want) => panic!("{outputs:?} {rows} {capacity} {budget:?}: {got:?}, not {want:?}"),
+            }
+        }
+        assert!(rerun_fits(join, 1000, 1200, Some(9600)).is_ok());
+        let e = rerun_fits(join, 1000, 1201, Some(9600)).unwrap_err();
+        assert!(e.to_string().contains("the 1201 hits it produced"), "{e}");
+    }
 
     #[test]
     fn pressure_classes_and_their_bands() {
@@ -445,6 +582,25 @@ mod tests {
         ) {
             let p = Pressure::classify(prev, queued, capacity);
             prop_assert_eq!(p == Empty, queued == 0);
+        }
+
+        #[test]
+        fn a_fitted_budget_is_never_exceeded_and_never_gives_zero_room(
+            kinds in proptest::collection::vec(0u8..6, 0..6),
+            rows in 0usize..1 << 30,
+            capacity in 0usize..1 << 34,
+            budget in proptest::option::of(0u64..1 << 40),
+        ) {
+            let all = [OutputKind::F64, OutputKind::Bool, OutputKind::Hits, OutputKind::Count, OutputKind::Sum, OutputKind::Geometry];
+            let outputs: Vec<OutputKind> = kinds.iter().map(|&k| all[k as usize]).collect();
+            match fit_budget(&outputs, rows, capacity, budget) {
+                Ok((cap, bytes)) => {
+                    prop_assert!(cap <= capacity);
+                    prop_assert!(budget.is_none_or(|b| bytes <= b));
+                    prop_assert!(cap >= capacity.min(MIN_BUDGET_HITS));
+                }
+                Err(e) => prop_assert!(budget.is_some_and(|b| e.needed > b)),
+            }
         }
     }
 }

@@ -40,17 +40,25 @@ pub fn print(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-/// `meridian info`: the CUDA probe, then what decides where and how jobs run here — the
-/// execution mode and its source, io_uring, the CPU routes, the autotune store, events and
-/// strict mode.
+/// `meridian info`: the GPUs (the CUDA probe and NVML telemetry), then what decides where and
+/// how jobs run here — the execution mode and its source, the memory budget, io_uring, the
+/// CPU routes, the autotune store, events and strict mode.
 pub fn info() -> Result<(), Failure> {
     use meridian::events::{LOG_ENV, STRICT_ENV};
-    let mut s = format!("{}\n", meridian::driver::probe());
+    let mut s = format!("{}\n", meridian::driver::telemetry::snapshot());
     let mode = match meridian::resolve_mode(None) {
         Ok((m, from)) => format!("{} (from {from})", format!("{m:?}").to_lowercase()),
         Err(e) => format!("invalid: {e}"),
     };
     s.push_str(&format!("execution mode: {mode}\n"));
+    let budget = match std::env::var(meridian::MEMORY_BUDGET_ENV) {
+        Err(_) => format!("none ({} unset)", meridian::MEMORY_BUDGET_ENV),
+        Ok(v) => match meridian::parse_bytes(&v) {
+            Some(b) => format!("{b} bytes of output buffers a job (from {})", meridian::MEMORY_BUDGET_ENV),
+            None => format!("invalid: {}={v:?} is not a size", meridian::MEMORY_BUDGET_ENV),
+        },
+    };
+    s.push_str(&format!("memory budget: {budget}\n"));
     let uring = match meridian::stream::io_uring_available() {
         Ok(()) => "available (the streamer reads with it)".to_owned(),
         Err(why) => format!("unavailable ({why}); the streamer reads with pread"),
@@ -75,6 +83,18 @@ pub fn info() -> Result<(), Failure> {
         Err(e) => format!("invalid: {e}"),
     };
     s.push_str(&format!("strict native ({STRICT_ENV}): {strict}\n"));
+    // The variants an engine of the resolved mode registers here.
+    let built = meridian::resolve_mode(None).map_err(|e| e.to_string()).and_then(|(mode, _)| {
+        meridian::Engine::builder().mode(mode).workers(1).build().map_err(|e| e.to_string())
+    });
+    match built {
+        Ok(engine) => {
+            for v in engine.variants().variants() {
+                s.push_str(&format!("variant {v}\n"));
+            }
+        }
+        Err(e) => s.push_str(&format!("variants: none (no engine: {e})\n")),
+    }
     print(&s);
     Ok(())
 }

@@ -171,6 +171,24 @@ fn zeroed<T: bytemuck::Zeroable>(n: usize, f: impl Fn() -> T) -> Box<[T]> {
 }
 
 impl OutputBuffers {
+    /// The bytes [`OutputBuffers::new`] allocates for `outputs` over `rows` rows with room
+    /// for `hit_capacity` hits in each hits output: 9 a row for an `f64` output (value and
+    /// validity), 1 for a `bool`, 8 a hit, 16 for a count or a sum. Geometry outputs grow as
+    /// rows run and are not counted.
+    pub fn bytes(outputs: &[OutputKind], rows: usize, hit_capacity: usize) -> u64 {
+        let (rows, hits) = (rows as u64, hit_capacity as u64);
+        outputs
+            .iter()
+            .map(|k| match k {
+                OutputKind::F64 => rows.saturating_mul(9),
+                OutputKind::Bool => rows,
+                OutputKind::Hits => hits.saturating_mul(8),
+                OutputKind::Count | OutputKind::Sum => 16,
+                OutputKind::Geometry => 0,
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// Buffers for `outputs` over job rows `rows`, with room for `hit_capacity` hits in each
     /// hits output.
     pub fn new(outputs: &[OutputKind], rows: Range<usize>, hit_capacity: usize) -> OutputBuffers {

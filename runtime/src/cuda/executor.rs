@@ -58,6 +58,8 @@ pub(crate) struct GpuTuning {
     /// job submitted within it is reaped without waking a thread (a futex wake-up on the
     /// way back costs more than the device's whole round trip).
     pub linger: Duration,
+    /// Bytes a job's output buffers may take ([`crate::plan::fit_budget`]).
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for GpuTuning {
@@ -70,6 +72,7 @@ impl Default for GpuTuning {
             timeout: Duration::from_secs(60),
             min_chunk_rows: 512,
             linger: Duration::from_micros(500),
+            memory_budget: None,
         }
     }
 }
@@ -562,7 +565,19 @@ impl GpuExecutor {
                     Some(needed) => {
                         drop(area);
                         self.release(c.job);
-                        self.rerun(job, needed as usize);
+                        let outputs = job.prepared.interp.outputs();
+                        let fits = crate::plan::rerun_fits(
+                            outputs,
+                            job.rows.len(),
+                            needed as usize,
+                            self.tuning.memory_budget,
+                        );
+                        match fits {
+                            Ok(()) => self.rerun(job, needed as usize),
+                            Err(e) => {
+                                job.ticket.resolve(Err(JobError::OverBudget(e)));
+                            }
+                        }
                         return;
                     }
                     None => area.columns(&layout, &acc).map_err(JobError::Device).map(|columns| {

@@ -421,4 +421,8 @@ pub enum JobError {
     /// Strict mode (`MERIDIAN_STRICT_NATIVE=1`): the job would have fallen back to the CPU.
     #[error("{0}")]
     Strict(String),
+    /// The job's outputs do not fit the engine's memory budget
+    /// ([`EngineBuilder::memory_budget`](crate::EngineBuilder::memory_budget)).
+    #[error(transparent)]
+    OverBudget(crate::plan::OverBudget),
 }

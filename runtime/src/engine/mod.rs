@@ -36,7 +36,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use meridian_bytecode::{verify, OutputKind, Program, ProgramHash, VerifiedProgram, VerifyErrors};
-use meridian_kernels::interp::{BindError, BoundInputs, FinishError, Input, Scratch};
+use meridian_driver::telemetry::Telemetry;
+use meridian_kernels::interp::{BindError, BoundInputs, FinishError, Input, OutputBuffers, Scratch};
 
 use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
 use crate::cuda::{CudaDevice, Device};
@@ -46,6 +47,7 @@ use crate::plan::{self, Plan, RouteReason, Topology};
 use crate::ring::{PushError, RingError};
 use crate::route::{Code, Route};
 use crate::tune::{self, Tuner};
+use crate::variants::{Registry, VariantId};
 use meridian_autotune::Store;
 
 pub use job::{Bound, Job, JobError, JobResult, Prepared};
@@ -102,6 +104,39 @@ pub fn resolve_mode(builder: Option<Mode>) -> Result<(Mode, &'static str), Engin
     match std::env::var(MODE_ENV) {
         Ok(v) => Ok((Mode::parse(&v).ok_or(EngineError::BadModeEnv(v))?, MODE_ENV)),
         Err(_) => Ok((Mode::Auto, "default")),
+    }
+}
+
+/// The environment variable that sets the memory budget when the builder does not: bytes,
+/// with an optional binary suffix (`512MiB`, `2G`).
+pub const MEMORY_BUDGET_ENV: &str = "MERIDIAN_MEMORY_BUDGET";
+
+/// Bytes written as digits and an optional binary suffix: `4096`, `64K`, `512MiB`, `2G`,
+/// `1TiB` (any case).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
+        _ => return None,
+    };
+    n.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+/// `MERIDIAN_MEMORY_BUDGET`, when set: an error naming it when it is not a size.
+fn memory_budget_from_env() -> Result<Option<u64>, EngineError> {
+    match std::env::var(MEMORY_BUDGET_ENV) {
+        Err(_) => Ok(None),
+        Ok(v) => parse_bytes(&v).map(Some).ok_or_else(|| {
+            EngineError::Config(format!(
+                "{MEMORY_BUDGET_ENV}={v:?} is not a size in bytes (e.g. 512MiB, 2GiB)"
+            ))
+        }),
     }
 }
 
@@ -224,6 +259,8 @@ pub struct EngineBuilder {
     inline_rows: usize,
     strict: Option<bool>,
     route: Route,
+    memory_budget: Option<u64>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 /// Where an engine's autotune store is.
@@ -249,6 +286,8 @@ impl Default for EngineBuilder {
             inline_rows: INLINE_ROWS,
             strict: None,
             route: Route::Auto,
+            memory_budget: None,
+            telemetry: None,
         }
     }
 }
@@ -293,6 +332,22 @@ impl EngineBuilder {
     /// does not autotune: a library writes no file its user did not ask for.
     pub fn autotune_from_env(mut self) -> Self {
         self.autotune = Some(AutotuneAt::Env);
+        self
+    }
+
+    /// Bytes a job's output buffers may take (dense outputs a row, hit slots; overrides
+    /// `MERIDIAN_MEMORY_BUDGET`; default none). A job's hit capacity is cut to fit, and a job
+    /// that cannot fit — or whose re-run after an overflow would not — fails with
+    /// [`JobError::OverBudget`] before anything is allocated.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = Some(bytes);
+        self
+    }
+
+    /// A telemetry snapshot to plan with instead of the engine's own, kept as given (not
+    /// refreshed): for callers that take their own snapshots, and for tests.
+    pub fn telemetry(mut self, snapshot: Telemetry) -> Self {
+        self.telemetry = Some(Arc::new(snapshot));
         self
     }
 
@@ -400,9 +455,15 @@ impl EngineBuilder {
             Some(s) => s,
             None => events::strict_from_env().map_err(EngineError::Config)?,
         };
+        let memory_budget = match self.memory_budget {
+            Some(b) => Some(b),
+            None => memory_budget_from_env()?,
+        };
+        let gpu_tuning = GpuTuning { memory_budget, ..self.gpu };
         let (backend, gpu) =
-            choose_backend(mode, self.device.clone(), self.gpu, self.gpu_min_rows, workers, strict)?;
+            choose_backend(mode, self.device.clone(), gpu_tuning, self.gpu_min_rows, workers, strict)?;
         let tuning = Tuning {
+            memory_budget,
             workers,
             chunk_rows: self.chunk_rows.max(1),
             ring_capacity: self.ring_capacity,
@@ -480,6 +541,16 @@ impl EngineBuilder {
             }
         });
         let gpu_backend = Arc::new(backend.clone());
+        let gpu_started = gpu.is_some();
+        let gpu_min_rows = if mode == Mode::Gpu { 0 } else { self.gpu_min_rows };
+        let variants =
+            Registry::new(self.inline_rows, Route::jit_available(), gpu_started.then_some(gpu_min_rows));
+        if let Err(why) = variants.check() {
+            if let Some(g) = &gpu {
+                g.shutdown();
+            }
+            return Err(EngineError::Config(format!("the variant registry fails its check: {why}")));
+        }
         Ok(Engine {
             shared,
             workers: Mutex::new(handles),
@@ -497,6 +568,13 @@ impl EngineBuilder {
             mode_source,
             route: self.route,
             pressure: std::sync::atomic::AtomicU8::new(0),
+            variants,
+            telemetry_pinned: self.telemetry.is_some(),
+            // An engine with a GPU plans with device memory from the start.
+            telemetry: Mutex::new(
+                self.telemetry
+                    .or_else(|| gpu_started.then(|| Arc::new(meridian_driver::telemetry::snapshot()))),
+            ),
         })
     }
 }
@@ -626,6 +704,11 @@ pub struct Engine {
     route: Route,
     /// The queue's pressure class at the last plan (`plan::Pressure as u8`), for its bands.
     pressure: std::sync::atomic::AtomicU8,
+    /// The last telemetry snapshot (none taken yet: `None`), and whether it was given by the
+    /// builder (then never refreshed).
+    telemetry: Mutex<Option<Arc<Telemetry>>>,
+    telemetry_pinned: bool,
+    variants: Registry,
 }
 
 impl Engine {
@@ -638,6 +721,39 @@ impl Engine {
     /// or `default` (see [`resolve_mode`]).
     pub fn mode_source(&self) -> &'static str {
         self.mode_source
+    }
+
+    /// The GPUs as last seen: taken on first use, refreshed by
+    /// [`Engine::refresh_telemetry`] (at the chunk boundaries of streamed jobs on an engine
+    /// with a GPU), never by a background poller.
+    pub fn telemetry(&self) -> Arc<Telemetry> {
+        let mut held = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+        held.get_or_insert_with(|| Arc::new(meridian_driver::telemetry::snapshot())).clone()
+    }
+
+    /// The variants this engine has, checked when it was built.
+    pub fn variants(&self) -> &Registry {
+        &self.variants
+    }
+
+    /// Whether the engine runs jobs on a GPU (under `gpu`, or `auto` with one).
+    pub fn has_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// Takes a new telemetry snapshot (unless the builder gave one) and returns it.
+    pub fn refresh_telemetry(&self) -> Arc<Telemetry> {
+        if self.telemetry_pinned {
+            return self.telemetry();
+        }
+        let now = Arc::new(meridian_driver::telemetry::snapshot());
+        *self.telemetry.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.clone());
+        now
+    }
+
+    /// The memory budget of a job's output buffers, bytes ([`EngineBuilder::memory_budget`]).
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.shared.tuning.memory_budget
     }
 
     /// The route CPU jobs take ([`EngineBuilder::route`]).
@@ -743,7 +859,12 @@ impl Engine {
             return Err(resolved(Err(JobError::Mismatch)));
         }
         let Some(gpu) = &self.gpu else { return Ok(Placement::Cpu(self.cpu_backend.clone())) };
-        let refusal = job.prepared.inner.gpu_refusal.as_deref();
+        // The GPU variant's admission: its ops (decided once per program) and its row bound.
+        let rows_refusal = match self.variants.get(VariantId::GpuInterp) {
+            Some(v) => v.admits_rows(job.rows.len()).err().filter(|_| job.rows.len() > v.max_rows),
+            None => Some("no GPU variant is registered".to_owned()),
+        };
+        let refusal = job.prepared.inner.gpu_refusal.as_deref().or(rows_refusal.as_deref());
         let fallback = |why: String| {
             let event = Event::new("job", "gpu", "cpu", &why, format!("{} rows", job.rows.len()));
             events::record(event.clone());
@@ -759,7 +880,7 @@ impl Engine {
         };
         match (self.mode, refusal, gpu.unhealthy()) {
             (Mode::Gpu, Some(why), _) => Err(resolved(Err(JobError::Refused(why.to_owned())))),
-            (Mode::Gpu, None, _) => Ok(Placement::Gpu),
+            (Mode::Gpu, None, _) => self.gpu_if_it_fits(job, fallback),
             (_, Some(why), _) => fallback(why.to_owned()),
             (_, None, Some(why)) => fallback(format!("the GPU is no longer used ({why})")),
             (_, None, None) if job.rows.len() < self.gpu_min_rows => Ok(Placement::Cpu(Arc::new(Backend {
@@ -772,13 +893,57 @@ impl Engine {
                 fallback: false,
                 route: "interp",
             }))),
-            (_, None, None) => Ok(Placement::Gpu),
+            (_, None, None) => self.gpu_if_it_fits(job, fallback),
         }
     }
 
-    fn gpu_job(&self, job: &Job, cell: &Arc<TicketCell>) -> GpuJob {
-        let (hit_capacity, capacity_why) = self.hit_capacity(job);
+    /// The GPU for `job` when it fits the device memory free; else, under `gpu`, an
+    /// [`JobError::OverBudget`] ticket, and under `auto` what `fallback` makes of why.
+    fn gpu_if_it_fits(
+        &self,
+        job: &Job,
+        fallback: impl FnOnce(String) -> Result<Placement, Ticket>,
+    ) -> Result<Placement, Ticket> {
+        let Some((need, free)) = self.device_shortfall(job) else { return Ok(Placement::Gpu) };
+        if self.mode == Mode::Gpu {
+            return Err(resolved(Err(JobError::OverBudget(plan::OverBudget {
+                rows: job.rows.len(),
+                needed: need,
+                budget: free,
+                what: "its columns, indexes and output buffers on the device".into(),
+                limit: "the GPU's free memory",
+            }))));
+        }
+        fallback(format!("the job needs about {need} bytes on the device and the GPU has {free} free"))
+    }
+
+    /// When `job` would not fit the device memory the last telemetry snapshot says is free:
+    /// the bytes it needs there (every input column and index uploaded, none counted as
+    /// resident already, and its output buffers) and the bytes free.
+    fn device_shortfall(&self, job: &Job) -> Option<(u64, u64)> {
+        let free = self.telemetry.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?.memory_free(0)?;
+        let inputs: u64 = job
+            .bound
+            .inner
+            .inputs()
+            .iter()
+            .map(|i| {
+                let index = i.index.as_deref().map_or(0, meridian_kernels::cuda::DeviceIndex::bytes);
+                (meridian_kernels::cuda::DeviceColumn::bytes(&i.column) + index) as u64
+            })
+            .sum();
+        let (capacity, _) = self.hit_capacity(job);
+        let outputs = OutputBuffers::bytes(job.prepared.inner.interp.outputs(), job.rows.len(), capacity);
+        let need = inputs.saturating_add(outputs);
+        (need > free).then_some((need, free))
+    }
+
+    fn gpu_job(&self, job: &Job, cell: &Arc<TicketCell>) -> Result<GpuJob, JobError> {
+        let (wanted, capacity_why) = self.hit_capacity(job);
         let rows = job.rows.len();
+        let budget = self.shared.tuning.memory_budget;
+        let (hit_capacity, _) = plan::fit_budget(job.prepared.inner.interp.outputs(), rows, wanted, budget)
+            .map_err(JobError::OverBudget)?;
         let (chunks, chunk_rows) = self.gpu.as_ref().map_or((1, rows), |g| g.chunks(rows));
         let plan = Plan {
             topology: Topology::Gpu { chunks },
@@ -790,8 +955,10 @@ impl Engine {
             route_why: RouteReason::Megakernel,
             cut_why: plan::CutReason::Gpu,
             capacity_why,
+            budget_cut: budget.filter(|_| hit_capacity < wanted).map(|b| (wanted, b)),
+            variant: VariantId::GpuInterp,
         };
-        GpuJob {
+        Ok(GpuJob {
             prepared: job.prepared.inner.clone(),
             inputs: job.bound.inner.clone(),
             rows: job.rows.clone(),
@@ -800,7 +967,7 @@ impl Engine {
             attempt: 1,
             backend: self.gpu_backend.clone(),
             plan: Some(Arc::new(plan)),
-        }
+        })
     }
 
     /// Submits a job, waiting while the ring is full. Fails only when the engine is shut
@@ -812,7 +979,10 @@ impl Engine {
             Ok(Placement::Gpu) => {
                 let Some(gpu) = &self.gpu else { return self.submit_cpu(job, self.cpu_backend.clone()) };
                 let cell = Arc::new(TicketCell::default());
-                let mut gjob = self.gpu_job(&job, &cell);
+                let mut gjob = match self.gpu_job(&job, &cell) {
+                    Ok(g) => g,
+                    Err(e) => return Ok(resolved(Err(e))),
+                };
                 loop {
                     match gpu.submit(gjob) {
                         Ok(()) => {
@@ -842,7 +1012,11 @@ impl Engine {
             Ok(Placement::Gpu) => {
                 let Some(gpu) = &self.gpu else { return self.try_submit_cpu(job, self.cpu_backend.clone()) };
                 let cell = Arc::new(TicketCell::default());
-                match gpu.submit(self.gpu_job(&job, &cell)) {
+                let gjob = match self.gpu_job(&job, &cell) {
+                    Ok(g) => g,
+                    Err(e) => return Ok(resolved(Err(e))),
+                };
+                match gpu.submit(gjob) {
                     Ok(()) => Ok(Ticket { cell, spin: self.shared.tuning.spin, spin_for: GPU_WAIT_SPIN }),
                     Err(GpuSubmitError::Full(_)) => Err(TrySubmitError::Full(job)),
                     Err(GpuSubmitError::Closed(_)) => Err(TrySubmitError::Shutdown(job)),
@@ -1013,7 +1187,11 @@ impl Engine {
             pressure,
         };
         let (topology, chunk_rows, cut_why) = plan::cpu_topology(&cut);
-        let (hit_capacity, capacity_why) = self.hit_capacity(job);
+        let (wanted, capacity_why) = self.hit_capacity(job);
+        let outputs = job.prepared.inner.interp.outputs();
+        let budget = self.shared.tuning.memory_budget;
+        let (hit_capacity, _) =
+            plan::fit_budget(outputs, rows, wanted, budget).map_err(JobError::OverBudget)?;
         let plan = Plan {
             topology,
             rows,
@@ -1024,6 +1202,12 @@ impl Engine {
             route_why,
             cut_why,
             capacity_why,
+            budget_cut: budget.filter(|_| hit_capacity < wanted).map(|b| (wanted, b)),
+            variant: match (topology, backend.route) {
+                (Topology::Inline, _) => VariantId::Inline,
+                (_, "jit") => VariantId::CpuJit,
+                _ => VariantId::CpuInterp,
+            },
         };
         Ok(CpuPlan { code, backend, race, plan })
     }
@@ -1133,6 +1317,9 @@ impl Engine {
                     }
                     Err(FinishError::Overflow(o)) => {
                         capacity = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
+                        let budget = self.shared.tuning.memory_budget;
+                        plan::rerun_fits(prepared.interp.outputs(), rows.len(), capacity, budget)
+                            .map_err(JobError::OverBudget)?;
                     }
                     Err(e) => return Err(JobError::Output(e)),
                 }

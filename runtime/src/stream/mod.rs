@@ -362,6 +362,11 @@ impl Engine {
         };
         for batch in rx.iter() {
             let rows_done = merger.rows;
+            // A chunk boundary: the GPU's state (memory free, busy) is looked at again here,
+            // and only here, for the placement of the next batch.
+            if self.has_gpu() {
+                self.refresh_telemetry();
+            }
             let col = batch.map_err(|source| StreamError::Read { rows_done, source })?;
             let rows = col.len();
             let bound = bind(col).map_err(|source| StreamError::Bind { rows_done, source })?;

@@ -1,0 +1,285 @@
+//! The variants that can run a job's rows — inline on the submitting thread, the CPU
+//! interpreter, the CPU JIT, the GPU megakernel's interpreter — each registered with what it
+//! supports: ops, geometry families, row bounds, where its inputs live, its arithmetic and its
+//! robustness. An engine registers the variants it has when it is built and checks them then
+//! ([`Registry::check`]); placement asks the registry whether the GPU variant admits a job
+//! (its ops and its row bound), and every plan names the variant that ran it
+//! ([`crate::plan::Plan::variant`]).
+
+use std::fmt;
+
+use meridian_bytecode::{Opcode, VerifiedProgram};
+use meridian_kernels::column::Family;
+use meridian_kernels::cuda::{gpu_refusal, gpu_support, GpuSupport};
+
+/// Which variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VariantId {
+    /// The interpreter (or JIT code) on the submitting thread: no hand-off.
+    Inline,
+    /// The CPU interpreter on the engine's workers.
+    CpuInterp,
+    /// Code compiled from the program by Cranelift, on the workers.
+    CpuJit,
+    /// The resident CUDA megakernel's interpreter.
+    GpuInterp,
+}
+
+impl VariantId {
+    /// Its name in plans, `meridian info` and `--explain`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VariantId::Inline => "inline",
+            VariantId::CpuInterp => "cpu-interp",
+            VariantId::CpuJit => "cpu-jit",
+            VariantId::GpuInterp => "gpu-interp",
+        }
+    }
+}
+
+impl fmt::Display for VariantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a variant reads its inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residency {
+    /// In host memory, where the columns are.
+    Host,
+    /// In device memory: columns and indexes are uploaded once and kept while they live.
+    Device,
+}
+
+/// One registered variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// Which.
+    pub id: VariantId,
+    /// `cpu` or `cuda` (the backend its results name).
+    pub backend: &'static str,
+    /// `interp` or `jit`.
+    pub route: &'static str,
+    /// Fewest rows a job it takes has.
+    pub min_rows: usize,
+    /// Most rows a job it takes has.
+    pub max_rows: usize,
+    /// Geometry families its inputs may hold.
+    pub families: &'static [Family],
+    /// Where its inputs live.
+    pub residency: Residency,
+    /// Its arithmetic.
+    pub precision: &'static str,
+    /// What its predicates guarantee.
+    pub robustness: &'static str,
+}
+
+const EXACT: &str = "exact predicates (adaptive orientation, the same kernels as the oracle)";
+const F64: &str = "fp64, IEEE 754 with the ISA's NaN and ±0 rules";
+
+impl Variant {
+    /// Why it refuses op `op`, or `None` when it runs it.
+    pub fn refuses_op(&self, op: Opcode) -> Option<&'static str> {
+        match (self.id, gpu_support(op)) {
+            (VariantId::GpuInterp, GpuSupport::Refused(why)) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Whether it takes a job of `rows` rows, or why not.
+    pub fn admits_rows(&self, rows: usize) -> Result<(), String> {
+        if rows < self.min_rows || rows > self.max_rows {
+            return Err(format!(
+                "{}: takes jobs of {} to {} rows, not {rows}",
+                self.id, self.min_rows, self.max_rows
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether it runs a job of `program` over `rows` rows, or why not.
+    pub fn admits(&self, program: &VerifiedProgram, rows: usize) -> Result<(), String> {
+        self.admits_rows(rows)?;
+        match self.id {
+            VariantId::GpuInterp => gpu_refusal(program).map_or(Ok(()), Err),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    /// One line: name, backend and route, rows, families, residency, arithmetic, and the ops
+    /// it refuses.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = if self.max_rows == usize::MAX { "any".to_owned() } else { self.max_rows.to_string() };
+        let residency = match self.residency {
+            Residency::Host => "inputs in host memory",
+            Residency::Device => "inputs resident on the device",
+        };
+        write!(
+            f,
+            "{} ({} {}): rows {}..={max}, {} families, {residency}, {}; {}",
+            self.id,
+            self.backend,
+            self.route,
+            self.min_rows,
+            self.families.len(),
+            self.precision,
+            self.robustness
+        )?;
+        let refused: Vec<&str> =
+            Opcode::ALL.iter().filter(|&&op| self.refuses_op(op).is_some()).map(|op| op.mnemonic()).collect();
+        if !refused.is_empty() {
+            write!(f, "; refuses {}", refused.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The variants an engine has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registry {
+    variants: Vec<Variant>,
+}
+
+/// The most rows the GPU takes in one job: rows are 32-bit on the device.
+pub const GPU_MAX_ROWS: usize = u32::MAX as usize;
+
+impl Registry {
+    /// The variants of an engine with `inline_rows` (0: no inline route), the JIT or not, and
+    /// a GPU taking jobs from `gpu_min_rows` rows or none.
+    pub(crate) fn new(inline_rows: usize, jit: bool, gpu_min_rows: Option<usize>) -> Registry {
+        let cpu = |id, route, min_rows, max_rows| Variant {
+            id,
+            backend: "cpu",
+            route,
+            min_rows,
+            max_rows,
+            families: &Family::ALL,
+            residency: Residency::Host,
+            precision: F64,
+            robustness: EXACT,
+        };
+        let mut variants = Vec::new();
+        if inline_rows > 0 {
+            // The inline route runs whichever code the program's route gives.
+            let route = if jit { "interp or jit" } else { "interp" };
+            variants.push(cpu(VariantId::Inline, route, 0, inline_rows));
+        }
+        variants.push(cpu(VariantId::CpuInterp, "interp", 0, usize::MAX));
+        if jit {
+            variants.push(cpu(VariantId::CpuJit, "jit", 0, usize::MAX));
+        }
+        if let Some(min_rows) = gpu_min_rows {
+            variants.push(Variant {
+                id: VariantId::GpuInterp,
+                backend: "cuda",
+                route: "interp",
+                min_rows,
+                max_rows: GPU_MAX_ROWS,
+                families: &Family::ALL,
+                residency: Residency::Device,
+                precision: F64,
+                robustness: EXACT,
+            });
+        }
+        Registry { variants }
+    }
+
+    /// Every variant, in order of preference for small jobs.
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
+    }
+
+    /// The variant `id`, when the engine has it.
+    pub fn get(&self, id: VariantId) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.id == id)
+    }
+
+    /// The start-up check: each variant once; the CPU interpreter — the oracle every other
+    /// variant is tested against, and where every refused job goes — present, taking every op
+    /// and any number of rows; every variant's rows a non-empty range; every op a variant
+    /// refuses refused with a reason.
+    pub fn check(&self) -> Result<(), String> {
+        for (i, v) in self.variants.iter().enumerate() {
+            if self.variants[..i].iter().any(|w| w.id == v.id) {
+                return Err(format!("variant {} is registered twice", v.id));
+            }
+            if v.min_rows > v.max_rows {
+                return Err(format!("variant {} takes no job: rows {}..={}", v.id, v.min_rows, v.max_rows));
+            }
+            if v.families.is_empty() {
+                return Err(format!("variant {} takes no geometry family", v.id));
+            }
+            if let Some(op) = Opcode::ALL.iter().find(|&&op| v.refuses_op(op).is_some_and(str::is_empty)) {
+                return Err(format!("variant {} refuses `{}` without a reason", v.id, op.mnemonic()));
+            }
+        }
+        let oracle = self.get(VariantId::CpuInterp).ok_or("no CPU interpreter is registered")?;
+        if let Some(op) = Opcode::ALL.iter().find(|&&op| oracle.refuses_op(op).is_some()) {
+            return Err(format!("the CPU interpreter refuses `{}`", op.mnemonic()));
+        }
+        if (oracle.min_rows, oracle.max_rows) != (0, usize::MAX) || oracle.families.len() != Family::ALL.len()
+        {
+            return Err("the CPU interpreter must take any job".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+
+    #[test]
+    fn registries_hold_what_the_engine_has_and_pass_their_check() {
+        let names = |r: &Registry| r.variants().iter().map(|v| v.id.name()).collect::<Vec<_>>();
+        let all = Registry::new(64, true, Some(1 << 16));
+        assert_eq!(names(&all), ["inline", "cpu-interp", "cpu-jit", "gpu-interp"]);
+        assert_eq!(all.check(), Ok(()));
+        let bare = Registry::new(0, false, None);
+        assert_eq!(names(&bare), ["cpu-interp"]);
+        assert_eq!(bare.check(), Ok(()));
+        let gpu = all.get(VariantId::GpuInterp).unwrap();
+        assert_eq!(gpu.refuses_op(Opcode::Affine).map(|w| w.contains("constructive")), Some(true));
+        assert_eq!(gpu.refuses_op(Opcode::Contains), None);
+        let line = gpu.to_string();
+        assert!(line.starts_with("gpu-interp (cuda interp): rows 65536..=4294967295"), "{line}");
+        assert!(line.contains("refuses affine, simplify, store"), "{line}");
+        assert!(!all.get(VariantId::CpuJit).unwrap().to_string().contains("refuses"));
+    }
+
+    #[test]
+    fn the_check_refuses_a_bad_registry() {
+        let mut twice = Registry::new(64, false, None);
+        twice.variants.push(twice.variants[1].clone());
+        assert!(twice.check().unwrap_err().contains("registered twice"));
+        let mut empty = Registry::new(0, false, Some(10));
+        empty.variants[1].min_rows = 11;
+        empty.variants[1].max_rows = 10;
+        assert!(empty.check().unwrap_err().contains("takes no job"));
+        let mut no_oracle = Registry::new(64, true, None);
+        no_oracle.variants.retain(|v| v.id != VariantId::CpuInterp);
+        assert!(no_oracle.check().unwrap_err().contains("no CPU interpreter"));
+        let mut narrow = Registry::new(0, false, None);
+        narrow.variants[0].max_rows = 1000;
+        assert!(narrow.check().unwrap_err().contains("any job"));
+    }
+
+    #[test]
+    fn admission_by_rows_and_ops() {
+        let r = Registry::new(64, true, Some(100));
+        let pip =
+            meridian_bytecode::assemble("p.masm", include_str!("../../examples/pip_join.masm")).unwrap();
+        let gpu = r.get(VariantId::GpuInterp).unwrap();
+        assert_eq!(gpu.admits(&pip, 100), Ok(()));
+        assert!(gpu.admits(&pip, 99).unwrap_err().contains("takes jobs of 100 to 4294967295 rows, not 99"));
+        assert!(gpu.admits(&pip, GPU_MAX_ROWS + 1).is_err());
+        let moved = meridian_bytecode::assemble("m.masm", include_str!("../../examples/moved.masm")).unwrap();
+        assert!(gpu.admits(&moved, 1000).unwrap_err().contains("constructive"));
+        assert_eq!(r.get(VariantId::CpuJit).unwrap().admits(&moved, 1000), Ok(()));
+        assert!(r.get(VariantId::Inline).unwrap().admits(&pip, 65).is_err());
+    }
+}
