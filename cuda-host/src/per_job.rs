@@ -28,9 +28,37 @@ fn in_place(bytes: &[u8]) -> Result<u64, Infallible> {
     Ok(bytes.as_ptr() as u64)
 }
 
+/// A per-job kernel's host entry: `mr_host_run_rows` (the interpreter), or a generated
+/// program's `mr_jit_host_rows_<id>` (the GPU JIT's code built as host C++).
+pub type RowsEntry = unsafe extern "C" fn(
+    prog: *const u8,
+    inputs: *const u8,
+    outputs: *const u8,
+    rows_begin: u64,
+    begin: u64,
+    end: u64,
+    acc: *mut u8,
+    error: *mut u8,
+);
+
 /// Runs `program` over `rows` of `inputs` with the per-job kernel, one row per emulated
 /// block; returns the f64, bool, count and sum outputs (`None` for other kinds).
 pub fn run_rows(
+    program: &VerifiedProgram,
+    inputs: &BoundInputs,
+    rows: std::ops::Range<usize>,
+) -> Vec<Option<OutputColumn>> {
+    // SAFETY: the interpreter's entry has the kernel's parameters and contract.
+    unsafe { run_rows_with(ffi::mr_host_run_rows, program, inputs, rows) }
+}
+
+/// [`run_rows`] with `entry` as the kernel.
+///
+/// # Safety
+/// `entry` must be a per-job kernel's host entry for `program`'s layout: it reads the records
+/// and writes only the outputs' rows, the accumulators and the error record.
+pub unsafe fn run_rows_with(
+    entry: RowsEntry,
     program: &VerifiedProgram,
     inputs: &BoundInputs,
     rows: std::ops::Range<usize>,
@@ -80,7 +108,7 @@ pub fn run_rows(
     // (or of `inputs`, borrowed), sized for `rows`; the kernel writes only the outputs' rows,
     // the accumulators and the error record.
     unsafe {
-        ffi::mr_host_run_rows(
+        entry(
             std::ptr::addr_of!(prog).cast(),
             table.as_ptr().cast(),
             outputs.as_mut_ptr().cast(),

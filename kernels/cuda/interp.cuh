@@ -295,80 +295,85 @@ MR_FN void mr_reset_regs(MrRegs& R) {
     for (u32 i = 0; i < MR_REGS_C; i++) R.c[i].mode = MR_CUR_EMPTY;
 }
 
-// Runs row `row` of the program. Returns MR_ERR_NONE, or an error with `err_pc` set.
-template <typename Sink>
-MR_FN u32 mr_run_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink, u32& err_pc) {
-    mr_reset_regs(R);
+// What mr_step returns when the row goes on (at `pc`).
+#define MR_STEP_ON 0xffffffffu
+
+// Runs instruction `w`, whose op is OP, of row `row` (`pc` already past it): one op's body,
+// the only one instantiated for that OP. The interpreter reaches it through mr_step's
+// dispatch; a generated row function (the GPU JIT, kernels/src/cuda/jit.rs) calls it directly
+// with `w` a constant, so both run the same code for every op. Returns MR_STEP_ON, MR_ERR_NONE
+// after `halt`, or an error (the caller sets the pc).
+template <u32 OP, typename Sink>
+MR_METHOD u32 mr_op(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink, const u64 w, u32& pc) {
     const u32 nins = p.ninputs;
-    u32 pc = 0;
-    for (;;) {
-        if (pc >= p.ncode) {
-            err_pc = pc;
-            return MR_ERR_PAST_END;
-        }
-        const u64 w = p.code[pc];
-        const u32 at = pc;
-        pc++;
-        switch (MR_WORD_OP(w)) {
-            case MR_OP_HALT:
+    (void)nins;
+    (void)ins;
+    (void)row;
+    (void)R;
+    (void)sink;
+    (void)w;
+    (void)pc;
+    {
+        {
+            if constexpr (OP == MR_OP_HALT) {
                 return MR_ERR_NONE;
-            case MR_OP_JMP:
+            } else if constexpr (OP == MR_OP_JMP) {
                 pc = MR_JMP_TARGET(w);
-                break;
-            case MR_OP_JT:
+                return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_JT) {
                 if (R.b[mr_bi(MR_JT_COND(w))] == 1) pc = MR_JT_TARGET(w);
-                break;
-            case MR_OP_JF:
+                return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_JF) {
                 if (R.b[mr_bi(MR_JF_COND(w))] != 1) pc = MR_JF_TARGET(w);
-                break;
-            case MR_OP_LOAD: {
+                return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_LOAD) { {
                 u32 input = MR_LOAD_INPUT(w);
                 MrG v = mr_g_null();
                 if (input < nins && !mr_row_null(&ins[input].col, row)) v = mr_g_input(input, (u32)row);
                 R.g[mr_gi(MR_LOAD_DST(w))] = v;
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_CONST: {
+            } else if constexpr (OP == MR_OP_CONST) { {
                 u32 k = MR_CONST_VALUE(w);
                 mr_fset(R, MR_CONST_DST(w), k < p.nconsts, k < p.nconsts ? p.consts[k] : 0.0);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_MOVF: {
-                double v;
+            } else if constexpr (OP == MR_OP_MOVF) { {
+                double v = 0.0;
                 bool ok = mr_fget(R, MR_MOVF_SRC(w), v);
                 mr_fset(R, MR_MOVF_DST(w), ok, v);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_MOVB:
+            } else if constexpr (OP == MR_OP_MOVB) {
                 R.b[mr_bi(MR_MOVB_DST(w))] = R.b[mr_bi(MR_MOVB_SRC(w))];
-                break;
-            case MR_OP_MOVG:
+                return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_MOVG) {
                 R.g[mr_gi(MR_MOVG_DST(w))] = R.g[mr_gi(MR_MOVG_SRC(w))];
-                break;
-            case MR_OP_SELECTF: {
+                return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_SELECTF) { {
                 u8 c = R.b[mr_bi(MR_SELECTF_COND(w))];
                 double v = 0.0;
                 bool ok = false;
                 if (c == 1) ok = mr_fget(R, MR_SELECTF_IF_TRUE(w), v);
                 if (c == 0) ok = mr_fget(R, MR_SELECTF_IF_FALSE(w), v);
                 mr_fset(R, MR_SELECTF_DST(w), ok, v);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_SELECTB: {
+            } else if constexpr (OP == MR_OP_SELECTB) { {
                 u8 c = R.b[mr_bi(MR_SELECTB_COND(w))];
                 u8 v = MR_B_NULL;
                 if (c == 1) v = R.b[mr_bi(MR_SELECTB_IF_TRUE(w))];
                 if (c == 0) v = R.b[mr_bi(MR_SELECTB_IF_FALSE(w))];
                 R.b[mr_bi(MR_SELECTB_DST(w))] = v;
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_SELECTG: {
+            } else if constexpr (OP == MR_OP_SELECTG) { {
                 u8 c = R.b[mr_bi(MR_SELECTG_COND(w))];
                 MrG v = mr_g_null();
                 if (c == 1) v = R.g[mr_gi(MR_SELECTG_IF_TRUE(w))];
                 if (c == 0) v = R.g[mr_gi(MR_SELECTG_IF_FALSE(w))];
                 R.g[mr_gi(MR_SELECTG_DST(w))] = v;
-                break;
+                return MR_STEP_ON;
             }
 // Each op's case label is written out (a test reads them); the body comes from the table.
 #define MR_BINARY_F(OP, EXPR)                                                        \
@@ -376,73 +381,73 @@ MR_FN u32 mr_run_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R,
         double x = 0.0, y = 0.0;                                                     \
         bool ok = mr_fget(R, MR_##OP##_LHS(w), x) & mr_fget(R, MR_##OP##_RHS(w), y); \
         mr_fset(R, MR_##OP##_DST(w), ok, ok ? (EXPR) : 0.0);                         \
-        break;                                                                       \
+        return MR_STEP_ON;                                                                       \
     }
-            case MR_OP_ADD: MR_BINARY_F(ADD, x + y)
-            case MR_OP_SUB: MR_BINARY_F(SUB, x - y)
-            case MR_OP_MUL: MR_BINARY_F(MUL, x * y)
-            case MR_OP_DIV: MR_BINARY_F(DIV, x / y)
-            case MR_OP_MIN: MR_BINARY_F(MIN, mr_min_f(x, y))
-            case MR_OP_MAX: MR_BINARY_F(MAX, mr_max_f(x, y))
+            } else if constexpr (OP == MR_OP_ADD) { MR_BINARY_F(ADD, x + y)
+            } else if constexpr (OP == MR_OP_SUB) { MR_BINARY_F(SUB, x - y)
+            } else if constexpr (OP == MR_OP_MUL) { MR_BINARY_F(MUL, x * y)
+            } else if constexpr (OP == MR_OP_DIV) { MR_BINARY_F(DIV, x / y)
+            } else if constexpr (OP == MR_OP_MIN) { MR_BINARY_F(MIN, mr_min_f(x, y))
+            } else if constexpr (OP == MR_OP_MAX) { MR_BINARY_F(MAX, mr_max_f(x, y))
 #undef MR_BINARY_F
 #define MR_UNARY_F(OP, EXPR)                                 \
     {                                                        \
         double x = 0.0;                                      \
         bool ok = mr_fget(R, MR_##OP##_SRC(w), x);           \
         mr_fset(R, MR_##OP##_DST(w), ok, ok ? (EXPR) : 0.0); \
-        break;                                               \
+        return MR_STEP_ON;                                               \
     }
-            case MR_OP_ABS: MR_UNARY_F(ABS, mr_fabs(x))
-            case MR_OP_NEG: MR_UNARY_F(NEG, -x)
-            case MR_OP_SQRT: MR_UNARY_F(SQRT, mr_sqrt(x))
+            } else if constexpr (OP == MR_OP_ABS) { MR_UNARY_F(ABS, mr_fabs(x))
+            } else if constexpr (OP == MR_OP_NEG) { MR_UNARY_F(NEG, -x)
+            } else if constexpr (OP == MR_OP_SQRT) { MR_UNARY_F(SQRT, mr_sqrt(x))
 #undef MR_UNARY_F
 #define MR_COMPARE(OP, EXPR)                                                         \
     {                                                                                \
         double x = 0.0, y = 0.0;                                                     \
         bool ok = mr_fget(R, MR_##OP##_LHS(w), x) & mr_fget(R, MR_##OP##_RHS(w), y); \
         R.b[mr_bi(MR_##OP##_DST(w))] = mr_bval(ok, EXPR);                            \
-        break;                                                                       \
+        return MR_STEP_ON;                                                                       \
     }
-            case MR_OP_LT: MR_COMPARE(LT, x < y)
-            case MR_OP_LE: MR_COMPARE(LE, x <= y)
-            case MR_OP_GT: MR_COMPARE(GT, x > y)
-            case MR_OP_GE: MR_COMPARE(GE, x >= y)
-            case MR_OP_EQ: MR_COMPARE(EQ, x == y)
-            case MR_OP_NE: MR_COMPARE(NE, x != y)
+            } else if constexpr (OP == MR_OP_LT) { MR_COMPARE(LT, x < y)
+            } else if constexpr (OP == MR_OP_LE) { MR_COMPARE(LE, x <= y)
+            } else if constexpr (OP == MR_OP_GT) { MR_COMPARE(GT, x > y)
+            } else if constexpr (OP == MR_OP_GE) { MR_COMPARE(GE, x >= y)
+            } else if constexpr (OP == MR_OP_EQ) { MR_COMPARE(EQ, x == y)
+            } else if constexpr (OP == MR_OP_NE) { MR_COMPARE(NE, x != y)
 #undef MR_COMPARE
-            case MR_OP_AND: {
+            } else if constexpr (OP == MR_OP_AND) { {
                 u8 x = R.b[mr_bi(MR_AND_LHS(w))], y = R.b[mr_bi(MR_AND_RHS(w))];
                 R.b[mr_bi(MR_AND_DST(w))] = (x == 0 || y == 0) ? 0 : ((x == MR_B_NULL || y == MR_B_NULL) ? MR_B_NULL : 1);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_OR: {
+            } else if constexpr (OP == MR_OP_OR) { {
                 u8 x = R.b[mr_bi(MR_OR_LHS(w))], y = R.b[mr_bi(MR_OR_RHS(w))];
                 R.b[mr_bi(MR_OR_DST(w))] = (x == 1 || y == 1) ? 1 : ((x == MR_B_NULL || y == MR_B_NULL) ? MR_B_NULL : 0);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_NOT: {
+            } else if constexpr (OP == MR_OP_NOT) { {
                 u8 x = R.b[mr_bi(MR_NOT_SRC(w))];
                 R.b[mr_bi(MR_NOT_DST(w))] = x == MR_B_NULL ? MR_B_NULL : (u8)(1 - x);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_ISNULLF: {
+            } else if constexpr (OP == MR_OP_ISNULLF) { {
                 double x;
                 R.b[mr_bi(MR_ISNULLF_DST(w))] = mr_fget(R, MR_ISNULLF_SRC(w), x) ? 0 : 1;
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_AREA: {
+            } else if constexpr (OP == MR_OP_AREA) { {
                 MrGeom g;
                 bool ok = mr_g_geom(ins, nins, R.g[mr_gi(MR_AREA_GEOM(w))], g);
                 mr_fset(R, MR_AREA_DST(w), ok, ok ? mr_area(g) : 0.0);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_LENGTH: {
+            } else if constexpr (OP == MR_OP_LENGTH) { {
                 MrGeom g;
                 bool ok = mr_g_geom(ins, nins, R.g[mr_gi(MR_LENGTH_GEOM(w))], g);
                 mr_fset(R, MR_LENGTH_DST(w), ok, ok ? mr_length(g) : 0.0);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_BBOX: {
+            } else if constexpr (OP == MR_OP_BBOX) { {
                 MrGeom g;
                 bool ok = mr_g_geom(ins, nins, R.g[mr_gi(MR_BBOX_GEOM(w))], g);
                 MrRect r = ok ? mr_bbox(g) : mr_rect_nan();
@@ -451,9 +456,9 @@ MR_FN u32 mr_run_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R,
                 mr_fset(R, d + 1, ok, r.min_y);
                 mr_fset(R, d + 2, ok, r.max_x);
                 mr_fset(R, d + 3, ok, r.max_y);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_CENTROID: {
+            } else if constexpr (OP == MR_OP_CENTROID) { {
                 MrGeom g;
                 bool ok = mr_g_geom(ins, nins, R.g[mr_gi(MR_CENTROID_GEOM(w))], g);
                 double x = MR_NAN, y = MR_NAN;
@@ -464,125 +469,208 @@ MR_FN u32 mr_run_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R,
                 u32 d = MR_CENTROID_DST(w);
                 mr_fset(R, d, ok, x);
                 mr_fset(R, d + 1, ok, y);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_NPOINTS: {
+            } else if constexpr (OP == MR_OP_NPOINTS) { {
                 MrGeom g;
                 bool ok = mr_g_geom(ins, nins, R.g[mr_gi(MR_NPOINTS_GEOM(w))], g);
                 mr_fset(R, MR_NPOINTS_DST(w), ok, ok ? (double)mr_num_points(g) : 0.0);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_ISEMPTY: {
+            } else if constexpr (OP == MR_OP_ISEMPTY) { {
                 MrGeom g;
                 bool ok = mr_g_geom(ins, nins, R.g[mr_gi(MR_ISEMPTY_GEOM(w))], g);
                 R.b[mr_bi(MR_ISEMPTY_DST(w))] = mr_bval(ok, ok && mr_is_empty(g));
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_ISNULLG:
+            } else if constexpr (OP == MR_OP_ISNULLG) {
                 R.b[mr_bi(MR_ISNULLG_DST(w))] = R.g[mr_gi(MR_ISNULLG_GEOM(w))].src == MR_SRC_NULL ? 1 : 0;
-                break;
-            case MR_OP_X: {
+                return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_X) { {
                 double x, y;
                 bool ok = mr_point_coords(ins, nins, R.g[mr_gi(MR_X_GEOM(w))], x, y);
                 mr_fset(R, MR_X_DST(w), ok, x);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_Y: {
+            } else if constexpr (OP == MR_OP_Y) { {
                 double x, y;
                 bool ok = mr_point_coords(ins, nins, R.g[mr_gi(MR_Y_GEOM(w))], x, y);
                 mr_fset(R, MR_Y_DST(w), ok, y);
-                break;
+                return MR_STEP_ON;
             }
 // `within a, b` is `contains b, a`; `coveredby a, b` is `covers b, a`.
 #define MR_PREDICATE(OP, PRED, A, B)                                                                     \
     R.b[mr_bi(MR_##OP##_DST(w))] =                                                                       \
         mr_predicate(ins, nins, PRED, R.g[mr_gi(MR_##OP##_##A(w))], R.g[mr_gi(MR_##OP##_##B(w))]); \
-    break;
-            case MR_OP_INTERSECTS: MR_PREDICATE(INTERSECTS, MR_PRED_INTERSECTS, A, B)
-            case MR_OP_CONTAINS: MR_PREDICATE(CONTAINS, MR_PRED_CONTAINS, A, B)
-            case MR_OP_WITHIN: MR_PREDICATE(WITHIN, MR_PRED_CONTAINS, B, A)
-            case MR_OP_COVERS: MR_PREDICATE(COVERS, MR_PRED_COVERS, A, B)
-            case MR_OP_COVEREDBY: MR_PREDICATE(COVEREDBY, MR_PRED_COVERS, B, A)
-            case MR_OP_TOUCHES: MR_PREDICATE(TOUCHES, MR_PRED_TOUCHES, A, B)
-            case MR_OP_DISJOINT: MR_PREDICATE(DISJOINT, MR_PRED_DISJOINT, A, B)
+    return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_INTERSECTS) { MR_PREDICATE(INTERSECTS, MR_PRED_INTERSECTS, A, B)
+            } else if constexpr (OP == MR_OP_CONTAINS) { MR_PREDICATE(CONTAINS, MR_PRED_CONTAINS, A, B)
+            } else if constexpr (OP == MR_OP_WITHIN) { MR_PREDICATE(WITHIN, MR_PRED_CONTAINS, B, A)
+            } else if constexpr (OP == MR_OP_COVERS) { MR_PREDICATE(COVERS, MR_PRED_COVERS, A, B)
+            } else if constexpr (OP == MR_OP_COVEREDBY) { MR_PREDICATE(COVEREDBY, MR_PRED_COVERS, B, A)
+            } else if constexpr (OP == MR_OP_TOUCHES) { MR_PREDICATE(TOUCHES, MR_PRED_TOUCHES, A, B)
+            } else if constexpr (OP == MR_OP_DISJOINT) { MR_PREDICATE(DISJOINT, MR_PRED_DISJOINT, A, B)
 #undef MR_PREDICATE
-            case MR_OP_DWITHIN: {
+            } else if constexpr (OP == MR_OP_DWITHIN) { {
                 MrGeom ga, gb;
                 double d;
                 bool ok = mr_g_geom(ins, nins, R.g[mr_gi(MR_DWITHIN_A(w))], ga) &
                           mr_g_geom(ins, nins, R.g[mr_gi(MR_DWITHIN_B(w))], gb) & mr_fget(R, MR_DWITHIN_DIST(w), d);
                 R.b[mr_bi(MR_DWITHIN_DST(w))] = mr_bval(ok, ok && mr_dwithin(ga, gb, d));
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_DISTANCE: {
+            } else if constexpr (OP == MR_OP_DISTANCE) { {
                 MrGeom ga, gb;
                 bool ok = mr_g_geom(ins, nins, R.g[mr_gi(MR_DISTANCE_A(w))], ga) &
                           mr_g_geom(ins, nins, R.g[mr_gi(MR_DISTANCE_B(w))], gb);
                 mr_fset(R, MR_DISTANCE_DST(w), ok, ok ? mr_distance(ga, gb) : 0.0);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_PROBE: {
+            } else if constexpr (OP == MR_OP_PROBE) { {
                 MrG v = R.g[mr_gi(MR_PROBE_GEOM(w))];
                 u32 e = mr_probe(ins, nins, R.c[mr_ci(MR_PROBE_CURSOR(w))], MR_PROBE_INPUT(w), v,
                                  v.src != MR_SRC_NULL, 0.0);
-                if (e != MR_ERR_NONE) {
-                    err_pc = at;
-                    return e;
-                }
-                break;
+                if (e != MR_ERR_NONE) return e;
+                return MR_STEP_ON;
             }
-            case MR_OP_PROBEDIST: {
+            } else if constexpr (OP == MR_OP_PROBEDIST) { {
                 MrG v = R.g[mr_gi(MR_PROBEDIST_GEOM(w))];
                 double d = 0.0;
                 bool has = mr_fget(R, MR_PROBEDIST_DIST(w), d) && d >= 0.0 && v.src != MR_SRC_NULL;
                 u32 e = mr_probe(ins, nins, R.c[mr_ci(MR_PROBEDIST_CURSOR(w))], MR_PROBEDIST_INPUT(w), v, has, d);
-                if (e != MR_ERR_NONE) {
-                    err_pc = at;
-                    return e;
-                }
-                break;
+                if (e != MR_ERR_NONE) return e;
+                return MR_STEP_ON;
             }
-            case MR_OP_CNEXT: {
+            } else if constexpr (OP == MR_OP_CNEXT) { {
                 MrG v = mr_cnext(ins, nins, R.c[mr_ci(MR_CNEXT_CURSOR(w))]);
                 if (v.src == MR_SRC_NULL) pc = MR_CNEXT_EXIT(w);
                 R.g[mr_gi(MR_CNEXT_DST(w))] = v;
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_STOREF: {
+            } else if constexpr (OP == MR_OP_STOREF) { {
                 double v = 0.0;
                 bool ok = mr_fget(R, MR_STOREF_SRC(w), v);
                 sink.store_f64(MR_STOREF_OUTPUT(w), row, ok, v);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_STOREB:
+            } else if constexpr (OP == MR_OP_STOREB) {
                 sink.store_bool(MR_STOREB_OUTPUT(w), row, R.b[mr_bi(MR_STOREB_SRC(w))]);
-                break;
-            case MR_OP_EMIT: {
+                return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_EMIT) { {
                 MrG v = R.g[mr_gi(MR_EMIT_CAND(w))];
                 if (v.src != MR_SRC_NULL) sink.emit(MR_EMIT_OUTPUT(w), row, v.row);
-                break;
+                return MR_STEP_ON;
             }
-            case MR_OP_COUNT:
+            } else if constexpr (OP == MR_OP_COUNT) {
                 sink.count(MR_COUNT_OUTPUT(w));
-                break;
-            case MR_OP_SUM: {
+                return MR_STEP_ON;
+            } else if constexpr (OP == MR_OP_SUM) { {
                 double v;
                 if (mr_fget(R, MR_SUM_SRC(w), v)) sink.sum(MR_SUM_OUTPUT(w), v);
-                break;
+                return MR_STEP_ON;
             }
-            default:
+            } else {
                 // AFFINE, SIMPLIFY, STOREG: the host refuses such programs (support.rs).
-                err_pc = at;
                 return MR_ERR_UNSUPPORTED_OP;
+            }
         }
+    }
+}
+
+// The interpreter's dispatch: instruction `w` by its op (each op's case label is written out;
+// a test reads them).
+template <typename Sink>
+MR_METHOD u32 mr_step(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink, const u64 w, u32& pc) {
+    switch (MR_WORD_OP(w)) {
+        case MR_OP_HALT: return mr_op<MR_OP_HALT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_JMP: return mr_op<MR_OP_JMP>(p, ins, row, R, sink, w, pc);
+        case MR_OP_JT: return mr_op<MR_OP_JT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_JF: return mr_op<MR_OP_JF>(p, ins, row, R, sink, w, pc);
+        case MR_OP_LOAD: return mr_op<MR_OP_LOAD>(p, ins, row, R, sink, w, pc);
+        case MR_OP_CONST: return mr_op<MR_OP_CONST>(p, ins, row, R, sink, w, pc);
+        case MR_OP_MOVF: return mr_op<MR_OP_MOVF>(p, ins, row, R, sink, w, pc);
+        case MR_OP_MOVB: return mr_op<MR_OP_MOVB>(p, ins, row, R, sink, w, pc);
+        case MR_OP_MOVG: return mr_op<MR_OP_MOVG>(p, ins, row, R, sink, w, pc);
+        case MR_OP_SELECTF: return mr_op<MR_OP_SELECTF>(p, ins, row, R, sink, w, pc);
+        case MR_OP_SELECTB: return mr_op<MR_OP_SELECTB>(p, ins, row, R, sink, w, pc);
+        case MR_OP_SELECTG: return mr_op<MR_OP_SELECTG>(p, ins, row, R, sink, w, pc);
+        case MR_OP_ADD: return mr_op<MR_OP_ADD>(p, ins, row, R, sink, w, pc);
+        case MR_OP_SUB: return mr_op<MR_OP_SUB>(p, ins, row, R, sink, w, pc);
+        case MR_OP_MUL: return mr_op<MR_OP_MUL>(p, ins, row, R, sink, w, pc);
+        case MR_OP_DIV: return mr_op<MR_OP_DIV>(p, ins, row, R, sink, w, pc);
+        case MR_OP_MIN: return mr_op<MR_OP_MIN>(p, ins, row, R, sink, w, pc);
+        case MR_OP_MAX: return mr_op<MR_OP_MAX>(p, ins, row, R, sink, w, pc);
+        case MR_OP_ABS: return mr_op<MR_OP_ABS>(p, ins, row, R, sink, w, pc);
+        case MR_OP_NEG: return mr_op<MR_OP_NEG>(p, ins, row, R, sink, w, pc);
+        case MR_OP_SQRT: return mr_op<MR_OP_SQRT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_LT: return mr_op<MR_OP_LT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_LE: return mr_op<MR_OP_LE>(p, ins, row, R, sink, w, pc);
+        case MR_OP_GT: return mr_op<MR_OP_GT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_GE: return mr_op<MR_OP_GE>(p, ins, row, R, sink, w, pc);
+        case MR_OP_EQ: return mr_op<MR_OP_EQ>(p, ins, row, R, sink, w, pc);
+        case MR_OP_NE: return mr_op<MR_OP_NE>(p, ins, row, R, sink, w, pc);
+        case MR_OP_AND: return mr_op<MR_OP_AND>(p, ins, row, R, sink, w, pc);
+        case MR_OP_OR: return mr_op<MR_OP_OR>(p, ins, row, R, sink, w, pc);
+        case MR_OP_NOT: return mr_op<MR_OP_NOT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_ISNULLF: return mr_op<MR_OP_ISNULLF>(p, ins, row, R, sink, w, pc);
+        case MR_OP_AREA: return mr_op<MR_OP_AREA>(p, ins, row, R, sink, w, pc);
+        case MR_OP_LENGTH: return mr_op<MR_OP_LENGTH>(p, ins, row, R, sink, w, pc);
+        case MR_OP_BBOX: return mr_op<MR_OP_BBOX>(p, ins, row, R, sink, w, pc);
+        case MR_OP_CENTROID: return mr_op<MR_OP_CENTROID>(p, ins, row, R, sink, w, pc);
+        case MR_OP_NPOINTS: return mr_op<MR_OP_NPOINTS>(p, ins, row, R, sink, w, pc);
+        case MR_OP_ISEMPTY: return mr_op<MR_OP_ISEMPTY>(p, ins, row, R, sink, w, pc);
+        case MR_OP_ISNULLG: return mr_op<MR_OP_ISNULLG>(p, ins, row, R, sink, w, pc);
+        case MR_OP_X: return mr_op<MR_OP_X>(p, ins, row, R, sink, w, pc);
+        case MR_OP_Y: return mr_op<MR_OP_Y>(p, ins, row, R, sink, w, pc);
+        case MR_OP_INTERSECTS: return mr_op<MR_OP_INTERSECTS>(p, ins, row, R, sink, w, pc);
+        case MR_OP_CONTAINS: return mr_op<MR_OP_CONTAINS>(p, ins, row, R, sink, w, pc);
+        case MR_OP_WITHIN: return mr_op<MR_OP_WITHIN>(p, ins, row, R, sink, w, pc);
+        case MR_OP_COVERS: return mr_op<MR_OP_COVERS>(p, ins, row, R, sink, w, pc);
+        case MR_OP_COVEREDBY: return mr_op<MR_OP_COVEREDBY>(p, ins, row, R, sink, w, pc);
+        case MR_OP_TOUCHES: return mr_op<MR_OP_TOUCHES>(p, ins, row, R, sink, w, pc);
+        case MR_OP_DISJOINT: return mr_op<MR_OP_DISJOINT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_DWITHIN: return mr_op<MR_OP_DWITHIN>(p, ins, row, R, sink, w, pc);
+        case MR_OP_DISTANCE: return mr_op<MR_OP_DISTANCE>(p, ins, row, R, sink, w, pc);
+        case MR_OP_PROBE: return mr_op<MR_OP_PROBE>(p, ins, row, R, sink, w, pc);
+        case MR_OP_PROBEDIST: return mr_op<MR_OP_PROBEDIST>(p, ins, row, R, sink, w, pc);
+        case MR_OP_CNEXT: return mr_op<MR_OP_CNEXT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_STOREF: return mr_op<MR_OP_STOREF>(p, ins, row, R, sink, w, pc);
+        case MR_OP_STOREB: return mr_op<MR_OP_STOREB>(p, ins, row, R, sink, w, pc);
+        case MR_OP_EMIT: return mr_op<MR_OP_EMIT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_COUNT: return mr_op<MR_OP_COUNT>(p, ins, row, R, sink, w, pc);
+        case MR_OP_SUM: return mr_op<MR_OP_SUM>(p, ins, row, R, sink, w, pc);
+        default:
+            return MR_ERR_UNSUPPORTED_OP;
+    }
+}
+
+// Runs row `row` of the program. Returns MR_ERR_NONE, or an error with `err_pc` set.
+template <typename Sink>
+MR_FN u32 mr_run_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink, u32& err_pc) {
+    mr_reset_regs(R);
+    u32 pc = 0;
+    for (;;) {
+        if (pc >= p.ncode) {
+            err_pc = pc;
+            return MR_ERR_PAST_END;
+        }
+        const u64 w = p.code[pc];
+        const u32 at = pc;
+        pc++;
+        const u32 s = mr_step(p, ins, row, R, sink, w, pc);
+        if (s == MR_STEP_ON) continue;
+        if (s != MR_ERR_NONE) err_pc = at;
+        return s;
     }
 }
 
 // A program that is one point join (MrJoin), for one row: walks the point's grid cell with
 // the cell's classes, as PointProbe does on the CPU; rows whose geometry is not a point (or
-// bindings without a grid) take the general row loop. Emits exactly what mr_run_row would.
-template <typename Sink>
-MR_FN u32 mr_run_join_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink, u32& err_pc) {
+// bindings without a grid) take `general`, the row loop (the interpreter's, or a generated
+// program's). Emits exactly what mr_run_row would.
+template <typename Sink, typename General>
+MR_FN u32 mr_run_join_row_with(General general, const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink,
+                               u32& err_pc) {
     const MrJoin& j = p.join;
     const u32 nins = p.ninputs;
     const MrInput& load = ins[j.load];
@@ -590,7 +678,7 @@ MR_FN u32 mr_run_join_row(const MrProgram& p, const MrInput* ins, u64 row, MrReg
     const MrInput& zones = ins[j.probe];
     double px, py;
     if (!j.operands_fit || !zones.indexed || !zones.idx.has_grid || !mr_point_of(&load.col, row, px, py)) {
-        return mr_run_row(p, ins, row, R, sink, err_pc);
+        return general(p, ins, row, R, sink, err_pc);
     }
     const MrIndex& ix = zones.idx;
     u32 pos, end;
@@ -648,6 +736,15 @@ MR_FN u32 mr_run_join_row(const MrProgram& p, const MrInput* ins, u64 row, MrReg
         have = next_hit(pos, part, cls);
     }
     return MR_ERR_NONE;
+}
+
+// mr_run_join_row_with with the interpreter's row loop for the rows the fast path leaves.
+template <typename Sink>
+MR_FN u32 mr_run_join_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink, u32& err_pc) {
+    auto general = [](const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink, u32& err_pc) {
+        return mr_run_row(p, ins, row, R, sink, err_pc);
+    };
+    return mr_run_join_row_with(general, p, ins, row, R, sink, err_pc);
 }
 
 #endif  // MR_INTERP_CUH

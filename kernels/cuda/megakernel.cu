@@ -490,11 +490,22 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
     if (tid == 0) mr_atomic_add_u64(&sh.ctl.state->exited, 1);
 }
 
-// One launch per job, one thread per row: the baseline the resident kernel is measured
-// against (cuLaunchKernel + synchronise for the same work, `meridian bench roundtrip`). Each
-// thread appends its own hits and adds its own reductions; the job's accumulators are `acc`.
-MR_KERNEL void mr_run_rows(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs, u64 rows_begin,
-                           u64 begin, u64 end, MrAcc* acc, MrError* error) {
+// The interpreter as a row function: the point-join fast path when the program is one,
+// else the general row loop.
+struct MrInterpRow {
+    MR_METHOD u32 operator()(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, MrThreadSink& sink,
+                             u32& err_pc) const {
+        return p.join.present ? mr_run_join_row(p, ins, row, R, sink, err_pc) : mr_run_row(p, ins, row, R, sink, err_pc);
+    }
+};
+
+// One thread per row over [begin, end) with `run` as the row function: the per-job kernel's
+// body, shared by the interpreter's (mr_run_rows) and each generated program's (the GPU JIT).
+// Each thread appends its own hits and adds its own reductions; the job's accumulators are
+// `acc`.
+template <typename RowFn>
+MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs,
+                            u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error) {
     u64 row = begin + (u64)mr_bid() * mr_ntid() + mr_tid();
     if (row >= end) return;
     const MrProgram& p = *prog;
@@ -512,8 +523,7 @@ MR_KERNEL void mr_run_rows(const MrProgram* prog, const MrInput* inputs, const M
     }
     mr_init_dense(p, outputs, row - rows_begin);
     u32 err_pc = 0;
-    u32 e = p.join.present ? mr_run_join_row(p, inputs, row, regs, sink, err_pc)
-                           : mr_run_row(p, inputs, row, regs, sink, err_pc);
+    u32 e = run(p, inputs, row, regs, sink, err_pc);
     if (e != MR_ERR_NONE) {
         error->code = e;
         error->pc = err_pc;
@@ -529,6 +539,13 @@ MR_KERNEL void mr_run_rows(const MrProgram* prog, const MrInput* inputs, const M
             mr_atomic_exch_u32(&acc[o].any, 1);
         }
     }
+}
+
+// One launch per job, one thread per row: the baseline the resident kernel is measured
+// against (cuLaunchKernel + synchronise for the same work, `meridian bench roundtrip`).
+MR_KERNEL void mr_run_rows(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs, u64 rows_begin,
+                           u64 begin, u64 end, MrAcc* acc, MrError* error) {
+    mr_run_rows_with(MrInterpRow(), prog, inputs, outputs, rows_begin, begin, end, acc, error);
 }
 
 #endif  // MR_MEGAKERNEL_CU

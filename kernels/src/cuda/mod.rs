@@ -14,6 +14,7 @@
 
 pub mod abi;
 pub mod isa;
+pub mod jit;
 pub mod support;
 
 pub use abi::{check_index, DeviceColumn, DeviceIndex, DeviceInput, DeviceJoin, DeviceProgram, TREE_STACK};
