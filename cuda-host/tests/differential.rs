@@ -46,3 +46,16 @@ fn gpu_programs_give_the_cpu_interpreters_results() {
         panic!("{e}");
     }
 }
+
+/// Seeds that once found a difference, run on every CI run. 16973147502354698360: a candidate
+/// loop whose branch after the `emit` tests the predicate's flag again (`jf b26, L1` with b26
+/// true falls through into more work) was taken by the CPU's loop fusion for a plain filter,
+/// skipping that work — the CPU, not the device, was wrong.
+#[test]
+fn seeds_that_found_bugs() {
+    for seed in [16_973_147_502_354_698_360u64] {
+        if let Err(e) = common::check(gpu(), seed) {
+            panic!("seed {seed}: {e}");
+        }
+    }
+}

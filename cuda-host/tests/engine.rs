@@ -309,21 +309,6 @@ fn the_per_job_kernel_runs_random_programs_as_the_interpreter_does() {
         let bound = BoundInputs::bind(program.program(), common::inputs(&program, &mut rng, rows)).unwrap();
         let want = common::cpu(&program, &bound, 0..rows);
         let got = meridian_cuda_host::per_job::run_rows(&program, &bound, 0..rows);
-        for (w, g) in want.iter().zip(got) {
-            match (w, g) {
-                (OutputColumn::F64(w), Some(OutputColumn::F64(g))) => {
-                    for (a, b) in w.iter().zip(g.iter()) {
-                        let same = match (a, b) {
-                            (Some(a), Some(b)) => common::same(a, b),
-                            (None, None) => true,
-                            _ => false,
-                        };
-                        assert!(same, "seed {seed}: {a:?} vs {b:?}");
-                    }
-                }
-                (OutputColumn::Bool(_) | OutputColumn::Count(_), Some(g)) => assert_eq!(w, &g, "seed {seed}"),
-                _ => {}
-            }
-        }
+        common::assert_per_job_matches(&want, &got, &format!("seed {seed}"));
     }
 }

@@ -15,7 +15,7 @@ use meridian_bytecode::VerifiedProgram;
 use meridian_cuda_host::data::Rng;
 use meridian_cuda_host::per_job::{run_rows, run_rows_with, RowsEntry};
 use meridian_kernels::cuda::{self, gpu_refusal, jit};
-use meridian_kernels::interp::{BoundInputs, OutputColumn};
+use meridian_kernels::interp::BoundInputs;
 use meridian_runtime::driver::{compile_cubin, nvrtc_library_present, Arch};
 
 /// The examples and `per_generator` random GPU programs of each generator, named.
@@ -139,24 +139,7 @@ fn generated_code_built_as_host_cpp_gives_the_interpreters_results() {
             let interp = run_rows(program, &bound, 0..rows);
             assert_eq!(format!("{got:?}"), format!("{interp:?}"), "{name} seed {seed}");
             let cpu = common::cpu(program, &bound, 0..rows);
-            for (w, g) in cpu.iter().zip(&got) {
-                match (w, g) {
-                    (OutputColumn::F64(w), Some(OutputColumn::F64(g))) => {
-                        for (a, b) in w.iter().zip(g.iter()) {
-                            let same = match (a, b) {
-                                (Some(a), Some(b)) => common::same(a, b),
-                                (None, None) => true,
-                                _ => false,
-                            };
-                            assert!(same, "{name} seed {seed}: {a:?} vs {b:?}");
-                        }
-                    }
-                    (OutputColumn::Bool(_) | OutputColumn::Count(_), Some(g)) => {
-                        assert_eq!(w, g, "{name} seed {seed}")
-                    }
-                    _ => {}
-                }
-            }
+            common::assert_per_job_matches(&cpu, &got, &format!("{name} seed {seed}"));
             compared += 1;
         }
     }

@@ -64,6 +64,28 @@ pub fn same(a: f64, b: f64) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
+/// The per-job kernel's outputs (`got`: f64, bool, count and sum; `None` for kinds it does
+/// not produce) against the CPU interpreter's: f64 to the bit (NaN payloads aside), bool and
+/// count exactly; sums are not compared (added in another order).
+pub fn assert_per_job_matches(want: &[OutputColumn], got: &[Option<OutputColumn>], what: &str) {
+    for (w, g) in want.iter().zip(got) {
+        match (w, g) {
+            (OutputColumn::F64(w), Some(OutputColumn::F64(g))) => {
+                for (a, b) in w.iter().zip(g.iter()) {
+                    let same = match (a, b) {
+                        (Some(a), Some(b)) => same(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    assert!(same, "{what}: {a:?} vs {b:?}");
+                }
+            }
+            (OutputColumn::Bool(_) | OutputColumn::Count(_), Some(g)) => assert_eq!(w, g, "{what}"),
+            _ => {}
+        }
+    }
+}
+
 /// Both generators' programs of `seed` on `engine` against the CPU interpreter.
 pub fn check(engine: &Engine, seed: u64) -> Result<(), TestCaseError> {
     // The dataflow generator's programs compute from their data; the plain generator's read

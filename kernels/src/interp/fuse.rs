@@ -108,7 +108,9 @@ fn at(code: &[Instr], pc: usize) -> Option<FilterLoop> {
         Instr::Count { output } => (Action::Count, output.index()),
         _ => return None,
     };
-    let shape = c == cursor && back(act + 1);
+    // After the action the flag still holds true: the way back is followed with it true (a
+    // `jf` on it falls through there, into whatever the loop does next).
+    let shape = c == cursor && branches(code, act + 1, flag, true) == Some(head);
     shape.then_some(FilterLoop { cursor, cand, flag, pred, a, b, action, output, exit: exit.index() })
 }
 
@@ -231,6 +233,10 @@ mod tests {
             // something between the predicate and the jump
             "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\nnot b0, b0\n\
              jf b0, next\nemit pairs, g1\njmp next\ndone:\nhalt\n",
+            // after the emit, a `jf` on the flag, which holds true there: it falls through into
+            // more work (a random program found the loop taken for a filter)
+            "load g0, pts\nprobe c0, zones, g0\nnext:\ncnext g1, c0, done\ncontains b0, g1, g0\njf b0, next\n\
+             emit pairs, g1\njf b0, skip\nnot b1, b0\nskip:\njmp next\ndone:\nhalt\n",
         ] {
             assert!(loops(body).is_empty(), "{body}");
         }
