@@ -462,6 +462,17 @@ impl EngineBuilder {
         let gpu_tuning = GpuTuning { memory_budget, ..self.gpu };
         let (backend, gpu) =
             choose_backend(mode, self.device.clone(), gpu_tuning, self.gpu_min_rows, workers, strict)?;
+        // The variants, checked before any worker starts.
+        let gpu_started = gpu.is_some();
+        let gpu_min_rows = if mode == Mode::Gpu { 0 } else { self.gpu_min_rows };
+        let variants =
+            Registry::new(self.inline_rows, Route::jit_available(), gpu_started.then_some(gpu_min_rows));
+        if let Err(why) = variants.check() {
+            if let Some(g) = &gpu {
+                g.shutdown();
+            }
+            return Err(EngineError::Config(format!("the variant registry fails its check: {why}")));
+        }
         let tuning = Tuning {
             memory_budget,
             workers,
@@ -541,16 +552,6 @@ impl EngineBuilder {
             }
         });
         let gpu_backend = Arc::new(backend.clone());
-        let gpu_started = gpu.is_some();
-        let gpu_min_rows = if mode == Mode::Gpu { 0 } else { self.gpu_min_rows };
-        let variants =
-            Registry::new(self.inline_rows, Route::jit_available(), gpu_started.then_some(gpu_min_rows));
-        if let Err(why) = variants.check() {
-            if let Some(g) = &gpu {
-                g.shutdown();
-            }
-            return Err(EngineError::Config(format!("the variant registry fails its check: {why}")));
-        }
         Ok(Engine {
             shared,
             workers: Mutex::new(handles),
