@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use meridian_runtime::cuda::{Device, DeviceError, KernelState};
+use meridian_runtime::cuda::{Device, DeviceError, KernelState, PageLock};
 
 use crate::ffi;
 
@@ -56,6 +56,25 @@ pub struct HostDevice {
     fault: Mutex<Option<String>>,
     launched: AtomicBool,
     control: AtomicU64,
+    /// Host regions page-locked now (start, length), as a real device would hold them.
+    locked: Arc<Mutex<Vec<(usize, usize)>>>,
+    /// Page-lock requests fail (a device or limit that refuses them).
+    refuse_page_locks: AtomicBool,
+}
+
+/// A page lock of the emulated device: the region leaves the list when it drops.
+struct HostLock {
+    locked: Arc<Mutex<Vec<(usize, usize)>>>,
+    region: (usize, usize),
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = locked.iter().position(|&r| r == self.region) {
+            locked.swap_remove(i);
+        }
+    }
 }
 
 impl HostDevice {
@@ -79,7 +98,20 @@ impl HostDevice {
             fault: Mutex::new(None),
             launched: AtomicBool::new(false),
             control: AtomicU64::new(0),
+            locked: Arc::new(Mutex::new(Vec::new())),
+            refuse_page_locks: AtomicBool::new(false),
         }
+    }
+
+    /// The host regions page-locked now: (start address, length).
+    pub fn page_locked(&self) -> Vec<(usize, usize)> {
+        self.locked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// From now on, page-lock requests fail (as `cuMemHostRegister` does past the locked-memory
+    /// limit).
+    pub fn refuse_page_locks(&self) {
+        self.refuse_page_locks.store(true, SeqCst);
     }
 
     /// The next `n` device allocations fail (out of memory).
@@ -257,5 +289,18 @@ impl Device for HostDevice {
             RUNNING => KernelState::Running,
             _ => KernelState::Exited,
         }
+    }
+
+    unsafe fn page_lock(&self, ptr: NonNull<u8>, len: usize) -> Result<PageLock, DeviceError> {
+        if self.refuse_page_locks.load(SeqCst) {
+            return Err(DeviceError("page-locking refused (emulated)".into()));
+        }
+        let region = (ptr.as_ptr() as usize, len);
+        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        if locked.iter().any(|&(a, n)| a < region.0 + len && region.0 < a + n) {
+            return Err(DeviceError("the region overlaps one already page-locked".into()));
+        }
+        locked.push(region);
+        Ok(PageLock::new(HostLock { locked: self.locked.clone(), region }))
     }
 }

@@ -135,20 +135,27 @@ impl<'a> HostRegistration<'a> {
     pub fn new(gpu: &Gpu, memory: &'a mut [u8]) -> Result<HostRegistration<'a>, GpuError> {
         let ptr =
             NonNull::new(memory.as_mut_ptr()).ok_or(GpuError::Invalid("cannot register an empty region"))?;
-        if memory.is_empty() {
+        // SAFETY: the region is live and exclusively borrowed for the registration's lifetime.
+        unsafe { Self::register(gpu, ptr, memory.len()) }
+    }
+
+    /// # Safety
+    /// `[ptr, ptr + len)` is live, stays mapped and is registered by no one else while the
+    /// returned value lives.
+    unsafe fn register(gpu: &Gpu, ptr: NonNull<u8>, len: usize) -> Result<HostRegistration<'a>, GpuError> {
+        if len == 0 {
             return Err(GpuError::Invalid("cannot register an empty region"));
         }
         let ctx = gpu.context().clone();
         bind(&ctx).during("binding the context")?;
         let flags = sys::CU_MEMHOSTREGISTER_DEVICEMAP | sys::CU_MEMHOSTREGISTER_PORTABLE;
-        // SAFETY: `memory` is a live, exclusively borrowed region of `len` bytes that outlives
-        // the registration (the borrow is held by the returned value).
-        unsafe { sys::cuMemHostRegister_v2(ptr.as_ptr().cast(), memory.len(), flags) }
+        // SAFETY: `[ptr, ptr + len)` is a live region that outlives the registration (the
+        // caller's contract).
+        unsafe { sys::cuMemHostRegister_v2(ptr.as_ptr().cast(), len, flags) }
             .result()
             .during("cuMemHostRegister")?;
         // Built before the next call so that its Drop unregisters the region if that fails.
-        let mut registration =
-            HostRegistration { ptr, len: memory.len(), device_ptr: 0, ctx, _memory: PhantomData };
+        let mut registration = HostRegistration { ptr, len, device_ptr: 0, ctx, _memory: PhantomData };
         // SAFETY: the region was just registered with DEVICEMAP; the driver writes one device
         // pointer through a valid reference.
         unsafe { sys::cuMemHostGetDevicePointer_v2(&mut registration.device_ptr, ptr.as_ptr().cast(), 0) }
@@ -172,6 +179,25 @@ impl<'a> HostRegistration<'a> {
         false
     }
 }
+
+impl HostRegistration<'static> {
+    /// Registers the `len` bytes at `ptr` (page-locked, mapped, portable): memory kept alive
+    /// by its owner (a mapping), not borrowed.
+    ///
+    /// # Safety
+    /// `[ptr, ptr + len)` is one live region of this process that stays mapped, and is
+    /// registered by no one else, until the registration is dropped.
+    pub unsafe fn from_raw(gpu: &Gpu, ptr: NonNull<u8>, len: usize) -> Result<Self, GpuError> {
+        // SAFETY: the caller's contract is `register`'s.
+        unsafe { Self::register(gpu, ptr, len) }
+    }
+}
+
+// SAFETY: the pointer is never dereferenced here, only handed back to the driver to unregister
+// it (with the context bound, from any thread); the region's owner keeps it alive.
+unsafe impl Send for HostRegistration<'_> {}
+// SAFETY: as above; shared access reads two integers.
+unsafe impl Sync for HostRegistration<'_> {}
 
 impl Drop for HostRegistration<'_> {
     fn drop(&mut self) {

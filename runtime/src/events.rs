@@ -25,7 +25,8 @@ pub const KEPT: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// Where: `engine` (the backend chosen at build), `job` (one job's backend), `route` (the
-    /// interpreter instead of the JIT), `io` (how a file is read).
+    /// interpreter instead of the JIT), `io` (how a file is read), `stream` (staging memory
+    /// left pageable).
     pub surface: &'static str,
     /// What was requested or preferred.
     pub requested: String,

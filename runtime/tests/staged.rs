@@ -84,7 +84,7 @@ fn staged_reads_give_the_file_whatever_the_path_and_sizes() {
                 let options =
                     IpcStreamOptions { batch_rows, reads_in_flight, io, ..IpcStreamOptions::default() };
                 let stream = IpcStream::open(&path, None, options).unwrap();
-                let how = stream.how().to_owned();
+                let how = stream.how();
                 match io {
                     IoMode::Pread => assert!(how.starts_with("pread (MERIDIAN_IO=pread)"), "{how}"),
                     IoMode::Auto => assert!(

@@ -171,8 +171,10 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 let io = IoMode::from_env().map_err(|e| input_err(&e))?;
                 let options =
                     IpcStreamOptions { batch_rows: args.batch_rows, io, ..IpcStreamOptions::default() };
-                let source = IpcStream::open(path, None, options).map_err(|e| input_err(&e))?;
-                let via = source.how().to_owned();
+                let mut source = IpcStream::open(path, None, options).map_err(|e| input_err(&e))?;
+                // With a GPU, batches go to it from page-locked staging.
+                source.page_lock(&engine).map_err(|e| input_err(&e))?;
+                let via = source.how();
                 let (bytes, started) = (source.bytes_counter(), Instant::now());
                 let bar = bytes_bar(source.file_len(), path);
                 let done = engine.run_stream(

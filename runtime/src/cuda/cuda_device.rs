@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use meridian_driver::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig};
 use meridian_driver::{
     keep_pool_memory, launch_and_wait, launch_with_pointer, resident_grid, stream_state, CubinCache, Gpu,
-    GpuError, MappedHostBuffer, PoolBuffer, StreamState,
+    GpuError, HostRegistration, MappedHostBuffer, PoolBuffer, StreamState,
 };
 use meridian_kernels::cuda::{megakernel_source, BLOCK_THREADS, MEGAKERNEL, NVRTC_OPTIONS, PER_JOB_KERNEL};
 
-use super::device::{Device, DeviceError, KernelState};
+use super::device::{Device, DeviceError, KernelState, PageLock};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -274,5 +274,12 @@ impl Device for CudaDevice {
             StreamState::Idle => KernelState::Exited,
             StreamState::Failed(e) => KernelState::Failed(e),
         }
+    }
+
+    unsafe fn page_lock(&self, ptr: NonNull<u8>, len: usize) -> Result<PageLock, DeviceError> {
+        // SAFETY: the caller keeps the memory mapped and unregistered elsewhere until the lock
+        // (which holds the registration) is dropped.
+        let registration = unsafe { HostRegistration::from_raw(&self.gpu, ptr, len) }.map_err(gpu_err)?;
+        Ok(PageLock::new(registration))
     }
 }

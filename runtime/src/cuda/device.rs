@@ -81,6 +81,37 @@ pub trait Device: Send + Sync + fmt::Debug + 'static {
 
     /// Whether the megakernel runs.
     fn kernel_state(&self) -> KernelState;
+
+    /// Page-locks the `len` bytes of host memory at `ptr` (`cuMemHostRegister`), so that
+    /// copies from it go straight to the device, until the returned guard is dropped; an
+    /// error says why not (the default: a device that does not).
+    ///
+    /// # Safety
+    ///
+    /// `[ptr, ptr + len)` is live host memory that stays mapped, and is page-locked by no one
+    /// else, until the guard is dropped.
+    unsafe fn page_lock(&self, ptr: NonNull<u8>, len: usize) -> Result<PageLock, DeviceError> {
+        let _ = (ptr, len);
+        Err(DeviceError("this device does not page-lock host memory".into()))
+    }
+}
+
+/// Host memory page-locked by [`Device::page_lock`]: unlocked when dropped.
+pub struct PageLock {
+    _held: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl PageLock {
+    /// A lock that lasts as long as `held` (whose drop unlocks the memory).
+    pub fn new(held: impl std::any::Any + Send + Sync) -> PageLock {
+        PageLock { _held: Box::new(held) }
+    }
+}
+
+impl fmt::Debug for PageLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PageLock")
+    }
 }
 
 /// A device shared by the executor's allocations. Once `wedged` (a kernel that would not

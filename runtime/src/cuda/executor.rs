@@ -333,6 +333,11 @@ impl GpuExecutor {
         (rows.div_ceil(size).max(1), size)
     }
 
+    /// The device, for page-locking host memory that jobs' inputs are read from.
+    pub(crate) fn device(&self) -> &Arc<dyn Device> {
+        &self.dev.device
+    }
+
     /// True when a job would find a slot and ring room now (a hint for waiting submitters).
     pub fn has_room(&self, rows: usize) -> bool {
         let (n, _) = self.chunks(rows);

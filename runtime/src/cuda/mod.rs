@@ -19,4 +19,4 @@ mod outputs;
 mod resident;
 
 pub use cuda_device::CudaDevice;
-pub use device::{Device, DeviceError, KernelState};
+pub use device::{Device, DeviceError, KernelState, PageLock};

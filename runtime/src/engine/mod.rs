@@ -31,6 +31,7 @@ mod job;
 mod ticket;
 
 use std::collections::HashMap;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,7 +41,7 @@ use meridian_driver::telemetry::Telemetry;
 use meridian_kernels::interp::{BindError, BoundInputs, FinishError, Input, OutputBuffers, Scratch};
 
 use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
-use crate::cuda::{CudaDevice, Device};
+use crate::cuda::{CudaDevice, Device, DeviceError, PageLock};
 use crate::events::{self, Event};
 use crate::executor::{self, JobState, Shared, Tuning};
 use crate::plan::{self, Plan, RouteReason, Topology};
@@ -740,6 +741,20 @@ impl Engine {
     /// Whether the engine runs jobs on a GPU (under `gpu`, or `auto` with one).
     pub fn has_gpu(&self) -> bool {
         self.gpu.is_some()
+    }
+
+    /// Page-locks the `len` bytes at `ptr` with the engine's GPU, so that jobs' inputs in that
+    /// memory are copied to the device without a bounce through pageable memory; `None`
+    /// without a GPU.
+    ///
+    /// # Safety
+    ///
+    /// `[ptr, ptr + len)` is live host memory that stays mapped, and is page-locked by no one
+    /// else, until the lock is dropped.
+    pub unsafe fn page_lock(&self, ptr: NonNull<u8>, len: usize) -> Option<Result<PageLock, DeviceError>> {
+        let gpu = self.gpu.as_ref()?;
+        // SAFETY: the caller's contract is the device's.
+        Some(unsafe { gpu.device().page_lock(ptr, len) })
     }
 
     /// Takes a new telemetry snapshot (unless the builder gave one) and returns it.

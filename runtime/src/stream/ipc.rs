@@ -17,6 +17,8 @@ use meridian_kernels::io::{Position, ReadError};
 use super::io::{Filled, IoMode, Reader};
 use super::staging::{Staging, ALIGN};
 use super::BatchSource;
+use crate::events::{self, Event};
+use crate::Engine;
 
 fn read_error(name: &str, at: Position, message: impl std::fmt::Display) -> ReadError {
     ReadError { source_name: name.to_owned(), at, message: message.to_string() }
@@ -64,6 +66,8 @@ pub struct IpcStream {
     /// Bytes of record batches handed on, shared with [`IpcStream::bytes_counter`]'s holders.
     bytes: Arc<AtomicU64>,
     size: u64,
+    /// What [`IpcStream::page_lock`] did.
+    locked: Option<String>,
 }
 
 impl IpcStream {
@@ -123,13 +127,44 @@ impl IpcStream {
             failed: false,
             bytes: Arc::new(AtomicU64::new(0)),
             size,
+            locked: None,
         })
     }
 
     /// How the file is read: io_uring or pread, fixed buffers or not, O_DIRECT or buffered,
-    /// with the reason for each fallback.
-    pub fn how(&self) -> &str {
-        self.reader.how()
+    /// with the reason for each fallback; and whether the staging memory is page-locked.
+    pub fn how(&self) -> String {
+        match &self.locked {
+            None => self.reader.how().to_owned(),
+            Some(how) => format!("{}, {how}", self.reader.how()),
+        }
+    }
+
+    /// Page-locks the staging memory with `engine`'s GPU (`cuMemHostRegister`), so that the
+    /// batches handed on over it are copied to the device straight from it; the lock lasts as
+    /// long as any batch over the memory. Without a GPU nothing happens; a device that refuses
+    /// is a `stream` event with the reason (an error under strict mode), and the stream goes
+    /// on in pageable memory.
+    pub fn page_lock(&mut self, engine: &Engine) -> Result<(), ReadError> {
+        let (base, len) = self.staging.region();
+        // SAFETY: the region is the staging mapping, which stays mapped while the lock is held
+        // (the staging keeps the lock and drops it before unmapping), and nothing else locks it.
+        let Some(locked) = (unsafe { engine.page_lock(base, len) }) else { return Ok(()) };
+        match locked {
+            Ok(lock) => {
+                self.staging.hold(lock);
+                self.locked = Some(format!("{} MiB of staging page-locked for the GPU", len >> 20));
+            }
+            Err(e) => {
+                let event = Event::new("stream", "page-locked staging", "pageable staging", &e.0, &self.name);
+                events::record(event.clone());
+                if events::strict_from_env().map_err(|m| read_error(&self.name, Position::Whole, m))? {
+                    return Err(read_error(&self.name, Position::Whole, events::refused(&event)));
+                }
+                self.locked = Some(format!("staging pageable (page-locking refused: {})", e.0));
+            }
+        }
+        Ok(())
     }
 
     /// Record batches in the file.

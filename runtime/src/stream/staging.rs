@@ -12,6 +12,10 @@ use memmap2::MmapMut;
 pub(crate) const ALIGN: usize = 4096;
 
 struct Inner {
+    /// A device's page lock of the whole mapping, if one was taken: declared before the
+    /// mapping, so it is released before the memory is unmapped (fields drop in order), and
+    /// held as long as any slot or buffer over the memory lives.
+    lock: Mutex<Option<crate::cuda::PageLock>>,
     /// Owns the memory; only reached through `base` after construction.
     _map: MmapMut,
     /// Start of the mapping, taken from the `MmapMut` while it was held mutably.
@@ -59,14 +63,25 @@ impl Staging {
         let _ = map.advise(memmap2::Advice::HugePage);
         let base =
             NonNull::new(map.as_mut_ptr()).ok_or_else(|| std::io::Error::other("the mapping is null"))?;
-        let inner =
-            Inner { _map: map, base, slot_bytes, slots, free: Mutex::new((0..slots).rev().collect()) };
+        let inner = Inner {
+            lock: Mutex::new(None),
+            _map: map,
+            base,
+            slot_bytes,
+            slots,
+            free: Mutex::new((0..slots).rev().collect()),
+        };
         Ok(Staging { inner: Arc::new(inner) })
     }
 
     /// The whole mapping: `(start, length)`, for registering it with io_uring.
     pub(crate) fn region(&self) -> (NonNull<u8>, usize) {
         (self.inner.base, self.inner.slots * self.inner.slot_bytes)
+    }
+
+    /// Keeps `lock` (of this mapping) until the memory is unmapped.
+    pub(crate) fn hold(&self, lock: crate::cuda::PageLock) {
+        *self.inner.lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
     }
 
     /// Slots free now.
