@@ -6,24 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{meridian, root};
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
 use meridian::kernels::column::GeometryColumn;
 use meridian::kernels::io;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn meridian(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(args)
-        .current_dir(root())
-        // `meridian run` autotunes into the user's cache otherwise.
-        .env("MERIDIAN_AUTOTUNE", "off")
-        .output()
-        .unwrap()
-}
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("meridian-files-{}-{name}", std::process::id()));

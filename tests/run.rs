@@ -3,25 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+
+mod common;
+use common::{meridian, root};
 
 use geo::{BoundingRect, Contains};
 use meridian::kernels::io;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn meridian(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(args)
-        .current_dir(root())
-        // `meridian run` autotunes into the user's cache otherwise.
-        .env("MERIDIAN_AUTOTUNE", "off")
-        .output()
-        .unwrap()
-}
 
 fn out_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("meridian-run-{}-{name}", std::process::id()));

@@ -92,13 +92,12 @@ pub struct ColumnBuilder {
     families_seen: u8,
 }
 
-/// A column being built: a [`GeometryColumn`]'s arrays, growable.
-#[derive(Clone, Debug)]
+/// A column being built: a [`GeometryColumn`]'s arrays, growable. Empty (the default) it is
+/// in the point layout.
+#[derive(Clone, Debug, Default)]
 struct Arrays {
     family: Option<Family>,
     rows: usize,
-    /// The point layout: kinds and offsets are empty, one coordinate per row.
-    native: bool,
     kinds: Vec<u8>,
     geom_offsets: Vec<u32>,
     part_offsets: Vec<u32>,
@@ -109,24 +108,6 @@ struct Arrays {
     /// Coordinates adopted without a copy (point layout only; `x` and `y` are empty while
     /// they are here, and they are copied out at the first change).
     shared: Option<Box<(ScalarBuffer<f64>, ScalarBuffer<f64>)>>,
-}
-
-impl Default for Arrays {
-    fn default() -> Self {
-        Arrays {
-            family: None,
-            rows: 0,
-            native: true,
-            kinds: Vec::new(),
-            geom_offsets: Vec::new(),
-            part_offsets: Vec::new(),
-            ring_offsets: Vec::new(),
-            x: Vec::new(),
-            y: Vec::new(),
-            validity: Vec::new(),
-            shared: None,
-        }
-    }
 }
 
 impl Default for GeometryColumn {
@@ -232,7 +213,7 @@ impl ColumnBuilder {
         let coords = c.shared.as_deref().map_or(c.x.len(), |(x, _)| x.len());
         Checkpoint {
             rows: c.rows,
-            native: c.native,
+            native: c.native(),
             kinds: c.kinds.len(),
             geoms: c.geom_offsets.len(),
             parts: c.part_offsets.len(),
@@ -252,7 +233,7 @@ impl ColumnBuilder {
     /// were left out of step.
     pub fn restore(&mut self, at: Checkpoint) {
         self.unshare();
-        if at.native && !self.col.native {
+        if at.native && !self.col.native() {
             // Every row up to the checkpoint is a point: cut the nested arrays there and
             // return to the point layout.
             let c = &mut self.col;
@@ -268,7 +249,7 @@ impl ColumnBuilder {
             c.y.truncate(coords);
             c.rows = rows;
             self.go_points();
-        } else if !at.native && self.col.native {
+        } else if !at.native && self.col.native() {
             self.go_nested();
         }
         let c = &mut self.col;
@@ -289,7 +270,7 @@ impl ColumnBuilder {
 
     /// Appends a null row.
     pub fn push_null(&mut self) {
-        if self.col.native {
+        if self.col.native() {
             self.unshare();
             self.col.x.push(f64::NAN);
             self.col.y.push(f64::NAN);
@@ -299,10 +280,10 @@ impl ColumnBuilder {
 
     /// Appends an empty geometry of `family` (e.g. `POLYGON EMPTY`).
     pub fn push_empty(&mut self, family: Family) {
-        if self.col.native && family != Family::Point {
+        if self.col.native() && family != Family::Point {
             self.go_nested();
         }
-        if self.col.native {
+        if self.col.native() {
             self.unshare();
             self.col.x.push(f64::NAN);
             self.col.y.push(f64::NAN);
@@ -317,7 +298,7 @@ impl ColumnBuilder {
         if !in_range(x, y) {
             return Err(ColumnError::NonFinite { x, y });
         }
-        if self.col.native {
+        if self.col.native() {
             // Converting to the nested layout later needs a part per row.
             offset(self.col.rows + 1, "parts")?;
             self.unshare();
@@ -361,7 +342,7 @@ impl ColumnBuilder {
         is_valid: impl Fn(usize) -> bool,
     ) -> Result<(), (usize, ColumnError)> {
         let n = xs.len().min(ys.len());
-        if self.col.native {
+        if self.col.native() {
             let (xs, ys) = (&xs[..n], &ys[..n]);
             let good = first_bad(xs, ys, &is_valid).unwrap_or(n);
             offset(self.col.rows + good + 1, "parts").map_err(|e| (0, e))?;
@@ -438,7 +419,7 @@ impl ColumnBuilder {
         let n = xs.len().min(ys.len());
         let nulls = nulls.filter(|b| b.null_count() > 0);
         let valid = |i: usize| nulls.is_none_or(|b| i < b.len() && b.is_valid(i));
-        let adopt = self.col.native
+        let adopt = self.col.native()
             && self.col.rows == 0
             && xs.len() == ys.len()
             && nulls.is_none_or(|b| b.len() == n)
@@ -493,7 +474,7 @@ impl ColumnBuilder {
 
     /// Moves the rows so far from the point layout to the nested one (nothing when nested).
     fn go_nested(&mut self) {
-        if !self.col.native {
+        if !self.col.native() {
             return;
         }
         self.unshare();
@@ -521,7 +502,6 @@ impl ColumnBuilder {
         }
         c.x.truncate(k);
         c.y.truncate(k);
-        c.native = false;
     }
 
     /// Moves rows that are all points, nulls or empty points from the nested layout to the
@@ -543,14 +523,13 @@ impl ColumnBuilder {
             *v = Vec::new();
         }
         c.kinds = Vec::new();
-        c.native = true;
     }
 
     /// Makes room for `rows` more rows of `coords` coordinates in all.
     pub fn reserve(&mut self, rows: usize, coords: usize) {
         let c = &mut self.col;
         c.validity.reserve(rows / 64 + 1);
-        if c.native {
+        if c.native() {
             // A point column may still turn nested; until then a row is a coordinate.
             c.x.reserve(rows);
             c.y.reserve(rows);
@@ -658,9 +637,10 @@ impl ColumnBuilder {
     /// Removes every row, keeping the allocations (for per-row scratch space).
     pub fn clear(&mut self) {
         let c = &mut self.col;
-        let nested = !c.native;
+        // A nested builder stays nested, its vectors kept: the first offsets stay in place.
+        let nested = !c.native();
         for v in [&mut c.geom_offsets, &mut c.part_offsets, &mut c.ring_offsets] {
-            v.clear();
+            v.truncate(usize::from(nested));
         }
         c.kinds.clear();
         c.x.clear();
@@ -669,11 +649,7 @@ impl ColumnBuilder {
         c.shared = None;
         c.family = None;
         c.rows = 0;
-        c.native = true;
         self.families_seen = 0;
-        if nested {
-            self.go_nested();
-        }
     }
 
     /// A view of the rows added so far.
@@ -700,7 +676,7 @@ impl ColumnBuilder {
             self.push_null();
             return Ok(());
         };
-        if g.family() == Family::Point && self.col.native {
+        if g.family() == Family::Point && self.col.native() {
             return self.push_point_or_empty(g.coords().next());
         }
         // The source row passed validation when it was built, so only offsets can fail.
@@ -772,7 +748,7 @@ impl ColumnBuilder {
         let c = &mut self.col;
         let row = c.rows;
         c.rows += 1;
-        if !c.native {
+        if !c.native() {
             c.kinds.push(kind);
             let parts = c.part_offsets.len() as u32 - 1;
             c.geom_offsets.push(parts);
@@ -886,6 +862,12 @@ fn offset(n: usize, what: &'static str) -> Result<u32, ColumnError> {
 }
 
 impl Arrays {
+    /// The point layout: kinds and offsets empty, one coordinate per row (a nested column
+    /// always has at least the first ring offset).
+    fn native(&self) -> bool {
+        self.ring_offsets.is_empty()
+    }
+
     fn parts(&self) -> usize {
         self.part_offsets.len() - 1
     }

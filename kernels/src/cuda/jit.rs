@@ -151,14 +151,12 @@ extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_rows_{id}
 }
 
 /// One translation unit of the megakernel's sources and the generated code of `programs`
-/// (name, program): for NVRTC as is; as host C++ with `MR_HOST` defined first (the host shim),
-/// which also defines the emulator's thread state. A program the device refuses is left out
-/// and comes back with why.
+/// (name, program), for NVRTC. A program the device refuses is left out and comes back with
+/// why. (For host C++, include `megakernel.cu` with `MR_HOST` and append [`generate`]'s code.)
 pub fn jit_unit<'a>(
     programs: impl IntoIterator<Item = (&'a str, &'a VerifiedProgram)>,
 ) -> (String, Vec<(String, String)>) {
     let mut tu = super::megakernel_source();
-    tu.push_str("#ifdef MR_HOST\nthread_local MrHostThread mr_host_thread;\n#endif\n");
     let mut refused = Vec::new();
     for (name, program) in programs {
         match generate(program, name) {

@@ -757,12 +757,19 @@ impl Engine {
         Some(unsafe { gpu.device().page_lock(ptr, len) })
     }
 
-    /// Takes a new telemetry snapshot (unless the builder gave one) and returns it.
+    /// Takes a new telemetry snapshot (unless the builder gave one) and returns it: NVML's
+    /// figures asked again, the CUDA probe's (which do not change while the process runs)
+    /// kept, so that a batch boundary costs no driver query beyond NVML's.
     pub fn refresh_telemetry(&self) -> Arc<Telemetry> {
         if self.telemetry_pinned {
             return self.telemetry();
         }
-        let now = Arc::new(meridian_driver::telemetry::snapshot());
+        let probe = self.telemetry().probe.clone();
+        let now = Arc::new(Telemetry {
+            probe,
+            nvml: meridian_driver::telemetry::nvml_state(),
+            taken: std::time::SystemTime::now(),
+        });
         *self.telemetry.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.clone());
         now
     }
