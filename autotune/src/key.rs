@@ -40,6 +40,9 @@ pub struct Params {
     /// GPU threads per block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_block: Option<u32>,
+    /// Chunks a GPU job gives each block of the megakernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_chunks_per_block: Option<u32>,
 }
 
 impl std::fmt::Display for Params {
@@ -56,6 +59,9 @@ impl std::fmt::Display for Params {
         }
         if let Some(b) = self.gpu_block {
             parts.push(format!("gpu_block={b}"));
+        }
+        if let Some(c) = self.gpu_chunks_per_block {
+            parts.push(format!("gpu_chunks_per_block={c}"));
         }
         if parts.is_empty() {
             f.write_str("defaults")

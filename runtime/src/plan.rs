@@ -129,6 +129,9 @@ pub struct CutInput {
     pub workers: usize,
     /// The most chunks one job may have (half the ring).
     pub max_chunks: usize,
+    /// At most this many chunks, so that at most this many workers take the job's claims
+    /// (autotune's workers a job), when set.
+    pub spread: Option<usize>,
     /// The queue's pressure.
     pub pressure: Pressure,
 }
@@ -146,8 +149,11 @@ pub enum CutReason {
     Saturated(usize),
     /// The engine's rows a chunk.
     Engine(usize),
-    /// On the GPU: chunks for every block, at most half the ring.
-    Gpu,
+    /// Autotune's workers a job: at most this many chunks.
+    Spread(usize),
+    /// On the GPU: about this many chunks for every block of the megakernel, at most half
+    /// the ring, none under the executor's fewest rows; `true` when autotune chose it.
+    Gpu(u32, bool),
 }
 
 impl fmt::Display for CutReason {
@@ -158,7 +164,14 @@ impl fmt::Display for CutReason {
             CutReason::Even => write!(f, "idle workers: cut evenly, ≥ {MIN_SPLIT_ROWS} rows a chunk"),
             CutReason::Saturated(n) => write!(f, "saturated queue: chunks of 2 × {n} rows"),
             CutReason::Engine(n) => write!(f, "{n} rows a chunk"),
-            CutReason::Gpu => f.write_str("chunks for every block of the megakernel, at most half the ring"),
+            CutReason::Spread(1) => f.write_str("one worker a job (autotune)"),
+            CutReason::Spread(w) => write!(f, "at most {w} workers a job (autotune)"),
+            CutReason::Gpu(per_block, tuned) => write!(
+                f,
+                "{per_block} chunk{} for every block of the megakernel{}, at most half the ring",
+                if *per_block == 1 { "" } else { "s" },
+                if *tuned { " (autotune)" } else { "" }
+            ),
         }
     }
 }
@@ -177,11 +190,45 @@ pub fn cpu_topology(c: &CutInput) -> (Topology, usize, CutReason) {
         None if c.pressure == Pressure::Saturated => (base.saturating_mul(2), CutReason::Saturated(base)),
         None => (base, CutReason::Engine(base)),
     };
-    // At most `max_chunks` chunks: larger ones past that.
-    let size = want.max(c.rows.div_ceil(c.max_chunks.max(1)));
+    // At most `max_chunks` chunks (and `spread`): larger ones past that.
+    let (max_chunks, why) = match c.spread {
+        Some(w) if w.max(1) < c.max_chunks.max(1) && c.rows.div_ceil(want) > w.max(1) => {
+            (w.max(1), CutReason::Spread(w.max(1)))
+        }
+        _ => (c.max_chunks.max(1), why),
+    };
+    let size = want.max(c.rows.div_ceil(max_chunks));
     let chunks = c.rows.div_ceil(size).max(1);
     let topology = if chunks == 1 { Topology::OneWorker } else { Topology::Split { chunks } };
     (topology, size, why)
+}
+
+/// Chunks a GPU job gives each block of the megakernel unless autotune says otherwise: two,
+/// so that a block done early takes another's second half rather than idling.
+pub const GPU_CHUNKS_PER_BLOCK: u32 = 2;
+
+/// What cuts a GPU job into the chunks its blocks claim.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuCutInput {
+    /// Rows in the job.
+    pub rows: usize,
+    /// Blocks of the resident megakernel.
+    pub blocks: u32,
+    /// Chunks wanted for every block ([`GPU_CHUNKS_PER_BLOCK`], or autotune's).
+    pub per_block: u32,
+    /// Fewest rows in a chunk (a claim's fixed cost must stay small beside its rows).
+    pub min_chunk_rows: usize,
+    /// Most chunks: the job must fit the ring with room for another.
+    pub max_chunks: usize,
+}
+
+/// The cut of a GPU job: its chunks and their rows (the last may be short). Every row is in
+/// exactly one chunk, there are at most `max_chunks`, and a chunk has at least
+/// `min_chunk_rows` rows unless the job has fewer.
+pub fn gpu_cut(c: &GpuCutInput) -> (usize, usize) {
+    let wanted = (c.blocks.max(1) as usize).saturating_mul(c.per_block.max(1) as usize);
+    let size = c.min_chunk_rows.max(c.rows.div_ceil(wanted)).max(c.rows.div_ceil(c.max_chunks.max(1))).max(1);
+    (c.rows.div_ceil(size).max(1), size)
 }
 
 /// Why a job took its route.
@@ -510,6 +557,7 @@ mod tests {
             pinned,
             workers: 4,
             max_chunks: 512,
+            spread: None,
             pressure,
         };
         let (t, size, _) = cpu_topology(&c);
@@ -548,6 +596,41 @@ mod tests {
         assert!(!auto_route(u64::MAX, 1, hot, false).0);
     }
 
+    #[test]
+    fn a_spread_caps_the_chunks_and_says_so_only_when_it_binds() {
+        let c = CutInput {
+            rows: 1 << 20,
+            inline_rows: 64,
+            chunk_rows: 16384,
+            pinned: None,
+            workers: 4,
+            max_chunks: 512,
+            spread: Some(1),
+            pressure: Light,
+        };
+        assert_eq!(cpu_topology(&c), (Topology::OneWorker, 1 << 20, CutReason::Spread(1)));
+        let two = cpu_topology(&CutInput { spread: Some(2), ..c });
+        assert_eq!(two, (Topology::Split { chunks: 2 }, 1 << 19, CutReason::Spread(2)));
+        // A cap above the chunks the job has anyway changes nothing.
+        let small = CutInput { rows: 20_000, spread: Some(4), ..c };
+        assert_eq!(cpu_topology(&small), cpu_topology(&CutInput { spread: None, ..small }));
+    }
+
+    #[test]
+    fn a_gpu_job_gives_each_block_its_chunks_until_they_get_too_small() {
+        let cut = |rows, per_block| {
+            gpu_cut(&GpuCutInput { rows, blocks: 132, per_block, min_chunk_rows: 512, max_chunks: 2048 })
+        };
+        assert_eq!(cut(1 << 24, 2), (264, (1usize << 24).div_ceil(264)));
+        assert_eq!(cut(1 << 24, 8), (1056, (1usize << 24).div_ceil(1056)));
+        // Half the ring at most: 16 a block would be 2,112 chunks.
+        assert_eq!(cut(1 << 24, 16).0, 2048);
+        // Small jobs: chunks of the fewest rows.
+        assert_eq!(cut(10_000, 2), (20, 512));
+        assert_eq!(cut(100, 2), (1, 512));
+        assert_eq!(cut(0, 2), (1, 512));
+    }
+
     proptest! {
         #[test]
         fn cuts_are_never_empty_and_never_exceed_the_ring(
@@ -557,9 +640,10 @@ mod tests {
             pinned in proptest::option::of(0usize..1 << 22),
             workers in 1usize..1024,
             max_chunks in 0usize..1 << 23,
+            spread in proptest::option::of(0usize..64),
             pressure in prop_oneof![Just(Empty), Just(Light), Just(Balanced), Just(Saturated)],
         ) {
-            let c = CutInput { rows, inline_rows, chunk_rows, pinned, workers, max_chunks, pressure };
+            let c = CutInput { rows, inline_rows, chunk_rows, pinned, workers, max_chunks, spread, pressure };
             let (t, size, why) = cpu_topology(&c);
             prop_assert!(!why.to_string().is_empty());
             match t {
@@ -568,10 +652,32 @@ mod tests {
                 Topology::Split { chunks } => {
                     prop_assert!(size >= 1 && chunks >= 2);
                     prop_assert!(chunks <= max_chunks.max(1));
+                    prop_assert!(chunks <= spread.map_or(usize::MAX, |w| w.max(1)));
                     prop_assert_eq!(chunks, rows.div_ceil(size));
                 }
                 Topology::Gpu { .. } => prop_assert!(false, "a CPU cut on the GPU"),
             }
+        }
+
+        #[test]
+        fn gpu_cuts_cover_every_row_once_and_fit_the_ring(
+            rows in 0usize..1 << 40,
+            blocks in 0u32..100_000,
+            per_block in 0u32..64,
+            min_chunk_rows in 0usize..1 << 16,
+            max_chunks in 0usize..1 << 23,
+        ) {
+            let c = GpuCutInput { rows, blocks, per_block, min_chunk_rows, max_chunks };
+            let (chunks, size) = gpu_cut(&c);
+            prop_assert!(size >= 1 && chunks >= 1);
+            prop_assert!(chunks <= max_chunks.max(1));
+            // Every row in exactly one chunk: the chunks before the last are full.
+            prop_assert!(chunks.saturating_mul(size) >= rows);
+            prop_assert!(rows == 0 || (chunks - 1) * size < rows);
+            prop_assert!(size >= min_chunk_rows);
+            // More chunks a block never means fewer chunks.
+            let finer = gpu_cut(&GpuCutInput { per_block: per_block.saturating_mul(2), ..c });
+            prop_assert!(finer.0 >= chunks);
         }
 
         #[test]

@@ -1,12 +1,13 @@
-//! Autotune applied: races of the CPU route (interpreter or JIT) and of the CPU executor's
-//! rows per claim on real jobs, verdicts by [`meridian_autotune::verdict`], winners applied to
+//! Autotune applied: races of the CPU route (interpreter or JIT), of the CPU executor's
+//! rows per claim and of the GPU's chunks per block on real jobs, verdicts by [`meridian_autotune::verdict`], winners applied to
 //! later jobs of the same key and kept in the store, so that the next run starts from them
 //! without racing.
 //!
 //! Each raced setting is a [`Knob`] with its own key family. Under [`crate::Route::Auto`] a
 //! program's large jobs race the route first (the interpreter conservative, the JIT
 //! speculative, its compile time charged once and spread over the expected reuse); rows per
-//! claim race only once the route is settled, so that one job never stands in two races.
+//! claim race only once the route is settled, and the workers a job spreads over (all, or
+//! one) once rows per claim is, so that one job never stands in two races.
 //!
 //! A key's first large jobs alternate between the engine's rows per claim (conservative) and
 //! a candidate (speculative): jobs 2k and 2k+1 are pair k, and a pair counts once both sides
@@ -19,6 +20,10 @@
 //! for the store's lock and two fsyncs, which must not hold up a job's completion); the
 //! engine waits for it at shutdown. A key with a stored record is never raced. Programs with
 //! `sum` outputs are not raced: claims of other sizes add their sums in another order.
+//!
+//! GPU jobs race the chunks each block of the megakernel gets ([`crate::plan::gpu_cut`]),
+//! keyed by the GPU executor's device and launch; their time runs from the push of their
+//! chunks on the ring to their completion reaped, since the device keeps no per-job clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +42,13 @@ pub const ROWS_PER_CLAIM: &str = "cpu.rows_per_claim";
 /// The family of the route race.
 pub const ROUTE: &str = "cpu.route";
 
+/// The family of the workers-a-job race (after rows per claim settles): every worker (0) or
+/// one.
+pub const WORKERS: &str = "cpu.workers";
+
+/// The family of the GPU's cut race: chunks a job gives each block of the megakernel.
+pub const GPU_CHUNKS: &str = "gpu.chunks_per_block";
+
 /// A setting the tuner races.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Knob {
@@ -44,6 +56,10 @@ pub(crate) enum Knob {
     RowsPerClaim,
     /// 0: the interpreter, 1: the JIT.
     Route,
+    /// Chunks a GPU job gives each block ([`crate::plan::gpu_cut`]).
+    GpuChunks,
+    /// Workers a CPU job spreads over: 0 for all of them.
+    Workers,
 }
 
 impl Knob {
@@ -51,13 +67,17 @@ impl Knob {
         match self {
             Knob::RowsPerClaim => ROWS_PER_CLAIM,
             Knob::Route => ROUTE,
+            Knob::GpuChunks => GPU_CHUNKS,
+            Knob::Workers => WORKERS,
         }
     }
 
     /// A value as the log says it.
     fn show(self, v: u32) -> String {
         match self {
-            Knob::RowsPerClaim => v.to_string(),
+            Knob::RowsPerClaim | Knob::GpuChunks => v.to_string(),
+            Knob::Workers if v == 0 => "all".to_owned(),
+            Knob::Workers => v.to_string(),
             Knob::Route if v == 1 => "jit".to_owned(),
             Knob::Route => "interp".to_owned(),
         }
@@ -67,6 +87,8 @@ impl Knob {
         match self {
             Knob::RowsPerClaim => Params { rows_per_claim: Some(v), ..Params::default() },
             Knob::Route => Params { route: Some(self.show(v)), ..Params::default() },
+            Knob::GpuChunks => Params { gpu_chunks_per_block: Some(v), ..Params::default() },
+            Knob::Workers => Params { workers: Some(v), ..Params::default() },
         }
     }
 
@@ -78,6 +100,8 @@ impl Knob {
                 Some("interp") => Some(0),
                 _ => None,
             },
+            Knob::GpuChunks => r.params.gpu_chunks_per_block,
+            Knob::Workers => r.params.workers,
         }
     }
 }
@@ -144,13 +168,21 @@ pub struct Tuner {
     saves: Mutex<Vec<JoinHandle<()>>>,
     policy: Policy,
     adapter: String,
+    /// The GPU executor's device and launch, when the engine has one: the adapter of GPU keys.
+    gpu_adapter: Option<String>,
     default_rows: u32,
 }
 
 impl Tuner {
     /// A tuner over `store`, for the CPU executor whose rows per claim is `default_rows`
-    /// with `workers` workers.
-    pub(crate) fn new(store: Store, warnings: Vec<String>, default_rows: usize, workers: usize) -> Tuner {
+    /// with `workers` workers, and the GPU executor `gpu` describes, if any.
+    pub(crate) fn new(
+        store: Store,
+        warnings: Vec<String>,
+        default_rows: usize,
+        workers: usize,
+        gpu: Option<&str>,
+    ) -> Tuner {
         let default_rows = u32::try_from(default_rows).unwrap_or(u32::MAX).max(1);
         Tuner {
             store: Arc::new(Mutex::new(store)),
@@ -159,6 +191,7 @@ impl Tuner {
             saves: Mutex::new(Vec::new()),
             policy: Policy::default(),
             adapter: format!("{} x{workers}", cpu_model()),
+            gpu_adapter: gpu.map(|g| format!("gpu {g}")),
             default_rows,
         }
     }
@@ -192,13 +225,19 @@ impl Tuner {
         let family = match knob {
             Knob::RowsPerClaim => format!("{ROWS_PER_CLAIM}@{}", self.default_rows),
             Knob::Route => ROUTE.to_owned(),
+            Knob::GpuChunks => GPU_CHUNKS.to_owned(),
+            Knob::Workers => WORKERS.to_owned(),
+        };
+        let adapter = match (knob, &self.gpu_adapter) {
+            (Knob::GpuChunks, Some(gpu)) => gpu.clone(),
+            _ => self.adapter.clone(),
         };
         Key {
             program: program.to_owned(),
             binding,
             rows_class: Key::rows_class(rows as u64),
             family,
-            adapter: self.adapter.clone(),
+            adapter,
         }
     }
 
@@ -206,6 +245,8 @@ impl Tuner {
         match knob {
             Knob::RowsPerClaim => self.default_rows,
             Knob::Route => 0,
+            Knob::GpuChunks => crate::plan::GPU_CHUNKS_PER_BLOCK,
+            Knob::Workers => 0,
         }
     }
 
@@ -219,6 +260,12 @@ impl Tuner {
                 candidates
             }
             Knob::Route => vec![1],
+            // Finer first (blocks done early take more of the slow ones' rows), then coarser
+            // (fewer claims, less contention on the ring).
+            Knob::GpuChunks => vec![1, 8],
+            // One worker a job: jobs in flight together then run side by side, none waiting
+            // at the seam of another's last claims.
+            Knob::Workers => vec![1],
         }
     }
 

@@ -1,4 +1,5 @@
-//! Autotune applied: large CPU jobs race the route (interpreter or JIT), then rows per claim;
+//! Autotune applied: large CPU jobs race the route (interpreter or JIT), then rows per claim,
+//! then the workers a job spreads over;
 //! a verdict settles each key, the winner is saved, and an engine opened later on the same
 //! store applies it without racing. Results never change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
@@ -74,8 +75,8 @@ fn a_race_settles_saves_and_the_next_engine_applies_the_winner_without_racing() 
     let p = engine.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
     let b = engine.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
     let mut jobs = 0;
-    // The route settles first, then rows per claim race.
-    while Store::open(&path).unwrap().store.len() < 2 {
+    // The route settles first, then rows per claim race, then the workers a job spreads over.
+    while Store::open(&path).unwrap().store.len() < 3 {
         assert!(jobs < 400, "no verdicts after {jobs} jobs: {:?}", engine.autotune_log());
         let r = engine.run(p.job(&b)).unwrap();
         assert!(outputs(&r) == outputs(&want), "a raced job gave another result");
@@ -84,7 +85,7 @@ fn a_race_settles_saves_and_the_next_engine_applies_the_winner_without_racing() 
         engine.autotune().unwrap().flush();
     }
     let log = engine.autotune_log();
-    for family in ["cpu.route", "cpu.rows_per_claim"] {
+    for family in ["cpu.route", "cpu.rows_per_claim", "cpu.workers"] {
         assert!(log.iter().any(|l| l.contains(&format!("racing {family}"))), "{log:?}");
     }
     assert!(log.iter().any(|l| l.contains("adopted") || l.contains("rejected")), "{log:?}");
@@ -94,6 +95,8 @@ fn a_race_settles_saves_and_the_next_engine_applies_the_winner_without_racing() 
     assert_eq!(key.family, "cpu.rows_per_claim@16384", "the engine's default is part of the key");
     assert_eq!(key.binding, "point");
     assert!(record.params.rows_per_claim.is_some() && record.timing.samples >= 5, "{record:?}");
+    let (_, workers) = records.iter().find(|(k, _)| k.family == "cpu.workers").unwrap();
+    assert!(matches!(workers.params.workers, Some(0 | 1)), "all workers or one: {workers:?}");
     let (_, route) = records.iter().find(|(k, _)| k.family == "cpu.route").unwrap();
     assert!(matches!(route.params.route.as_deref(), Some("jit" | "interp")), "{route:?}");
     if route.params.route.as_deref() == Some("jit") {

@@ -89,6 +89,11 @@ pub(crate) struct GpuJob {
     pub backend: Arc<Backend>,
     /// The plan it runs by, for its result.
     pub plan: Option<Arc<crate::plan::Plan>>,
+    /// Chunks for every block of the megakernel ([`crate::plan::gpu_cut`]).
+    pub per_block: u32,
+    /// Its part in an autotune race: its time, from its push on the ring to its completion
+    /// reaped, is reported once it succeeds on its first attempt.
+    pub race: Option<Box<crate::tune::Entry>>,
 }
 
 /// Why the GPU did not take a job; the job comes back.
@@ -110,6 +115,8 @@ struct InFlight {
     area: Area,
     _program: Arc<ResidentProgram>,
     _binding: Arc<ResidentBinding>,
+    /// When its chunks were published (its race time runs from here to its reaping).
+    pushed: Instant,
 }
 
 /// Ring memory in pinned, device-mapped host memory.
@@ -320,17 +327,16 @@ impl GpuExecutor {
         lock(&self.unhealthy).clone()
     }
 
-    /// Chunks of about equal size for `rows`: enough for every block to get some, at most
-    /// half the ring.
-    pub(crate) fn chunks(&self, rows: usize) -> (usize, usize) {
-        let max_chunks = (self.submit.capacity() / 2).max(1);
-        let size = self
-            .tuning
-            .min_chunk_rows
-            .max(rows.div_ceil(2 * self.blocks.max(1) as usize))
-            .max(rows.div_ceil(max_chunks))
-            .max(1);
-        (rows.div_ceil(size).max(1), size)
+    /// The chunks of a job of `rows` rows and their rows, about `per_block` for every block
+    /// ([`crate::plan::gpu_cut`]).
+    pub(crate) fn chunks(&self, rows: usize, per_block: u32) -> (usize, usize) {
+        crate::plan::gpu_cut(&crate::plan::GpuCutInput {
+            rows,
+            blocks: self.blocks,
+            per_block,
+            min_chunk_rows: self.tuning.min_chunk_rows,
+            max_chunks: (self.submit.capacity() / 2).max(1),
+        })
     }
 
     /// The device, for page-locking host memory that jobs' inputs are read from.
@@ -339,8 +345,8 @@ impl GpuExecutor {
     }
 
     /// True when a job would find a slot and ring room now (a hint for waiting submitters).
-    pub fn has_room(&self, rows: usize) -> bool {
-        let (n, _) = self.chunks(rows);
+    pub fn has_room(&self, rows: usize, per_block: u32) -> bool {
+        let (n, _) = self.chunks(rows, per_block);
         self.submit.is_closed()
             || self.unhealthy().is_some()
             || (self.free.has_item() && self.submit.has_room(n))
@@ -368,7 +374,7 @@ impl GpuExecutor {
         let kinds: Vec<OutputKind> =
             job.prepared.program.program().outputs().iter().map(|o| o.kind).collect();
         let rows = job.rows.len();
-        let (nchunks, size) = self.chunks(rows);
+        let (nchunks, size) = self.chunks(rows, job.per_block);
         // Runs: one per tile per hits output, plus those a thread appends on its own when its
         // buffer fills (a full buffer's worth each with one hits output; with several, at worst
         // one run per hit).
@@ -411,8 +417,14 @@ impl GpuExecutor {
         // held) and before the push (so the reaper cannot see the ring closed with this job
         // uncounted; see `reap_loop`). Whoever takes it out of the slot uncounts it.
         self.in_flight.fetch_add(1, SeqCst);
-        *lock(&self.slots[slot as usize]) =
-            Some(InFlight { job, layout, area, _program: program, _binding: binding });
+        *lock(&self.slots[slot as usize]) = Some(InFlight {
+            job,
+            layout,
+            area,
+            _program: program,
+            _binding: binding,
+            pushed: Instant::now(),
+        });
         let pushed = self.submit.try_push_n(nchunks, |k| SubmitEntry {
             job: slot,
             chunk: k as u32,
@@ -554,7 +566,7 @@ impl GpuExecutor {
             .map(|o| self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + 32 * o))
             .collect();
         let error: Result<ErrorRecord, DeviceError> = self.records.get(record + abi::JOB_ERROR_OFFSET);
-        let InFlight { job, layout, area, .. } = f;
+        let InFlight { job, layout, area, pushed, .. } = f;
         let outcome = match (c.status, acc) {
             (_, Err(e)) => Err(JobError::Device(e.to_string())),
             (abi::STATUS_DONE, Ok(acc)) => {
@@ -609,7 +621,12 @@ impl GpuExecutor {
         };
         drop(area);
         self.release(c.job);
+        let took = outcome.is_ok().then(|| pushed.elapsed());
         job.ticket.resolve(outcome);
+        // After the ticket, as on the CPU: a verdict may start a save.
+        if let (Some(took), Some(entry)) = (took, &job.race) {
+            entry.tuner.report(entry, took);
+        }
     }
 
     /// Gives a finished job's slot back.
@@ -620,7 +637,8 @@ impl GpuExecutor {
 
     /// Runs `job` again with room for `needed` hits (from the reaper: never waits).
     fn rerun(&self, job: GpuJob, needed: usize) {
-        let again = GpuJob { hit_capacity: needed, attempt: job.attempt + 1, ..job };
+        // A re-run's time says nothing of its cut: it leaves its race.
+        let again = GpuJob { hit_capacity: needed, attempt: job.attempt + 1, race: None, ..job };
         match self.submit(again) {
             Ok(()) => {}
             Err(GpuSubmitError::Full(job)) => lock(&self.pending).push_back(job),

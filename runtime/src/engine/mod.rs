@@ -211,6 +211,12 @@ pub struct ShutdownError(pub Job);
 /// crossover constant until the planner decides per kernel class.
 pub const GPU_MIN_ROWS: usize = 32 * 1024;
 
+/// Whether a job's program has `sum` outputs: chunks add their sums as they finish, so a
+/// race of how jobs are cut would change their rounding; such programs are not raced.
+fn has_sums(job: &Job) -> bool {
+    job.prepared.program().program().outputs().iter().any(|o| o.kind == OutputKind::Sum)
+}
+
 /// The input kinds of a binding, as an autotune key's binding signature: each input's
 /// family (or `mixed`) and whether it carries an index.
 fn binding_signature(bound: &Bound) -> String {
@@ -441,8 +447,8 @@ impl EngineBuilder {
                 match path.map(Store::open) {
                     None => None,
                     Some(Ok(opened)) => {
-                        let warnings = opened.warnings.iter().map(ToString::to_string).collect();
-                        Some(Arc::new(Tuner::new(opened.store, warnings, self.chunk_rows.max(1), workers)))
+                        let warnings: Vec<String> = opened.warnings.iter().map(ToString::to_string).collect();
+                        Some((opened.store, warnings))
                     }
                     // An unreadable store (permissions, I/O) leaves autotune off, and says so.
                     Some(Err(e)) => {
@@ -553,6 +559,10 @@ impl EngineBuilder {
             }
         });
         let gpu_backend = Arc::new(backend.clone());
+        let tuner = tuner.map(|(store, warnings)| {
+            let gpu = gpu.as_ref().map(|g| g.description());
+            Arc::new(Tuner::new(store, warnings, self.chunk_rows.max(1), workers, gpu))
+        });
         Ok(Engine {
             shared,
             workers: Mutex::new(handles),
@@ -967,7 +977,20 @@ impl Engine {
         let budget = self.shared.tuning.memory_budget;
         let (hit_capacity, _) = plan::fit_budget(job.prepared.inner.interp.outputs(), rows, wanted, budget)
             .map_err(JobError::OverBudget)?;
-        let (chunks, chunk_rows) = self.gpu.as_ref().map_or((1, rows), |g| g.chunks(rows));
+        let (per_block, race, tuned) = match &self.tuner {
+            Some(t) if rows >= tune::RACE_MIN_ROWS && !has_sums(job) => {
+                let key = t.key(
+                    tune::Knob::GpuChunks,
+                    &job.prepared.hash().to_string(),
+                    binding_signature(&job.bound),
+                    rows,
+                );
+                let (v, entry) = t.choose(tune::Knob::GpuChunks, key);
+                (v, entry.map(Box::new), true)
+            }
+            _ => (plan::GPU_CHUNKS_PER_BLOCK, None, false),
+        };
+        let (chunks, chunk_rows) = self.gpu.as_ref().map_or((1, rows), |g| g.chunks(rows, per_block));
         let plan = Plan {
             topology: Topology::Gpu { chunks },
             rows,
@@ -976,7 +999,7 @@ impl Engine {
             pressure: None,
             placement: self.gpu_backend.clone(),
             route_why: RouteReason::Megakernel,
-            cut_why: plan::CutReason::Gpu,
+            cut_why: plan::CutReason::Gpu(per_block, tuned),
             capacity_why,
             budget_cut: budget.filter(|_| hit_capacity < wanted).map(|b| (wanted, b)),
             variant: VariantId::GpuInterp,
@@ -990,6 +1013,8 @@ impl Engine {
             attempt: 1,
             backend: self.gpu_backend.clone(),
             plan: Some(Arc::new(plan)),
+            per_block,
+            race,
         })
     }
 
@@ -1017,7 +1042,7 @@ impl Engine {
                         }
                         Err(GpuSubmitError::Closed(_)) => return Err(ShutdownError(job)),
                         Err(GpuSubmitError::Full(back)) => {
-                            gpu.space.sleep_unless(|| gpu.has_room(job.rows.len()));
+                            gpu.space.sleep_unless(|| gpu.has_room(job.rows.len(), back.per_block));
                             gjob = back;
                         }
                         Err(GpuSubmitError::Unavailable(_, why)) => return self.gpu_unavailable(job, why),
@@ -1174,30 +1199,26 @@ impl Engine {
     fn plan_cpu(&self, job: &Job, backend: Arc<Backend>) -> Result<CpuPlan, JobError> {
         let rows = job.rows.len();
         let (code, backend, route_race, route_why) = self.cpu_code(job, backend)?;
-        let (pinned, race) = match &self.tuner {
-            // A job stands in one race at a time: rows per claim race once the route is settled.
-            _ if route_race.is_some() => (None, route_race),
+        let (pinned, spread, race) = match &self.tuner {
+            // A job stands in one race at a time: rows per claim race once the route is
+            // settled, the workers a job spreads over once rows per claim is.
+            _ if route_race.is_some() => (None, None, route_race),
             // Sums are added per claim: other claim sizes would round them differently.
-            Some(t)
-                if rows >= tune::RACE_MIN_ROWS
-                    && !job
-                        .prepared
-                        .program()
-                        .program()
-                        .outputs()
-                        .iter()
-                        .any(|o| o.kind == OutputKind::Sum) =>
-            {
-                let key = t.key(
-                    tune::Knob::RowsPerClaim,
-                    &job.prepared.hash().to_string(),
-                    binding_signature(&job.bound),
-                    rows,
-                );
+            Some(t) if rows >= tune::RACE_MIN_ROWS && !has_sums(job) => {
+                let (program, binding) = (job.prepared.hash().to_string(), binding_signature(&job.bound));
+                let key = t.key(tune::Knob::RowsPerClaim, &program, binding.clone(), rows);
                 let (r, entry) = t.choose(tune::Knob::RowsPerClaim, key);
-                (Some(r as usize), entry)
+                match entry {
+                    Some(entry) => (Some(r as usize), None, Some(entry)),
+                    None if self.shared.tuning.workers > 1 => {
+                        let key = t.key(tune::Knob::Workers, &program, binding, rows);
+                        let (w, entry) = t.choose(tune::Knob::Workers, key);
+                        (Some(r as usize), (w > 0).then_some(w as usize), entry)
+                    }
+                    None => (Some(r as usize), None, None),
+                }
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let pressure = self.pressure();
         let cut = plan::CutInput {
@@ -1207,6 +1228,7 @@ impl Engine {
             pinned,
             workers: self.shared.tuning.workers,
             max_chunks: (self.shared.tuning.ring_capacity / 2).max(1),
+            spread,
             pressure,
         };
         let (topology, chunk_rows, cut_why) = plan::cpu_topology(&cut);

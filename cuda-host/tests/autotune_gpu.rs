@@ -1,0 +1,163 @@
+//! Autotune on the GPU executor (the emulated device): large jobs race the chunks each block
+//! of the megakernel gets, the cut a job runs with is the one its side of the race says, the
+//! winner is saved under the GPU's adapter, and an engine opened later on the same store
+//! applies it without racing. Results never change.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use meridian_bytecode::assemble;
+use meridian_cuda_host::HostDevice;
+use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian_kernels::interp::{Input, OutputColumn};
+use meridian_runtime::autotune::Store;
+use meridian_runtime::plan::{CutReason, Topology, GPU_CHUNKS_PER_BLOCK};
+use meridian_runtime::tune::{GPU_CHUNKS, RACE_MIN_ROWS};
+use meridian_runtime::{Engine, JobResult, Mode};
+
+const PROGRAM: &str = "\
+.program norm
+.input  p points
+.output d f64
+.output far count
+    load  g0, p
+    x     f0, g0
+    y     f1, g0
+    mul   f2, f0, f0
+    mul   f3, f1, f1
+    add   f2, f2, f3
+    sqrt  f2, f2
+    store d, f2
+    const f3, 100.0
+    gt    b0, f2, f3
+    jf    b0, done
+    count far
+done:
+    halt
+";
+
+const BLOCKS: u32 = 2;
+
+fn points(n: usize) -> Arc<GeometryColumn> {
+    let mut b = ColumnBuilder::new();
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..n {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = (s % 36_000) as f64 / 100.0 - 180.0;
+        let y = ((s >> 20) % 18_000) as f64 / 100.0 - 90.0;
+        b.push_point(x, y).unwrap();
+    }
+    Arc::new(b.finish())
+}
+
+fn outputs(r: &JobResult) -> Vec<(String, OutputColumn)> {
+    r.outputs().map(|(n, c)| (n.to_owned(), c.clone())).collect()
+}
+
+fn store_path(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("meridian-gpu-tune-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d.join("autotune.bin")
+}
+
+fn gpu_engine(store: &PathBuf) -> Engine {
+    Engine::builder()
+        .mode(Mode::Gpu)
+        .workers(1)
+        .gpu_device(Arc::new(HostDevice::new(BLOCKS, 32)))
+        .autotune(store)
+        .build()
+        .unwrap()
+}
+
+/// The chunks a GPU job ran in, and the chunks per block its plan says it was cut for.
+fn cut(r: &JobResult) -> (usize, u32, bool) {
+    let plan = r.plan().expect("a GPU job keeps its plan");
+    let Topology::Gpu { chunks } = plan.topology else { panic!("not a GPU cut: {plan:?}") };
+    let CutReason::Gpu(per_block, tuned) = plan.cut_why else { panic!("{:?}", plan.cut_why) };
+    (chunks, per_block, tuned)
+}
+
+#[test]
+fn the_gpu_cut_races_settles_and_the_next_engine_applies_it_without_racing() {
+    let path = store_path("settle");
+    let pts = points(RACE_MIN_ROWS);
+    let program = assemble("n.masm", PROGRAM).unwrap();
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let want = {
+        let p = cpu.prepare(program.program()).unwrap();
+        let b = cpu.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+        outputs(&cpu.run(p.job(&b)).unwrap())
+    };
+
+    let engine = gpu_engine(&path);
+    assert_eq!(engine.backend().name, "cuda");
+    let p = engine.prepare(program.program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+    let mut cuts = BTreeSet::new();
+    let mut jobs = 0;
+    while Store::open(&path).unwrap().store.is_empty() {
+        assert!(jobs < 100, "no verdict after {jobs} jobs: {:?}", engine.autotune_log());
+        let r = engine.run(p.job(&b)).unwrap();
+        assert_eq!(r.backend().name, "cuda");
+        assert!(outputs(&r) == want, "a raced job gave another result");
+        let (chunks, per_block, tuned) = cut(&r);
+        assert!(tuned, "a large job's cut is autotune's");
+        // What the race chose is what ran: the policy's chunks for that many a block.
+        let expect = RACE_MIN_ROWS.div_ceil(RACE_MIN_ROWS.div_ceil((BLOCKS * per_block) as usize).max(512));
+        assert_eq!(chunks, expect, "{per_block} a block");
+        cuts.insert(per_block);
+        jobs += 1;
+        engine.autotune().unwrap().flush();
+    }
+    assert!(cuts.contains(&GPU_CHUNKS_PER_BLOCK) && cuts.len() >= 2, "both sides ran: {cuts:?}");
+    let log = engine.autotune_log();
+    assert!(log.iter().any(|l| l.contains(&format!("racing {GPU_CHUNKS}"))), "{log:?}");
+    let stored = Store::open(&path).unwrap().store;
+    let records: Vec<_> = stored.records().collect();
+    let (key, record) = records.iter().find(|(k, _)| k.family == GPU_CHUNKS).expect("the GPU record");
+    assert!(key.adapter.starts_with("gpu host emulator"), "the GPU is the adapter: {key:?}");
+    let winner = record.params.gpu_chunks_per_block.expect("the winner's chunks per block");
+    assert!(record.timing.samples >= 5, "{record:?}");
+    drop(engine);
+
+    let again = gpu_engine(&path);
+    let p = again.prepare(program.program()).unwrap();
+    let b = again.bind(&p, [("p", Input::rows(pts))]).unwrap();
+    for _ in 0..3 {
+        let r = again.run(p.job(&b)).unwrap();
+        assert!(outputs(&r) == want);
+        assert_eq!(cut(&r).1, winner, "the stored winner is applied");
+    }
+    let log = again.autotune_log();
+    assert!(log.iter().any(|l| l.contains("gpu.chunks_per_block loaded from the store")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains("racing")), "{log:?}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn small_gpu_jobs_and_programs_with_sums_keep_the_default_cut() {
+    let path = store_path("small");
+    let engine = gpu_engine(&path);
+    let small = assemble("n.masm", PROGRAM).unwrap();
+    let p = engine.prepare(small.program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(points(4096)))]).unwrap();
+    for _ in 0..12 {
+        assert_eq!(cut(&engine.run(p.job(&b)).unwrap()).1, GPU_CHUNKS_PER_BLOCK);
+    }
+    // A sum's rounding depends on how its rows are cut: never raced.
+    let src = ".program s\n.input p points\n.output t sum\n load g0, p\n x f0, g0\n sum t, f0\n halt\n";
+    let sums = assemble("s.masm", src).unwrap();
+    let p = engine.prepare(sums.program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(points(RACE_MIN_ROWS)))]).unwrap();
+    for _ in 0..12 {
+        let (_, per_block, tuned) = cut(&engine.run(p.job(&b)).unwrap());
+        assert_eq!((per_block, tuned), (GPU_CHUNKS_PER_BLOCK, false));
+    }
+    assert!(engine.autotune_log().is_empty(), "{:?}", engine.autotune_log());
+    assert!(!path.exists());
+}
