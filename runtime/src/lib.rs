@@ -14,6 +14,7 @@ mod doorbell;
 mod engine;
 pub mod events;
 mod executor;
+pub mod place;
 pub mod plan;
 pub mod ring;
 mod route;

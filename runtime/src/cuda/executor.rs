@@ -339,6 +339,11 @@ impl GpuExecutor {
         })
     }
 
+    /// Bytes a job over `inputs` would upload now (0 when they are all resident).
+    pub(crate) fn upload_bytes(&self, inputs: &Arc<BoundInputs>) -> u64 {
+        lock(&self.residency).upload_bytes(inputs)
+    }
+
     /// The device, for page-locking host memory that jobs' inputs are read from.
     pub(crate) fn device(&self) -> &Arc<dyn Device> {
         &self.dev.device

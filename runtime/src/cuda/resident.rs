@@ -160,6 +160,28 @@ impl Residency {
         Ok(i)
     }
 
+    /// Bytes a job over `inputs` would upload: its columns and indexes not resident yet.
+    pub fn upload_bytes(&self, inputs: &Arc<BoundInputs>) -> u64 {
+        if cached(&self.bindings, inputs).is_some() {
+            return 0;
+        }
+        inputs
+            .inputs()
+            .iter()
+            .map(|i| {
+                let col = match cached(&self.columns, &i.column) {
+                    Some(_) => 0,
+                    None => DeviceColumn::bytes(&i.column),
+                };
+                let ix = match &i.index {
+                    Some(ix) if cached(&self.indexes, ix).is_none() => DeviceIndex::bytes(ix),
+                    _ => 0,
+                };
+                (col + ix) as u64
+            })
+            .sum()
+    }
+
     /// The device table of `inputs` (bound to `program`), uploading what is not resident.
     pub fn binding(
         &mut self,

@@ -19,6 +19,8 @@ pub(crate) struct PreparedInner {
     pub output_names: Arc<[String]>,
     /// Why the GPU will not run this program (`None`: it will).
     pub gpu_refusal: Option<String>,
+    /// What it spends its rows on, for placement under `auto`.
+    pub class: crate::place::ProgramClass,
     /// The program compiled by the JIT, on the first job that asks for it.
     #[cfg(feature = "jit")]
     pub jit: OnceLock<Result<Arc<meridian_kernels::jit::JitProgram>, meridian_kernels::jit::JitError>>,
@@ -38,6 +40,7 @@ impl PreparedInner {
         PreparedInner {
             interp: Interpreter::new(program),
             gpu_refusal: meridian_kernels::cuda::gpu_refusal(program),
+            class: crate::place::ProgramClass::of(program),
             output_names: program.program().outputs().iter().map(|o| o.name.clone()).collect(),
             program: program.clone(),
             hits_per_row: AtomicU64::new(1f64.to_bits()),

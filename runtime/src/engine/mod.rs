@@ -207,10 +207,6 @@ pub enum TrySubmitError {
 #[error("the engine is shut down")]
 pub struct ShutdownError(pub Job);
 
-/// Under `auto`, jobs of at least this many rows run on the GPU, smaller ones on the CPU: a
-/// crossover constant until the planner decides per kernel class.
-pub const GPU_MIN_ROWS: usize = 32 * 1024;
-
 /// Whether a job's program has `sum` outputs: chunks add their sums as they finish, so a
 /// race of how jobs are cut would change their rounding; such programs are not raced.
 fn has_sums(job: &Job) -> bool {
@@ -260,7 +256,7 @@ pub struct EngineBuilder {
     ring_capacity: usize,
     spin: u32,
     device: Option<Arc<dyn Device>>,
-    gpu_min_rows: usize,
+    gpu_min_rows: Option<usize>,
     gpu: GpuTuning,
     autotune: Option<AutotuneAt>,
     inline_rows: usize,
@@ -287,7 +283,7 @@ impl Default for EngineBuilder {
             ring_capacity: 1024,
             spin: 4096,
             device: None,
-            gpu_min_rows: GPU_MIN_ROWS,
+            gpu_min_rows: None,
             gpu: GpuTuning::default(),
             autotune: None,
             inline_rows: INLINE_ROWS,
@@ -400,9 +396,12 @@ impl EngineBuilder {
         self
     }
 
-    /// Under `auto`, the fewest rows a job needs to run on the GPU (default [`GPU_MIN_ROWS`]).
+    /// Under `auto`, the fewest rows a job needs to run on the GPU: a pin that replaces the
+    /// cost model of [`crate::place`] (by default, each job goes where the model of its
+    /// program's class, its rows, the CPU's workers and what is resident on the device says
+    /// it is faster).
     pub fn gpu_min_rows(mut self, rows: usize) -> Self {
-        self.gpu_min_rows = rows;
+        self.gpu_min_rows = Some(rows);
         self
     }
 
@@ -471,7 +470,7 @@ impl EngineBuilder {
             choose_backend(mode, self.device.clone(), gpu_tuning, self.gpu_min_rows, workers, strict)?;
         // The variants, checked before any worker starts.
         let gpu_started = gpu.is_some();
-        let gpu_min_rows = if mode == Mode::Gpu { 0 } else { self.gpu_min_rows };
+        let gpu_min_rows = if mode == Mode::Gpu { 0 } else { self.gpu_min_rows.unwrap_or(0) };
         let variants =
             Registry::new(self.inline_rows, Route::jit_available(), gpu_started.then_some(gpu_min_rows));
         if let Err(why) = variants.check() {
@@ -596,7 +595,7 @@ fn choose_backend(
     mode: Mode,
     device: Option<Arc<dyn Device>>,
     tuning: GpuTuning,
-    min_rows: usize,
+    min_rows: Option<usize>,
     workers: usize,
     strict: bool,
 ) -> Result<(Backend, Option<Arc<GpuExecutor>>), EngineError> {
@@ -632,10 +631,13 @@ fn choose_backend(
             Ok((Backend { name: "cuda", reason, fallback: false, route: "interp" }, Some(gpu)))
         }
         (Ok(gpu), _) => {
-            let reason = format!(
-                "auto: {}; jobs of {min_rows} rows or more run on the GPU, smaller ones on {workers} CPU workers",
-                gpu.description()
-            );
+            let split = match min_rows {
+                Some(n) => format!("jobs of {n} rows or more run on the GPU, smaller ones"),
+                None => "each job where the cost model of its program's class says it is faster, \
+                         the GPU or"
+                    .to_owned(),
+            };
+            let reason = format!("auto: {}; {split} on {workers} CPU workers", gpu.description());
             Ok((Backend { name: "cuda", reason, fallback: false, route: "interp" }, Some(gpu)))
         }
         (Err(why), Mode::Gpu) => Err(EngineError::NoGpu(why)),
@@ -689,7 +691,8 @@ pub const JIT_HOT_ROWS: u64 = 1 << 20;
 /// Where one job goes.
 enum Placement {
     Cpu(Arc<Backend>),
-    Gpu,
+    /// The GPU, with the backend (and reason) its result names.
+    Gpu(Arc<Backend>),
 }
 
 /// A running engine: the CPU executor's workers, its rings, and the prepared programs.
@@ -701,7 +704,7 @@ pub struct Engine {
     workers: Mutex<Vec<JoinHandle<()>>>,
     gpu: Option<Arc<GpuExecutor>>,
     mode: Mode,
-    gpu_min_rows: usize,
+    gpu_min_rows: Option<usize>,
     backend: Backend,
     /// The backend of jobs the CPU runs by choice, and of jobs the GPU runs.
     cpu_backend: Arc<Backend>,
@@ -913,21 +916,45 @@ impl Engine {
         };
         match (self.mode, refusal, gpu.unhealthy()) {
             (Mode::Gpu, Some(why), _) => Err(resolved(Err(JobError::Refused(why.to_owned())))),
-            (Mode::Gpu, None, _) => self.gpu_if_it_fits(job, fallback),
+            (Mode::Gpu, None, _) => self.gpu_if_it_fits(job, self.gpu_backend.clone(), fallback),
             (_, Some(why), _) => fallback(why.to_owned()),
             (_, None, Some(why)) => fallback(format!("the GPU is no longer used ({why})")),
-            (_, None, None) if job.rows.len() < self.gpu_min_rows => Ok(Placement::Cpu(Arc::new(Backend {
-                name: "cpu",
-                reason: format!(
-                    "auto: {} rows, fewer than the {} that go to the GPU; ran on the CPU executor",
-                    job.rows.len(),
-                    self.gpu_min_rows
-                ),
-                fallback: false,
-                route: "interp",
-            }))),
-            (_, None, None) => self.gpu_if_it_fits(job, fallback),
+            (_, None, None) => {
+                let (gpu_pays, why) = self.gpu_pays(gpu, job);
+                if gpu_pays {
+                    let backend = Arc::new(Backend {
+                        reason: format!("auto: {why}; ran on {}", gpu.description()),
+                        ..(*self.gpu_backend).clone()
+                    });
+                    return self.gpu_if_it_fits(job, backend, fallback);
+                }
+                Ok(Placement::Cpu(Arc::new(Backend {
+                    name: "cpu",
+                    reason: format!("auto: {why}; ran on the CPU executor"),
+                    fallback: false,
+                    route: "interp",
+                })))
+            }
         }
+    }
+
+    /// Under `auto`, whether the GPU is faster for `job` than the CPU workers
+    /// ([`crate::place::prefer_gpu`]: the cost model of its program's class, or the
+    /// `gpu_min_rows` pin), and why.
+    fn gpu_pays(&self, gpu: &GpuExecutor, job: &Job) -> (bool, crate::place::PlaceReason) {
+        let prepared = &job.prepared.inner;
+        let rows = job.rows.len();
+        let (capacity, _) = self.hit_capacity(job);
+        let input = crate::place::PlaceInput {
+            class: prepared.class,
+            instrs: prepared.program.instrs().len(),
+            rows,
+            workers: self.shared.tuning.workers,
+            upload_bytes: if self.gpu_min_rows.is_some() { 0 } else { gpu.upload_bytes(&job.bound.inner) },
+            download_bytes: OutputBuffers::bytes(prepared.interp.outputs(), rows, capacity),
+            pinned_min_rows: self.gpu_min_rows,
+        };
+        crate::place::prefer_gpu(&input)
     }
 
     /// The GPU for `job` when it fits the device memory free; else, under `gpu`, an
@@ -935,9 +962,10 @@ impl Engine {
     fn gpu_if_it_fits(
         &self,
         job: &Job,
+        backend: Arc<Backend>,
         fallback: impl FnOnce(String) -> Result<Placement, Ticket>,
     ) -> Result<Placement, Ticket> {
-        let Some((need, free)) = self.device_shortfall(job) else { return Ok(Placement::Gpu) };
+        let Some((need, free)) = self.device_shortfall(job) else { return Ok(Placement::Gpu(backend)) };
         if self.mode == Mode::Gpu {
             return Err(resolved(Err(JobError::OverBudget(plan::OverBudget {
                 rows: job.rows.len(),
@@ -971,7 +999,7 @@ impl Engine {
         (need > free).then_some((need, free))
     }
 
-    fn gpu_job(&self, job: &Job, cell: &Arc<TicketCell>) -> Result<GpuJob, JobError> {
+    fn gpu_job(&self, job: &Job, cell: &Arc<TicketCell>, backend: Arc<Backend>) -> Result<GpuJob, JobError> {
         let (wanted, capacity_why) = self.hit_capacity(job);
         let rows = job.rows.len();
         let budget = self.shared.tuning.memory_budget;
@@ -997,7 +1025,7 @@ impl Engine {
             chunk_rows,
             hit_capacity,
             pressure: None,
-            placement: self.gpu_backend.clone(),
+            placement: backend.clone(),
             route_why: RouteReason::Megakernel,
             cut_why: plan::CutReason::Gpu(per_block, tuned),
             capacity_why,
@@ -1011,7 +1039,7 @@ impl Engine {
             hit_capacity,
             ticket: cell.clone(),
             attempt: 1,
-            backend: self.gpu_backend.clone(),
+            backend,
             plan: Some(Arc::new(plan)),
             per_block,
             race,
@@ -1024,10 +1052,10 @@ impl Engine {
         match self.place(&job) {
             Err(ticket) => Ok(ticket),
             Ok(Placement::Cpu(backend)) => self.submit_cpu(job, backend),
-            Ok(Placement::Gpu) => {
+            Ok(Placement::Gpu(backend)) => {
                 let Some(gpu) = &self.gpu else { return self.submit_cpu(job, self.cpu_backend.clone()) };
                 let cell = Arc::new(TicketCell::default());
-                let mut gjob = match self.gpu_job(&job, &cell) {
+                let mut gjob = match self.gpu_job(&job, &cell, backend) {
                     Ok(g) => g,
                     Err(e) => return Ok(resolved(Err(e))),
                 };
@@ -1057,10 +1085,10 @@ impl Engine {
         match self.place(&job) {
             Err(ticket) => Ok(ticket),
             Ok(Placement::Cpu(backend)) => self.try_submit_cpu(job, backend),
-            Ok(Placement::Gpu) => {
+            Ok(Placement::Gpu(backend)) => {
                 let Some(gpu) = &self.gpu else { return self.try_submit_cpu(job, self.cpu_backend.clone()) };
                 let cell = Arc::new(TicketCell::default());
-                let gjob = match self.gpu_job(&job, &cell) {
+                let gjob = match self.gpu_job(&job, &cell, backend) {
                     Ok(g) => g,
                     Err(e) => return Ok(resolved(Err(e))),
                 };
@@ -1422,7 +1450,7 @@ impl Engine {
                     let plan = self.plan_cpu(&job, backend)?;
                     return self.run_inline(&job, plan);
                 }
-                Ok(Placement::Gpu) => {}
+                Ok(Placement::Gpu(_)) => {}
             }
         }
         match self.submit(job) {
