@@ -35,7 +35,7 @@ pub(crate) struct JobState {
     /// What runs the rows: the interpreter (as made) or the compiled program.
     pub code: Code,
     /// The plan it runs by, for its result.
-    pub plan: Option<crate::plan::Plan>,
+    pub plan: Option<Arc<crate::plan::Plan>>,
     /// Rows a worker claims at once for this job: what autotune chose, or 0 for the engine's.
     pub chunk_rows: usize,
     /// The job's part in an autotune race, if it races; its time is reported when it is done.

@@ -111,8 +111,10 @@ pub enum OutputColumn {
     F64(F64Column),
     /// `bool` output.
     Bool(BoolColumn),
-    /// `geometry` output (one row per job row; rows never stored are null).
-    Geometry(GeometryColumn),
+    /// `geometry` output (one row per job row; rows never stored are null). Boxed: a column
+    /// is large, and every result moves its outputs (a one-row job's round trip spent a
+    /// fifth of its time copying them).
+    Geometry(Box<GeometryColumn>),
     /// `hits` output: `(row, id)` pairs sorted by row, then id.
     Hits(Vec<(u32, u32)>),
     /// `count` output.
@@ -364,7 +366,7 @@ impl OutputBuffers {
                         if b.len() != rows {
                             return Err(FinishError::MissingRows { expected: rows, got: b.len() });
                         }
-                        OutputColumn::Geometry(b.finish())
+                        OutputColumn::Geometry(Box::new(b.finish()))
                     }
                     Buffer::Hits { slots, cursor, runs } => {
                         let n = cursor.load(Relaxed) as usize;

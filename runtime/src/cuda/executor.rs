@@ -609,7 +609,7 @@ impl GpuExecutor {
                             job.attempt,
                             job.backend.clone(),
                         )
-                        .with_plan(job.plan.as_deref().cloned())
+                        .with_plan(job.plan.clone())
                     }),
                 }
             }

@@ -282,7 +282,8 @@ pub struct JobResult {
     columns: Vec<Column>,
     attempts: u32,
     backend: Arc<Backend>,
-    plan: Option<crate::plan::Plan>,
+    /// Shared with the job's state: a result moves and clones a pointer, not the plan.
+    plan: Option<Arc<crate::plan::Plan>>,
 }
 
 impl PartialEq for JobResult {
@@ -315,7 +316,7 @@ impl JobResult {
     }
 
     /// The result with the plan its job ran by.
-    pub(crate) fn with_plan(mut self, plan: Option<crate::plan::Plan>) -> JobResult {
+    pub(crate) fn with_plan(mut self, plan: Option<Arc<crate::plan::Plan>>) -> JobResult {
         self.plan = plan;
         self
     }
@@ -325,7 +326,7 @@ impl JobResult {
     /// (`StreamResult::plans` has its batches') and for a GPU job re-run on the CPU after a
     /// device failure.
     pub fn plan(&self) -> Option<&crate::plan::Plan> {
-        self.plan.as_ref()
+        self.plan.as_deref()
     }
 
     /// What ran the rows: `interp` or `jit` (see [`Backend::route`]).

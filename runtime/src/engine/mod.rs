@@ -675,7 +675,7 @@ struct CpuPlan {
     code: Code,
     backend: Arc<Backend>,
     race: Option<tune::Entry>,
-    plan: Plan,
+    plan: Arc<Plan>,
 }
 
 /// The backend `backend` with the JIT as its route.
@@ -1282,7 +1282,7 @@ impl Engine {
                 _ => VariantId::CpuInterp,
             },
         };
-        Ok(CpuPlan { code, backend, race, plan })
+        Ok(CpuPlan { code, backend, race, plan: Arc::new(plan) })
     }
 
     /// The hit capacity of a job's first attempt and why.

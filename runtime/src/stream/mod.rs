@@ -217,7 +217,7 @@ impl Merged {
         match self {
             Merged::F64(v) => OutputColumn::F64(v.into_iter().collect()),
             Merged::Bool(v) => OutputColumn::Bool(v.into_iter().collect()),
-            Merged::Geometry(b) => OutputColumn::Geometry(b.finish()),
+            Merged::Geometry(b) => OutputColumn::Geometry(Box::new(b.finish())),
             Merged::Hits(h) => OutputColumn::Hits(h),
             Merged::Count(n) => OutputColumn::Count(n),
             Merged::Sum(s) => OutputColumn::Sum(s),
