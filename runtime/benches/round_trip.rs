@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
     let mut inline_work = || {
         let out = interp.output_buffers(0..1, 64);
         interp.run(&inputs, 0..1, &out, &mut scratch).unwrap();
-        let cols = out.finish().unwrap();
+        let cols = out.into_columns().unwrap();
         let OutputColumn::F64(x) = &cols[0] else { panic!() };
         assert_eq!(x.get(0), Some(1.5));
     };

@@ -335,56 +335,76 @@ impl OutputBuffers {
             return Err(FinishError::Overflow(o));
         }
         let rows = self.rows.len();
+        self.buffers.iter().map(|b| finish_buffer(b, rows)).collect()
+    }
+
+    /// [`OutputBuffers::finish`] for an owner: dense outputs become their columns in place
+    /// (the atomics' memory reused, nothing copied) — what the inline route uses, where
+    /// allocation and copies are most of a small job's cost.
+    pub fn into_columns(self) -> Result<Vec<OutputColumn>, FinishError> {
+        if let Some(o) = self.overflow() {
+            return Err(FinishError::Overflow(o));
+        }
+        let rows = self.rows.len();
         self.buffers
-            .iter()
-            .map(|b| {
-                Ok(match b {
-                    Buffer::F64 { bits, valid } => OutputColumn::F64(F64Column {
-                        values: bits.iter().map(|b| f64::from_bits(b.load(Relaxed))).collect(),
-                        valid: valid.iter().map(|v| v.load(Relaxed) == 1).collect(),
-                    }),
-                    Buffer::Bool(vals) => OutputColumn::Bool(BoolColumn {
-                        values: vals
-                            .iter()
-                            .map(|v| match v.load(Relaxed) {
-                                0 => Some(false),
-                                1 => Some(true),
-                                _ => None,
-                            })
-                            .collect(),
-                    }),
-                    Buffer::Geometry(chunks) => {
-                        let mut chunks =
-                            std::mem::take(&mut *chunks.lock().unwrap_or_else(|p| p.into_inner()));
-                        chunks.sort_by_key(|(first, _)| *first);
-                        let mut b = ColumnBuilder::new();
-                        for (_, col) in &chunks {
-                            for r in 0..col.len() {
-                                b.push_geom(col.get(r).as_ref()).map_err(FinishError::Column)?;
-                            }
-                        }
-                        if b.len() != rows {
-                            return Err(FinishError::MissingRows { expected: rows, got: b.len() });
-                        }
-                        OutputColumn::Geometry(Box::new(b.finish()))
-                    }
-                    Buffer::Hits { slots, cursor, runs } => {
-                        let n = cursor.load(Relaxed) as usize;
-                        let runs = std::mem::take(&mut *runs.lock().unwrap_or_else(|p| p.into_inner()));
-                        OutputColumn::Hits(hits_from_runs(n, runs, |i| {
-                            slots.get(i).map(|h| h.load(Relaxed))
-                        })?)
-                    }
-                    Buffer::Count(c) => OutputColumn::Count(c.load(Relaxed)),
-                    Buffer::Sum { bits, any } => OutputColumn::Sum(if any.load(Relaxed) {
-                        f64::from_bits(bits.load(Relaxed))
-                    } else {
-                        0.0
-                    }),
-                })
+            .into_iter()
+            .map(|b| match b {
+                Buffer::F64 { bits, valid } => Ok(OutputColumn::F64(F64Column {
+                    values: Vec::from(bits).into_iter().map(|b| f64::from_bits(b.into_inner())).collect(),
+                    valid: Vec::from(valid).into_iter().map(|v| v.into_inner() == 1).collect(),
+                })),
+                Buffer::Bool(vals) => Ok(OutputColumn::Bool(BoolColumn {
+                    values: Vec::from(vals).into_iter().map(|v| bool3(v.into_inner())).collect(),
+                })),
+                other => finish_buffer(&other, rows),
             })
             .collect()
     }
+}
+
+/// A `bool` output's byte: 0 false, 1 true, anything else (never stored) null.
+fn bool3(v: u8) -> Option<bool> {
+    match v {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+/// One output's column (see [`OutputBuffers::finish`]).
+fn finish_buffer(b: &Buffer, rows: usize) -> Result<OutputColumn, FinishError> {
+    Ok(match b {
+        Buffer::F64 { bits, valid } => OutputColumn::F64(F64Column {
+            values: bits.iter().map(|b| f64::from_bits(b.load(Relaxed))).collect(),
+            valid: valid.iter().map(|v| v.load(Relaxed) == 1).collect(),
+        }),
+        Buffer::Bool(vals) => {
+            OutputColumn::Bool(BoolColumn { values: vals.iter().map(|v| bool3(v.load(Relaxed))).collect() })
+        }
+        Buffer::Geometry(chunks) => {
+            let mut chunks = std::mem::take(&mut *chunks.lock().unwrap_or_else(|p| p.into_inner()));
+            chunks.sort_by_key(|(first, _)| *first);
+            let mut b = ColumnBuilder::new();
+            for (_, col) in &chunks {
+                for r in 0..col.len() {
+                    b.push_geom(col.get(r).as_ref()).map_err(FinishError::Column)?;
+                }
+            }
+            if b.len() != rows {
+                return Err(FinishError::MissingRows { expected: rows, got: b.len() });
+            }
+            OutputColumn::Geometry(Box::new(b.finish()))
+        }
+        Buffer::Hits { slots, cursor, runs } => {
+            let n = cursor.load(Relaxed) as usize;
+            let runs = std::mem::take(&mut *runs.lock().unwrap_or_else(|p| p.into_inner()));
+            OutputColumn::Hits(hits_from_runs(n, runs, |i| slots.get(i).map(|h| h.load(Relaxed)))?)
+        }
+        Buffer::Count(c) => OutputColumn::Count(c.load(Relaxed)),
+        Buffer::Sum { bits, any } => {
+            OutputColumn::Sum(if any.load(Relaxed) { f64::from_bits(bits.load(Relaxed)) } else { 0.0 })
+        }
+    })
 }
 
 /// The hits of one output in `(row, id)` order, from the runs they were appended in: `n`
@@ -523,8 +543,42 @@ pub enum FinishError {
 
 #[cfg(test)]
 mod tests {
-    use super::{hits_from_runs, sort_nearly_sorted, FinishError};
+    use super::{hits_from_runs, sort_nearly_sorted, FinishError, OutputBuffers};
+    use meridian_bytecode::OutputKind;
     use proptest::prelude::*;
+
+    /// The same stores into buffers for every kind of output.
+    fn filled(rows: usize) -> OutputBuffers {
+        use OutputKind::*;
+        let out = OutputBuffers::new(&[F64, Bool, Hits, Count, Sum, Geometry], 10..10 + rows, 64);
+        for r in 10..10 + rows {
+            out.store_f64(0, r, (r % 3 != 0).then_some(r as f64 * 0.5));
+            if r % 4 != 0 {
+                out.store_bool(1, r, (r % 2) as u8);
+            }
+        }
+        out.append_hits(2, &[10 << 32 | 7, 11 << 32 | 2]);
+        out.add_count(3, 5);
+        out.add_sum(4, 2.5);
+        let mut g = crate::column::ColumnBuilder::new();
+        for r in 0..rows {
+            g.push_point(r as f64, 1.0).unwrap_or_else(|e| panic!("{e}"));
+        }
+        out.add_geometry_chunk(5, 10, g.finish());
+        out
+    }
+
+    #[test]
+    fn owned_columns_equal_the_shared_finish_for_every_kind() {
+        for rows in [0, 1, 2, 17, 1000] {
+            let shared = filled(rows).finish().unwrap_or_else(|e| panic!("{e}"));
+            let owned = filled(rows).into_columns().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(owned, shared, "{rows} rows");
+        }
+        let over = OutputBuffers::new(&[OutputKind::Hits], 0..4, 1);
+        over.append_hits(0, &[1, 2, 3]);
+        assert!(matches!(over.into_columns(), Err(FinishError::Overflow(_))));
+    }
 
     /// Packed keys, the runs they lie in, and the ordered pairs they make.
     type Laid = (Vec<u64>, Vec<(usize, usize)>, Vec<(u32, u32)>);

@@ -569,6 +569,7 @@ impl EngineBuilder {
             mode,
             gpu_min_rows: self.gpu_min_rows,
             backend,
+            cpu_jit_backend: jit_backend(&cpu_backend),
             cpu_backend,
             gpu_backend,
             programs: Mutex::new(HashMap::new()),
@@ -683,6 +684,17 @@ fn jit_backend(backend: &Backend) -> Arc<Backend> {
     Arc::new(Backend { route: Route::Jit.name(), ..backend.clone() })
 }
 
+impl Engine {
+    /// `backend` with the JIT as its route: the engine's own CPU backend's made once (a small
+    /// job's round trip must not allocate and copy a reason string for it), others anew.
+    fn jit_backend(&self, backend: &Arc<Backend>) -> Arc<Backend> {
+        if Arc::ptr_eq(backend, &self.cpu_backend) {
+            return self.cpu_jit_backend.clone();
+        }
+        jit_backend(backend)
+    }
+}
+
 /// Under [`Route::Auto`] without a route race, a program takes the JIT once this many of its
 /// rows have run on the CPU (in all jobs): enough that the compile time (about 0.2–0.6 ms for
 /// the examples) is under a tenth of a percent of what the interpreter spent on it.
@@ -708,6 +720,8 @@ pub struct Engine {
     backend: Backend,
     /// The backend of jobs the CPU runs by choice, and of jobs the GPU runs.
     cpu_backend: Arc<Backend>,
+    /// `cpu_backend` with the JIT as its route.
+    cpu_jit_backend: Arc<Backend>,
     gpu_backend: Arc<Backend>,
     programs: Mutex<HashMap<ProgramHash, Arc<PreparedInner>>>,
     tuner: Option<Arc<Tuner>>,
@@ -1169,7 +1183,7 @@ impl Engine {
             return Ok((Code::Interpreter, backend, None, why));
         }
         match prepared.compiled() {
-            Ok(code) => Ok((code, jit_backend(&backend), None, why)),
+            Ok(code) => Ok((code, self.jit_backend(&backend), None, why)),
             Err(e) => {
                 let detail = format!("program {}", job.prepared.hash().short());
                 let event = Event::new("route", "jit", "interp", &e, detail);
@@ -1210,7 +1224,7 @@ impl Engine {
                     e.compile_ns = prepared.jit_compile_ns();
                     e
                 });
-                (code, jit_backend(&backend), entry, why)
+                (code, self.jit_backend(&backend), entry, why)
             }
             Err(e) => {
                 if prepared.first_jit_failure() {
@@ -1376,8 +1390,8 @@ impl Engine {
                 plan.code
                     .run(prepared, &job.bound.inner, rows.clone(), &out, scratch)
                     .map_err(JobError::Exec)?;
-                let finished = out.finish();
                 prepared.note_hits(rows.len(), out.hits_produced());
+                let finished = out.into_columns();
                 match finished {
                     Ok(columns) => {
                         let result = JobResult::new(
