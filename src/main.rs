@@ -99,9 +99,10 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
         /// Rows per batch when the program's one row input is a Parquet or Arrow file: its
-        /// batches run while the next are read (0: read it whole first).
-        #[arg(long, default_value_t = 262_144)]
-        batch_rows: usize,
+        /// batches run while the next are read (0: read it whole first; default: the
+        /// planner's, from the workers, the GPU and the memory budget).
+        #[arg(long)]
+        batch_rows: Option<usize>,
     },
     /// Convert a geometry file between CSV, WKT, GeoJSON, GeoParquet and Arrow IPC (formats
     /// by file name; the geometry column only).

@@ -231,6 +231,81 @@ pub fn gpu_cut(c: &GpuCutInput) -> (usize, usize) {
     (c.rows.div_ceil(size).max(1), size)
 }
 
+/// Fewest and most rows a streamed batch gets from [`stream_batch_rows`].
+pub const BATCH_ROWS: std::ops::RangeInclusive<usize> = (1 << 14)..=(1 << 24);
+
+/// Rows a GPU batch needs so that the megakernel's round trip (about 32 µs) is under a
+/// twentieth of its time at the join's 3.5 ns a row (`place.rs`).
+pub const GPU_BATCH_ROWS: usize = 1 << 18;
+
+/// What sizes a streamed input's batches.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchInput {
+    /// CPU workers.
+    pub workers: usize,
+    /// The engine's rows a chunk.
+    pub chunk_rows: usize,
+    /// The GPU's blocks and fewest rows a chunk, when the engine has one.
+    pub gpu: Option<(u32, usize)>,
+    /// Staging bytes a row of the streamed input (16 for points).
+    pub bytes_per_row: u64,
+    /// Batches held at once (read ahead, running, and lent to jobs).
+    pub batches_held: usize,
+    /// The engine's memory budget.
+    pub memory_budget: Option<u64>,
+}
+
+/// Why batches have the rows they have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchReason {
+    /// Four claims for every CPU worker.
+    Workers(usize),
+    /// Enough for the GPU: its round trip a small share, every block some chunks.
+    Gpu,
+    /// Cut so that the batches held fit half the memory budget.
+    Budget(u64),
+}
+
+impl fmt::Display for BatchReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchReason::Workers(w) => write!(f, "four claims for each of {w} workers"),
+            BatchReason::Gpu => f.write_str("enough rows for the GPU's round trip and every block"),
+            BatchReason::Budget(b) => write!(f, "the batches held fit half the memory budget of {b} bytes"),
+        }
+    }
+}
+
+/// Rows a streamed batch gets when the user does not say (`meridian run --batch-rows`): a
+/// power of two in [`BATCH_ROWS`]. Enough that every CPU worker claims four chunks of it (a
+/// batch's last claims leave workers idle at its seam; four a worker keep that a small
+/// share), or, with a GPU, enough to make its round trip a small share and give every block
+/// its chunks; then cut until the batches held take at most half the memory budget.
+pub fn stream_batch_rows(b: &BatchInput) -> (usize, BatchReason) {
+    let cpu = b.workers.max(1).saturating_mul(b.chunk_rows.max(1)).saturating_mul(4);
+    let (mut rows, mut why) = (cpu, BatchReason::Workers(b.workers.max(1)));
+    if let Some((blocks, min_chunk)) = b.gpu {
+        let gpu = GPU_BATCH_ROWS.max(
+            (blocks.max(1) as usize)
+                .saturating_mul(GPU_CHUNKS_PER_BLOCK as usize)
+                .saturating_mul(min_chunk.max(1)),
+        );
+        if gpu > rows {
+            (rows, why) = (gpu, BatchReason::Gpu);
+        }
+    }
+    let mut rows =
+        rows.clamp(*BATCH_ROWS.start(), *BATCH_ROWS.end()).next_power_of_two().min(*BATCH_ROWS.end());
+    if let Some(budget) = b.memory_budget {
+        let per_batch = (budget / 2) / (b.batches_held.max(1) as u64).saturating_mul(b.bytes_per_row.max(1));
+        while rows > *BATCH_ROWS.start() && rows as u64 > per_batch {
+            rows /= 2;
+            why = BatchReason::Budget(budget);
+        }
+    }
+    (rows, why)
+}
+
 /// Why a job took its route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteReason {
@@ -597,6 +672,31 @@ mod tests {
     }
 
     #[test]
+    fn batches_give_every_worker_four_claims_or_the_gpu_enough_and_fit_the_budget() {
+        let b = BatchInput {
+            workers: 2,
+            chunk_rows: 16384,
+            gpu: None,
+            bytes_per_row: 16,
+            batches_held: 4,
+            memory_budget: None,
+        };
+        assert_eq!(stream_batch_rows(&b), (1 << 17, BatchReason::Workers(2)));
+        assert_eq!(stream_batch_rows(&BatchInput { workers: 16, ..b }), (1 << 20, BatchReason::Workers(16)));
+        // An H200's 264 blocks: 2 chunks of 512 rows each, past the round trip's 2^18.
+        assert_eq!(
+            stream_batch_rows(&BatchInput { gpu: Some((264, 512)), ..b }),
+            (1 << 19, BatchReason::Gpu)
+        );
+        assert_eq!(stream_batch_rows(&BatchInput { gpu: Some((2, 512)), ..b }), (1 << 18, BatchReason::Gpu));
+        // 8 MiB of budget: 4 batches of 16-byte rows in half of it → 2^16 rows.
+        let tight = BatchInput { workers: 16, memory_budget: Some(8 << 20), ..b };
+        assert_eq!(stream_batch_rows(&tight), (1 << 16, BatchReason::Budget(8 << 20)));
+        // Never below the floor, whatever the budget.
+        assert_eq!(stream_batch_rows(&BatchInput { memory_budget: Some(1), ..b }).0, 1 << 14);
+    }
+
+    #[test]
     fn a_spread_caps_the_chunks_and_says_so_only_when_it_binds() {
         let c = CutInput {
             rows: 1 << 20,
@@ -678,6 +778,25 @@ mod tests {
             // More chunks a block never means fewer chunks.
             let finer = gpu_cut(&GpuCutInput { per_block: per_block.saturating_mul(2), ..c });
             prop_assert!(finer.0 >= chunks);
+        }
+
+        #[test]
+        fn batches_are_powers_of_two_in_range_and_fit_the_budget_when_they_can(
+            workers in 0usize..4096,
+            chunk_rows in 0usize..1 << 30,
+            gpu in proptest::option::of((0u32..100_000, 0usize..1 << 20)),
+            bytes_per_row in 0u64..1024,
+            batches_held in 0usize..64,
+            memory_budget in proptest::option::of(0u64..1 << 40),
+        ) {
+            let b = BatchInput { workers, chunk_rows, gpu, bytes_per_row, batches_held, memory_budget };
+            let (rows, why) = stream_batch_rows(&b);
+            prop_assert!(rows.is_power_of_two() && BATCH_ROWS.contains(&rows));
+            prop_assert!(!why.to_string().is_empty());
+            if let Some(budget) = memory_budget {
+                let held = rows as u64 * batches_held.max(1) as u64 * bytes_per_row.max(1);
+                prop_assert!(held <= budget / 2 || rows == *BATCH_ROWS.start());
+            }
         }
 
         #[test]

@@ -97,8 +97,9 @@ pub struct RunArgs {
     pub workers: Option<usize>,
     /// How outputs are written.
     pub format: OutputFormat,
-    /// Rows per batch when streaming a columnar row input (0: read it whole first).
-    pub batch_rows: usize,
+    /// Rows per batch when streaming a columnar row input (0: read it whole first; `None`:
+    /// the planner's, [`Engine::stream_batch_rows`]).
+    pub batch_rows: Option<usize>,
 }
 
 /// `meridian run`.
@@ -119,7 +120,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     // run while the next ones are read.
     let row_inputs: Vec<&str> = decls.iter().filter(|d| !d.indexed).map(|d| d.name.as_str()).collect();
     let streamed = match row_inputs[..] {
-        [only] if args.batch_rows > 0 => specs.iter().position(|(n, p)| {
+        [only] if args.batch_rows != Some(0) => specs.iter().position(|(n, p)| {
             n == only && io::Format::from_path(p).and_then(io::Format::columnar).is_some()
         }),
         _ => None,
@@ -165,12 +166,20 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 })
                 .collect();
             let t_bind = t1.elapsed();
+            let (batch_rows, batch_why) = match args.batch_rows {
+                Some(n) => (n, "asked".to_owned()),
+                // Points take 16 staging bytes a row; other geometry more, which the
+                // readers' own batching then bounds.
+                None => {
+                    let (n, why) = engine.stream_batch_rows(16, IpcStreamOptions::default().batches_held);
+                    (n, format!("planner: {why}"))
+                }
+            };
             let t2 = Instant::now();
             let (done, via) = if is_ipc_file(path) {
                 // An Arrow IPC file: read with io_uring into staging memory.
                 let io = IoMode::from_env().map_err(|e| input_err(&e))?;
-                let options =
-                    IpcStreamOptions { batch_rows: args.batch_rows, io, ..IpcStreamOptions::default() };
+                let options = IpcStreamOptions { batch_rows, io, ..IpcStreamOptions::default() };
                 let mut source = IpcStream::open(path, None, options).map_err(|e| input_err(&e))?;
                 // With a GPU, batches go to it from page-locked staging.
                 source.page_lock(&engine).map_err(|e| input_err(&e))?;
@@ -192,13 +201,13 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 bar.finish_and_clear();
                 (done, via)
             } else {
-                let reader = io::GeoBatchReader::with_batch_rows(path, None, args.batch_rows)
-                    .map_err(|e| input_err(&e))?;
+                let reader =
+                    io::GeoBatchReader::with_batch_rows(path, None, batch_rows).map_err(|e| input_err(&e))?;
                 let bar = progress_bar(reader.rows_hint(), path);
                 let done = engine.run_stream(
                     &prepared,
                     name,
-                    FileBatches::new(reader, args.batch_rows),
+                    FileBatches::new(reader, batch_rows),
                     &others,
                     StreamOptions::default(),
                     &mut |rows| bar.set_position(rows),
@@ -207,7 +216,10 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 (done, "the parquet/arrow readers".to_owned())
             };
             let done = done.map_err(|e| input_err(&e))?;
-            let how = format!("read `{name}` ({via}) and run, streamed in {} batches,", done.batches);
+            let how = format!(
+                "read `{name}` ({via}) and run, streamed in {} batches of {batch_rows} rows ({batch_why}),",
+                done.batches
+            );
             let plans = done.plans.iter().map(|(batch, p)| format!("plan from batch {batch}: {p}")).collect();
             (done.result, done.rows, t_bind, t2.elapsed(), how, plans)
         }

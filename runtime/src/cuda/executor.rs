@@ -327,6 +327,11 @@ impl GpuExecutor {
         lock(&self.unhealthy).clone()
     }
 
+    /// Blocks of the megakernel and the fewest rows a chunk gets.
+    pub(crate) fn grid(&self) -> (u32, usize) {
+        (self.blocks, self.tuning.min_chunk_rows)
+    }
+
     /// The chunks of a job of `rows` rows and their rows, about `per_block` for every block
     /// ([`crate::plan::gpu_cut`]).
     pub(crate) fn chunks(&self, rows: usize, per_block: u32) -> (usize, usize) {

@@ -816,6 +816,22 @@ impl Engine {
         &self.backend
     }
 
+    /// Rows a streamed input's batches get when the caller does not say, for `bytes_per_row`
+    /// staging bytes a row and `batches_held` batches held at once, and why
+    /// ([`plan::stream_batch_rows`]: this engine's workers and rows a chunk, its GPU when it
+    /// has a healthy one, its memory budget).
+    pub fn stream_batch_rows(&self, bytes_per_row: u64, batches_held: usize) -> (usize, plan::BatchReason) {
+        let gpu = self.gpu.as_ref().filter(|g| g.unhealthy().is_none()).map(|g| g.grid());
+        plan::stream_batch_rows(&plan::BatchInput {
+            workers: self.shared.tuning.workers,
+            chunk_rows: self.shared.tuning.chunk_rows,
+            gpu,
+            bytes_per_row,
+            batches_held,
+            memory_budget: self.shared.tuning.memory_budget,
+        })
+    }
+
     /// Worker threads.
     pub fn workers(&self) -> usize {
         self.shared.tuning.workers
