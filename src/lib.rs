@@ -21,6 +21,7 @@ pub use meridian_runtime::cuda;
 pub use meridian_runtime::driver;
 pub use meridian_runtime::events;
 pub use meridian_runtime::kernels;
+pub use meridian_runtime::place;
 pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;
 pub use meridian_runtime::{

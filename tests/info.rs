@@ -35,8 +35,12 @@ fn info_prints_the_probe_and_succeeds() {
             "cpu routes",
             "autotune store (meridian run)",
             "event log",
-            "strict native (MERIDIAN_STRICT_NATIVE)"
-        ],
+            "strict native (MERIDIAN_STRICT_NATIVE)",
+            "placement under auto with a GPU (cost model by program class, 2 workers)"
+        ]
+        .map(
+            |n| n.replace("2 workers", &format!("{} workers", std::thread::available_parallelism().unwrap()))
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("cpu routes: interp, jit"), "{stdout}");

@@ -188,6 +188,45 @@ pub fn prefer_gpu(p: &PlaceInput) -> (bool, PlaceReason) {
     (gpu_ns < cpu_ns, reason)
 }
 
+/// The fewest rows at which the GPU wins for a program of `class` and `instrs` instructions on
+/// `workers` workers, with `fixed` bytes uploaded once and `per_row` bytes a row moved up and
+/// down; `None` when it never does (up to 2^40 rows). What `meridian info` prints.
+pub fn crossover(
+    class: ProgramClass,
+    instrs: usize,
+    workers: usize,
+    fixed: u64,
+    per_row: u64,
+) -> Option<usize> {
+    let wins = |rows: usize| {
+        let bytes = fixed.saturating_add(per_row.saturating_mul(rows as u64));
+        let input = PlaceInput {
+            class,
+            instrs,
+            rows,
+            workers,
+            upload_bytes: bytes,
+            download_bytes: 0,
+            pinned_min_rows: None,
+        };
+        prefer_gpu(&input).0
+    };
+    let (mut lo, mut hi) = (1usize, 1usize << 40);
+    if !wins(hi) {
+        return None;
+    }
+    // Monotone in rows: the first win by bisection.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if wins(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -234,6 +273,21 @@ mod tests {
         // Two workers: everything crosses over sooner.
         assert!(crossover(Join, 2, true).unwrap() < join_resident);
         assert!(crossover(Arithmetic, 2, false).is_some());
+    }
+
+    #[test]
+    fn the_crossover_is_where_the_decision_flips() {
+        for (class, fixed, per_row) in [(ProgramClass::Join, 2 << 20, 25), (ProgramClass::Arithmetic, 0, 9)] {
+            let n = super::crossover(class, 12, 4, fixed, per_row).unwrap();
+            let at = |rows: usize| {
+                let bytes = fixed + per_row * rows as u64;
+                let input =
+                    PlaceInput { upload_bytes: bytes, download_bytes: 0, ..input(class, rows, 4, true) };
+                prefer_gpu(&input).0
+            };
+            assert!(at(n) && !at(n - 1), "{class:?} at {n}");
+        }
+        assert_eq!(super::crossover(ProgramClass::Arithmetic, 12, 16, 0, 25), None);
     }
 
     #[test]

@@ -83,6 +83,19 @@ pub fn info() -> Result<(), Failure> {
         Err(e) => format!("invalid: {e}"),
     };
     s.push_str(&format!("strict native ({STRICT_ENV}): {strict}\n"));
+    // Where `auto` puts jobs with a GPU, by the cost model, for this machine's workers.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows = |c: Option<usize>| c.map_or_else(|| "never".to_owned(), |n| format!("from {n} rows"));
+    use meridian::place::{crossover, ProgramClass};
+    s.push_str(&format!(
+        "placement under auto with a GPU (cost model by program class, {workers} workers): a join {} with its \
+         polygons resident, {} with 2 MiB of them to upload; 12 instructions of arithmetic {} with its \
+         points resident, {} with them uploaded\n",
+        rows(crossover(ProgramClass::Join, 12, workers, 0, 25)),
+        rows(crossover(ProgramClass::Join, 12, workers, 2 << 20, 25)),
+        rows(crossover(ProgramClass::Arithmetic, 12, workers, 0, 9)),
+        rows(crossover(ProgramClass::Arithmetic, 12, workers, 0, 25)),
+    ));
     // The variants an engine of the resolved mode registers here.
     let built = meridian::resolve_mode(None).map_err(|e| e.to_string()).and_then(|(mode, _)| {
         meridian::Engine::builder().mode(mode).workers(1).build().map_err(|e| e.to_string())
