@@ -4,14 +4,16 @@
 //! applies it without racing. Results never change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::{outputs, random_points};
 use meridian_bytecode::assemble;
 use meridian_cuda_host::HostDevice;
-use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
-use meridian_kernels::interp::{Input, OutputColumn};
+use meridian_kernels::interp::Input;
 use meridian_runtime::autotune::Store;
 use meridian_runtime::plan::{CutReason, Topology, GPU_CHUNKS_PER_BLOCK};
 use meridian_runtime::tune::{GPU_CHUNKS, RACE_MIN_ROWS};
@@ -40,24 +42,6 @@ done:
 
 const BLOCKS: u32 = 2;
 
-fn points(n: usize) -> Arc<GeometryColumn> {
-    let mut b = ColumnBuilder::new();
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    for _ in 0..n {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        let x = (s % 36_000) as f64 / 100.0 - 180.0;
-        let y = ((s >> 20) % 18_000) as f64 / 100.0 - 90.0;
-        b.push_point(x, y).unwrap();
-    }
-    Arc::new(b.finish())
-}
-
-fn outputs(r: &JobResult) -> Vec<(String, OutputColumn)> {
-    r.outputs().map(|(n, c)| (n.to_owned(), c.clone())).collect()
-}
-
 fn store_path(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("meridian-gpu-tune-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -85,7 +69,7 @@ fn cut(r: &JobResult) -> (usize, u32, bool) {
 #[test]
 fn the_gpu_cut_races_settles_and_the_next_engine_applies_it_without_racing() {
     let path = store_path("settle");
-    let pts = points(RACE_MIN_ROWS);
+    let pts = random_points(RACE_MIN_ROWS, 7);
     let program = assemble("n.masm", PROGRAM).unwrap();
     let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
     let want = {
@@ -145,7 +129,7 @@ fn small_gpu_jobs_and_programs_with_sums_keep_the_default_cut() {
     let engine = gpu_engine(&path);
     let small = assemble("n.masm", PROGRAM).unwrap();
     let p = engine.prepare(small.program()).unwrap();
-    let b = engine.bind(&p, [("p", Input::rows(points(4096)))]).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(random_points(4096, 8)))]).unwrap();
     for _ in 0..12 {
         assert_eq!(cut(&engine.run(p.job(&b)).unwrap()).1, GPU_CHUNKS_PER_BLOCK);
     }
@@ -153,7 +137,7 @@ fn small_gpu_jobs_and_programs_with_sums_keep_the_default_cut() {
     let src = ".program s\n.input p points\n.output t sum\n load g0, p\n x f0, g0\n sum t, f0\n halt\n";
     let sums = assemble("s.masm", src).unwrap();
     let p = engine.prepare(sums.program()).unwrap();
-    let b = engine.bind(&p, [("p", Input::rows(points(RACE_MIN_ROWS)))]).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(random_points(RACE_MIN_ROWS, 7)))]).unwrap();
     for _ in 0..12 {
         let (_, per_block, tuned) = cut(&engine.run(p.job(&b)).unwrap());
         assert_eq!((per_block, tuned), (GPU_CHUNKS_PER_BLOCK, false));

@@ -8,27 +8,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{countries, example};
+use common::{countries, example, outputs, random_points as points};
 use meridian_bytecode::assemble;
 use meridian_cuda_host::HostDevice;
-use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
-use meridian_kernels::interp::{Input, OutputColumn};
+use meridian_kernels::column::GeometryColumn;
+use meridian_kernels::interp::Input;
 use meridian_runtime::{Engine, JobResult, Mode};
-
-/// `n` points over land and sea (a fresh column each call: nothing of it is resident).
-fn points(n: usize, seed: u64) -> Arc<GeometryColumn> {
-    let mut b = ColumnBuilder::new();
-    let mut s = seed | 1;
-    for _ in 0..n {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        let x = (s % 36_000) as f64 / 100.0 - 180.0;
-        let y = ((s >> 20) % 16_000) as f64 / 100.0 - 80.0;
-        b.push_point(x, y).unwrap();
-    }
-    Arc::new(b.finish())
-}
 
 fn auto(pin: Option<usize>) -> Engine {
     let b = Engine::builder().mode(Mode::Auto).workers(2).gpu_device(Arc::new(HostDevice::new(2, 32)));
@@ -38,10 +23,6 @@ fn auto(pin: Option<usize>) -> Engine {
     }
     .build()
     .unwrap()
-}
-
-fn outputs(r: &JobResult) -> Vec<(String, OutputColumn)> {
-    r.outputs().map(|(n, c)| (n.to_owned(), c.clone())).collect()
 }
 
 const ARITH: &str = "\

@@ -22,6 +22,27 @@ fn data(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
 }
 
+/// `n` pseudo-random points over the whole globe, a fresh column each call (nothing of it is
+/// resident on a device yet).
+pub fn random_points(n: usize, seed: u64) -> Arc<GeometryColumn> {
+    let mut b = meridian_kernels::column::ColumnBuilder::new();
+    let mut s = seed | 1;
+    for _ in 0..n {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = (s % 36_000) as f64 / 100.0 - 180.0;
+        let y = ((s >> 20) % 16_000) as f64 / 100.0 - 80.0;
+        b.push_point(x, y).unwrap_or_else(|e| panic!("{e}"));
+    }
+    Arc::new(b.finish())
+}
+
+/// The outputs of a result, by name (what two routes or backends must agree on).
+pub fn outputs(r: &meridian_runtime::JobResult) -> Vec<(String, OutputColumn)> {
+    r.outputs().map(|(n, c)| (n.to_owned(), c.clone())).collect()
+}
+
 /// The shipped Natural Earth countries.
 pub fn countries() -> Arc<GeometryColumn> {
     let text = io::read_text(&data("countries.geojson")).unwrap();
