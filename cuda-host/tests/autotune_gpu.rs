@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::{outputs, random_points};
+use common::{outputs, random_points, NORM as PROGRAM};
 use meridian_bytecode::assemble;
 use meridian_cuda_host::HostDevice;
 use meridian_kernels::interp::Input;
@@ -18,27 +18,6 @@ use meridian_runtime::autotune::Store;
 use meridian_runtime::plan::{CutReason, Topology, GPU_CHUNKS_PER_BLOCK};
 use meridian_runtime::tune::{GPU_CHUNKS, RACE_MIN_ROWS};
 use meridian_runtime::{Engine, JobResult, Mode};
-
-const PROGRAM: &str = "\
-.program norm
-.input  p points
-.output d f64
-.output far count
-    load  g0, p
-    x     f0, g0
-    y     f1, g0
-    mul   f2, f0, f0
-    mul   f3, f1, f1
-    add   f2, f2, f3
-    sqrt  f2, f2
-    store d, f2
-    const f3, 100.0
-    gt    b0, f2, f3
-    jf    b0, done
-    count far
-done:
-    halt
-";
 
 const BLOCKS: u32 = 2;
 

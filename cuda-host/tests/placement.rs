@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{countries, example, outputs, random_points as points};
+use common::{countries, example, outputs, random_points as points, NORM as ARITH};
 use meridian_bytecode::assemble;
 use meridian_cuda_host::HostDevice;
 use meridian_kernels::column::GeometryColumn;
@@ -24,21 +24,6 @@ fn auto(pin: Option<usize>) -> Engine {
     .build()
     .unwrap()
 }
-
-const ARITH: &str = "\
-.program norm
-.input  p points
-.output d f64
-    load  g0, p
-    x     f0, g0
-    y     f1, g0
-    mul   f2, f0, f0
-    mul   f3, f1, f1
-    add   f2, f2, f3
-    sqrt  f2, f2
-    store d, f2
-    halt
-";
 
 #[test]
 fn a_join_crosses_over_sooner_than_arithmetic_and_sooner_still_once_its_polygons_are_resident() {

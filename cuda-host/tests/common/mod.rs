@@ -43,6 +43,28 @@ pub fn outputs(r: &meridian_runtime::JobResult) -> Vec<(String, OutputColumn)> {
     r.outputs().map(|(n, c)| (n.to_owned(), c.clone())).collect()
 }
 
+/// Arithmetic over points: each point's distance from (0, 0), and how many are over 100.
+pub const NORM: &str = "\
+.program norm
+.input  p points
+.output d f64
+.output far count
+    load  g0, p
+    x     f0, g0
+    y     f1, g0
+    mul   f2, f0, f0
+    mul   f3, f1, f1
+    add   f2, f2, f3
+    sqrt  f2, f2
+    store d, f2
+    const f3, 100.0
+    gt    b0, f2, f3
+    jf    b0, done
+    count far
+done:
+    halt
+";
+
 /// The shipped Natural Earth countries.
 pub fn countries() -> Arc<GeometryColumn> {
     let text = io::read_text(&data("countries.geojson")).unwrap();
