@@ -75,12 +75,17 @@ enough 60 && {
   timeout -k 5 "$(left 60)" "$here/meridian" gen points 100000000 "$f" && ls -l "$f"
   timeout -k 5 "$(left 60)" "$here/meridian" bench stream "$f" --cold --runs 2
   timeout -k 5 "$(left 30)" "$here/meridian" bench stream "$f" --runs 2
-  for mode in cpu gpu; do
-    echo "== meridian run benches/pip_count.masm --mode $mode"
+  # A fresh autotune store: the first GPU run races the GPU's chunks per block (its lines say
+  # so), the second loads the winner; `auto` shows where the placement model sends batches.
+  export MERIDIAN_AUTOTUNE_PATH="$here/autotune.bin"; rm -f "$MERIDIAN_AUTOTUNE_PATH"
+  n=0
+  for mode in cpu gpu gpu auto; do
+    n=$((n + 1))
+    echo "== meridian run benches/pip_count.masm --mode $mode (run $n)"
     TIMEFORMAT="wall %R s"
     time timeout -k 5 "$(left 30)" "$here/meridian" run benches/pip_count.masm --input "pts=$f" \
-      --input zones=data/countries.geojson --mode $mode --out "/tmp/meridian-out-$mode"
-    echo "exit $?"; cat "/tmp/meridian-out-$mode/pairs.csv"
+      --input zones=data/countries.geojson --mode $mode --out "/tmp/meridian-out-$n"
+    echo "exit $?"; cat "/tmp/meridian-out-$n/pairs.csv"
   done
   rm -f "$f"
 } > "$OUT/stream.txt" 2>&1
