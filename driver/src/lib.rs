@@ -32,6 +32,6 @@ pub use memory::{DeviceBuffer, HostRegistration, MappedHostBuffer};
 pub use nvrtc::{compile_cubin, nvrtc_version, Arch, CacheOutcome, Cubin, CubinCache, MIN_NVRTC};
 pub use pool::{keep_pool_memory, stream_state, PoolBuffer, StreamState};
 pub use probe::{
-    driver_library_present, nvrtc_library_present, probe, DeviceInfo, DriverState, DriverVersion, NvrtcState,
-    Probe,
+    driver_library_present, installed_driver_version, nvrtc_library_present, probe, DeviceInfo, DriverState,
+    DriverVersion, NvrtcState, Probe,
 };

@@ -216,6 +216,15 @@ fn probe_loaded_driver() -> DriverState {
     }
 }
 
+/// The installed driver's CUDA version, when `libcuda` loads (`cuDriverGetVersion` needs no
+/// `cuInit`); `None` without a driver. For naming the adapter of GPU autotune records.
+pub fn installed_driver_version() -> Option<DriverVersion> {
+    if !driver_library_present() {
+        return None;
+    }
+    std::panic::catch_unwind(driver_version).ok()
+}
+
 fn driver_version() -> DriverVersion {
     let mut v = 0;
     // SAFETY: cuDriverGetVersion writes one int through a valid pointer; the library is loaded.

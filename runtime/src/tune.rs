@@ -1,7 +1,7 @@
 //! Autotune applied: races of the CPU route (interpreter or JIT), of the CPU executor's
-//! rows per claim and of the GPU's chunks per block on real jobs, verdicts by [`meridian_autotune::verdict`], winners applied to
-//! later jobs of the same key and kept in the store, so that the next run starts from them
-//! without racing.
+//! rows per claim and workers a job, and of the GPU's chunks per block, on real jobs; verdicts
+//! by [`meridian_autotune::verdict`], winners applied to later jobs of the same key and kept
+//! in the store, so that the next run starts from them without racing.
 //!
 //! Each raced setting is a [`Knob`] with its own key family. Under [`crate::Route::Auto`] a
 //! program's large jobs race the route first (the interpreter conservative, the JIT
@@ -22,7 +22,8 @@
 //! `sum` outputs are not raced: claims of other sizes add their sums in another order.
 //!
 //! GPU jobs race the chunks each block of the megakernel gets ([`crate::plan::gpu_cut`]),
-//! keyed by the GPU executor's device and launch; their time runs from the push of their
+//! keyed by the GPU executor's device (name, compute capability, driver) and launch; their
+//! time runs from the push of their
 //! chunks on the ring to their completion reaped, since the device keeps no per-job clock.
 
 use std::collections::{BTreeMap, HashMap};

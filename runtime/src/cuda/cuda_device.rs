@@ -86,8 +86,12 @@ impl CudaDevice {
         // Best effort: without it freed memory goes back to the system and allocation is slower.
         let _ = keep_pool_memory(&gpu);
         let info = gpu.info();
+        // The driver is part of what a GPU autotune record was measured on (its adapter).
+        let driver = meridian_driver::installed_driver_version()
+            .map(|v| format!(", CUDA driver {v}"))
+            .unwrap_or_default();
         let description = format!(
-            "{} (sm_{}{}, {} SMs, {:.0} GiB){}",
+            "{} (sm_{}{}, {} SMs, {:.0} GiB{driver}){}",
             info.name,
             info.compute_capability.0,
             info.compute_capability.1,
