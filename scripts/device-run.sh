@@ -69,6 +69,10 @@ for cap in ${EVIDENCE_REGISTER_CAPS:-128 96}; do
   result $?
 done
 
+step "placement: where the GPU starts to beat the CPU workers, by class, against the model"
+enough 30 && { echo; timeout -k 5 "$(left 90)" "$here/meridian" bench placement --max-rows 4194304 --runs 5; } >> "$OUT/pip.txt" 2>&1
+result $?
+
 step "stream: 100M points as an Arrow IPC file read cold and warm; the count join streamed from it"
 enough 60 && {
   f=/tmp/meridian-p100m.arrow

@@ -208,6 +208,23 @@ enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
     },
+    /// Where the GPU starts to beat the CPU workers: a join and an arithmetic program at sizes
+    /// from 1,024 rows up, with their points resident on the device and uploaded, against the
+    /// crossovers the placement model predicts (the GPU columns need a CUDA device).
+    Placement {
+        /// The largest job, in rows (the sizes go up by 4× from 1,024).
+        #[arg(long, default_value_t = 4_194_304)]
+        max_rows: usize,
+        /// Timed runs per size and backend.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// CPU worker threads (default: all cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Data folder with countries.geojson (default as for `meridian demo`).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -273,6 +290,9 @@ fn main() -> ExitCode {
         }
         Command::Bench { which: BenchCommand::Pip { points, seed, runs, workers, data } } => {
             cli::bench::pip(&cli::bench::PipArgs { points, seed, runs, workers, data })
+        }
+        Command::Bench { which: BenchCommand::Placement { max_rows, runs, workers, data } } => {
+            cli::bench::placement(&cli::bench::PlacementArgs { max_rows, runs, workers, data })
         }
     };
     match result {

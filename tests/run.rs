@@ -205,6 +205,24 @@ fn bench_pip_runs_on_the_cpu_and_says_why_not_on_the_gpu() {
     }
 }
 
+#[test]
+fn bench_placement_sweeps_both_classes_against_the_model() {
+    let o = meridian(&["bench", "placement", "--max-rows", "4096", "--runs", "1", "--workers", "2"]);
+    let stdout = ok(&o);
+    assert!(stdout.contains("jobs of 1,024 to 4,096 uniform points"), "{stdout}");
+    for class in ["join (", "arithmetic ("] {
+        assert!(stdout.contains(class), "{stdout}");
+    }
+    assert!(stdout.contains("the model crosses over at"), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("rows: cpu ")).count(), 4, "{stdout}");
+    if !meridian::driver::probe().has_device() {
+        assert!(stdout.contains("GPU: skipped (execution mode gpu: no usable CUDA device"), "{stdout}");
+    }
+    let bad = meridian(&["bench", "placement", "--max-rows", "10"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
+
 /// `--explain` prints the plan the job ran by, one reason a line.
 #[test]
 fn explain_prints_the_plan_and_its_reasons() {

@@ -5,6 +5,10 @@
 //!   job launched as its own kernel (`cuLaunchKernel` + `cuStreamSynchronize`), p50/p99.
 //! - `pip`: the point-in-polygon join of N uniform random points against the shipped
 //!   countries, on the CPU executor and on the GPU, with the results checked equal.
+//! - `stream`: one file read four ways (the streamer, a read loop, memmap2, `dd`).
+//! - `placement`: a join and an arithmetic program from 1,024 rows up on the CPU workers and
+//!   on the GPU (inputs resident and uploaded), against the crossovers the placement model
+//!   predicts — what a device run checks the model's constants with.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -357,6 +361,147 @@ pub fn stream(args: &StreamArgs) -> Result<(), Failure> {
             m.as_secs_f64(),
             gb / m.as_secs_f64()
         );
+    }
+    print(&s);
+    Ok(())
+}
+
+/// Options of `meridian bench placement`.
+#[derive(Debug)]
+pub struct PlacementArgs {
+    /// The largest job, in rows (the sweep goes up by 4× from 1,024).
+    pub max_rows: usize,
+    /// Timed runs per size and backend.
+    pub runs: usize,
+    /// CPU workers (`None`: all cores).
+    pub workers: Option<usize>,
+    /// The data folder with the countries.
+    pub data: Option<PathBuf>,
+}
+
+/// Arithmetic over points (each point's distance from the origin): the arithmetic class.
+const NORM: &str = ".program norm\n.input pts points\n.output d f64\n load g0, pts\n x f0, g0\n y f1, g0\n \
+                    mul f2, f0, f0\n mul f3, f1, f1\n add f2, f2, f3\n sqrt f2, f2\n store d, f2\n halt\n";
+
+/// One class's sweep: its name, program and inputs besides the points.
+struct Sweep {
+    name: &'static str,
+    source: &'static str,
+    zones: Option<Input>,
+}
+
+/// Median time of the sweep's program over `pts[1..]` on `engine`, after an untimed job over
+/// `pts[0]` (which makes the GPU's inputs resident): the same points again each run, or with
+/// `fresh` new points each run (uploaded every time).
+fn timed(
+    engine: &Engine,
+    sweep: &Sweep,
+    pts: &[Arc<GeometryColumn>],
+    fresh: bool,
+) -> Result<Duration, String> {
+    let program = assemble("sweep.masm", sweep.source).map_err(|d| d.to_string())?;
+    let prepared = engine.prepare(program.program()).map_err(|e| e.to_string())?;
+    let bind = |p: &Arc<GeometryColumn>| {
+        let mut inputs = vec![("pts", Input::rows(p.clone()))];
+        if let Some(z) = &sweep.zones {
+            inputs.push(("zones", z.clone()));
+        }
+        engine.bind(&prepared, inputs).map_err(|e| e.to_string())
+    };
+    let first = bind(&pts[0])?;
+    engine.run(prepared.job(&first)).map_err(|e| e.to_string())?;
+    let mut times = Vec::new();
+    for p in &pts[1..] {
+        let bound = if fresh { bind(p)? } else { first.clone() };
+        let t = Instant::now();
+        engine.run(prepared.job(&bound)).map_err(|e| e.to_string())?;
+        times.push(t.elapsed());
+    }
+    Ok(median(&times))
+}
+
+/// `meridian bench placement`: where the GPU starts to beat the CPU workers, measured by
+/// class and size, against what the placement model (`place.rs`) predicts.
+pub fn placement(args: &PlacementArgs) -> Result<(), Failure> {
+    use meridian::place::{crossover, ProgramClass};
+    if args.runs == 0 || args.max_rows < 1024 {
+        return Err(fail("--runs must be at least 1 and --max-rows at least 1024".into()));
+    }
+    let data = super::demo::data_dir(args.data.clone());
+    let path = data.join(demo::COUNTRIES_FILE);
+    let text = io::read_text(&path).map_err(|e| fail(e.to_string()))?;
+    let countries = Arc::new(
+        io::read_geojson(&path.display().to_string(), &text).map_err(|e| fail(e.to_string()))?.geometry,
+    );
+    let sweeps = [
+        Sweep { name: "join", source: demo::PROGRAM, zones: Some(Input::indexed(countries)) },
+        Sweep { name: "arithmetic", source: NORM, zones: None },
+    ];
+    let mut builder = Engine::builder().mode(Mode::Cpu);
+    if let Some(w) = args.workers {
+        builder = builder.workers(w);
+    }
+    let cpu = builder.build().map_err(|e| fail(e.to_string()))?;
+    let workers = cpu.workers();
+    let gpu = Engine::builder().mode(Mode::Gpu).workers(1).build();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "meridian bench placement: jobs of 1,024 to {} uniform points, {} timed runs each; CPU on {workers} workers; GPU: {}",
+        demo::group(args.max_rows as u64),
+        args.runs,
+        gpu.as_ref().map_or_else(|e| format!("skipped ({e})"), |g| g.backend().reason.clone())
+    );
+    let sizes: Vec<usize> = std::iter::successors(Some(1024usize), |n| n.checked_mul(4))
+        .take_while(|&n| n <= args.max_rows)
+        .collect();
+    for sweep in &sweeps {
+        let program = assemble("sweep.masm", sweep.source).map_err(|d| fail(d.to_string()))?;
+        let (class, instrs) = (ProgramClass::of(&program), program.instrs().len());
+        // Up: 16 bytes a point; down: 9 bytes a row (an f64, or a hit's share).
+        let model = |per_row| {
+            crossover(class, instrs, workers, 0, per_row)
+                .map_or_else(|| "never".to_owned(), |n| n.to_string())
+        };
+        let _ = writeln!(
+            s,
+            "  {} ({} instructions): the model crosses over at {} rows with the points resident, {} with them uploaded",
+            sweep.name,
+            instrs,
+            model(9),
+            model(25)
+        );
+        let (mut measured_resident, mut measured_fresh) = (None, None);
+        for &n in &sizes {
+            let pts: Vec<Arc<GeometryColumn>> = (0..=args.runs as u64)
+                .map(|k| super::gen::uniform_points(k + 1, super::gen::WORLD, 0, n).map(Arc::new))
+                .collect::<Result<_, _>>()
+                .map_err(fail)?;
+            let c = timed(&cpu, sweep, &pts, false).map_err(fail)?;
+            let mut line = format!("    {:>10} rows: cpu {}", demo::group(n as u64), micros(c));
+            if let Ok(g) = &gpu {
+                let resident = timed(g, sweep, &pts, false).map_err(fail)?;
+                let fresh = timed(g, sweep, &pts, true).map_err(fail)?;
+                let _ = write!(line, ", gpu resident {}, gpu uploaded {}", micros(resident), micros(fresh));
+                if resident < c && measured_resident.is_none() {
+                    measured_resident = Some(n);
+                }
+                if fresh < c && measured_fresh.is_none() {
+                    measured_fresh = Some(n);
+                }
+            }
+            let _ = writeln!(s, "{line}");
+        }
+        if gpu.is_ok() {
+            let at =
+                |m: Option<usize>| m.map_or_else(|| "not in the sweep".to_owned(), |n| format!("{n} rows"));
+            let _ = writeln!(
+                s,
+                "    measured: the GPU first wins at {} resident, {} uploaded",
+                at(measured_resident),
+                at(measured_fresh)
+            );
+        }
     }
     print(&s);
     Ok(())
