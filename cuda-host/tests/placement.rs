@@ -54,9 +54,9 @@ fn a_join_crosses_over_sooner_than_arithmetic_and_sooner_still_once_its_polygons
     // 600 rows of a join whose polygons would have to be uploaded first: the CPU.
     let small = points(600, 1);
     check(&run_join(&engine, &small), &run_join(&cpu, &small), "cpu", &["join program", "(inputs uploaded)"]);
-    // 20,000 rows pay for the upload (about 2 MB of polygons and index): the GPU, which
-    // keeps them.
-    let large = points(20_000, 2);
+    // 6,000 rows pay for the upload (about 2 MB of polygons and index): the GPU, which
+    // keeps them. (Under 8,192 rows: a job too small to teach placement its rates.)
+    let large = points(6000, 2);
     check(&run_join(&engine, &large), &run_join(&cpu, &large), "cuda", &["join program"]);
     // Now 600 fresh points of the same join go to the GPU: only they are uploaded.
     let fresh = points(600, 3);
@@ -66,8 +66,20 @@ fn a_join_crosses_over_sooner_than_arithmetic_and_sooner_still_once_its_polygons
     // Arithmetic crosses over too, later.
     let many = points(20_000, 4);
     check(&run_arith(&engine, &many), &run_arith(&cpu, &many), "cuda", &["arithmetic program"]);
+    // That job taught placement what this program costs on this GPU (the emulated one is far
+    // slower than the prior): the next one is placed by the measured rate, wherever it lands.
+    let r = run_arith(&engine, &many);
+    assert!(r.backend().reason.contains("on the GPU (measured)"), "{}", r.backend().reason);
+    assert!(outputs(&r) == outputs(&run_arith(&cpu, &many)));
+    if r.backend().name == "cpu" {
+        // Sent back to the CPU, it taught placement the CPU's rate as well.
+        let again = run_arith(&engine, &many);
+        let why = &again.backend().reason;
+        assert!(why.contains("on the CPU (measured)") && why.contains("on the GPU (measured)"), "{why}");
+    }
 
-    // A pin replaces the model: nothing under it goes to the GPU, whatever is resident.
+    // A pin replaces the model: nothing under it goes to the GPU, whatever is resident or
+    // measured.
     let pinned = auto(Some(1 << 20));
     let r = run_join(&pinned, &large);
     check(&r, &run_join(&cpu, &large), "cpu", &["fewer than the 1048576 set to go to the GPU"]);

@@ -199,13 +199,15 @@ impl Shared {
         } else {
             let rows = e.begin as usize..e.end as usize;
             let since = |job: &JobState| u64::try_from(job.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            if job.race.is_some() {
+            // Timed when a race or placement learns from it (two clock reads a chunk).
+            let timed = job.race.is_some() || job.rows.len() >= crate::engine::LEARN_MIN_ROWS;
+            if timed {
                 job.first_start.fetch_min(since(&job), Relaxed);
             }
             if let Err(err) = job.code.run(&job.prepared, &job.inputs, rows, &job.out, scratch) {
                 job.fail(err);
             }
-            if job.race.is_some() {
+            if timed {
                 job.last_end.fetch_max(since(&job), Relaxed);
             }
         }
@@ -281,10 +283,13 @@ impl Shared {
             },
         };
         let raced = outcome.is_ok() && job.attempt == 1;
+        let span = job.last_end.load(Relaxed).saturating_sub(job.first_start.load(Relaxed));
+        if raced {
+            job.prepared.note_cpu_time(job.rows.len(), span);
+        }
         job.ticket.resolve(outcome);
         // After the ticket: a race's verdict may start a save, which must not delay the job.
         if let Some(race) = job.race.as_ref().filter(|_| raced) {
-            let span = job.last_end.load(Relaxed).saturating_sub(job.first_start.load(Relaxed));
             race.tuner.report(race, Duration::from_nanos(span));
         }
     }

@@ -10,9 +10,11 @@
 //! 16-core host hardly ever. The model is linear in rows, so once the GPU wins at some size it
 //! wins at every larger one.
 //!
-//! The constants are estimates from the measurements named beside them; device runs refine
-//! them (the evidence script prints the numbers they come from). A `gpu_min_rows` set on the
-//! builder is a pin: it replaces the model, and is never overridden.
+//! The constants are estimates from the measurements named beside them, and only priors: once
+//! a program's own jobs have measured its rate on the CPU or the GPU, that replaces the prior
+//! for its side ([`PlaceInput::measured`]). `meridian bench placement` measures the crossovers
+//! on a device. A `gpu_min_rows` set on the builder is a pin: it replaces the model, and is
+//! never overridden.
 
 use std::fmt;
 
@@ -117,6 +119,9 @@ pub struct PlaceInput {
     pub download_bytes: u64,
     /// The builder's `gpu_min_rows`, a pin that replaces the model.
     pub pinned_min_rows: Option<usize>,
+    /// What the program's own jobs measured, ns a row: on the CPU a whole job's (its workers
+    /// included), on the GPU past the round trip. Each replaces its side's prior.
+    pub measured: (Option<f64>, Option<f64>),
 }
 
 /// Why a job went where it did.
@@ -141,6 +146,8 @@ pub enum PlaceReason {
         gpu_ns: f64,
         /// Whether its inputs were all on the device already.
         resident: bool,
+        /// Whether the CPU's and the GPU's rates were the program's measured ones.
+        measured: (bool, bool),
     },
 }
 
@@ -153,12 +160,14 @@ impl fmt::Display for PlaceReason {
             PlaceReason::Pinned { min_rows, rows } => {
                 write!(f, "{rows} rows, fewer than the {min_rows} set to go to the GPU")
             }
-            PlaceReason::Model { class, rows, cpu_ns, gpu_ns, resident } => write!(
+            PlaceReason::Model { class, rows, cpu_ns, gpu_ns, resident, measured } => write!(
                 f,
-                "{} program, {rows} rows: about {} on the CPU, {} on the GPU{}",
+                "{} program, {rows} rows: about {} on the CPU{}, {} on the GPU{}{}",
                 class.name(),
                 micros(cpu_ns),
+                if measured.0 { " (measured)" } else { "" },
                 micros(gpu_ns),
+                if measured.1 { " (measured)" } else { "" },
                 if resident { " (inputs resident)" } else { " (inputs uploaded)" }
             ),
         }
@@ -179,12 +188,20 @@ pub fn prefer_gpu(p: &PlaceInput) -> (bool, PlaceReason) {
         return (p.rows >= min_rows, PlaceReason::Pinned { min_rows, rows: p.rows });
     }
     let (cpu_row, gpu_row) = p.class.row_ns(p.instrs);
+    let cpu_row = p.measured.0.unwrap_or(cpu_row / p.workers.max(1) as f64);
+    let gpu_row = p.measured.1.unwrap_or(gpu_row);
     let rows = p.rows as f64;
-    let cpu_ns = rows * cpu_row / p.workers.max(1) as f64;
+    let cpu_ns = rows * cpu_row;
     let link = (p.upload_bytes as f64 + p.download_bytes as f64) / LINK_BYTES_PER_NS;
     let gpu_ns = GPU_ROUND_TRIP_NS + link + rows * gpu_row;
-    let reason =
-        PlaceReason::Model { class: p.class, rows: p.rows, cpu_ns, gpu_ns, resident: p.upload_bytes == 0 };
+    let reason = PlaceReason::Model {
+        class: p.class,
+        rows: p.rows,
+        cpu_ns,
+        gpu_ns,
+        resident: p.upload_bytes == 0,
+        measured: (p.measured.0.is_some(), p.measured.1.is_some()),
+    };
     (gpu_ns < cpu_ns, reason)
 }
 
@@ -208,6 +225,7 @@ pub fn crossover(
             upload_bytes: bytes,
             download_bytes: 0,
             pinned_min_rows: None,
+            measured: (None, None),
         };
         prefer_gpu(&input).0
     };
@@ -249,6 +267,7 @@ mod tests {
             upload_bytes: upload,
             download_bytes: 9 * rows as u64,
             pinned_min_rows: None,
+            measured: (None, None),
         }
     }
 
@@ -291,6 +310,22 @@ mod tests {
     }
 
     #[test]
+    fn measured_rates_replace_the_priors() {
+        // The prior sends 1M rows of a join over resident polygons to the GPU on 16 workers...
+        let base = input(ProgramClass::Join, 1 << 20, 16, true);
+        assert!(prefer_gpu(&base).0);
+        // ...but this program measured 2 ns a row on the CPU and 8 on the GPU: the CPU.
+        let (gpu, why) = prefer_gpu(&PlaceInput { measured: (Some(2.0), Some(8.0)), ..base });
+        assert!(!gpu);
+        let text = why.to_string();
+        assert!(text.contains("on the CPU (measured)") && text.contains("on the GPU (measured)"), "{text}");
+        // One side measured: the other keeps its prior.
+        let (_, why) = prefer_gpu(&PlaceInput { measured: (None, Some(8.0)), ..base });
+        let text = why.to_string();
+        assert!(!text.contains("CPU (measured)") && text.contains("GPU (measured)"), "{text}");
+    }
+
+    #[test]
     fn a_pin_replaces_the_model_both_ways() {
         let pinned = |rows, min| {
             prefer_gpu(&PlaceInput {
@@ -324,6 +359,7 @@ mod tests {
             up_row in 0u64..64,
             fixed in 0u64..1 << 30,
             down_row in 0u64..64,
+            measured in (proptest::option::of(0.0f64..1e4), proptest::option::of(0.0f64..1e4)),
         ) {
             let at = |rows: usize| {
                 prefer_gpu(&PlaceInput {
@@ -334,6 +370,7 @@ mod tests {
                     upload_bytes: fixed + up_row * rows as u64,
                     download_bytes: down_row * rows as u64,
                     pinned_min_rows: None,
+                    measured,
                 })
             };
             let (gpu, why) = at(rows);

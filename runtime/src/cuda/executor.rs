@@ -632,6 +632,10 @@ impl GpuExecutor {
         drop(area);
         self.release(c.job);
         let took = outcome.is_ok().then(|| pushed.elapsed());
+        if let (Some(t), 1) = (took, job.attempt) {
+            let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+            job.prepared.note_gpu_time(job.rows.len(), ns, crate::place::GPU_ROUND_TRIP_NS);
+        }
         job.ticket.resolve(outcome);
         // After the ticket, as on the CPU: a verdict may start a save.
         if let (Some(took), Some(entry)) = (took, &job.race) {

@@ -33,6 +33,30 @@ pub(crate) struct PreparedInner {
     /// Hits per row seen in the last finished run, as f64 bits: the next job's hit capacity
     /// starts from it, so a program that overflowed once is sized right the next time.
     hits_per_row: AtomicU64,
+    /// What this program's jobs measured, ns a row (f64 bits; 0: none yet): on the CPU, a
+    /// job's span on the workers over its rows; on the GPU, a job's push-to-reaping time less
+    /// the round trip over its rows. Placement under `auto` prefers them to its priors.
+    cpu_ns_per_row: AtomicU64,
+    gpu_ns_per_row: AtomicU64,
+}
+
+/// Jobs with fewer rows teach placement nothing (their time is mostly fixed costs).
+pub(crate) const LEARN_MIN_ROWS: usize = 8192;
+
+/// A new measurement's weight in the running average.
+const LEARN_WEIGHT: f64 = 0.25;
+
+fn learn(avg: &AtomicU64, sample: f64) {
+    if !sample.is_finite() || sample <= 0.0 {
+        return;
+    }
+    let old = f64::from_bits(avg.load(Relaxed));
+    let new = if old > 0.0 { old + LEARN_WEIGHT * (sample - old) } else { sample };
+    avg.store(new.to_bits(), Relaxed);
+}
+
+fn learnt(avg: &AtomicU64) -> Option<f64> {
+    Some(f64::from_bits(avg.load(Relaxed))).filter(|v| *v > 0.0)
 }
 
 impl PreparedInner {
@@ -46,6 +70,8 @@ impl PreparedInner {
             hits_per_row: AtomicU64::new(1f64.to_bits()),
             hits_noted: std::sync::atomic::AtomicBool::new(false),
             cpu_rows: AtomicU64::new(0),
+            cpu_ns_per_row: AtomicU64::new(0),
+            gpu_ns_per_row: AtomicU64::new(0),
             jit_failure_said: std::sync::atomic::AtomicBool::new(false),
             #[cfg(feature = "jit")]
             jit: OnceLock::new(),
@@ -75,6 +101,28 @@ impl PreparedInner {
             self.hits_per_row.store((hits as f64 / rows as f64).to_bits(), Relaxed);
             self.hits_noted.store(true, Relaxed);
         }
+    }
+
+    /// A CPU job of `rows` rows spanned `ns` on the workers (first chunk's start to last
+    /// chunk's end); small jobs are ignored.
+    pub(crate) fn note_cpu_time(&self, rows: usize, ns: u64) {
+        if rows >= LEARN_MIN_ROWS {
+            learn(&self.cpu_ns_per_row, ns as f64 / rows as f64);
+        }
+    }
+
+    /// A GPU job of `rows` rows took `ns` from its push to its reaping, `round_trip_ns` of
+    /// which any job pays; small jobs are ignored.
+    pub(crate) fn note_gpu_time(&self, rows: usize, ns: u64, round_trip_ns: f64) {
+        if rows >= LEARN_MIN_ROWS {
+            learn(&self.gpu_ns_per_row, (ns as f64 - round_trip_ns).max(0.01) / rows as f64);
+        }
+    }
+
+    /// What this program's CPU jobs measured (ns a row of a whole job, its workers included)
+    /// and its GPU jobs (ns a row past the round trip), when they have.
+    pub(crate) fn measured_ns_per_row(&self) -> (Option<f64>, Option<f64>) {
+        (learnt(&self.cpu_ns_per_row), learnt(&self.gpu_ns_per_row))
     }
 
     /// Counts a CPU job's rows; returns the program's total so far, this job's included.

@@ -52,7 +52,7 @@ use crate::variants::{Registry, VariantId};
 use meridian_autotune::Store;
 
 pub use job::{Bound, Job, JobError, JobResult, Prepared};
-pub(crate) use job::{Column, PendingHits, PreparedInner};
+pub(crate) use job::{Column, PendingHits, PreparedInner, LEARN_MIN_ROWS};
 pub use ticket::Ticket;
 pub(crate) use ticket::TicketCell;
 
@@ -983,6 +983,7 @@ impl Engine {
             upload_bytes: if self.gpu_min_rows.is_some() { 0 } else { gpu.upload_bytes(&job.bound.inner) },
             download_bytes: OutputBuffers::bytes(prepared.interp.outputs(), rows, capacity),
             pinned_min_rows: self.gpu_min_rows,
+            measured: prepared.measured_ns_per_row(),
         };
         crate::place::prefer_gpu(&input)
     }
