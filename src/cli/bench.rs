@@ -141,17 +141,20 @@ fn run_joins(
     Ok(Timed { name: r.backend().name.to_owned(), jobs, materialise, pairs })
 }
 
+/// The shipped countries from `data` (default as for `meridian demo`).
+fn countries(data: Option<PathBuf>) -> Result<Arc<GeometryColumn>, Failure> {
+    let path = super::demo::data_dir(data).join(demo::COUNTRIES_FILE);
+    let text = io::read_text(&path).map_err(|e| fail(e.to_string()))?;
+    let column = io::read_geojson(&path.display().to_string(), &text).map_err(|e| fail(e.to_string()))?;
+    Ok(Arc::new(column.geometry))
+}
+
 /// `meridian bench pip`.
 pub fn pip(args: &PipArgs) -> Result<(), Failure> {
     if args.runs == 0 {
         return Err(fail("--runs must be at least 1".into()));
     }
-    let data = super::demo::data_dir(args.data.clone());
-    let path = data.join(demo::COUNTRIES_FILE);
-    let text = io::read_text(&path).map_err(|e| fail(e.to_string()))?;
-    let countries = Arc::new(
-        io::read_geojson(&path.display().to_string(), &text).map_err(|e| fail(e.to_string()))?.geometry,
-    );
+    let countries = countries(args.data.clone())?;
     let t = Instant::now();
     let pts =
         Arc::new(super::gen::uniform_points(args.seed, super::gen::WORLD, 0, args.points).map_err(fail)?);
@@ -427,12 +430,7 @@ pub fn placement(args: &PlacementArgs) -> Result<(), Failure> {
     if args.runs == 0 || args.max_rows < 1024 {
         return Err(fail("--runs must be at least 1 and --max-rows at least 1024".into()));
     }
-    let data = super::demo::data_dir(args.data.clone());
-    let path = data.join(demo::COUNTRIES_FILE);
-    let text = io::read_text(&path).map_err(|e| fail(e.to_string()))?;
-    let countries = Arc::new(
-        io::read_geojson(&path.display().to_string(), &text).map_err(|e| fail(e.to_string()))?.geometry,
-    );
+    let countries = countries(args.data.clone())?;
     let sweeps = [
         Sweep { name: "join", source: demo::PROGRAM, zones: Some(Input::indexed(countries)) },
         Sweep { name: "arithmetic", source: NORM, zones: None },

@@ -1080,7 +1080,14 @@ impl Engine {
     /// Submits a job, waiting while the ring is full. Fails only when the engine is shut
     /// down (the job comes back).
     pub fn submit(&self, job: Job) -> Result<Ticket, ShutdownError> {
-        match self.place(&job) {
+        let placed = self.place(&job);
+        self.submit_placed(job, placed)
+    }
+
+    /// [`Engine::submit`] of a job already placed (placement costs a residency lookup and a
+    /// reason; [`Engine::run`] must not pay them twice).
+    fn submit_placed(&self, job: Job, placed: Result<Placement, Ticket>) -> Result<Ticket, ShutdownError> {
+        match placed {
             Err(ticket) => Ok(ticket),
             Ok(Placement::Cpu(backend)) => self.submit_cpu(job, backend),
             Ok(Placement::Gpu(backend)) => {
@@ -1471,20 +1478,17 @@ impl Engine {
     /// Submits and waits: the result of one job. A job for the inline route runs here with
     /// no ticket at all.
     pub fn run(&self, job: Job) -> Result<JobResult, JobError> {
+        let placed = self.place(&job);
         if job.rows.len() <= self.inline_rows {
-            match self.place(&job) {
-                Err(ticket) => return ticket.wait(),
-                Ok(Placement::Cpu(backend)) => {
-                    if self.shared.submit.is_closed() {
-                        return Err(JobError::Cancelled);
-                    }
-                    let plan = self.plan_cpu(&job, backend)?;
-                    return self.run_inline(&job, plan);
+            if let Ok(Placement::Cpu(backend)) = &placed {
+                if self.shared.submit.is_closed() {
+                    return Err(JobError::Cancelled);
                 }
-                Ok(Placement::Gpu(_)) => {}
+                let plan = self.plan_cpu(&job, backend.clone())?;
+                return self.run_inline(&job, plan);
             }
         }
-        match self.submit(job) {
+        match self.submit_placed(job, placed) {
             Ok(t) => t.wait(),
             Err(_) => Err(JobError::Cancelled),
         }
