@@ -58,7 +58,7 @@ step "round trip: megakernel vs cuLaunchKernel + sync, 100k each"
 enough 45 && timeout -k 5 "$(left 45)" "$here/meridian" bench roundtrip --trips 100000 --warmup 2000 > "$OUT/roundtrip.txt" 2>&1
 result $?
 
-step "pip join: 100M uniform points x countries, CPU executor (all cores) vs GPU"
+step "pip join: 100M uniform points x countries, CPU executor (all cores) vs GPU megakernel vs GPU JIT"
 enough 120 && timeout -k 5 "$(left 120)" "$here/meridian" bench pip --points 100000000 --runs 3 > "$OUT/pip.txt" 2>&1
 result $?
 # The megakernel under register caps (MERIDIAN_GPU_REGISTERS): fewer registers, more warps.
@@ -83,12 +83,14 @@ enough 60 && {
   # so), the second loads the winner; `auto` shows where the placement model sends batches.
   export MERIDIAN_AUTOTUNE_PATH="$here/autotune.bin"; rm -f "$MERIDIAN_AUTOTUNE_PATH"
   n=0
-  for mode in cpu gpu gpu auto; do
+  # Then the GPU JIT route: each batch on the program's own kernel beside the megakernel's lane.
+  for run in cpu:interp gpu:interp gpu:interp auto:interp gpu:jit; do
+    mode=${run%%:*}; route=${run##*:}
     n=$((n + 1))
-    echo "== meridian run benches/pip_count.masm --mode $mode (run $n)"
+    echo "== meridian run benches/pip_count.masm --mode $mode --gpu-route $route (run $n)"
     TIMEFORMAT="wall %R s"
     time timeout -k 5 "$(left 30)" "$here/meridian" run benches/pip_count.masm --input "pts=$f" \
-      --input zones=data/countries.geojson --mode $mode --out "/tmp/meridian-out-$n"
+      --input zones=data/countries.geojson --mode $mode --gpu-route $route --explain --out "/tmp/meridian-out-$n"
     echo "exit $?"; cat "/tmp/meridian-out-$n/pairs.csv"
   done
   rm -f "$f"
@@ -107,8 +109,8 @@ step "megakernel resources"
 result $?
 
 step "compute-sanitizer memcheck and racecheck"
-enough 60 && { MERIDIAN_DIFF_CASES=16 timeout -k 5 "$(left 100)" compute-sanitizer --tool memcheck "$here/gpu_device" --test-threads=1 random_programs; echo "memcheck exit $?";
-  MERIDIAN_DIFF_CASES=8 timeout -k 5 "$(left 80)" compute-sanitizer --tool racecheck --racecheck-report hazard "$here/gpu_device" --test-threads=1 random_programs; echo "racecheck exit $?";
+enough 60 && { MERIDIAN_DIFF_CASES=16 MERIDIAN_JIT_CASES=4 timeout -k 5 "$(left 100)" compute-sanitizer --tool memcheck "$here/gpu_device" --test-threads=1 random_programs; echo "memcheck exit $?";
+  MERIDIAN_DIFF_CASES=8 MERIDIAN_JIT_CASES=2 timeout -k 5 "$(left 80)" compute-sanitizer --tool racecheck --racecheck-report hazard "$here/gpu_device" --test-threads=1 random_programs; echo "racecheck exit $?";
   # The same program record read by a kernel launched after its upload (the per-job baseline,
   # first) and by the resident kernel launched before it: memcheck's verdict on each.
   echo "== memcheck of bench roundtrip (per-job launches, then the megakernel)";

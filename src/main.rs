@@ -88,6 +88,11 @@ enum Command {
         /// a program has run 2^20 rows).
         #[arg(long, value_parser = ["auto", "interp", "jit"], default_value = "auto")]
         route: String,
+        /// What runs GPU jobs' rows: the resident megakernel (interp, holding every SM), each
+        /// program's own kernel beside the megakernel's latency lane (jit), or both by job size
+        /// (auto: a program's kernel once it has run 2^20 rows, for jobs of 2^16 rows or more).
+        #[arg(long, value_parser = ["auto", "interp", "jit"], default_value = "interp")]
+        gpu_route: String,
         /// Print the plan each job ran by (backend, route, topology, chunk size, hit capacity,
         /// and why); for a streamed input, the first batch's and each that changed.
         #[arg(long)]
@@ -240,19 +245,29 @@ fn main() -> ExitCode {
         Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
         Command::Disasm { file } => cli::bytecode::disasm(&file),
         Command::Verify { file } => cli::bytecode::verify(&file),
-        Command::Run { program, inputs, format, mode, route, explain, out, workers, batch_rows } => {
-            cli::run::run(&cli::run::RunArgs {
-                program,
-                inputs,
-                mode: mode.as_deref().and_then(meridian::Mode::parse),
-                route: route.parse().unwrap_or_default(),
-                explain,
-                out,
-                workers,
-                format: cli::run::OutputFormat::parse(&format).unwrap_or(cli::run::OutputFormat::Csv),
-                batch_rows,
-            })
-        }
+        Command::Run {
+            program,
+            inputs,
+            format,
+            mode,
+            route,
+            gpu_route,
+            explain,
+            out,
+            workers,
+            batch_rows,
+        } => cli::run::run(&cli::run::RunArgs {
+            program,
+            inputs,
+            mode: mode.as_deref().and_then(meridian::Mode::parse),
+            route: route.parse().unwrap_or_default(),
+            gpu_route: gpu_route.parse().unwrap_or(meridian::Route::Interpreter),
+            explain,
+            out,
+            workers,
+            format: cli::run::OutputFormat::parse(&format).unwrap_or(cli::run::OutputFormat::Csv),
+            batch_rows,
+        }),
         Command::Convert { input, output, encoding } => cli::convert::convert(&input, &output, &encoding),
         Command::Gen { what: GenCommand::Points { n, out, bbox, seed, encoding } } => {
             match cli::gen::parse_bbox(&bbox) {

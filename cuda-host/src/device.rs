@@ -12,9 +12,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use meridian_runtime::cuda::{Device, DeviceError, KernelState, PageLock};
+use meridian_runtime::cuda::{
+    CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError,
+};
 
-use crate::ffi;
+use meridian_kernels::cuda::jit;
+
+use crate::{ffi, host_jit};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -60,6 +64,13 @@ pub struct HostDevice {
     locked: Arc<Mutex<Vec<(usize, usize)>>>,
     /// Page-lock requests fail (a device or limit that refuses them).
     refuse_page_locks: AtomicBool,
+    /// Programs' kernels fail to compile (a compiler that refuses them).
+    refuse_compiles: AtomicBool,
+    /// Programs' kernel runs so far, and their rows.
+    program_runs: AtomicU64,
+    program_rows: AtomicU64,
+    /// Blocks the megakernel was launched with.
+    launched_blocks: AtomicU64,
 }
 
 /// A page lock of the emulated device: the region leaves the list when it drops.
@@ -100,6 +111,10 @@ impl HostDevice {
             control: AtomicU64::new(0),
             locked: Arc::new(Mutex::new(Vec::new())),
             refuse_page_locks: AtomicBool::new(false),
+            refuse_compiles: AtomicBool::new(false),
+            program_runs: AtomicU64::new(0),
+            program_rows: AtomicU64::new(0),
+            launched_blocks: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +127,21 @@ impl HostDevice {
     /// limit).
     pub fn refuse_page_locks(&self) {
         self.refuse_page_locks.store(true, SeqCst);
+    }
+
+    /// From now on, compiling a program's kernel fails.
+    pub fn refuse_compiles(&self) {
+        self.refuse_compiles.store(true, SeqCst);
+    }
+
+    /// Programs' own kernels run so far (the GPU JIT route), and the rows they ran.
+    pub fn program_runs(&self) -> (u64, u64) {
+        (self.program_runs.load(SeqCst), self.program_rows.load(SeqCst))
+    }
+
+    /// Blocks the megakernel was launched with (0 before its launch).
+    pub fn megakernel_blocks(&self) -> u32 {
+        self.launched_blocks.load(SeqCst) as u32
     }
 
     /// The next `n` device allocations fail (out of memory).
@@ -242,7 +272,7 @@ impl Device for HostDevice {
         }
     }
 
-    fn launch(&self, control: u64) -> Result<u32, DeviceError> {
+    fn launch(&self, control: u64, lane: bool) -> Result<u32, DeviceError> {
         if self.launched.swap(true, SeqCst) {
             return Err(DeviceError("the megakernel is already running".into()));
         }
@@ -251,8 +281,10 @@ impl Device for HostDevice {
             return Err(DeviceError("cuLaunchKernel: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (injected)".into()));
         }
         self.control.store(control, SeqCst);
-        let (blocks, threads, behaviour, state) =
-            (self.blocks, self.threads, self.behaviour, self.state.clone());
+        // The lane takes half the blocks, as one block an SM of a GPU's two does.
+        let blocks = if lane { self.blocks.div_ceil(2) } else { self.blocks };
+        self.launched_blocks.store(u64::from(blocks), SeqCst);
+        let (threads, behaviour, state) = (self.threads, self.behaviour, self.state.clone());
         state.store(RUNNING, SeqCst);
         let handle = std::thread::Builder::new()
             .name("meridian-emulated-kernel".into())
@@ -289,6 +321,58 @@ impl Device for HostDevice {
             RUNNING => KernelState::Running,
             _ => KernelState::Exited,
         }
+    }
+
+    fn compile_program(
+        &self,
+        program: &meridian_bytecode::VerifiedProgram,
+        symbol: &str,
+    ) -> Result<CompiledProgram, DeviceError> {
+        if let Some(why) = meridian_kernels::cuda::gpu_refusal(program) {
+            return Err(DeviceError(why));
+        }
+        if self.refuse_compiles.load(SeqCst) {
+            return Err(DeviceError("the compiler refused the program (injected)".into()));
+        }
+        let started = std::time::Instant::now();
+        let lib = host_jit::build_library(&host_jit::host_unit([(symbol, program)])).map_err(DeviceError)?;
+        let kernel = host_jit::HostKernel::load(&lib, symbol).map_err(DeviceError)?;
+        let detail = format!("built as host C++ in {:.2?}", started.elapsed());
+        Ok(CompiledProgram::new(format!("mr_jit_rows_{}", jit::identifier(symbol)), detail, kernel))
+    }
+
+    unsafe fn run_program(
+        &self,
+        program: &CompiledProgram,
+        args: &ProgramArgs,
+        _timeout: std::time::Duration,
+    ) -> Result<(), ProgramRunError> {
+        if let Some(f) = lock(&self.fault).clone() {
+            return Err(ProgramRunError::NotStarted(DeviceError(f)));
+        }
+        let kernel = program.held::<host_jit::HostKernel>().ok_or_else(|| {
+            ProgramRunError::NotStarted(DeviceError(
+                "the program's kernel was compiled for another device".into(),
+            ))
+        })?;
+        self.program_runs.fetch_add(1, SeqCst);
+        self.program_rows.fetch_add(args.end.saturating_sub(args.begin), SeqCst);
+        // SAFETY: the entry is this program's generated kernel (the caller's contract), and
+        // the addresses are live host memory laid out as it reads and writes it. It runs on
+        // this thread, one emulated block a row, and has finished when it returns.
+        unsafe {
+            (kernel.entry())(
+                args.program as *const u8,
+                args.inputs as *const u8,
+                args.outputs as *const u8,
+                args.rows_begin,
+                args.begin,
+                args.end,
+                args.acc as *mut u8,
+                args.error as *mut u8,
+            )
+        };
+        Ok(())
     }
 
     unsafe fn page_lock(&self, ptr: NonNull<u8>, len: usize) -> Result<PageLock, DeviceError> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use meridian_kernels::column::ColumnBuilder;
 use meridian_kernels::interp::Input;
-use meridian_runtime::{Engine, Mode};
+use meridian_runtime::{Engine, Mode, Route};
 use proptest::prelude::*;
 
 use common::{cities, countries, example};
@@ -22,13 +22,23 @@ use common::{cities, countries, example};
 static DEVICE: Mutex<()> = Mutex::new(());
 
 fn gpu_or_skip(test: &str) -> Option<(Engine, MutexGuard<'static, ()>)> {
+    gpu_route_or_skip(test, Route::Interpreter)
+}
+
+/// An engine whose GPU jobs take `route` (`jit`: each program's own kernel beside the
+/// megakernel's lane).
+fn gpu_route_or_skip(test: &str, route: Route) -> Option<(Engine, MutexGuard<'static, ()>)> {
     if !meridian_runtime::driver::probe().has_device() {
         let _ = writeln!(std::io::stderr(), "{test}: skipped: no CUDA device");
         return None;
     }
     let guard = DEVICE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let engine =
-        Engine::builder().mode(Mode::Gpu).workers(2).build().unwrap_or_else(|e| panic!("{test}: {e}"));
+    let engine = Engine::builder()
+        .mode(Mode::Gpu)
+        .workers(2)
+        .gpu_route(route)
+        .build()
+        .unwrap_or_else(|e| panic!("{test}: {e}"));
     let _ = writeln!(std::io::stderr(), "{test}: {}", engine.backend().reason);
     Some((engine, guard))
 }
@@ -88,6 +98,39 @@ fn random_programs_match_the_cpu_interpreter() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+#[test]
+fn random_programs_on_their_own_kernels_match_the_cpu_interpreter() {
+    let test = "random_programs_on_their_own_kernels_match_the_cpu_interpreter";
+    let Some((gpu, _serial)) = gpu_route_or_skip(test, Route::Jit) else { return };
+    // Each program's kernel is compiled by NVRTC (cached on disk by MERIDIAN_CUBIN_CACHE):
+    // MERIDIAN_JIT_CASES programs of each generator (the seeds are the runner's, the same each
+    // run, so a run under compute-sanitizer finds them compiled).
+    let cases = std::env::var("MERIDIAN_JIT_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(&any::<u64>(), |seed| common::check(&gpu, seed));
+    let _ = writeln!(std::io::stderr(), "{test}: {} programs on their own kernels == the CPU", 2 * cases);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // The examples too, each on its kernel.
+    let cpu = Engine::builder().mode(Mode::Cpu).build().unwrap();
+    let program = example("pip_join.masm");
+    let (pts, zones) = (cities(), countries());
+    let run = |e: &Engine| {
+        let p = e.prepare(program.program()).unwrap();
+        let b = e
+            .bind(&p, [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones.clone()))])
+            .unwrap();
+        e.run(p.job(&b)).unwrap()
+    };
+    let got = run(&gpu);
+    assert_eq!(got.backend().route, "jit", "{}", got.backend().reason);
+    assert_eq!(got.hits("pairs"), run(&cpu).hits("pairs"));
+    let _ =
+        writeln!(std::io::stderr(), "{test}: pip_join on its kernel == the CPU: {}", got.backend().reason);
 }
 
 #[test]

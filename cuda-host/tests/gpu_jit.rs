@@ -9,11 +9,11 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use meridian_bytecode::VerifiedProgram;
 use meridian_cuda_host::data::Rng;
-use meridian_cuda_host::per_job::{run_rows, run_rows_with, RowsEntry};
+use meridian_cuda_host::host_jit::{self, HostKernel};
+use meridian_cuda_host::per_job::{run_rows, run_rows_with};
 use meridian_kernels::cuda::{self, gpu_refusal, jit};
 use meridian_kernels::interp::BoundInputs;
 use meridian_runtime::driver::{compile_cubin, nvrtc_library_present, Arch};
@@ -81,54 +81,18 @@ fn generated_programs_compile_to_an_sm90_cubin() {
     );
 }
 
-/// The generated code of `programs` built as host C++ into a shared library in `dir`.
-fn build_host(programs: &[(String, VerifiedProgram)], dir: &Path) -> PathBuf {
-    let mut src = String::from(
-        "#define MR_HOST 1\n#include \"megakernel.cu\"\nthread_local MrHostThread mr_host_thread;\n",
-    );
-    for (name, program) in programs {
-        if let Ok(code) = jit::generate(program, name) {
-            src.push_str(&code);
-        }
-    }
-    let cpp = dir.join("jit.cpp");
-    std::fs::write(&cpp, src).unwrap();
-    let lib = dir.join("libmeridian_jit.so");
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels/cuda");
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    // The flags of the host shim's own build (cuda-host/build.rs): the same arithmetic.
-    let out = Command::new(&compiler)
-        .args(["-std=c++17", "-O1", "-ffp-contract=off", "-fno-fast-math", "-pthread", "-shared", "-fPIC"])
-        .args(["-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-label"])
-        .arg("-I")
-        .arg(&include)
-        .arg("-o")
-        .arg(&lib)
-        .arg(&cpp)
-        .output()
-        .unwrap_or_else(|e| panic!("{compiler}: {e}"));
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{compiler} failed:\n{log}");
-    lib
-}
-
 #[test]
 fn generated_code_built_as_host_cpp_gives_the_interpreters_results() {
     let programs = programs(32);
-    let dir = std::env::temp_dir().join(format!("meridian-gpu-jit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let lib = build_host(&programs, &dir);
-    // SAFETY: the library is the generated code just built; loading it runs no initialiser
-    // beyond the C++ runtime's.
-    let lib = unsafe { libloading::Library::new(&lib) }.unwrap();
+    let lib = host_jit::build_library(&host_jit::host_unit(programs.iter().map(|(n, p)| (n.as_str(), p))))
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut compared = 0;
     for (name, program) in &programs {
         if gpu_refusal(program).is_some() {
             continue;
         }
-        let symbol = format!("mr_jit_host_rows_{}", jit::identifier(name));
-        // SAFETY: the generated entry has the per-job kernel's parameters (`RowsEntry`).
-        let entry: RowsEntry = unsafe { *lib.get::<RowsEntry>(symbol.as_bytes()).unwrap() };
+        let kernel = HostKernel::load(&lib, name).unwrap_or_else(|e| panic!("{e}"));
+        let entry = kernel.entry();
         for seed in 0..3u64 {
             let mut rng = Rng(seed ^ (name.len() as u64 * 0x9e37));
             let rows = 1 + rng.below(40) as usize;
@@ -146,5 +110,4 @@ fn generated_code_built_as_host_cpp_gives_the_interpreters_results() {
     assert!(compared > 150, "{compared}");
     let _ =
         writeln!(std::io::stderr(), "GPU JIT on the host: {compared} program runs equal the interpreter's");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -62,14 +62,14 @@ pub unsafe fn launch_with_pointer(
 }
 
 /// Launches `function` with `cfg` on `stream` with 64-bit arguments `args` (device addresses
-/// or integers), and waits for it to finish: one launch per job, the baseline a resident
-/// kernel is measured against.
+/// or integers) and returns at once: the kernel runs until the stream says it is done
+/// ([`crate::stream_state`]).
 ///
 /// # Safety
 ///
 /// `function`'s parameters must be exactly `args.len()` 64-bit values, and whatever the
-/// addresses among them reach must be valid for the kernel's accesses.
-pub unsafe fn launch_and_wait(
+/// addresses among them reach must be valid for the kernel's accesses until it has finished.
+pub unsafe fn launch_args(
     function: &CudaFunction,
     cfg: LaunchConfig,
     stream: &cudarc::driver::CudaStream,
@@ -90,7 +90,23 @@ pub unsafe fn launch_and_wait(
             &mut params,
         )
     }
-    .during("cuLaunchKernel")?;
+    .during("cuLaunchKernel")
+}
+
+/// [`launch_args`], then waits for the kernel to finish: one launch per job, the baseline a
+/// resident kernel is measured against.
+///
+/// # Safety
+///
+/// As [`launch_args`].
+pub unsafe fn launch_and_wait(
+    function: &CudaFunction,
+    cfg: LaunchConfig,
+    stream: &cudarc::driver::CudaStream,
+    args: &[u64],
+) -> Result<(), GpuError> {
+    // SAFETY: the caller's contract is launch_args's.
+    unsafe { launch_args(function, cfg, stream, args) }?;
     // SAFETY: the stream is live (borrowed).
     unsafe { cudarc::driver::result::stream::synchronize(stream.cu_stream()) }.during("cuStreamSynchronize")
 }

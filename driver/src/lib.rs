@@ -27,7 +27,7 @@ pub mod telemetry;
 pub use context::Gpu;
 pub use cudarc;
 pub use error::GpuError;
-pub use launch::{launch_and_wait, launch_with_pointer, resident_grid};
+pub use launch::{launch_and_wait, launch_args, launch_with_pointer, resident_grid};
 pub use memory::{DeviceBuffer, HostRegistration, MappedHostBuffer};
 pub use nvrtc::{compile_cubin, nvrtc_version, Arch, CacheOutcome, Cubin, CubinCache, MIN_NVRTC};
 pub use pool::{keep_pool_memory, stream_state, PoolBuffer, StreamState};

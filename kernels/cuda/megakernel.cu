@@ -418,6 +418,9 @@ MR_FN void mr_record_error(const MrControl* ctl, u32 slot, u32 code, u32 pc, u64
     }
 }
 
+// A GPU JIT unit (MR_JIT_UNIT) holds programs' own kernels only: the resident kernel and the
+// interpreter's per-job kernel would only lengthen its compile.
+#ifndef MR_JIT_UNIT
 MR_KERNEL void mr_megakernel(MrControl* ctl) {
     MR_SHARED(MrBlockShared, sh);
     const u32 tid = mr_tid();
@@ -489,6 +492,7 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
     }
     if (tid == 0) mr_atomic_add_u64(&sh.ctl.state->exited, 1);
 }
+#endif  // MR_JIT_UNIT
 
 // The interpreter as a row function: the point-join fast path when the program is one,
 // else the general row loop.
@@ -524,8 +528,8 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
     mr_init_dense(p, outputs, row - rows_begin);
     u32 err_pc = 0;
     u32 e = run(p, inputs, row, regs, sink, err_pc);
-    if (e != MR_ERR_NONE) {
-        error->code = e;
+    // The first thread to fail claims the record, so its fields are one row's.
+    if (e != MR_ERR_NONE && mr_atomic_cas_u32(&error->code, 0, e) == 0) {
         error->pc = err_pc;
         error->row = row;
     }
@@ -543,9 +547,11 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
 
 // One launch per job, one thread per row: the baseline the resident kernel is measured
 // against (cuLaunchKernel + synchronise for the same work, `meridian bench roundtrip`).
+#ifndef MR_JIT_UNIT
 MR_KERNEL void mr_run_rows(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs, u64 rows_begin,
                            u64 begin, u64 end, MrAcc* acc, MrError* error) {
     mr_run_rows_with(MrInterpRow(), prog, inputs, outputs, rows_begin, begin, end, acc, error);
 }
+#endif  // MR_JIT_UNIT
 
 #endif  // MR_MEGAKERNEL_CU

@@ -336,6 +336,15 @@ pub enum RouteReason {
     Failed(Box<RouteReason>, String),
     /// The GPU megakernel interprets the bytecode.
     Megakernel,
+    /// GPU `auto`: the program's kernel is compiling; the megakernel meanwhile.
+    Compiling,
+    /// GPU `auto`: a job of `rows` rows, under `min`: the megakernel's latency lane.
+    Lane {
+        /// The job's rows.
+        rows: usize,
+        /// The fewest rows a job takes the program's kernel with.
+        min: usize,
+    },
 }
 
 impl fmt::Display for RouteReason {
@@ -350,7 +359,13 @@ impl fmt::Display for RouteReason {
             RouteReason::Cold { total, hot } => write!(f, "auto: cold ({total} rows run < {hot})"),
             RouteReason::NoJit => f.write_str("auto: this build has no JIT"),
             RouteReason::Failed(wanted, why) => write!(f, "{wanted}, but the interpreter runs it: {why}"),
-            RouteReason::Megakernel => f.write_str("the megakernel interprets the bytecode (no GPU JIT yet)"),
+            RouteReason::Megakernel => f.write_str("the megakernel interprets the bytecode"),
+            RouteReason::Compiling => {
+                f.write_str("auto: the program's GPU kernel is compiling; the megakernel meanwhile")
+            }
+            RouteReason::Lane { rows, min } => {
+                write!(f, "auto: {rows} rows < {min}: the megakernel's latency lane")
+            }
         }
     }
 }

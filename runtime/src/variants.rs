@@ -1,5 +1,5 @@
 //! The variants that can run a job's rows — inline on the submitting thread, the CPU
-//! interpreter, the CPU JIT, the GPU megakernel's interpreter — each registered with what it
+//! interpreter, the CPU JIT, the GPU megakernel's interpreter, a program's own GPU kernel — each registered with what it
 //! supports: ops, geometry families, row bounds, where its inputs live, its arithmetic and its
 //! robustness. An engine registers the variants it has when it is built and checks them then
 //! ([`Registry::check`]); placement asks the registry whether the GPU variant admits a job
@@ -23,6 +23,8 @@ pub enum VariantId {
     CpuJit,
     /// The resident CUDA megakernel's interpreter.
     GpuInterp,
+    /// A program's own CUDA kernel (the GPU JIT), beside the megakernel's latency lane.
+    GpuJit,
 }
 
 impl VariantId {
@@ -33,6 +35,7 @@ impl VariantId {
             VariantId::CpuInterp => "cpu-interp",
             VariantId::CpuJit => "cpu-jit",
             VariantId::GpuInterp => "gpu-interp",
+            VariantId::GpuJit => "gpu-jit",
         }
     }
 }
@@ -82,7 +85,7 @@ impl Variant {
     /// Why it refuses op `op`, or `None` when it runs it.
     pub fn refuses_op(&self, op: Opcode) -> Option<&'static str> {
         match (self.id, gpu_support(op)) {
-            (VariantId::GpuInterp, GpuSupport::Refused(why)) => Some(why),
+            (VariantId::GpuInterp | VariantId::GpuJit, GpuSupport::Refused(why)) => Some(why),
             _ => None,
         }
     }
@@ -102,7 +105,7 @@ impl Variant {
     pub fn admits(&self, program: &VerifiedProgram, rows: usize) -> Result<(), String> {
         self.admits_rows(rows)?;
         match self.id {
-            VariantId::GpuInterp => gpu_refusal(program).map_or(Ok(()), Err),
+            VariantId::GpuInterp | VariantId::GpuJit => gpu_refusal(program).map_or(Ok(()), Err),
             _ => Ok(()),
         }
     }
@@ -147,9 +150,9 @@ pub struct Registry {
 pub const GPU_MAX_ROWS: usize = u32::MAX as usize;
 
 impl Registry {
-    /// The variants of an engine with `inline_rows` (0: no inline route), the JIT or not, and
-    /// a GPU taking jobs from `gpu_min_rows` rows or none.
-    pub(crate) fn new(inline_rows: usize, jit: bool, gpu_min_rows: Option<usize>) -> Registry {
+    /// The variants of an engine with `inline_rows` (0: no inline route), the JIT or not, a
+    /// GPU taking jobs from `gpu_min_rows` rows or none, and programs' own kernels on it or not.
+    pub(crate) fn new(inline_rows: usize, jit: bool, gpu_min_rows: Option<usize>, gpu_jit: bool) -> Registry {
         let cpu = |id, route, min_rows, max_rows| Variant {
             id,
             backend: "cpu",
@@ -172,17 +175,21 @@ impl Registry {
             variants.push(cpu(VariantId::CpuJit, "jit", 0, usize::MAX));
         }
         if let Some(min_rows) = gpu_min_rows {
-            variants.push(Variant {
-                id: VariantId::GpuInterp,
+            let gpu = |id, route| Variant {
+                id,
                 backend: "cuda",
-                route: "interp",
+                route,
                 min_rows,
                 max_rows: GPU_MAX_ROWS,
                 families: &Family::ALL,
                 residency: Residency::Device,
                 precision: F64,
                 robustness: EXACT,
-            });
+            };
+            variants.push(gpu(VariantId::GpuInterp, "interp"));
+            if gpu_jit {
+                variants.push(gpu(VariantId::GpuJit, "jit"));
+            }
         }
         Registry { variants }
     }
@@ -236,10 +243,10 @@ mod tests {
     #[test]
     fn registries_hold_what_the_engine_has_and_pass_their_check() {
         let names = |r: &Registry| r.variants().iter().map(|v| v.id.name()).collect::<Vec<_>>();
-        let all = Registry::new(64, true, Some(1 << 16));
-        assert_eq!(names(&all), ["inline", "cpu-interp", "cpu-jit", "gpu-interp"]);
+        let all = Registry::new(64, true, Some(1 << 16), true);
+        assert_eq!(names(&all), ["inline", "cpu-interp", "cpu-jit", "gpu-interp", "gpu-jit"]);
         assert_eq!(all.check(), Ok(()));
-        let bare = Registry::new(0, false, None);
+        let bare = Registry::new(0, false, None, false);
         assert_eq!(names(&bare), ["cpu-interp"]);
         assert_eq!(bare.check(), Ok(()));
         let gpu = all.get(VariantId::GpuInterp).unwrap();
@@ -249,28 +256,31 @@ mod tests {
         assert!(line.starts_with("gpu-interp (cuda interp): rows 65536..=4294967295"), "{line}");
         assert!(line.contains("refuses affine, simplify, store"), "{line}");
         assert!(!all.get(VariantId::CpuJit).unwrap().to_string().contains("refuses"));
+        let programs = all.get(VariantId::GpuJit).unwrap();
+        assert!(programs.to_string().starts_with("gpu-jit (cuda jit)"), "{programs}");
+        assert_eq!(programs.refuses_op(Opcode::Simplify).map(|w| w.contains("constructive")), Some(true));
     }
 
     #[test]
     fn the_check_refuses_a_bad_registry() {
-        let mut twice = Registry::new(64, false, None);
+        let mut twice = Registry::new(64, false, None, false);
         twice.variants.push(twice.variants[1].clone());
         assert!(twice.check().unwrap_err().contains("registered twice"));
-        let mut empty = Registry::new(0, false, Some(10));
+        let mut empty = Registry::new(0, false, Some(10), false);
         empty.variants[1].min_rows = 11;
         empty.variants[1].max_rows = 10;
         assert!(empty.check().unwrap_err().contains("takes no job"));
-        let mut no_oracle = Registry::new(64, true, None);
+        let mut no_oracle = Registry::new(64, true, None, false);
         no_oracle.variants.retain(|v| v.id != VariantId::CpuInterp);
         assert!(no_oracle.check().unwrap_err().contains("no CPU interpreter"));
-        let mut narrow = Registry::new(0, false, None);
+        let mut narrow = Registry::new(0, false, None, false);
         narrow.variants[0].max_rows = 1000;
         assert!(narrow.check().unwrap_err().contains("any job"));
     }
 
     #[test]
     fn admission_by_rows_and_ops() {
-        let r = Registry::new(64, true, Some(100));
+        let r = Registry::new(64, true, Some(100), true);
         let pip =
             meridian_bytecode::assemble("p.masm", include_str!("../../examples/pip_join.masm")).unwrap();
         let gpu = r.get(VariantId::GpuInterp).unwrap();
@@ -279,6 +289,7 @@ mod tests {
         assert!(gpu.admits(&pip, GPU_MAX_ROWS + 1).is_err());
         let moved = meridian_bytecode::assemble("m.masm", include_str!("../../examples/moved.masm")).unwrap();
         assert!(gpu.admits(&moved, 1000).unwrap_err().contains("constructive"));
+        assert!(r.get(VariantId::GpuJit).unwrap().admits(&moved, 1000).unwrap_err().contains("constructive"));
         assert_eq!(r.get(VariantId::CpuJit).unwrap().admits(&moved, 1000), Ok(()));
         assert!(r.get(VariantId::Inline).unwrap().admits(&pip, 65).is_err());
     }

@@ -89,6 +89,8 @@ pub struct RunArgs {
     pub mode: Option<Mode>,
     /// What runs CPU jobs' rows.
     pub route: Route,
+    /// What runs GPU jobs' rows.
+    pub gpu_route: Route,
     /// Print each job's plan and why (a streamed run: the first batch's and each change).
     pub explain: bool,
     /// Output folder.
@@ -136,7 +138,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let events_before = meridian::events::recent().len();
     // The CLI autotunes (MERIDIAN_AUTOTUNE_PATH, or the cache directory; off with
     // MERIDIAN_AUTOTUNE=off): the second run of a pipeline starts from what the first learnt.
-    let mut builder = Engine::builder().autotune_from_env().route(args.route);
+    let mut builder = Engine::builder().autotune_from_env().route(args.route).gpu_route(args.gpu_route);
     if let Some(m) = args.mode {
         builder = builder.mode(m);
     }
@@ -236,11 +238,16 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let backend = result.backend();
     let mut report = String::new();
     let _ = writeln!(report, "backend: {} ({})", backend.name, backend.reason);
+    // A GPU job's route is the GPU's (its kernel's compile is in the backend line).
+    let on_gpu = backend.name == "cuda";
     let compiled = match prepared.jit_compile_time() {
-        Some(t) if result.route() == "jit" => format!(", compiled in {:.2} ms", t.as_secs_f64() * 1e3),
+        Some(t) if result.route() == "jit" && !on_gpu => {
+            format!(", compiled in {:.2} ms", t.as_secs_f64() * 1e3)
+        }
         _ => String::new(),
     };
-    let _ = writeln!(report, "route: {} (asked: {}{compiled})", result.route(), args.route);
+    let asked = if on_gpu { args.gpu_route } else { args.route };
+    let _ = writeln!(report, "route: {} (asked: {asked}{compiled})", result.route());
     if args.explain {
         for plan in &plans {
             let _ = writeln!(report, "{plan}");

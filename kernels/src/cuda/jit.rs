@@ -156,7 +156,9 @@ extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_rows_{id}
 pub fn jit_unit<'a>(
     programs: impl IntoIterator<Item = (&'a str, &'a VerifiedProgram)>,
 ) -> (String, Vec<(String, String)>) {
-    let mut tu = super::megakernel_source();
+    // Programs' kernels only: not the resident kernel or the interpreter's per-job kernel.
+    let mut tu = String::from("#define MR_JIT_UNIT 1\n");
+    tu.push_str(&super::megakernel_source());
     let mut refused = Vec::new();
     for (name, program) in programs {
         match generate(program, name) {

@@ -9,12 +9,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use meridian_driver::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig};
 use meridian_driver::{
-    keep_pool_memory, launch_and_wait, launch_with_pointer, resident_grid, stream_state, CubinCache, Gpu,
-    GpuError, HostRegistration, MappedHostBuffer, PoolBuffer, StreamState,
+    keep_pool_memory, launch_and_wait, launch_args, launch_with_pointer, resident_grid, stream_state,
+    CacheOutcome, CubinCache, Gpu, GpuError, HostRegistration, MappedHostBuffer, PoolBuffer, StreamState,
 };
-use meridian_kernels::cuda::{megakernel_source, BLOCK_THREADS, MEGAKERNEL, NVRTC_OPTIONS, PER_JOB_KERNEL};
+use meridian_kernels::cuda::{
+    jit, megakernel_source, BLOCK_THREADS, MEGAKERNEL, NVRTC_OPTIONS, PER_JOB_KERNEL,
+};
 
-use super::device::{Device, DeviceError, KernelState, PageLock};
+use super::device::{
+    CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError,
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -33,6 +37,11 @@ pub struct CudaDevice {
     per_job: CudaFunction,
     kernel_stream: Arc<CudaStream>,
     copy_stream: Arc<CudaStream>,
+    /// Programs' own kernels (the GPU JIT), one at a time, beside the megakernel's lane.
+    program_stream: Arc<CudaStream>,
+    cache: CubinCache,
+    /// The megakernel was launched as a latency lane (programs' kernels may run).
+    lane: AtomicBool,
     buffers: Mutex<BTreeMap<u64, PoolBuffer>>,
     mapped: Mutex<HashMap<usize, MappedHostBuffer>>,
     launched: AtomicBool,
@@ -83,6 +92,7 @@ impl CudaDevice {
             .map_err(|source| GpuError::Driver { what: "loading the per-job kernel", source })?;
         let kernel_stream = gpu.stream()?;
         let copy_stream = gpu.stream()?;
+        let program_stream = gpu.stream()?;
         // Best effort: without it freed memory goes back to the system and allocation is slower.
         let _ = keep_pool_memory(&gpu);
         let info = gpu.info();
@@ -105,6 +115,9 @@ impl CudaDevice {
             per_job,
             kernel_stream,
             copy_stream,
+            program_stream,
+            cache,
+            lane: AtomicBool::new(false),
             buffers: Mutex::new(BTreeMap::new()),
             mapped: Mutex::new(HashMap::new()),
             launched: AtomicBool::new(false),
@@ -256,11 +269,16 @@ impl Device for CudaDevice {
         drop(lock(&self.mapped).remove(&(host.as_ptr() as usize)));
     }
 
-    fn launch(&self, control: u64) -> Result<u32, DeviceError> {
+    fn launch(&self, control: u64, lane: bool) -> Result<u32, DeviceError> {
         if self.launched.swap(true, Ordering::SeqCst) {
             return Err(DeviceError("the megakernel is already running".into()));
         }
-        let cfg = resident_grid(&self.gpu, &self.function, BLOCK_THREADS, 0, None).map_err(gpu_err)?;
+        self.lane.store(lane, Ordering::SeqCst);
+        // The lane: one block an SM. At 255 registers a thread the megakernel fits two blocks
+        // of 128 threads an SM, so the lane leaves half of every SM's registers to programs'
+        // kernels (which could never start beside a megakernel holding them all).
+        let cap = lane.then_some(1);
+        let cfg = resident_grid(&self.gpu, &self.function, BLOCK_THREADS, 0, cap).map_err(gpu_err)?;
         // SAFETY: `mr_megakernel(MrControl*)` takes one pointer. Everything it reaches lives
         // until the executor has seen it stop, or is leaked when it does not stop (the
         // executor's wedged path).
@@ -277,6 +295,85 @@ impl Device for CudaDevice {
             StreamState::Busy => KernelState::Running,
             StreamState::Idle => KernelState::Exited,
             StreamState::Failed(e) => KernelState::Failed(e),
+        }
+    }
+
+    fn compile_program(
+        &self,
+        program: &meridian_bytecode::VerifiedProgram,
+        symbol: &str,
+    ) -> Result<CompiledProgram, DeviceError> {
+        let started = std::time::Instant::now();
+        let (unit, refused) = jit::jit_unit([(symbol, program)]);
+        if let Some((_, why)) = refused.into_iter().next() {
+            return Err(DeviceError(why));
+        }
+        let (cubin, outcome) = self
+            .cache
+            .get_or_compile("jit.cu", &unit, self.gpu.arch(), NVRTC_OPTIONS)
+            .map_err(|e| DeviceError(format!("compiling the program's kernel: {e}")))?;
+        let kernel = format!("mr_jit_rows_{}", jit::identifier(symbol));
+        let function = self
+            .gpu
+            .function(&cubin, &kernel)
+            .map_err(|e| DeviceError(format!("loading the program's kernel {kernel}: {e}")))?;
+        let how = match outcome {
+            CacheOutcome::Hit => "from the cubin cache",
+            CacheOutcome::Miss | CacheOutcome::Replaced => "compiled by NVRTC",
+        };
+        let detail = format!("{how} for {} in {:.2?}", self.gpu.arch(), started.elapsed());
+        Ok(CompiledProgram::new(kernel, detail, function))
+    }
+
+    unsafe fn run_program(
+        &self,
+        program: &CompiledProgram,
+        args: &ProgramArgs,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProgramRunError> {
+        let refuse = |why: String| ProgramRunError::NotStarted(DeviceError(why));
+        if self.launched.load(Ordering::SeqCst) && !self.lane.load(Ordering::SeqCst) {
+            return Err(refuse(
+                "the megakernel holds every SM (launched without a lane): a program's kernel cannot start"
+                    .into(),
+            ));
+        }
+        let function = program
+            .held::<CudaFunction>()
+            .ok_or_else(|| refuse("the program's kernel was compiled for another device".into()))?;
+        let rows = args.end.saturating_sub(args.begin);
+        let blocks = u32::try_from(rows.div_ceil(u64::from(BLOCK_THREADS)).max(1))
+            .map_err(|_| refuse(format!("{rows} rows are more than one launch covers")))?;
+        let cfg =
+            LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK_THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: every generated `mr_jit_rows_*` takes the per-job kernel's eight 64-bit
+        // parameters in `to_array`'s order; the caller guarantees the addresses until the
+        // kernel is done or the device wedged.
+        unsafe { launch_args(function, cfg, &self.program_stream, &args.to_array()) }
+            .map_err(|e| ProgramRunError::NotStarted(gpu_err(e)))?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut polls = 0u32;
+        loop {
+            match stream_state(&self.program_stream) {
+                StreamState::Idle => return Ok(()),
+                StreamState::Failed(e) => {
+                    return Err(ProgramRunError::Lost(DeviceError(format!(
+                        "the program's kernel failed: {e}"
+                    ))))
+                }
+                StreamState::Busy => {}
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ProgramRunError::Lost(DeviceError(format!(
+                    "watchdog: the program's kernel ran past {timeout:?} ({rows} rows)"
+                ))));
+            }
+            polls += 1;
+            if polls < 1024 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
         }
     }
 

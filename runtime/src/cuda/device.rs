@@ -76,8 +76,44 @@ pub trait Device: Send + Sync + fmt::Debug + 'static {
     unsafe fn free_mapped(&self, host: NonNull<u8>);
 
     /// Starts the megakernel, once, with its control block at device address `control`;
-    /// returns the number of blocks launched.
-    fn launch(&self, control: u64) -> Result<u32, DeviceError>;
+    /// returns the number of blocks launched. With `lane`, it takes at most one block an SM
+    /// (the latency lane), leaving the rest of every SM to programs' own kernels
+    /// ([`Device::run_program`]); without, as many as fit.
+    fn launch(&self, control: u64, lane: bool) -> Result<u32, DeviceError>;
+
+    /// Compiles `program`'s own per-job kernel (the GPU JIT's generated code,
+    /// `meridian_kernels::cuda::jit`) for this device, under the C identifier `symbol`. The
+    /// default: a device without the GPU JIT.
+    fn compile_program(
+        &self,
+        program: &meridian_bytecode::VerifiedProgram,
+        symbol: &str,
+    ) -> Result<CompiledProgram, DeviceError> {
+        let _ = (program, symbol);
+        Err(DeviceError("this device does not compile programs' own kernels".into()))
+    }
+
+    /// Runs a compiled program's kernel over `args`' rows, one thread a row, beside the
+    /// megakernel (on the SMs its lane leaves), and waits for it — at most `timeout`. An error
+    /// says whether the kernel never started ([`ProgramRunError::NotStarted`]: nothing was
+    /// touched) or was lost ([`ProgramRunError::Lost`]: it failed, or ran past the timeout and
+    /// may still be running).
+    ///
+    /// # Safety
+    ///
+    /// `program` came from [`Device::compile_program`] on this device for the program whose
+    /// record `args.program` is; the addresses in `args` are live device (or mapped) memory
+    /// laid out as that kernel reads and writes it, and stay so until this returns (or, past
+    /// the timeout, until the device is wedged: nothing it may touch is freed).
+    unsafe fn run_program(
+        &self,
+        program: &CompiledProgram,
+        args: &ProgramArgs,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProgramRunError> {
+        let _ = (program, args, timeout);
+        Err(ProgramRunError::NotStarted(DeviceError("this device does not run programs' own kernels".into())))
+    }
 
     /// Whether the megakernel runs.
     fn kernel_state(&self) -> KernelState;
@@ -93,6 +129,86 @@ pub trait Device: Send + Sync + fmt::Debug + 'static {
     unsafe fn page_lock(&self, ptr: NonNull<u8>, len: usize) -> Result<PageLock, DeviceError> {
         let _ = (ptr, len);
         Err(DeviceError("this device does not page-lock host memory".into()))
+    }
+}
+
+/// Why a program's kernel did not run to its end ([`Device::run_program`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProgramRunError {
+    /// It was not launched; nothing was touched.
+    #[error("{0}")]
+    NotStarted(DeviceError),
+    /// It failed, or ran past the timeout and may still be running: the device is not to be
+    /// trusted with the memory it reaches.
+    #[error("{0}")]
+    Lost(DeviceError),
+}
+
+/// A program's own kernel, compiled for one device by [`Device::compile_program`]: what the
+/// device needs to launch it, opaque to the executor.
+pub struct CompiledProgram {
+    kernel: String,
+    detail: String,
+    held: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl CompiledProgram {
+    /// The kernel `kernel`, compiled as `detail` says (compiler, cache), launched through
+    /// `held` (which the device that made it downcasts).
+    pub fn new(kernel: String, detail: String, held: impl std::any::Any + Send + Sync) -> CompiledProgram {
+        CompiledProgram { kernel, detail, held: Box::new(held) }
+    }
+
+    /// The kernel's name.
+    pub fn kernel(&self) -> &str {
+        &self.kernel
+    }
+
+    /// How it was compiled.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// What the device keeps to launch it, when it is a `T`.
+    pub fn held<T: 'static>(&self) -> Option<&T> {
+        self.held.downcast_ref()
+    }
+}
+
+impl fmt::Debug for CompiledProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledProgram").field("kernel", &self.kernel).field("detail", &self.detail).finish()
+    }
+}
+
+/// The parameters of a per-job kernel (`mr_run_rows` and every generated `mr_jit_rows_*`): the
+/// device addresses of the program record, the input table, the output table, 64 accumulators
+/// and the error record, and the rows: `[begin, end)`, whose outputs are indexed from
+/// `rows_begin`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramArgs {
+    /// The program record.
+    pub program: u64,
+    /// The input table.
+    pub inputs: u64,
+    /// The output table.
+    pub outputs: u64,
+    /// The row output row 0 is.
+    pub rows_begin: u64,
+    /// First row.
+    pub begin: u64,
+    /// Past the last row.
+    pub end: u64,
+    /// The job's accumulators (`MrAcc`, one per output).
+    pub acc: u64,
+    /// The error record (`MrError`).
+    pub error: u64,
+}
+
+impl ProgramArgs {
+    /// In the kernel's parameter order.
+    pub fn to_array(&self) -> [u64; 8] {
+        [self.program, self.inputs, self.outputs, self.rows_begin, self.begin, self.end, self.acc, self.error]
     }
 }
 

@@ -27,8 +27,12 @@ use meridian_bytecode::OutputKind;
 use meridian_kernels::interp::{BoundInputs, ExecError};
 
 use super::abi::{self, Acc, Control, ErrorRecord, JobHead};
-use super::device::{Device, DeviceAlloc, DeviceError, KernelState, MappedAlloc, Shared};
+use super::device::{
+    CompiledProgram, Device, DeviceAlloc, DeviceError, KernelState, MappedAlloc, ProgramArgs,
+    ProgramRunError, Shared,
+};
 use super::outputs::{Area, Arenas, Layout};
+use super::programs::LaneQueue;
 use super::resident::{Residency, ResidentBinding, ResidentProgram};
 use crate::doorbell::Doorbell;
 use crate::engine::{Backend, JobError, JobResult, PreparedInner, TicketCell};
@@ -60,6 +64,13 @@ pub(crate) struct GpuTuning {
     pub linger: Duration,
     /// Bytes a job's output buffers may take ([`crate::plan::fit_budget`]).
     pub memory_budget: Option<u64>,
+    /// Programs' own kernels run beside the megakernel (the GPU JIT route): the megakernel is
+    /// launched as a latency lane ([`super::programs`]).
+    pub programs: bool,
+    /// Under the GPU route `auto`: rows a program's GPU jobs run before its kernel is
+    /// compiled, and the fewest rows a job takes it with ([`super::programs`]).
+    pub jit_hot_rows: u64,
+    pub jit_min_rows: usize,
 }
 
 impl Default for GpuTuning {
@@ -73,6 +84,9 @@ impl Default for GpuTuning {
             min_chunk_rows: 512,
             linger: Duration::from_micros(500),
             memory_budget: None,
+            programs: false,
+            jit_hot_rows: super::programs::GPU_JIT_HOT_ROWS,
+            jit_min_rows: super::programs::GPU_JIT_MIN_ROWS,
         }
     }
 }
@@ -94,6 +108,8 @@ pub(crate) struct GpuJob {
     /// Its part in an autotune race: its time, from its push on the ring to its completion
     /// reaped, is reported once it succeeds on its first attempt.
     pub race: Option<Box<crate::tune::Entry>>,
+    /// Its program's own kernel, when that runs it (the GPU JIT route), not the megakernel.
+    pub kernel: Option<Arc<CompiledProgram>>,
 }
 
 /// Why the GPU did not take a job; the job comes back.
@@ -185,6 +201,9 @@ pub(crate) struct GpuExecutor {
     fallback: OnceLock<FallbackHook>,
     /// One shutdown at a time.
     shutting_down: Mutex<()>,
+    /// Jobs for programs' own kernels, and the thread that runs them (with `programs`).
+    lane: LaneQueue,
+    lane_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A job the GPU could not take, and why.
@@ -252,9 +271,12 @@ impl GpuExecutor {
         for i in 0..job_slots as u32 {
             let _ = free.try_push(i);
         }
-        let blocks = dev.device.launch(control.device_ptr())?;
-        let description =
-            format!("{}, megakernel of {blocks} blocks × {block_threads} threads", dev.device.describe());
+        let blocks = dev.device.launch(control.device_ptr(), tuning.programs)?;
+        let lane = if tuning.programs { " (a latency lane; programs' kernels beside it)" } else { "" };
+        let description = format!(
+            "{}, megakernel of {blocks} blocks × {block_threads} threads{lane}",
+            dev.device.describe()
+        );
         let exec = Arc::new(GpuExecutor {
             dev,
             control,
@@ -279,6 +301,8 @@ impl GpuExecutor {
             poller: Mutex::new(None),
             fallback: OnceLock::new(),
             shutting_down: Mutex::new(()),
+            lane: LaneQueue::default(),
+            lane_thread: Mutex::new(None),
         });
         let reaper = exec.clone();
         let handle = std::thread::Builder::new()
@@ -289,6 +313,19 @@ impl GpuExecutor {
                 DeviceError(format!("could not start the reaper thread: {e}"))
             })?;
         *lock(&exec.poller) = Some(handle);
+        if exec.tuning.programs {
+            let runner = exec.clone();
+            match std::thread::Builder::new()
+                .name("meridian-cuda-programs".into())
+                .spawn(move || runner.lane_loop())
+            {
+                Ok(h) => *lock(&exec.lane_thread) = Some(h),
+                Err(e) => {
+                    exec.shutdown();
+                    return Err(DeviceError(format!("could not start the programs' thread: {e}")));
+                }
+            }
+        }
         Ok(exec)
     }
 
@@ -369,6 +406,14 @@ impl GpuExecutor {
         }
         if self.submit.is_closed() {
             return Err(GpuSubmitError::Closed(job));
+        }
+        let mut job = job;
+        if job.kernel.is_some() {
+            if self.tuning.programs {
+                return self.lane.push(job).map_err(GpuSubmitError::Closed);
+            }
+            // No lane: the megakernel holds every SM, so it runs the job.
+            job.kernel = None;
         }
         let placed = {
             let mut r = lock(&self.residency);
@@ -577,7 +622,27 @@ impl GpuExecutor {
             .collect();
         let error: Result<ErrorRecord, DeviceError> = self.records.get(record + abi::JOB_ERROR_OFFSET);
         let InFlight { job, layout, area, pushed, .. } = f;
-        let outcome = match (c.status, acc) {
+        self.conclude(job, layout, area, (c.status, acc, error), pushed, Some(c.job));
+    }
+
+    /// Resolves a job the device has finished (`status`, its accumulators and its error
+    /// record): its results, or a re-run with room for the hits it found; `slot` (a
+    /// megakernel job's) is given back.
+    fn conclude(
+        &self,
+        job: GpuJob,
+        layout: Layout,
+        area: Area,
+        (status, acc, error): (u32, Result<Vec<Acc>, DeviceError>, Result<ErrorRecord, DeviceError>),
+        pushed: Instant,
+        slot: Option<u32>,
+    ) {
+        let release = |exec: &GpuExecutor| {
+            if let Some(s) = slot {
+                exec.release(s);
+            }
+        };
+        let outcome = match (status, acc) {
             (_, Err(e)) => Err(JobError::Device(e.to_string())),
             (abi::STATUS_DONE, Ok(acc)) => {
                 let hits: u64 = layout
@@ -591,7 +656,7 @@ impl GpuExecutor {
                 match Area::overflow(&layout, &acc) {
                     Some(needed) => {
                         drop(area);
-                        self.release(c.job);
+                        release(self);
                         let outputs = job.prepared.interp.outputs();
                         let fits = crate::plan::rerun_fits(
                             outputs,
@@ -630,7 +695,7 @@ impl GpuExecutor {
             (s, Ok(_)) => Err(JobError::Device(format!("the device reported job status {s}"))),
         };
         drop(area);
-        self.release(c.job);
+        release(self);
         let took = outcome.is_ok().then(|| pushed.elapsed());
         if let (Some(t), 1) = (took, job.attempt) {
             let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
@@ -641,6 +706,96 @@ impl GpuExecutor {
         if let (Some(took), Some(entry)) = (took, &job.race) {
             entry.tuner.report(entry, took);
         }
+    }
+
+    /// The programs' thread: runs queued jobs' program kernels one at a time until the lane
+    /// closes.
+    fn lane_loop(&self) {
+        while let Some(job) = self.lane.pop() {
+            if let Some(why) = self.unhealthy() {
+                self.unavailable(job, why);
+                continue;
+            }
+            self.run_program_job(job);
+        }
+    }
+
+    /// Runs `job` with its program's own kernel and resolves it (or re-runs it, or hands it
+    /// to the fallback when the device cannot take it).
+    fn run_program_job(&self, job: GpuJob) {
+        let Some(kernel) = job.kernel.clone() else {
+            return self.unavailable(job, "a job for the program lane without a kernel".into());
+        };
+        let placed = {
+            let mut r = lock(&self.residency);
+            r.program(&self.dev, &job.prepared.program)
+                .and_then(|p| r.binding(&self.dev, &job.prepared.program, &job.inputs).map(|b| (p, b)))
+        };
+        let (program, binding) = match placed {
+            Ok(pb) => pb,
+            Err(e) => return self.unavailable(job, format!("placing the job on the device: {e}")),
+        };
+        let kinds: Vec<OutputKind> =
+            job.prepared.program.program().outputs().iter().map(|o| o.kind).collect();
+        let rows = job.rows.len();
+        let hits_outputs = kinds.iter().filter(|k| **k == OutputKind::Hits).count();
+        let runs = super::programs::run_capacity(hits_outputs, rows, job.hit_capacity);
+        let results_bytes = 32 * abi::MAX_OUTPUTS;
+        let placed = Layout::new(&kinds, rows, job.hit_capacity, runs).and_then(|layout| {
+            let area = Area::new(&self.dev, &self.arenas, &layout)?;
+            let results = DeviceAlloc::new(&self.dev, results_bytes + std::mem::size_of::<ErrorRecord>())?;
+            results.write(0, &fresh_results())?;
+            Ok((layout, area, results))
+        });
+        let (layout, area, results) = match placed {
+            Ok(p) => p,
+            Err(e) => return self.unavailable(job, format!("allocating the job's outputs: {e}")),
+        };
+        let args = ProgramArgs {
+            program: program.record,
+            inputs: binding.table,
+            outputs: area.device_ptr(),
+            rows_begin: job.rows.start as u64,
+            begin: job.rows.start as u64,
+            end: job.rows.end as u64,
+            acc: results.ptr(),
+            error: results.ptr() + results_bytes as u64,
+        };
+        let started = Instant::now();
+        // SAFETY: the kernel was compiled on this device for this program (the engine asked
+        // its device); the program record, input table, output area and results are live
+        // device allocations laid out as the per-job kernel reads them, held here until it
+        // returns; past its timeout the device is wedged below, so none of them is freed.
+        let ran = unsafe { self.dev.device.run_program(&kernel, &args, self.tuning.timeout) };
+        match ran {
+            Ok(()) => {}
+            Err(ProgramRunError::NotStarted(e)) => {
+                return self.unavailable(job, format!("the program's kernel {}: {e}", kernel.kernel()));
+            }
+            Err(ProgramRunError::Lost(e)) => {
+                // It may still run and write: nothing it reaches may be freed, and the device
+                // is not to be trusted.
+                self.dev.wedge();
+                std::mem::forget((area, results));
+                let why = format!("the program's kernel {}: {e}", kernel.kernel());
+                self.fail_all(why.clone());
+                return self.unavailable(job, why);
+            }
+        }
+        let mut bytes = vec![0u8; results_bytes + std::mem::size_of::<ErrorRecord>()];
+        let read = results.read(0, &mut bytes);
+        let acc = read.clone().map(|()| {
+            (0..kinds.len())
+                .map(|o| bytemuck::pod_read_unaligned::<Acc>(&bytes[32 * o..32 * o + 32]))
+                .collect()
+        });
+        let error = read.map(|()| bytemuck::pod_read_unaligned::<ErrorRecord>(&bytes[results_bytes..]));
+        let status = match &error {
+            Ok(e) if e.code != 0 => abi::STATUS_FAILED,
+            _ => abi::STATUS_DONE,
+        };
+        drop((program, binding, results));
+        self.conclude(job, layout, area, (status, acc, error), started, None);
     }
 
     /// Gives a finished job's slot back.
@@ -677,7 +832,7 @@ impl GpuExecutor {
                 f.job.ticket.resolve(Err(JobError::Device(why.clone())));
             }
         }
-        let pending: Vec<GpuJob> = lock(&self.pending).drain(..).collect();
+        let pending: Vec<GpuJob> = lock(&self.pending).drain(..).chain(self.lane.drain()).collect();
         for job in pending {
             self.unavailable(job, why.clone());
         }
@@ -708,6 +863,12 @@ impl GpuExecutor {
         self.closing.store(true, SeqCst);
         self.work.ring_always(true);
         self.space.ring_always(true);
+        for job in self.lane.close() {
+            job.ticket.resolve(Err(JobError::Cancelled));
+        }
+        if let Some(h) = lock(&self.lane_thread).take() {
+            let _ = h.join();
+        }
         if let Some(h) = lock(&self.poller).take() {
             let _ = h.join();
         }
@@ -722,6 +883,16 @@ impl GpuExecutor {
             job.ticket.resolve(Err(JobError::Cancelled));
         }
     }
+}
+
+/// A job's accumulators as the device starts them: zero, but every sum at -0.0 (the identity
+/// of IEEE addition); then a clear error record.
+fn fresh_results() -> Vec<u8> {
+    let mut bytes = vec![0u8; 32 * abi::MAX_OUTPUTS + std::mem::size_of::<ErrorRecord>()];
+    for o in 0..abi::MAX_OUTPUTS {
+        bytes[32 * o + 16..32 * o + 24].copy_from_slice(&(-0.0f64).to_bits().to_le_bytes());
+    }
+    bytes
 }
 
 /// The device address of a ring's memory.

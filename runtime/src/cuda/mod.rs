@@ -1,7 +1,8 @@
 //! The CUDA executor: meridian's resident megakernel on a GPU.
 //!
 //! - [`Device`] is the seam: device memory, mapped host memory, one launch, the kernel's
-//!   state. [`CudaDevice`] is a real GPU (cudarc, NVRTC); `meridian-cuda-host` provides one
+//!   state, and programs' own kernels (the GPU JIT: compiled per program, run beside the
+//!   megakernel's latency lane). [`CudaDevice`] is a real GPU (cudarc, NVRTC); `meridian-cuda-host` provides one
 //!   that runs the same megakernel as host C++, which is how every CI run exercises this
 //!   executor without a GPU.
 //! - `executor` publishes jobs on the submission ring in mapped memory and reaps completions;
@@ -16,7 +17,8 @@ mod cuda_device;
 mod device;
 pub(crate) mod executor;
 mod outputs;
+pub(crate) mod programs;
 mod resident;
 
 pub use cuda_device::CudaDevice;
-pub use device::{Device, DeviceError, KernelState, PageLock};
+pub use device::{CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError};

@@ -38,6 +38,8 @@ pub(crate) struct PreparedInner {
     /// the round trip over its rows. Placement under `auto` prefers them to its priors.
     cpu_ns_per_row: AtomicU64,
     gpu_ns_per_row: AtomicU64,
+    /// The program's own kernel on the engine's GPU (the GPU JIT route).
+    pub gpu_kernel: crate::cuda::programs::ProgramKernel,
 }
 
 /// Jobs with fewer rows teach placement nothing (their time is mostly fixed costs).
@@ -73,6 +75,7 @@ impl PreparedInner {
             cpu_ns_per_row: AtomicU64::new(0),
             gpu_ns_per_row: AtomicU64::new(0),
             jit_failure_said: std::sync::atomic::AtomicBool::new(false),
+            gpu_kernel: crate::cuda::programs::ProgramKernel::default(),
             #[cfg(feature = "jit")]
             jit: OnceLock::new(),
         }

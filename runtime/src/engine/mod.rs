@@ -262,6 +262,7 @@ pub struct EngineBuilder {
     inline_rows: usize,
     strict: Option<bool>,
     route: Route,
+    gpu_route: Route,
     memory_budget: Option<u64>,
     telemetry: Option<Arc<Telemetry>>,
 }
@@ -289,6 +290,7 @@ impl Default for EngineBuilder {
             inline_rows: INLINE_ROWS,
             strict: None,
             route: Route::Auto,
+            gpu_route: Route::Interpreter,
             memory_budget: None,
             telemetry: None,
         }
@@ -302,6 +304,25 @@ impl EngineBuilder {
     /// cannot compile runs on the interpreter, and its results and an event say why.
     pub fn route(mut self, route: Route) -> Self {
         self.route = route;
+        self
+    }
+
+    /// What runs GPU jobs' rows (default [`Route::Interpreter`]: the resident megakernel,
+    /// holding every SM). `jit` and `auto` launch the megakernel as a latency lane and run
+    /// programs' own kernels (the GPU JIT) beside it — under `jit` every GPU job whose program
+    /// compiles, under `auto` large jobs of programs that have run enough rows; see
+    /// `cuda::programs`. The default stays the megakernel until device runs measure the
+    /// lane's cost to small jobs against the kernels' gain on large ones.
+    pub fn gpu_route(mut self, route: Route) -> Self {
+        self.gpu_route = route;
+        self
+    }
+
+    /// Under the GPU route `auto`: rows a program's GPU jobs run before its own kernel is
+    /// compiled (default 2^20), and the fewest rows a job takes it with (default 2^16).
+    pub fn gpu_jit_rows(mut self, hot_rows: u64, min_rows: usize) -> Self {
+        self.gpu.jit_hot_rows = hot_rows;
+        self.gpu.jit_min_rows = min_rows;
         self
     }
 
@@ -465,14 +486,19 @@ impl EngineBuilder {
             Some(b) => Some(b),
             None => memory_budget_from_env()?,
         };
-        let gpu_tuning = GpuTuning { memory_budget, ..self.gpu };
+        let gpu_tuning =
+            GpuTuning { memory_budget, programs: self.gpu_route != Route::Interpreter, ..self.gpu };
         let (backend, gpu) =
             choose_backend(mode, self.device.clone(), gpu_tuning, self.gpu_min_rows, workers, strict)?;
         // The variants, checked before any worker starts.
         let gpu_started = gpu.is_some();
         let gpu_min_rows = if mode == Mode::Gpu { 0 } else { self.gpu_min_rows.unwrap_or(0) };
-        let variants =
-            Registry::new(self.inline_rows, Route::jit_available(), gpu_started.then_some(gpu_min_rows));
+        let variants = Registry::new(
+            self.inline_rows,
+            Route::jit_available(),
+            gpu_started.then_some(gpu_min_rows),
+            gpu_started && self.gpu_route != Route::Interpreter,
+        );
         if let Err(why) = variants.check() {
             if let Some(g) = &gpu {
                 g.shutdown();
@@ -579,6 +605,7 @@ impl EngineBuilder {
             strict,
             mode_source,
             route: self.route,
+            gpu_route: self.gpu_route,
             pressure: std::sync::atomic::AtomicU8::new(0),
             variants,
             telemetry_pinned: self.telemetry.is_some(),
@@ -731,6 +758,8 @@ pub struct Engine {
     strict: bool,
     mode_source: &'static str,
     route: Route,
+    /// What runs GPU jobs' rows: the megakernel (`interp`) or programs' kernels too.
+    gpu_route: Route,
     /// The queue's pressure class at the last plan (`plan::Pressure as u8`), for its bands.
     pressure: std::sync::atomic::AtomicU8,
     /// The last telemetry snapshot (none taken yet: `None`), and whether it was given by the
@@ -809,6 +838,11 @@ impl Engine {
     /// The route CPU jobs take ([`EngineBuilder::route`]).
     pub fn route(&self) -> Route {
         self.route
+    }
+
+    /// The route GPU jobs take ([`EngineBuilder::gpu_route`]).
+    pub fn gpu_route(&self) -> Route {
+        self.gpu_route
     }
 
     /// The backend jobs run on and why it was chosen.
@@ -1036,7 +1070,16 @@ impl Engine {
         let budget = self.shared.tuning.memory_budget;
         let (hit_capacity, _) = plan::fit_budget(job.prepared.inner.interp.outputs(), rows, wanted, budget)
             .map_err(JobError::OverBudget)?;
+        let route = match &self.gpu {
+            Some(g) if self.gpu_route != Route::Interpreter => {
+                let lines = (g.tuning.jit_hot_rows, g.tuning.jit_min_rows);
+                crate::cuda::programs::route(&job.prepared.inner, rows, self.gpu_route, g.device(), lines)
+            }
+            _ => crate::cuda::programs::GpuRoute { kernel: None, why: RouteReason::Megakernel },
+        };
         let (per_block, race, tuned) = match &self.tuner {
+            // A program's kernel takes no chunks: nothing of the cut to race.
+            _ if route.kernel.is_some() => (plan::GPU_CHUNKS_PER_BLOCK, None, false),
             Some(t) if rows >= tune::RACE_MIN_ROWS && !has_sums(job) => {
                 let key = t.key(
                     tune::Knob::GpuChunks,
@@ -1049,7 +1092,25 @@ impl Engine {
             }
             _ => (plan::GPU_CHUNKS_PER_BLOCK, None, false),
         };
-        let (chunks, chunk_rows) = self.gpu.as_ref().map_or((1, rows), |g| g.chunks(rows, per_block));
+        let (chunks, chunk_rows, variant, backend) = match &route.kernel {
+            Some(k) => {
+                let backend = Arc::new(Backend {
+                    reason: format!(
+                        "{}; the program's own kernel {} ({})",
+                        backend.reason,
+                        k.kernel(),
+                        k.detail()
+                    ),
+                    route: "jit",
+                    ..(*backend).clone()
+                });
+                (1, rows, VariantId::GpuJit, backend)
+            }
+            None => {
+                let (chunks, chunk_rows) = self.gpu.as_ref().map_or((1, rows), |g| g.chunks(rows, per_block));
+                (chunks, chunk_rows, VariantId::GpuInterp, backend)
+            }
+        };
         let plan = Plan {
             topology: Topology::Gpu { chunks },
             rows,
@@ -1057,11 +1118,11 @@ impl Engine {
             hit_capacity,
             pressure: None,
             placement: backend.clone(),
-            route_why: RouteReason::Megakernel,
+            route_why: route.why,
             cut_why: plan::CutReason::Gpu(per_block, tuned),
             capacity_why,
             budget_cut: budget.filter(|_| hit_capacity < wanted).map(|b| (wanted, b)),
-            variant: VariantId::GpuInterp,
+            variant,
         };
         Ok(GpuJob {
             prepared: job.prepared.inner.clone(),
@@ -1074,6 +1135,7 @@ impl Engine {
             plan: Some(Arc::new(plan)),
             per_block,
             race,
+            kernel: route.kernel,
         })
     }
 
