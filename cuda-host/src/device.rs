@@ -71,6 +71,9 @@ pub struct HostDevice {
     program_rows: AtomicU64,
     /// Blocks the megakernel was launched with.
     launched_blocks: AtomicU64,
+    /// Device bytes allocated now, and the most at once.
+    live_bytes: AtomicU64,
+    peak_bytes: AtomicU64,
 }
 
 /// A page lock of the emulated device: the region leaves the list when it drops.
@@ -115,6 +118,8 @@ impl HostDevice {
             program_runs: AtomicU64::new(0),
             program_rows: AtomicU64::new(0),
             launched_blocks: AtomicU64::new(0),
+            live_bytes: AtomicU64::new(0),
+            peak_bytes: AtomicU64::new(0),
         }
     }
 
@@ -168,6 +173,11 @@ impl HostDevice {
             let _ = h.join();
         }
         *lock(&self.fault) = Some(message.to_owned());
+    }
+
+    /// The most device memory allocated at once so far, bytes.
+    pub fn peak_device_bytes(&self) -> u64 {
+        self.peak_bytes.load(SeqCst)
     }
 
     /// Device allocations live now (tests of leaks).
@@ -230,11 +240,14 @@ impl Device for HostDevice {
             return Err(DeviceError(format!("out of memory allocating {len} bytes")));
         }
         lock(&self.allocs).insert(p as u64, layout);
+        let live = self.live_bytes.fetch_add(layout.size() as u64, SeqCst) + layout.size() as u64;
+        self.peak_bytes.fetch_max(live, SeqCst);
         Ok(p as u64)
     }
 
     unsafe fn free(&self, ptr: u64) {
         if let Some(layout) = lock(&self.allocs).remove(&ptr) {
+            self.live_bytes.fetch_sub(layout.size() as u64, SeqCst);
             // SAFETY: allocated in `alloc` with this layout; removed from the map, so freed once.
             unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
         }

@@ -113,3 +113,75 @@ fn staging_is_page_locked_while_batches_over_it_live() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Batches of fresh points, each a new column (so each is uploaded), and how many were made.
+struct Batches {
+    left: usize,
+    rows: usize,
+    seed: u64,
+}
+
+impl meridian_runtime::stream::BatchSource for Batches {
+    fn next_batch(
+        &mut self,
+    ) -> Option<Result<meridian_kernels::column::GeometryColumn, meridian_kernels::io::ReadError>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let mut b = ColumnBuilder::new();
+        for _ in 0..self.rows {
+            self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let (x, y) =
+                ((self.seed >> 40) as f64 / (1u64 << 24) as f64, (self.seed >> 16 & 0xff_ffff) as f64);
+            b.push_point(x * 10.0, y / (1u64 << 24) as f64 * 10.0).unwrap();
+        }
+        Some(Ok(b.finish()))
+    }
+}
+
+#[test]
+fn a_stream_holds_only_the_batches_in_flight_on_the_device_on_either_gpu_route() {
+    // 40 batches of 5,000 points (3.2 MB of coordinates in all): the device holds the zones,
+    // the program and the batches in flight — never the whole input.
+    let (batches, rows) = (40usize, 5_000usize);
+    let input_bytes = (batches * rows * 16) as u64;
+    let mut z = ColumnBuilder::new();
+    z.push_polygon(&[&[(0.0, 0.0), (5.0, 0.0), (5.0, 5.0), (0.0, 5.0), (0.0, 0.0)]]).unwrap();
+    z.push_polygon(&[&[(2.0, 2.0), (9.0, 2.0), (9.0, 9.0), (2.0, 9.0), (2.0, 2.0)]]).unwrap();
+    let zones = Input::indexed(Arc::new(z.finish()));
+    let program = assemble("pip.masm", include_str!("../../examples/pip_join.masm")).unwrap();
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let run = |engine: &Engine| {
+        let prepared = engine.prepare(program.program()).unwrap();
+        let others = [("zones".to_owned(), zones.clone())];
+        let source = Batches { left: batches, rows, seed: 7 };
+        engine.run_stream(&prepared, "pts", source, &others, StreamOptions::default(), &mut |_| {}).unwrap()
+    };
+    let want = run(&cpu);
+    assert_eq!(want.rows, (batches * rows) as u64);
+    for route in [meridian_runtime::Route::Interpreter, meridian_runtime::Route::Jit] {
+        let device = Arc::new(HostDevice::new(2, 32));
+        let engine = Engine::builder()
+            .mode(Mode::Gpu)
+            .workers(1)
+            .gpu_device(device.clone())
+            .gpu_route(route)
+            .build()
+            .unwrap();
+        let done = run(&engine);
+        assert_eq!(done.result.hits("pairs"), want.result.hits("pairs"), "{route}");
+        assert_eq!(
+            done.result.backend().route,
+            if route == meridian_runtime::Route::Jit { "jit" } else { "interp" }
+        );
+        let peak = device.peak_device_bytes();
+        eprintln!("{route}: peak {peak} device bytes for {input_bytes} bytes of input");
+        assert!(
+            peak < input_bytes / 2,
+            "{route}: {peak} bytes on the device at once for {input_bytes} of input"
+        );
+        drop(engine);
+        assert_eq!(device.live_allocations(), 0, "{route}: everything freed");
+    }
+}
