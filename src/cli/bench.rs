@@ -246,7 +246,62 @@ pub fn pip(args: &PipArgs) -> Result<(), Failure> {
             )));
         }
     }
+    gpu_arithmetic(&mut s, &pts, args.runs).map_err(fail)?;
     print(&s);
+    Ok(())
+}
+
+/// The arithmetic-heavy pipeline (`benches/mercator.masm`, 60 f64/bool ops a row) over the
+/// same points on the GPU's megakernel and on its own kernel (the GPU JIT route): the case where
+/// the interpreter's dispatch is the cost. Says so and returns when there is no GPU.
+fn gpu_arithmetic(s: &mut String, pts: &Arc<GeometryColumn>, runs: usize) -> Result<(), String> {
+    let program =
+        assemble("mercator.masm", include_str!("../../benches/mercator.masm")).map_err(|d| d.to_string())?;
+    let _ = writeln!(
+        s,
+        "arithmetic: benches/mercator.masm over the same points, megakernel vs the program's own kernel"
+    );
+    let mut timed: Vec<(Duration, meridian::JobResult)> = Vec::new();
+    for route in [Route::Interpreter, Route::Jit] {
+        let engine = match Engine::builder().mode(Mode::Gpu).workers(1).gpu_route(route).build() {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = writeln!(s, "  skipped: {e}");
+                return Ok(());
+            }
+        };
+        let prepared = engine.prepare(program.program()).map_err(|e| e.to_string())?;
+        let bound = engine.bind(&prepared, [("pts", Input::rows(pts.clone()))]).map_err(|e| e.to_string())?;
+        let mut jobs = Vec::with_capacity(runs + 1);
+        let mut last = None;
+        for _ in 0..=runs {
+            let t = Instant::now();
+            let r = engine.run(prepared.job(&bound)).map_err(|e| e.to_string())?;
+            jobs.push(t.elapsed());
+            last = Some(r);
+        }
+        let r = last.ok_or("no runs")?;
+        let warm = median(&jobs[1..]);
+        let _ = writeln!(
+            s,
+            "  {:<8} first job {:.4} s, then {:.4} s median ({:.1} M points/s); {}",
+            r.backend().route,
+            jobs[0].as_secs_f64(),
+            warm.as_secs_f64(),
+            pts.len() as f64 / warm.as_secs_f64() / 1e6,
+            r.backend().reason
+        );
+        timed.push((warm, r));
+    }
+    if let [(interp, a), (jit, b)] = &timed[..] {
+        let same = a.outputs().zip(b.outputs()).all(|((_, x), (_, y))| x == y);
+        let _ = writeln!(s, "  same outputs on both: {}", if same { "yes" } else { "NO" });
+        let _ =
+            writeln!(s, "  megakernel / program's kernel: {:.2}×", interp.as_secs_f64() / jit.as_secs_f64());
+        if !same {
+            return Err("the GPU JIT's outputs differ from the megakernel's".into());
+        }
+    }
     Ok(())
 }
 
