@@ -57,6 +57,21 @@ enum Command {
     },
     /// Show what CUDA this machine has: driver, devices, NVRTC.
     Info,
+    /// Run a SQL query on DataFusion with meridian's spatial functions and join registered
+    /// (builds with the `sql` feature).
+    Sql {
+        /// The query, e.g. "SELECT c.name, count(*) FROM c JOIN p ON ST_Contains(c.geom, p.geom) GROUP BY c.name".
+        query: String,
+        /// A table as NAME=PATH (.parquet, GeoParquet geometry as WKB, or .csv); repeat.
+        #[arg(short, long = "table", value_name = "NAME=PATH")]
+        tables: Vec<String>,
+        /// Write the result here (.parquet, else CSV) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the physical plan.
+        #[arg(long)]
+        explain: bool,
+    },
     /// The autotune store: what earlier runs learnt (MERIDIAN_AUTOTUNE_PATH,
     /// MERIDIAN_AUTOTUNE=off).
     Autotune {
@@ -291,6 +306,9 @@ fn main() -> ExitCode {
             AutotuneCommand::Export { file } => cli::autotune::export(&file),
         },
         Command::Info => cli::info(),
+        Command::Sql { query, tables, out, explain } => {
+            cli::sql::sql(&cli::sql::SqlArgs { query, tables, out, explain })
+        }
         Command::Bench { which: BenchCommand::Roundtrip { trips, warmup } } => {
             cli::bench::roundtrip(trips, warmup)
         }

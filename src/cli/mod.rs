@@ -7,6 +7,7 @@ pub mod convert;
 pub mod demo;
 pub mod gen;
 pub mod run;
+pub mod sql;
 
 use std::io::Write;
 

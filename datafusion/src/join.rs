@@ -1,0 +1,428 @@
+//! The spatial join: an inner join whose whole condition is `ST_Contains`, `ST_Within`,
+//! `ST_Intersects` or `ST_DWithin` (with a constant distance) of one column from each side
+//! becomes a [`MeridianSpatialJoinExec`] ([`SpatialJoinRule`]). DataFusion plans such a join
+//! as a nested loop (no equality keys), evaluating the predicate on every pair; here the
+//! build (left) side is collected once and indexed by meridian, and each probe (right) batch
+//! runs through the engine as one bytecode program — probe the index, test the candidates
+//! with the exact predicate, emit the pairs — on the CPU or the GPU, as the engine places it.
+//! Output batches carry both sides' columns (the join's projection applied), pairs ordered
+//! by probe row, then build row.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow_schema::SchemaRef;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{exec_err, JoinSide, JoinType, Result, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr, ScalarFunctionExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::joins::NestedLoopJoinExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    collect, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::{StreamExt, TryStreamExt};
+use meridian_kernels::column::GeometryColumn;
+use meridian_kernels::interp::Input;
+use meridian_runtime::{Engine, Prepared};
+
+use crate::geometry;
+
+/// The join's predicate, with which side each of its geometries comes from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Predicate {
+    /// `ST_Contains(x, y)`.
+    Contains,
+    /// `ST_Within(x, y)`.
+    Within,
+    /// `ST_Intersects(x, y)`.
+    Intersects,
+    /// `ST_DWithin(x, y, d)`.
+    DWithin(f64),
+}
+
+impl Predicate {
+    fn op(self) -> &'static str {
+        match self {
+            Predicate::Contains => "contains",
+            Predicate::Within => "within",
+            Predicate::Intersects => "intersects",
+            Predicate::DWithin(_) => "dwithin",
+        }
+    }
+
+    /// The program that joins a probe batch to the indexed build side. `build_first`: the
+    /// predicate's first geometry is the build side's.
+    pub fn program(self, build_first: bool) -> String {
+        let (x, y) = if build_first { ("g1", "g0") } else { ("g0", "g1") };
+        let (probe, test) = match self {
+            Predicate::DWithin(d) => (
+                format!("    const f0, {d:?}\n    probe c0, build, g0, f0\n"),
+                format!("    dwithin b0, {x}, {y}, f0\n"),
+            ),
+            _ => ("    probe c0, build, g0\n".to_owned(), format!("    {} b0, {x}, {y}\n", self.op())),
+        };
+        format!(
+            ".program spatial_join\n.input probe geometry\n.input build geometry indexed\n.output pairs hits\n    \
+             load g0, probe\n{probe}next:\n    cnext g1, c0, done\n{test}    jf b0, next\n    emit pairs, g1\n    \
+             jmp next\ndone:\n    halt\n"
+        )
+    }
+}
+
+impl fmt::Display for Predicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Predicate::Contains => f.write_str("ST_Contains"),
+            Predicate::Within => f.write_str("ST_Within"),
+            Predicate::Intersects => f.write_str("ST_Intersects"),
+            Predicate::DWithin(d) => write!(f, "ST_DWithin(d = {d})"),
+        }
+    }
+}
+
+/// The build side, collected and indexed once for every probe partition.
+struct Build {
+    batch: RecordBatch,
+    index: Input,
+}
+
+/// An inner spatial join run by meridian (see the module's documentation).
+pub struct MeridianSpatialJoinExec {
+    left: Arc<dyn ExecutionPlan>,
+    right: Arc<dyn ExecutionPlan>,
+    predicate: Predicate,
+    /// The geometry column of each side, and whether the predicate's first argument is the
+    /// left's.
+    left_geometry: usize,
+    right_geometry: usize,
+    left_first: bool,
+    /// Output columns of left ++ right, as the nested loop join it replaces projected them.
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    engine: Arc<Engine>,
+    program: Prepared,
+    build: Arc<tokio::sync::OnceCell<Arc<Build>>>,
+}
+
+impl fmt::Debug for MeridianSpatialJoinExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeridianSpatialJoinExec").field("predicate", &self.predicate).finish()
+    }
+}
+
+impl DisplayAs for MeridianSpatialJoinExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (x, y) = if self.left_first { ("left", "right") } else { ("right", "left") };
+        write!(
+            f,
+            "MeridianSpatialJoinExec: {}({x}.#{}, {y}.#{}), build=left (indexed), probe=right",
+            self.predicate,
+            if self.left_first { self.left_geometry } else { self.right_geometry },
+            if self.left_first { self.right_geometry } else { self.left_geometry },
+        )
+    }
+}
+
+impl MeridianSpatialJoinExec {
+    /// A join of `left` (built and indexed) and `right` (probed) on `predicate` of their
+    /// geometry columns, with `schema` (left ++ right, `projection` applied).
+    #[allow(clippy::too_many_arguments)] // a join's parts, all needed
+    pub fn try_new(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        predicate: Predicate,
+        (left_geometry, right_geometry, left_first): (usize, usize, bool),
+        projection: Option<Vec<usize>>,
+        schema: SchemaRef,
+        engine: Arc<Engine>,
+    ) -> Result<MeridianSpatialJoinExec> {
+        let text = predicate.program(left_first);
+        let program = meridian_bytecode::assemble("spatial_join", &text)
+            .map_err(|d| DataFusionError::Internal(format!("the spatial join's program: {d}")))?;
+        let program = engine.prepare_verified(&program);
+        let partitions = right.output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(MeridianSpatialJoinExec {
+            left,
+            right,
+            predicate,
+            left_geometry,
+            right_geometry,
+            left_first,
+            projection,
+            schema,
+            properties,
+            engine,
+            program,
+            build: Arc::new(tokio::sync::OnceCell::new()),
+        })
+    }
+
+    /// The predicate.
+    pub fn predicate(&self) -> Predicate {
+        self.predicate
+    }
+}
+
+/// Collects every partition of `left` into one batch and indexes its geometry column.
+async fn build_side(
+    left: Arc<dyn ExecutionPlan>,
+    column: usize,
+    ctx: Arc<TaskContext>,
+) -> Result<Arc<Build>> {
+    let schema = left.schema();
+    let batches = collect(left, ctx).await?;
+    let batch = arrow_select_concat(&schema, &batches)?;
+    let field = schema.field(column);
+    let encoding = geometry::encoding(field)?;
+    let what = format!("the join's build side, column {}", field.name());
+    let col: Arc<GeometryColumn> = geometry::to_column(&what, batch.column(column).as_ref(), encoding)?;
+    Ok(Arc::new(Build { batch, index: Input::indexed(col) }))
+}
+
+fn arrow_select_concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    datafusion::arrow::compute::concat_batches(schema, batches).map_err(DataFusionError::from)
+}
+
+/// Joins one probe batch to the build side.
+fn probe_batch(exec: &JoinParts, build: &Build, probe: &RecordBatch) -> Result<RecordBatch> {
+    let field = probe.schema_ref().field(exec.right_geometry).clone();
+    let encoding = geometry::encoding(&field)?;
+    let what = format!("the join's probe side, column {}", field.name());
+    let col = geometry::to_column(&what, probe.column(exec.right_geometry).as_ref(), encoding)?;
+    let bound = exec
+        .engine
+        .bind(&exec.program, [("probe", Input::rows(col)), ("build", build.index.clone())])
+        .map_err(|e| DataFusionError::Execution(format!("the spatial join: {e}")))?;
+    let result = exec
+        .engine
+        .run(exec.program.job(&bound))
+        .map_err(|e| DataFusionError::Execution(format!("the spatial join: {e}")))?;
+    let Some(pairs) = result.hits("pairs") else {
+        return exec_err!("the spatial join's program has no pairs");
+    };
+    let probe_rows: UInt32Array = pairs.iter().map(|&(row, _)| row).collect();
+    let build_rows: UInt32Array = pairs.iter().map(|&(_, id)| id).collect();
+    // Only the columns the join's output keeps are gathered (a count keeps none).
+    let n_build = build.batch.num_columns();
+    let wanted: Vec<usize> = match &exec.projection {
+        Some(p) => p.clone(),
+        None => (0..n_build + probe.num_columns()).collect(),
+    };
+    let take = |array: &ArrayRef, rows: &UInt32Array| {
+        datafusion::arrow::compute::take(array.as_ref(), rows, None).map_err(DataFusionError::from)
+    };
+    let columns = wanted
+        .iter()
+        .map(|&i| match i.checked_sub(n_build) {
+            None => take(build.batch.column(i), &build_rows),
+            Some(j) => match probe.columns().get(j) {
+                Some(c) => take(c, &probe_rows),
+                None => exec_err!("the spatial join's output column {i} is past its inputs"),
+            },
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(pairs.len()));
+    RecordBatch::try_new_with_options(exec.schema.clone(), columns, &options).map_err(DataFusionError::from)
+}
+
+/// What a probe stream needs of the plan.
+struct JoinParts {
+    engine: Arc<Engine>,
+    program: Prepared,
+    right_geometry: usize,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+}
+
+impl ExecutionPlan for MeridianSpatialJoinExec {
+    fn name(&self) -> &'static str {
+        "MeridianSpatialJoinExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.left, &self.right]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: datafusion::physical_plan::execution_plan::ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [left, right]: [Arc<dyn ExecutionPlan>; 2] = children
+            .try_into()
+            .map_err(|_| DataFusionError::Internal("MeridianSpatialJoinExec has two children".into()))?;
+        Ok(Arc::new(MeridianSpatialJoinExec::try_new(
+            left,
+            right,
+            self.predicate,
+            (self.left_geometry, self.right_geometry, self.left_first),
+            self.projection.clone(),
+            self.schema.clone(),
+            self.engine.clone(),
+        )?))
+    }
+
+    #[allow(deprecated)] // still required by the trait; it delegates to replace_children
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            datafusion::physical_plan::execution_plan::ReplaceChildrenOptions::new(
+                datafusion::physical_plan::execution_plan::ChildrenPropertiesMode::Recompute,
+            ),
+        )
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let probe = self.right.execute(partition, context.clone())?;
+        let (once, left, column) = (self.build.clone(), self.left.clone(), self.left_geometry);
+        let parts = Arc::new(JoinParts {
+            engine: self.engine.clone(),
+            program: self.program.clone(),
+            right_geometry: self.right_geometry,
+            projection: self.projection.clone(),
+            schema: self.schema.clone(),
+        });
+        let joined = futures::stream::once(async move {
+            let build = once.get_or_try_init(|| build_side(left, column, context)).await?.clone();
+            Ok::<_, DataFusionError>(probe.map(move |batch| probe_batch(&parts, &build, &batch?)))
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), joined)))
+    }
+}
+
+/// Turns nested loop joins on a spatial predicate into [`MeridianSpatialJoinExec`]s.
+pub struct SpatialJoinRule {
+    engine: Arc<Engine>,
+}
+
+impl SpatialJoinRule {
+    /// The rule, with joins run by `engine`.
+    pub fn new(engine: Arc<Engine>) -> SpatialJoinRule {
+        SpatialJoinRule { engine }
+    }
+
+    /// The join `nl` becomes, when its condition is a spatial predicate this join runs.
+    fn rewrite(&self, nl: &NestedLoopJoinExec) -> Result<Option<MeridianSpatialJoinExec>> {
+        if *nl.join_type() != JoinType::Inner {
+            return Ok(None);
+        }
+        let Some(filter) = nl.filter() else { return Ok(None) };
+        let Some(call) = filter.expression().downcast_ref::<ScalarFunctionExpr>() else { return Ok(None) };
+        let args = call.args();
+        let predicate = match (call.fun().name(), args.len()) {
+            ("st_contains", 2) => Predicate::Contains,
+            ("st_within", 2) => Predicate::Within,
+            ("st_intersects", 2) => Predicate::Intersects,
+            ("st_dwithin", 3) => match args[2].downcast_ref::<Literal>().map(Literal::value) {
+                Some(ScalarValue::Float64(Some(d))) if d.is_finite() => Predicate::DWithin(*d),
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        // Each geometry a column of its own side.
+        let side = |e: &Arc<dyn PhysicalExpr>| {
+            let c = e.downcast_ref::<Column>()?;
+            let ix = filter.column_indices().get(c.index())?;
+            Some((ix.side, ix.index))
+        };
+        let (Some(a), Some(b)) = (side(&args[0]), side(&args[1])) else { return Ok(None) };
+        let (left_geometry, right_geometry, left_first) = match (a, b) {
+            ((JoinSide::Left, l), (JoinSide::Right, r)) => (l, r, true),
+            ((JoinSide::Right, r), (JoinSide::Left, l)) => (l, r, false),
+            _ => return Ok(None),
+        };
+        let projection = nl.projection().as_ref().map(|p| p.to_vec());
+        MeridianSpatialJoinExec::try_new(
+            nl.left().clone(),
+            nl.right().clone(),
+            predicate,
+            (left_geometry, right_geometry, left_first),
+            projection,
+            nl.schema(),
+            self.engine.clone(),
+        )
+        .map(Some)
+    }
+}
+
+impl fmt::Debug for SpatialJoinRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SpatialJoinRule")
+    }
+}
+
+impl PhysicalOptimizerRule for SpatialJoinRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let Some(nl) = node.downcast_ref::<NestedLoopJoinExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            Ok(match self.rewrite(nl)? {
+                Some(join) => Transformed::yes(Arc::new(join) as Arc<dyn ExecutionPlan>),
+                None => Transformed::no(node),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "meridian_spatial_join"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+
+    #[test]
+    fn every_predicates_program_assembles_both_ways_round() {
+        for p in [Predicate::Contains, Predicate::Within, Predicate::Intersects, Predicate::DWithin(0.5)] {
+            for build_first in [true, false] {
+                let text = p.program(build_first);
+                meridian_bytecode::assemble("j", &text).unwrap_or_else(|d| panic!("{p}: {d}\n{text}"));
+            }
+        }
+        assert!(Predicate::Contains.program(true).contains("contains b0, g1, g0"));
+        assert!(Predicate::Contains.program(false).contains("contains b0, g0, g1"));
+        assert_eq!(Predicate::Intersects.to_string(), "ST_Intersects");
+    }
+}

@@ -1,0 +1,41 @@
+//! meridian inside Apache DataFusion.
+//!
+//! [`register`] adds to a `SessionContext`:
+//! - the scalar functions `ST_Area`, `ST_Length`, `ST_Centroid`, `ST_Contains`, `ST_Within`,
+//!   `ST_Intersects`, `ST_DWithin` and `ST_Distance` over Arrow geometry columns (WKB or
+//!   GeoArrow), each evaluated batch by batch by meridian's engine ([`udf`]);
+//! - a physical optimizer rule that runs an inner join on one of the spatial predicates as a
+//!   [`MeridianSpatialJoinExec`]: the build side indexed once, each probe batch one bytecode
+//!   program through the engine, on the CPU or the GPU ([`join`]).
+//!
+//! [`sql::run`] is `meridian sql`: a query over Parquet and CSV files on such a context.
+//!
+//! It lives in its own crate so that meridian's default build does not compile DataFusion.
+
+pub mod geometry;
+pub mod join;
+pub mod sql;
+pub mod udf;
+
+use std::sync::Arc;
+
+pub use datafusion;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::SessionContext;
+use meridian_runtime::Engine;
+
+pub use join::{MeridianSpatialJoinExec, Predicate, SpatialJoinRule};
+pub use udf::{Function, SpatialFunction};
+
+/// Registers meridian's functions and spatial join with `ctx`, run by `engine`.
+pub fn register(ctx: &SessionContext, engine: Arc<Engine>) {
+    for f in Function::ALL {
+        ctx.register_udf(SpatialFunction::udf(f, engine.clone()));
+    }
+    // A context's physical optimizer rules are fixed in its state: the rule joins them by
+    // rebuilding the state around it.
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let rule = Arc::new(SpatialJoinRule::new(engine));
+    *state = SessionStateBuilder::new_from_existing(state.clone()).with_physical_optimizer_rule(rule).build();
+}

@@ -1,0 +1,97 @@
+//! `meridian sql`: a query on a local DataFusion context with meridian registered, over
+//! tables read from files, its result written as CSV or Parquet.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+use meridian_runtime::Engine;
+
+/// A query and where its tables and result are.
+#[derive(Clone, Debug)]
+pub struct SqlArgs {
+    /// The query.
+    pub query: String,
+    /// Tables: (name, file). `.parquet` (GeoParquet: geometry as WKB) or `.csv`.
+    pub tables: Vec<(String, PathBuf)>,
+    /// Where the result goes: `.parquet`, else CSV; `None`: printed.
+    pub out: Option<PathBuf>,
+}
+
+/// What a query did.
+#[derive(Debug)]
+pub struct SqlReport {
+    /// Rows of the result.
+    pub rows: usize,
+    /// The physical plan, as DataFusion displays it.
+    pub plan: String,
+    /// Planning and running, writing included.
+    pub took: Duration,
+    /// The result as a table, when it was not written to a file.
+    pub printed: Option<String>,
+}
+
+fn table_err(name: &str, path: &Path, e: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Plan(format!("table {name} ({}): {e}", path.display()))
+}
+
+/// Runs `args` on a new context with meridian registered, run by `engine`.
+pub fn run(args: &SqlArgs, engine: Arc<Engine>) -> Result<SqlReport, DataFusionError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DataFusionError::Execution(format!("starting the query's threads: {e}")))?;
+    runtime.block_on(run_async(args, engine))
+}
+
+async fn run_async(args: &SqlArgs, engine: Arc<Engine>) -> Result<SqlReport, DataFusionError> {
+    let t = Instant::now();
+    let ctx = SessionContext::new();
+    crate::register(&ctx, engine);
+    for (name, path) in &args.tables {
+        let file = path.to_str().ok_or_else(|| table_err(name, path, "the path is not UTF-8"))?;
+        if !path.is_file() {
+            return Err(table_err(name, path, "no such file"));
+        }
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("parquet") => ctx.register_parquet(name, file, ParquetReadOptions::default()).await,
+            Some("csv") => ctx.register_csv(name, file, CsvReadOptions::new()).await,
+            _ => return Err(table_err(name, path, "not a .parquet or .csv file")),
+        }
+        .map_err(|e| table_err(name, path, e))?;
+    }
+    let df = ctx.sql(&args.query).await?;
+    let physical = df.clone().create_physical_plan().await?;
+    let plan = datafusion::physical_plan::displayable(physical.as_ref()).indent(false).to_string();
+    let (rows, printed) = match &args.out {
+        Some(out) => {
+            let file =
+                out.to_str().ok_or_else(|| DataFusionError::Plan("the output path is not UTF-8".into()))?;
+            let options = DataFrameWriteOptions::new().with_single_file_output(true);
+            let written = match out.extension().and_then(|e| e.to_str()) {
+                Some(e) if e.eq_ignore_ascii_case("parquet") => df.write_parquet(file, options, None).await?,
+                _ => df.write_csv(file, options, None).await?,
+            };
+            (count(&written), None)
+        }
+        None => {
+            let batches = df.collect().await?;
+            let rows = batches.iter().map(|b| b.num_rows()).sum();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
+            (rows, Some(text))
+        }
+    };
+    Ok(SqlReport { rows, plan, took: t.elapsed(), printed })
+}
+
+/// Rows written, from the writers' `count` batch.
+fn count(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> usize {
+    batches
+        .iter()
+        .filter_map(|b| b.column(0).as_any().downcast_ref::<arrow_array::UInt64Array>())
+        .flat_map(|a| a.iter().flatten())
+        .sum::<u64>() as usize
+}

@@ -1,0 +1,260 @@
+//! SQL through DataFusion with meridian registered, against meridian's engine run directly
+//! and against DataFusion's own nested loop evaluating the same functions pair by pair: the
+//! shipped cities and countries, WKB and GeoArrow points, nulls and empties.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
+use meridian_kernels::interp::Input;
+use meridian_kernels::io::{self, geoarrow, geoarrow::Encoding};
+use meridian_runtime::{Engine, Mode};
+
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
+}
+
+fn countries() -> (Arc<GeometryColumn>, Vec<Option<String>>) {
+    let text = io::read_text(&data("countries.geojson")).unwrap();
+    let t = io::read_geojson("countries.geojson", &text).unwrap();
+    let names = (0..t.geometry.len()).map(|i| Some(format!("country {i}"))).collect();
+    (Arc::new(t.geometry), names)
+}
+
+fn cities() -> Arc<GeometryColumn> {
+    Arc::new(io::read_csv("cities.csv.gz", io::open(&data("cities.csv.gz")).unwrap(), &[]).unwrap().geometry)
+}
+
+/// A table of `id`, `name` and `geom` (encoded as `encoding`), in batches of `batch` rows.
+fn table(col: &GeometryColumn, names: &[Option<String>], encoding: Encoding, batch: usize) -> Arc<MemTable> {
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for start in (0..col.len()).step_by(batch) {
+        let rows = start..(start + batch).min(col.len());
+        let (field, geom) = geoarrow::to_array(col, rows.clone(), "geom", encoding).unwrap();
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.clone().map(|r| r as i64)));
+        let names: ArrayRef = Arc::new(StringArray::from_iter(names[rows].iter().cloned()));
+        let s = Arc::new(Schema::new(vec![
+            Field::new("id", arrow_schema::DataType::Int64, false),
+            Field::new("name", arrow_schema::DataType::Utf8, true),
+            field,
+        ]));
+        batches.push(RecordBatch::try_new(s.clone(), vec![ids, names, geom]).unwrap());
+        schema = Some(s);
+    }
+    Arc::new(MemTable::try_new(schema.unwrap(), vec![batches]).unwrap())
+}
+
+fn engine() -> Arc<Engine> {
+    Arc::new(Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap())
+}
+
+fn context(engine: &Arc<Engine>, with_meridian_join: bool) -> SessionContext {
+    let ctx = SessionContext::new();
+    if with_meridian_join {
+        meridian_datafusion::register(&ctx, engine.clone());
+    } else {
+        // The functions only: DataFusion's nested loop join evaluates them on every pair.
+        for f in meridian_datafusion::Function::ALL {
+            ctx.register_udf(meridian_datafusion::SpatialFunction::udf(f, engine.clone()));
+        }
+    }
+    ctx
+}
+
+async fn rows(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn plan(ctx: &SessionContext, sql: &str) -> String {
+    let batches = rows(ctx, &format!("EXPLAIN {sql}")).await;
+    let mut s = String::new();
+    for b in &batches {
+        let col = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        for v in col.iter().flatten() {
+            s.push_str(v);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// (a, b) id pairs of a two-column result, sorted.
+fn pairs(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let c = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        out.extend(a.iter().zip(c.iter()).map(|(x, y)| (x.unwrap(), y.unwrap())));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The pip join run by the engine directly: (country, city) pairs.
+fn engine_pairs(engine: &Engine, zones: &Arc<GeometryColumn>, pts: &Arc<GeometryColumn>) -> Vec<(i64, i64)> {
+    let program =
+        meridian_bytecode::assemble("pip.masm", include_str!("../../examples/pip_join.masm")).unwrap();
+    let p = engine.prepare(program.program()).unwrap();
+    let b = engine
+        .bind(&p, [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones.clone()))])
+        .unwrap();
+    let r = engine.run(p.job(&b)).unwrap();
+    let mut out: Vec<(i64, i64)> =
+        r.hits("pairs").unwrap().iter().map(|&(row, id)| (i64::from(id), i64::from(row))).collect();
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contains_join_runs_on_meridian_and_equals_the_engine_and_the_nested_loop() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let pts = cities();
+    let no_names: Vec<Option<String>> = vec![None; pts.len()];
+    let want = engine_pairs(&engine, &zones, &pts);
+    assert!(want.len() > 5_000, "{}", want.len());
+    for encoding in [Encoding::Wkb, Encoding::Native(meridian_kernels::column::Family::Point)] {
+        let ctx = context(&engine, true);
+        ctx.register_table("countries", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+        ctx.register_table("cities", table(&pts, &no_names, encoding, 4096)).unwrap();
+        let sql = "SELECT c.id, p.id FROM countries c JOIN cities p ON ST_Contains(c.geom, p.geom)";
+        let explained = plan(&ctx, sql).await;
+        assert!(explained.contains("MeridianSpatialJoinExec: ST_Contains(left.#"), "{explained}");
+        assert_eq!(pairs(&rows(&ctx, sql).await), want, "{encoding}");
+        // The predicate written the other way round: the same pairs.
+        let within = "SELECT c.id, p.id FROM countries c JOIN cities p ON ST_Within(p.geom, c.geom)";
+        let explained = plan(&ctx, within).await;
+        assert!(explained.contains("MeridianSpatialJoinExec: ST_Within(right.#"), "{explained}");
+        assert_eq!(pairs(&rows(&ctx, within).await), want, "{encoding} within");
+    }
+    // DataFusion's own nested loop over the same functions, pair by pair (each pair decodes
+    // its country's WKB again: 400 cities here): the same pairs.
+    let nested = context(&engine, false);
+    nested.register_table("countries", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+    nested.register_table("cities", table(&pts, &no_names, Encoding::Wkb, 4096)).unwrap();
+    let sql =
+        "SELECT c.id, p.id FROM countries c JOIN cities p ON ST_Contains(c.geom, p.geom) WHERE p.id < 400";
+    assert!(!plan(&nested, sql).await.contains("Meridian"));
+    let few: Vec<(i64, i64)> = want.iter().copied().filter(|&(_, p)| p < 400).collect();
+    assert!(few.len() > 100, "{}", few.len());
+    assert_eq!(pairs(&rows(&nested, sql).await), few);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_per_country_group_the_join() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let pts = cities();
+    let ctx = context(&engine, true);
+    ctx.register_table("countries", table(&zones, &names, Encoding::Wkb, 64)).unwrap();
+    ctx.register_table("cities", table(&pts, &vec![None; pts.len()], Encoding::Wkb, 4096)).unwrap();
+    let batches = rows(
+        &ctx,
+        "SELECT c.id, count(*) AS n FROM countries c JOIN cities p ON ST_Intersects(c.geom, p.geom) GROUP BY c.id",
+    )
+    .await;
+    let mut got = BTreeMap::new();
+    for b in &batches {
+        let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let n = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        for (id, n) in id.iter().zip(n.iter()) {
+            got.insert(id.unwrap(), n.unwrap());
+        }
+    }
+    let mut want = BTreeMap::new();
+    for (c, _) in engine_pairs(&engine, &zones, &pts) {
+        *want.entry(c).or_insert(0i64) += 1;
+    }
+    // Points on a border: intersects counts them where contains does not; here none lie
+    // exactly on one, so the counts agree.
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dwithin_join_with_a_constant_distance_equals_the_nested_loop() {
+    let engine = engine();
+    let pts = cities();
+    // The first 3,000 cities against themselves within half a degree.
+    let mut b = ColumnBuilder::new();
+    let view = pts.view();
+    for r in 0..3_000 {
+        let g = view.get(r).unwrap();
+        let c = g.coords().next().unwrap();
+        b.push_point(c.0, c.1).unwrap();
+    }
+    let some = Arc::new(b.finish());
+    let names = vec![None; some.len()];
+    let sql = "SELECT a.id, b.id FROM a JOIN b ON ST_DWithin(a.geom, b.geom, 0.5)";
+    let mut results = Vec::new();
+    for with in [true, false] {
+        let ctx = context(&engine, with);
+        ctx.register_table("a", table(&some, &names, Encoding::Wkb, 1000)).unwrap();
+        ctx.register_table("b", table(&some, &names, Encoding::Wkb, 700)).unwrap();
+        assert_eq!(plan(&ctx, sql).await.contains("MeridianSpatialJoinExec: ST_DWithin(d = 0.5)"), with);
+        results.push(pairs(&rows(&ctx, sql).await));
+    }
+    assert!(results[0].len() > 3_000, "every city is near itself, and some near others");
+    assert_eq!(results[0], results[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalar_functions_equal_the_engine_with_nulls_and_empties() {
+    let engine = engine();
+    // A square, a line, a point, a null, an empty polygon.
+    let mut b = ColumnBuilder::new();
+    b.push_polygon(&[&[(0.0, 0.0), (2.0, 0.0), (2.0, 2.0), (0.0, 2.0), (0.0, 0.0)]]).unwrap();
+    b.push_line_string(&[(0.0, 0.0), (3.0, 4.0)]).unwrap();
+    b.push_point(1.0, 1.0).unwrap();
+    b.push_null();
+    b.push_empty(meridian_kernels::column::Family::Polygon);
+    let col = Arc::new(b.finish());
+    let names = vec![None; col.len()];
+    let ctx = context(&engine, true);
+    ctx.register_table("g", table(&col, &names, Encoding::Wkb, 8)).unwrap();
+    let batches = rows(
+        &ctx,
+        "SELECT ST_Area(geom), ST_Length(geom), ST_Contains(geom, ST_Centroid(geom)), \
+         ST_Distance(geom, ST_Centroid(geom)), ST_DWithin(geom, geom, 0) FROM g ORDER BY id",
+    )
+    .await;
+    let b = &batches[0];
+    let f = |i: usize| -> Vec<Option<f64>> {
+        b.column(i).as_any().downcast_ref::<Float64Array>().unwrap().iter().collect()
+    };
+    let t = |i: usize| -> Vec<Option<bool>> {
+        b.column(i).as_any().downcast_ref::<BooleanArray>().unwrap().iter().collect()
+    };
+    assert_eq!(f(0)[..4], [Some(4.0), Some(0.0), Some(0.0), None]);
+    assert_eq!(f(1)[..4], [Some(8.0), Some(5.0), Some(0.0), None]);
+    // (A line contains its midpoint, its centroid.)
+    assert_eq!(t(2)[..4], [Some(true), Some(true), Some(true), None]);
+    assert_eq!(f(3)[0], Some(0.0));
+    assert_eq!(t(4)[..4], [Some(true), Some(true), Some(true), None]);
+    // The empty polygon: what meridian's kernels say of an empty, through SQL as through the
+    // engine.
+    let direct = |op: &str| -> String {
+        let text = format!(".program e\n.input a geometry\n.output v f64\n    load g0, a\n    {op} f0, g0\n    store v, f0\n    halt\n");
+        let p = engine.prepare(meridian_bytecode::assemble("e", &text).unwrap().program()).unwrap();
+        let bound = engine.bind(&p, [("a", Input::rows(col.clone()))]).unwrap();
+        let r = engine.run(p.job(&bound)).unwrap();
+        format!("{:?}", r.f64("v").unwrap().get(4))
+    };
+    assert_eq!(format!("{:?}", f(0)[4]), direct("area"));
+    assert_eq!(format!("{:?}", f(1)[4]), direct("length"));
+    // A geometry that is not one: a clear error naming the function and the type.
+    let err = ctx.sql("SELECT ST_Area(name) FROM g").await.map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("st_area argument 1") && err.contains("not a geometry"), "{err}");
+    let err = ctx.sql("SELECT ST_DWithin(geom, geom) FROM g").await.map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("st_dwithin takes 3 arguments"), "{err}");
+}

@@ -1,0 +1,64 @@
+//! `meridian sql`: a query on a local DataFusion context with meridian registered (the
+//! `meridian-datafusion` crate). Built with the `sql` feature only, so the default build does
+//! not compile DataFusion; without it the command says how to get it.
+
+use std::path::PathBuf;
+
+use super::Failure;
+
+/// Options of `meridian sql`.
+#[derive(Debug)]
+pub struct SqlArgs {
+    /// The query.
+    pub query: String,
+    /// `NAME=PATH` tables.
+    pub tables: Vec<String>,
+    /// Where the result goes (`.parquet`, else CSV); printed without.
+    pub out: Option<PathBuf>,
+    /// Print the physical plan.
+    pub explain: bool,
+}
+
+/// `meridian sql`.
+#[cfg(feature = "sql")]
+pub fn sql(args: &SqlArgs) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut tables = Vec::new();
+    for spec in &args.tables {
+        let Some((name, path)) = spec.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
+            return Err(Failure::input([format!("error: --table {spec:?}: expected NAME=PATH")]));
+        };
+        tables.push((name.to_owned(), PathBuf::from(path)));
+    }
+    let engine = meridian::Engine::builder().build().map_err(|e| Failure::input([format!("error: {e}")]))?;
+    let engine = std::sync::Arc::new(engine);
+    let query =
+        meridian_datafusion::sql::SqlArgs { query: args.query.clone(), tables, out: args.out.clone() };
+    let report = meridian_datafusion::sql::run(&query, engine.clone())
+        .map_err(|e| Failure::input([format!("error: {}", e.to_string().replace('\n', " "))]))?;
+    let mut out = std::io::stdout().lock();
+    if let Some(table) = &report.printed {
+        let _ = writeln!(out, "{table}");
+    }
+    if args.explain {
+        let _ = write!(out, "{}", report.plan);
+    }
+    let dest = args.out.as_ref().map(|p| format!(" to {}", p.display())).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} rows{dest} in {:.3} s; backend: {} ({})",
+        report.rows,
+        report.took.as_secs_f64(),
+        engine.backend().name,
+        engine.backend().reason
+    );
+    Ok(())
+}
+
+/// `meridian sql` in a build without the `sql` feature.
+#[cfg(not(feature = "sql"))]
+pub fn sql(_args: &SqlArgs) -> Result<(), Failure> {
+    Err(Failure::input([
+        "error: this build of meridian has no SQL: build it with `--features sql` (DataFusion)".to_owned(),
+    ]))
+}
