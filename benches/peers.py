@@ -4,8 +4,11 @@ too), with `meridian run benches/pip_count.masm`, SedonaDB and DuckDB spatial. E
 reads the same two files and must give the same count.
 
     pip install sedonadb duckdb duckdb-ext-spatial
-    cargo build --release
-    python3 benches/peers.py [--points 10000000] [--runs 5]
+    cargo build --release [--features sql]
+    python3 benches/peers.py [--points 10000000] [--runs 5] [--sql]
+
+With --sql, the same SQL also runs on DataFusion with meridian registered (`meridian sql`,
+its spatial join a MeridianSpatialJoinExec): SedonaDB's engine with meridian inside it.
 
 The files are made once in --dir by meridian itself (`meridian gen points N --encoding wkb`,
 `meridian convert data/countries.geojson`): WKB geometry, which all three read (SedonaDB 0.5
@@ -55,6 +58,18 @@ def meridian(args, pts, zones):
     return run
 
 
+def meridian_sql(args, pts, zones):
+    """The same SQL on DataFusion with meridian registered (`meridian sql`, the binary built
+    with `--features sql`), as a whole command like `meridian run`."""
+    cmd = [args.meridian, "sql", QUERY, "--table", f"pts={pts}", "--table", f"zones={zones}"]
+    def run():
+        r = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        # The printed table: the count is the one number in its data row.
+        rows = [l for l in r.stdout.splitlines() if l.startswith("|") and l.strip("| ").isdigit()]
+        return int(rows[0].strip("| ")), r.stdout.strip().splitlines()[-1]
+    return run
+
+
 def sedonadb(args, pts, zones):
     import sedonadb as sdb
     sd = sdb.connect()
@@ -98,10 +113,14 @@ def main():
     p.add_argument("--dir", default="/tmp/meridian-peers")
     p.add_argument("--meridian", default=os.path.join(ROOT, "target", "release", "meridian"))
     p.add_argument("--mode", default="cpu", choices=["cpu", "gpu", "auto"])
-    p.add_argument("--only", choices=["meridian", "sedonadb", "duckdb"])
+    p.add_argument("--only", choices=["meridian", "meridian-sql", "sedonadb", "duckdb"])
+    p.add_argument("--sql", action="store_true",
+                   help="also time `meridian sql` (DataFusion + meridian; needs --features sql)")
     args = p.parse_args()
     pts, zones = prepare(args)
     tools = {"meridian": meridian, "sedonadb": sedonadb, "duckdb": duckdb}
+    if args.sql or args.only == "meridian-sql":
+        tools["meridian-sql"] = meridian_sql
     if args.only:
         n, _ = tools[args.only](args, pts, zones)()
         print(f"{args.only}: {n}")
@@ -126,14 +145,14 @@ def main():
     for name, ts in times.items():
         med = statistics.median(ts)
         ratio = "" if name == "meridian" else f"  {med / base:.1f}x meridian's time"
-        print(f"  {name:<9} median {med:.3f} s  (min {min(ts):.3f}, max {max(ts):.3f})  "
+        print(f"  {name:<12} median {med:.3f} s  (min {min(ts):.3f}, max {max(ts):.3f})  "
               f"count {sorted(counts[name])}{ratio}")
     print(f"  meridian's own split, last run: {detail}")
     every = set().union(*counts.values())
     if len(every) != 1:
         print(f"COUNTS DIFFER: {counts}")
         sys.exit(1)
-    print(f"  same count from all three: {every.pop():,}")
+    print(f"  same count from all {len(counts)}: {every.pop():,}")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
-use std::path::PathBuf;
-
 mod common;
 use common::meridian;
 
-fn dir() -> PathBuf {
+#[cfg(feature = "sql")]
+fn dir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("meridian-sql-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -33,7 +32,7 @@ fn a_count_join_on_geoparquet_equals_meridian_run_and_runs_on_meridian() {
     let d = dir();
     let pts = d.join("pts.parquet");
     let zones = d.join("zones.parquet");
-    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let s = |p: &std::path::PathBuf| p.to_str().unwrap().to_owned();
     assert!(meridian(&["gen", "points", "200000", &s(&pts), "--encoding", "wkb"]).status.success());
     assert!(meridian(&["convert", "data/countries.geojson", &s(&zones)]).status.success());
     // meridian run's count.

@@ -44,21 +44,8 @@ pub unsafe fn launch_with_pointer(
     stream: &cudarc::driver::CudaStream,
     arg: u64,
 ) -> Result<(), GpuError> {
-    let mut arg = arg;
-    let mut params = [std::ptr::addr_of_mut!(arg).cast::<std::ffi::c_void>()];
-    // SAFETY: the caller guarantees the signature and the lifetime of what `arg` reaches; the
-    // argument is read by the driver during this call (parameters are copied at launch).
-    unsafe {
-        cudarc::driver::result::launch_kernel(
-            function.cu_function(),
-            cfg.grid_dim,
-            cfg.block_dim,
-            cfg.shared_mem_bytes,
-            stream.cu_stream(),
-            &mut params,
-        )
-    }
-    .during("cuLaunchKernel")
+    // SAFETY: one 64-bit parameter, the caller's contract.
+    unsafe { launch_args(function, cfg, stream, &[arg]) }
 }
 
 /// Launches `function` with `cfg` on `stream` with 64-bit arguments `args` (device addresses

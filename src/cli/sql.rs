@@ -8,6 +8,8 @@ use super::Failure;
 
 /// Options of `meridian sql`.
 #[derive(Debug)]
+// Read only by the `sql` feature's command (the other says how to get it).
+#[cfg_attr(not(feature = "sql"), allow(dead_code))]
 pub struct SqlArgs {
     /// The query.
     pub query: String,

@@ -206,6 +206,9 @@ pub(crate) struct GpuExecutor {
     lane_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// A job's program and inputs on the device, and its outputs' kinds.
+type Placed = (Arc<ResidentProgram>, Arc<ResidentBinding>, Vec<OutputKind>);
+
 /// A job the GPU could not take, and why.
 pub(crate) type Fallback = Box<dyn Fn(GpuJob, String) + Send + Sync>;
 
@@ -399,6 +402,16 @@ impl GpuExecutor {
             || (self.free.has_item() && self.submit.has_room(n))
     }
 
+    /// Makes `job`'s program and inputs resident; with its outputs' kinds.
+    fn place(&self, job: &GpuJob) -> Result<Placed, String> {
+        let mut r = lock(&self.residency);
+        let program = &job.prepared.program;
+        r.program(&self.dev, program)
+            .and_then(|p| r.binding(&self.dev, program, &job.inputs).map(|b| (p, b)))
+            .map(|(p, b)| (p, b, program.program().outputs().iter().map(|o| o.kind).collect()))
+            .map_err(|e| format!("placing the job on the device: {e}"))
+    }
+
     /// Puts a job on the device without blocking.
     pub fn submit(&self, job: GpuJob) -> Result<(), GpuSubmitError> {
         if let Some(why) = self.unhealthy() {
@@ -415,19 +428,10 @@ impl GpuExecutor {
             // No lane: the megakernel holds every SM, so it runs the job.
             job.kernel = None;
         }
-        let placed = {
-            let mut r = lock(&self.residency);
-            r.program(&self.dev, &job.prepared.program)
-                .and_then(|p| r.binding(&self.dev, &job.prepared.program, &job.inputs).map(|b| (p, b)))
+        let (program, binding, kinds) = match self.place(&job) {
+            Ok(placed) => placed,
+            Err(why) => return Err(GpuSubmitError::Unavailable(job, why)),
         };
-        let (program, binding) = match placed {
-            Ok(pb) => pb,
-            Err(e) => {
-                return Err(GpuSubmitError::Unavailable(job, format!("placing the job on the device: {e}")))
-            }
-        };
-        let kinds: Vec<OutputKind> =
-            job.prepared.program.program().outputs().iter().map(|o| o.kind).collect();
         let rows = job.rows.len();
         let (nchunks, size) = self.chunks(rows, job.per_block);
         // Runs: one per tile per hits output, plus those a thread appends on its own when its
@@ -726,17 +730,10 @@ impl GpuExecutor {
         let Some(kernel) = job.kernel.clone() else {
             return self.unavailable(job, "a job for the program lane without a kernel".into());
         };
-        let placed = {
-            let mut r = lock(&self.residency);
-            r.program(&self.dev, &job.prepared.program)
-                .and_then(|p| r.binding(&self.dev, &job.prepared.program, &job.inputs).map(|b| (p, b)))
+        let (program, binding, kinds) = match self.place(&job) {
+            Ok(placed) => placed,
+            Err(why) => return self.unavailable(job, why),
         };
-        let (program, binding) = match placed {
-            Ok(pb) => pb,
-            Err(e) => return self.unavailable(job, format!("placing the job on the device: {e}")),
-        };
-        let kinds: Vec<OutputKind> =
-            job.prepared.program.program().outputs().iter().map(|o| o.kind).collect();
         let rows = job.rows.len();
         let hits_outputs = kinds.iter().filter(|k| **k == OutputKind::Hits).count();
         let runs = super::programs::run_capacity(hits_outputs, rows, job.hit_capacity);
