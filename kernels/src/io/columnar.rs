@@ -129,6 +129,7 @@ impl GeoBatchReader {
                 )
             }
             Columnar::ArrowFile => {
+                check_ipc_file(&mut file).map_err(|e| whole(&e))?;
                 // The footer is read to get the schema; projection needs a second open.
                 let reader =
                     arrow_ipc::reader::FileReader::try_new_buffered(file, None).map_err(|e| whole(&e))?;
@@ -145,10 +146,12 @@ impl GeoBatchReader {
                 )
             }
             Columnar::ArrowStream => {
-                let reader =
-                    arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None).map_err(|e| {
-                        whole(&format!("neither Parquet, an Arrow IPC file nor an Arrow IPC stream ({})", e))
-                    })?;
+                let not_ipc = |e: &dyn std::fmt::Display| {
+                    whole(&format!("neither Parquet, an Arrow IPC file nor an Arrow IPC stream ({e})"))
+                };
+                check_ipc_stream(&mut file).map_err(|e| not_ipc(&e))?;
+                let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+                    .map_err(|e| not_ipc(&e))?;
                 let schema = reader.schema();
                 // A stream cannot be re-read: project each batch here instead.
                 (
@@ -294,6 +297,106 @@ pub struct IpcFile {
     blocks: Vec<(u64, usize)>,
     /// The `Block` records themselves, which the decoder takes.
     raw: Vec<arrow_ipc::Block>,
+}
+
+/// Checks that every block an Arrow IPC file's footer lists (record batches and
+/// dictionaries) lies within the file, and rewinds it. arrow-ipc 59's reader allocates a
+/// block's stated length before reading it: a damaged length would ask for petabytes and abort
+/// the process, which no error handling can catch.
+fn check_ipc_file(file: &mut File) -> Result<(), String> {
+    let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    let trailer_at = len.checked_sub(IPC_TRAILER as u64).ok_or("too short for an Arrow IPC file")?;
+    let mut trailer = [0u8; IPC_TRAILER];
+    file.seek(SeekFrom::Start(trailer_at)).map_err(|e| e.to_string())?;
+    file.read_exact(&mut trailer).map_err(|e| e.to_string())?;
+    let footer_len = arrow_ipc::reader::read_footer_length(trailer).map_err(|e| e.to_string())? as u64;
+    let footer_at = trailer_at.checked_sub(footer_len).ok_or("the footer is longer than the file")?;
+    let mut footer = vec![0u8; footer_len as usize];
+    file.seek(SeekFrom::Start(footer_at)).map_err(|e| e.to_string())?;
+    file.read_exact(&mut footer).map_err(|e| e.to_string())?;
+    let footer = arrow_ipc::root_as_footer(&footer).map_err(|e| format!("bad footer: {e}"))?;
+    let blocks =
+        footer.recordBatches().into_iter().flatten().chain(footer.dictionaries().into_iter().flatten());
+    for b in blocks {
+        let end = u64::try_from(b.offset())
+            .ok()
+            .zip(u64::try_from(b.metaDataLength()).ok())
+            .zip(u64::try_from(b.bodyLength()).ok())
+            .and_then(|((at, meta), body)| at.checked_add(meta)?.checked_add(body));
+        if end.is_none_or(|end| end > footer_at) {
+            return Err(format!(
+                "a block at offset {} of {} + {} bytes runs past the data ({footer_at} bytes)",
+                b.offset(),
+                b.metaDataLength(),
+                b.bodyLength()
+            ));
+        }
+    }
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Walks an Arrow IPC stream's messages — each a length, its metadata and a body of the
+/// length the metadata states — checking that none states more bytes than the whole file has,
+/// and rewinds it (as [`check_ipc_file`]: the reader allocates a body's stated length before
+/// reading it). A stream cut short stops the walk: the reader then fails at the batch it cuts,
+/// after the rows before it.
+fn check_ipc_stream(file: &mut File) -> Result<(), String> {
+    let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(&mut *file);
+    let mut at = 0u64;
+    loop {
+        let mut word = [0u8; 4];
+        if at + 4 > len {
+            break; // the reader reports a truncated stream itself
+        }
+        reader.read_exact(&mut word).map_err(|e| e.to_string())?;
+        at += 4;
+        let mut meta_len = i32::from_le_bytes(word);
+        if meta_len == -1 {
+            // The continuation marker, then the length.
+            if at + 4 > len {
+                break;
+            }
+            reader.read_exact(&mut word).map_err(|e| e.to_string())?;
+            at += 4;
+            meta_len = i32::from_le_bytes(word);
+        }
+        if meta_len == 0 {
+            break; // end of stream
+        }
+        let meta_len =
+            u64::try_from(meta_len).map_err(|_| format!("a message at byte {at} has length {meta_len}"))?;
+        if meta_len > len {
+            return Err(format!(
+                "a message at byte {at} of {meta_len} bytes is longer than the file ({len} bytes)"
+            ));
+        }
+        if at + meta_len > len {
+            break; // cut short here: the reader fails at this batch, after the rows before it
+        }
+        let mut meta = vec![0u8; meta_len as usize];
+        reader.read_exact(&mut meta).map_err(|e| e.to_string())?;
+        at += meta_len;
+        let message =
+            arrow_ipc::root_as_message(&meta).map_err(|e| format!("a bad message at byte {at}: {e}"))?;
+        let body = u64::try_from(message.bodyLength())
+            .map_err(|_| format!("a message body of length {}", message.bodyLength()))?;
+        if body > len {
+            return Err(format!(
+                "a message body at byte {at} of {body} bytes is longer than the file ({len} bytes)"
+            ));
+        }
+        if body > len - at {
+            break; // cut short in this body, as above
+        }
+        reader.seek_relative(body as i64).map_err(|e| e.to_string())?;
+        at += body;
+    }
+    drop(reader);
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// The length of an IPC file's trailer: footer length (4 bytes) and `ARROW1`.
