@@ -240,17 +240,10 @@ impl GpuExecutor {
         let records = MappedAlloc::new(&dev, job_slots * abi::JOB_RECORD_BYTES)?;
         let state_bytes = abi::DEVICE_STATE_HEADER + job_slots * abi::SLOT_STATE_BYTES;
         let state = DeviceAlloc::new(&dev, state_bytes)?;
-        // Zero, but every sum accumulator starts at -0.0 (the identity of IEEE addition).
         let mut init = vec![0u8; state_bytes];
         for slot in 0..job_slots {
-            for o in 0..abi::MAX_OUTPUTS {
-                let at = abi::DEVICE_STATE_HEADER
-                    + slot * abi::SLOT_STATE_BYTES
-                    + abi::SLOT_ACC_OFFSET
-                    + 32 * o
-                    + 16;
-                init[at..at + 8].copy_from_slice(&(-0.0f64).to_bits().to_le_bytes());
-            }
+            let at = abi::DEVICE_STATE_HEADER + slot * abi::SLOT_STATE_BYTES + abi::SLOT_ACC_OFFSET;
+            fresh_accumulators(&mut init[at..at + 32 * abi::MAX_OUTPUTS]);
         }
         state.write(0, &init)?;
         let arenas = Arc::new(Arenas::new(&dev, tuning.arenas)?);
@@ -882,13 +875,19 @@ impl GpuExecutor {
     }
 }
 
-/// A job's accumulators as the device starts them: zero, but every sum at -0.0 (the identity
-/// of IEEE addition); then a clear error record.
+/// Sets `acc` (a run of 32-byte `MrAcc`s) as the device starts them: zero, but every sum at
+/// -0.0 (the identity of IEEE addition).
+fn fresh_accumulators(acc: &mut [u8]) {
+    for a in acc.chunks_exact_mut(32) {
+        a.fill(0);
+        a[16..24].copy_from_slice(&(-0.0f64).to_bits().to_le_bytes());
+    }
+}
+
+/// A per-job kernel's results as it starts them: fresh accumulators, then a clear error record.
 fn fresh_results() -> Vec<u8> {
     let mut bytes = vec![0u8; 32 * abi::MAX_OUTPUTS + std::mem::size_of::<ErrorRecord>()];
-    for o in 0..abi::MAX_OUTPUTS {
-        bytes[32 * o + 16..32 * o + 24].copy_from_slice(&(-0.0f64).to_bits().to_le_bytes());
-    }
+    fresh_accumulators(&mut bytes[..32 * abi::MAX_OUTPUTS]);
     bytes
 }
 

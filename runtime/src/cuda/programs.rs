@@ -112,7 +112,8 @@ pub(crate) fn route(
 ) -> GpuRoute {
     let kernel = &prepared.gpu_kernel;
     let total = kernel.rows.fetch_add(rows as u64, Relaxed).saturating_add(rows as u64);
-    let compile = {
+    // Made only where a compile is wanted: most jobs find the kernel's state settled.
+    let compile = || {
         let (device, prepared) = (device.clone(), prepared.clone());
         move || {
             let symbol = format!("p{}", prepared.program.hash());
@@ -123,7 +124,7 @@ pub(crate) fn route(
         Route::Interpreter => GpuRoute { kernel: None, why: RouteReason::Megakernel },
         Route::Jit => {
             let asked = RouteReason::Asked("jit");
-            match kernel.wait(compile) {
+            match kernel.wait(compile()) {
                 Ok(k) => GpuRoute { kernel: Some(k), why: asked },
                 Err(why) => GpuRoute { kernel: None, why: RouteReason::Failed(Box::new(asked), why) },
             }
@@ -149,6 +150,7 @@ pub(crate) fn route(
                         cold
                     };
                     if started {
+                        let compile = compile();
                         let owner = prepared.clone();
                         let spawned =
                             std::thread::Builder::new().name("meridian-gpu-jit".into()).spawn(move || {
