@@ -50,10 +50,18 @@ fn gpu_programs_give_the_cpu_interpreters_results() {
 /// Seeds that once found a difference, run on every CI run. 16973147502354698360: a candidate
 /// loop whose branch after the `emit` tests the predicate's flag again (`jf b26, L1` with b26
 /// true falls through into more work) was taken by the CPU's loop fusion for a plain filter,
-/// skipping that work — the CPU, not the device, was wrong.
+/// skipping that work — the CPU, not the device, was wrong. 8625809817651925848,
+/// 12054407587112116132, 13408282845089337552: sums of many terms a row (a `sum` inside a
+/// candidate loop) differing by association beyond a bound that counted one term a row — the
+/// test's bound was wrong; it now counts the terms.
 #[test]
 fn seeds_that_found_bugs() {
-    for seed in [16_973_147_502_354_698_360u64] {
+    for seed in [
+        16_973_147_502_354_698_360u64,
+        8_625_809_817_651_925_848,
+        12_054_407_587_112_116_132,
+        13_408_282_845_089_337_552,
+    ] {
         if let Err(e) = common::check(gpu(), seed) {
             panic!("seed {seed}: {e}");
         }
