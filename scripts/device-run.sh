@@ -81,6 +81,15 @@ step "round trip: megakernel vs cuLaunchKernel + sync, 100k each"
 enough 45 && timeout -k 5 "$(left 45)" "$here/meridian" bench roundtrip --trips 100000 --warmup 2000 > "$OUT/roundtrip.txt" 2>&1
 result $?
 
+# Issue 18's topology: what the latency lane (one megakernel block an SM, under auto) costs a
+# small job, and a program's own kernel launched per job (jit), against the full megakernel
+# above.
+step "round trip on the lane (auto) and on per-job program kernels (jit), 20k each"
+enough 45 && for r in auto jit; do
+  timeout -k 5 "$(left 30)" "$here/meridian" bench roundtrip --trips 20000 --warmup 1000 --gpu-route "$r" >> "$OUT/roundtrip.txt" 2>&1
+done
+result $?
+
 step "pip join: 100M uniform points x countries, CPU executor (all cores) vs GPU megakernel vs GPU JIT"
 enough 120 && timeout -k 5 "$(left 120)" "$here/meridian" bench pip --points 100000000 --runs 3 > "$OUT/pip.txt" 2>&1
 result $?

@@ -190,6 +190,11 @@ enum BenchCommand {
         /// Untimed round trips first.
         #[arg(long, default_value_t = 2_000)]
         warmup: usize,
+        /// The Engine's GPU route: the megakernel with every block (interp), the megakernel
+        /// as the latency lane beside programs' kernels (auto: what the lane costs a small
+        /// job), or the program's own kernel launched per job (jit).
+        #[arg(long, value_parser = ["auto", "interp", "jit"], default_value = "interp")]
+        gpu_route: String,
     },
     /// Read one file four ways: the streamer's io_uring path, a std::fs read loop of the same
     /// chunk size, memmap2 and dd iflag=direct (the device's raw rate).
@@ -309,8 +314,8 @@ fn main() -> ExitCode {
         Command::Sql { query, tables, out, explain } => {
             cli::sql::sql(&cli::sql::SqlArgs { query, tables, out, explain })
         }
-        Command::Bench { which: BenchCommand::Roundtrip { trips, warmup } } => {
-            cli::bench::roundtrip(trips, warmup)
+        Command::Bench { which: BenchCommand::Roundtrip { trips, warmup, gpu_route } } => {
+            cli::bench::roundtrip(trips, warmup, gpu_route.parse().unwrap_or(meridian::Route::Interpreter))
         }
         Command::Bench { which: BenchCommand::Stream { file, chunk_mib, in_flight, runs, cold } } => {
             cli::bench::stream(&cli::bench::StreamArgs {

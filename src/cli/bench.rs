@@ -32,7 +32,7 @@ fn micros(d: Duration) -> String {
 }
 
 /// `meridian bench roundtrip`.
-pub fn roundtrip(trips: usize, warmup: usize) -> Result<(), Failure> {
+pub fn roundtrip(trips: usize, warmup: usize, route: meridian::Route) -> Result<(), Failure> {
     if trips == 0 {
         return Err(fail("--trips must be at least 1".into()));
     }
@@ -40,17 +40,19 @@ pub fn roundtrip(trips: usize, warmup: usize) -> Result<(), Failure> {
     if let Some(e) = probe.unusable() {
         return Err(fail(format!("meridian bench roundtrip measures the GPU: no usable CUDA device ({e})")));
     }
-    let r = meridian::cuda::bench::round_trip(trips, warmup).map_err(fail)?;
+    let r = meridian::cuda::bench::round_trip(trips, warmup, route).map_err(fail)?;
     let (m, l) = (r.megakernel, r.per_job_launch);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "meridian bench roundtrip: a one-row job (x of a point), {trips} timed round trips each after {warmup} untimed"
+        "meridian bench roundtrip: a one-row job (x of a point), {trips} timed round trips each after {warmup} untimed; \
+         GPU route {}",
+        route.name()
     );
     let _ = writeln!(s, "device: {}", r.device);
     let _ = writeln!(
         s,
-        "  megakernel (Engine::submit → Ticket::wait, mode gpu):   p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
+        "  Engine (Engine::submit → Ticket::wait, mode gpu):       p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
         micros(m.p50),
         micros(m.p99),
         micros(m.max),
@@ -75,7 +77,7 @@ pub fn roundtrip(trips: usize, warmup: usize) -> Result<(), Failure> {
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     let _ = writeln!(
         s,
-        "  megakernel / per-job launch: p50 {:.2}×, p99 {:.2}×; megakernel p99 / p50 {:.2}",
+        "  Engine / per-job launch: p50 {:.2}×, p99 {:.2}×; Engine p99 / p50 {:.2}",
         ratio(m.p50, l.p50),
         ratio(m.p99, l.p99),
         ratio(m.p99, m.p50)

@@ -15,6 +15,7 @@ use super::outputs::{Area, Arenas, Layout};
 use super::resident::Residency;
 use super::CudaDevice;
 use crate::engine::{Column, Engine, Mode};
+use crate::route::Route;
 
 /// Latency statistics of measured round trips.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,9 +128,17 @@ pub fn per_job_launches(trips: usize, warmup: usize) -> Result<(String, Latency)
     Ok((description, latency))
 }
 
-/// Round trips of the one-row job through an Engine in mode `gpu` (its resident megakernel).
-pub fn megakernel_round_trips(trips: usize, warmup: usize) -> Result<(String, Latency, Latency), String> {
-    let engine = Engine::builder().mode(Mode::Gpu).workers(1).build().map_err(|e| e.to_string())?;
+/// Round trips of the one-row job through an Engine in mode `gpu` on GPU route `route`:
+/// `interp`, the resident megakernel with every block; `auto`, the same megakernel as the
+/// latency lane (one block an SM, beside programs' kernels) — what the lane costs a small job;
+/// `jit`, the program's own kernel launched for every job.
+pub fn megakernel_round_trips(
+    trips: usize,
+    warmup: usize,
+    route: Route,
+) -> Result<(String, Latency, Latency), String> {
+    let engine =
+        Engine::builder().mode(Mode::Gpu).gpu_route(route).workers(1).build().map_err(|e| e.to_string())?;
     let (program, inputs) = one_point()?;
     let prepared = engine.prepare_verified(&program);
     let column = inputs.inputs()[0].column.clone();
@@ -137,6 +146,7 @@ pub fn megakernel_round_trips(trips: usize, warmup: usize) -> Result<(String, La
     let job = prepared.job(&bound);
     let mut samples = Vec::with_capacity(trips);
     let mut submits = Vec::with_capacity(trips);
+    let mut last = String::new();
     for i in 0..warmup + trips {
         let start = Instant::now();
         let ticket = engine.submit(job.clone()).map_err(|e| e.to_string())?;
@@ -144,6 +154,7 @@ pub fn megakernel_round_trips(trips: usize, warmup: usize) -> Result<(String, La
         let r = ticket.wait().map_err(|e| e.to_string())?;
         let elapsed = start.elapsed();
         check(&[r.get("x").cloned().ok_or("no output x")?])?;
+        last = format!("{} ({})", r.backend().name, r.backend().reason);
         if i >= warmup {
             samples.push(elapsed);
             submits.push(submitted);
@@ -151,12 +162,12 @@ pub fn megakernel_round_trips(trips: usize, warmup: usize) -> Result<(String, La
     }
     let latency = Latency::of(&mut samples).ok_or("no round trips measured")?;
     let submit = Latency::of(&mut submits).ok_or("no round trips measured")?;
-    Ok((engine.backend().reason.clone(), latency, submit))
+    Ok((format!("{}; the last job: {}", engine.backend().reason, last), latency, submit))
 }
 
 /// Both, per-job launches first (they need the GPU to themselves).
-pub fn round_trip(trips: usize, warmup: usize) -> Result<RoundTrip, String> {
+pub fn round_trip(trips: usize, warmup: usize, route: Route) -> Result<RoundTrip, String> {
     let (_, per_job_launch) = per_job_launches(trips, warmup)?;
-    let (device, megakernel, submit) = megakernel_round_trips(trips, warmup)?;
+    let (device, megakernel, submit) = megakernel_round_trips(trips, warmup, route)?;
     Ok(RoundTrip { device, megakernel, submit, per_job_launch })
 }
