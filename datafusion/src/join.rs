@@ -19,14 +19,16 @@ use datafusion::common::{exec_err, JoinSide, JoinType, Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::{Column, Literal};
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr, ScalarFunctionExpr};
+use datafusion::physical_expr::{
+    Distribution, EquivalenceProperties, Partitioning, PhysicalExpr, ScalarFunctionExpr,
+};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::joins::NestedLoopJoinExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    collect, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
-    SendableRecordBatchStream,
+    collect, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    InputDistributionRequirements, PlanProperties, SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
 use meridian_kernels::column::GeometryColumn;
@@ -96,20 +98,20 @@ struct Build {
 
 /// An inner spatial join run by meridian (see the module's documentation).
 pub struct MeridianSpatialJoinExec {
-    left: Arc<dyn ExecutionPlan>,
-    right: Arc<dyn ExecutionPlan>,
-    predicate: Predicate,
+    pub(crate) left: Arc<dyn ExecutionPlan>,
+    pub(crate) right: Arc<dyn ExecutionPlan>,
+    pub(crate) predicate: Predicate,
     /// The geometry column of each side, and whether the predicate's first argument is the
     /// left's.
-    left_geometry: usize,
-    right_geometry: usize,
-    left_first: bool,
+    pub(crate) left_geometry: usize,
+    pub(crate) right_geometry: usize,
+    pub(crate) left_first: bool,
     /// Output columns of left ++ right, as the nested loop join it replaces projected them.
-    projection: Option<Vec<usize>>,
+    pub(crate) projection: Option<Vec<usize>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     engine: Arc<Engine>,
-    program: Prepared,
+    pub(crate) program: Prepared,
     build: Arc<tokio::sync::OnceCell<Arc<Build>>>,
 }
 
@@ -149,6 +151,31 @@ impl MeridianSpatialJoinExec {
         let program = meridian_bytecode::assemble("spatial_join", &text)
             .map_err(|d| DataFusionError::Internal(format!("the spatial join's program: {d}")))?;
         let program = engine.prepare_verified(&program);
+        Ok(MeridianSpatialJoinExec::with_program(
+            left,
+            right,
+            predicate,
+            (left_geometry, right_geometry, left_first),
+            projection,
+            schema,
+            engine,
+            program,
+        ))
+    }
+
+    /// Like [`try_new`](Self::try_new) with the join's program given (a plan decoded on
+    /// another process carries the program it was planned with).
+    #[allow(clippy::too_many_arguments)] // a join's parts, all needed
+    pub(crate) fn with_program(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        predicate: Predicate,
+        (left_geometry, right_geometry, left_first): (usize, usize, bool),
+        projection: Option<Vec<usize>>,
+        schema: SchemaRef,
+        engine: Arc<Engine>,
+        program: Prepared,
+    ) -> MeridianSpatialJoinExec {
         let partitions = right.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
@@ -156,7 +183,7 @@ impl MeridianSpatialJoinExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(MeridianSpatialJoinExec {
+        MeridianSpatialJoinExec {
             left,
             right,
             predicate,
@@ -169,7 +196,7 @@ impl MeridianSpatialJoinExec {
             engine,
             program,
             build: Arc::new(tokio::sync::OnceCell::new()),
-        })
+        }
     }
 
     /// The predicate.
@@ -262,6 +289,16 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
         vec![&self.left, &self.right]
     }
 
+    /// The build side is consumed whole (every probe partition joins all of it), the probe
+    /// side partition by partition — as the nested loop join this replaces. A distributed
+    /// planner (Ballista) reads this to give every task the whole build side.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        InputDistributionRequirements::new(vec![
+            Distribution::SinglePartition,
+            Distribution::UnspecifiedDistribution,
+        ])
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
@@ -277,7 +314,7 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
         let [left, right]: [Arc<dyn ExecutionPlan>; 2] = children
             .try_into()
             .map_err(|_| DataFusionError::Internal("MeridianSpatialJoinExec has two children".into()))?;
-        Ok(Arc::new(MeridianSpatialJoinExec::try_new(
+        Ok(Arc::new(MeridianSpatialJoinExec::with_program(
             left,
             right,
             self.predicate,
@@ -285,7 +322,8 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
             self.projection.clone(),
             self.schema.clone(),
             self.engine.clone(),
-        )?))
+            self.program.clone(),
+        )))
     }
 
     #[allow(deprecated)] // still required by the trait; it delegates to replace_children
@@ -293,12 +331,7 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            datafusion::physical_plan::execution_plan::ReplaceChildrenOptions::new(
-                datafusion::physical_plan::execution_plan::ChildrenPropertiesMode::Recompute,
-            ),
-        )
+        self.replace_children(children, crate::recompute())
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {

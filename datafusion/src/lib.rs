@@ -6,14 +6,24 @@
 //!   GeoArrow), each evaluated batch by batch by meridian's engine ([`udf`]);
 //! - a physical optimizer rule that runs an inner join on one of the spatial predicates as a
 //!   [`MeridianSpatialJoinExec`]: the build side indexed once, each probe batch one bytecode
-//!   program through the engine, on the CPU or the GPU ([`join`]).
+//!   program through the engine, on the CPU or the GPU ([`join`]);
+//! - the table function `meridian_run('program.masm', 'input=table', …)`: any program over
+//!   registered tables ([`run`]).
+//!
+//! With the `ballista` feature, [`codec`] carries meridian's join and functions to a Ballista
+//! cluster's executors and [`ballista`] makes the sessions for one.
 //!
 //! [`sql::run`] is `meridian sql`: a query over Parquet and CSV files on such a context.
 //!
 //! It lives in its own crate so that meridian's default build does not compile DataFusion.
 
+#[cfg(feature = "ballista")]
+pub mod ballista;
+#[cfg(feature = "ballista")]
+pub mod codec;
 pub mod geometry;
 pub mod join;
+pub mod run;
 pub mod sql;
 pub mod udf;
 
@@ -32,10 +42,18 @@ pub fn register(ctx: &SessionContext, engine: Arc<Engine>) {
     for f in Function::ALL {
         ctx.register_udf(SpatialFunction::udf(f, engine.clone()));
     }
+    ctx.register_udtf(run::RunFunction::NAME, Arc::new(run::RunFunction::new(engine.clone())));
     // A context's physical optimizer rules are fixed in its state: the rule joins them by
     // rebuilding the state around it.
     let state = ctx.state_ref();
     let mut state = state.write();
     let rule = Arc::new(SpatialJoinRule::new(engine));
     *state = SessionStateBuilder::new_from_existing(state.clone()).with_physical_optimizer_rule(rule).build();
+}
+
+/// What meridian's nodes' `with_new_children` (still required by DataFusion's trait) asks of
+/// `replace_children`: the plan's properties recomputed for the new children.
+pub(crate) fn recompute() -> datafusion::physical_plan::execution_plan::ReplaceChildrenOptions {
+    use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+    ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute)
 }

@@ -1,6 +1,8 @@
-//! SQL through DataFusion with meridian registered, against meridian's engine run directly
-//! and against DataFusion's own nested loop evaluating the same functions pair by pair: the
-//! shipped cities and countries, WKB and GeoArrow points, nulls and empties.
+//! SQL through DataFusion with meridian registered, against meridian's engine run directly,
+//! against DataFusion's own nested loop evaluating the same functions pair by pair, and
+//! against GEOS (shapely) on the cities and 2M uniform points: the shipped cities and
+//! countries, WKB and GeoArrow points, nulls and empties; and `meridian_run`, any program
+//! over registered tables.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
 use std::collections::BTreeMap;
@@ -257,4 +259,210 @@ async fn scalar_functions_equal_the_engine_with_nulls_and_empties() {
     assert!(err.contains("st_area argument 1") && err.contains("not a geometry"), "{err}");
     let err = ctx.sql("SELECT ST_DWithin(geom, geom) FROM g").await.map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("st_dwithin takes 3 arguments"), "{err}");
+}
+
+fn repo(path: &str) -> String {
+    data(&format!("../{path}")).display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meridian_run_runs_any_program_over_registered_tables() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let pts = cities();
+    let ctx = context(&engine, true);
+    ctx.register_table("countries", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+    ctx.register_table("cities", table(&pts, &vec![None; pts.len()], Encoding::Wkb, 4096)).unwrap();
+
+    // A count: one `value` row, the engine's own pip join's size.
+    let want = engine_pairs(&engine, &zones, &pts).len() as u64;
+    let pip = repo("benches/pip_count.masm");
+    let sql = format!("SELECT value FROM meridian_run('{pip}', 'pts=cities', 'zones=countries.geom')");
+    let b = rows(&ctx, &sql).await;
+    let got = b[0].column(0).as_any().downcast_ref::<arrow_array::UInt64Array>().unwrap().value(0);
+    assert_eq!(got, want);
+    assert!(plan(&ctx, &sql)
+        .await
+        .contains("MeridianRunExec: pip_count (pts=cities, zones=countries) -> pairs"));
+
+    // Hits: `row, id`, the pairs themselves, usable in SQL.
+    let pairs_sql = format!(
+        "SELECT id AS country, row AS city FROM meridian_run('{}', 'zones=countries', 'pts=cities') ORDER BY 1, 2",
+        repo("examples/pip_join.masm")
+    );
+    let got: Vec<(i64, i64)> = rows(&ctx, &pairs_sql)
+        .await
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(0).as_any().downcast_ref::<arrow_array::UInt32Array>().unwrap().clone();
+            let r = b.column(1).as_any().downcast_ref::<arrow_array::UInt64Array>().unwrap().clone();
+            (0..b.num_rows()).map(move |i| (i64::from(c.value(i)), r.value(i) as i64)).collect::<Vec<_>>()
+        })
+        .collect();
+    let want = engine_pairs(&engine, &zones, &pts);
+    assert_eq!(got.len(), want.len(), "pairs");
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        panic!("pair {i}: {:?} vs the engine's {:?}", &got[i..i + 3], &want[i..i + 3]);
+    }
+
+    // A per-row output of a program with two: named; equal to ST_Area row for row.
+    let measure = repo("examples/measure.masm");
+    let areas =
+        rows(&ctx, &format!("SELECT area FROM meridian_run('{measure}', 'shapes=countries', 'area')")).await;
+    let by_sql = rows(&ctx, "SELECT ST_Area(geom) FROM countries ORDER BY id").await;
+    let col = |bs: &[RecordBatch]| -> Vec<Option<f64>> {
+        bs.iter()
+            .flat_map(|b| {
+                b.column(0).as_any().downcast_ref::<Float64Array>().unwrap().iter().collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    assert_eq!(col(&areas), col(&by_sql));
+    assert_eq!(col(&areas).len(), zones.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meridian_run_refuses_bad_calls_with_what_is_wrong() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let ctx = context(&engine, true);
+    ctx.register_table("countries", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+    let measure = repo("examples/measure.masm");
+    let pip = repo("benches/pip_count.masm");
+    let bad = std::env::temp_dir().join(format!("meridian-bad-{}.masm", std::process::id()));
+    std::fs::write(&bad, ".program bad\n.input a geometry\n    frobnicate g0\n").unwrap();
+    let bad = bad.display().to_string();
+    let cases = [
+        ("SELECT * FROM meridian_run()".to_owned(), "give the program file"),
+        ("SELECT * FROM meridian_run('/no/such/file.masm', 'a=countries')".to_owned(), "/no/such/file.masm"),
+        (format!("SELECT * FROM meridian_run('{bad}', 'a=countries')"), "frobnicate"),
+        (
+            format!("SELECT * FROM meridian_run('{measure}', 'shapes=countries')"),
+            "outputs area, length: name the one",
+        ),
+        (
+            format!("SELECT * FROM meridian_run('{measure}', 'shapes=countries', 'volume')"),
+            "no output 'volume'",
+        ),
+        (
+            format!("SELECT * FROM meridian_run('{measure}', 'shape=countries', 'area')"),
+            "no input 'shape' (its inputs: shapes)",
+        ),
+        (format!("SELECT * FROM meridian_run('{pip}', 'pts=countries')"), "input 'zones'"),
+        (format!("SELECT * FROM meridian_run('{measure}', 'shapes=nowhere', 'area')"), "no table nowhere"),
+        (
+            format!("SELECT * FROM meridian_run('{measure}', 'shapes=countries.name', 'area')"),
+            "countries.name",
+        ),
+        (format!("SELECT * FROM meridian_run('{measure}', 'shapes=countries', 42)"), "argument 3"),
+    ];
+    for (sql, want) in cases {
+        let result = match ctx.sql(&sql).await {
+            Ok(df) => df.collect().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let e = result.expect_err(&sql).to_string();
+        assert!(e.contains("meridian_run") && e.contains(want), "{sql}: {e}");
+    }
+}
+
+/// GEOS's (country, point) pairs of the countries containing each point, through shapely's
+/// STRtree: `None` (the test skips, saying so) without python3 and shapely, unless
+/// `MERIDIAN_REQUIRE_SHAPELY` is set, as CI sets it.
+fn shapely_pairs(zones: &GeometryColumn, pts: &[(f64, f64)]) -> Option<Vec<(i64, i64)>> {
+    let dir = std::env::temp_dir().join(format!("meridian-geos-{}-{}", std::process::id(), pts.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let coords: Vec<u8> =
+        pts.iter().flat_map(|&(x, y)| [x.to_le_bytes(), y.to_le_bytes()]).flatten().collect();
+    std::fs::write(dir.join("points.f64"), coords).unwrap();
+    let (_, wkb) = geoarrow::to_array(zones, 0..zones.len(), "g", Encoding::Wkb).unwrap();
+    let wkb = wkb.as_any().downcast_ref::<arrow_array::BinaryArray>().unwrap();
+    let hex: String = wkb
+        .iter()
+        .map(|v| v.unwrap().iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
+        .collect();
+    std::fs::write(dir.join("zones.hex"), hex).unwrap();
+    let script = "import sys, numpy as np, shapely\n\
+        d = sys.argv[1]\n\
+        pts = shapely.points(np.fromfile(d + '/points.f64', dtype='<f8').reshape(-1, 2))\n\
+        zones = [shapely.from_wkb(bytes.fromhex(l)) for l in open(d + '/zones.hex').read().split()]\n\
+        z, p = shapely.STRtree(pts).query(zones, predicate='contains')\n\
+        np.stack([z, p], axis=1).astype('<i8').tofile(d + '/pairs.i64')\n";
+    let out = std::process::Command::new("python3").args(["-c", script]).arg(&dir).output();
+    let required = std::env::var_os("MERIDIAN_REQUIRE_SHAPELY").is_some();
+    match out {
+        Ok(o) if o.status.success() => {}
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            assert!(!required, "MERIDIAN_REQUIRE_SHAPELY is set and shapely did not run: {why}");
+            println!(
+                "skipped: no python3 with shapely (bash .ci/install-shapely): {}",
+                why.lines().last().unwrap_or("")
+            );
+            return None;
+        }
+    }
+    let bytes = std::fs::read(dir.join("pairs.i64")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: Vec<i64> = bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let mut pairs: Vec<(i64, i64)> = v.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+    pairs.sort_unstable();
+    Some(pairs)
+}
+
+/// `n` uniform points over the world (splitmix64), as meridian's generator makes them.
+fn uniform(n: usize) -> Vec<(f64, f64)> {
+    let mut s = 0x5eed_u64;
+    let mut next = || {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n).map(|_| (next() * 360.0 - 180.0, next() * 180.0 - 90.0)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_pairs_and_counts_equal_meridian_run_and_geos_on_the_cities_and_2m_uniform_points() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let cities = cities();
+    let city_xy: Vec<(f64, f64)> = (0..cities.len()).map(|i| cities.view().point(i).unwrap()).collect();
+    for (what, xy) in [("cities", city_xy), ("2M uniform points", uniform(2_000_000))] {
+        let mut b = ColumnBuilder::new();
+        for &(x, y) in &xy {
+            b.push_point(x, y).unwrap();
+        }
+        let pts = Arc::new(b.finish());
+        let ctx = context(&engine, true);
+        ctx.register_table("countries", table(&zones, &names, Encoding::Wkb, 64)).unwrap();
+        ctx.register_table("pts", table(&pts, &vec![None; pts.len()], Encoding::Wkb, 1 << 16)).unwrap();
+        let sql_pairs = pairs(
+            &rows(&ctx, "SELECT c.id, p.id FROM countries c JOIN pts p ON ST_Contains(c.geom, p.geom)").await,
+        );
+        let run_pairs = engine_pairs(&engine, &zones, &pts);
+        assert_eq!(sql_pairs, run_pairs, "{what}: SQL vs meridian run");
+        // Counts per country, grouped by SQL.
+        let counts = rows(
+            &ctx,
+            "SELECT c.id, COUNT(*) FROM countries c JOIN pts p ON ST_Within(p.geom, c.geom) GROUP BY c.id",
+        )
+        .await;
+        let mut by_sql: Vec<(i64, i64)> = pairs(&counts);
+        by_sql.sort_unstable();
+        let mut by_run: BTreeMap<i64, i64> = BTreeMap::new();
+        for &(c, _) in &run_pairs {
+            *by_run.entry(c).or_default() += 1;
+        }
+        assert_eq!(by_sql, by_run.into_iter().collect::<Vec<_>>(), "{what}: counts");
+        if let Some(geos) = shapely_pairs(&zones, &xy) {
+            assert_eq!(sql_pairs.len(), geos.len(), "{what}: pairs, meridian vs GEOS");
+            assert_eq!(sql_pairs, geos, "{what}: meridian vs GEOS");
+            println!("{what}: {} pairs, equal to GEOS's", geos.len());
+        }
+    }
 }
