@@ -84,12 +84,21 @@ fn a_count_join_on_geoparquet_equals_meridian_run_and_runs_on_meridian() {
     let written = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(written.lines().nth(1), Some(want.to_string().as_str()), "{written}");
 
+    // Any program over the tables, through `meridian_run`: the same count as `meridian run`.
+    let run_sql = "SELECT value FROM meridian_run('benches/pip_count.masm', 'pts=pts', 'zones=zones')";
+    let o =
+        meridian(&["sql", run_sql, "-t", &format!("pts={}", s(&pts)), "-t", &format!("zones={}", s(&zones))]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{stdout}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains(&format!("| {want} ")), "{stdout}");
+
     // Bad input: one line, exit 2.
     for (args, says) in [
         (vec!["sql", "SELECT * FROM nowhere"], "nowhere"),
         (vec!["sql", "SELECT 1", "--table", "x"], "expected NAME=PATH"),
         (vec!["sql", "SELECT 1", "--table", "x=/no/such.parquet"], "no such file"),
         (vec!["sql", "SELECT ST_Area(name) FROM t", "--table", "t=data/country_codes.csv"], "not a geometry"),
+        (vec!["sql", "SELECT * FROM meridian_run('no.masm', 'a=b')"], "meridian_run: no.masm"),
     ] {
         let o = meridian(&args);
         let stderr = String::from_utf8_lossy(&o.stderr);

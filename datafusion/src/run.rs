@@ -71,6 +71,11 @@ fn err(what: impl fmt::Display) -> DataFusionError {
     DataFusionError::Plan(format!("meridian_run: {what}"))
 }
 
+/// The program a prepared one was made from.
+fn source(p: &Prepared) -> &Program {
+    p.program().program()
+}
+
 /// Reads and prepares the program at `path`.
 fn load(engine: &Engine, path: &str) -> Result<Prepared> {
     let bytes = std::fs::read(path).map_err(|e| err(format!("{path}: {e}")))?;
@@ -110,7 +115,7 @@ impl TableFunctionImpl for RunFunction {
             return Err(err("give the program file, then 'input=table' for each of its inputs"));
         };
         let program = load(&self.engine, path)?;
-        let declared = program.program().program().inputs();
+        let declared = source(&program).inputs();
         let mut bindings: Vec<Option<Binding>> = vec![None; declared.len()];
         let mut output = None;
         for arg in rest {
@@ -145,7 +150,7 @@ impl TableFunctionImpl for RunFunction {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let outputs = program.program().program().outputs();
+        let outputs = source(&program).outputs();
         let chosen = match &output {
             Some(name) => outputs.iter().find(|o| &o.name == name),
             None if outputs.len() == 1 => outputs.first(),
@@ -182,7 +187,7 @@ struct RunTable {
 
 impl fmt::Debug for RunTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunTable").field("program", &self.program.program().program().name()).finish()
+        f.debug_struct("RunTable").field("program", &source(&self.program).name()).finish()
     }
 }
 
@@ -287,7 +292,7 @@ struct RunExec {
 
 impl fmt::Debug for RunExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MeridianRunExec").field("program", &self.program.program().program().name()).finish()
+        f.debug_struct("MeridianRunExec").field("program", &source(&self.program).name()).finish()
     }
 }
 
@@ -297,7 +302,7 @@ impl DisplayAs for RunExec {
         write!(
             f,
             "MeridianRunExec: {} ({}) -> {}",
-            self.program.program().program().name(),
+            source(&self.program).name(),
             bound.join(", "),
             self.output
         )
@@ -306,7 +311,7 @@ impl DisplayAs for RunExec {
 
 impl RunExec {
     async fn run(&self, ctx: Arc<TaskContext>) -> Result<RecordBatch> {
-        let declared = self.program.program().program().inputs();
+        let declared = source(&self.program).inputs();
         let mut bound = Vec::with_capacity(self.inputs.len());
         for ((plan, b), decl) in self.inputs.iter().zip(&self.bindings).zip(declared) {
             let schema = plan.schema();
@@ -321,7 +326,7 @@ impl RunExec {
             let input = if decl.indexed { Input::indexed(column) } else { Input::rows(column) };
             bound.push((b.input.as_str(), input));
         }
-        let name = self.program.program().program().name().to_owned();
+        let name = source(&self.program).name().to_owned();
         let job = self.engine.bind(&self.program, bound).map_err(|e| err(format!("{name}: {e}")))?;
         let result = self.engine.run(self.program.job(&job)).map_err(|e| err(format!("{name}: {e}")))?;
         let Some(column) = result.get(&self.output) else {

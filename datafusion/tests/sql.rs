@@ -319,6 +319,22 @@ async fn meridian_run_runs_any_program_over_registered_tables() {
     };
     assert_eq!(col(&areas), col(&by_sql));
     assert_eq!(col(&areas).len(), zones.len());
+
+    // The same program as bytecode (`.mbc`): the same areas.
+    let program =
+        meridian_bytecode::assemble("measure", &std::fs::read_to_string(&measure).unwrap()).unwrap();
+    let mbc = std::env::temp_dir().join(format!("meridian-measure-{}.mbc", std::process::id()));
+    std::fs::write(&mbc, program.program().to_bytes()).unwrap();
+    let sql = format!("SELECT area FROM meridian_run('{}', 'shapes=countries', 'area')", mbc.display());
+    assert_eq!(col(&rows(&ctx, &sql).await), col(&by_sql));
+    // Damaged bytecode: a planning error, not a panic.
+    let mut bytes = program.program().to_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&mbc, bytes).unwrap();
+    let e = ctx.sql(&sql).await.map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("meridian_run") && e.contains(".mbc"), "{e}");
+    let _ = std::fs::remove_file(&mbc);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
