@@ -305,8 +305,11 @@ impl PhysicalExtensionCodec for MeridianCodec {
                 Ok(Arc::new(SpatialFunction::udf(f, self.engine.clone())))
             }
             Some((&TAG_INNER, rest)) => self.inner.try_decode_udf(name, rest),
+            Some((t, _)) => Err(DataFusionError::Plan(format!(
+                "function {name}: definition tag {t} is neither meridian's nor the wrapped codec's"
+            ))),
             // An empty definition: a function the encoding side's codec wrote nothing for.
-            _ => self.inner.try_decode_udf(name, buf),
+            None => self.inner.try_decode_udf(name, buf),
         }
     }
 
@@ -425,6 +428,8 @@ mod tests {
         assert!(buf.is_empty(), "DataFusion's functions are found by name on the other side");
         let err = codec.try_decode_udf("st_area", &[TAG_FUNCTION, b'x']).unwrap_err().to_string();
         assert!(err.contains("none of meridian's functions"), "{err}");
+        let err = codec.try_decode_udf("st_area", &[7, b'x']).unwrap_err().to_string();
+        assert!(err.contains("definition tag 7"), "{err}");
     }
 
     #[test]

@@ -98,8 +98,8 @@ struct Build {
 
 /// An inner spatial join run by meridian (see the module's documentation).
 pub struct MeridianSpatialJoinExec {
-    pub(crate) left: Arc<dyn ExecutionPlan>,
-    pub(crate) right: Arc<dyn ExecutionPlan>,
+    left: Arc<dyn ExecutionPlan>,
+    right: Arc<dyn ExecutionPlan>,
     pub(crate) predicate: Predicate,
     /// The geometry column of each side, and whether the predicate's first argument is the
     /// left's.
