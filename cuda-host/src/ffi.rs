@@ -1,6 +1,6 @@
 //! The entry points of `kernels/cuda/host.cpp`.
 
-use meridian_kernels::cuda::{DeviceColumn, DeviceIndex};
+use meridian_kernels::cuda::{BuiltCaps, DeviceColumn, DeviceIndex};
 
 extern "C" {
     pub fn mr_host_orient(ax: f64, ay: f64, bx: f64, by: f64, cx: f64, cy: f64) -> f64;
@@ -22,6 +22,17 @@ extern "C" {
         b: *const DeviceColumn,
         rb: u64,
         out: *mut i32,
+    ) -> i32;
+    pub fn mr_host_built_bytes(caps: *const BuiltCaps) -> u64;
+    pub fn mr_host_simplify_work_bytes(caps: *const BuiltCaps) -> u64;
+    pub fn mr_host_construct(
+        c: *const DeviceColumn,
+        row: u64,
+        op: u32,
+        m: *const f64,
+        caps: *const BuiltCaps,
+        scratch: *mut u8,
+        out: *mut DeviceColumn,
     ) -> i32;
     pub fn mr_host_slabs_locate(ix: *const DeviceIndex, part: u64, x: f64, y: f64) -> u32;
 }

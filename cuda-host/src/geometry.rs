@@ -5,8 +5,8 @@
 use std::convert::Infallible;
 
 use meridian_kernels::algo::Location;
-use meridian_kernels::column::GeometryColumn;
-use meridian_kernels::cuda::{DeviceColumn, DeviceIndex};
+use meridian_kernels::column::{Family, GeometryColumn, Parts};
+use meridian_kernels::cuda::{BuiltCaps, DeviceColumn, DeviceIndex};
 use meridian_kernels::index::SpatialIndex;
 
 use crate::ffi;
@@ -136,6 +136,105 @@ impl<'a> HostColumn<'a> {
         let ok = unsafe { ffi::mr_host_relate(&self.dev, a as u64, &other.dev, b as u64, out.as_mut_ptr()) };
         (ok == 1).then_some(out)
     }
+}
+
+/// A construction the device builds (`kernels/cuda/construct.cuh`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Construct {
+    /// `affine` with this matrix.
+    Affine([f64; 6]),
+    /// `simplify` with this tolerance.
+    Simplify(f64),
+}
+
+/// Why a device construction failed (`MR_BUILD_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// A mapped coordinate is not finite or beyond ±1e150.
+    NonFinite,
+    /// The slot was smaller than the construction.
+    TooLarge,
+}
+
+/// What the device built: the family and its parts → rings → coordinates, read straight from
+/// the slot's arrays.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Built {
+    /// The family.
+    pub family: Family,
+    /// Parts → rings → coordinates.
+    pub parts: Parts,
+}
+
+impl HostColumn<'_> {
+    /// `op` of `row` built in a slot with capacities `caps`: `None` for a null row.
+    pub fn construct(&self, row: usize, op: Construct, caps: BuiltCaps) -> Option<Result<Built, BuildError>> {
+        // SAFETY: pure functions of the capacities.
+        let bytes = unsafe { ffi::mr_host_simplify_work_bytes(&caps) + ffi::mr_host_built_bytes(&caps) };
+        let mut scratch = vec![0u64; usize::try_from(bytes.div_ceil(8)).ok()?];
+        let (code, m) = match op {
+            Construct::Affine(m) => (0, m),
+            Construct::Simplify(t) => (1, [t, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        };
+        let mut out = DeviceColumn::default();
+        // SAFETY: `dev` points at the borrowed column; `scratch` is 8-aligned and holds the
+        // work area and one slot for `caps` (the sizes the C++ itself computed); `m` holds six
+        // doubles; `out` is written with the slot's column, which points into `scratch`.
+        let r = unsafe {
+            ffi::mr_host_construct(
+                &self.dev,
+                row as u64,
+                code,
+                m.as_ptr(),
+                &caps,
+                scratch.as_mut_ptr().cast(),
+                &mut out,
+            )
+        };
+        match r {
+            -1 => return None,
+            0 => {}
+            1 => return Some(Err(BuildError::NonFinite)),
+            _ => return Some(Err(BuildError::TooLarge)),
+        }
+        // SAFETY: the slot's column points into `scratch`, alive here; its one row's offsets
+        // are within the arrays the construction wrote (the caller compares them with the CPU).
+        let built = unsafe { read_row(&out) };
+        Some(Ok(built))
+    }
+}
+
+/// The device's sizes for capacities `caps`: simplify's work area and one slot, in bytes.
+pub fn slot_bytes(caps: BuiltCaps) -> (u64, u64) {
+    // SAFETY: pure functions of the capacities.
+    unsafe { (ffi::mr_host_simplify_work_bytes(&caps), ffi::mr_host_built_bytes(&caps)) }
+}
+
+/// Row 0 of a one-row column the device built.
+///
+/// # Safety
+/// `c` must describe live arrays in the nested layout holding a valid row 0.
+unsafe fn read_row(c: &DeviceColumn) -> Built {
+    let at = |p: u64, i: u32| -> u32 {
+        // SAFETY: the caller's contract: offset arrays hold every index the row refers to.
+        unsafe { *(p as *const u32).add(i as usize) }
+    };
+    let coord = |i: u32| -> (f64, f64) {
+        // SAFETY: as above, for the coordinate arrays.
+        unsafe { (*(c.x as *const f64).add(i as usize), *(c.y as *const f64).add(i as usize)) }
+    };
+    // SAFETY: the row's kind byte.
+    let kind = unsafe { *(c.kinds as *const u8) };
+    let family = Family::from_id(kind).unwrap_or(Family::Point);
+    let (p0, p1) = (at(c.geom_offsets, 0), at(c.geom_offsets, 1));
+    let parts = (p0..p1)
+        .map(|p| {
+            (at(c.part_offsets, p)..at(c.part_offsets, p + 1))
+                .map(|r| (at(c.ring_offsets, r)..at(c.ring_offsets, r + 1)).map(coord).collect())
+                .collect()
+        })
+        .collect();
+    Built { family, parts }
 }
 
 /// An index as the device library reads it, pointing at the index's arrays.

@@ -47,6 +47,30 @@ fn gpu_programs_give_the_cpu_interpreters_results() {
     }
 }
 
+/// Programs that construct geometry (`affine`, `simplify`, chained, in candidate loops, moved
+/// and selected between registers) and read what they built with every other op: each
+/// construction in a slot of the thread's scratch, on the same emulated megakernel.
+#[test]
+fn constructive_programs_give_the_cpu_interpreters_results() {
+    let config = ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let programs = std::sync::atomic::AtomicU64::new(0);
+    let result = runner.run(&any::<u64>(), |seed| {
+        programs.fetch_add(1, Relaxed);
+        common::check_constructive(gpu(), seed)
+    });
+    let _ = writeln!(
+        std::io::stderr(),
+        "device differential (constructive): {} random programs compared with the CPU interpreter, {} of \
+         them failing alike on both (`affine` out of range)",
+        programs.load(Relaxed),
+        common::BOTH_FAILED.load(Relaxed)
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
 /// Seeds that once found a difference, run on every CI run. 16973147502354698360: a candidate
 /// loop whose branch after the `emit` tests the predicate's flag again (`jf b26, L1` with b26
 /// true falls through into more work) was taken by the CPU's loop fusion for a plain filter,

@@ -75,10 +75,23 @@ fn the_examples_on_the_shipped_data_match_the_cpu() {
         }
         let _ = writeln!(std::io::stderr(), "{name}: GPU == CPU ({} outputs)", want.outputs().len());
     }
-    // The fifth example builds geometries: refused by the GPU, with the reason.
+    // Geometry built on the device (each country simplified and moved), measured and probed.
+    let shrunk = meridian_bytecode::assemble("shrunk.masm", common::SHRUNK).unwrap();
+    let run = |e: &Engine| {
+        let p = e.prepare(shrunk.program()).unwrap();
+        let b = e
+            .bind(&p, [("shapes", Input::rows(zones.clone())), ("zones", Input::indexed(zones.clone()))])
+            .unwrap();
+        e.run(p.job(&b)).unwrap()
+    };
+    let (want, got) = (run(&cpu), run(&gpu));
+    assert_eq!(got.backend().name, "cuda");
+    common::assert_same_outputs(&want, &got, "shrunk.masm");
+    let _ = writeln!(std::io::stderr(), "shrunk.masm (affine, simplify on the device): GPU == CPU");
+    // The fifth example stores the geometry it builds: refused by the GPU, with the reason.
     let moved = example("moved.masm");
     let err = gpu.prepare(moved.program()).unwrap_err().to_string();
-    assert!(err.contains("`affine`"), "{err}");
+    assert!(err.contains("`store` to a geometry output") && !err.contains("`affine`"), "{err}");
 }
 
 #[test]
@@ -88,10 +101,14 @@ fn random_programs_match_the_cpu_interpreter() {
     let cases = std::env::var("MERIDIAN_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
     let config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
     let mut runner = proptest::test_runner::TestRunner::new(config);
-    let result = runner.run(&any::<u64>(), |seed| common::check(&gpu, seed));
+    let result = runner.run(&any::<u64>(), |seed| {
+        common::check(&gpu, seed)?;
+        common::check_constructive(&gpu, seed)
+    });
     let _ = writeln!(
         std::io::stderr(),
-        "device differential on the GPU: {} random programs, {} rows compared with the CPU interpreter",
+        "device differential on the GPU (constructive programs among them): {} random programs, {} rows compared \
+         with the CPU interpreter",
         common::PROGRAMS.load(Relaxed),
         common::ROWS.load(Relaxed)
     );

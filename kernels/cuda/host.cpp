@@ -121,6 +121,24 @@ int mr_host_relate(const MrColumn* a, u64 ra, const MrColumn* b, u64 rb, i32* ou
     return 1;
 }
 
+// Bytes a slot with capacities `caps` takes, and simplify's work area.
+u64 mr_host_built_bytes(const MrBuiltCaps* caps) { return mr_built_bytes(*caps); }
+u64 mr_host_simplify_work_bytes(const MrBuiltCaps* caps) { return mr_simplify_work_bytes(*caps); }
+
+// affine (op 0) or simplify (op 1, tolerance m[0]) of row `row` of `c`, built in `scratch`
+// (simplify's work area, then the slot); `*out` is the slot's one-row column. Returns -1 for
+// a null row, else MR_BUILD_*.
+int mr_host_construct(const MrColumn* c, u64 row, u32 op, const double* m, const MrBuiltCaps* caps, u8* scratch,
+                      MrColumn* out) {
+    MrGeom g;
+    if (!mr_geom(c, row, g)) return -1;
+    u64 work = mr_simplify_work_bytes(*caps);
+    MrBuilt* b = mr_built_at(scratch + work, *caps);
+    u32 r = op == 0 ? mr_build_affine(g, m, *caps, b) : mr_build_simplify(g, m[0], *caps, b, scratch);
+    *out = b->col;
+    return (int)r;
+}
+
 u32 mr_host_slabs_locate(const MrIndex* ix, u64 part, double x, double y) { return mr_slabs_locate(*ix, part, x, y); }
 
 }  // extern "C"

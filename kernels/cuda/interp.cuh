@@ -14,9 +14,11 @@
 #include "isa.cuh"
 #include "index.cuh"
 #include "relate.cuh"
+#include "construct.cuh"
 
 #define MR_B_NULL 2
 #define MR_SRC_NULL 0xff
+#define MR_SRC_BUILT 0xfe  // a geometry built this row (affine, simplify): MrG::col is its slot
 #define MR_CURSOR_BUF 16
 
 // Why a row could not run (all are broken invariants for a verified, bound program).
@@ -25,11 +27,31 @@
 #define MR_ERR_UNSUPPORTED_OP 2
 #define MR_ERR_NO_INDEX 3
 #define MR_ERR_MISSING_INPUT 4
+#define MR_ERR_NON_FINITE 5    // affine mapped a coordinate out of range (the CPU fails the row too)
+#define MR_ERR_NO_SCRATCH 6    // a constructive op where the kernel gave no scratch
+#define MR_ERR_SCRATCH_SIZE 7  // a construction larger than its slot (a broken host bound)
+#define MR_ERR_BAD_MATRIX 8    // affine's matrix outside the constant pool
 
-// A g register: a row of an input, or null (src == MR_SRC_NULL).
+// A g register: a row of an input, a geometry built this row (src == MR_SRC_BUILT, `col` its
+// slot's one-row column, `row` the input row it was built from, as the CPU's derived values
+// keep it), or null (src == MR_SRC_NULL).
 struct MrG {
     u32 row;
     u32 src;
+    const MrColumn* col;
+};
+
+// A thread's scratch for constructed geometry: `slots` slots of `slot_bytes` after a work area
+// of `work_bytes` (simplify's), each slot sized by `caps`. One more slot than registers that can
+// hold a constructed geometry, so a construction always finds a slot no register refers to.
+// base == nullptr: this kernel has none (constructive ops fail the row with MR_ERR_NO_SCRATCH).
+struct MrScratch {
+    u8* base;
+    u64 work_bytes;
+    u64 slot_bytes;
+    MrBuiltCaps caps;
+    u32 slots;
+    u32 pad;
 };
 
 #define MR_CUR_EMPTY 0
@@ -58,17 +80,22 @@ struct MrRegs {
     u8 b[MR_REGS_B];
     MrG g[MR_REGS_G];
     MrCursor c[MR_REGS_C];
+    MrScratch scratch;  // set by the kernel, kept across rows
 };
 
 MR_FN bool mr_areal_kind(u32 kind) { return kind == MR_FAM_POLYGON || kind == MR_FAM_MULTIPOLYGON; }
 
-MR_FN MrG mr_g_null() { return MrG{0, MR_SRC_NULL}; }
-MR_FN MrG mr_g_input(u32 src, u32 row) { return MrG{row, src}; }
+MR_FN MrG mr_g_null() { return MrG{0, MR_SRC_NULL, nullptr}; }
+MR_FN MrG mr_g_input(u32 src, u32 row) { return MrG{row, src, nullptr}; }
 
+// The geometry of a register: an input's row or a built one (whose column has one row).
 MR_FN bool mr_g_geom(const MrInput* ins, u32 nins, MrG v, MrGeom& g) {
-    if (v.src >= nins) return false;
-    return mr_geom(&ins[v.src].col, v.row, g);
+    if (v.src < nins) return mr_geom(&ins[v.src].col, v.row, g);
+    if (v.src == MR_SRC_BUILT && v.col != nullptr) return mr_geom(v.col, 0, g);
+    return false;
 }
+// The coordinate of a register that is a non-empty point row *of an input* (point_of on the
+// CPU: a built point takes the general paths there too, and so it does here).
 MR_FN bool mr_g_point(const MrInput* ins, u32 nins, MrG v, double& x, double& y) {
     if (v.src >= nins) return false;
     return mr_point_of(&ins[v.src].col, v.row, x, y);
@@ -279,14 +306,78 @@ MR_FN double mr_max_f(double x, double y) {
     return x > y ? x : y;
 }
 
-// The coordinates `x`/`y` read: a point's, NaN for POINT EMPTY; false (null) for anything
-// that is not a point.
+// The coordinates `x`/`y` read: a point's (an input's or a built one's), NaN for POINT
+// EMPTY; false (null) for anything that is not a point.
 MR_FN bool mr_point_coords(const MrInput* ins, u32 nins, MrG v, double& x, double& y) {
     if (mr_g_point(ins, nins, v, x, y)) return true;
     x = y = MR_NAN;
     MrGeom g;
-    return mr_g_geom(ins, nins, v, g) && g.family == MR_FAM_POINT;
+    if (!mr_g_geom(ins, nins, v, g) || g.family != MR_FAM_POINT) return false;
+    if (!mr_is_empty(g)) {
+        u32 k = mr_coord_begin(g);
+        x = g.c->x[k];
+        y = g.c->y[k];
+    }
+    return true;
 }
+
+// ---- constructed geometry ----------------------------------------------------------------
+
+// The record after a job's input table (`ninputs` MrInput, then this): the scratch of every
+// thread of the resident kernel, `thread_bytes` apart, for `threads` threads; base == nullptr
+// when the program constructs nothing.
+struct MrScratchTable {
+    u8* base;
+    u64 threads;
+    u64 thread_bytes;
+    u64 work_bytes;
+    u64 slot_bytes;
+    MrBuiltCaps caps;
+    u32 slots;
+    u32 pad;
+};
+static_assert(sizeof(MrScratchTable) == 64, "MrScratchTable");
+
+// Thread `t`'s scratch from the table after `ins` (none past the table's threads).
+MR_FN MrScratch mr_thread_scratch(const MrInput* ins, u32 nins, u64 t) {
+    const MrScratchTable* st = reinterpret_cast<const MrScratchTable*>(ins + nins);
+    MrScratch sc;
+    sc.base = nullptr;
+    sc.work_bytes = st->work_bytes;
+    sc.slot_bytes = st->slot_bytes;
+    sc.caps = st->caps;
+    sc.slots = st->slots;
+    sc.pad = 0;
+    if (st->base != nullptr && t < st->threads) sc.base = st->base + t * st->thread_bytes;
+    return sc;
+}
+MR_FN MrScratch mr_no_scratch() {
+    MrScratch sc;
+    sc.base = nullptr;
+    sc.work_bytes = sc.slot_bytes = 0;
+    sc.caps = MrBuiltCaps{0, 0, 0, 0};
+    sc.slots = 0;
+    sc.pad = 0;
+    return sc;
+}
+
+// A slot of the thread's scratch that no register refers to, placed for a construction;
+// nullptr when the kernel gave no scratch.
+MR_FN MrBuilt* mr_free_slot(const MrRegs& R) {
+    const MrScratch& sc = R.scratch;
+    if (sc.base == nullptr) return nullptr;
+    for (u32 s = 0; s < sc.slots; s++) {
+        u8* at = sc.base + sc.work_bytes + (u64)s * sc.slot_bytes;
+        const MrColumn* col = &reinterpret_cast<MrBuilt*>(at)->col;
+        bool used = false;
+        for (u32 i = 0; i < MR_REGS_G; i++) used |= R.g[i].src == MR_SRC_BUILT && R.g[i].col == col;
+        if (!used) return mr_built_at(at, sc.caps);
+    }
+    return nullptr;
+}
+
+// The error of a construction's result.
+MR_FN u32 mr_build_error(u32 r) { return r == MR_BUILD_NON_FINITE ? MR_ERR_NON_FINITE : MR_ERR_SCRATCH_SIZE; }
 
 MR_FN void mr_reset_regs(MrRegs& R) {
     R.f_null = 0xffffffffu;
@@ -569,8 +660,39 @@ MR_METHOD u32 mr_op(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, 
                 if (mr_fget(R, MR_SUM_SRC(w), v)) sink.sum(MR_SUM_OUTPUT(w), v);
                 return MR_STEP_ON;
             }
+            } else if constexpr (OP == MR_OP_AFFINE) { {
+                MrG v = R.g[mr_gi(MR_AFFINE_GEOM(w))];
+                u32 k = MR_AFFINE_MATRIX(w);
+                if (k > p.nconsts || p.nconsts - k < 6) return MR_ERR_BAD_MATRIX;
+                MrGeom g;
+                MrG out = mr_g_null();
+                if (mr_g_geom(ins, nins, v, g)) {
+                    MrBuilt* b = mr_free_slot(R);
+                    if (b == nullptr) return MR_ERR_NO_SCRATCH;
+                    u32 r = mr_build_affine(g, p.consts + k, R.scratch.caps, b);
+                    if (r != MR_BUILD_OK) return mr_build_error(r);
+                    out = MrG{v.row, MR_SRC_BUILT, &b->col};
+                }
+                R.g[mr_gi(MR_AFFINE_DST(w))] = out;
+                return MR_STEP_ON;
+            }
+            } else if constexpr (OP == MR_OP_SIMPLIFY) { {
+                MrG v = R.g[mr_gi(MR_SIMPLIFY_GEOM(w))];
+                double tol = 0.0;
+                MrGeom g;
+                MrG out = mr_g_null();
+                if (mr_fget(R, MR_SIMPLIFY_TOLERANCE(w), tol) && mr_g_geom(ins, nins, v, g)) {
+                    MrBuilt* b = mr_free_slot(R);
+                    if (b == nullptr) return MR_ERR_NO_SCRATCH;
+                    u32 r = mr_build_simplify(g, tol, R.scratch.caps, b, R.scratch.base);
+                    if (r != MR_BUILD_OK) return mr_build_error(r);
+                    out = MrG{v.row, MR_SRC_BUILT, &b->col};
+                }
+                R.g[mr_gi(MR_SIMPLIFY_DST(w))] = out;
+                return MR_STEP_ON;
+            }
             } else {
-                // AFFINE, SIMPLIFY, STOREG: the host refuses such programs (support.rs).
+                // STOREG: the host refuses such programs (support.rs).
                 return MR_ERR_UNSUPPORTED_OP;
             }
         }
@@ -631,6 +753,8 @@ MR_METHOD u32 mr_step(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R
         case MR_OP_DISJOINT: return mr_op<MR_OP_DISJOINT>(p, ins, row, R, sink, w, pc);
         case MR_OP_DWITHIN: return mr_op<MR_OP_DWITHIN>(p, ins, row, R, sink, w, pc);
         case MR_OP_DISTANCE: return mr_op<MR_OP_DISTANCE>(p, ins, row, R, sink, w, pc);
+        case MR_OP_AFFINE: return mr_op<MR_OP_AFFINE>(p, ins, row, R, sink, w, pc);
+        case MR_OP_SIMPLIFY: return mr_op<MR_OP_SIMPLIFY>(p, ins, row, R, sink, w, pc);
         case MR_OP_PROBE: return mr_op<MR_OP_PROBE>(p, ins, row, R, sink, w, pc);
         case MR_OP_PROBEDIST: return mr_op<MR_OP_PROBEDIST>(p, ins, row, R, sink, w, pc);
         case MR_OP_CNEXT: return mr_op<MR_OP_CNEXT>(p, ins, row, R, sink, w, pc);

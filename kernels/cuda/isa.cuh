@@ -306,9 +306,7 @@
 
 // What the megakernel runs. Every op here has a `case MR_OP_...:` in interp.cuh (a test
 // checks it); programs using any other op are refused for the GPU, for the reason given.
-#define MR_GPU_OPS(X) X(HALT) X(JMP) X(JT) X(JF) X(LOAD) X(CONST) X(MOVF) X(MOVB) X(MOVG) X(SELECTF) X(SELECTB) X(SELECTG) X(ADD) X(SUB) X(MUL) X(DIV) X(MIN) X(MAX) X(ABS) X(NEG) X(SQRT) X(LT) X(LE) X(GT) X(GE) X(EQ) X(NE) X(AND) X(OR) X(NOT) X(ISNULLF) X(AREA) X(LENGTH) X(BBOX) X(CENTROID) X(NPOINTS) X(ISEMPTY) X(ISNULLG) X(X) X(Y) X(INTERSECTS) X(CONTAINS) X(WITHIN) X(COVERS) X(COVEREDBY) X(TOUCHES) X(DISJOINT) X(DWITHIN) X(DISTANCE) X(PROBE) X(PROBEDIST) X(CNEXT) X(STOREF) X(STOREB) X(EMIT) X(COUNT) X(SUM)
-// refused: AFFINE (affine): constructive geometry (a new geometry per row) is built on the CPU only: the device interpreter has no per-thread geometry storage yet
-// refused: SIMPLIFY (simplify): constructive geometry (a new geometry per row) is built on the CPU only: the device interpreter has no per-thread geometry storage yet
+#define MR_GPU_OPS(X) X(HALT) X(JMP) X(JT) X(JF) X(LOAD) X(CONST) X(MOVF) X(MOVB) X(MOVG) X(SELECTF) X(SELECTB) X(SELECTG) X(ADD) X(SUB) X(MUL) X(DIV) X(MIN) X(MAX) X(ABS) X(NEG) X(SQRT) X(LT) X(LE) X(GT) X(GE) X(EQ) X(NE) X(AND) X(OR) X(NOT) X(ISNULLF) X(AREA) X(LENGTH) X(BBOX) X(CENTROID) X(NPOINTS) X(ISEMPTY) X(ISNULLG) X(X) X(Y) X(INTERSECTS) X(CONTAINS) X(WITHIN) X(COVERS) X(COVEREDBY) X(TOUCHES) X(DISJOINT) X(DWITHIN) X(DISTANCE) X(AFFINE) X(SIMPLIFY) X(PROBE) X(PROBEDIST) X(CNEXT) X(STOREF) X(STOREB) X(EMIT) X(COUNT) X(SUM)
 // refused: STOREG (store): geometry outputs are assembled on the CPU only: the device has no variable-size output columns yet
 
 #endif  // MR_ISA_CUH

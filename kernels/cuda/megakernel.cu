@@ -442,6 +442,7 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
         mr_sync();
         if (sh.quit) break;
         const MrProgram& p = sh.prog;
+        regs.scratch = mr_thread_scratch(sh.head.inputs, p.ninputs, (u64)mr_bid() * ntid + tid);
         sink.prog = &sh.prog;
         sink.outputs = sh.outs;
         sink.rows_begin = sh.head.rows_begin;
@@ -514,6 +515,9 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
     if (row >= end) return;
     const MrProgram& p = *prog;
     MrRegs regs;
+    // Per-job kernels have a thread per row, more than any scratch covers: programs that
+    // construct geometry run on the resident kernel (the GPU JIT refuses them).
+    regs.scratch = mr_no_scratch();
     MrThreadSink sink;
     sink.prog = prog;
     sink.outputs = outputs;

@@ -10,7 +10,7 @@ use std::fmt;
 
 use meridian_bytecode::{Opcode, VerifiedProgram};
 use meridian_kernels::column::Family;
-use meridian_kernels::cuda::{gpu_refusal, gpu_support, GpuSupport};
+use meridian_kernels::cuda::{gpu_refusal, gpu_support, jit_refusal, jit_support, GpuSupport};
 
 /// Which variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,8 +84,9 @@ const F64: &str = "fp64, IEEE 754 with the ISA's NaN and ±0 rules";
 impl Variant {
     /// Why it refuses op `op`, or `None` when it runs it.
     pub fn refuses_op(&self, op: Opcode) -> Option<&'static str> {
-        match (self.id, gpu_support(op)) {
-            (VariantId::GpuInterp | VariantId::GpuJit, GpuSupport::Refused(why)) => Some(why),
+        match (self.id, gpu_support(op), jit_support(op)) {
+            (VariantId::GpuInterp, GpuSupport::Refused(why), _) => Some(why),
+            (VariantId::GpuJit, _, GpuSupport::Refused(why)) => Some(why),
             _ => None,
         }
     }
@@ -105,7 +106,8 @@ impl Variant {
     pub fn admits(&self, program: &VerifiedProgram, rows: usize) -> Result<(), String> {
         self.admits_rows(rows)?;
         match self.id {
-            VariantId::GpuInterp | VariantId::GpuJit => gpu_refusal(program).map_or(Ok(()), Err),
+            VariantId::GpuInterp => gpu_refusal(program).map_or(Ok(()), Err),
+            VariantId::GpuJit => jit_refusal(program).map_or(Ok(()), Err),
             _ => Ok(()),
         }
     }
@@ -250,15 +252,20 @@ mod tests {
         assert_eq!(names(&bare), ["cpu-interp"]);
         assert_eq!(bare.check(), Ok(()));
         let gpu = all.get(VariantId::GpuInterp).unwrap();
-        assert_eq!(gpu.refuses_op(Opcode::Affine).map(|w| w.contains("constructive")), Some(true));
+        assert_eq!(gpu.refuses_op(Opcode::Affine), None);
+        assert_eq!(gpu.refuses_op(Opcode::StoreG).map(|w| w.contains("geometry outputs")), Some(true));
         assert_eq!(gpu.refuses_op(Opcode::Contains), None);
         let line = gpu.to_string();
         assert!(line.starts_with("gpu-interp (cuda interp): rows 65536..=4294967295"), "{line}");
-        assert!(line.contains("refuses affine, simplify, store"), "{line}");
+        assert!(line.contains("refuses store") && !line.contains("affine"), "{line}");
         assert!(!all.get(VariantId::CpuJit).unwrap().to_string().contains("refuses"));
         let programs = all.get(VariantId::GpuJit).unwrap();
         assert!(programs.to_string().starts_with("gpu-jit (cuda jit)"), "{programs}");
-        assert_eq!(programs.refuses_op(Opcode::Simplify).map(|w| w.contains("constructive")), Some(true));
+        assert_eq!(
+            programs.refuses_op(Opcode::Simplify).map(|w| w.contains("constructed geometry")),
+            Some(true)
+        );
+        assert!(programs.to_string().contains("refuses affine, simplify, store"), "{programs}");
     }
 
     #[test]
@@ -288,8 +295,21 @@ mod tests {
         assert!(gpu.admits(&pip, 99).unwrap_err().contains("takes jobs of 100 to 4294967295 rows, not 99"));
         assert!(gpu.admits(&pip, GPU_MAX_ROWS + 1).is_err());
         let moved = meridian_bytecode::assemble("m.masm", include_str!("../../examples/moved.masm")).unwrap();
-        assert!(gpu.admits(&moved, 1000).unwrap_err().contains("constructive"));
-        assert!(r.get(VariantId::GpuJit).unwrap().admits(&moved, 1000).unwrap_err().contains("constructive"));
+        assert!(gpu.admits(&moved, 1000).unwrap_err().contains("geometry output"));
+        assert!(r
+            .get(VariantId::GpuJit)
+            .unwrap()
+            .admits(&moved, 1000)
+            .unwrap_err()
+            .contains("geometry output"));
+        // Without its geometry output: the megakernel admits it, the GPU JIT does not.
+        let text = include_str!("../../examples/moved.masm")
+            .replace(".output moved  geometry", ".output moved  f64")
+            .replace("store    moved, g2", "area     f1, g2\n    store    moved, f1");
+        let measured = meridian_bytecode::assemble("m2.masm", &text).unwrap();
+        assert_eq!(gpu.admits(&measured, 1000), Ok(()));
+        let why = r.get(VariantId::GpuJit).unwrap().admits(&measured, 1000).unwrap_err();
+        assert!(why.contains("`affine`, `simplify`") && why.contains("per-job kernel"), "{why}");
         assert_eq!(r.get(VariantId::CpuJit).unwrap().admits(&moved, 1000), Ok(()));
         assert!(r.get(VariantId::Inline).unwrap().admits(&pip, 65).is_err());
     }

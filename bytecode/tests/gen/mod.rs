@@ -69,13 +69,15 @@ fn bind_due(b: &mut Builder, pending: &mut Vec<(Label, u32)>) {
     }
 }
 
-/// The ops that neither jump nor end a program; without those the GPU refuses when `gpu`.
-fn straight_line_ops(gpu: bool) -> Vec<Opcode> {
+/// The ops that neither jump nor end a program; without those the GPU refuses when `gpu`
+/// (constructive ops too, unless `constructive`).
+fn straight_line_ops(gpu: bool, constructive: bool) -> Vec<Opcode> {
     Opcode::ALL
         .iter()
         .copied()
         .filter(|o| o.flow() == Flow::Next && !o.operands().contains(&OperandKind::Jump))
-        .filter(|o| !(gpu && matches!(o, Opcode::Affine | Opcode::Simplify | Opcode::StoreG)))
+        .filter(|o| !(gpu && *o == Opcode::StoreG))
+        .filter(|o| !(gpu && !constructive && matches!(o, Opcode::Affine | Opcode::Simplify)))
         .collect()
 }
 
@@ -143,7 +145,7 @@ impl Gen {
             self.tick();
             match self.rng.below(100) {
                 0..=69 => {
-                    let simple = straight_line_ops(self.gpu);
+                    let simple = straight_line_ops(self.gpu, false);
                     let op = simple[self.rng.below(simple.len() as u64) as usize];
                     let args = self.args(op);
                     if !self.writes_busy_cursor(op, &args) {
@@ -246,6 +248,9 @@ pub fn random_gpu_program(seed: u64) -> VerifiedProgram {
 struct Dataflow {
     rng: Rng,
     gpu: bool,
+    /// With `gpu`: `affine` and `simplify` too (the GPU interpreter runs them), with matrices
+    /// that rarely send a coordinate out of range (which fails the whole job).
+    constructive: bool,
     b: Builder,
     row_inputs: Vec<u32>,
     indexed: u32,
@@ -259,7 +264,7 @@ struct Dataflow {
 const DIST_REG: u32 = 31;
 
 impl Dataflow {
-    fn new(seed: u64, gpu: bool) -> Dataflow {
+    fn new(seed: u64, gpu: bool, constructive: bool) -> Dataflow {
         let mut rng = Rng(seed);
         let mut b = Builder::new(format!("flow_{}", seed % 1000));
         let mut row_inputs = Vec::new();
@@ -276,6 +281,7 @@ impl Dataflow {
         Dataflow {
             rng,
             gpu,
+            constructive,
             b,
             row_inputs,
             indexed,
@@ -347,6 +353,9 @@ impl Dataflow {
                 OperandKind::Input { indexed: true } => OperandArg::Raw(self.indexed),
                 OperandKind::Output(k) => OperandArg::Raw(self.output(k)),
                 OperandKind::Const => OperandArg::Const(self.constant()),
+                OperandKind::Matrix if self.constructive && !self.rng.chance(5) => {
+                    OperandArg::Matrix([(); 6].map(|_| self.rng.below(17) as f64 / 4.0 - 2.0))
+                }
                 OperandKind::Matrix => OperandArg::Matrix([(); 6].map(|_| self.constant())),
                 OperandKind::Jump => return None,
             };
@@ -364,8 +373,12 @@ impl Dataflow {
             self.tick();
             match self.rng.below(100) {
                 0..=74 => {
-                    let mut simple = straight_line_ops(self.gpu);
+                    let mut simple = straight_line_ops(self.gpu, self.constructive);
                     simple.retain(|o| !matches!(o, Opcode::Probe | Opcode::ProbeDist));
+                    if self.constructive && self.rng.chance(25) {
+                        // Often enough that most programs construct, and use what they built.
+                        simple = vec![Opcode::Affine, Opcode::Simplify];
+                    }
                     let op = simple[self.rng.below(simple.len() as u64) as usize];
                     if let Some(args) = self.args(op) {
                         self.b.push(op, &args);
@@ -491,5 +504,11 @@ impl Dataflow {
 /// A program of `seed` that computes from its data (see [`Dataflow`]); `gpu`: only ops the GPU
 /// runs.
 pub fn random_dataflow_program(seed: u64, gpu: bool) -> VerifiedProgram {
-    Dataflow::new(seed, gpu).finish()
+    Dataflow::new(seed, gpu, false).finish()
+}
+
+/// A program of `seed` that computes from its data with `affine` and `simplify` among its ops
+/// (what the GPU interpreter runs, constructive ops included; no geometry output).
+pub fn random_constructive_program(seed: u64) -> VerifiedProgram {
+    Dataflow::new(seed, true, true).finish()
 }

@@ -66,6 +66,38 @@ done:
 ";
 
 /// The shipped Natural Earth countries.
+/// Geometry built on the device and read by the ops after it: each country simplified, then
+/// halved and moved, measured, and probed against the countries (the candidates tested with a
+/// predicate on the built geometry).
+pub const SHRUNK: &str = "\
+.program shrunk
+.input  shapes geometry
+.input  zones  polygons indexed
+.output area   f64
+.output npts   f64
+.output cx     f64
+.output meets  hits
+    load       g0, shapes
+    const      f0, 0.5
+    simplify   g1, g0, f0
+    affine     g2, g1, 0.5, 0.0, 0.0, 0.5, 1.0, 1.0
+    area       f1, g2
+    store      area, f1
+    npoints    f2, g1
+    store      npts, f2
+    centroid   f3, g2
+    store      cx, f3
+    probe      c0, zones, g2
+next:
+    cnext      g3, c0, done
+    intersects b0, g3, g2
+    jf         b0, next
+    emit       meets, g3
+    jmp        next
+done:
+    halt
+";
+
 pub fn countries() -> Arc<GeometryColumn> {
     let text = io::read_text(&data("countries.geojson")).unwrap();
     Arc::new(io::read_geojson("countries.geojson", &text).unwrap().geometry)
@@ -84,6 +116,8 @@ pub fn example(name: &str) -> VerifiedProgram {
 
 pub static PROGRAMS: AtomicU64 = AtomicU64::new(0);
 pub static ROWS: AtomicU64 = AtomicU64::new(0);
+/// Programs whose job failed on both sides (`affine` out of range).
+pub static BOTH_FAILED: AtomicU64 = AtomicU64::new(0);
 
 /// Random inputs for `program`: `rows` rows in every row input, a random indexed input.
 pub fn inputs(program: &VerifiedProgram, rng: &mut Rng, rows: usize) -> Vec<Input> {
@@ -96,10 +130,20 @@ pub fn cpu(
     bound: &BoundInputs,
     rows: std::ops::Range<usize>,
 ) -> Vec<OutputColumn> {
+    try_cpu(program, bound, rows).unwrap()
+}
+
+/// The CPU interpreter's outputs, or why the job failed (constructive programs can fail: a
+/// coordinate mapped out of range).
+pub fn try_cpu(
+    program: &VerifiedProgram,
+    bound: &BoundInputs,
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<OutputColumn>, String> {
     let it = Interpreter::new(program);
     let out = it.output_buffers(rows.clone(), 1 << 20);
-    it.run(bound, rows, &out, &mut Scratch::new()).unwrap();
-    out.finish().unwrap()
+    it.run(bound, rows, &out, &mut Scratch::new()).map_err(|e| e.to_string())?;
+    Ok(out.finish().unwrap())
 }
 
 /// How many times the `sum` into `output` of the program `text` runs over `rows` of `bound`:
@@ -130,6 +174,29 @@ pub fn same(a: f64, b: f64) -> bool {
 /// The per-job kernel's outputs (`got`: f64, bool, count and sum; `None` for kinds it does
 /// not produce) against the CPU interpreter's: f64 to the bit (NaN payloads aside), bool and
 /// count exactly; sums are not compared (added in another order).
+/// Every output of two results equal (f64 values to the bit, NaN equal to NaN).
+pub fn assert_same_outputs(
+    want: &meridian_runtime::JobResult,
+    got: &meridian_runtime::JobResult,
+    what: &str,
+) {
+    for ((n, w), (_, g)) in want.outputs().zip(got.outputs()) {
+        match (w, g) {
+            (OutputColumn::F64(w), OutputColumn::F64(g)) => {
+                assert_eq!(w.len(), g.len(), "{what}: output {n}");
+                for (row, (a, b)) in w.iter().zip(g.iter()).enumerate() {
+                    let ok = match (a, b) {
+                        (Some(a), Some(b)) => same(a, b),
+                        (a, b) => a.is_none() && b.is_none(),
+                    };
+                    assert!(ok, "{what}: output {n} row {row}: cpu {a:?} gpu {b:?}");
+                }
+            }
+            (w, g) => assert_eq!(w, g, "{what}: output {n}"),
+        }
+    }
+}
+
 pub fn assert_per_job_matches(want: &[OutputColumn], got: &[Option<OutputColumn>], what: &str) {
     for (w, g) in want.iter().zip(got) {
         match (w, g) {
@@ -150,6 +217,11 @@ pub fn assert_per_job_matches(want: &[OutputColumn], got: &[Option<OutputColumn>
 }
 
 /// Both generators' programs of `seed` on `engine` against the CPU interpreter.
+/// A constructive program of `seed` (`affine`, `simplify`) on `engine` against the CPU.
+pub fn check_constructive(engine: &Engine, seed: u64) -> Result<(), TestCaseError> {
+    compare(engine, gen::random_constructive_program(seed), seed)
+}
+
 pub fn check(engine: &Engine, seed: u64) -> Result<(), TestCaseError> {
     // The dataflow generator's programs compute from their data; the plain generator's read
     // mostly unwritten (null) registers, so they probe the null paths.
@@ -162,17 +234,31 @@ fn compare(engine: &Engine, program: VerifiedProgram, seed: u64) -> Result<(), T
     let rows = 1 + rng.below(60) as usize;
     let inputs = inputs(&program, &mut rng, rows);
     let bound = BoundInputs::bind(program.program(), inputs.clone()).unwrap();
-    let want = cpu(&program, &bound, 0..rows);
+    let want = try_cpu(&program, &bound, 0..rows);
+    let text = meridian_bytecode::disassemble(program.program()).unwrap();
 
     let prepared = engine.prepare(program.program()).unwrap();
     let names: Vec<String> = program.program().inputs().iter().map(|d| d.name.clone()).collect();
     let b = engine.bind(&prepared, names.iter().cloned().zip(inputs)).unwrap();
-    let got = engine.run(prepared.job(&b)).unwrap();
+    let got = engine.run(prepared.job(&b));
+    let (want, got) = match (want, got) {
+        (Ok(want), Ok(got)) => (want, got),
+        // Only `affine` fails a row; both must fail (not necessarily at the same row: threads
+        // race to report).
+        (Err(w), Err(meridian_runtime::JobError::Exec(g)))
+            if w.contains("affine") && g.message.contains("affine") =>
+        {
+            BOTH_FAILED.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+        (w, g) => {
+            let g = g.map(|r| outputs(&r));
+            return Err(TestCaseError::fail(format!("cpu {w:?}\ngpu {g:?}\n{text}")));
+        }
+    };
     prop_assert_eq!(got.backend().name, "cuda");
     PROGRAMS.fetch_add(1, Relaxed);
     ROWS.fetch_add(rows as u64, Relaxed);
-
-    let text = meridian_bytecode::disassemble(program.program()).unwrap();
     for ((name, g), w) in got.outputs().zip(&want) {
         match (g, w) {
             (OutputColumn::F64(g), OutputColumn::F64(w)) => {

@@ -169,8 +169,138 @@ pub struct DeviceProgram {
     pub pad: u32,
 }
 
+/// The capacities of a constructed geometry's slot (`MrBuiltCaps`): the most parts, rings and
+/// coordinates one row has. `affine` keeps a geometry's sizes and `simplify` only drops, so the
+/// largest row of a program's inputs bounds every geometry the program constructs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuiltCaps {
+    /// Parts.
+    pub parts: u32,
+    /// Rings.
+    pub rings: u32,
+    /// Coordinates.
+    pub coords: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+/// `(n + 7) & !7`, as `mr_round8`.
+const fn round8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+/// `sizeof(MrBuilt)`: a one-row column's record, its validity word, two row offsets and a kind.
+const BUILT_HEADER: u64 = 96;
+
+impl BuiltCaps {
+    /// The largest row of `col`.
+    pub fn of(col: &GeometryColumn) -> BuiltCaps {
+        if col.layout() == Layout::Points {
+            return BuiltCaps { parts: 1, rings: 1, coords: 1, pad: 0 };
+        }
+        let (g, p, r) = (&col.geom_offsets, &col.part_offsets, &col.ring_offsets);
+        let mut caps = BuiltCaps::default();
+        for w in g.windows(2) {
+            let (p0, p1) = (w[0] as usize, w[1] as usize);
+            let (Some(&r0), Some(&r1)) = (p.get(p0), p.get(p1)) else { continue };
+            let (Some(&k0), Some(&k1)) = (r.get(r0 as usize), r.get(r1 as usize)) else { continue };
+            caps = caps.max(BuiltCaps {
+                parts: w[1].saturating_sub(w[0]),
+                rings: r1.saturating_sub(r0),
+                coords: k1.saturating_sub(k0),
+                pad: 0,
+            });
+        }
+        caps
+    }
+
+    /// The larger of each capacity.
+    pub fn max(self, o: BuiltCaps) -> BuiltCaps {
+        BuiltCaps {
+            parts: self.parts.max(o.parts),
+            rings: self.rings.max(o.rings),
+            coords: self.coords.max(o.coords),
+            pad: 0,
+        }
+    }
+
+    /// Bytes of one slot (`mr_built_bytes`).
+    pub fn slot_bytes(&self) -> u64 {
+        round8(BUILT_HEADER)
+            + round8(4 * (u64::from(self.parts) + 1))
+            + round8(4 * (u64::from(self.rings) + 1))
+            + 16 * u64::from(self.coords)
+    }
+
+    /// Bytes of simplify's work area (`mr_simplify_work_bytes`): a flag and a stack entry per
+    /// coordinate.
+    pub fn work_bytes(&self) -> u64 {
+        round8(u64::from(self.coords)) + 8 * u64::from(self.coords)
+    }
+}
+
+/// The record after a job's input table (`MrScratchTable`): every resident-kernel thread's
+/// scratch for constructed geometry, `thread_bytes` apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScratchTable {
+    /// The scratch; 0 when the program constructs nothing.
+    pub base: u64,
+    /// Threads with scratch (global thread ids below this).
+    pub threads: u64,
+    /// Bytes a thread.
+    pub thread_bytes: u64,
+    /// Bytes of simplify's work area at the start of each thread's.
+    pub work_bytes: u64,
+    /// Bytes a slot.
+    pub slot_bytes: u64,
+    /// Every slot's capacities.
+    pub caps: BuiltCaps,
+    /// Slots a thread.
+    pub slots: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+impl ScratchTable {
+    /// The slots a thread needs for `program`: one more than the g registers that can hold a
+    /// constructed geometry (written by `affine`, `simplify`, `mov` or `select`), so a
+    /// construction always finds a slot no register refers to; 0 when nothing is constructed.
+    pub fn slots(program: &VerifiedProgram) -> u32 {
+        let constructs = program.instrs().any(|i| matches!(i, Instr::Affine { .. } | Instr::Simplify { .. }));
+        if !constructs {
+            return 0;
+        }
+        let mut written = 0u32;
+        for instr in program.instrs() {
+            let dst = match instr {
+                Instr::Affine { dst, .. }
+                | Instr::Simplify { dst, .. }
+                | Instr::MovG { dst, .. }
+                | Instr::SelectG { dst, .. } => dst.0,
+                _ => continue,
+            };
+            written |= 1 << (dst & 15);
+        }
+        written.count_ones() + 1
+    }
+
+    /// The table for `threads` threads with `slots` slots of `caps` each, at `base`; also the
+    /// bytes `base` must hold.
+    pub fn new(base: u64, threads: u64, slots: u32, caps: BuiltCaps) -> (ScratchTable, u64) {
+        let (work_bytes, slot_bytes) = (caps.work_bytes(), caps.slot_bytes());
+        let thread_bytes = round8(work_bytes + u64::from(slots) * slot_bytes);
+        let t = ScratchTable { base, threads, thread_bytes, work_bytes, slot_bytes, caps, slots, pad: 0 };
+        (t, thread_bytes.saturating_mul(threads))
+    }
+}
+
 const _: () = {
     use std::mem::{offset_of, size_of};
+    assert!(size_of::<BuiltCaps>() == 16);
+    assert!(size_of::<ScratchTable>() == 64);
+    assert!(offset_of!(ScratchTable, caps) == 40);
     assert!(size_of::<crate::algo::Rect>() == 32);
     assert!(size_of::<DeviceColumn>() == 72);
     assert!(offset_of!(DeviceColumn, rows) == 56);
@@ -394,3 +524,11 @@ unsafe impl bytemuck::Pod for DeviceJoin {}
 unsafe impl bytemuck::Zeroable for DeviceProgram {}
 // SAFETY: see above.
 unsafe impl bytemuck::Pod for DeviceProgram {}
+// SAFETY: see above.
+unsafe impl bytemuck::Zeroable for BuiltCaps {}
+// SAFETY: see above.
+unsafe impl bytemuck::Pod for BuiltCaps {}
+// SAFETY: see above.
+unsafe impl bytemuck::Zeroable for ScratchTable {}
+// SAFETY: see above.
+unsafe impl bytemuck::Pod for ScratchTable {}

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use meridian_bytecode::{Instr, VerifiedProgram};
 
-use super::support::gpu_refusal;
+use super::support::jit_refusal;
 
 /// The C identifier of a program's generated functions: `symbol` with everything but ASCII
 /// letters, digits and `_` replaced by `_`.
@@ -37,7 +37,7 @@ pub fn identifier(symbol: &str) -> String {
 /// emulated block each, as `mr_host_run_rows` does). Goes after the megakernel's sources in
 /// one translation unit ([`jit_unit`]). `Err` is why the device does not run the program.
 pub fn generate(program: &VerifiedProgram, symbol: &str) -> Result<String, String> {
-    if let Some(why) = gpu_refusal(program) {
+    if let Some(why) = jit_refusal(program) {
         return Err(why);
     }
     let id = identifier(symbol);
@@ -198,7 +198,17 @@ mod tests {
         let moved =
             meridian_bytecode::assemble("m.masm", include_str!("../../../examples/moved.masm")).unwrap();
         let why = generate(&moved, "moved").unwrap_err();
-        assert!(why.contains("constructive"), "{why}");
+        assert!(why.contains("`store` to a geometry output"), "{why}");
+        // Without the geometry output the device interpreter runs it, but not a per-job kernel.
+        let measured = meridian_bytecode::assemble(
+            "m2.masm",
+            ".program m2\n.input s geometry\n.output a f64\n    load g0, s\n    const f0, 0.5\n    \
+             simplify g1, g0, f0\n    area f1, g1\n    store a, f1\n    halt\n",
+        )
+        .unwrap();
+        assert_eq!(super::super::gpu_refusal(&measured), None);
+        let why = generate(&measured, "m2").unwrap_err();
+        assert!(why.contains("`simplify`") && why.contains("per-job kernel"), "{why}");
         let (tu, refused) = jit_unit([("pip", &pip), ("moved", &moved)]);
         assert!(tu.contains("mr_jit_row_pip") && !tu.contains("mr_jit_row_moved"));
         assert_eq!(refused.len(), 1);

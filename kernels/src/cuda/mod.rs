@@ -17,9 +17,12 @@ pub mod isa;
 pub mod jit;
 pub mod support;
 
-pub use abi::{check_index, DeviceColumn, DeviceIndex, DeviceInput, DeviceJoin, DeviceProgram, TREE_STACK};
+pub use abi::{
+    check_index, BuiltCaps, DeviceColumn, DeviceIndex, DeviceInput, DeviceJoin, DeviceProgram, ScratchTable,
+    TREE_STACK,
+};
 pub use isa::{device_name, isa_header};
-pub use support::{gpu_refusal, gpu_support, GpuSupport, MAX_GPU_REDUCTIONS};
+pub use support::{gpu_refusal, gpu_support, jit_refusal, jit_support, GpuSupport, MAX_GPU_REDUCTIONS};
 
 /// The device sources, in the order one translation unit includes them, with their text.
 pub const SOURCES: &[(&str, &str)] = &[
@@ -30,6 +33,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("geom.cuh", include_str!("../../cuda/geom.cuh")),
     ("index.cuh", include_str!("../../cuda/index.cuh")),
     ("relate.cuh", include_str!("../../cuda/relate.cuh")),
+    ("construct.cuh", include_str!("../../cuda/construct.cuh")),
     ("isa.cuh", include_str!("../../cuda/isa.cuh")),
     ("interp.cuh", include_str!("../../cuda/interp.cuh")),
     ("megakernel.cu", include_str!("../../cuda/megakernel.cu")),

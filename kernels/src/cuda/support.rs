@@ -15,9 +15,6 @@ pub enum GpuSupport {
     Refused(&'static str),
 }
 
-const CONSTRUCTIVE: &str = "constructive geometry (a new geometry per row) is built on the CPU only: the \
-     device interpreter has no per-thread geometry storage yet";
-
 /// The device's support for `op`.
 pub const fn gpu_support(op: Opcode) -> GpuSupport {
     use Opcode::*;
@@ -26,13 +23,39 @@ pub const fn gpu_support(op: Opcode) -> GpuSupport {
         | Sub | Mul | Div | Min | Max | Abs | Neg | Sqrt | Lt | Le | Gt | Ge | Eq | Ne | And | Or | Not
         | IsNullF | Area | Length | Bbox | Centroid | NPoints | IsEmpty | IsNullG | X | Y | Intersects
         | Contains | Within | Covers | CoveredBy | Touches | Disjoint | DWithin | Distance | Probe
-        | ProbeDist | CNext | StoreF | StoreB | Emit | Count | Sum => GpuSupport::Runs,
-        Affine | Simplify => GpuSupport::Refused(CONSTRUCTIVE),
+        | ProbeDist | CNext | StoreF | StoreB | Emit | Count | Sum | Affine | Simplify => GpuSupport::Runs,
         StoreG => GpuSupport::Refused(
             "geometry outputs are assembled on the CPU only: the device has no variable-size output \
              columns yet",
         ),
     }
+}
+
+/// Why the GPU JIT's per-job kernels refuse constructive ops: a per-job kernel runs a thread
+/// per row, more threads than any per-thread scratch covers, so programs that construct
+/// geometry stay on the resident kernel (whose threads each have a scratch).
+pub const JIT_CONSTRUCTIVE: &str =
+    "a per-job kernel has no per-thread scratch for constructed geometry (`affine`, \
+     `simplify`): the program runs on the resident kernel";
+
+/// The GPU JIT's support for `op`: the device's, less constructive ops ([`JIT_CONSTRUCTIVE`]).
+pub const fn jit_support(op: Opcode) -> GpuSupport {
+    match op {
+        Opcode::Affine | Opcode::Simplify => GpuSupport::Refused(JIT_CONSTRUCTIVE),
+        _ => gpu_support(op),
+    }
+}
+
+/// Why the GPU JIT will not compile `program`, or `None` when it will.
+pub fn jit_refusal(program: &VerifiedProgram) -> Option<String> {
+    gpu_refusal(program).or_else(|| {
+        let ops: Vec<String> = [Opcode::Affine, Opcode::Simplify]
+            .into_iter()
+            .filter(|&op| program.instrs().any(|i| i.opcode() == op))
+            .map(describe)
+            .collect();
+        (!ops.is_empty()).then(|| format!("the GPU JIT does not run {} ({JIT_CONSTRUCTIVE})", ops.join(", ")))
+    })
 }
 
 /// Most `count` and `sum` outputs a program may have on the device (each thread keeps its

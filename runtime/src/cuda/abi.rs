@@ -99,6 +99,10 @@ pub(crate) fn error_message(code: u32) -> &'static str {
         2 => "an op the device does not run",
         3 => "probe of an input without an index",
         4 => "probe of a missing input",
+        5 => "affine: a coordinate is not finite or beyond ±1e150",
+        6 => "a constructive op in a kernel without per-thread scratch",
+        7 => "a constructed geometry larger than its scratch slot",
+        8 => "affine matrix outside the constant pool",
         _ => "an unknown device error",
     }
 }

@@ -96,7 +96,8 @@ pub fn per_job_launches(trips: usize, warmup: usize) -> Result<(String, Latency)
     let (program, inputs) = one_point()?;
     let mut residency = Residency::default();
     let record = residency.program(&dev, &program).map_err(err)?;
-    let table = residency.binding(&dev, &program, &inputs).map_err(err)?;
+    // No resident kernel here: the bench's program constructs nothing, so no scratch.
+    let table = residency.binding(&dev, &program, &inputs, 0).map_err(err)?;
     let kinds: Vec<_> = program.program().outputs().iter().map(|o| o.kind).collect();
     let layout = Layout::new(&kinds, 1, 0, 0).map_err(err)?;
     let arenas = Arc::new(Arenas::new(&dev, 1).map_err(err)?);

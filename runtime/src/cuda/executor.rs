@@ -360,6 +360,11 @@ impl GpuExecutor {
         lock(&self.unhealthy).clone()
     }
 
+    /// Threads of the megakernel (each has its own scratch for constructed geometry).
+    fn threads(&self) -> u64 {
+        u64::from(self.blocks) * u64::from(self.block_threads)
+    }
+
     /// Blocks of the megakernel and the fewest rows a chunk gets.
     pub(crate) fn grid(&self) -> (u32, usize) {
         (self.blocks, self.tuning.min_chunk_rows)
@@ -400,7 +405,7 @@ impl GpuExecutor {
         let mut r = lock(&self.residency);
         let program = &job.prepared.program;
         r.program(&self.dev, program)
-            .and_then(|p| r.binding(&self.dev, program, &job.inputs).map(|b| (p, b)))
+            .and_then(|p| r.binding(&self.dev, program, &job.inputs, self.threads()).map(|b| (p, b)))
             .map(|(p, b)| (p, b, program.program().outputs().iter().map(|o| o.kind).collect()))
             .map_err(|e| format!("placing the job on the device: {e}"))
     }

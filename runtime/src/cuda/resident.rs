@@ -10,7 +10,9 @@ use std::sync::{Arc, Weak};
 
 use meridian_bytecode::{ProgramHash, VerifiedProgram};
 use meridian_kernels::column::GeometryColumn;
-use meridian_kernels::cuda::{check_index, DeviceColumn, DeviceIndex, DeviceInput, DeviceProgram};
+use meridian_kernels::cuda::{
+    check_index, BuiltCaps, DeviceColumn, DeviceIndex, DeviceInput, DeviceProgram, ScratchTable,
+};
 use meridian_kernels::index::SpatialIndex;
 use meridian_kernels::interp::BoundInputs;
 
@@ -18,6 +20,11 @@ use super::device::{DeviceAlloc, DeviceError, Shared};
 
 /// Arrays start on 256-byte boundaries (whole memory transactions).
 const ALIGN: usize = 256;
+
+/// The most device memory one binding's scratch for constructed geometry may take (every
+/// resident-kernel thread's slots, each the size of the inputs' largest row); a job that would
+/// need more is not placed on the device (under `auto` it runs on the CPU, saying why).
+pub(crate) const SCRATCH_BUDGET: u64 = 4 << 30;
 
 /// Where `place` puts arrays: measuring first, then writing into one allocation.
 struct Placer<'a> {
@@ -78,9 +85,10 @@ pub(crate) struct ResidentProgram {
 /// A bound input set on the device: the `MrInput` table, and what it refers to.
 #[derive(Debug)]
 pub(crate) struct ResidentBinding {
-    /// Device address of the `MrInput` table.
+    /// Device address of the `MrInput` table (followed by its `MrScratchTable`).
     pub table: u64,
     _alloc: DeviceAlloc,
+    _scratch: Option<DeviceAlloc>,
     _columns: Vec<Arc<ResidentColumn>>,
     _indexes: Vec<Arc<ResidentIndex>>,
 }
@@ -182,12 +190,15 @@ impl Residency {
             .sum()
     }
 
-    /// The device table of `inputs` (bound to `program`), uploading what is not resident.
+    /// The device table of `inputs` (bound to `program`), uploading what is not resident;
+    /// when the program constructs geometry, with scratch for `threads` resident-kernel
+    /// threads.
     pub fn binding(
         &mut self,
         dev: &Arc<Shared>,
         program: &VerifiedProgram,
         inputs: &Arc<BoundInputs>,
+        threads: u64,
     ) -> Result<Arc<ResidentBinding>, DeviceError> {
         if let Some(b) = cached(&self.bindings, inputs) {
             return Ok(b);
@@ -212,15 +223,46 @@ impl Residency {
             }
             table.push(d);
         }
-        let alloc = DeviceAlloc::new(dev, std::mem::size_of_val(table.as_slice()).max(1))?;
+        let (scratch_table, scratch) = scratch(dev, program, inputs, threads)?;
+        let table_bytes = std::mem::size_of_val(table.as_slice());
+        let alloc = DeviceAlloc::new(dev, table_bytes + std::mem::size_of::<ScratchTable>())?;
         alloc.write(0, bytemuck::cast_slice(&table))?;
+        alloc.write(table_bytes, bytemuck::bytes_of(&scratch_table))?;
         let b = Arc::new(ResidentBinding {
             table: alloc.ptr(),
             _alloc: alloc,
+            _scratch: scratch,
             _columns: columns,
             _indexes: indexes,
         });
         self.bindings.insert(Arc::as_ptr(inputs) as usize, (Arc::downgrade(inputs), b.clone()));
         Ok(b)
     }
+}
+
+/// The scratch for the geometry `program` constructs over `inputs`, for `threads` threads: its
+/// table, and its allocation (none when the program constructs nothing).
+fn scratch(
+    dev: &Arc<Shared>,
+    program: &VerifiedProgram,
+    inputs: &BoundInputs,
+    threads: u64,
+) -> Result<(ScratchTable, Option<DeviceAlloc>), DeviceError> {
+    let slots = ScratchTable::slots(program);
+    if slots == 0 {
+        return Ok((ScratchTable::default(), None));
+    }
+    let caps = inputs.inputs().iter().fold(BuiltCaps::default(), |c, i| c.max(BuiltCaps::of(&i.column)));
+    let (_, bytes) = ScratchTable::new(0, threads, slots, caps);
+    if bytes > SCRATCH_BUDGET {
+        return Err(DeviceError(format!(
+            "constructed geometry needs {bytes} bytes of device scratch ({threads} threads × {slots} slots for rows of \
+             up to {} coordinates), more than the {} GiB budget",
+            caps.coords,
+            SCRATCH_BUDGET >> 30
+        )));
+    }
+    let alloc = DeviceAlloc::new(dev, usize::try_from(bytes).unwrap_or(usize::MAX).max(1))?;
+    let (table, _) = ScratchTable::new(alloc.ptr(), threads, slots, caps);
+    Ok((table, Some(alloc)))
 }
