@@ -341,7 +341,7 @@ impl Device for HostDevice {
         program: &meridian_bytecode::VerifiedProgram,
         symbol: &str,
     ) -> Result<CompiledProgram, DeviceError> {
-        if let Some(why) = meridian_kernels::cuda::gpu_refusal(program) {
+        if let Some(why) = meridian_kernels::cuda::jit_refusal(program) {
             return Err(DeviceError(why));
         }
         if self.refuse_compiles.load(SeqCst) {

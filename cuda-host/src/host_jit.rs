@@ -36,7 +36,7 @@ const FLAGS: &[&str] = &[
     "-Wno-unused-label",
 ];
 
-/// The translation unit of `programs`' generated code (those the device refuses left out)
+/// The translation unit of `programs`' generated code (those the GPU JIT refuses left out)
 /// built as host C++.
 pub fn host_unit<'a>(programs: impl IntoIterator<Item = (&'a str, &'a VerifiedProgram)>) -> String {
     let mut src = String::from(

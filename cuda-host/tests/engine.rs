@@ -45,17 +45,24 @@ fn pip_join_on_the_shipped_data_matches_the_cpu() {
 
 #[test]
 fn programs_the_gpu_does_not_run_fail_under_gpu_and_fall_back_under_auto() {
-    let program = example("moved.masm");
+    // Five geometry outputs: one more than a device thread keeps.
+    let program = assemble(
+        "five.masm",
+        ".program five\n.input shapes geometry\n.output a geometry\n.output b geometry\n.output c geometry\n\
+         .output d geometry\n.output e geometry\n    load g0, shapes\n    store a, g0\n    store b, g0\n    \
+         store c, g0\n    store d, g0\n    store e, g0\n    halt\n",
+    )
+    .unwrap();
     let gpu = gpu_engine(1, 8);
     let err = gpu.prepare(program.program()).unwrap_err();
     assert!(matches!(err, EngineError::GpuRefused(_)), "{err}");
     let text = err.to_string();
-    assert!(text.contains("`store` to a geometry output") && !text.contains("`affine`"), "{text}");
+    assert!(text.contains("5 geometry outputs; the GPU runs at most 4"), "{text}");
     // prepare_verified lets it through; the job then fails with the same reason.
     let p = gpu.prepare_verified(&program);
     let b = gpu.bind(&p, [("shapes", countries())]).unwrap();
     match gpu.run(p.job(&b)) {
-        Err(JobError::Refused(why)) => assert!(why.contains("geometry output"), "{why}"),
+        Err(JobError::Refused(why)) => assert!(why.contains("geometry outputs"), "{why}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
 
@@ -73,19 +80,19 @@ fn programs_the_gpu_does_not_run_fail_under_gpu_and_fall_back_under_auto() {
     assert_eq!(r.backend().name, "cpu");
     assert!(r.backend().fallback);
     assert!(
-        r.backend().reason.contains("geometry output")
+        r.backend().reason.contains("geometry outputs")
             && r.backend().reason.contains("ran on the CPU executor"),
         "{:?}",
         r.backend()
     );
-    let OutputColumn::Geometry(moved) = r.get("moved").unwrap() else { panic!() };
-    assert_eq!(moved.len(), 177);
+    let OutputColumn::Geometry(stored) = r.get("e").unwrap() else { panic!() };
+    assert_eq!(stored.len(), 177);
     // The fall-back is an event with every field.
     let events = meridian_runtime::events::recent();
     let e = events
         .iter()
         .rev()
-        .find(|e| e.surface == "job" && e.reason.contains("geometry output"))
+        .find(|e| e.surface == "job" && e.reason.contains("geometry outputs"))
         .unwrap_or_else(|| panic!("no job event: {events:?}"));
     assert_eq!((e.requested.as_str(), e.selected.as_str()), ("gpu", "cpu"));
     assert_eq!(e.detail, "177 rows");
@@ -103,27 +110,84 @@ fn programs_the_gpu_does_not_run_fail_under_gpu_and_fall_back_under_auto() {
     let b = strict.bind(&p, [("shapes", countries())]).unwrap();
     match strict.run(p.job(&b)) {
         Err(JobError::Strict(why)) => {
-            assert!(why.contains("MERIDIAN_STRICT_NATIVE=1") && why.contains("geometry output"), "{why}")
+            assert!(why.contains("MERIDIAN_STRICT_NATIVE=1") && why.contains("geometry outputs"), "{why}")
         }
         other => panic!("expected a strict refusal, got {other:?}"),
     }
+}
+
+/// The fifth example: each country moved and simplified, stored as a geometry output —
+/// written by each device thread into the output's arena, assembled on the host — equal to
+/// the CPU's column, row for row.
+#[test]
+fn geometry_outputs_match_the_cpu() {
+    let inputs = [("shapes", Input::rows(countries()))];
+    let (want, got) = common::cpu_and_gpu(&gpu_engine(2, 16), &example("moved.masm"), &inputs);
+    assert_eq!(got.attempts(), 1, "the estimate held");
+    let (Some(OutputColumn::Geometry(w)), Some(OutputColumn::Geometry(g))) =
+        (want.get("moved"), got.get("moved"))
+    else {
+        panic!("geometry outputs")
+    };
+    assert_eq!(w.len(), 177);
+    assert_eq!(w, g);
+}
+
+/// A stored construction outlives the register it was stored from: its slot stays taken
+/// until the row ends, though the register moves on to newer constructions (which would
+/// otherwise reuse the slot and overwrite it); of two stores, the last wins.
+#[test]
+fn a_stored_construction_keeps_its_slot_until_the_row_ends() {
+    let program = assemble(
+        "kept.masm",
+        ".program kept\n.input shapes geometry\n.output first geometry\n.output last geometry\n    \
+         load g0, shapes\n    affine g1, g0, 2.0, 0.0, 0.0, 2.0, 0.0, 0.0\n    store first, g1\n    \
+         affine g1, g0, 3.0, 0.0, 0.0, 3.0, 0.0, 0.0\n    store last, g1\n    \
+         affine g1, g0, 4.0, 0.0, 0.0, 4.0, 0.0, 0.0\n    affine g1, g0, 5.0, 0.0, 0.0, 5.0, 0.0, 0.0\n    \
+         store last, g1\n    affine g1, g1, 6.0, 0.0, 0.0, 6.0, 0.0, 0.0\n    halt\n",
+    )
+    .unwrap();
+    let (want, got) =
+        common::cpu_and_gpu(&gpu_engine(2, 16), &program, &[("shapes", Input::rows(countries()))]);
+    common::assert_same_outputs(&want, &got, "kept.masm");
+}
+
+/// More geometry than the arena's estimate (each city stores the country it falls in, far
+/// larger than the average row): the job runs again with room for every word it counted.
+#[test]
+fn geometry_past_the_arena_reruns_with_room() {
+    let program = assemble(
+        "home.masm",
+        ".program home\n.input pts points\n.input zones polygons indexed\n.output home geometry\n    \
+         load g0, pts\n    probe c0, zones, g0\nnext:\n    cnext g1, c0, done\n    contains b0, g1, g0\n    \
+         jf b0, next\n    store home, g1\n    jmp next\ndone:\n    halt\n",
+    )
+    .unwrap();
+    let (all, zones) = (cities(), countries());
+    let mut b = meridian_kernels::column::ColumnBuilder::new();
+    for row in (0..all.len()).step_by(25) {
+        b.push_geom(all.get(row).as_ref()).unwrap();
+    }
+    let pts = Arc::new(b.finish());
+    let inputs = [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones))];
+    let (want, got) = common::cpu_and_gpu(&gpu_engine(2, 16), &program, &inputs);
+    assert_eq!(got.attempts(), 2, "one re-run with room");
+    let (Some(OutputColumn::Geometry(w)), Some(OutputColumn::Geometry(g))) =
+        (want.get("home"), got.get("home"))
+    else {
+        panic!("geometry outputs")
+    };
+    assert_eq!(w.len(), pts.len());
+    assert!((0..w.len()).filter(|&r| w.get(r).is_some()).count() > 8_000);
+    assert_eq!(w, g);
 }
 
 #[test]
 fn constructive_programs_on_the_shipped_data_match_the_cpu() {
     let program = assemble("shrunk.masm", common::SHRUNK).unwrap();
     let zones = countries();
-    let cpu = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
-    let gpu = gpu_engine(2, 16);
-    let run = |e: &Engine| {
-        let p = e.prepare(program.program()).unwrap();
-        let b = e
-            .bind(&p, [("shapes", Input::rows(zones.clone())), ("zones", Input::indexed(zones.clone()))])
-            .unwrap();
-        e.run(p.job(&b)).unwrap()
-    };
-    let (want, got) = (run(&cpu), run(&gpu));
-    assert_eq!(got.backend().name, "cuda", "{:?}", got.backend());
+    let inputs = [("shapes", Input::rows(zones.clone())), ("zones", Input::indexed(zones.clone()))];
+    let (want, got) = common::cpu_and_gpu(&gpu_engine(2, 16), &program, &inputs);
     common::assert_same_outputs(&want, &got, "shrunk.masm");
     // The constructions did something: fewer points than the countries have, and hits.
     let Some(OutputColumn::F64(npts)) = got.get("npts") else { panic!() };

@@ -14,7 +14,7 @@ use meridian_bytecode::VerifiedProgram;
 use meridian_cuda_host::data::Rng;
 use meridian_cuda_host::host_jit::{self, HostKernel};
 use meridian_cuda_host::per_job::{run_rows, run_rows_with};
-use meridian_kernels::cuda::{self, gpu_refusal, jit};
+use meridian_kernels::cuda::{self, jit, jit_refusal};
 use meridian_kernels::interp::BoundInputs;
 use meridian_runtime::driver::{compile_cubin, nvrtc_library_present, Arch};
 
@@ -59,9 +59,9 @@ fn generated_programs_compile_to_an_sm90_cubin() {
     // and a few random programs; the host build below runs many more.
     let programs = programs(3);
     let (tu, refused) = jit::jit_unit(programs.iter().map(|(n, p)| (n.as_str(), p)));
-    // Refused exactly where the device refuses the program, with its reason.
+    // Refused exactly where the GPU JIT refuses the program (`jit_refusal`), with its reason.
     let want: Vec<&str> =
-        programs.iter().filter(|(_, p)| gpu_refusal(p).is_some()).map(|(n, _)| n.as_str()).collect();
+        programs.iter().filter(|(_, p)| jit_refusal(p).is_some()).map(|(n, _)| n.as_str()).collect();
     let got: Vec<&str> = refused.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(got, want);
     assert!(refused.iter().all(|(_, why)| !why.is_empty()));
@@ -88,7 +88,7 @@ fn generated_code_built_as_host_cpp_gives_the_interpreters_results() {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut compared = 0;
     for (name, program) in &programs {
-        if gpu_refusal(program).is_some() {
+        if jit_refusal(program).is_some() {
             continue;
         }
         let kernel = HostKernel::load(&lib, name).unwrap_or_else(|e| panic!("{e}"));

@@ -157,6 +157,31 @@ fn a_program_whose_kernel_does_not_compile_stays_on_the_megakernel_and_says_why(
     assert_eq!(device.program_runs().0, 0);
 }
 
+/// A program that builds and stores geometry: the GPU JIT refuses it (its per-job kernels
+/// have no per-thread scratch and no geometry arena), so under `jit` it runs on the
+/// megakernel's latency lane — whose threads' scratch is sized for the lane — saying why.
+#[test]
+fn a_program_that_builds_geometry_runs_on_the_lane_under_jit_and_says_why() {
+    let device = Arc::new(HostDevice::new(2, 32));
+    let e = engine(&device, Mode::Gpu, Route::Jit);
+    let program = example("moved.masm");
+    let run = |e: &Engine| {
+        let p = e.prepare(program.program()).unwrap();
+        let b = e.bind(&p, [("shapes", Input::rows(countries()))]).unwrap();
+        e.run(p.job(&b)).unwrap()
+    };
+    let r = run(&e);
+    assert_eq!(variant(&r), VariantId::GpuInterp);
+    assert_eq!(r.backend().route, "interp");
+    let why = why(&r);
+    assert!(
+        why.contains("the GPU JIT does not run `affine`, `simplify`") && why.contains("geometry output"),
+        "{why}"
+    );
+    assert!(outputs(&r) == outputs(&run(&cpu())));
+    assert_eq!(device.program_runs().0, 0);
+}
+
 #[test]
 fn the_megakernel_route_keeps_every_sm_and_never_compiles() {
     let device = Arc::new(HostDevice::new(4, 32));

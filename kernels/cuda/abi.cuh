@@ -88,11 +88,16 @@ struct MrProgram {
     u32 noutputs;
     MrJoin join;
     u8 out_kinds[64];     // OutputKind per output (MR_OUT_*)
-    u8 red_of[64];        // per output: its reduction slot (count/sum), 0xff for none
+    u8 red_of[64];        // per output: its reduction slot (count/sum) or its pending
+                          // geometry slot (geometry), 0xff for none
     u8 red_outputs[16];   // per reduction slot: its output
     u32 nred;             // reduction slots used
-    u32 pad;
+    u32 ngeom;            // geometry outputs (each has a pending slot, MR_GEOM_OUTPUTS at most)
 };
+
+// Geometry outputs a program may have on the device (each thread keeps each one's pending
+// value until the row ends, as the CPU does).
+#define MR_GEOM_OUTPUTS 4
 
 #define MR_PRED_INTERSECTS 0
 #define MR_PRED_CONTAINS 1

@@ -80,6 +80,7 @@ struct MrRegs {
     u8 b[MR_REGS_B];
     MrG g[MR_REGS_G];
     MrCursor c[MR_REGS_C];
+    MrG out_g[MR_GEOM_OUTPUTS];  // each geometry output's value this row (`store` sets it)
     MrScratch scratch;  // set by the kernel, kept across rows
 };
 
@@ -371,6 +372,8 @@ MR_FN MrBuilt* mr_free_slot(const MrRegs& R) {
         const MrColumn* col = &reinterpret_cast<MrBuilt*>(at)->col;
         bool used = false;
         for (u32 i = 0; i < MR_REGS_G; i++) used |= R.g[i].src == MR_SRC_BUILT && R.g[i].col == col;
+        // A geometry stored this row is written out when the row ends: its slot stays.
+        for (u32 i = 0; i < MR_GEOM_OUTPUTS; i++) used |= R.out_g[i].src == MR_SRC_BUILT && R.out_g[i].col == col;
         if (!used) return mr_built_at(at, sc.caps);
     }
     return nullptr;
@@ -384,6 +387,7 @@ MR_FN void mr_reset_regs(MrRegs& R) {
     for (u32 i = 0; i < MR_REGS_B; i++) R.b[i] = MR_B_NULL;
     for (u32 i = 0; i < MR_REGS_G; i++) R.g[i] = mr_g_null();
     for (u32 i = 0; i < MR_REGS_C; i++) R.c[i].mode = MR_CUR_EMPTY;
+    for (u32 i = 0; i < MR_GEOM_OUTPUTS; i++) R.out_g[i] = mr_g_null();
 }
 
 // What mr_step returns when the row goes on (at `pc`).
@@ -691,8 +695,14 @@ MR_METHOD u32 mr_op(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, 
                 R.g[mr_gi(MR_SIMPLIFY_DST(w))] = out;
                 return MR_STEP_ON;
             }
+            } else if constexpr (OP == MR_OP_STOREG) { {
+                // Pending until the row ends (mr_end_row): the last store wins, as on the CPU.
+                u32 k = p.red_of[MR_STOREG_OUTPUT(w) & 63];
+                if (k >= MR_GEOM_OUTPUTS) return MR_ERR_UNSUPPORTED_OP;
+                R.out_g[k] = R.g[mr_gi(MR_STOREG_SRC(w))];
+                return MR_STEP_ON;
+            }
             } else {
-                // STOREG: the host refuses such programs (support.rs).
                 return MR_ERR_UNSUPPORTED_OP;
             }
         }
@@ -760,11 +770,24 @@ MR_METHOD u32 mr_step(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R
         case MR_OP_CNEXT: return mr_op<MR_OP_CNEXT>(p, ins, row, R, sink, w, pc);
         case MR_OP_STOREF: return mr_op<MR_OP_STOREF>(p, ins, row, R, sink, w, pc);
         case MR_OP_STOREB: return mr_op<MR_OP_STOREB>(p, ins, row, R, sink, w, pc);
+        case MR_OP_STOREG: return mr_op<MR_OP_STOREG>(p, ins, row, R, sink, w, pc);
         case MR_OP_EMIT: return mr_op<MR_OP_EMIT>(p, ins, row, R, sink, w, pc);
         case MR_OP_COUNT: return mr_op<MR_OP_COUNT>(p, ins, row, R, sink, w, pc);
         case MR_OP_SUM: return mr_op<MR_OP_SUM>(p, ins, row, R, sink, w, pc);
         default:
             return MR_ERR_UNSUPPORTED_OP;
+    }
+}
+
+// The row has halted: each geometry output gets the value last stored (null when none).
+template <typename Sink>
+MR_FN void mr_end_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink) {
+    for (u32 o = 0; o < p.noutputs && o < 64; o++) {
+        if (p.out_kinds[o] != MR_OUT_GEOMETRY) continue;
+        u32 k = p.red_of[o];
+        MrGeom g;
+        bool ok = k < MR_GEOM_OUTPUTS && mr_g_geom(ins, p.ninputs, R.out_g[k], g);
+        sink.store_geom(o, row, ok ? &g : nullptr);
     }
 }
 
@@ -783,7 +806,11 @@ MR_FN u32 mr_run_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R,
         pc++;
         const u32 s = mr_step(p, ins, row, R, sink, w, pc);
         if (s == MR_STEP_ON) continue;
-        if (s != MR_ERR_NONE) err_pc = at;
+        if (s != MR_ERR_NONE) {
+            err_pc = at;
+        } else if (p.ngeom != 0) {
+            mr_end_row(p, ins, row, R, sink);
+        }
         return s;
     }
 }

@@ -58,7 +58,11 @@ struct MrComplete {
     u64 hits;
 };
 
-// Where one output of a job goes.
+// Where one output of a job goes. A geometry output uses the hits fields for its own arrays:
+// `hits` its arena of words (each row's geometry: part and ring offsets, two u32 a word, then
+// x, then y), `hit_capacity` the arena's words, and `runs` a record of four words per job row
+// (its start in the arena, ~0 past the capacity; its family, 0 for null; parts << 32 | rings;
+// coordinates).
 struct MrOutput {
     u32 kind;
     u32 pad;
@@ -158,6 +162,10 @@ MR_FN MrSlotState* mr_slot_state(const MrControl* ctl, u32 slot) {
 
 // ---- per-thread outputs ------------------------------------------------------------------
 
+// Words of a stored geometry's offsets: its parts' and rings' (np + 1 and nr + 1 u32,
+// relative to its first ring and coordinate), two a word.
+MR_FN u64 mr_geom_offset_words(u32 np, u32 nr) { return ((u64)np + nr + 2 + 1) / 2; }
+
 struct MrThreadSink {
     const MrProgram* prog;
     const MrOutput* outputs;
@@ -177,6 +185,46 @@ struct MrThreadSink {
         out.valid[i] = ok ? 1 : 0;
     }
     MR_METHOD void store_bool(u32 o, u64 row, u8 v) { outputs[o].bools[row - rows_begin] = v; }
+    // A geometry output's row (`g` null: a null row): its words reserved in the output's
+    // arena by one atomic, then written there, and the row's record pointing at them. Past
+    // the arena's capacity nothing is written but the words are still counted: the host runs
+    // the job again with room for them (as it does for hits).
+    MR_METHOD void store_geom(u32 o, u64 row, const MrGeom* g) {
+        const MrOutput& out = outputs[o];
+        u64* rec = out.runs + 4 * (row - rows_begin);
+        if (g == nullptr) {
+            rec[0] = 0;
+            rec[1] = 0;
+            rec[2] = 0;
+            rec[3] = 0;
+            return;
+        }
+        u32 np = g->p1 - g->p0;
+        u32 r0 = mr_first_ring(*g), r1 = mr_last_ring(*g);
+        u32 k0 = mr_coord_begin(*g), k1 = mr_coord_end(*g);
+        u32 nr = r1 - r0, nc = k1 - k0;
+        u64 offsets = mr_geom_offset_words(np, nr);
+        u64 words = offsets + 2ULL * nc;
+        u64 start = mr_atomic_add_u64(&acc[o].cursor, words);
+        rec[1] = g->family;
+        rec[2] = ((u64)np << 32) | nr;
+        rec[3] = nc;
+        if (start + words > out.hit_capacity) {
+            rec[0] = ~0ULL;
+            return;
+        }
+        rec[0] = start;
+        u64* at = out.hits + start;
+        u32* off = reinterpret_cast<u32*>(at);
+        for (u32 p = 0; p <= np; p++) off[p] = mr_po(g->c, g->p0 + p) - r0;
+        for (u32 r = 0; r <= nr; r++) off[np + 1 + r] = mr_ro(g->c, r0 + r) - k0;
+        if ((np + nr + 2) & 1) off[np + nr + 2] = 0;
+        double* xy = reinterpret_cast<double*>(at + offsets);
+        for (u32 k = 0; k < nc; k++) {
+            xy[k] = g->c->x[k0 + k];
+            xy[nc + k] = g->c->y[k0 + k];
+        }
+    }
     MR_METHOD void emit(u32 o, u64 row, u32 id) {
         if (n == MR_LOCAL_HITS) flush_own();
         keys[n] = (row << 32) | (u64)id;
@@ -257,6 +305,10 @@ MR_FN void mr_init_dense(const MrProgram& p, const MrOutput* outputs, u64 i) {
             outputs[o].valid[i] = 0;
         } else if (k == MR_OUT_BOOL) {
             outputs[o].bools[i] = MR_B_NULL;
+        } else if (k == MR_OUT_GEOMETRY) {
+            // Null unless the row ends normally (mr_end_row writes every geometry output).
+            u64* rec = outputs[o].runs + 4 * i;
+            rec[0] = rec[1] = rec[2] = rec[3] = 0;
         }
     }
 }

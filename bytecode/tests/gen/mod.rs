@@ -69,15 +69,17 @@ fn bind_due(b: &mut Builder, pending: &mut Vec<(Label, u32)>) {
     }
 }
 
-/// The ops that neither jump nor end a program; without those the GPU refuses when `gpu`
-/// (constructive ops too, unless `constructive`).
+/// The ops that neither jump nor end a program; with `gpu`, without constructive ops and
+/// geometry stores unless `constructive` (what the GPU JIT refuses; the GPU interpreter runs
+/// them).
 fn straight_line_ops(gpu: bool, constructive: bool) -> Vec<Opcode> {
     Opcode::ALL
         .iter()
         .copied()
         .filter(|o| o.flow() == Flow::Next && !o.operands().contains(&OperandKind::Jump))
-        .filter(|o| !(gpu && *o == Opcode::StoreG))
-        .filter(|o| !(gpu && !constructive && matches!(o, Opcode::Affine | Opcode::Simplify)))
+        .filter(|o| {
+            !(gpu && !constructive && matches!(o, Opcode::Affine | Opcode::Simplify | Opcode::StoreG))
+        })
         .collect()
 }
 
@@ -275,7 +277,7 @@ impl Dataflow {
         let indexed = b.indexed_input("zones", INPUT_KINDS[rng.below(4) as usize]).unwrap().0;
         let outputs = OutputKind::ALL
             .iter()
-            .filter(|&&k| !(gpu && k == OutputKind::Geometry))
+            .filter(|&&k| !(gpu && !constructive && k == OutputKind::Geometry))
             .map(|&k| (k, b.output(&format!("out_{}", k.keyword()), k).unwrap().0))
             .collect();
         Dataflow {
@@ -487,7 +489,7 @@ impl Dataflow {
         );
         self.b.store_f(O(self.output(OutputKind::F64)), f);
         self.b.store_b(O(self.output(OutputKind::Bool)), b);
-        if !self.gpu {
+        if !self.gpu || self.constructive {
             self.b.store_g(O(self.output(OutputKind::Geometry)), g);
         }
         self.b.emit(O(self.output(OutputKind::Hits)), g);
@@ -507,8 +509,8 @@ pub fn random_dataflow_program(seed: u64, gpu: bool) -> VerifiedProgram {
     Dataflow::new(seed, gpu, false).finish()
 }
 
-/// A program of `seed` that computes from its data with `affine` and `simplify` among its ops
-/// (what the GPU interpreter runs, constructive ops included; no geometry output).
+/// A program of `seed` that computes from its data with `affine`, `simplify` and geometry
+/// `store` among its ops (what the GPU interpreter runs and the GPU JIT refuses).
 pub fn random_constructive_program(seed: u64) -> VerifiedProgram {
     Dataflow::new(seed, true, true).finish()
 }

@@ -174,6 +174,24 @@ pub fn same(a: f64, b: f64) -> bool {
 /// The per-job kernel's outputs (`got`: f64, bool, count and sum; `None` for kinds it does
 /// not produce) against the CPU interpreter's: f64 to the bit (NaN payloads aside), bool and
 /// count exactly; sums are not compared (added in another order).
+/// `program` over `inputs` on the CPU and on `gpu`: (the CPU's result, the GPU's), the GPU's
+/// checked to have run there.
+pub fn cpu_and_gpu(
+    gpu: &Engine,
+    program: &VerifiedProgram,
+    inputs: &[(&str, Input)],
+) -> (meridian_runtime::JobResult, meridian_runtime::JobResult) {
+    let cpu = Engine::builder().mode(meridian_runtime::Mode::Cpu).workers(2).build().unwrap();
+    let run = |e: &Engine| {
+        let p = e.prepare(program.program()).unwrap();
+        let b = e.bind(&p, inputs.iter().map(|(n, i)| (*n, i.clone()))).unwrap();
+        e.run(p.job(&b)).unwrap()
+    };
+    let (want, got) = (run(&cpu), run(gpu));
+    assert_eq!(got.backend().name, "cuda", "{:?}", got.backend());
+    (want, got)
+}
+
 /// Every output of two results equal (f64 values to the bit, NaN equal to NaN).
 pub fn assert_same_outputs(
     want: &meridian_runtime::JobResult,

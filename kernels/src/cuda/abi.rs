@@ -9,7 +9,7 @@
 
 use meridian_bytecode::{Instr, OutputKind, VerifiedProgram, MAX_OUTPUTS};
 
-use super::support::MAX_GPU_REDUCTIONS;
+use super::support::{MAX_GPU_GEOMETRY_OUTPUTS, MAX_GPU_REDUCTIONS};
 use crate::column::{GeometryColumn, Layout};
 use crate::index::SpatialIndex;
 use crate::interp::fuse::{self, Pred};
@@ -159,14 +159,15 @@ pub struct DeviceProgram {
     pub join: DeviceJoin,
     /// `OutputKind` per output.
     pub out_kinds: [u8; 64],
-    /// Per output: its reduction slot, `0xff` for none.
+    /// Per output: its reduction slot (count, sum) or pending-geometry slot (geometry), `0xff`
+    /// for none.
     pub red_of: [u8; 64],
     /// Per reduction slot: its output.
     pub red_outputs: [u8; 16],
     /// Reduction slots used.
     pub nred: u32,
-    /// Zero.
-    pub pad: u32,
+    /// Geometry outputs.
+    pub ngeom: u32,
 }
 
 /// The capacities of a constructed geometry's slot (`MrBuiltCaps`): the most parts, rings and
@@ -265,8 +266,9 @@ pub struct ScratchTable {
 
 impl ScratchTable {
     /// The slots a thread needs for `program`: one more than the g registers that can hold a
-    /// constructed geometry (written by `affine`, `simplify`, `mov` or `select`), so a
-    /// construction always finds a slot no register refers to; 0 when nothing is constructed.
+    /// constructed geometry (written by `affine`, `simplify`, `mov` or `select`) and its
+    /// geometry outputs (a stored value is kept until the row ends), so a construction always
+    /// finds a slot nothing refers to; 0 when nothing is constructed.
     pub fn slots(program: &VerifiedProgram) -> u32 {
         let constructs = program.instrs().any(|i| matches!(i, Instr::Affine { .. } | Instr::Simplify { .. }));
         if !constructs {
@@ -283,7 +285,8 @@ impl ScratchTable {
             };
             written |= 1 << (dst & 15);
         }
-        written.count_ones() + 1
+        let stored = program.program().outputs().iter().filter(|o| o.kind == OutputKind::Geometry).count();
+        written.count_ones() + stored.min(MAX_GPU_GEOMETRY_OUTPUTS) as u32 + 1
     }
 
     /// The table for `threads` threads with `slots` slots of `caps` each, at `base`; also the
@@ -476,13 +479,17 @@ impl DeviceProgram {
         let mut out_kinds = [0u8; 64];
         let mut red_of = [0xffu8; 64];
         let mut red_outputs = [0u8; 16];
-        let mut nred = 0usize;
+        let (mut nred, mut ngeom) = (0usize, 0usize);
         for (i, o) in p.outputs().iter().enumerate().take(64) {
             out_kinds[i] = o.kind as u8;
             if matches!(o.kind, OutputKind::Count | OutputKind::Sum) && nred < MAX_GPU_REDUCTIONS {
                 red_of[i] = nred as u8;
                 red_outputs[nred] = i as u8;
                 nred += 1;
+            }
+            if o.kind == OutputKind::Geometry && ngeom < MAX_GPU_GEOMETRY_OUTPUTS {
+                red_of[i] = ngeom as u8;
+                ngeom += 1;
             }
         }
         Ok(DeviceProgram {
@@ -497,7 +504,7 @@ impl DeviceProgram {
             red_of,
             red_outputs,
             nred: nred as u32,
-            pad: 0,
+            ngeom: ngeom as u32,
         })
     }
 }

@@ -197,8 +197,12 @@ mod tests {
         assert!(code.contains("MR_KERNEL void mr_jit_rows_pip("));
         let moved =
             meridian_bytecode::assemble("m.masm", include_str!("../../../examples/moved.masm")).unwrap();
+        assert_eq!(super::super::gpu_refusal(&moved), None);
         let why = generate(&moved, "moved").unwrap_err();
-        assert!(why.contains("`store` to a geometry output"), "{why}");
+        assert!(
+            why.contains("`affine`, `simplify` (") && why.contains("; `store` to a geometry output ("),
+            "{why}"
+        );
         // Without the geometry output the device interpreter runs it, but not a per-job kernel.
         let measured = meridian_bytecode::assemble(
             "m2.masm",

@@ -23,11 +23,9 @@ pub const fn gpu_support(op: Opcode) -> GpuSupport {
         | Sub | Mul | Div | Min | Max | Abs | Neg | Sqrt | Lt | Le | Gt | Ge | Eq | Ne | And | Or | Not
         | IsNullF | Area | Length | Bbox | Centroid | NPoints | IsEmpty | IsNullG | X | Y | Intersects
         | Contains | Within | Covers | CoveredBy | Touches | Disjoint | DWithin | Distance | Probe
-        | ProbeDist | CNext | StoreF | StoreB | Emit | Count | Sum | Affine | Simplify => GpuSupport::Runs,
-        StoreG => GpuSupport::Refused(
-            "geometry outputs are assembled on the CPU only: the device has no variable-size output \
-             columns yet",
-        ),
+        | ProbeDist | CNext | StoreF | StoreB | StoreG | Emit | Count | Sum | Affine | Simplify => {
+            GpuSupport::Runs
+        }
     }
 }
 
@@ -38,29 +36,33 @@ pub const JIT_CONSTRUCTIVE: &str =
     "a per-job kernel has no per-thread scratch for constructed geometry (`affine`, \
      `simplify`): the program runs on the resident kernel";
 
-/// The GPU JIT's support for `op`: the device's, less constructive ops ([`JIT_CONSTRUCTIVE`]).
+/// Why the GPU JIT's per-job kernels refuse geometry outputs: their rows' geometries are
+/// appended and sized on the resident kernel's path only (its output arena and re-run).
+pub const JIT_GEOMETRY_OUTPUT: &str =
+    "a per-job kernel does not assemble geometry outputs: the program runs on the resident kernel";
+
+/// The GPU JIT's support for `op`: the device's, less constructive ops ([`JIT_CONSTRUCTIVE`])
+/// and geometry outputs ([`JIT_GEOMETRY_OUTPUT`]).
 pub const fn jit_support(op: Opcode) -> GpuSupport {
     match op {
         Opcode::Affine | Opcode::Simplify => GpuSupport::Refused(JIT_CONSTRUCTIVE),
+        Opcode::StoreG => GpuSupport::Refused(JIT_GEOMETRY_OUTPUT),
         _ => gpu_support(op),
     }
 }
 
 /// Why the GPU JIT will not compile `program`, or `None` when it will.
 pub fn jit_refusal(program: &VerifiedProgram) -> Option<String> {
-    gpu_refusal(program).or_else(|| {
-        let ops: Vec<String> = [Opcode::Affine, Opcode::Simplify]
-            .into_iter()
-            .filter(|&op| program.instrs().any(|i| i.opcode() == op))
-            .map(describe)
-            .collect();
-        (!ops.is_empty()).then(|| format!("the GPU JIT does not run {} ({JIT_CONSTRUCTIVE})", ops.join(", ")))
-    })
+    gpu_refusal(program).or_else(|| refused_ops(program, jit_support, "the GPU JIT"))
 }
 
 /// Most `count` and `sum` outputs a program may have on the device (each thread keeps its
 /// partial reductions in registers until the block combines them).
 pub const MAX_GPU_REDUCTIONS: usize = 16;
+
+/// Most geometry outputs a program may have on the device (`MR_GEOM_OUTPUTS`: each thread
+/// keeps each one's value until its row ends).
+pub const MAX_GPU_GEOMETRY_OUTPUTS: usize = 4;
 
 /// How an op is named in a refusal (`store` is several ops; say which).
 fn describe(op: Opcode) -> String {
@@ -70,28 +72,35 @@ fn describe(op: Opcode) -> String {
     }
 }
 
-/// Why the GPU megakernel will not run `program`, or `None` when it will.
-pub fn gpu_refusal(program: &VerifiedProgram) -> Option<String> {
+/// The ops of `program` that `support` refuses, grouped by reason: "`who` does not run ...".
+fn refused_ops(program: &VerifiedProgram, support: fn(Opcode) -> GpuSupport, who: &str) -> Option<String> {
     let mut refused: Vec<(Opcode, &'static str)> = Vec::new();
     for instr in program.instrs() {
         let op = instr.opcode();
-        if let GpuSupport::Refused(why) = gpu_support(op) {
+        if let GpuSupport::Refused(why) = support(op) {
             if !refused.iter().any(|(o, _)| *o == op) {
                 refused.push((op, why));
             }
         }
     }
-    if !refused.is_empty() {
-        let mut reasons: Vec<(Vec<String>, &str)> = Vec::new();
-        for (op, why) in refused {
-            match reasons.iter_mut().find(|(_, w)| *w == why) {
-                Some((ops, _)) => ops.push(describe(op)),
-                None => reasons.push((vec![describe(op)], why)),
-            }
+    if refused.is_empty() {
+        return None;
+    }
+    let mut reasons: Vec<(Vec<String>, &str)> = Vec::new();
+    for (op, why) in refused {
+        match reasons.iter_mut().find(|(_, w)| *w == why) {
+            Some((ops, _)) => ops.push(describe(op)),
+            None => reasons.push((vec![describe(op)], why)),
         }
-        let text: Vec<String> =
-            reasons.iter().map(|(ops, why)| format!("{} ({why})", ops.join(", "))).collect();
-        return Some(format!("the GPU does not run {}", text.join("; ")));
+    }
+    let text: Vec<String> = reasons.iter().map(|(ops, why)| format!("{} ({why})", ops.join(", "))).collect();
+    Some(format!("{who} does not run {}", text.join("; ")))
+}
+
+/// Why the GPU megakernel will not run `program`, or `None` when it will.
+pub fn gpu_refusal(program: &VerifiedProgram) -> Option<String> {
+    if let Some(why) = refused_ops(program, gpu_support, "the GPU") {
+        return Some(why);
     }
     let reductions = program
         .program()
@@ -102,6 +111,12 @@ pub fn gpu_refusal(program: &VerifiedProgram) -> Option<String> {
     if reductions > MAX_GPU_REDUCTIONS {
         return Some(format!(
             "the program has {reductions} count/sum outputs; the GPU runs at most {MAX_GPU_REDUCTIONS}"
+        ));
+    }
+    let geometries = program.program().outputs().iter().filter(|o| o.kind == OutputKind::Geometry).count();
+    if geometries > MAX_GPU_GEOMETRY_OUTPUTS {
+        return Some(format!(
+            "the program has {geometries} geometry outputs; the GPU runs at most {MAX_GPU_GEOMETRY_OUTPUTS}"
         ));
     }
     None

@@ -99,7 +99,7 @@ pub fn per_job_launches(trips: usize, warmup: usize) -> Result<(String, Latency)
     // No resident kernel here: the bench's program constructs nothing, so no scratch.
     let table = residency.binding(&dev, &program, &inputs, 0).map_err(err)?;
     let kinds: Vec<_> = program.program().outputs().iter().map(|o| o.kind).collect();
-    let layout = Layout::new(&kinds, 1, 0, 0).map_err(err)?;
+    let layout = Layout::new(&kinds, 1, 0, 0, 0).map_err(err)?;
     let arenas = Arc::new(Arenas::new(&dev, 1).map_err(err)?);
     let area = Area::new(&dev, &arenas, &layout).map_err(err)?;
     let acc = DeviceAlloc::new(&dev, 32 * MAX_OUTPUTS).map_err(err)?;

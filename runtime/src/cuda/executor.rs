@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use meridian_bytecode::OutputKind;
+use meridian_kernels::cuda::DeviceColumn;
 use meridian_kernels::interp::{BoundInputs, ExecError};
 
 use super::abi::{self, Acc, Control, ErrorRecord, JobHead};
@@ -98,6 +99,8 @@ pub(crate) struct GpuJob {
     pub inputs: Arc<BoundInputs>,
     pub rows: Range<usize>,
     pub hit_capacity: usize,
+    /// Words of each geometry output's arena; 0: the executor's estimate ([`geom_words`]).
+    pub geom_words: usize,
     pub ticket: Arc<TicketCell>,
     pub attempt: u32,
     pub backend: Arc<Backend>,
@@ -438,9 +441,15 @@ impl GpuExecutor {
         let hits_outputs = kinds.iter().filter(|k| **k == OutputKind::Hits).count();
         let tiles = rows.div_ceil(self.block_threads as usize).saturating_add(nchunks);
         let own_runs = if hits_outputs <= 1 { job.hit_capacity / abi::LOCAL_HITS } else { job.hit_capacity };
-        let placed =
-            Layout::new(&kinds, rows, job.hit_capacity, tiles.saturating_add(own_runs).saturating_add(1))
-                .and_then(|layout| Area::new(&self.dev, &self.arenas, &layout).map(|area| (layout, area)));
+        let words = geom_words(&job, &kinds);
+        let placed = Layout::new(
+            &kinds,
+            rows,
+            job.hit_capacity,
+            tiles.saturating_add(own_runs).saturating_add(1),
+            words,
+        )
+        .and_then(|layout| Area::new(&self.dev, &self.arenas, &layout).map(|area| (layout, area)));
         let (layout, area) = match placed {
             Ok(la) => la,
             Err(e) => {
@@ -655,7 +664,31 @@ impl GpuExecutor {
                     .map(|(_, a)| a.cursor)
                     .sum();
                 job.prepared.note_hits(job.rows.len(), hits);
-                match Area::overflow(&layout, &acc) {
+                if let Some(words) = Area::overflow(&layout, &acc, OutputKind::Geometry) {
+                    // Geometry past the arena: again with room for every word counted (and
+                    // for the hits, when those overflowed too).
+                    drop(area);
+                    release(self);
+                    let needed = Area::overflow(&layout, &acc, OutputKind::Hits)
+                        .map_or(job.hit_capacity, |h| h as usize);
+                    let geometries =
+                        layout.kinds.iter().filter(|k| **k == OutputKind::Geometry).count() as u64;
+                    let bytes = words.saturating_mul(8).saturating_mul(geometries);
+                    if let Some(budget) = self.tuning.memory_budget.filter(|b| bytes > *b) {
+                        job.ticket.resolve(Err(JobError::OverBudget(crate::plan::OverBudget {
+                            rows: job.rows.len(),
+                            needed: bytes,
+                            budget,
+                            what: format!("the {words} words of geometry it produced, for its re-run"),
+                            limit: "the memory budget",
+                        })));
+                    } else {
+                        let again = GpuJob { geom_words: words as usize, ..job };
+                        self.rerun(again, needed);
+                    }
+                    return;
+                }
+                match Area::overflow(&layout, &acc, OutputKind::Hits) {
                     Some(needed) => {
                         drop(area);
                         release(self);
@@ -736,7 +769,8 @@ impl GpuExecutor {
         let hits_outputs = kinds.iter().filter(|k| **k == OutputKind::Hits).count();
         let runs = super::programs::run_capacity(hits_outputs, rows, job.hit_capacity);
         let results_bytes = 32 * abi::MAX_OUTPUTS;
-        let placed = Layout::new(&kinds, rows, job.hit_capacity, runs).and_then(|layout| {
+        let words = geom_words(&job, &kinds);
+        let placed = Layout::new(&kinds, rows, job.hit_capacity, runs, words).and_then(|layout| {
             let area = Area::new(&self.dev, &self.arenas, &layout)?;
             let results = DeviceAlloc::new(&self.dev, results_bytes + std::mem::size_of::<ErrorRecord>())?;
             results.write(0, &fresh_results())?;
@@ -899,4 +933,26 @@ fn fresh_results() -> Vec<u8> {
 /// The device address of a ring's memory.
 fn ring_device_ptr<T: Copy + Send>(ring: &Ring<T, MappedRing>) -> u64 {
     ring.memory().device_ptr()
+}
+
+/// Words each geometry output's arena gets: what the job asked for on a re-run, else an
+/// estimate — a geometry a row the size of the average row of its largest input (stored
+/// geometries are mostly input rows or constructions from them), with slack. Past it the job
+/// runs again with room for what it counted.
+fn geom_words(job: &GpuJob, kinds: &[OutputKind]) -> usize {
+    if !kinds.contains(&OutputKind::Geometry) {
+        return 0;
+    }
+    if job.geom_words > 0 {
+        return job.geom_words;
+    }
+    let per_row = job
+        .inputs
+        .inputs()
+        .iter()
+        .map(|i| (DeviceColumn::bytes(&i.column) / 8).div_ceil(i.column.len().max(1)) + 2)
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    job.rows.len().saturating_mul(per_row).saturating_add(per_row / 4 * job.rows.len()).saturating_add(1024)
 }

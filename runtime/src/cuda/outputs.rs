@@ -1,7 +1,8 @@
 //! Where a job's outputs live on the device, and how they come back as columns.
 //!
 //! A job's output area holds its `MrOutput` table, then each output's buffers: values and
-//! validity of f64 outputs, bytes of bool outputs, hits and their runs. Small areas are
+//! validity of f64 outputs, bytes of bool outputs, hits and their runs, a geometry output's
+//! arena of words and a record per row (where its geometry is in the arena). Small areas are
 //! arenas of pinned, mapped host memory — the device writes results straight into host
 //! memory and the host reads them with no copy call, which is what a one-row request needs —
 //! and larger ones device memory, copied back once the job has completed.
@@ -9,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use meridian_bytecode::OutputKind;
+use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn, Parts};
 use meridian_kernels::interp::{BoolColumn, F64Column, OutputColumn};
 
 use super::abi::{Acc, Output};
@@ -18,7 +20,9 @@ use crate::engine::{Column, PendingHits};
 /// Bytes of one arena.
 pub(crate) const ARENA_BYTES: usize = 64 << 10;
 
-/// Where one output's buffers are in the area (byte offsets).
+/// Where one output's buffers are in the area (byte offsets). A geometry output's arena is in
+/// `hits` (`hit_capacity` words) and its row records in `runs` (`run_capacity` rows), as the
+/// device's `MrOutput` holds them.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Place {
     pub values: usize,
@@ -40,17 +44,20 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// The table first, then each output's buffers, 16-byte aligned. Fails when the sizes do
-    /// not fit in memory's address space (an absurd hit capacity).
+    /// The table first, then each output's buffers, 16-byte aligned; each geometry output has
+    /// an arena of `geom_words` words. Fails when the sizes do not fit in memory's address
+    /// space (an absurd capacity).
     pub fn new(
         kinds: &[OutputKind],
         rows: usize,
         hit_capacity: usize,
         run_capacity: usize,
+        geom_words: usize,
     ) -> Result<Layout, DeviceError> {
         let too_big = || {
             DeviceError(format!(
-                "outputs for {rows} rows with room for {hit_capacity} hits do not fit in memory"
+                "outputs for {rows} rows with room for {hit_capacity} hits and {geom_words} words of geometry do not \
+                 fit in memory"
             ))
         };
         let mut at = std::mem::size_of::<Output>() * kinds.len();
@@ -74,7 +81,14 @@ impl Layout {
                     run_capacity,
                     ..Place::default()
                 },
-                OutputKind::Count | OutputKind::Sum | OutputKind::Geometry => Place::default(),
+                OutputKind::Geometry => Place {
+                    hits: take(geom_words, 8)?,
+                    hit_capacity: geom_words,
+                    runs: take(rows, 32)?,
+                    run_capacity: rows,
+                    ..Place::default()
+                },
+                OutputKind::Count | OutputKind::Sum => Place::default(),
             });
         }
         let bytes = at.checked_next_multiple_of(16).ok_or_else(too_big)?.max(16);
@@ -95,7 +109,7 @@ impl Layout {
                         o.valid = addr(p.valid);
                     }
                     OutputKind::Bool => o.bools = addr(p.bools),
-                    OutputKind::Hits => {
+                    OutputKind::Hits | OutputKind::Geometry => {
                         o.hits = addr(p.hits);
                         o.hit_capacity = p.hit_capacity as u64;
                         o.runs = addr(p.runs);
@@ -183,17 +197,55 @@ impl Area {
         Ok(v)
     }
 
-    /// Whether the job's hits fitted; if not, the most any hits output produced. (Runs cannot
-    /// overflow when hits do not: the executor sizes them for the most a job can record.)
-    pub fn overflow(layout: &Layout, acc: &[Acc]) -> Option<u64> {
+    /// Whether the job's outputs of `kind` (hits, or geometry) fitted; if not, the most any
+    /// of them needed (hits, or words). (Runs cannot overflow when hits do not: the executor
+    /// sizes them for the most a job can record.)
+    pub fn overflow(layout: &Layout, acc: &[Acc], kind: OutputKind) -> Option<u64> {
         layout
             .kinds
             .iter()
             .zip(&layout.places)
             .zip(acc)
-            .filter(|((k, p), a)| **k == OutputKind::Hits && a.cursor > p.hit_capacity as u64)
+            .filter(|((k, p), a)| **k == kind && a.cursor > p.hit_capacity as u64)
             .map(|(_, a)| a.cursor)
             .max()
+    }
+
+    /// A geometry output's column: each row's record, its geometry read from the arena.
+    fn geometry(&self, p: &Place, rows: usize, words: u64) -> Result<GeometryColumn, String> {
+        let dev = |e: DeviceError| format!("reading results from the device: {e}");
+        let records: Vec<u64> = self.read_vec(p.runs, 4 * rows).map_err(dev)?;
+        let arena: Vec<u64> = self.read_vec(p.hits, (words as usize).min(p.hit_capacity)).map_err(dev)?;
+        let mut b = ColumnBuilder::new();
+        for (row, r) in records.chunks_exact(4).enumerate() {
+            let bad = |what: &str| format!("geometry output row {row}: {what}");
+            if r[1] == 0 {
+                b.push_null();
+                continue;
+            }
+            let family =
+                u8::try_from(r[1]).ok().and_then(Family::from_id).ok_or_else(|| bad("no such family"))?;
+            let (np, nr, nc) = ((r[2] >> 32) as usize, (r[2] & 0xffff_ffff) as usize, r[3] as usize);
+            let offsets = (np + nr + 3) / 2;
+            let start = usize::try_from(r[0]).map_err(|_| bad("past the arena"))?;
+            let blob = start
+                .checked_add(offsets + 2 * nc)
+                .and_then(|end| arena.get(start..end))
+                .ok_or_else(|| bad("past the arena"))?;
+            let off: Vec<u32> = blob[..offsets].iter().flat_map(|w| [*w as u32, (*w >> 32) as u32]).collect();
+            let (xs, ys) = blob[offsets..].split_at(nc);
+            let coord = |k: u32| -> Option<(f64, f64)> {
+                Some((f64::from_bits(*xs.get(k as usize)?), f64::from_bits(*ys.get(k as usize)?)))
+            };
+            let (po, ro) = off.split_at(np + 1);
+            let ring =
+                |r: usize| -> Option<Vec<(f64, f64)>> { (*ro.get(r)?..*ro.get(r + 1)?).map(coord).collect() };
+            let parts: Option<Parts> =
+                (0..np).map(|p| (po[p] as usize..po[p + 1] as usize).map(ring).collect()).collect();
+            let parts = parts.ok_or_else(|| bad("offsets past its coordinates"))?;
+            b.push_parts(family, &parts).map_err(|e| bad(&e.to_string()))?;
+        }
+        Ok(b.finish())
     }
 
     /// The job's outputs, from the area and the accumulators the device reported: everything
@@ -236,7 +288,9 @@ impl Area {
                 }
                 OutputKind::Count => Column::Ready(OutputColumn::Count(a.cursor)),
                 OutputKind::Sum => Column::Ready(OutputColumn::Sum(if a.any != 0 { a.sum } else { 0.0 })),
-                OutputKind::Geometry => return Err("the device has no geometry outputs".into()),
+                OutputKind::Geometry => {
+                    Column::Ready(OutputColumn::Geometry(Box::new(self.geometry(p, rows, a.cursor)?)))
+                }
             });
         }
         Ok(out)

@@ -1129,6 +1129,7 @@ impl Engine {
             inputs: job.bound.inner.clone(),
             rows: job.rows.clone(),
             hit_capacity,
+            geom_words: 0,
             ticket: cell.clone(),
             attempt: 1,
             backend,
