@@ -76,17 +76,10 @@ fn source(p: &Prepared) -> &Program {
     p.program().program()
 }
 
-/// Reads and prepares the program at `path`.
+/// Reads and prepares the program at `path` (bytecode or assembly, as `meridian run` reads it).
 fn load(engine: &Engine, path: &str) -> Result<Prepared> {
-    let bytes = std::fs::read(path).map_err(|e| err(format!("{path}: {e}")))?;
-    let is_bytecode = Path::new(path).extension().is_some_and(|e| e.eq_ignore_ascii_case("mbc"));
-    if is_bytecode {
-        let program = Program::from_bytes(&bytes).map_err(|e| err(format!("{path}: {e}")))?;
-        return engine.prepare(&program).map_err(|e| err(format!("{path}: {e}")));
-    }
-    let text = String::from_utf8(bytes).map_err(|e| err(format!("{path}: not UTF-8 text: {e}")))?;
-    let program = meridian_bytecode::assemble(path, &text).map_err(|d| err(d.to_string().trim_end()))?;
-    Ok(engine.prepare_verified(&program))
+    let program = meridian_bytecode::load(Path::new(path)).map_err(|e| err(e.to_string()))?;
+    engine.prepare(program.program()).map_err(|e| err(format!("{path}: {e}")))
 }
 
 /// One input's table and column (`None`: the table's only geometry column).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use meridian::bytecode::{assemble, verify, Program, VerifiedProgram, MAGIC};
+use meridian::bytecode::VerifiedProgram;
 use meridian::kernels::column::GeometryColumn;
 use meridian::kernels::interp::Input;
 use meridian::kernels::interp::OutputColumn;
@@ -20,19 +20,7 @@ use super::{print, Failure};
 
 /// The program at `path`: bytecode if it starts with the magic, assembly otherwise.
 pub fn load_program(path: &Path) -> Result<VerifiedProgram, Failure> {
-    let fail = |m: String| Failure::input([format!("{}: error: {m}", path.display())]);
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if bytes.starts_with(&MAGIC) {
-        let program = Program::from_bytes(&bytes).map_err(|e| fail(e.to_string()))?;
-        verify(&program).map_err(|errors| {
-            Failure::input(errors.0.iter().map(|e| format!("{}: error: {e}", path.display())))
-        })
-    } else {
-        let text = String::from_utf8(bytes)
-            .map_err(|_| fail("neither UTF-8 assembly nor meridian bytecode".into()))?;
-        assemble(&path.display().to_string(), &text)
-            .map_err(|d| Failure::input(d.0.iter().map(|d| d.to_string())))
-    }
+    meridian::bytecode::load(path).map_err(|e| Failure::input(e.lines()))
 }
 
 /// Reads a geometry column of any format the readers take, by file name.

@@ -248,9 +248,25 @@ fn scratch(
     inputs: &BoundInputs,
     threads: u64,
 ) -> Result<(ScratchTable, Option<DeviceAlloc>), DeviceError> {
+    let Some((slots, caps, bytes)) = scratch_size(program, inputs, threads)? else {
+        return Ok((ScratchTable::default(), None));
+    };
+    let alloc = DeviceAlloc::new(dev, usize::try_from(bytes).unwrap_or(usize::MAX).max(1))?;
+    let (table, _) = ScratchTable::new(alloc.ptr(), threads, slots, caps);
+    Ok((table, Some(alloc)))
+}
+
+/// The slots a thread, their capacities and the bytes of the scratch `program` needs over
+/// `inputs` for `threads` threads (`None`: it constructs nothing); an error past
+/// [`SCRATCH_BUDGET`].
+fn scratch_size(
+    program: &VerifiedProgram,
+    inputs: &BoundInputs,
+    threads: u64,
+) -> Result<Option<(u32, BuiltCaps, u64)>, DeviceError> {
     let slots = ScratchTable::slots(program);
     if slots == 0 {
-        return Ok((ScratchTable::default(), None));
+        return Ok(None);
     }
     let caps = inputs.inputs().iter().fold(BuiltCaps::default(), |c, i| c.max(BuiltCaps::of(&i.column)));
     let (_, bytes) = ScratchTable::new(0, threads, slots, caps);
@@ -262,7 +278,42 @@ fn scratch(
             SCRATCH_BUDGET >> 30
         )));
     }
-    let alloc = DeviceAlloc::new(dev, usize::try_from(bytes).unwrap_or(usize::MAX).max(1))?;
-    let (table, _) = ScratchTable::new(alloc.ptr(), threads, slots, caps);
-    Ok((table, Some(alloc)))
+    Ok(Some((slots, caps, bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+    use meridian_kernels::interp::Input;
+
+    fn bound(program: &VerifiedProgram, wkt: &str) -> BoundInputs {
+        let col = meridian_kernels::io::read_wkt("t", wkt.as_bytes()).unwrap();
+        BoundInputs::bind(program.program(), vec![Input::rows(Arc::new(col))]).unwrap()
+    }
+
+    #[test]
+    fn scratch_is_sized_by_the_largest_row_and_held_to_its_budget() {
+        let moved =
+            meridian_bytecode::assemble("m.masm", include_str!("../../../examples/moved.masm")).unwrap();
+        let inputs =
+            bound(&moved, "POLYGON ((0 0, 4 0, 4 4, 0 4, 0 0), (1 1, 2 1, 2 2, 1 1))\nPOINT (1 2)\n");
+        // g1 (affine), g2 (simplify) and the geometry output, and one to build into.
+        let (slots, caps, bytes) = scratch_size(&moved, &inputs, 1000).unwrap().unwrap();
+        assert_eq!((slots, caps.parts, caps.rings, caps.coords), (4, 1, 2, 9));
+        assert_eq!(bytes, 1000 * ScratchTable::new(0, 1, slots, caps).1);
+        // Threads past what the budget covers: an error that says so, before any allocation.
+        let why = scratch_size(&moved, &inputs, 1 << 40).unwrap_err().to_string();
+        assert!(
+            why.contains("more than the 4 GiB budget") && why.contains("rows of up to 9 coordinates"),
+            "{why}"
+        );
+        // A program that constructs nothing has none, whatever the threads.
+        let pip = meridian_bytecode::assemble(
+            "p.masm",
+            ".program p\n.input s geometry\n.output a f64\n    load g0, s\n    area f0, g0\n    store a, f0\n    halt\n",
+        )
+        .unwrap();
+        assert!(scratch_size(&pip, &bound(&pip, "POINT (1 2)\n"), 1 << 40).unwrap().is_none());
+    }
 }
