@@ -77,6 +77,15 @@ fn errors_name_source_and_place() {
     let e = io::read_wkt("gc.wkt", "GEOMETRYCOLLECTION (POINT (1 1))".as_bytes()).unwrap_err();
     assert!(e.message.contains("GEOMETRYCOLLECTION is not supported"), "{e}");
 
+    // Nesting deep enough to overflow the parser's stack is an error naming line and byte
+    // (it aborted the process: issue 28).
+    let deep = format!("POINT (1 2)\nPOLYGON {}\n", "(".repeat(100_000));
+    let e = io::read_wkt("deep.wkt", deep.as_bytes()).unwrap_err();
+    assert_eq!(e.to_string(), "deep.wkt:2: invalid WKT: parentheses nested deeper than 32 levels at byte 40");
+    let e = io::read_csv("deep.csv", format!("wkt\n\"{}\"\n", &deep[12..]).as_bytes(), &[]).unwrap_err();
+    assert_eq!(e.at, Position::Line(2), "{e}");
+    assert!(e.message.contains("nested deeper than 32 levels"), "{e}");
+
     let e = io::read_wkt("line.wkt", "LINESTRING (1 1)".as_bytes()).unwrap_err();
     assert!(e.message.contains("needs 0 or at least 2"), "{e}");
 
@@ -85,6 +94,15 @@ fn errors_name_source_and_place() {
 
     let e = io::read_csv("pts.csv", "lon,lat\n1,\n".as_bytes(), &[]).unwrap_err();
     assert_eq!(e.at, Position::Line(2));
+
+    // A record with a field missing: the line of that record, not the next (issue 28).
+    let e = io::read_csv("short.csv", "x,y\n1,2\n3\n4,5\n".as_bytes(), &[]).unwrap_err();
+    assert_eq!(e.to_string(), "short.csv:3: 1 fields where the header has 2");
+    let e = io::read_csv("short.csv", "x,y\n1,2\n3,4,5\n".as_bytes(), &[]).unwrap_err();
+    assert_eq!(e.at, Position::Line(3));
+    // A quoted field over two lines: the record's first line.
+    let e = io::read_csv("q.csv", "x,y\n1,2\n\"3\n\"\n".as_bytes(), &[]).unwrap_err();
+    assert_eq!(e.at, Position::Line(3), "{e}");
 
     let e = io::read_csv("pts.csv", "a,b\n1,2\n".as_bytes(), &[]).unwrap_err();
     assert!(e.to_string().contains("no `wkt` column and no x,y / lon,lat column pair"), "{e}");

@@ -66,11 +66,17 @@ pub fn read_csv(name: &str, reader: impl Read, keep: &[&str]) -> Result<CsvTable
     let mut b = ColumnBuilder::new();
     let mut rec = ::csv::ByteRecord::new();
     loop {
-        let line = r.position().line() + 1;
+        // Where the next record starts: the reader's position is already on its line.
+        let line = r.position().line();
         match r.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(err(Position::Line(line), &e)),
+            // The csv crate's error names the record it failed in (its first line), when it
+            // knows it; its message repeats that position, so only the cause is kept.
+            Err(e) => {
+                let at = e.position().map_or(line, |p| p.line());
+                return Err(err(Position::Line(at), &csv_cause(&e)));
+            }
         }
         let line = rec.position().map_or(line, |p| p.line());
         let at = Position::Line(line);
@@ -103,4 +109,15 @@ pub fn read_csv(name: &str, reader: impl Read, keep: &[&str]) -> Result<CsvTable
         }
     }
     Ok(CsvTable { geometry: b.finish(), columns })
+}
+
+/// What a csv error says, without the position it also carries (the error names the line).
+fn csv_cause(e: &::csv::Error) -> String {
+    match e.kind() {
+        ::csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("{len} fields where the header has {expected_len}")
+        }
+        ::csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
+        _ => e.to_string(),
+    }
 }

@@ -40,8 +40,35 @@ pub(crate) fn push_wkt(b: &mut ColumnBuilder, text: &str) -> Result<(), String> 
         b.push_null();
         return Ok(());
     }
+    check_nesting(text)?;
     let w = Wkt::<f64>::from_str(text).map_err(|e| format!("invalid WKT: {e}"))?;
     b.push_geometry(&w).map_err(|e| e.to_string())
+}
+
+/// How deep a WKT text's parentheses may nest. The deepest geometry this crate reads
+/// (`MULTIPOLYGON`) nests three levels; the `wkt` parser recurses once a level, so a text
+/// nested thousands deep would overflow the stack and abort the process instead of failing.
+pub const MAX_WKT_NESTING: usize = 32;
+
+/// Refuses a text whose parentheses nest deeper than [`MAX_WKT_NESTING`], naming the byte
+/// (0-based, in the text) where it goes too deep.
+fn check_nesting(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for (at, b) in text.bytes().enumerate() {
+        match b {
+            b'(' => {
+                depth += 1;
+                if depth > MAX_WKT_NESTING {
+                    return Err(format!(
+                        "invalid WKT: parentheses nested deeper than {MAX_WKT_NESTING} levels at byte {at}"
+                    ));
+                }
+            }
+            b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The WKT text of a row: `NULL` for a null row, `POLYGON EMPTY` and the like for empties.
