@@ -68,13 +68,31 @@ async fn run_async(args: &SqlArgs, engine: Arc<Engine>) -> Result<SqlReport, Dat
     let plan = datafusion::physical_plan::displayable(physical.as_ref()).indent(false).to_string();
     let (rows, printed) = match &args.out {
         Some(out) => {
-            let file =
-                out.to_str().ok_or_else(|| DataFusionError::Plan("the output path is not UTF-8".into()))?;
+            if let Some((name, _)) = args.tables.iter().find(|(_, p)| meridian_kernels::io::same_file(out, p))
+            {
+                return Err(DataFusionError::Plan(format!(
+                    "{}: the output is table {name}'s file; refusing to replace an input",
+                    out.display()
+                )));
+            }
+            // Written beside the output and renamed over it once whole: a failed query leaves
+            // the old file.
+            let written_to =
+                |e: std::io::Error| DataFusionError::Execution(format!("{}: {e}", out.display()));
+            let temp = meridian_kernels::io::TempPath::beside(out).map_err(written_to)?;
+            let file = temp
+                .path()
+                .to_str()
+                .ok_or_else(|| DataFusionError::Plan("the output path is not UTF-8".into()))?
+                .to_owned();
             let options = DataFrameWriteOptions::new().with_single_file_output(true);
             let written = match out.extension().and_then(|e| e.to_str()) {
-                Some(e) if e.eq_ignore_ascii_case("parquet") => df.write_parquet(file, options, None).await?,
-                _ => df.write_csv(file, options, None).await?,
+                Some(e) if e.eq_ignore_ascii_case("parquet") => {
+                    df.write_parquet(&file, options, None).await?
+                }
+                _ => df.write_csv(&file, options, None).await?,
             };
+            temp.commit().map_err(written_to)?;
             (count(&written), None)
         }
         None => {

@@ -2,6 +2,7 @@
 //! learnt (`MERIDIAN_AUTOTUNE_PATH`, `MERIDIAN_AUTOTUNE=off`).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
 use meridian::autotune::store::SWITCH_ENV;
@@ -83,8 +84,13 @@ pub fn export(file: &Path) -> Result<(), Failure> {
     let Some(p) = path()? else {
         return Err(fail(format!("autotune is off ({SWITCH_ENV}=off): nothing to export")));
     };
+    if meridian::kernels::io::same_file(file, &p) {
+        return Err(fail(format!("{}: this is the store itself; export to another file", file.display())));
+    }
     let store = open(&p)?;
-    std::fs::write(file, store.to_json() + "\n").map_err(|e| fail(format!("{}: {e}", file.display())))?;
+    let cannot = |e: std::io::Error| fail(format!("{}: {e}", file.display()));
+    let mut out = meridian::kernels::io::AtomicFile::create(file).map_err(cannot)?;
+    out.write_all((store.to_json() + "\n").as_bytes()).and_then(|()| out.commit()).map_err(cannot)?;
     print(&format!("wrote {} ({} record(s) from {})\n", file.display(), store.len(), p.display()));
     Ok(())
 }

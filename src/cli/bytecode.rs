@@ -1,5 +1,6 @@
 //! `meridian asm`, `meridian disasm` and `meridian verify`.
 
+use std::io::Write;
 use std::path::Path;
 
 use meridian::bytecode::{assemble, disassemble, verify as verify_program, Program, VerifiedProgram, MAGIC};
@@ -42,15 +43,16 @@ fn summary(p: &VerifiedProgram) -> String {
 /// `meridian asm FILE.masm [-o FILE.mbc]`.
 pub fn asm(path: &Path, output: Option<&Path>) -> Result<(), Failure> {
     let out = output.map_or_else(|| path.with_extension("mbc"), Path::to_path_buf);
-    if out == path {
+    if out == path || meridian::kernels::io::same_file(&out, path) {
         return Err(Failure::input([format!(
             "{}: error: the output would overwrite the source; name another with -o",
             path.display()
         )]));
     }
     let program = assemble_file(path, read(path)?)?;
-    std::fs::write(&out, program.program().to_bytes())
-        .map_err(|e| Failure::input([format!("{}: error: cannot write: {e}", out.display())]))?;
+    let cannot = |e: std::io::Error| Failure::input([format!("{}: error: cannot write: {e}", out.display())]);
+    let mut file = meridian::kernels::io::AtomicFile::create(&out).map_err(cannot)?;
+    file.write_all(&program.program().to_bytes()).and_then(|()| file.commit()).map_err(cannot)?;
     print(&format!("wrote {}: {}\n", out.display(), summary(&program)));
     Ok(())
 }

@@ -23,6 +23,7 @@ pub fn convert(input: &Path, output: &Path, encoding: &str) -> Result<(), Failur
     if Format::from_path(input).is_none() {
         return Err(fail(format!("{}: unknown input format (expected {})", input.display(), Format::NAMES)));
     }
+    super::run::refuse_overwriting_inputs(&[output.to_path_buf()], &[input])?;
     let t = Instant::now();
     let col = io::read_geometry(input).map_err(|e| fail(e.to_string()))?;
     let read = t.elapsed();

@@ -2,7 +2,7 @@
 //! through the Engine, write one CSV per output.
 
 use std::fmt::Write as _;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,6 +104,17 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         };
         specs.push((name.to_string(), PathBuf::from(path)));
     }
+    // No output may replace a file this run reads (the same file by device and inode, however
+    // it is named): refused before anything is read or written.
+    let outputs: Vec<PathBuf> = program
+        .program()
+        .outputs()
+        .iter()
+        .map(|o| args.out.join(format!("{}.{}", o.name, args.format.extension())))
+        .collect();
+    let read: Vec<&Path> =
+        std::iter::once(args.program.as_path()).chain(specs.iter().map(|(_, p)| p.as_path())).collect();
+    refuse_overwriting_inputs(&outputs, &read)?;
     let decls = program.program().inputs();
     let indexed = |name: &str| decls.iter().any(|d| d.name == name && d.indexed);
     // The program's only row input is streamed when it comes from a columnar file: its batches
@@ -272,6 +283,20 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Refuses to write any of `outputs` when it is the same file as one of `inputs`.
+pub fn refuse_overwriting_inputs(outputs: &[PathBuf], inputs: &[&Path]) -> Result<(), Failure> {
+    for out in outputs {
+        if let Some(input) = inputs.iter().find(|i| io::same_file(out, i)) {
+            return Err(Failure::input([format!(
+                "{}: error: this output is the input {} (the same file); refusing to replace an input",
+                out.display(),
+                input.display()
+            )]));
+        }
+    }
+    Ok(())
+}
+
 /// True when `path` starts as an Arrow IPC file does (`ARROW1`), as opposed to a stream.
 fn is_ipc_file(path: &Path) -> bool {
     use std::io::Read;
@@ -321,9 +346,9 @@ pub fn write_outputs(result: &JobResult, dir: &Path, format: OutputFormat) -> Re
                 let fail = |e: std::io::Error| {
                     Failure::input([format!("{}: error: cannot write: {e}", path.display())])
                 };
-                let file = std::fs::File::create(&path).map_err(fail)?;
-                let mut w = BufWriter::new(file);
-                write_column(&mut w, name, column).and_then(|()| w.flush()).map_err(fail)?;
+                // Replaced whole or not at all: a failed or killed run leaves the old file.
+                let mut w = io::AtomicFile::create(&path).map_err(fail)?;
+                write_column(&mut w, name, column).and_then(|()| w.commit()).map_err(fail)?;
                 describe(column)
             }
             OutputFormat::Parquet | OutputFormat::Arrow => {

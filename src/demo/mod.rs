@@ -17,7 +17,7 @@ mod map;
 pub use agreement::{Agreement, Territory};
 pub use map::MAP_SIZE;
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -339,19 +339,23 @@ fn write_outputs(
         group(countries.names.len() as u64),
         group(pairs.len() as u64)
     );
-    let classes = map::render(&path, &countries.shapes, &counts, &title)
-        .map_err(|message| DemoError::Render { path: path.clone(), message })?;
+    // The image encoder writes to a path of its own: a temporary one, renamed into place.
+    let classes = io::replace_with(&path, |tmp| {
+        map::render(tmp, &countries.shapes, &counts, &title).map_err(std::io::Error::other)
+    })
+    .map_err(|e| DemoError::Render { path: path.clone(), message: e.to_string() })?;
     written.push((path, format!("{}×{} choropleth, {classes} classes", MAP_SIZE.0, MAP_SIZE.1)));
     Ok(written)
 }
 
 fn write_csv(
     path: &Path,
-    body: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+    body: impl FnOnce(&mut io::AtomicFile) -> std::io::Result<()>,
 ) -> Result<(), DemoError> {
     let fail = |source| DemoError::Write { path: path.to_path_buf(), source };
-    let mut w = BufWriter::new(std::fs::File::create(path).map_err(fail)?);
-    body(&mut w).and_then(|()| w.flush()).map_err(fail)
+    // Replaced whole or not at all: a failed or killed run leaves the old file.
+    let mut w = io::AtomicFile::create(path).map_err(fail)?;
+    body(&mut w).and_then(|()| w.commit()).map_err(fail)
 }
 
 /// `12345` → `"12,345"`: counts as the demo prints them.

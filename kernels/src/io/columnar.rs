@@ -6,7 +6,7 @@
 //! turns their failures into [`ReadError`]s naming the file and the batch or row.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+use super::atomic::AtomicFile;
 use super::geoarrow::{self, Encoding, GeometrySource};
 use super::{Position, ReadError, WriteError};
 use crate::column::{ColumnBuilder, Family, GeometryColumn};
@@ -522,10 +523,12 @@ pub fn read_columnar(path: &Path, column: Option<&str>) -> Result<GeometryColumn
 }
 
 /// Writes record batches to a Parquet or Arrow IPC file.
+/// Each writes to an [`AtomicFile`]: the file at the target name is replaced only when the
+/// writer finishes.
 enum Sink {
-    Parquet(ArrowWriter<File>),
-    File(arrow_ipc::writer::FileWriter<BufWriter<File>>),
-    Stream(arrow_ipc::writer::StreamWriter<BufWriter<File>>),
+    Parquet(ArrowWriter<AtomicFile>),
+    File(arrow_ipc::writer::FileWriter<AtomicFile>),
+    Stream(arrow_ipc::writer::StreamWriter<AtomicFile>),
 }
 
 /// Writes tables (record batches of one schema) to a columnar file.
@@ -545,12 +548,13 @@ impl std::fmt::Debug for BatchWriter {
 }
 
 impl BatchWriter {
-    /// Creates `path` (replacing it) as `format` for batches of `schema`. Parquet is written
-    /// with Snappy-compressed pages and row groups of about a million rows.
+    /// Starts replacing `path` with a `format` file of batches of `schema`: the file at `path`
+    /// is replaced when [`BatchWriter::finish`] succeeds, and left as it was otherwise.
+    /// Parquet is written with Snappy-compressed pages and row groups of about a million rows.
     pub fn create(path: &Path, format: Columnar, schema: SchemaRef) -> Result<BatchWriter, WriteError> {
         let target = path.display().to_string();
         let err = |m: &dyn std::fmt::Display| WriteError::new(&target, m);
-        let file = File::create(path).map_err(|e| err(&e))?;
+        let file = AtomicFile::create(path).map_err(|e| err(&e))?;
         let sink = match format {
             Columnar::Parquet => {
                 let props = WriterProperties::builder()
@@ -559,12 +563,12 @@ impl BatchWriter {
                     .build();
                 Sink::Parquet(ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| err(&e))?)
             }
-            Columnar::ArrowFile => Sink::File(
-                arrow_ipc::writer::FileWriter::try_new_buffered(file, &schema).map_err(|e| err(&e))?,
-            ),
-            Columnar::ArrowStream => Sink::Stream(
-                arrow_ipc::writer::StreamWriter::try_new_buffered(file, &schema).map_err(|e| err(&e))?,
-            ),
+            Columnar::ArrowFile => {
+                Sink::File(arrow_ipc::writer::FileWriter::try_new(file, &schema).map_err(|e| err(&e))?)
+            }
+            Columnar::ArrowStream => {
+                Sink::Stream(arrow_ipc::writer::StreamWriter::try_new(file, &schema).map_err(|e| err(&e))?)
+            }
         };
         Ok(BatchWriter { target, sink, rows: 0 })
     }
@@ -589,18 +593,16 @@ impl BatchWriter {
         }
     }
 
-    /// Finishes the file (footer, flush); returns the rows written.
+    /// Finishes the file (footer, flush, fsync) and puts it in place of the old one; returns
+    /// the rows written.
     pub fn finish(self) -> Result<u64, WriteError> {
-        let done = match self.sink {
-            Sink::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
-            Sink::File(mut w) => {
-                w.finish().and_then(|()| w.into_inner().map(|_| ())).map_err(|e| e.to_string())
-            }
-            Sink::Stream(mut w) => {
-                w.finish().and_then(|()| w.into_inner().map(|_| ())).map_err(|e| e.to_string())
-            }
+        let file = match self.sink {
+            Sink::Parquet(w) => w.into_inner().map_err(|e| e.to_string()),
+            Sink::File(mut w) => w.finish().and_then(|()| w.into_inner()).map_err(|e| e.to_string()),
+            Sink::Stream(mut w) => w.finish().and_then(|()| w.into_inner()).map_err(|e| e.to_string()),
         };
-        done.map_err(|m| WriteError::new(&self.target, m))?;
+        file.and_then(|f| f.commit().map_err(|e| e.to_string()))
+            .map_err(|m| WriteError::new(&self.target, m))?;
         Ok(self.rows)
     }
 }

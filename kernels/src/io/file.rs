@@ -1,11 +1,11 @@
 //! Geometry files of every format this crate reads: told apart by name, read whole, and
 //! written chunk by chunk (so that a writer's memory does not grow with the file).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 
+use super::atomic::AtomicFile;
 use super::columnar::{self, Columnar, GeoBatchWriter};
 use super::geoarrow::Encoding;
 use super::{ReadError, WriteError};
@@ -91,14 +91,15 @@ pub fn read_geometry(path: &Path) -> Result<GeometryColumn, ReadError> {
     }
 }
 
+/// Each writes to an [`AtomicFile`]: the target is replaced only when the writer finishes.
 enum Sink {
     /// CSV: `x,y` for points, else a `wkt` column.
     Csv {
-        out: BufWriter<File>,
+        out: AtomicFile,
         xy: bool,
     },
-    Wkt(BufWriter<File>),
-    GeoJson(BufWriter<File>),
+    Wkt(AtomicFile),
+    GeoJson(AtomicFile),
     Columnar(Box<GeoBatchWriter>),
 }
 
@@ -119,7 +120,8 @@ impl std::fmt::Debug for GeometryWriter {
 }
 
 impl GeometryWriter {
-    /// Creates `path` (replacing it). `encoding` is how a columnar file holds the geometry
+    /// Starts replacing `path`: the file there is replaced when [`GeometryWriter::finish`]
+    /// succeeds, and left as it was if the writer fails or is dropped. `encoding` is how a columnar file holds the geometry
     /// (native points or WKB); CSV gets `x,y` columns for native points, a `wkt` column
     /// otherwise. The geometry column is named `column` where the format names columns.
     pub fn create(
@@ -133,7 +135,7 @@ impl GeometryWriter {
         if path.to_string_lossy().to_ascii_lowercase().ends_with(".gz") {
             return Err(err(&"writing compressed (.gz) files is not supported"));
         }
-        let text = || File::create(path).map(BufWriter::new).map_err(|e| err(&e));
+        let text = || AtomicFile::create(path).map_err(|e| err(&e));
         let sink = match format {
             Format::Csv => {
                 let xy = encoding == Encoding::Native(Family::Point);
@@ -207,13 +209,13 @@ impl GeometryWriter {
         Ok(())
     }
 
-    /// Finishes the file; returns the rows written.
+    /// Finishes the file and puts it in place of the old one; returns the rows written.
     pub fn finish(self) -> Result<u64, WriteError> {
         let err = |e: std::io::Error| WriteError::new(&self.target, e);
         match self.sink {
             Sink::Columnar(w) => return w.finish(),
-            Sink::Csv { mut out, .. } | Sink::Wkt(mut out) => out.flush().map_err(err)?,
-            Sink::GeoJson(mut out) => out.write_all(b"\n]}\n").and_then(|()| out.flush()).map_err(err)?,
+            Sink::Csv { out, .. } | Sink::Wkt(out) => out.commit().map_err(err)?,
+            Sink::GeoJson(mut out) => out.write_all(b"\n]}\n").and_then(|()| out.commit()).map_err(err)?,
         }
         Ok(self.rows)
     }

@@ -8,6 +8,7 @@
 //! geometry, an explicit null (`NULL` in WKT, `"geometry": null` in GeoJSON, empty
 //! coordinate fields in CSV), or an error. Only blank lines of a WKT file carry no row.
 
+mod atomic;
 pub mod columnar;
 mod csv;
 mod file;
@@ -18,6 +19,7 @@ mod outputs;
 mod wkb;
 mod wkt;
 
+pub use self::atomic::{replace_with, resolve_links, same_file, AtomicFile, TempPath};
 pub use self::columnar::{read_columnar, Columnar, GeoBatchReader, GeoBatchWriter};
 pub use self::csv::{read_csv, CsvTable};
 pub use self::file::{read_geometry, Format, GeometryWriter};
