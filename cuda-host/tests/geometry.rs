@@ -130,6 +130,31 @@ proptest! {
         }
     }
 
+    /// Tiny and mixed-magnitude triples, where Shewchuk's products underflow: the device's
+    /// sign is the CPU's, and both are the exact sign (the CPU's integer products).
+    #[test]
+    fn orientation_signs_are_exact_near_underflow(seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        let coord = |rng: &mut Rng| -> f64 {
+            let k = (rng.next_u64() % 17) as f64 - 8.0;
+            match rng.next_u64() % 4 {
+                0 => f64::from_bits(rng.next_u64() % 64) * k.signum(), // subnormal steps
+                1 => k * f64::from_bits((1023 - 540 - rng.next_u64() % 480) << 52),
+                2 => k * f64::from_bits((1023 - 480 + rng.next_u64() % 40) << 52),
+                _ => k,
+            }
+        };
+        for _ in 0..200 {
+            let (a, b) = ((coord(&mut rng), coord(&mut rng)), (coord(&mut rng), coord(&mut rng)));
+            // Often on the line a-b at a point whose coordinates stay exact.
+            let c = if rng.chance(50) { (a.0 + (b.0 - a.0) * 2.0, a.1 + (b.1 - a.1) * 2.0) } else { (coord(&mut rng), coord(&mut rng)) };
+            let (d, r) = (geometry::orient(a, b, c), algo::orient(a, b, c));
+            let exact = algo::exact_sign(a, b, c).unwrap();
+            prop_assert_eq!(d.partial_cmp(&0.0), exact.partial_cmp(&0.0), "device {:?} {:?} {:?}", a, b, c);
+            prop_assert_eq!(r.partial_cmp(&0.0), exact.partial_cmp(&0.0), "cpu {:?} {:?} {:?}", a, b, c);
+        }
+    }
+
     #[test]
     fn hypot_is_bit_identical(x in any::<f64>(), y in any::<f64>()) {
         prop_assert!(same(geometry::hypot(x, y), algo::hypot(x, y)));

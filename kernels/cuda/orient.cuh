@@ -164,21 +164,97 @@ MR_NOINLINE double mr_orient_adapt(double ax, double ay, double bx, double by, d
     return d[dlen - 1];
 }
 
-// Positive when c is left of the directed line a → b, negative right, exactly 0 when collinear.
+// The filter's absolute error term: each of its two products may lose up to 2^-1075 when it
+// rounds into the subnormals, which the relative bound does not cover (f64::MIN_POSITIVE).
+#define MR_UNDERFLOW_SLACK 0x1p-1022
+// Below this a nonzero coordinate may make the adaptive stages' products underflow; at or
+// above it (or zero) every value they form is a multiple of 2^-1072, exactly representable.
+#define MR_SHEWCHUK_MIN 0x1p-484
+
+MR_FN bool mr_orient_tiny(double v) { return v != 0.0 && mr_fabs(v) < MR_SHEWCHUK_MIN; }
+
+// A finite double as sign * m * 2^e (m its integer significand); false for NaN and infinities.
+MR_FN bool mr_split_f64(double v, bool& neg, u64& m, int& e) {
+    u64 bits = mr_f64_bits(v);
+    int exp = (int)((bits >> 52) & 0x7ff);
+    u64 frac = bits & 0xfffffffffffffULL;
+    neg = (bits >> 63) != 0;
+    if (exp == 0x7ff) return false;
+    if (exp == 0) {
+        m = frac;
+        e = -1074;
+    } else {
+        m = frac | (1ULL << 52);
+        e = exp - 1075;
+    }
+    return true;
+}
+
+// The exact sign (-1, 0, 1) of the orientation determinant
+// ax*by - ax*cy - cx*by - ay*bx + ay*cx + cy*bx from its six products, each a 106-bit integer
+// times a power of two, added from the largest exponent down in 128 bits (`exact_sign` in
+// kernels/src/algo/orient.rs: the terms still to come sum below 2^(109+e), so a running sum
+// that large has its final sign, and one smaller stays below 2^110 when shifted). Returns
+// false when a coordinate is not finite.
+MR_NOINLINE bool mr_orient_exact(double ax, double ay, double bx, double by, double cx, double cy,
+                                 double& sign) {
+    const double xs[6] = {ax, ax, cx, ay, ay, cy};
+    const double ys[6] = {by, cy, by, bx, cx, bx};
+    const bool negate[6] = {false, true, true, true, false, false};
+    int es[6];
+    __int128 ms[6];
+    int n = 0;
+    for (int i = 0; i < 6; i++) {
+        bool sx, sy;
+        u64 mx, my;
+        int ex, ey;
+        if (!mr_split_f64(xs[i], sx, mx, ex) || !mr_split_f64(ys[i], sy, my, ey)) return false;
+        if (mx == 0 || my == 0) continue;
+        __int128 m = (__int128)((unsigned __int128)mx * (unsigned __int128)my);
+        // Insertion by exponent, largest first.
+        int j = n++;
+        while (j > 0 && es[j - 1] < ex + ey) {
+            es[j] = es[j - 1];
+            ms[j] = ms[j - 1];
+            j--;
+        }
+        es[j] = ex + ey;
+        ms[j] = (sx != sy) != negate[i] ? -m : m;
+    }
+    __int128 acc = 0;
+    int at = 0;
+    for (int i = 0; i < n; i++) {
+        if (acc == 0) {
+            acc = ms[i];
+            at = es[i];
+            continue;
+        }
+        int gap = at - es[i];
+        unsigned __int128 mag = acc < 0 ? (unsigned __int128)(-acc) : (unsigned __int128)acc;
+        if (gap >= 109 || mag >= ((unsigned __int128)1 << (109 - gap))) break;
+        acc = (acc << gap) + ms[i];
+        at = es[i];
+    }
+    sign = acc > 0 ? 1.0 : (acc < 0 ? -1.0 : 0.0);
+    return true;
+}
+
+// Positive when c is left of the directed line a → b, negative right, exactly 0 when
+// collinear: exact for every finite coordinate, as `algo::orient` (a filter with an
+// underflow term; Shewchuk's adaptive stages where nothing can underflow; exact integer
+// products where something could).
 MR_FN double mr_orient(double ax, double ay, double bx, double by, double cx, double cy) {
     double detleft = (ax - cx) * (by - cy);
     double detright = (ay - cy) * (bx - cx);
     double det = detleft - detright;
-    double detsum;
-    if (detleft > 0.0) {
-        if (detright <= 0.0) return det;
-        detsum = detleft + detright;
-    } else if (detleft < 0.0) {
-        if (detright >= 0.0) return det;
-        detsum = -detleft - detright;
-    } else {
-        return det;
+    double detsum = mr_fabs(detleft) + mr_fabs(detright);
+    if (mr_fabs(det) > MR_CCWERRBOUND_A * detsum + MR_UNDERFLOW_SLACK) return det;
+    if (mr_orient_tiny(ax) || mr_orient_tiny(ay) || mr_orient_tiny(bx) || mr_orient_tiny(by) ||
+        mr_orient_tiny(cx) || mr_orient_tiny(cy)) {
+        double sign;
+        if (mr_orient_exact(ax, ay, bx, by, cx, cy, sign)) return sign;
     }
+    // Shewchuk's own filter first (robust's orient2d does the same), then the stages.
     double errbound = MR_CCWERRBOUND_A * detsum;
     if (det >= errbound || -det >= errbound) return det;
     return mr_orient_adapt(ax, ay, bx, by, cx, cy, detsum);

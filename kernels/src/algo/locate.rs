@@ -1,5 +1,6 @@
 //! Point location: interior, boundary or exterior, decided with exact orientation tests.
 
+pub use super::orient::orient;
 use super::Xy;
 use crate::column::{Family, Geom, Ring};
 
@@ -12,19 +13,6 @@ pub enum Location {
     Boundary,
     /// Outside.
     Exterior,
-}
-
-/// The orientation of `c` relative to the directed line `a → b`: positive when `c` is to the
-/// left (counter-clockwise), negative to the right, exactly zero when collinear.
-///
-/// Exact: Shewchuk's adaptive `orient2d` (the `robust` crate), so the sign is always right.
-#[inline]
-pub fn orient(a: Xy, b: Xy, c: Xy) -> f64 {
-    robust::orient2d(
-        robust::Coord { x: a.0, y: a.1 },
-        robust::Coord { x: b.0, y: b.1 },
-        robust::Coord { x: c.0, y: c.1 },
-    )
 }
 
 /// True when `p` lies on the closed segment `a–b` (exact).

@@ -128,13 +128,16 @@ impl CellGrid {
             let axis = |min: f64, len: f64, n: usize, mag: f64| {
                 let scale = n as f64 / len;
                 // Float error in (v - min) * scale is a few ulps of the magnitudes involved;
-                // 1e-12 of them, in cells, is a bound with room to spare.
-                Axis { min, scale, n, margin: 1e-6 + 1e-12 * mag * scale }
+                // 1e-12 of them, in cells, is a bound with room to spare. (`mag * scale`
+                // first: `1e-12 * mag` underflows to 0 for subnormal extents, whose scale
+                // overflows, and 0 × ∞ would make the margin NaN.)
+                Axis { min, scale, n, margin: 1e-6 + mag * scale * 1e-12 }
             };
             let mag_x = extent.min_x.abs().max(extent.max_x.abs());
             let mag_y = extent.min_y.abs().max(extent.max_y.abs());
             let (x, y) = (axis(extent.min_x, w, nx, mag_x), axis(extent.min_y, h, ny, mag_y));
-            if x.margin > 0.25 || y.margin > 0.25 {
+            // Also refuses a NaN or infinite margin (an extent so small its scale overflows).
+            if !(x.margin <= 0.25 && y.margin <= 0.25) {
                 return None;
             }
             let entries: usize = boxes

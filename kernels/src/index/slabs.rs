@@ -1,6 +1,6 @@
 //! Horizontal edge slabs: a per-polygon accelerator for point-in-polygon.
 
-use crate::algo::{Location, Xy};
+use crate::algo::{Location, Xy, CCW_ERR_BOUND_A, UNDERFLOW_SLACK};
 use crate::column::Part;
 
 /// For every polygon part: its y range cut into equal slabs, and for each slab the edges
@@ -122,10 +122,6 @@ impl EdgeSlabs {
     }
 }
 
-/// Shewchuk's error bound for the filtered `orient2d`: when |det| exceeds this times
-/// (|detleft| + |detright|), the floating-point sign is the exact sign.
-const CCW_ERR_BOUND_A: f64 = (3.0 + 16.0 * (f64::EPSILON / 2.0)) * (f64::EPSILON / 2.0);
-
 /// The crossing-number test without branches on the data: every orientation whose sign the
 /// floating-point filter cannot certify, and every point level with an edge endpoint, makes
 /// it give up (`None`) so the exact path decides. When it answers, the answer is exact.
@@ -142,7 +138,8 @@ fn crossing_parity_fast(edges: &[[f64; 4]], (px, py): Xy) -> Option<Location> {
         let detleft = (ax - px) * (by - py);
         let detright = (ay - py) * (bx - px);
         let det = detleft - detright;
-        let bound = CCW_ERR_BOUND_A * (detleft.abs() + detright.abs());
+        // The same filter as `algo::orient`, its underflow term included.
+        let bound = CCW_ERR_BOUND_A * (detleft.abs() + detright.abs()) + UNDERFLOW_SLACK;
         unsure |= straddles & (det.abs() <= bound);
         unsure |= (ay == py) | (by == py);
         crossings += u32::from(straddles & ((det > 0.0) == b_above));
