@@ -107,7 +107,7 @@ pub fn exact_sign(a: Xy, b: Xy, c: Xy) -> Option<f64> {
         n += 1;
     }
     let terms = &mut terms[..n];
-    terms.sort_unstable_by(|p, q| q.0.cmp(&p.0));
+    terms.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
     let mut acc = 0i128;
     let mut at = 0i32;
     for &(e, m) in terms.iter() {
