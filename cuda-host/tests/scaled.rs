@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use meridian_bytecode::{assemble, VerifiedProgram};
 use meridian_cuda_host::HostDevice;
-use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn, MAX_COORD};
+use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn, Parts, MAX_COORD};
 use meridian_kernels::interp::{Input, OutputColumn};
 use meridian_runtime::{Engine, Mode, Route};
 
 /// Polygons on a small integer grid: a square with a hole, a concave star-like shape,
 /// slanted triangles (edges of slope 1/3, 2/5) and a multipolygon whose parts touch.
-fn polygons() -> Vec<(Family, Vec<Vec<Vec<(f64, f64)>>>)> {
+fn polygons() -> Vec<(Family, Parts)> {
     let ring =
         |pts: &[(i32, i32)]| pts.iter().map(|&(x, y)| (f64::from(x), f64::from(y))).collect::<Vec<_>>();
     vec![
@@ -59,7 +59,7 @@ fn scaled(e: i32) -> Result<(Arc<GeometryColumn>, Arc<GeometryColumn>), String> 
     let k = pow2(e);
     let mut zones = ColumnBuilder::new();
     for (family, parts) in polygons() {
-        let parts: Vec<Vec<Vec<(f64, f64)>>> = parts
+        let parts: Parts = parts
             .iter()
             .map(|p| p.iter().map(|r| r.iter().map(|&(x, y)| (x * k, y * k)).collect()).collect())
             .collect();
