@@ -19,13 +19,14 @@ pub use meridian_runtime::autotune;
 pub use meridian_runtime::bytecode;
 pub use meridian_runtime::cuda;
 pub use meridian_runtime::driver;
+pub use meridian_runtime::env;
 pub use meridian_runtime::events;
 pub use meridian_runtime::kernels;
 pub use meridian_runtime::place;
 pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;
 pub use meridian_runtime::{
-    parse_bytes, plan, resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError,
-    Job, JobError, JobResult, Mode, Prepared, Route, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS,
-    JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
+    memory_budget_from_env, parse_bytes, plan, resolve_mode, set_process_mode, Backend, Bound, Engine,
+    EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, Route, ShutdownError, Ticket,
+    TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
 };

@@ -261,6 +261,23 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
+    // Every MERIDIAN_* variable is checked before anything runs: a bad value is an error here,
+    // whether or not this command would have read it; a misspelt name or an event log that
+    // cannot be written is said once.
+    // (`meridian info` reports them instead: it is where one looks to see what is wrong.)
+    if !matches!(cli.command, Command::Info) {
+        match meridian::env::check() {
+            Ok(warnings) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let result = match cli.command {
         Command::Asm { file, output } => cli::bytecode::asm(&file, output.as_deref()),
         Command::Disasm { file } => cli::bytecode::disasm(&file),

@@ -172,3 +172,188 @@ fn a_csv_error_names_its_own_line() {
     fails(&meridian(&["convert", s(&short), s(&out)]), "short.csv:3: 1 fields where the header has 2");
     assert!(!out.exists());
 }
+
+/// WKT nested thousands deep (it overflowed the parser's stack and aborted the process).
+#[test]
+fn deeply_nested_wkt_is_an_error() {
+    let d = dir("deep");
+    let deep = d.join("deep.wkt");
+    std::fs::write(&deep, format!("POINT (1 2)\nPOLYGON {}\n", "(".repeat(10_000))).unwrap();
+    fails(
+        &meridian(&["convert", s(&deep), s(&d.join("out.csv"))]),
+        "deep.wkt:2: invalid WKT: parentheses nested deeper than 32 levels at byte 40",
+    );
+}
+
+/// An Arrow IPC stream cut where a batch ends (only its end-of-stream marker missing) was
+/// taken as complete: now an error naming the byte, read whole or streamed.
+#[test]
+fn a_truncated_arrow_stream_is_an_error() {
+    let d = dir("cut");
+    let pts = d.join("pts.arrows");
+    ok(&meridian(&["gen", "points", "300000", s(&pts)]));
+    let bytes = std::fs::read(&pts).unwrap();
+    let cut = d.join("cut.arrows");
+    std::fs::write(&cut, &bytes[..bytes.len() - 8]).unwrap();
+    for batch_rows in ["0", "65536"] {
+        let o = meridian(&[
+            "run",
+            "examples/pip_join.masm",
+            "--input",
+            &format!("pts={}", s(&cut)),
+            "--input",
+            "zones=data/countries.geojson",
+            "--batch-rows",
+            batch_rows,
+            "--out",
+            s(&d.join("out")),
+        ]);
+        let line = fails(&o, "cut.arrows");
+        assert!(line.contains(&format!("cut short at byte {}", bytes.len() - 8)), "{line}");
+        assert!(!d.join("out").join("pairs.csv").exists());
+    }
+}
+
+/// `--batch-rows` holds for Arrow IPC inputs too (their record batches are sliced), and the
+/// report says what ran.
+#[test]
+fn batch_rows_holds_for_every_columnar_input() {
+    let d = dir("batches");
+    for name in ["p.arrow", "p.arrows", "p.parquet"] {
+        let pts = d.join(name);
+        ok(&meridian(&["gen", "points", "10000", s(&pts)]));
+        let out = ok(&meridian(&[
+            "run",
+            "examples/pip_join.masm",
+            "--input",
+            &format!("pts={}", s(&pts)),
+            "--input",
+            "zones=data/countries.geojson",
+            "--batch-rows",
+            "1000",
+            "--out",
+            s(&d.join("out")),
+        ]));
+        assert!(out.contains("streamed in 10 batches of at most 1000 rows (asked)"), "{name}: {out}");
+        assert!(out.contains("over 10000 rows"), "{name}: {out}");
+    }
+}
+
+/// A FIFO named like a columnar file is refused at once (it was opened, sniffed, closed and
+/// opened again, which blocked forever); as a text input it is read as it comes.
+#[cfg(unix)]
+#[test]
+fn a_pipe_is_refused_or_streamed_never_opened_twice() {
+    let d = dir("fifo");
+    for name in ["p.arrow", "p.arrows", "p.parquet"] {
+        let fifo = d.join(name);
+        let c = std::ffi::CString::new(s(&fifo)).unwrap();
+        // SAFETY: mkfifo with a valid C string; no memory is shared.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // No writer: a reader that opened it would block here.
+        let o = meridian_under(
+            "",
+            &[
+                "run",
+                "examples/pip_join.masm",
+                "--input",
+                &format!("pts={}", s(&fifo)),
+                "--input",
+                "zones=data/countries.geojson",
+                "--out",
+                s(&d.join("out")),
+            ],
+        );
+        fails(&o, "a pipe: Parquet and Arrow IPC inputs are read by seeking");
+    }
+    // CSV from a pipe: streamed, every row.
+    let fifo = d.join("pts.csv");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, "x,y\n2.35,48.85\n-74,40.7\n200,0\n").unwrap())
+    };
+    let out = d.join("n.csv");
+    let stdout = ok(&meridian(&["convert", s(&fifo), s(&out)]));
+    writer.join().unwrap();
+    assert!(stdout.contains(": 3 rows"), "{stdout}");
+}
+
+/// The autotune store: `/dev/null` turns it off (it was renamed to /dev/null.corrupt.…), a
+/// FIFO is an error left in place, a symbolic link stays one.
+#[cfg(unix)]
+#[test]
+fn the_store_touches_only_a_regular_file() {
+    use std::os::unix::fs::FileTypeExt;
+    let with_store = |store: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(args)
+            .current_dir(root())
+            .env("MERIDIAN_AUTOTUNE_PATH", store)
+            .env_remove("MERIDIAN_AUTOTUNE")
+            .output()
+            .unwrap()
+    };
+    let o = with_store(Path::new("/dev/null"), &["autotune", "show"]);
+    assert_eq!(ok(&o), "autotune is off (MERIDIAN_AUTOTUNE_PATH is /dev/null)\n");
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    let d = dir("store");
+    let fifo = d.join("store.fifo");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: mkfifo with a valid C string; no memory is shared.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for args in [&["autotune", "show"][..], &["autotune", "clear"]] {
+        fails(&with_store(&fifo, args), "a FIFO (named pipe), not a store file");
+    }
+    // A run with that store runs, autotune off, and says why.
+    let out = d.join("out");
+    let run = ["run", "examples/measure.masm", "--input", "shapes=data/countries.geojson", "--out", s(&out)];
+    let o = with_store(&fifo, &run);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("autotune is off"), "{o:?}");
+    assert!(o.status.success());
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    // Through a link: `clear` writes the store, the link stays a link.
+    let link = d.join("store.bin");
+    std::os::unix::fs::symlink("real.bin", &link).unwrap();
+    ok(&with_store(&link, &["autotune", "clear"]));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(d.join("real.bin").is_file());
+}
+
+/// Every MERIDIAN_* variable is checked at start, whatever the command reads.
+#[test]
+fn environment_variables_are_checked_at_start() {
+    let with = |k: &str, v: &str| {
+        Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["verify", "examples/measure.masm"])
+            .current_dir(root())
+            .env(k, v)
+            .output()
+            .unwrap()
+    };
+    fails(&with("MERIDIAN_IO", "bogus"), "MERIDIAN_IO=\"bogus\" is not one of auto, uring, pread");
+    fails(&with("MERIDIAN_MEMORY_BUDGET", "lots"), "MERIDIAN_MEMORY_BUDGET");
+    fails(&with("MERIDIAN_GPU_REGISTERS", "9000"), "MERIDIAN_GPU_REGISTERS");
+    // Empty is unset, for every variable.
+    ok(&with("MERIDIAN_IO", ""));
+    let o = with("MERIDIAN_EXECUTON_MODE", "cpu");
+    ok(&o);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "warning: MERIDIAN_EXECUTON_MODE is not a variable meridian reads (ignored); did you mean MERIDIAN_EXECUTION_MODE?\n"
+    );
+    // An event log that cannot be written: said at start; under strict mode, an error.
+    let o = with("MERIDIAN_EVENT_LOG", "/nonexistent-dir/events.jsonl");
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("events will not be written"), "{o:?}");
+    let o = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["verify", "examples/measure.masm"])
+        .current_dir(root())
+        .env("MERIDIAN_EVENT_LOG", "/dev/full")
+        .env("MERIDIAN_STRICT_NATIVE", "1")
+        .output()
+        .unwrap();
+    fails(&o, "every write to /dev/full fails");
+}

@@ -36,6 +36,7 @@ fn info_prints_the_probe_and_succeeds() {
             "autotune store (meridian run)",
             "event log",
             "strict native (MERIDIAN_STRICT_NATIVE)",
+            "environment",
             "placement under auto with a GPU (cost model by program class, 2 workers)"
         ]
         .map(

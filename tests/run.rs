@@ -261,16 +261,14 @@ fn explain_prints_the_plan_and_its_reasons() {
 #[test]
 fn a_job_over_the_memory_budget_is_one_readable_line() {
     let out = out_dir("budget");
-    let args = [
-        "run",
-        "examples/measure.masm",
-        "--input",
-        "shapes=data/countries.geojson",
-        "--mode",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    // Text inputs count against the budget (they are held whole); a Parquet file is read a
+    // batch at a time, so the job's own buffers are what meet it here.
+    std::fs::create_dir_all(&out).unwrap();
+    let parquet = out.join("countries.parquet");
+    ok(&meridian(&["convert", "data/countries.geojson", parquet.to_str().unwrap()]));
+    let shapes = format!("shapes={}", parquet.display());
+    let args =
+        ["run", "examples/measure.masm", "--input", &shapes, "--mode", "cpu", "--out", out.to_str().unwrap()];
     for (budget, want) in
         [("100", "177 rows need"), ("lots", "MERIDIAN_MEMORY_BUDGET=\"lots\" is not a size")]
     {
@@ -294,4 +292,22 @@ fn a_job_over_the_memory_budget_is_one_readable_line() {
         .output()
         .unwrap();
     ok(&o);
+    // The GeoJSON itself is past a 100-byte budget.
+    let o = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "run",
+            "examples/measure.masm",
+            "--input",
+            "shapes=data/countries.geojson",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .env("MERIDIAN_AUTOTUNE", "off")
+        .env("MERIDIAN_MEMORY_BUDGET", "100")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("countries.geojson") && err.contains("more than 100 bytes of text"), "{err}");
 }

@@ -9,8 +9,9 @@ use std::sync::Mutex;
 
 /// The store's file operations.
 pub trait Fs: Send + Sync + std::fmt::Debug {
-    /// The whole file.
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The whole file, or its first `limit + 1` bytes when it is longer (so that a caller can
+    /// tell it is too long without reading an endless or huge file whole).
+    fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>>;
     /// Creates `path` (it must not exist), writes `bytes` and fsyncs the file.
     fn write_synced(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
     /// Renames `from` over `to`.
@@ -36,8 +37,11 @@ pub struct FileLock {
 pub struct RealFs;
 
 impl Fs for RealFs {
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+    fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        File::open(path)?.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     fn write_synced(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -180,10 +184,10 @@ fn die() -> ! {
 }
 
 impl Fs for FaultyFs {
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+    fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         match self.strike(Op::Read) {
             Some(f) => Err(fail(f)),
-            None => RealFs.read(path),
+            None => RealFs.read(path, limit),
         }
     }
 

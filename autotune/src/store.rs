@@ -31,6 +31,11 @@ pub const FORMAT_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"MRTUNE\0\0";
 const HEADER: usize = 8 + 4 + 8 + 4;
 
+/// The longest file read as a store (a store of 100,000 records is a fraction of it): a longer
+/// one is not a store this build wrote, and is set aside like any damaged file, without
+/// reading past this many bytes.
+pub const MAX_STORE_BYTES: u64 = 64 << 20;
+
 /// `MERIDIAN_AUTOTUNE_PATH`: where the store is (over the default).
 pub const PATH_ENV: &str = "MERIDIAN_AUTOTUNE_PATH";
 /// `MERIDIAN_AUTOTUNE=off` turns autotune off.
@@ -93,6 +98,15 @@ pub enum StoreError {
     /// An environment variable has a value that is not allowed.
     #[error("{0}")]
     Env(String),
+    /// The store's path names a directory, device, FIFO or socket: it is neither read nor
+    /// moved nor replaced.
+    #[error("autotune store {}: {what}, not a store file (name a regular file in {PATH_ENV}; /dev/null or {SWITCH_ENV}=off turns autotune off)", path.display())]
+    NotAFile {
+        /// The path (symbolic links followed).
+        path: PathBuf,
+        /// What is there.
+        what: &'static str,
+    },
 }
 
 /// A store just opened, and what was wrong with the file found.
@@ -107,7 +121,11 @@ pub struct Opened {
 /// The records of one store file, in memory.
 #[derive(Debug)]
 pub struct Store {
+    /// The path as given.
     path: PathBuf,
+    /// The file read and replaced: `path` with its symbolic links followed, so a linked
+    /// store is saved through the link (the target replaced, the link kept).
+    file: PathBuf,
     records: BTreeMap<Key, Record>,
     fs: Arc<dyn Fs>,
 }
@@ -146,13 +164,25 @@ impl Store {
             Err(_) => {}
         }
         if let Some(p) = std::env::var_os(PATH_ENV).filter(|p| !p.is_empty()) {
-            return Ok(Some(PathBuf::from(p)));
+            // The natural way to say "nowhere": autotune off, the device left alone.
+            return Ok(Some(PathBuf::from(p)).filter(|p| !is_dev_null(p)));
         }
         let cache =
             std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()).map(PathBuf::from).or_else(|| {
                 std::env::var_os("HOME").filter(|p| !p.is_empty()).map(|h| PathBuf::from(h).join(".cache"))
             });
         Ok(cache.map(|c| c.join("meridian").join("autotune.bin")))
+    }
+
+    /// Why [`Store::path_from_env`] names no store (for messages).
+    pub fn off_reason() -> String {
+        match std::env::var_os(PATH_ENV) {
+            _ if std::env::var(SWITCH_ENV).is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false")) => {
+                format!("{SWITCH_ENV}=off")
+            }
+            Some(p) if is_dev_null(Path::new(&p)) => format!("{PATH_ENV} is /dev/null"),
+            _ => format!("no cache directory to keep it in; set {PATH_ENV}"),
+        }
     }
 
     /// Opens the store at `path` (missing: empty).
@@ -163,16 +193,21 @@ impl Store {
     /// Opens the store at `path` through `fs`.
     pub fn open_with(path: impl Into<PathBuf>, fs: Arc<dyn Fs>) -> Result<Opened, StoreError> {
         let path = path.into();
-        let mut store = Store { path, records: BTreeMap::new(), fs };
+        let file = resolve_links(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            op: "following its links",
+            source,
+        })?;
+        let mut store = Store { path, file, records: BTreeMap::new(), fs };
         let mut warnings = Vec::new();
-        match read(&*store.fs, &store.path)? {
+        match read(&*store.fs, &store.file)? {
             Ok(records) => store.records = records,
             // Only under the lock is a bad file moved: a save in another process may be
             // replacing it with a good one right now.
             Err(_) => {
                 let mut loaded = (BTreeMap::new(), false);
                 warnings = store.locked(|s, w| {
-                    loaded = load(&*s.fs, &s.path, w)?;
+                    loaded = load(&*s.fs, &s.file, w)?;
                     Ok(())
                 })?;
                 // A file left in place (stuck, or newer) is checked again by every save.
@@ -182,7 +217,7 @@ impl Store {
         Ok(Opened { store, warnings })
     }
 
-    /// The store's file.
+    /// The store's path, as given.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -227,9 +262,9 @@ impl Store {
         self.locked(|store, warnings| {
             // A file that could not be moved aside at open is tried again here; saving waits
             // until it is out of the way.
-            let (on_disk, stuck) = load(&*store.fs, &store.path, warnings)?;
+            let (on_disk, stuck) = load(&*store.fs, &store.file, warnings)?;
             if stuck {
-                return Err(StoreError::WouldOverwrite { path: store.path.clone() });
+                return Err(StoreError::WouldOverwrite { path: store.file.clone() });
             }
             for (key, theirs) in on_disk {
                 match store.records.get(&key) {
@@ -249,9 +284,9 @@ impl Store {
     /// and the store is not cleared.
     pub fn clear(&mut self) -> Result<(), StoreError> {
         self.locked(|store, warnings| {
-            let (_, stuck) = load(&*store.fs, &store.path, warnings)?;
+            let (_, stuck) = load(&*store.fs, &store.file, warnings)?;
             if stuck {
-                return Err(StoreError::WouldOverwrite { path: store.path.clone() });
+                return Err(StoreError::WouldOverwrite { path: store.file.clone() });
             }
             store.records.clear();
             store.replace(&encode(&store.records))
@@ -274,7 +309,7 @@ impl Store {
     }
 
     fn dir(&self) -> PathBuf {
-        match self.path.parent() {
+        match self.file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         }
@@ -292,11 +327,11 @@ impl Store {
     ) -> Result<Vec<Warning>, StoreError> {
         let dir = self.dir();
         self.fs.create_dir_all(&dir).map_err(self.io(&dir, "creating the directory"))?;
-        let lock_path = sibling(&self.path, ".lock");
+        let lock_path = sibling(&self.file, ".lock");
         let _lock = self.fs.lock(&lock_path).map_err(self.io(&lock_path, "taking the lock"))?;
         // Under the lock no other save is writing: leftover temporary files are from saves
         // that died, and go.
-        remove_stale_temps(&self.path);
+        remove_stale_temps(&self.file);
         let mut warnings = Vec::new();
         f(self, &mut warnings)?;
         Ok(warnings)
@@ -307,16 +342,16 @@ impl Store {
     fn replace(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         static SAVES: AtomicU64 = AtomicU64::new(0);
         let tmp = sibling(
-            &self.path,
+            &self.file,
             &format!(".tmp.{}.{}", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed)),
         );
         if let Err(e) = self.fs.write_synced(&tmp, bytes) {
             let _ = self.fs.remove(&tmp);
             return Err(self.io(&tmp, "writing the new store")(e));
         }
-        if let Err(e) = self.fs.rename(&tmp, &self.path) {
+        if let Err(e) = self.fs.rename(&tmp, &self.file) {
             let _ = self.fs.remove(&tmp);
-            return Err(self.io(&self.path, "renaming the new store into place")(e));
+            return Err(self.io(&self.file, "renaming the new store into place")(e));
         }
         let dir = self.dir();
         self.fs.sync_dir(&dir).map_err(self.io(&dir, "syncing the directory after the rename"))
@@ -345,8 +380,19 @@ fn remove_stale_temps(path: &Path) {
 }
 
 /// The records on disk (missing: none), or why the file is not a store this build reads.
+/// Anything but a regular file is an error, checked before every read: a FIFO would block
+/// the read, a device (`/dev/zero`) never end it, and neither may be moved aside.
 fn read(fs: &dyn Fs, path: &Path) -> Result<Result<BTreeMap<Key, Record>, Bad>, StoreError> {
-    match fs.read(path) {
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_file() {
+            return Err(StoreError::NotAFile { path: path.to_path_buf(), what: file_kind(&m) });
+        }
+        if m.len() > MAX_STORE_BYTES {
+            return Ok(Err(too_long()));
+        }
+    }
+    match fs.read(path, MAX_STORE_BYTES) {
+        Ok(bytes) if bytes.len() as u64 > MAX_STORE_BYTES => Ok(Err(too_long())),
         Ok(bytes) => Ok(decode(&bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ok(BTreeMap::new())),
         Err(source) => Err(StoreError::Io { path: path.to_path_buf(), op: "reading", source }),
@@ -390,6 +436,72 @@ fn load(
             Ok((BTreeMap::new(), true))
         }
     }
+}
+
+fn too_long() -> Bad {
+    Bad::Corrupt(format!("longer than a store may be ({MAX_STORE_BYTES} bytes)"))
+}
+
+/// What a path that is not a regular file holds, in words.
+fn file_kind(m: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if m.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// True when `path` is the null device (by its device number, however it is named).
+fn is_dev_null(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        match (std::fs::metadata(path), std::fs::metadata("/dev/null")) {
+            (Ok(m), Ok(null)) => m.file_type().is_char_device() && m.rdev() == null.rdev(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        path == Path::new("NUL")
+    }
+}
+
+/// `path` with the symbolic links at its end followed (a dangling link gives where it
+/// points, which a save then creates).
+fn resolve_links(path: &Path) -> io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    // As the kernel's ELOOP limit.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(io::Error::other("too many levels of symbolic links"))
 }
 
 fn encode(records: &BTreeMap<Key, Record>) -> Vec<u8> {

@@ -152,6 +152,85 @@ fn a_bad_file_that_cannot_be_moved_is_never_saved_over() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// Only a regular file may be a store: a FIFO, a directory or a device at the store's path is
+/// an error that leaves it where it is (it was renamed aside: issue 28), and `/dev/null` in
+/// `MERIDIAN_AUTOTUNE_PATH` turns autotune off.
+#[cfg(unix)]
+#[test]
+fn special_files_are_errors_left_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let d = dir("special");
+    let fifo = d.join("autotune.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid C string; no memory is shared.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Opening it must not block on the FIFO (nothing writes to it) and must not move it.
+    let e = Store::open(&fifo).unwrap_err();
+    assert!(matches!(e, StoreError::NotAFile { what: "a FIFO (named pipe)", .. }), "{e}");
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    let sub = d.join("a-directory");
+    std::fs::create_dir(&sub).unwrap();
+    let e = Store::open(&sub).unwrap_err();
+    assert!(e.to_string().contains("a directory, not a store file"), "{e}");
+    assert!(sub.is_dir());
+    for device in ["/dev/null", "/dev/zero"] {
+        let e = Store::open(device).unwrap_err();
+        assert!(e.to_string().contains("a character device"), "{e}");
+        assert!(std::fs::metadata(device).unwrap().file_type().is_char_device());
+    }
+    assert_eq!(names_beside(&d), ["a-directory", "autotune.fifo"]);
+}
+
+/// A store that is a symbolic link is read and saved through the link: the target is
+/// replaced atomically and the link stays a link.
+#[cfg(unix)]
+#[test]
+fn a_linked_store_stays_a_link() {
+    let d = dir("link");
+    std::fs::create_dir(d.join("real")).unwrap();
+    let target = d.join("real").join("store.bin");
+    saved_store(&target);
+    let link = d.join("autotune.bin");
+    std::os::unix::fs::symlink("real/store.bin", &link).unwrap();
+    let mut s = Store::open(&link).unwrap().store;
+    assert_eq!(s.len(), 2);
+    assert_eq!(s.path(), link);
+    s.insert(key("c", "route"), record(1, 3));
+    assert!(s.save().unwrap().is_empty());
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(Store::open(&target).unwrap().store.len(), 3);
+    // A dangling link: the store is created where it points.
+    let dangling = d.join("dangling.bin");
+    std::os::unix::fs::symlink("real/new.bin", &dangling).unwrap();
+    let mut s = Store::open(&dangling).unwrap().store;
+    s.insert(key("d", "route"), record(1, 4));
+    s.save().unwrap();
+    assert!(std::fs::symlink_metadata(&dangling).unwrap().file_type().is_symlink());
+    assert_eq!(Store::open(d.join("real/new.bin")).unwrap().store.len(), 1);
+}
+
+/// A regular file longer than any store is set aside without being read whole.
+#[test]
+fn an_overlong_file_is_set_aside_unread() {
+    let d = dir("long");
+    let path = d.join("autotune.bin");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(meridian_autotune::store::MAX_STORE_BYTES + 1).unwrap();
+    let opened = Store::open(&path).unwrap();
+    let [Warning::Corrupt { why, .. }] = opened.warnings.as_slice() else { panic!("{:?}", opened.warnings) };
+    assert!(why.contains("longer than a store may be"), "{why}");
+    assert!(opened.store.is_empty());
+}
+
+fn names_beside(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn a_failing_disk_leaves_the_old_store() {
     let d = dir("faults");

@@ -8,11 +8,19 @@ use std::path::{Path, PathBuf};
 
 use crate::{assemble, verify, DecodeError, Diagnostics, Program, VerifiedProgram, VerifyErrors, MAGIC};
 
+/// The longest program file read. A container holds at most 2^16 instructions and 2^16
+/// constants (about 1 MiB); assembly for as much, with comments, fits many times over. An
+/// endless or huge file (`/dev/zero`) is refused after this many bytes instead of filling
+/// memory.
+pub const MAX_PROGRAM_FILE: u64 = 16 << 20;
+
 /// Why a program file could not be loaded; each variant names the file.
 #[derive(Debug)]
 pub enum LoadError {
     /// The file could not be read.
     Read(PathBuf, std::io::Error),
+    /// The file is longer than any program ([`MAX_PROGRAM_FILE`]).
+    TooLong(PathBuf),
     /// It starts with the magic but is not a well-formed container.
     Bytecode(PathBuf, DecodeError),
     /// Well-formed bytecode the verifier rejects.
@@ -29,6 +37,10 @@ impl LoadError {
         let at = |p: &Path, m: &dyn fmt::Display| format!("{}: error: {m}", p.display());
         match self {
             LoadError::Read(p, e) => vec![at(p, &format_args!("cannot read: {e}"))],
+            LoadError::TooLong(p) => vec![at(
+                p,
+                &format_args!("longer than any program ({} MiB): not read past that", MAX_PROGRAM_FILE >> 20),
+            )],
             LoadError::Bytecode(p, e) => vec![at(p, e)],
             LoadError::Invalid(p, errors) => errors.0.iter().map(|e| at(p, e)).collect(),
             LoadError::NotText(p) => vec![at(p, &"neither UTF-8 assembly nor meridian bytecode")],
@@ -57,13 +69,30 @@ impl std::error::Error for LoadError {}
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn load(path: &Path) -> Result<VerifiedProgram, LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Read(path.to_owned(), e))?;
+    let bytes = read_program_file(path)?;
     if bytes.starts_with(&MAGIC) {
         let program = Program::from_bytes(&bytes).map_err(|e| LoadError::Bytecode(path.to_owned(), e))?;
         return verify(&program).map_err(|e| LoadError::Invalid(path.to_owned(), e));
     }
     let text = String::from_utf8(bytes).map_err(|_| LoadError::NotText(path.to_owned()))?;
     assemble(&path.display().to_string(), &text).map_err(LoadError::Assembly)
+}
+
+/// The bytes of a program file, at most [`MAX_PROGRAM_FILE`] of them (a pipe is read as it
+/// comes; a longer file or an endless device is an error, read no further).
+pub fn read_program_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let read = |e| LoadError::Read(path.to_owned(), e);
+    let file = std::fs::File::open(path).map_err(read)?;
+    if file.metadata().map_err(read)?.len() > MAX_PROGRAM_FILE {
+        return Err(LoadError::TooLong(path.to_owned()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PROGRAM_FILE + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > MAX_PROGRAM_FILE {
+        return Err(LoadError::TooLong(path.to_owned()));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -75,6 +104,23 @@ mod tests {
         let p = std::env::temp_dir().join(format!("meridian-load-{}-{name}", std::process::id()));
         std::fs::write(&p, bytes).unwrap();
         p
+    }
+
+    #[test]
+    fn an_endless_or_overlong_file_is_refused_unread() {
+        // /dev/zero would fill memory if read whole.
+        if Path::new("/dev/zero").exists() {
+            let e = load(Path::new("/dev/zero")).unwrap_err();
+            assert!(matches!(e, LoadError::TooLong(_)), "{e}");
+            assert_eq!(
+                e.to_string(),
+                "/dev/zero: error: longer than any program (16 MiB): not read past that"
+            );
+        }
+        let p = temp("long.masm", b"");
+        std::fs::File::options().write(true).open(&p).unwrap().set_len(MAX_PROGRAM_FILE + 1).unwrap();
+        assert!(matches!(load(&p), Err(LoadError::TooLong(_))));
+        let _ = std::fs::remove_file(p);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use builder::{BuildError, Builder, Label};
 pub use container::{reseal, DecodeError, DecodeErrorKind, FORMAT_VERSION, MAGIC};
 pub use diag::{Diagnostic, Diagnostics};
 pub use disasm::{disassemble, DisasmError};
-pub use file::{load, LoadError};
+pub use file::{load, read_program_file, LoadError, MAX_PROGRAM_FILE};
 pub use instr::Instr;
 pub use opcode::{Opcode, Slot};
 pub use operand::{Access, BReg, CReg, ConstId, FReg, GReg, InputId, OperandKind, OutputId, Pc, RegFile};

@@ -55,7 +55,8 @@ fn staging_is_page_locked_while_batches_over_it_live() {
             .unwrap();
         let whole = engine.run(prepared.job(&bound)).unwrap();
 
-        let options = IpcStreamOptions { batch_rows: 1, ..IpcStreamOptions::default() };
+        // A record batch a batch: each over its staging slot.
+        let options = IpcStreamOptions { batch_rows: 4000, ..IpcStreamOptions::default() };
         let mut stream = IpcStream::open(&path, None, options).unwrap();
         let before = meridian_runtime::events::recent().len();
         stream.page_lock(&engine).unwrap();
@@ -109,6 +110,12 @@ fn staging_is_page_locked_while_batches_over_it_live() {
         assert_eq!(done.result.backend().name, "cuda");
         assert_eq!(device.page_locked().len(), usize::from(!refuse), "a batch over the staging lives");
         drop(held);
+        // The executor's reaper drops a finished job's inputs just after resolving its ticket:
+        // give it a moment (under load the test can get here first).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !device.page_locked().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(device.page_locked().is_empty(), "the lock goes with the last batch");
     }
     let _ = std::fs::remove_dir_all(&dir);

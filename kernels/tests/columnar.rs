@@ -348,14 +348,24 @@ fn bad_files_are_errors_that_say_where_and_what() {
     let e = read_err(&cut);
     assert_eq!(e.source_name, name(&cut));
     assert!(!e.message.is_empty(), "{e}");
-    // A truncated IPC stream fails at the batch it cuts, after the rows before it.
+    // A truncated IPC stream is an error before any row is read: cut in a batch, and cut
+    // exactly between batches, where only the missing end-of-stream marker tells (the stream
+    // reader takes the end of the file for the end of the stream: issue 28).
     let stream = d.join("good.arrows");
     write(&stream, Format::ArrowStream, &col, Encoding::Native(Family::Point));
     let bytes = std::fs::read(&stream).unwrap();
+    assert_eq!(io::read_geometry(&stream).unwrap().len(), 1000);
     let cut = d.join("cut.arrows");
     std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
     let e = read_err(&cut);
-    assert!(matches!(e.at, Position::Batch { batch: 1, row: 500 }), "{e}");
+    assert_eq!(e.at, Position::Whole);
+    assert!(e.message.contains("cut short at byte") && e.message.contains("in a message's body"), "{e}");
+    // Without the last 8 bytes (the marker: continuation word and a zero length) the file
+    // ends where a batch does.
+    std::fs::write(&cut, &bytes[..bytes.len() - 8]).unwrap();
+    let e = read_err(&cut);
+    assert!(e.message.contains(&format!("cut short at byte {}", bytes.len() - 8)), "{e}");
+    assert!(e.message.contains("after its last whole message"), "{e}");
 
     // GeoParquet metadata that names a column the file lacks, or gives it the wrong type.
     let ints = || Arc::new(arrow_array::Int64Array::from(vec![1, 2])) as ArrayRef;
@@ -520,4 +530,84 @@ fn a_checkpoint_restores_the_builder_whatever_was_added_since() {
         c.push_null();
     }
     assert_eq!(b.finish(), want.finish());
+}
+
+/// A columnar file cut or rewritten while it is read is an error, never a result over the
+/// rows read before (issue 28: truncating a file under a streamed run gave partial counts
+/// with exit 0): cut where a batch ends, the readers would take it for the end; the file's
+/// stamp, checked when the batches end, says otherwise.
+#[test]
+fn a_file_cut_while_it_is_read_is_an_error() {
+    let d = dir("shrink");
+    let mut b = ColumnBuilder::new();
+    for i in 0..4000 {
+        b.push_point(f64::from(i), 1.0).unwrap();
+    }
+    let col = b.finish();
+    for (name, format) in
+        [("s.arrows", Format::ArrowStream), ("s.arrow", Format::ArrowFile), ("s.parquet", Format::Parquet)]
+    {
+        let path = d.join(name);
+        // Four record batches (row groups) of 1000.
+        let mut w =
+            GeometryWriter::create(&path, format, "geometry", Encoding::Native(Family::Point)).unwrap();
+        for start in (0..4000).step_by(1000) {
+            w.write_rows(&col, start..start + 1000).unwrap();
+        }
+        w.finish().unwrap();
+        let full = std::fs::read(&path).unwrap();
+        let mut reader = GeoBatchReader::with_batch_rows(&path, None, 1000).unwrap();
+        let mut got = ColumnBuilder::new();
+        assert_eq!(reader.read_into(&mut got).unwrap(), Some(1000));
+        // Cut to half: whatever the reader makes of it, not a clean end.
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(full.len() as u64 / 2).unwrap();
+        let end = loop {
+            match reader.read_into(&mut got) {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("{name}: read to a clean end over a file cut in half"),
+                Err(e) => break e,
+            }
+        };
+        assert!(end.source_name.ends_with(name), "{end}");
+        // Rewritten to the same length while read: the modification time tells.
+        std::fs::write(&path, &full).unwrap();
+        let mut reader = GeoBatchReader::with_batch_rows(&path, None, 1000).unwrap();
+        assert_eq!(reader.read_into(&mut ColumnBuilder::new()).unwrap(), Some(1000));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, &full).unwrap();
+        let e = loop {
+            match reader.read_into(&mut ColumnBuilder::new()) {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("{name}: a file rewritten while read read to a clean end"),
+                Err(e) => break e,
+            }
+        };
+        assert!(e.message.contains("modified while it was read"), "{name}: {e}");
+    }
+}
+
+/// A record batch larger than the batch size asked for is handed on in slices.
+#[test]
+fn record_batches_are_sliced_to_the_batch_size() {
+    let d = dir("slices");
+    let mut b = ColumnBuilder::new();
+    for i in 0..2500 {
+        b.push_point(f64::from(i), 2.0).unwrap();
+    }
+    let col = b.finish();
+    for (name, format) in [("one.arrows", Format::ArrowStream), ("one.arrow", Format::ArrowFile)] {
+        let path = d.join(name);
+        let mut w =
+            GeometryWriter::create(&path, format, "geometry", Encoding::Native(Family::Point)).unwrap();
+        w.write_rows(&col, 0..2500).unwrap();
+        w.finish().unwrap();
+        let mut reader = GeoBatchReader::with_batch_rows(&path, None, 1000).unwrap();
+        let mut got = ColumnBuilder::new();
+        let mut sizes = Vec::new();
+        while let Some(n) = reader.read_into(&mut got).unwrap() {
+            sizes.push(n);
+        }
+        assert_eq!(sizes, [1000, 1000, 500], "{name}");
+        assert_eq!(got.finish(), col, "{name}");
+    }
 }

@@ -106,11 +106,16 @@ pub fn record(event: Event) {
     if let Some(path) = std::env::var_os(LOG_ENV).filter(|p| !p.is_empty()) {
         let line = event.to_json() + "\n";
         // One write of the whole line, in append mode: lines of several writers do not mix.
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(line.as_bytes()));
+        // Never blocking (a FIFO nobody reads): a log that cannot be written was said at
+        // start (`env::check`), and an event is not worth a hang.
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NONBLOCK);
+        }
+        let _ = options.open(&path).and_then(|mut f| f.write_all(line.as_bytes()));
     }
     let mut log = LOG.lock().unwrap_or_else(|p| p.into_inner());
     if log.len() == KEPT {

@@ -12,6 +12,7 @@
 pub mod cuda;
 mod doorbell;
 mod engine;
+pub mod env;
 pub mod events;
 mod executor;
 pub mod place;
@@ -24,9 +25,9 @@ pub mod tune;
 pub mod variants;
 
 pub use engine::{
-    parse_bytes, resolve_mode, set_process_mode, Backend, Bound, Engine, EngineBuilder, EngineError, Job,
-    JobError, JobResult, Mode, Prepared, ShutdownError, Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS,
-    MEMORY_BUDGET_ENV, MODE_ENV,
+    memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, Backend, Bound, Engine,
+    EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, ShutdownError, Ticket,
+    TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
 };
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;

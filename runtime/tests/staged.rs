@@ -80,7 +80,7 @@ fn staged_reads_give_the_file_whatever_the_path_and_sizes() {
         write(&path, want, per, encoding);
         assert_eq!(&io::read_geometry(&path).unwrap(), want, "{name}: the reference read");
         for io in [IoMode::Auto, IoMode::Pread] {
-            for (batch_rows, reads_in_flight) in [(1, 1), (10_000, 3), (1 << 20, 8)] {
+            for (batch_rows, reads_in_flight) in [(999, 1), (10_000, 3), (1 << 20, 8)] {
                 let options =
                     IpcStreamOptions { batch_rows, reads_in_flight, io, ..IpcStreamOptions::default() };
                 let stream = IpcStream::open(&path, None, options).unwrap();
@@ -92,12 +92,11 @@ fn staged_reads_give_the_file_whatever_the_path_and_sizes() {
                         "{how}"
                     ),
                 }
-                let blocks = stream.record_batches();
+                assert_eq!(stream.record_batches(), want.len().div_ceil(per));
                 let (got, batches) = drain(stream).unwrap();
                 assert_eq!(&got, want, "{name} {io:?} {batch_rows} {reads_in_flight}: {how}");
-                // Whole record batches are gathered until there are `batch_rows` rows.
-                let expected = blocks.div_ceil(batch_rows.div_ceil(per));
-                assert_eq!(batches, expected, "{name} {batch_rows}");
+                // Record batches are gathered, and sliced, to `batch_rows` rows a batch.
+                assert_eq!(batches, want.len().div_ceil(batch_rows), "{name} {batch_rows}");
             }
         }
     }
@@ -110,16 +109,17 @@ fn a_consumer_that_keeps_every_batch_never_stalls_the_reads() {
     let col = points(40_000);
     let path = d.join("p.arrow");
     write(&path, &col, 1000, Encoding::Native(Family::Point));
-    for io in [IoMode::Auto, IoMode::Pread] {
+    // A batch a record batch, and batches that slice record batches (one slot under several).
+    for (io, batch_rows) in [IoMode::Auto, IoMode::Pread].into_iter().flat_map(|io| [(io, 1000), (io, 300)]) {
         for (reads_in_flight, batches_held) in [(1, 0), (2, 1), (4, 3)] {
-            let options = IpcStreamOptions { batch_rows: 1, reads_in_flight, batches_held, io };
+            let options = IpcStreamOptions { batch_rows, reads_in_flight, batches_held, io };
             let mut stream = IpcStream::open(&path, None, options).unwrap();
-            // All 40 batches held at once: the slots run out and later batches are copied.
+            // Every batch held at once: the slots run out and later batches are copied.
             let mut kept = Vec::new();
             while let Some(batch) = stream.next_batch() {
                 kept.push(batch.unwrap());
             }
-            assert_eq!(kept.len(), 40);
+            assert_eq!(kept.len(), 40_000usize.div_ceil(batch_rows));
             let mut b = ColumnBuilder::new();
             for batch in &kept {
                 for r in 0..batch.len() {

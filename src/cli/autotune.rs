@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use meridian::autotune::store::SWITCH_ENV;
 use meridian::autotune::Store;
 
 use super::{print, Failure};
@@ -27,13 +26,15 @@ fn open(path: &Path) -> Result<Store, Failure> {
     Ok(opened.store)
 }
 
-const OFF: &str = "autotune is off (MERIDIAN_AUTOTUNE=off)\n";
+fn off() -> String {
+    format!("autotune is off ({})\n", Store::off_reason())
+}
 
 /// `meridian autotune path`.
 pub fn show_path() -> Result<(), Failure> {
     match path()? {
         Some(p) => print(&format!("{}\n", p.display())),
-        None => print(OFF),
+        None => print(&off()),
     }
     Ok(())
 }
@@ -41,7 +42,7 @@ pub fn show_path() -> Result<(), Failure> {
 /// `meridian autotune show`: one line per record.
 pub fn show() -> Result<(), Failure> {
     let Some(p) = path()? else {
-        print(OFF);
+        print(&off());
         return Ok(());
     };
     let store = open(&p)?;
@@ -69,7 +70,7 @@ pub fn show() -> Result<(), Failure> {
 /// `meridian autotune clear`.
 pub fn clear() -> Result<(), Failure> {
     let Some(p) = path()? else {
-        print(OFF);
+        print(&off());
         return Ok(());
     };
     let mut store = open(&p)?;
@@ -82,7 +83,7 @@ pub fn clear() -> Result<(), Failure> {
 /// `meridian autotune export FILE`: the records as JSON.
 pub fn export(file: &Path) -> Result<(), Failure> {
     let Some(p) = path()? else {
-        return Err(fail(format!("autotune is off ({SWITCH_ENV}=off): nothing to export")));
+        return Err(fail(format!("autotune is off ({}): nothing to export", Store::off_reason())));
     };
     if meridian::kernels::io::same_file(file, &p) {
         return Err(fail(format!("{}: this is the store itself; export to another file", file.display())));

@@ -8,7 +8,7 @@ use meridian::bytecode::{assemble, disassemble, verify as verify_program, Progra
 use super::{print, Failure};
 
 fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| Failure::input([format!("{}: error: cannot read: {e}", path.display())]))
+    meridian::bytecode::read_program_file(path).map_err(|e| Failure::input(e.lines()))
 }
 
 fn assemble_file(path: &Path, bytes: Vec<u8>) -> Result<VerifiedProgram, Failure> {

@@ -73,17 +73,27 @@ pub fn info() -> Result<(), Failure> {
     s.push_str(&format!("cpu routes: {jit}\n"));
     let store = match meridian::autotune::Store::path_from_env() {
         Ok(Some(p)) => p.display().to_string(),
-        Ok(None) => "off (MERIDIAN_AUTOTUNE=off)".to_owned(),
+        Ok(None) => format!("off ({})", meridian::autotune::Store::off_reason()),
         Err(e) => format!("invalid: {e}"),
     };
     s.push_str(&format!("autotune store (meridian run): {store}\n"));
-    let log = std::env::var(LOG_ENV).unwrap_or_else(|_| format!("none ({LOG_ENV} unset)"));
+    let log = match (std::env::var(LOG_ENV), meridian::env::event_log_writable()) {
+        (Err(_), _) => format!("none ({LOG_ENV} unset)"),
+        (Ok(path), Ok(())) => path,
+        (Ok(_), Err(why)) => format!("unwritable: {why}"),
+    };
     s.push_str(&format!("event log: {log}\n"));
     let strict = match meridian::events::strict_from_env() {
         Ok(on) => if on { "on" } else { "off" }.to_owned(),
         Err(e) => format!("invalid: {e}"),
     };
     s.push_str(&format!("strict native ({STRICT_ENV}): {strict}\n"));
+    let environment = match meridian::env::check() {
+        Ok(w) if w.is_empty() => "every MERIDIAN_* variable set is valid".to_owned(),
+        Ok(w) => w.join("; "),
+        Err(e) => format!("invalid: {e} (other commands refuse to start)"),
+    };
+    s.push_str(&format!("environment: {environment}\n"));
     // Where `auto` puts jobs with a GPU, by the cost model, for this machine's workers.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rows = |c: Option<usize>| c.map_or_else(|| "never".to_owned(), |n| format!("from {n} rows"));

@@ -32,7 +32,9 @@ pub fn read_input(path: &Path) -> Result<GeometryColumn, Failure> {
             io::Format::NAMES
         )]));
     }
-    io::read_geometry(path).map_err(|e| Failure::input([format!("error: {e}")]))
+    // Text is held whole: it counts against the memory budget, when there is one.
+    let budget = meridian::memory_budget_from_env().map_err(|e| Failure::input([format!("error: {e}")]))?;
+    io::read_geometry_within(path, budget).map_err(|e| Failure::input([format!("error: {e}")]))
 }
 
 /// How `meridian run` writes outputs.
@@ -177,7 +179,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 }
             };
             let t2 = Instant::now();
-            let (done, via) = if is_ipc_file(path) {
+            let (done, via) = if is_ipc_file(path)? {
                 // An Arrow IPC file: read with io_uring into staging memory.
                 let io = IoMode::from_env().map_err(|e| input_err(&e))?;
                 let options = IpcStreamOptions { batch_rows, io, ..IpcStreamOptions::default() };
@@ -218,7 +220,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             };
             let done = done.map_err(|e| input_err(&e))?;
             let how = format!(
-                "read `{name}` ({via}) and run, streamed in {} batches of {batch_rows} rows ({batch_why}),",
+                "read `{name}` ({via}) and run, streamed in {} batches of at most {batch_rows} rows ({batch_why}),",
                 done.batches
             );
             let plans = done.plans.iter().map(|(batch, p)| format!("plan from batch {batch}: {p}")).collect();
@@ -298,10 +300,13 @@ pub fn refuse_overwriting_inputs(outputs: &[PathBuf], inputs: &[&Path]) -> Resul
 }
 
 /// True when `path` starts as an Arrow IPC file does (`ARROW1`), as opposed to a stream.
-fn is_ipc_file(path: &Path) -> bool {
+/// Anything but a regular file is an error here, before any reader opens it (a pipe would be
+/// read twice: the sniff would take its first bytes and the reader block for more).
+fn is_ipc_file(path: &Path) -> Result<bool, Failure> {
     use std::io::Read;
+    let mut opened = io::open_input(path, false).map_err(|e| Failure::input([format!("error: {e}")]))?;
     let mut head = [0u8; 6];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"ARROW1"
+    Ok(opened.file.read_exact(&mut head).is_ok() && &head == b"ARROW1")
 }
 
 /// A progress bar on stderr for a streamed read (hidden when stderr is not a terminal).

@@ -464,6 +464,13 @@ impl ColumnBuilder {
         }
     }
 
+    /// Copies coordinates the builder shares with Arrow buffers (adopted by
+    /// [`ColumnBuilder::extend_point_buffers`]) into vectors of its own, so that whatever
+    /// holds those buffers' memory can be freed.
+    pub fn own_coordinates(&mut self) {
+        self.unshare();
+    }
+
     /// The point layout's coordinates back in the builder's own vectors, ready to grow.
     fn unshare(&mut self) {
         if let Some((x, y)) = self.col.shared.take().map(|b| *b) {

@@ -21,6 +21,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::atomic::AtomicFile;
 use super::geoarrow::{self, Encoding, GeometrySource};
+use super::source::Stamp;
 use super::{Position, ReadError, WriteError};
 use crate::column::{ColumnBuilder, Family, GeometryColumn};
 
@@ -71,6 +72,15 @@ pub struct GeoBatchReader {
     row: u64,
     /// The error that ended reading: the file is not read past it.
     failed: Option<ReadError>,
+    /// Rows handed on at most per batch: a record batch with more is handed on in slices
+    /// (zero-copy), so a caller's batch size holds whatever the writer's was.
+    batch_rows: usize,
+    /// The rest of a record batch being handed on in slices.
+    pending: Option<RecordBatch>,
+    /// The file as opened (a second descriptor) and what it was then: at the end of the
+    /// batches it must still be that, or the rows read are not the file's.
+    file: File,
+    stamp: Stamp,
 }
 
 impl std::fmt::Debug for GeoBatchReader {
@@ -91,8 +101,8 @@ impl GeoBatchReader {
         GeoBatchReader::with_batch_rows(path, column, READ_BATCH_ROWS)
     }
 
-    /// As [`GeoBatchReader::open`], with Parquet decoded in batches of `batch_rows` rows (an
-    /// Arrow IPC file's batches are as it was written).
+    /// As [`GeoBatchReader::open`], handing on batches of at most `batch_rows` rows (Parquet
+    /// decoded so; an Arrow IPC record batch larger than that sliced, without a copy).
     pub fn with_batch_rows(
         path: &Path,
         column: Option<&str>,
@@ -106,7 +116,12 @@ impl GeoBatchReader {
     fn open_inner(path: &Path, column: Option<&str>, batch_rows: usize) -> Result<GeoBatchReader, ReadError> {
         let name = path.display().to_string();
         let whole = |m: &dyn std::fmt::Display| ReadError::new(&name, Position::Whole, m);
-        let mut file = File::open(path).map_err(|e| whole(&e))?;
+        // Opened once: a regular file (a pipe cannot be read by seeking, and is refused
+        // rather than opened twice), checked against its stamp when the batches end.
+        let opened = super::source::open_input(path, false)?;
+        let stamp = opened.stamp.ok_or_else(|| whole(&"not a regular file"))?;
+        let mut file = opened.file;
+        let checked = file.try_clone().map_err(|e| whole(&e))?;
         let mut head = [0u8; 8];
         let n = read_head(&mut file, &mut head).map_err(|e| whole(&e))?;
         file.seek(SeekFrom::Start(0)).map_err(|e| whole(&e))?;
@@ -131,16 +146,16 @@ impl GeoBatchReader {
             }
             Columnar::ArrowFile => {
                 check_ipc_file(&mut file).map_err(|e| whole(&e))?;
-                // The footer is read to get the schema; projection needs a second open.
+                // The footer is read to get the schema; projection needs a second reader, over
+                // the same open file (the first is gone by then; each seeks where it reads).
+                let again = file.try_clone().map_err(|e| whole(&e))?;
                 let reader =
                     arrow_ipc::reader::FileReader::try_new_buffered(file, None).map_err(|e| whole(&e))?;
                 let schema = reader.schema();
-                let path = path.to_path_buf();
                 (
                     schema,
                     Box::new(move |cols| {
-                        let file = File::open(&path).map_err(|e| e.to_string())?;
-                        let reader = arrow_ipc::reader::FileReader::try_new_buffered(file, Some(cols))
+                        let reader = arrow_ipc::reader::FileReader::try_new_buffered(again, Some(cols))
                             .map_err(|e| e.to_string())?;
                         Ok((Box::new(reader) as Batches, None))
                     }),
@@ -150,7 +165,8 @@ impl GeoBatchReader {
                 let not_ipc = |e: &dyn std::fmt::Display| {
                     whole(&format!("neither Parquet, an Arrow IPC file nor an Arrow IPC stream ({e})"))
                 };
-                check_ipc_stream(&mut file).map_err(|e| not_ipc(&e))?;
+                check_ipc_stream(&mut file)
+                    .map_err(|(stream, e)| if stream { whole(&e) } else { not_ipc(&e) })?;
                 let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
                     .map_err(|e| not_ipc(&e))?;
                 let schema = reader.schema();
@@ -169,7 +185,20 @@ impl GeoBatchReader {
         wanted.sort_unstable();
         let columns = source.columns().iter().map(|&i| schema.field(i).name().clone()).collect();
         let (batches, rows_hint) = open(wanted).map_err(|e| whole(&e))?;
-        Ok(GeoBatchReader { name, source, columns, batches, rows_hint, batch: 0, row: 0, failed: None })
+        Ok(GeoBatchReader {
+            name,
+            source,
+            columns,
+            batches,
+            rows_hint,
+            batch: 0,
+            row: 0,
+            failed: None,
+            batch_rows,
+            pending: None,
+            file: checked,
+            stamp,
+        })
     }
 
     /// Where the geometry comes from.
@@ -190,22 +219,49 @@ impl GeoBatchReader {
     /// Appends the next batch's rows to `b`: the number appended, or `None` at the end. An
     /// error names the batch or the row (counted from the start of the file).
     pub fn read_into(&mut self, b: &mut ColumnBuilder) -> Result<Option<usize>, ReadError> {
+        self.read_into_at_most(b, self.batch_rows)
+    }
+
+    /// [`GeoBatchReader::read_into`], appending at most `rows` rows (the rest of a larger
+    /// batch comes next).
+    pub fn read_into_at_most(
+        &mut self,
+        b: &mut ColumnBuilder,
+        rows: usize,
+    ) -> Result<Option<usize>, ReadError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         let at = Position::Batch { batch: self.batch, row: self.row };
+        let rows = rows.clamp(1, self.batch_rows);
         let read =
-            contained(|| self.read_batch(b)).unwrap_or_else(|m| Err(ReadError::new(&self.name, at, m)));
+            contained(|| self.read_batch(b, rows)).unwrap_or_else(|m| Err(ReadError::new(&self.name, at, m)));
         if let Err(e) = &read {
             self.failed = Some(e.clone());
         }
         read
     }
 
-    fn read_batch(&mut self, b: &mut ColumnBuilder) -> Result<Option<usize>, ReadError> {
-        let Some(batch) = self.batches.next() else { return Ok(None) };
+    fn read_batch(&mut self, b: &mut ColumnBuilder, rows: usize) -> Result<Option<usize>, ReadError> {
         let at_batch = Position::Batch { batch: self.batch, row: self.row };
-        let batch = batch.map_err(|e| ReadError::new(&self.name, at_batch, e.to_string()))?;
+        let batch = match self.pending.take() {
+            Some(rest) => rest,
+            None => match self.batches.next() {
+                Some(batch) => batch.map_err(|e| ReadError::new(&self.name, at_batch, e.to_string()))?,
+                None => {
+                    // The end: the file must be what it was when the read started (a file
+                    // cut or rewritten under the read would otherwise end it early, silently).
+                    self.stamp.check(&self.file, &self.name, None)?;
+                    return Ok(None);
+                }
+            },
+        };
+        let batch = if batch.num_rows() > rows {
+            self.pending = Some(batch.slice(rows, batch.num_rows() - rows));
+            batch.slice(0, rows)
+        } else {
+            batch
+        };
         append_geometry(&self.name, &self.source, &self.columns, &batch, at_batch, b)?;
         self.batch += 1;
         self.row += batch.num_rows() as u64;
@@ -339,18 +395,32 @@ fn check_ipc_file(file: &mut File) -> Result<(), String> {
 
 /// Walks an Arrow IPC stream's messages — each a length, its metadata and a body of the
 /// length the metadata states — checking that none states more bytes than the whole file has,
-/// and rewinds it (as [`check_ipc_file`]: the reader allocates a body's stated length before
-/// reading it). A stream cut short stops the walk: the reader then fails at the batch it cuts,
-/// after the rows before it.
-fn check_ipc_stream(file: &mut File) -> Result<(), String> {
+/// and that the stream ends with its end-of-stream marker, and rewinds it (as
+/// [`check_ipc_file`]: the reader allocates a body's stated length before reading it). A
+/// stream cut short — in a message, or between two, where the marker is missing — is an
+/// error naming the byte: the stream reader itself takes the end of the file for the end of
+/// the stream, and a run would report the rows before the cut as the file's.
+fn check_ipc_stream(file: &mut File) -> Result<(), (bool, String)> {
+    // Past a first whole message the file is a stream (a damaged one), not something else.
+    let mut messages = 0u64;
+    walk_ipc_stream(file, &mut messages).map_err(|e| (messages > 0, e))
+}
+
+fn walk_ipc_stream(file: &mut File, messages: &mut u64) -> Result<(), String> {
     let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(&mut *file);
     let mut at = 0u64;
+    let cut = |what: &str| {
+        format!(
+            "the stream is cut short at byte {len} ({what}; it has no end-of-stream marker): \
+             truncated, so no result over part of it"
+        )
+    };
     loop {
         let mut word = [0u8; 4];
         if at + 4 > len {
-            break; // the reader reports a truncated stream itself
+            return Err(cut("after its last whole message"));
         }
         reader.read_exact(&mut word).map_err(|e| e.to_string())?;
         at += 4;
@@ -358,7 +428,7 @@ fn check_ipc_stream(file: &mut File) -> Result<(), String> {
         if meta_len == -1 {
             // The continuation marker, then the length.
             if at + 4 > len {
-                break;
+                return Err(cut("in a message's length"));
             }
             reader.read_exact(&mut word).map_err(|e| e.to_string())?;
             at += 4;
@@ -375,7 +445,7 @@ fn check_ipc_stream(file: &mut File) -> Result<(), String> {
             ));
         }
         if at + meta_len > len {
-            break; // cut short here: the reader fails at this batch, after the rows before it
+            return Err(cut("in a message's metadata"));
         }
         let mut meta = vec![0u8; meta_len as usize];
         reader.read_exact(&mut meta).map_err(|e| e.to_string())?;
@@ -390,10 +460,11 @@ fn check_ipc_stream(file: &mut File) -> Result<(), String> {
             ));
         }
         if body > len - at {
-            break; // cut short in this body, as above
+            return Err(cut("in a message's body"));
         }
         reader.seek_relative(body as i64).map_err(|e| e.to_string())?;
         at += body;
+        *messages += 1;
     }
     drop(reader);
     file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
@@ -473,20 +544,47 @@ impl IpcFile {
         row: u64,
         b: &mut ColumnBuilder,
     ) -> Result<usize, ReadError> {
-        let at = Position::Batch { batch: k as u64, row };
-        let err = |m: &dyn std::fmt::Display| ReadError::new(&self.name, at, m);
+        let batch = self.decode_block(k, bytes, row)?;
+        self.append_rows(k, &batch, row, b)
+    }
+
+    /// Decodes record batch `k` from `bytes` (exactly its block), over those bytes: the
+    /// batch's arrays keep them alive. `row` is the file's row the batch starts at.
+    pub fn decode_block(
+        &self,
+        k: usize,
+        bytes: arrow_buffer::Buffer,
+        row: u64,
+    ) -> Result<RecordBatch, ReadError> {
+        let err = |m: &dyn std::fmt::Display| {
+            ReadError::new(&self.name, Position::Batch { batch: k as u64, row }, m)
+        };
         let block = self.raw.get(k).ok_or_else(|| err(&"no such record batch"))?;
-        let before = b.checkpoint();
-        let appended = contained(|| {
-            let batch = self
-                .decoder
+        contained(|| {
+            self.decoder
                 .read_record_batch(block, &bytes)
                 .map_err(|e| err(&e))?
-                .ok_or_else(|| err(&"the block holds no record batch"))?;
-            append_geometry(&self.name, &self.source, &self.columns, &batch, at, &mut *b)?;
-            Ok(batch.num_rows())
+                .ok_or_else(|| err(&"the block holds no record batch"))
         })
-        .unwrap_or_else(|m| Err(err(&m)));
+        .unwrap_or_else(|m| Err(err(&m)))
+    }
+
+    /// Appends the rows of `batch` (record batch `k` decoded, or a slice of it starting at
+    /// the file's row `row`) to `b`. On an error nothing of it stays in `b`.
+    pub fn append_rows(
+        &self,
+        k: usize,
+        batch: &RecordBatch,
+        row: u64,
+        b: &mut ColumnBuilder,
+    ) -> Result<usize, ReadError> {
+        let at = Position::Batch { batch: k as u64, row };
+        let before = b.checkpoint();
+        let appended = contained(|| {
+            append_geometry(&self.name, &self.source, &self.columns, batch, at, &mut *b)
+                .map(|()| batch.num_rows())
+        })
+        .unwrap_or_else(|m| Err(ReadError::new(&self.name, at, m)));
         // A failed block adds nothing: the builder is as it was, so the caller may go on.
         if appended.is_err() {
             b.restore(before);

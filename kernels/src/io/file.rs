@@ -75,6 +75,13 @@ impl Format {
 /// Reads the geometry of a file of any [`Format`], chosen by its name (a columnar file's
 /// magic bytes then say whether it is Parquet or Arrow IPC).
 pub fn read_geometry(path: &Path) -> Result<GeometryColumn, ReadError> {
+    read_geometry_within(path, None)
+}
+
+/// [`read_geometry`], reading at most `budget` bytes of a text file (CSV, WKT, GeoJSON: held
+/// whole, so its size is what the read costs; a pipe is read as it comes, so the budget is
+/// what bounds an endless one). A file that changed while it was read is an error.
+pub fn read_geometry_within(path: &Path, budget: Option<u64>) -> Result<GeometryColumn, ReadError> {
     let name = path.display().to_string();
     let format = Format::from_path(path).ok_or_else(|| {
         ReadError::new(
@@ -83,12 +90,23 @@ pub fn read_geometry(path: &Path) -> Result<GeometryColumn, ReadError> {
             format!("unknown file format (expected {})", Format::NAMES),
         )
     })?;
-    match format {
-        Format::Wkt => super::read_wkt(&name, super::open(path)?),
-        Format::Csv => Ok(super::read_csv(&name, super::open(path)?, &[])?.geometry),
-        Format::GeoJson => Ok(super::read_geojson(&name, &super::read_text(path)?)?.geometry),
-        Format::Parquet | Format::ArrowFile | Format::ArrowStream => columnar::read_columnar(path, None),
+    if format.columnar().is_some() {
+        return columnar::read_columnar(path, None);
     }
+    let col = match format {
+        Format::GeoJson => super::read_geojson(&name, &super::read_text_within(path, budget)?)?.geometry,
+        _ => {
+            let (reader, read) = super::TextRead::open(path, budget)?;
+            let col = if format == Format::Wkt {
+                super::read_wkt(&name, reader)?
+            } else {
+                super::read_csv(&name, reader, &[])?.geometry
+            };
+            read.finish()?;
+            col
+        }
+    };
+    Ok(col)
 }
 
 /// Each writes to an [`AtomicFile`]: the target is replaced only when the writer finishes.

@@ -16,18 +16,20 @@ mod geo;
 pub mod geoarrow;
 mod geojson;
 mod outputs;
+pub mod source;
 mod wkb;
 mod wkt;
 
 pub use self::atomic::{replace_with, resolve_links, same_file, AtomicFile, TempPath};
 pub use self::columnar::{read_columnar, Columnar, GeoBatchReader, GeoBatchWriter};
 pub use self::csv::{read_csv, CsvTable};
-pub use self::file::{read_geometry, Format, GeometryWriter};
+pub use self::file::{read_geometry, read_geometry_within, Format, GeometryWriter};
 pub use self::geo::{from_geo, to_geo, NoGeoTypesForm};
 pub use self::geojson::{read_geojson, GeoJsonTable};
 pub use self::outputs::output_table;
 pub use self::wkb::{push_wkb, to_wkb};
 pub use self::wkt::{read_wkt, to_wkt, to_wkt_value};
+pub use source::{open_input, Opened, Stamp};
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -95,22 +97,67 @@ impl WriteError {
     }
 }
 
-/// Opens `path` for reading, decompressing it when the name ends in `.gz`.
+/// Opens `path` for reading, decompressing it when the name ends in `.gz`. A regular file
+/// or a pipe; a device, directory or socket is refused ([`source::open_input`]).
 pub fn open(path: &Path) -> Result<Box<dyn BufRead>, ReadError> {
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| ReadError::new(&name, Position::Whole, e))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(BufReader::new(flate2::read::GzDecoder::new(file))))
-    } else {
-        Ok(Box::new(BufReader::new(file)))
-    }
+    Ok(TextRead::open(path, None)?.0)
 }
 
-/// Reads all of `path` (decompressing `.gz`) as UTF-8 text.
+/// Reads all of `path` (decompressing `.gz`) as UTF-8 text, checking at the end that the file
+/// did not change while it was read.
 pub fn read_text(path: &Path) -> Result<String, ReadError> {
+    read_text_within(path, None)
+}
+
+/// [`read_text`], refusing past `budget` bytes of text.
+pub fn read_text_within(path: &Path, budget: Option<u64>) -> Result<String, ReadError> {
+    let (mut reader, read) = TextRead::open(path, budget)?;
     let mut s = String::new();
-    open(path)?
-        .read_to_string(&mut s)
-        .map_err(|e| ReadError::new(&path.display().to_string(), Position::Whole, e))?;
+    reader.read_to_string(&mut s).map_err(|e| ReadError::new(&read.name, Position::Whole, e))?;
+    drop(reader);
+    read.finish()?;
     Ok(s)
+}
+
+/// A text input being read front to back: what is needed to check, at the end, that the read
+/// covered the whole file as it was when the read started.
+pub(crate) struct TextRead {
+    name: String,
+    /// The same open file (a second descriptor), for its metadata at the end.
+    file: Option<std::fs::File>,
+    stamp: Option<source::Stamp>,
+    /// Bytes of the file read (before decompression).
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+    compressed: bool,
+}
+
+impl TextRead {
+    /// Opens `path` (a regular file or a pipe), decompressing `.gz`, with at most `budget`
+    /// bytes of text read from it.
+    pub(crate) fn open(path: &Path, budget: Option<u64>) -> Result<(Box<dyn BufRead>, TextRead), ReadError> {
+        let name = path.display().to_string();
+        let opened = source::open_input(path, true)?;
+        let file = opened.file.try_clone().ok();
+        let compressed = path.extension().is_some_and(|e| e == "gz");
+        let (counted, count) = source::Counted::new(opened.file, if compressed { None } else { budget });
+        let reader: Box<dyn BufRead> = if compressed {
+            // The budget counts the text, after decompression.
+            let (text, _) = source::Counted::new(flate2::read::GzDecoder::new(counted), budget);
+            Box::new(BufReader::new(text))
+        } else {
+            Box::new(BufReader::new(counted))
+        };
+        Ok((reader, TextRead { name, file, stamp: opened.stamp, count, compressed }))
+    }
+
+    /// After the last byte: the file is as it was when the read started and (uncompressed)
+    /// the read took all of it.
+    pub(crate) fn finish(&self) -> Result<(), ReadError> {
+        match (&self.stamp, &self.file) {
+            (Some(stamp), Some(file)) => {
+                stamp.check(file, &self.name, (!self.compressed).then(|| self.count.get()))
+            }
+            _ => Ok(()),
+        }
+    }
 }

@@ -202,7 +202,7 @@ pub const REGISTERS_ENV: &str = "MERIDIAN_GPU_REGISTERS";
 /// thread. The interpreter's deepest path takes 255, which leaves room for two blocks of 128
 /// threads per SM; a cap trades spills for more warps in flight, and which wins is a
 /// measurement (`meridian bench pip`), not a guess.
-fn register_cap() -> Result<Option<u32>, GpuError> {
+pub fn register_cap() -> Result<Option<u32>, GpuError> {
     match std::env::var(REGISTERS_ENV) {
         Err(_) => Ok(None),
         Ok(v) if v.is_empty() => Ok(None),

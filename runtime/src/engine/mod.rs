@@ -129,8 +129,9 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
     n.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
-/// `MERIDIAN_MEMORY_BUDGET`, when set: an error naming it when it is not a size.
-fn memory_budget_from_env() -> Result<Option<u64>, EngineError> {
+/// `MERIDIAN_MEMORY_BUDGET`, parsed: `None` when unset, an error naming the variable when it
+/// is not a size.
+pub fn memory_budget_from_env() -> Result<Option<u64>, EngineError> {
     match std::env::var(MEMORY_BUDGET_ENV) {
         Err(_) => Ok(None),
         Ok(v) => parse_bytes(&v).map(Some).ok_or_else(|| {

@@ -150,6 +150,17 @@ impl Reader {
         })
     }
 
+    /// True when this reader reads the same file as `other` (device and inode): the reader
+    /// opens its path itself (O_DIRECT needs a descriptor of its own), and a file renamed
+    /// over the path in between would otherwise be read in the place of the one checked.
+    pub(crate) fn reads(&self, other: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), other.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+
     /// How the file is read, with the reason for every fallback.
     pub(crate) fn how(&self) -> &str {
         &self.how

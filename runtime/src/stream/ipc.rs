@@ -1,7 +1,7 @@
 //! An Arrow IPC file streamed through staging memory: its record batches are read, several
 //! in flight, into staging slots ([`super::io`]), decoded over the slot bytes without a copy
-//! (`IpcFile::append_block`), and appended to the batch being gathered; a slot goes back for
-//! the next read as soon as the arrays over it are dropped.
+//! (`IpcFile::decode_block`), and appended, whole or in slices, to the batch being gathered;
+//! a slot goes back for the next read as soon as the arrays over it are dropped.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,9 +10,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
 use meridian_kernels::io::columnar::{IpcFile, IPC_TRAILER};
-use meridian_kernels::io::{Position, ReadError};
+use meridian_kernels::io::{open_input, Position, ReadError, Stamp};
 
 use super::io::{Filled, IoMode, Reader};
 use super::staging::{Staging, ALIGN};
@@ -27,7 +28,9 @@ fn read_error(name: &str, at: Position, message: impl std::fmt::Display) -> Read
 /// Options of an [`IpcStream`].
 #[derive(Clone, Copy, Debug)]
 pub struct IpcStreamOptions {
-    /// Rows per batch handed on: record batches are gathered until there are this many.
+    /// Rows per batch handed on: record batches are gathered until there are this many, and
+    /// a larger one is handed on in slices of its arrays (no copy); only the last batch has
+    /// fewer.
     pub batch_rows: usize,
     /// Record batches read ahead (staging slots).
     pub reads_in_flight: usize,
@@ -68,6 +71,12 @@ pub struct IpcStream {
     size: u64,
     /// What [`IpcStream::page_lock`] did.
     locked: Option<String>,
+    /// A record batch with more rows than a batch takes: its number, its arrays (over their
+    /// staging slot) and the rows of it handed on so far.
+    pending: Option<(usize, RecordBatch, usize)>,
+    /// The file as first opened, and what it was then: checked when the last batch is read.
+    plain: File,
+    stamp: Stamp,
 }
 
 impl IpcStream {
@@ -81,8 +90,12 @@ impl IpcStream {
     ) -> Result<IpcStream, ReadError> {
         let name = path.display().to_string();
         let whole = |m: &dyn std::fmt::Display| read_error(&name, Position::Whole, m);
-        let plain = File::open(path).map_err(|e| whole(&e))?;
-        let size = plain.metadata().map_err(|e| whole(&e))?.len();
+        // A regular file (a pipe cannot be read at offsets, and is refused rather than opened
+        // twice); its stamp is checked again when the last batch has been read.
+        let opened = open_input(path, false)?;
+        let stamp = opened.stamp.ok_or_else(|| whole(&"not a regular file"))?;
+        let plain = opened.file;
+        let size = stamp.len();
         let mut trailer = [0u8; IPC_TRAILER];
         let trailer_at =
             size.checked_sub(IPC_TRAILER as u64).ok_or_else(|| whole(&"too short for an Arrow IPC file"))?;
@@ -114,6 +127,9 @@ impl IpcStream {
         let staging = Staging::new(depth + options.batches_held, largest + 2 * ALIGN)
             .map_err(|e| whole(&format!("staging memory: {e}")))?;
         let reader = Reader::open(path, &staging, options.io, depth).map_err(|e| whole(&e))?;
+        if !reader.reads(&plain) {
+            return Err(whole(&"the file was replaced while it was being opened"));
+        }
         Ok(IpcStream {
             name,
             file,
@@ -128,6 +144,9 @@ impl IpcStream {
             bytes: Arc::new(AtomicU64::new(0)),
             size,
             locked: None,
+            pending: None,
+            plain,
+            stamp,
         })
     }
 
@@ -183,7 +202,7 @@ impl IpcStream {
         self.bytes.clone()
     }
 
-    /// The file's size in bytes.
+    /// The file's size in bytes (when it was opened).
     pub fn file_len(&self) -> u64 {
         self.size
     }
@@ -233,20 +252,42 @@ impl IpcStream {
 
     fn gather(&mut self) -> Result<Option<GeometryColumn>, ReadError> {
         let mut b = ColumnBuilder::new();
-        while b.len() < self.options.batch_rows.max(1) && self.next_batch < self.file.blocks().len() {
-            self.read_ahead()?;
-            let k = self.next_batch;
-            let filled = self.landed(k)?;
-            self.bytes.fetch_add(filled.data.len() as u64, Ordering::Relaxed);
-            let data = filled.data.clone();
-            let bytes = filled.slot.into_buffer(data).ok_or_else(|| {
-                read_error(&self.name, Position::Whole, format!("record batch {k} was read short"))
-            })?;
-            // The arrays over the slot are dropped inside; the slot is then free for the next read.
-            self.row += self.file.append_block(k, bytes, self.row, &mut b)? as u64;
-            self.next_batch += 1;
+        let want = self.options.batch_rows.max(1);
+        while b.len() < want {
+            let (k, batch, done) = match self.pending.take() {
+                Some(p) => p,
+                None if self.next_batch < self.file.blocks().len() => {
+                    // Rows gathered over a slot (the end of a sliced record batch) keep it
+                    // lent; when it is the last one and no read is under way, they are copied
+                    // so the next read has a slot to go into.
+                    if self.staging.free_slots() == 0 && self.next_read == self.next_batch {
+                        b.own_coordinates();
+                    }
+                    self.read_ahead()?;
+                    let k = self.next_batch;
+                    let filled = self.landed(k)?;
+                    self.bytes.fetch_add(filled.data.len() as u64, Ordering::Relaxed);
+                    let data = filled.data.clone();
+                    let bytes = filled.slot.into_buffer(data).ok_or_else(|| {
+                        read_error(&self.name, Position::Whole, format!("record batch {k} was read short"))
+                    })?;
+                    self.next_batch += 1;
+                    // The arrays keep the slot until they (and columns over them) are dropped.
+                    (k, self.file.decode_block(k, bytes, self.row)?, 0)
+                }
+                None => break,
+            };
+            // No more rows than asked for: a larger record batch is handed on in slices.
+            let take = (want - b.len()).min(batch.num_rows() - done);
+            self.row += self.file.append_rows(k, &batch.slice(done, take), self.row, &mut b)? as u64;
+            if done + take < batch.num_rows() {
+                self.pending = Some((k, batch, done + take));
+            }
         }
         if b.is_empty() {
+            // The end: the file must be what it was when it was opened, or the rows read are
+            // not all of it.
+            self.stamp.check(&self.plain, &self.name, None)?;
             return Ok(None);
         }
         let col = b.finish();
@@ -300,7 +341,9 @@ mod tests {
         }
         w.finish().unwrap();
         for io in [IoMode::Auto, IoMode::Pread] {
-            let options = IpcStreamOptions { batch_rows: 1, io, ..IpcStreamOptions::default() };
+            // One record batch a batch, or a slice of one: handed on over the staging bytes.
+            let batch_rows = if io == IoMode::Auto { 2500 } else { 1250 };
+            let options = IpcStreamOptions { batch_rows, io, ..IpcStreamOptions::default() };
             let mut stream = IpcStream::open(&path, None, options).unwrap();
             let (base, len) = stream.staging.region();
             let staged = base.as_ptr() as usize..base.as_ptr() as usize + len;
@@ -317,5 +360,65 @@ mod tests {
             assert_eq!(rows, 10_000);
         }
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn four_batches(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("meridian-ipc-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("p.arrow");
+        let mut b = ColumnBuilder::new();
+        for i in 0..10_000 {
+            b.push_point(i as f64, 1.0).unwrap();
+        }
+        let col = b.finish();
+        let mut w =
+            GeometryWriter::create(&path, Format::ArrowFile, "geometry", Encoding::Native(Family::Point))
+                .unwrap();
+        for start in (0..10_000).step_by(2500) {
+            w.write_rows(&col, start..start + 2500).unwrap();
+        }
+        w.finish().unwrap();
+        path
+    }
+
+    /// Batches hold the rows asked for, whatever the file's record batches hold.
+    #[test]
+    fn record_batches_are_sliced_and_gathered_to_the_batch_size() {
+        let path = four_batches("slices");
+        for io in [IoMode::Auto, IoMode::Pread] {
+            let options = IpcStreamOptions { batch_rows: 1000, io, ..IpcStreamOptions::default() };
+            let mut stream = IpcStream::open(&path, None, options).unwrap();
+            let mut sizes = Vec::new();
+            let mut next = 0.0;
+            while let Some(batch) = stream.next_batch() {
+                let batch = batch.unwrap();
+                for r in 0..batch.len() {
+                    assert_eq!(batch.view().point(r), Some((next, 1.0)));
+                    next += 1.0;
+                }
+                sizes.push(batch.len());
+            }
+            assert_eq!(sizes, [1000; 10], "{io:?}");
+        }
+    }
+
+    /// A file cut while it streams is an error, not a result over the rows before the cut.
+    #[test]
+    fn a_file_cut_while_it_streams_is_an_error() {
+        let path = four_batches("cut");
+        let options =
+            IpcStreamOptions { batch_rows: 2500, reads_in_flight: 1, ..IpcStreamOptions::default() };
+        let mut stream = IpcStream::open(&path, None, options).unwrap();
+        stream.next_batch().unwrap().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+        let e = loop {
+            match stream.next_batch() {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break e,
+                None => panic!("a file cut in half streamed to a clean end"),
+            }
+        };
+        assert!(e.source_name.ends_with("p.arrow"), "{e}");
     }
 }

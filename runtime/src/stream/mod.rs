@@ -118,7 +118,9 @@ pub struct FileBatches {
 }
 
 impl FileBatches {
-    /// Batches of at least `batch_rows` rows (the last may have fewer) from `reader`.
+    /// Batches of `batch_rows` rows (the last may have fewer) from `reader`, whatever the
+    /// file's own record batches or row groups hold (larger ones are sliced, smaller ones
+    /// gathered).
     pub fn new(reader: GeoBatchReader, batch_rows: usize) -> FileBatches {
         FileBatches { reader, batch_rows: batch_rows.max(1) }
     }
@@ -128,7 +130,8 @@ impl BatchSource for FileBatches {
     fn next_batch(&mut self) -> Option<Result<GeometryColumn, ReadError>> {
         let mut b = ColumnBuilder::new();
         while b.len() < self.batch_rows {
-            match self.reader.read_into(&mut b) {
+            let room = self.batch_rows - b.len();
+            match self.reader.read_into_at_most(&mut b, room) {
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => return Some(Err(e)),
