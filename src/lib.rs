@@ -26,7 +26,8 @@ pub use meridian_runtime::place;
 pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;
 pub use meridian_runtime::{
-    memory_budget_from_env, parse_bytes, plan, resolve_mode, set_process_mode, Backend, Bound, Engine,
-    EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, Route, ShutdownError, Ticket,
-    TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
+    memory_budget_from_env, parse_bytes, plan, resolve_mode, set_process_mode, Backend, Bound, CancelCause,
+    CancelToken, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, Route,
+    ShutdownError, StopReason, Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV,
+    MODE_ENV,
 };

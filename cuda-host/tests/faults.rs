@@ -188,7 +188,7 @@ fn shutdown_under_load_resolves_every_ticket() {
                             check_row(f, row, &r);
                             done.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(JobError::Cancelled) => {
+                        Err(JobError::Cancelled(_)) => {
                             cancelled.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => panic!("row {row}: {e}"),
@@ -383,7 +383,7 @@ fn concurrent_shutdowns_both_return_and_resolve_everything() {
     });
     for t in tickets {
         match t.wait() {
-            Ok(_) | Err(JobError::Cancelled) => {}
+            Ok(_) | Err(JobError::Cancelled(_)) => {}
             Err(e) => panic!("{e}"),
         }
     }

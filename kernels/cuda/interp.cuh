@@ -31,6 +31,7 @@
 #define MR_ERR_NO_SCRATCH 6    // a constructive op where the kernel gave no scratch
 #define MR_ERR_SCRATCH_SIZE 7  // a construction larger than its slot (a broken host bound)
 #define MR_ERR_BAD_MATRIX 8    // affine's matrix outside the constant pool
+#define MR_ERR_CANCELLED 9     // the job's cancel word was set (its ticket cancelled, its deadline past)
 
 // A g register: a row of an input, a geometry built this row (src == MR_SRC_BUILT, `col` its
 // slot's one-row column, `row` the input row it was built from, as the CPU's derived values
@@ -82,7 +83,16 @@ struct MrRegs {
     MrCursor c[MR_REGS_C];
     MrG out_g[MR_GEOM_OUTPUTS];  // each geometry output's value this row (`store` sets it)
     MrScratch scratch;  // set by the kernel, kept across rows
+    // The job's cancel word in device memory (nullptr: this kernel has none), and the
+    // candidate steps since the chunk began: a row in nested candidate loops can run for
+    // hours, so `cnext` looks at the word every 1024 steps (a read of L2, not of host memory).
+    const u32* cancel;
+    u32 polls;
 };
+
+MR_FN bool mr_cancelled(MrRegs& R) {
+    return R.cancel != nullptr && (++R.polls & 1023u) == 0 && mr_atomic_load_u32(R.cancel) != 0;
+}
 
 MR_FN bool mr_areal_kind(u32 kind) { return kind == MR_FAM_POLYGON || kind == MR_FAM_MULTIPOLYGON; }
 
@@ -637,6 +647,9 @@ MR_METHOD u32 mr_op(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, 
                 return MR_STEP_ON;
             }
             } else if constexpr (OP == MR_OP_CNEXT) { {
+                // Every loop goes back through a cnext (the verifier allows no other backward
+                // jump): looking at the cancel word here bounds how long a cancelled row runs.
+                if (mr_cancelled(R)) return MR_ERR_CANCELLED;
                 MrG v = mr_cnext(ins, nins, R.c[mr_ci(MR_CNEXT_CURSOR(w))]);
                 if (v.src == MR_SRC_NULL) pc = MR_CNEXT_EXIT(w);
                 R.g[mr_gi(MR_CNEXT_DST(w))] = v;

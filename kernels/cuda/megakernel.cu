@@ -114,7 +114,7 @@ struct MrSlotState {
     u32 done;         // chunks finished
     u32 flags;        // MR_FLAG_*
     u32 error_claim;  // set by the first failing row
-    u32 pad;
+    u32 cancel;       // written by the host (0 at submission, 1 to stop the job); read here
     MrAcc acc[MR_MAX_OUTPUTS];
 };
 
@@ -397,7 +397,8 @@ MR_FN bool mr_claim(const MrControl* live, u64 pos, MrBlockShared& sh) {
     // Free the slot for the producer's next lap (the entry has been read).
     mr_store_release_sys(reinterpret_cast<u64*>(slot), pos + (u64)ctl.submit_mask + 1);
     mr_atomic_max_u64(&ctl.state->taken, pos + 1);
-    sh.cancelled = mr_load_relaxed_sys_u32(reinterpret_cast<const u32*>(ctl.submit + MR_RING_CLOSED)) != 0;
+    sh.cancelled = mr_load_relaxed_sys_u32(reinterpret_cast<const u32*>(ctl.submit + MR_RING_CLOSED)) != 0 ||
+                   mr_atomic_load_u32(&mr_slot_state(&ctl, sh.slot)->cancel) != 0;
     sh.head = ctl.jobs[sh.slot].head;
     sh.prog = *sh.head.program;
     for (u32 o = 0; o < sh.head.noutputs && o < MR_MAX_OUTPUTS; o++) sh.outs[o] = sh.head.outputs[o];
@@ -495,6 +496,9 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
         if (sh.quit) break;
         const MrProgram& p = sh.prog;
         regs.scratch = mr_thread_scratch(sh.head.inputs, p.ninputs, (u64)mr_bid() * ntid + tid);
+        const u32* cancel = &mr_slot_state(&sh.ctl, sh.slot)->cancel;
+        regs.cancel = cancel;
+        regs.polls = 0;
         sink.prog = &sh.prog;
         sink.outputs = sh.outs;
         sink.rows_begin = sh.head.rows_begin;
@@ -511,8 +515,11 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
             for (u64 tile = sh.begin; tile < sh.end; tile += ntid) {
                 // A long chunk still notices `stop` (within 8 tiles: one read of host memory per
                 // 8 tiles of 128 rows).
+                // The job's own cancel word (device memory) is looked at with it.
                 if ((++tiles & 7) == 0) {
-                    if (tid == 0) sh.quit = mr_load_relaxed_sys(&ctl->stop) != 0 ? 1 : 0;
+                    if (tid == 0) {
+                        sh.quit = mr_atomic_load_u32(cancel) != 0 || mr_load_relaxed_sys(&ctl->stop) != 0 ? 1 : 0;
+                    }
                     mr_sync();
                     bool quit = sh.quit != 0;
                     // Everyone has read the flag before thread 0 may write it again (a tile
@@ -529,7 +536,11 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
                     u32 err_pc = 0;
                     u32 e = p.join.present ? mr_run_join_row(p, sh.head.inputs, row, regs, sink, err_pc)
                                            : mr_run_row(p, sh.head.inputs, row, regs, sink, err_pc);
-                    if (e != MR_ERR_NONE) mr_record_error(&sh.ctl, sh.slot, e, err_pc, row);
+                    if (e == MR_ERR_CANCELLED) {
+                        mr_atomic_or_u32(&mr_slot_state(&sh.ctl, sh.slot)->flags, MR_FLAG_CANCELLED);
+                    } else if (e != MR_ERR_NONE) {
+                        mr_record_error(&sh.ctl, sh.slot, e, err_pc, row);
+                    }
                 }
                 mr_flush_tile(sh, sink);
             }
@@ -570,6 +581,9 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
     // Per-job kernels have a thread per row, more than any scratch covers: programs that
     // construct geometry run on the resident kernel (the GPU JIT refuses them).
     regs.scratch = mr_no_scratch();
+    // Nor a cancel word: a per-job kernel runs to its end (the host stops submitting it).
+    regs.cancel = nullptr;
+    regs.polls = 0;
     MrThreadSink sink;
     sink.prog = prog;
     sink.outputs = outputs;

@@ -57,7 +57,8 @@ impl JobState {
         attempt: u32,
         backend: Arc<Backend>,
     ) -> JobState {
-        let out = prepared.interp.output_buffers(rows.clone(), hit_capacity);
+        // The job's stop signal rides with its outputs into every chunk's rows.
+        let out = prepared.interp.output_buffers(rows.clone(), hit_capacity).with_stop(ticket.stop.clone());
         JobState {
             prepared,
             inputs,
@@ -194,7 +195,9 @@ impl Shared {
     /// completion.
     fn run_entry(&self, e: SubmitEntry, scratch: &mut Scratch) {
         let Some(job) = self.cell(e.job).and_then(|c| c.clone()) else { return };
-        if self.submit.is_closed() {
+        // A stopped job (its ticket or token cancelled, its deadline passed) runs no more
+        // chunks; its rows in other workers stop at their next check.
+        if self.submit.is_closed() || job.ticket.stop.check().is_some() {
             job.cancelled.store(true, Relaxed);
         } else {
             let rows = e.begin as usize..e.end as usize;
@@ -205,7 +208,12 @@ impl Shared {
                 job.first_start.fetch_min(since(&job), Relaxed);
             }
             if let Err(err) = job.code.run(&job.prepared, &job.inputs, rows, &job.out, scratch) {
-                job.fail(err);
+                // Rows that stopped because the job was stopped did not fail.
+                if job.ticket.stop.reason().is_some() {
+                    job.cancelled.store(true, Relaxed);
+                } else {
+                    job.fail(err);
+                }
             }
             if timed {
                 job.last_end.fetch_max(since(&job), Relaxed);
@@ -253,10 +261,10 @@ impl Shared {
     /// overflowed.
     fn settle(&self, job: Arc<JobState>, status: JobStatus) {
         let outcome = match status {
-            JobStatus::Cancelled => Err(JobError::Cancelled),
+            JobStatus::Cancelled => Err(JobError::stopped(job.ticket.stop.reason())),
             JobStatus::Failed => {
                 let e = job.error.lock().ok().and_then(|mut e| e.take());
-                Err(e.map_or(JobError::Cancelled, JobError::Exec))
+                Err(e.map_or(JobError::stopped(None), JobError::Exec))
             }
             JobStatus::Done => match job.out.finish() {
                 Ok(columns) => {
@@ -318,7 +326,7 @@ impl Shared {
         match self.enqueue(again) {
             Ok(()) => {}
             Err((again, PushError::Closed)) => {
-                again.ticket.resolve(Err(JobError::Cancelled));
+                again.ticket.resolve(Err(JobError::stopped(None)));
             }
             Err((again, PushError::Full)) => {
                 let mut scratch = Scratch::new();
@@ -330,6 +338,7 @@ impl Shared {
                     &mut scratch,
                 ) {
                     Ok(()) => JobStatus::Done,
+                    Err(_) if again.ticket.stop.reason().is_some() => JobStatus::Cancelled,
                     Err(e) => {
                         again.fail(e);
                         JobStatus::Failed
@@ -354,7 +363,7 @@ impl Shared {
         for cell in self.jobs.iter() {
             let job = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(job) = job {
-                job.ticket.resolve(Err(JobError::Cancelled));
+                job.ticket.resolve(Err(JobError::stopped(None)));
             }
         }
     }

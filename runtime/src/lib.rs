@@ -25,12 +25,13 @@ pub mod tune;
 pub mod variants;
 
 pub use engine::{
-    memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, Backend, Bound, Engine,
-    EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, ShutdownError, Ticket,
-    TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
+    memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, Backend, Bound, CancelCause,
+    CancelToken, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, ShutdownError,
+    Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
 };
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;
 pub use meridian_driver as driver;
 pub use meridian_kernels as kernels;
+pub use meridian_kernels::interp::StopReason;
 pub use route::{BadRoute, Route};

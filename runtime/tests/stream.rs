@@ -231,20 +231,38 @@ fn a_damaged_file_streams_up_to_the_damage_and_fails() {
         w.write_rows(&col, start..start + 1000).unwrap();
     }
     w.finish().unwrap();
-    // Whole, streamed in batches of about 1,500 rows: the whole job's results.
+    // Whole, streamed in batches of 1,500 rows (record batches of 1,000 gathered and sliced):
+    // the whole job's results.
     let reader = io::GeoBatchReader::open(&path, None).unwrap();
     let (got, rows, batches) = streamed(FileBatches::new(reader, 1500), &zones, 3).unwrap();
-    assert_eq!((rows, batches), (5000, 3));
+    assert_eq!((rows, batches), (5000, 4));
     same(&got, &whole(&col, &zones));
-    // Cut inside the fourth record batch: an error naming the file and the batch.
+    // Cut inside the fourth record batch: an error naming the file and the byte, before any
+    // row runs (the stream's end-of-stream marker is missing).
     let bytes = std::fs::read(&path).unwrap();
     let cut = dir.join("cut.arrows");
     std::fs::write(&cut, &bytes[..bytes.len() * 7 / 10]).unwrap();
-    let reader = io::GeoBatchReader::open(&cut, None).unwrap();
-    let e = streamed(FileBatches::new(reader, 1000), &zones, 3).unwrap_err();
+    let e = io::GeoBatchReader::open(&cut, None).unwrap_err();
+    assert!(e.source_name.ends_with("cut.arrows"), "{e}");
+    assert!(e.message.contains(&format!("cut short at byte {}", bytes.len() * 7 / 10)), "{e}");
+    // Damage the reader meets part-way (a file rewritten under it) is an error after the
+    // rows before it, never a result.
+    std::fs::copy(&path, &cut).unwrap();
+    let reader = io::GeoBatchReader::with_batch_rows(&cut, None, 1000).unwrap();
+    struct Cutting(FileBatches, std::path::PathBuf, usize);
+    impl BatchSource for Cutting {
+        fn next_batch(&mut self) -> Option<Result<GeometryColumn, ReadError>> {
+            self.2 += 1;
+            if self.2 == 3 {
+                let f = std::fs::OpenOptions::new().write(true).open(&self.1).unwrap();
+                f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+            }
+            self.0.next_batch()
+        }
+    }
+    let e = streamed(Cutting(FileBatches::new(reader, 1000), cut.clone(), 0), &zones, 3).unwrap_err();
     let StreamError::Read { rows_done, source } = &e else { panic!("{e}") };
     assert!(source.source_name.ends_with("cut.arrows"), "{e}");
-    assert!(matches!(source.at, Position::Batch { .. }), "{e}");
     assert!(*rows_done < 5000, "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

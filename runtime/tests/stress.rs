@@ -209,7 +209,7 @@ fn shutdown_under_load_resolves_every_ticket() {
                             check_row(f, row, &r);
                             done.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(JobError::Cancelled) => {
+                        Err(JobError::Cancelled(_)) => {
                             cancelled.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => panic!("row {row}: {e}"),
@@ -281,7 +281,7 @@ fn small_jobs_run_inline_give_what_the_ring_gives() {
     assert!(inline.engine.submit(inline.prepared.job(&inline.bound).rows(0..1)).is_err());
     assert!(matches!(
         inline.engine.run(inline.prepared.job(&inline.bound).rows(0..1)),
-        Err(meridian_runtime::JobError::Cancelled)
+        Err(meridian_runtime::JobError::Cancelled(_))
     ));
     assert!(matches!(
         inline.engine.try_submit(inline.prepared.job(&inline.bound).rows(0..1)),

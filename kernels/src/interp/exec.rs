@@ -335,6 +335,10 @@ fn emit(s: &mut Scratch, out: &OutputBuffers, output: usize, row: usize, v: GVal
 fn filter_loop(ins: &[Slot<'_>], s: &mut Scratch, out: &OutputBuffers, row: usize, l: &FilterLoop) -> usize {
     let c = ci(l.cursor);
     loop {
+        if out.stop_requested(&mut s.polls) {
+            s.stopped = true;
+            return l.exit;
+        }
         let v = cnext(s, c);
         s.g[gi(l.cand)] = v;
         if v.is_null() {
@@ -463,6 +467,10 @@ impl<'a> PointProbe<'a> {
         let mut last = None;
         let mut found = self.grid.point_parts(p).peekable();
         while let Some((part, class)) = found.next() {
+            if out.stop_requested(&mut s.polls) {
+                s.stopped = true;
+                break;
+            }
             // The grid's parts index `part_rows` (one index built them both).
             let Some(cand) = row_of(part) else { continue };
             // Where `p` lies in this candidate row, gathered over its parts; `general`: the
@@ -579,6 +587,10 @@ fn run_join_rows(
                 // The probe register is read only by a candidate the general predicate decides.
                 let probe = (j.geom, GVal::input(j.load as u8, row as u32));
                 fast.run(ins, s, out, &mut matches, row, p, Some(probe));
+                if s.stopped {
+                    put_matches(s, &j.filter, matches);
+                    return Err(stopped(row, None));
+                }
             }
             // `load` gives null, the probe finds nothing: the row does nothing.
             None if load.view.is_null(row) => {}
@@ -603,6 +615,9 @@ pub(super) fn run_chunk(
 ) -> Result<(), ExecError> {
     with_chunk(it, inputs, rows, out, s, |ins, rows, s| {
         for row in rows {
+            if out.stop_requested(&mut s.polls) {
+                return Err(stopped(row, None));
+            }
             run_row(it, ins, row, out, s)?;
         }
         Ok(())
@@ -631,6 +646,7 @@ pub(crate) fn with_chunk(
         OutputKind::Sum => Local::Sum(None),
     }));
     s.derived.clear();
+    s.stopped = false;
     let first = rows.start;
     let rows = match &it.join {
         Some(j) => run_join_rows(it, &ins, j, rows, out, s)?,
@@ -681,6 +697,12 @@ fn run_row(
         }
         pc = next;
     }
+}
+
+/// The error a row ends with when its job's stop signal is set.
+#[cold]
+fn stopped(row: usize, pc: Option<usize>) -> ExecError {
+    ExecError { row: Some(row), pc: pc.map(|p| p as u32), message: super::stop::STOPPED.into() }
 }
 
 /// What [`step`] returns after `halt`.
@@ -908,13 +930,17 @@ pub(crate) fn step(
             let v = s.g[gi(g)];
             if let Some(Some(l)) = it.loops.get(pc - 1) {
                 if let Some(next) = point_loop(ins, s, out, row, l, input.index(), g, v) {
-                    return Ok(next);
+                    return if s.stopped { Err(stopped(row, Some(pc - 1))) } else { Ok(next) };
                 }
             }
             let d = (!v.is_null()).then_some(0.0);
             probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
             if let Some(Some(l)) = it.loops.get(pc - 1) {
+                let at = pc - 1;
                 pc = filter_loop(ins, s, out, row, l);
+                if s.stopped {
+                    return Err(stopped(row, Some(at)));
+                }
             }
         }
         Instr::ProbeDist { cursor, input, geom: g, dist } => {
@@ -922,10 +948,19 @@ pub(crate) fn step(
             let d = fget(s, dist).filter(|d| *d >= 0.0 && !v.is_null());
             probe(ins, s, ci(cursor), input.index(), v, d).map_err(|e| fail(pc - 1, e))?;
             if let Some(Some(l)) = it.loops.get(pc - 1) {
+                let at = pc - 1;
                 pc = filter_loop(ins, s, out, row, l);
+                if s.stopped {
+                    return Err(stopped(row, Some(at)));
+                }
             }
         }
         Instr::CNext { dst, cursor, exit } => {
+            // Every loop goes back through a `cnext` (the verifier allows no other backward
+            // jump): polling here bounds how long a stopped row runs on.
+            if out.stop_requested(&mut s.polls) {
+                return Err(stopped(row, Some(pc - 1)));
+            }
             let v = cnext(s, ci(cursor));
             if v.is_null() {
                 pc = exit.index();

@@ -116,6 +116,10 @@ pub struct Scratch {
     /// Where a derived geometry of a derived geometry is built before moving to `derived`.
     pub(crate) spare: ColumnBuilder,
     pub(crate) locals: Vec<Local>,
+    /// Stop polls made (see `OutputBuffers::stop_requested`).
+    pub(crate) polls: u32,
+    /// A fused loop saw its job's stop signal and left early: the row must fail.
+    pub(crate) stopped: bool,
 }
 
 impl Default for Scratch {
@@ -136,6 +140,8 @@ impl Scratch {
             derived: ColumnBuilder::new(),
             spare: ColumnBuilder::new(),
             locals: Vec::new(),
+            polls: 0,
+            stopped: false,
         }
     }
 }

@@ -65,6 +65,7 @@ pub(crate) mod exec;
 pub(crate) mod frame;
 pub(crate) mod fuse;
 mod outputs;
+mod stop;
 
 use std::ops::Range;
 
@@ -75,6 +76,7 @@ pub use frame::Scratch;
 pub use outputs::{
     hits_from_runs, BoolColumn, F64Column, FinishError, HitOverflow, OutputBuffers, OutputColumn,
 };
+pub use stop::{Stop, StopReason};
 
 /// A verified program decoded for the CPU. Cheap to share (`Sync`); build once per program.
 #[derive(Clone, Debug)]

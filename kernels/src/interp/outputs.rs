@@ -8,10 +8,11 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use meridian_bytecode::OutputKind;
 
+use super::stop::{Stop, CLOCK_POLLS, FLAG_POLLS};
 use crate::column::{ColumnBuilder, ColumnError, GeometryColumn};
 
 /// A dense f64 output: one value or null per row.
@@ -155,11 +156,13 @@ pub(crate) enum Buffer {
     },
 }
 
-/// The output buffers of one job run over a row range.
+/// The output buffers of one job run over a row range, and the job's stop signal.
 #[derive(Debug)]
 pub struct OutputBuffers {
     rows: Range<usize>,
     pub(crate) buffers: Vec<Buffer>,
+    /// Polled by the rows' loops: a stopped job's rows end in an error.
+    stop: Option<Arc<Stop>>,
 }
 
 fn atomics<T>(n: usize, f: impl Fn() -> T) -> Box<[T]> {
@@ -215,7 +218,32 @@ impl OutputBuffers {
                 }
             })
             .collect();
-        OutputBuffers { rows, buffers }
+        OutputBuffers { rows, buffers, stop: None }
+    }
+
+    /// These buffers with the job's stop signal: every thread running rows into them polls
+    /// it (each chunk's rows, every candidate loop's iterations) and ends its rows with an
+    /// error once it is set.
+    pub fn with_stop(mut self, stop: Arc<Stop>) -> OutputBuffers {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// The job's stop signal, if it has one.
+    pub fn stop(&self) -> Option<&Arc<Stop>> {
+        self.stop.as_ref()
+    }
+
+    /// Whether the rows must stop now: the flags every [`FLAG_POLLS`] calls, the clock every
+    /// [`CLOCK_POLLS`] (`polls`: the calling thread's count).
+    #[inline(always)]
+    pub(crate) fn stop_requested(&self, polls: &mut u32) -> bool {
+        let Some(stop) = &self.stop else { return false };
+        *polls = polls.wrapping_add(1);
+        if !polls.is_multiple_of(FLAG_POLLS) {
+            return false;
+        }
+        stop.poll(polls.is_multiple_of(CLOCK_POLLS)).is_some()
     }
 
     /// The job rows these buffers cover.

@@ -70,6 +70,10 @@ pub(crate) const JOB_RESULTS_OFFSET: usize = 64;
 /// A job slot's state in device memory (`MrSlotState`).
 pub(crate) const SLOT_STATE_BYTES: usize = 16 + 32 * MAX_OUTPUTS;
 pub(crate) const SLOT_ACC_OFFSET: usize = 16;
+/// A slot's cancel word (`MrSlotState::cancel`): the host writes 0 before a job's chunks are
+/// published and 1 to stop it; the device reads it at each claim, every 8 tiles and every
+/// 1024 candidate steps.
+pub(crate) const SLOT_CANCEL_OFFSET: usize = 12;
 /// The device state's header (`MrDeviceState`), before the slots.
 pub(crate) const DEVICE_STATE_HEADER: usize = 64;
 
@@ -103,6 +107,7 @@ pub(crate) fn error_message(code: u32) -> &'static str {
         6 => "a constructive op in a kernel without per-thread scratch",
         7 => "a constructed geometry larger than its scratch slot",
         8 => "affine matrix outside the constant pool",
+        9 => "cancelled",
         _ => "an unknown device error",
     }
 }

@@ -136,6 +136,8 @@ struct InFlight {
     _binding: Arc<ResidentBinding>,
     /// When its chunks were published (its race time runs from here to its reaping).
     pushed: Instant,
+    /// Its slot's cancel word has been set (its stop signal tripped).
+    cancel_sent: bool,
 }
 
 /// Ring memory in pinned, device-mapped host memory.
@@ -413,8 +415,14 @@ impl GpuExecutor {
             .map_err(|e| format!("placing the job on the device: {e}"))
     }
 
-    /// Puts a job on the device without blocking.
+    /// Puts a job on the device without blocking. A job already stopped (its ticket or token
+    /// cancelled, its deadline passed: a re-run, a retry, a queued lane job) resolves so
+    /// instead.
     pub fn submit(&self, job: GpuJob) -> Result<(), GpuSubmitError> {
+        if let Some(reason) = job.ticket.stop.check() {
+            job.ticket.resolve(Err(JobError::stopped(Some(reason))));
+            return Ok(());
+        }
         if let Some(why) = self.unhealthy() {
             return Err(GpuSubmitError::Unavailable(job, why));
         }
@@ -473,7 +481,9 @@ impl GpuExecutor {
         let written = self
             .records
             .put(record, head)
-            .and_then(|()| self.records.put(record + abi::JOB_ERROR_OFFSET, ErrorRecord::default()));
+            .and_then(|()| self.records.put(record + abi::JOB_ERROR_OFFSET, ErrorRecord::default()))
+            // The slot's last job may have been told to stop: this one starts clear.
+            .and_then(|()| self.set_cancel(slot, 0));
         if let Err(e) = written {
             let _ = self.free.try_push(slot);
             return Err(GpuSubmitError::Unavailable(job, e.to_string()));
@@ -490,6 +500,7 @@ impl GpuExecutor {
             _program: program,
             _binding: binding,
             pushed: Instant::now(),
+            cancel_sent: false,
         });
         let pushed = self.submit.try_push_n(nchunks, |k| SubmitEntry {
             job: slot,
@@ -538,8 +549,15 @@ impl GpuExecutor {
         let mut idle = 0u32;
         let mut last_progress = Instant::now();
         let mut last_check = Instant::now();
+        let mut last_cancels = Instant::now();
         let mut taken = None;
         loop {
+            // Stop signals first, on their own clock: completions arriving all the time must
+            // not starve them.
+            if last_cancels.elapsed() > Duration::from_millis(2) && self.in_flight.load(SeqCst) > 0 {
+                last_cancels = Instant::now();
+                self.send_cancels();
+            }
             let mut progressed = false;
             while let Pop::Item(c) = self.complete.try_pop() {
                 progressed = true;
@@ -618,7 +636,7 @@ impl GpuExecutor {
                     return any;
                 }
                 Err(GpuSubmitError::Closed(job)) => {
-                    job.ticket.resolve(Err(JobError::Cancelled));
+                    job.ticket.resolve(Err(JobError::stopped(None)));
                 }
                 Err(GpuSubmitError::Unavailable(job, why)) => self.unavailable(job, why),
             }
@@ -726,7 +744,8 @@ impl GpuExecutor {
                     message: format!("on the GPU: {}", abi::error_message(e.code)),
                 }))
             }
-            (abi::STATUS_CANCELLED, Ok(_)) => Err(JobError::Cancelled),
+            // Stopped: by its ticket, its token or its deadline, or by the shutdown.
+            (abi::STATUS_CANCELLED, Ok(_)) => Err(JobError::stopped(job.ticket.stop.reason())),
             (s, Ok(_)) => Err(JobError::Device(format!("the device reported job status {s}"))),
         };
         drop(area);
@@ -747,6 +766,11 @@ impl GpuExecutor {
     /// closes.
     fn lane_loop(&self) {
         while let Some(job) = self.lane.pop() {
+            if let Some(reason) = job.ticket.stop.check() {
+                // Stopped while queued: a per-job kernel, once launched, runs to its end.
+                job.ticket.resolve(Err(JobError::stopped(Some(reason))));
+                continue;
+            }
             if let Some(why) = self.unhealthy() {
                 self.unavailable(job, why);
                 continue;
@@ -841,10 +865,32 @@ impl GpuExecutor {
             Ok(()) => {}
             Err(GpuSubmitError::Full(job)) => lock(&self.pending).push_back(job),
             Err(GpuSubmitError::Closed(job)) => {
-                job.ticket.resolve(Err(JobError::Cancelled));
+                job.ticket.resolve(Err(JobError::stopped(None)));
             }
             Err(GpuSubmitError::Unavailable(job, why)) => self.unavailable(job, why),
         }
+    }
+
+    /// Tells the device to stop every job in flight whose stop signal has tripped (its ticket
+    /// or token cancelled, its deadline passed): sets its slot's cancel word, once. Called by
+    /// the reaper every few milliseconds while jobs are in flight.
+    fn send_cancels(&self) {
+        for (slot, cell) in self.slots.iter().enumerate() {
+            let mut held = lock(cell);
+            let Some(f) = held.as_mut() else { continue };
+            if f.cancel_sent || f.job.ticket.stop.check().is_none() {
+                continue;
+            }
+            // Under the slot's lock: the job is still this slot's, and its slot cannot be
+            // given to another job (whose submission clears the word) until it is reaped.
+            f.cancel_sent = self.set_cancel(slot as u32, 1).is_ok();
+        }
+    }
+
+    /// Writes slot `slot`'s cancel word in device memory.
+    fn set_cancel(&self, slot: u32, value: u32) -> Result<(), DeviceError> {
+        let at = abi::DEVICE_STATE_HEADER + slot as usize * abi::SLOT_STATE_BYTES + abi::SLOT_CANCEL_OFFSET;
+        self.state.write(at, &value.to_le_bytes())
     }
 
     /// Fails every job in flight with `why`, refuses further jobs, and stops the kernel.
@@ -893,7 +939,7 @@ impl GpuExecutor {
         self.work.ring_always(true);
         self.space.ring_always(true);
         for job in self.lane.close() {
-            job.ticket.resolve(Err(JobError::Cancelled));
+            job.ticket.resolve(Err(JobError::stopped(None)));
         }
         if let Some(h) = lock(&self.lane_thread).take() {
             let _ = h.join();
@@ -904,12 +950,12 @@ impl GpuExecutor {
         self.stop_kernel();
         for slot in 0..self.slots.len() {
             if let Some(f) = self.take_slot(slot) {
-                f.job.ticket.resolve(Err(JobError::Cancelled));
+                f.job.ticket.resolve(Err(JobError::stopped(None)));
             }
         }
         let pending: Vec<GpuJob> = lock(&self.pending).drain(..).collect();
         for job in pending {
-            job.ticket.resolve(Err(JobError::Cancelled));
+            job.ticket.resolve(Err(JobError::stopped(None)));
         }
     }
 }

@@ -9,6 +9,7 @@ use meridian_bytecode::{ProgramHash, VerifiedProgram};
 use super::Backend;
 use meridian_kernels::interp::{
     hits_from_runs, BoolColumn, BoundInputs, ExecError, F64Column, FinishError, Interpreter, OutputColumn,
+    Stop, StopReason,
 };
 
 /// What the engine keeps per prepared program.
@@ -194,7 +195,14 @@ impl Prepared {
 
     /// A job over every row of `bound`.
     pub fn job(&self, bound: &Bound) -> Job {
-        Job { prepared: self.clone(), bound: bound.clone(), rows: 0..bound.rows(), hit_capacity: None }
+        Job {
+            prepared: self.clone(),
+            bound: bound.clone(),
+            rows: 0..bound.rows(),
+            hit_capacity: None,
+            timeout: None,
+            token: None,
+        }
     }
 
     /// How long the JIT took to compile this program, once a job on the JIT route has
@@ -237,6 +245,10 @@ pub struct Job {
     pub(crate) bound: Bound,
     pub(crate) rows: Range<usize>,
     pub(crate) hit_capacity: Option<usize>,
+    /// Time the job may take from its submission (over the engine's default).
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// A caller's token that stops it.
+    pub(crate) token: Option<Arc<Stop>>,
 }
 
 impl Job {
@@ -258,6 +270,22 @@ impl Job {
     /// The rows this job runs.
     pub fn row_range(&self) -> Range<usize> {
         self.rows.clone()
+    }
+
+    /// The time the job may take from its submission, queueing included (over the engine's
+    /// [`EngineBuilder::job_timeout`](crate::EngineBuilder::job_timeout)). Past it the job is
+    /// stopped — its CPU workers, JIT code or GPU blocks at their next chunk or
+    /// candidate-loop check — and resolves as [`JobError::TimedOut`]; the engine is then as
+    /// ready as before for the next job.
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Job {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Stops the job when `token` is cancelled (or its own deadline passes).
+    pub fn cancel_with(mut self, token: &CancelToken) -> Job {
+        self.token = Some(token.0.clone());
+        self
     }
 }
 
@@ -448,15 +476,77 @@ impl JobResult {
     }
 }
 
+/// Who stopped a cancelled job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CancelCause {
+    /// The engine shut down before the job finished.
+    #[error("the engine shut down")]
+    Shutdown,
+    /// Its caller: [`Ticket::cancel`](crate::Ticket::cancel) or a [`CancelToken`].
+    #[error("the caller cancelled it")]
+    Caller,
+}
+
+impl JobError {
+    /// The error of a job stopped for `reason` (`None`: by the engine's shutdown).
+    pub(crate) fn stopped(reason: Option<StopReason>) -> JobError {
+        match reason {
+            Some(StopReason::Cancelled) => JobError::Cancelled(CancelCause::Caller),
+            Some(StopReason::TimedOut(d)) => JobError::TimedOut(d),
+            None => JobError::Cancelled(CancelCause::Shutdown),
+        }
+    }
+}
+
+/// A caller's way to stop jobs: give it to jobs ([`Job::cancel_with`]), then
+/// [`CancelToken::cancel`] stops every one still running (at the next chunk or candidate-loop
+/// check) and resolves them as [`JobError::Cancelled`]; one made with a timeout stops them
+/// when it passes, as [`JobError::TimedOut`] (a deadline for a whole run of many jobs).
+#[derive(Clone, Debug)]
+pub struct CancelToken(pub(crate) Arc<Stop>);
+
+impl CancelToken {
+    /// A token without a deadline.
+    pub fn new() -> CancelToken {
+        CancelToken(Arc::new(Stop::new(None, None)))
+    }
+
+    /// A token that stops its jobs `timeout` from now, if nothing cancels it first.
+    pub fn with_timeout(timeout: std::time::Duration) -> CancelToken {
+        CancelToken(Arc::new(Stop::new(Some(timeout), None)))
+    }
+
+    /// Stops every job given this token.
+    pub fn cancel(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether the token has stopped its jobs (cancelled, or its deadline passed), and why.
+    pub fn stopped(&self) -> Option<StopReason> {
+        self.0.check()
+    }
+}
+
+impl Default for CancelToken {
+    fn default() -> CancelToken {
+        CancelToken::new()
+    }
+}
+
 /// Why a job produced no result.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum JobError {
     /// A row failed (the error names the row and pc).
     #[error("{0}")]
     Exec(ExecError),
-    /// The engine shut down before the job ran.
-    #[error("cancelled: the engine shut down")]
-    Cancelled,
+    /// The job was stopped before it finished: its ticket or a token it was given was
+    /// cancelled, or the engine shut down.
+    #[error("cancelled: {0}")]
+    Cancelled(CancelCause),
+    /// The job ran past its deadline ([`Job::timeout`], [`EngineBuilder::job_timeout`](crate::EngineBuilder::job_timeout),
+    /// or a token's): it was stopped, and gives no result.
+    #[error("timed out: the job ran past its deadline ({0:?})")]
+    TimedOut(std::time::Duration),
     /// The outputs could not be assembled.
     #[error(transparent)]
     Output(FinishError),

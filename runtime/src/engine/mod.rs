@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use meridian_bytecode::{verify, OutputKind, Program, ProgramHash, VerifiedProgram, VerifyErrors};
 use meridian_driver::telemetry::Telemetry;
-use meridian_kernels::interp::{BindError, BoundInputs, FinishError, Input, OutputBuffers, Scratch};
+use meridian_kernels::interp::{BindError, BoundInputs, FinishError, Input, OutputBuffers, Scratch, Stop};
 
 use crate::cuda::executor::{GpuExecutor, GpuJob, GpuSubmitError, GpuTuning};
 use crate::cuda::{CudaDevice, Device, DeviceError, PageLock};
@@ -51,7 +51,7 @@ use crate::tune::{self, Tuner};
 use crate::variants::{Registry, VariantId};
 use meridian_autotune::Store;
 
-pub use job::{Bound, Job, JobError, JobResult, Prepared};
+pub use job::{Bound, CancelCause, CancelToken, Job, JobError, JobResult, Prepared};
 pub(crate) use job::{Column, PendingHits, PreparedInner, LEARN_MIN_ROWS};
 pub use ticket::Ticket;
 pub(crate) use ticket::TicketCell;
@@ -266,6 +266,7 @@ pub struct EngineBuilder {
     gpu_route: Route,
     memory_budget: Option<u64>,
     telemetry: Option<Arc<Telemetry>>,
+    job_timeout: Option<Duration>,
 }
 
 /// Where an engine's autotune store is.
@@ -294,6 +295,7 @@ impl Default for EngineBuilder {
             gpu_route: Route::Interpreter,
             memory_budget: None,
             telemetry: None,
+            job_timeout: None,
         }
     }
 }
@@ -439,6 +441,15 @@ impl EngineBuilder {
     /// (default 60 s).
     pub fn gpu_timeout(mut self, timeout: Duration) -> Self {
         self.gpu.timeout = timeout;
+        self
+    }
+
+    /// The time every job may take from its submission unless it says otherwise
+    /// ([`Job::timeout`]; default: none). Past it the job is stopped at its next chunk or
+    /// candidate-loop check, on whichever executor runs it, and resolves as
+    /// [`JobError::TimedOut`].
+    pub fn job_timeout(mut self, timeout: Duration) -> Self {
+        self.job_timeout = Some(timeout);
         self
     }
 
@@ -603,6 +614,7 @@ impl EngineBuilder {
             tuner,
             tune_notes,
             inline_rows: self.inline_rows,
+            job_timeout: self.job_timeout,
             strict,
             mode_source,
             route: self.route,
@@ -755,6 +767,8 @@ pub struct Engine {
     tuner: Option<Arc<Tuner>>,
     tune_notes: Vec<String>,
     inline_rows: usize,
+    /// Every job's time unless it sets its own ([`EngineBuilder::job_timeout`]).
+    job_timeout: Option<Duration>,
     /// Fallbacks are errors (`strict_native`, `MERIDIAN_STRICT_NATIVE`).
     strict: bool,
     mode_source: &'static str,
@@ -1156,7 +1170,7 @@ impl Engine {
             Ok(Placement::Cpu(backend)) => self.submit_cpu(job, backend),
             Ok(Placement::Gpu(backend)) => {
                 let Some(gpu) = &self.gpu else { return self.submit_cpu(job, self.cpu_backend.clone()) };
-                let cell = Arc::new(TicketCell::default());
+                let cell = Arc::new(TicketCell::new(self.stop_for(&job)));
                 let mut gjob = match self.gpu_job(&job, &cell, backend) {
                     Ok(g) => g,
                     Err(e) => return Ok(resolved(Err(e))),
@@ -1189,7 +1203,7 @@ impl Engine {
             Ok(Placement::Cpu(backend)) => self.try_submit_cpu(job, backend),
             Ok(Placement::Gpu(backend)) => {
                 let Some(gpu) = &self.gpu else { return self.try_submit_cpu(job, self.cpu_backend.clone()) };
-                let cell = Arc::new(TicketCell::default());
+                let cell = Arc::new(TicketCell::new(self.stop_for(&job)));
                 let gjob = match self.gpu_job(&job, &cell, backend) {
                     Ok(g) => g,
                     Err(e) => return Ok(resolved(Err(e))),
@@ -1458,11 +1472,18 @@ impl Engine {
         }
     }
 
+    /// A stop signal for `job`, from now: its timeout (or the engine's), its token.
+    fn stop_for(&self, job: &Job) -> Arc<Stop> {
+        Arc::new(Stop::new(job.timeout.or(self.job_timeout), job.token.clone()))
+    }
+
     /// Runs `job` on this thread: what the workers would give, re-runs on hit overflow
     /// included (the same code, outputs and capacity learning).
     fn run_inline(&self, job: &Job, plan: CpuPlan) -> Result<JobResult, JobError> {
         let prepared = &job.prepared.inner;
         let rows = job.rows.clone();
+        let stop = self.stop_for(job);
+        let stopped = |stop: &Stop| stop.check().map(|r| JobError::stopped(Some(r)));
         let mut capacity = plan.plan.hit_capacity;
         let mut fresh = None;
         INLINE_SCRATCH.with(|cell| {
@@ -1474,10 +1495,13 @@ impl Engine {
                 None => fresh.insert(Scratch::new()),
             };
             for attempt in 1u32.. {
-                let out = prepared.interp.output_buffers(rows.clone(), capacity);
+                if let Some(e) = stopped(&stop) {
+                    return Err(e);
+                }
+                let out = prepared.interp.output_buffers(rows.clone(), capacity).with_stop(stop.clone());
                 plan.code
                     .run(prepared, &job.bound.inner, rows.clone(), &out, scratch)
-                    .map_err(JobError::Exec)?;
+                    .map_err(|e| stopped(&stop).unwrap_or(JobError::Exec(e)))?;
                 prepared.note_hits(rows.len(), out.hits_produced());
                 let finished = out.into_columns();
                 match finished {
@@ -1499,13 +1523,13 @@ impl Engine {
                     Err(e) => return Err(JobError::Output(e)),
                 }
             }
-            Err(JobError::Cancelled)
+            Err(JobError::stopped(None))
         })
     }
 
     /// The CPU executor's in-flight state of `job`, as planned.
     fn job_state(&self, job: &Job, plan: CpuPlan) -> (Arc<JobState>, Arc<TicketCell>) {
-        let cell = Arc::new(TicketCell::default());
+        let cell = Arc::new(TicketCell::new(self.stop_for(job)));
         let mut state = JobState::new(
             job.prepared.inner.clone(),
             job.bound.inner.clone(),
@@ -1546,7 +1570,7 @@ impl Engine {
         if job.rows.len() <= self.inline_rows {
             if let Ok(Placement::Cpu(backend)) = &placed {
                 if self.shared.submit.is_closed() {
-                    return Err(JobError::Cancelled);
+                    return Err(JobError::stopped(None));
                 }
                 let plan = self.plan_cpu(&job, backend.clone())?;
                 return self.run_inline(&job, plan);
@@ -1554,7 +1578,7 @@ impl Engine {
         }
         match self.submit_placed(job, placed) {
             Ok(t) => t.wait(),
-            Err(_) => Err(JobError::Cancelled),
+            Err(_) => Err(JobError::stopped(None)),
         }
     }
 

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 
-use super::{JobError, JobResult};
+use meridian_kernels::interp::Stop;
+
+use super::{CancelToken, JobError, JobResult};
 
 #[derive(Debug, Default)]
 enum Waiter {
@@ -25,13 +27,25 @@ struct Slot {
 }
 
 /// The shared side of a ticket, held by the job until it resolves.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TicketCell {
     done: AtomicBool,
     slot: Mutex<Slot>,
+    /// The job's stop signal: its ticket's [`Ticket::cancel`], its deadline, a caller's token.
+    pub(crate) stop: Arc<Stop>,
+}
+
+impl Default for TicketCell {
+    fn default() -> TicketCell {
+        TicketCell::new(Arc::new(Stop::new(None, None)))
+    }
 }
 
 impl TicketCell {
+    pub(crate) fn new(stop: Arc<Stop>) -> TicketCell {
+        TicketCell { done: AtomicBool::new(false), slot: Mutex::new(Slot::default()), stop }
+    }
+
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -78,6 +92,20 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// Stops the job: whatever runs its rows stops at its next chunk or candidate-loop check
+    /// (the CPU's workers and JIT code, the GPU's blocks), and the ticket resolves as
+    /// [`JobError::Cancelled`] — unless the job has already finished, when it keeps its
+    /// result. The engine is ready for the next job.
+    pub fn cancel(&self) {
+        self.cell.stop.cancel();
+    }
+
+    /// A token that stops this job when cancelled, for another thread (`wait` takes the
+    /// ticket).
+    pub fn cancel_token(&self) -> CancelToken {
+        CancelToken(self.cell.stop.clone())
+    }
+
     /// True once the job has resolved.
     pub fn is_done(&self) -> bool {
         self.cell.is_done()
