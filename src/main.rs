@@ -123,6 +123,11 @@ enum Command {
         /// planner's, from the workers, the GPU and the memory budget).
         #[arg(long)]
         batch_rows: Option<usize>,
+        /// Stop the run after this many seconds (a fraction is allowed): its jobs stop at their
+        /// next chunk or candidate-loop check, nothing is written, and the exit status is 124.
+        /// (Ctrl-C stops it the same way, with status 130.)
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<std::time::Duration>,
     },
     /// Convert a geometry file between CSV, WKT, GeoJSON, GeoParquet and Arrow IPC (formats
     /// by file name; the geometry column only).
@@ -252,6 +257,16 @@ enum BenchCommand {
     },
 }
 
+/// `--timeout`: positive, finite seconds.
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => {
+            std::time::Duration::try_from_secs_f64(s).map_err(|e| format!("{text}: {e}"))
+        }
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -293,6 +308,7 @@ fn main() -> ExitCode {
             out,
             workers,
             batch_rows,
+            timeout,
         } => cli::run::run(&cli::run::RunArgs {
             program,
             inputs,
@@ -304,6 +320,7 @@ fn main() -> ExitCode {
             workers,
             format: cli::run::OutputFormat::parse(&format).unwrap_or(cli::run::OutputFormat::Csv),
             batch_rows,
+            timeout,
         }),
         Command::Convert { input, output, encoding } => cli::convert::convert(&input, &output, &encoding),
         Command::Gen { what: GenCommand::Points { n, out, bbox, seed, encoding } } => {

@@ -357,3 +357,89 @@ fn environment_variables_are_checked_at_start() {
         .unwrap();
     fails(&o, "every write to /dev/full fails");
 }
+
+/// Nested candidate loops: hours of work for a few rows (every zone of every zone of every
+/// zone), and the files for it: 300 squares, 4 points.
+fn slow_run(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let program = d.join("slow.masm");
+    std::fs::write(
+        &program,
+        ".program slow\n.input pts points\n.input zones polygons indexed\n.output n count\n    load g0, pts\n    \
+         const f0, 1e9\n    probe c0, zones, g0, f0\nl0:\n    cnext g1, c0, done\n    probe c1, zones, g1, f0\nl1:\n    \
+         cnext g2, c1, e1\n    probe c2, zones, g2, f0\nl2:\n    cnext g3, c2, e2\n    intersects b0, g3, g0\n    \
+         jf b0, l2\n    count n\n    jmp l2\ne2:\n    jmp l1\ne1:\n    jmp l0\ndone:\n    halt\n",
+    )
+    .unwrap();
+    let zones = d.join("zones.wkt");
+    let squares: String = (0..300)
+        .map(|i| {
+            let x = i * 2;
+            format!("POLYGON (({x} 0, {} 0, {} 1, {x} 1, {x} 0))\n", x + 1, x + 1)
+        })
+        .collect();
+    std::fs::write(&zones, squares).unwrap();
+    let pts = d.join("pts.csv");
+    std::fs::write(&pts, "x,y\n0.5,0.5\n2.5,0.5\n4.5,0.5\n6.5,0.5\n").unwrap();
+    (program, zones, pts)
+}
+
+/// `--timeout` stops a run that would take hours: exit 124, one line, nothing written (the
+/// previous output kept); Ctrl-C does the same with 130. Either way at the next candidate-loop
+/// check.
+#[cfg(unix)]
+#[test]
+fn a_run_stops_at_its_timeout_and_on_ctrl_c() {
+    let d = dir("stop");
+    let (program, zones, pts) = slow_run(&d);
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("n.csv"), "value\n7\n").unwrap();
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = vec![
+            "run".into(),
+            s(&program).into(),
+            "--input".into(),
+            format!("pts={}", s(&pts)),
+            "--input".into(),
+            format!("zones={}", s(&zones)),
+            "--out".into(),
+            s(&out).into(),
+        ];
+        a.extend(extra.iter().map(|e| e.to_string()));
+        a
+    };
+    for route in ["interp", "jit"] {
+        let t0 = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(args(&["--timeout", "0.5", "--route", route]))
+            .env("MERIDIAN_AUTOTUNE", "off")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(124), "{route}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("timed out") && stderr.contains("--timeout 0.5s"), "{stderr}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "{:?}", t0.elapsed());
+        assert_eq!(std::fs::read_to_string(out.join("n.csv")).unwrap(), "value\n7\n");
+    }
+    let o = meridian(&["run", s(&program), "--timeout", "0", "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a positive number of seconds"), "{o:?}");
+
+    let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(args(&[]))
+        .env("MERIDIAN_AUTOTUNE", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Past the reads and into the job.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill with the child's pid and SIGINT; no memory is involved.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted (Ctrl-C)"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(out.join("n.csv")).unwrap(), "value\n7\n");
+}

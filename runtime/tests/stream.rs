@@ -141,8 +141,14 @@ fn streamed(
     let prepared = e.prepare(assemble("every.masm", PROGRAM).unwrap().program()).unwrap();
     let others = [("zones".to_owned(), Input::indexed(zones.clone()))];
     let mut seen = Vec::new();
-    let done =
-        e.run_stream(&prepared, "pts", source, &others, StreamOptions { in_flight }, &mut |r| seen.push(r))?;
+    let done = e.run_stream(
+        &prepared,
+        "pts",
+        source,
+        &others,
+        StreamOptions { in_flight, cancel: None },
+        &mut |r| seen.push(r),
+    )?;
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "progress only grows: {seen:?}");
     assert_eq!(seen.last().copied().unwrap_or(0), done.rows);
     Ok((done.result.outputs().map(|(_, c)| c.clone()).collect(), done.rows, done.batches))

@@ -6,6 +6,8 @@ pub mod bytecode;
 pub mod convert;
 pub mod demo;
 pub mod gen;
+#[cfg(unix)]
+pub mod interrupt;
 pub mod run;
 pub mod sql;
 

@@ -14,7 +14,7 @@ use meridian::kernels::interp::Input;
 use meridian::kernels::interp::OutputColumn;
 use meridian::kernels::io;
 use meridian::stream::{FileBatches, IoMode, IpcStream, IpcStreamOptions, StreamOptions};
-use meridian::{Engine, JobResult, Mode, Route};
+use meridian::{CancelCause, CancelToken, Engine, JobError, JobResult, Mode, Route};
 
 use super::{print, Failure};
 
@@ -92,6 +92,28 @@ pub struct RunArgs {
     /// Rows per batch when streaming a columnar row input (0: read it whole first; `None`:
     /// the planner's, [`Engine::stream_batch_rows`]).
     pub batch_rows: Option<usize>,
+    /// The time the run's jobs may take, from when the first is submitted.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// A job (or stream) that did not give a result: stopped runs get the exit statuses a shell
+/// user knows — 124 for a timeout (as `timeout(1)`), 130 for Ctrl-C — and every other
+/// failure is bad input (2). Nothing is written either way.
+fn job_failure(e: &JobError) -> Failure {
+    match e {
+        JobError::TimedOut(t) => Failure {
+            lines: vec![format!(
+                "error: timed out: the run took longer than --timeout {}s; nothing was written",
+                t.as_secs_f64()
+            )],
+            code: 124,
+        },
+        JobError::Cancelled(CancelCause::Caller) => Failure {
+            lines: vec!["error: interrupted (Ctrl-C): the job was stopped; nothing was written".into()],
+            code: 130,
+        },
+        other => Failure::input([format!("error: {other}")]),
+    }
 }
 
 /// `meridian run`.
@@ -148,6 +170,10 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     }
     let engine = builder.build().map_err(|e| input_err(&e))?;
     let prepared = engine.prepare_verified(&program);
+    // The run's jobs stop at its deadline, or on Ctrl-C.
+    let token = args.timeout.map_or_else(CancelToken::new, CancelToken::with_timeout);
+    #[cfg(unix)]
+    let _ctrl_c = super::interrupt::watch(&token);
 
     let (result, rows, t_bind, t_run, how, plans) = match &streamed {
         None => {
@@ -155,7 +181,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             let bound = engine.bind(&prepared, columns).map_err(|e| input_err(&e))?;
             let t_bind = t1.elapsed();
             let t2 = Instant::now();
-            let result = engine.run(prepared.job(&bound)).map_err(|e| input_err(&e))?;
+            let result = engine.run(prepared.job(&bound).cancel_with(&token)).map_err(|e| job_failure(&e))?;
             let plans: Vec<String> = result.plan().map(|p| format!("plan: {p}")).into_iter().collect();
             (result, bound.rows() as u64, t_bind, t2.elapsed(), "run".to_owned(), plans)
         }
@@ -194,7 +220,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                     name,
                     source,
                     &others,
-                    StreamOptions::default(),
+                    StreamOptions { cancel: Some(token.clone()), ..StreamOptions::default() },
                     &mut |rows| {
                         bar.set_position(bytes.load(std::sync::atomic::Ordering::Relaxed));
                         let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9) / 1e6;
@@ -212,13 +238,20 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                     name,
                     FileBatches::new(reader, batch_rows),
                     &others,
-                    StreamOptions::default(),
+                    StreamOptions { cancel: Some(token.clone()), ..StreamOptions::default() },
                     &mut |rows| bar.set_position(rows),
                 );
                 bar.finish_and_clear();
                 (done, "the parquet/arrow readers".to_owned())
             };
-            let done = done.map_err(|e| input_err(&e))?;
+            let done = done.map_err(|e| match &e {
+                meridian::stream::StreamError::Job { source, .. }
+                    if matches!(source, JobError::TimedOut(_) | JobError::Cancelled(CancelCause::Caller)) =>
+                {
+                    job_failure(source)
+                }
+                _ => input_err(&e),
+            })?;
             let how = format!(
                 "read `{name}` ({via}) and run, streamed in {} batches of at most {batch_rows} rows ({batch_why}),",
                 done.batches

@@ -18,7 +18,7 @@ use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
 use meridian_kernels::interp::{Input, OutputColumn};
 use meridian_kernels::io::{GeoBatchReader, Position, ReadError};
 
-use crate::engine::{Backend, Engine, EngineError, JobError, JobResult, Prepared, Ticket};
+use crate::engine::{Backend, CancelToken, Engine, EngineError, JobError, JobResult, Prepared, Ticket};
 
 #[cfg(unix)]
 mod io;
@@ -39,15 +39,19 @@ pub trait BatchSource: Send {
 }
 
 /// How a stream runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StreamOptions {
     /// Batches read ahead of the one running, and jobs in flight at once (at least 1).
     pub in_flight: usize,
+    /// Stops the stream: every batch's job is given it, and no batch is started once it is
+    /// cancelled (or its deadline passed); the stream then fails with the job error that
+    /// says why.
+    pub cancel: Option<CancelToken>,
 }
 
 impl Default for StreamOptions {
     fn default() -> StreamOptions {
-        StreamOptions { in_flight: 3 }
+        StreamOptions { in_flight: 3, cancel: None }
     }
 }
 
@@ -330,7 +334,7 @@ impl Engine {
                     }
                 }
             });
-            self.consume(prepared, streamed, rx, others, depth, progress)
+            self.consume(prepared, streamed, rx, others, &options, progress)
         })
     }
 
@@ -340,9 +344,10 @@ impl Engine {
         streamed: &str,
         rx: Receiver<Result<GeometryColumn, ReadError>>,
         others: &[(String, Input)],
-        depth: usize,
+        options: &StreamOptions,
         progress: &mut dyn FnMut(u64),
     ) -> Result<StreamResult, StreamError> {
+        let (depth, cancel) = (options.in_flight.max(1), options.cancel.as_ref());
         let mut merger = Merger {
             names: Arc::from([]),
             columns: Vec::new(),
@@ -365,6 +370,9 @@ impl Engine {
         };
         for batch in rx.iter() {
             let rows_done = merger.rows;
+            if let Some(reason) = cancel.and_then(CancelToken::stopped) {
+                return Err(StreamError::Job { rows_done, source: JobError::stopped(Some(reason)) });
+            }
             // A chunk boundary: the GPU's state (memory free, busy) is looked at again here,
             // and only here, for the placement of the next batch.
             if self.has_gpu() {
@@ -373,8 +381,11 @@ impl Engine {
             let col = batch.map_err(|source| StreamError::Read { rows_done, source })?;
             let rows = col.len();
             let bound = bind(col).map_err(|source| StreamError::Bind { rows_done, source })?;
-            let ticket =
-                self.submit(prepared.job(&bound)).map_err(|_| StreamError::Shutdown { rows_done })?;
+            let job = match cancel {
+                Some(token) => prepared.job(&bound).cancel_with(token),
+                None => prepared.job(&bound),
+            };
+            let ticket = self.submit(job).map_err(|_| StreamError::Shutdown { rows_done })?;
             running.push_back((ticket, rows));
             if running.len() >= depth {
                 if let Some((ticket, rows)) = running.pop_front() {
