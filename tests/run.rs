@@ -270,7 +270,7 @@ fn a_job_over_the_memory_budget_is_one_readable_line() {
     let args =
         ["run", "examples/measure.masm", "--input", &shapes, "--mode", "cpu", "--out", out.to_str().unwrap()];
     for (budget, want) in
-        [("100", "177 rows need"), ("lots", "MERIDIAN_MEMORY_BUDGET=\"lots\" is not a size")]
+        [("100", "budget 100 bytes"), ("lots", "MERIDIAN_MEMORY_BUDGET=\"lots\" is not a size")]
     {
         let o = Command::new(env!("CARGO_BIN_EXE_meridian"))
             .args(args)

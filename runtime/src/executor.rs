@@ -38,6 +38,8 @@ pub(crate) struct JobState {
     pub plan: Option<Arc<crate::plan::Plan>>,
     /// Rows a worker claims at once for this job: what autotune chose, or 0 for the engine's.
     pub chunk_rows: usize,
+    /// Its output buffers' budget (the job's or the engine's), for its re-runs.
+    pub budget: Option<u64>,
     /// The job's part in an autotune race, if it races; its time is reported when it is done.
     pub race: Option<crate::tune::Entry>,
     /// For raced jobs: when its first chunk started and its last chunk ended, in ns after
@@ -73,6 +75,7 @@ impl JobState {
             code: Code::Interpreter,
             plan: None,
             chunk_rows: 0,
+            budget: None,
             race: None,
             first_start: AtomicU64::new(u64::MAX),
             last_end: AtomicU64::new(0),
@@ -281,8 +284,7 @@ impl Shared {
                     let needed = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
                     job.prepared.note_hits(job.rows.len(), job.out.hits_produced());
                     let outputs = job.prepared.interp.outputs();
-                    match crate::plan::rerun_fits(outputs, job.rows.len(), needed, self.tuning.memory_budget)
-                    {
+                    match crate::plan::rerun_fits(outputs, job.rows.len(), needed, job.budget) {
                         Ok(()) => return self.rerun(&job, needed),
                         Err(e) => Err(JobError::OverBudget(e)),
                     }
@@ -314,6 +316,7 @@ impl Shared {
             job.backend.clone(),
         );
         again.chunk_rows = job.chunk_rows;
+        again.budget = job.budget;
         again.code = job.code.clone();
         again.plan = job.plan.clone();
         self.dispatch(Arc::new(again));

@@ -59,6 +59,14 @@ impl OutputFormat {
         }
     }
 
+    fn columnar(self) -> io::Columnar {
+        if self == OutputFormat::Parquet {
+            io::Columnar::Parquet
+        } else {
+            io::Columnar::ArrowFile
+        }
+    }
+
     fn extension(self) -> &'static str {
         match self {
             OutputFormat::Csv => "csv",
@@ -175,6 +183,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     #[cfg(unix)]
     let _ctrl_c = super::interrupt::watch(&token);
 
+    // Outputs a streamed run wrote as it went: a line each for the report.
+    let mut sunk = Vec::new();
     let (result, rows, t_bind, t_run, how, plans) = match &streamed {
         None => {
             let t1 = Instant::now();
@@ -186,6 +196,16 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             (result, bound.rows() as u64, t_bind, t2.elapsed(), "run".to_owned(), plans)
         }
         Some((name, path)) => {
+            // Hits go to their files as the batches finish: a stream's hits never gather in
+            // memory (the memory budget bounds a batch's).
+            let hits_outputs: Vec<&str> = program
+                .program()
+                .outputs()
+                .iter()
+                .filter(|o| o.kind == meridian::bytecode::OutputKind::Hits)
+                .map(|o| o.name.as_str())
+                .collect();
+            let mut sink = HitsFiles::create(&args.out, &hits_outputs, args.format)?;
             let t1 = Instant::now();
             let others: Vec<(String, Input)> = columns
                 .into_iter()
@@ -215,12 +235,13 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 let via = source.how();
                 let (bytes, started) = (source.bytes_counter(), Instant::now());
                 let bar = bytes_bar(source.file_len(), path);
-                let done = engine.run_stream(
+                let done = engine.run_stream_into(
                     &prepared,
                     name,
                     source,
                     &others,
                     StreamOptions { cancel: Some(token.clone()), ..StreamOptions::default() },
+                    &mut sink,
                     &mut |rows| {
                         bar.set_position(bytes.load(std::sync::atomic::Ordering::Relaxed));
                         let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9) / 1e6;
@@ -233,12 +254,13 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 let reader =
                     io::GeoBatchReader::with_batch_rows(path, None, batch_rows).map_err(|e| input_err(&e))?;
                 let bar = progress_bar(reader.rows_hint(), path);
-                let done = engine.run_stream(
+                let done = engine.run_stream_into(
                     &prepared,
                     name,
                     FileBatches::new(reader, batch_rows),
                     &others,
                     StreamOptions { cancel: Some(token.clone()), ..StreamOptions::default() },
+                    &mut sink,
                     &mut |rows| bar.set_position(rows),
                 );
                 bar.finish_and_clear();
@@ -257,6 +279,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 done.batches
             );
             let plans = done.plans.iter().map(|(batch, p)| format!("plan from batch {batch}: {p}")).collect();
+            sunk = sink.finish(&done.sunk)?;
             (done.result, done.rows, t_bind, t2.elapsed(), how, plans)
         }
     };
@@ -264,7 +287,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let t3 = Instant::now();
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Failure::input([format!("{}: error: cannot create: {e}", args.out.display())]))?;
-    let written = write_outputs(&result, &args.out, args.format)?;
+    let mut written = sunk;
+    written.extend(write_outputs(&result, &args.out, args.format)?);
     let t_write = t3.elapsed();
 
     // The job's backend: under `auto` with a GPU, small jobs and programs the GPU does not
@@ -392,19 +416,103 @@ pub fn write_outputs(result: &JobResult, dir: &Path, format: OutputFormat) -> Re
             OutputFormat::Parquet | OutputFormat::Arrow => {
                 let fail =
                     |m: String| Failure::input([format!("{}: error: cannot write: {m}", path.display())]);
+                if let OutputColumn::Hits(h) = column {
+                    // In pieces: a table of every hit would be a second copy of them.
+                    let mut w = HitsFiles::create(dir, &[name], format)?;
+                    for piece in h.chunks(HITS_PIECE) {
+                        meridian::stream::HitsSink::hits(&mut w, name, piece).map_err(fail)?;
+                    }
+                    lines.extend(w.finish(&[(name.to_owned(), h.len() as u64)])?);
+                    continue;
+                }
                 let (table, geo) = io::output_table(name, column).map_err(fail)?;
-                let kind = if format == OutputFormat::Parquet {
-                    io::Columnar::Parquet
-                } else {
-                    io::Columnar::ArrowFile
-                };
-                io::columnar::write_table(&path, kind, &table, geo).map_err(|e| fail(e.message))?;
+                io::columnar::write_table(&path, format.columnar(), &table, geo)
+                    .map_err(|e| fail(e.message))?;
                 describe(column)
             }
         };
         lines.push(format!("{} ({what})", path.display()));
     }
     Ok(lines)
+}
+
+/// Hits written to a columnar file at a time.
+const HITS_PIECE: usize = 1 << 20;
+
+/// Hits outputs written as they come (a stream's batches, or a job's hits a piece at a time),
+/// each to `DIR/<name>.<ext>`: replaced only when [`HitsFiles::finish`] is reached, so a
+/// failed run leaves the old files.
+struct HitsFiles {
+    files: Vec<(String, PathBuf, HitsFile)>,
+}
+
+enum HitsFile {
+    Csv(io::AtomicFile),
+    Columnar(Box<io::columnar::BatchWriter>),
+}
+
+impl HitsFiles {
+    fn create(dir: &Path, names: &[&str], format: OutputFormat) -> Result<HitsFiles, Failure> {
+        if !names.is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Failure::input([format!("{}: error: cannot create: {e}", dir.display())]))?;
+        }
+        let mut files = Vec::new();
+        for name in names {
+            let path = dir.join(format!("{name}.{}", format.extension()));
+            let cannot = |m: &dyn std::fmt::Display| {
+                Failure::input([format!("{}: error: cannot write: {m}", path.display())])
+            };
+            let file = match format {
+                OutputFormat::Csv => {
+                    let mut f = io::AtomicFile::create(&path).map_err(|e| cannot(&e))?;
+                    f.write_all(b"row,id\n").map_err(|e| cannot(&e))?;
+                    HitsFile::Csv(f)
+                }
+                _ => HitsFile::Columnar(Box::new(
+                    io::columnar::BatchWriter::create(&path, format.columnar(), io::hits_schema())
+                        .map_err(|e| cannot(&e.message))?,
+                )),
+            };
+            files.push((name.to_string(), path, file));
+        }
+        Ok(HitsFiles { files })
+    }
+
+    /// Puts every file in place; a line each for the report (`counts`: hits per output).
+    fn finish(self, counts: &[(String, u64)]) -> Result<Vec<String>, Failure> {
+        let mut lines = Vec::new();
+        for (name, path, file) in self.files {
+            let cannot = |m: &dyn std::fmt::Display| {
+                Failure::input([format!("{}: error: cannot write: {m}", path.display())])
+            };
+            match file {
+                HitsFile::Csv(f) => f.commit().map_err(|e| cannot(&e))?,
+                HitsFile::Columnar(w) => {
+                    w.finish().map_err(|e| cannot(&e.message))?;
+                }
+            }
+            let n = counts.iter().find(|(c, _)| *c == name).map_or(0, |(_, n)| *n);
+            lines.push(format!("{} ({n} hits)", path.display()));
+        }
+        Ok(lines)
+    }
+}
+
+impl meridian::stream::HitsSink for HitsFiles {
+    fn takes(&self, name: &str) -> bool {
+        self.files.iter().any(|(n, _, _)| n == name)
+    }
+
+    fn hits(&mut self, name: &str, hits: &[(u32, u32)]) -> Result<(), String> {
+        let Some((_, _, file)) = self.files.iter_mut().find(|(n, _, _)| n == name) else { return Ok(()) };
+        match file {
+            HitsFile::Csv(f) => {
+                hits.iter().try_for_each(|(row, id)| writeln!(f, "{row},{id}")).map_err(|e| e.to_string())
+            }
+            HitsFile::Columnar(w) => w.write(&io::hits_batch(hits)?).map_err(|e| e.message),
+        }
+    }
 }
 
 /// What an output holds, in a few words.

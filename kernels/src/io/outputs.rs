@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, UInt32Array, UInt64Array};
-use arrow_schema::{ArrowError, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use super::geoarrow::{self, Encoding};
 use crate::interp::OutputColumn;
@@ -30,15 +30,7 @@ pub fn output_table(name: &str, column: &OutputColumn) -> Result<(RecordBatch, O
             let geo = super::columnar::geo_metadata(g, name, Encoding::Wkb);
             Ok((one(field, array)?, Some(geo)))
         }
-        OutputColumn::Hits(h) => {
-            let rows: ArrayRef = Arc::new(h.iter().map(|&(r, _)| u64::from(r)).collect::<UInt64Array>());
-            let ids: ArrayRef = Arc::new(h.iter().map(|&(_, id)| id).collect::<UInt32Array>());
-            let schema = Schema::new(vec![
-                Field::new("row", rows.data_type().clone(), false),
-                Field::new("id", ids.data_type().clone(), false),
-            ]);
-            Ok((RecordBatch::try_new(Arc::new(schema), vec![rows, ids]).map_err(err)?, None))
-        }
+        OutputColumn::Hits(h) => Ok((hits_batch(h)?, None)),
         OutputColumn::Count(n) => {
             let array: ArrayRef = Arc::new(UInt64Array::from(vec![*n]));
             Ok((one(Field::new("value", array.data_type().clone(), false), array)?, None))
@@ -48,4 +40,19 @@ pub fn output_table(name: &str, column: &OutputColumn) -> Result<(RecordBatch, O
             Ok((one(Field::new("value", array.data_type().clone(), false), array)?, None))
         }
     }
+}
+
+/// The schema of a hits table: `row: u64, id: u32`.
+pub fn hits_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("row", DataType::UInt64, false),
+        Field::new("id", DataType::UInt32, false),
+    ]))
+}
+
+/// Hits as a record batch of [`hits_schema`] (for writers that take them a piece at a time).
+pub fn hits_batch(h: &[(u32, u32)]) -> Result<RecordBatch, String> {
+    let rows: ArrayRef = Arc::new(h.iter().map(|&(r, _)| u64::from(r)).collect::<UInt64Array>());
+    let ids: ArrayRef = Arc::new(h.iter().map(|&(_, id)| id).collect::<UInt32Array>());
+    RecordBatch::try_new(hits_schema(), vec![rows, ids]).map_err(|e| e.to_string())
 }

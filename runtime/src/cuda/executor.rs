@@ -63,8 +63,6 @@ pub(crate) struct GpuTuning {
     /// job submitted within it is reaped without waking a thread (a futex wake-up on the
     /// way back costs more than the device's whole round trip).
     pub linger: Duration,
-    /// Bytes a job's output buffers may take ([`crate::plan::fit_budget`]).
-    pub memory_budget: Option<u64>,
     /// Programs' own kernels run beside the megakernel (the GPU JIT route): the megakernel is
     /// launched as a latency lane ([`super::programs`]).
     pub programs: bool,
@@ -84,7 +82,6 @@ impl Default for GpuTuning {
             timeout: Duration::from_secs(60),
             min_chunk_rows: 512,
             linger: Duration::from_micros(500),
-            memory_budget: None,
             programs: false,
             jit_hot_rows: super::programs::GPU_JIT_HOT_ROWS,
             jit_min_rows: super::programs::GPU_JIT_MIN_ROWS,
@@ -113,6 +110,8 @@ pub(crate) struct GpuJob {
     pub race: Option<Box<crate::tune::Entry>>,
     /// Its program's own kernel, when that runs it (the GPU JIT route), not the megakernel.
     pub kernel: Option<Arc<CompiledProgram>>,
+    /// Its output buffers' budget (the job's or the engine's), for its re-runs.
+    pub budget: Option<u64>,
 }
 
 /// Why the GPU did not take a job; the job comes back.
@@ -418,6 +417,7 @@ impl GpuExecutor {
     /// Puts a job on the device without blocking. A job already stopped (its ticket or token
     /// cancelled, its deadline passed: a re-run, a retry, a queued lane job) resolves so
     /// instead.
+    #[allow(clippy::result_large_err)] // the job comes back by value: boxing it would allocate on every full ring
     pub fn submit(&self, job: GpuJob) -> Result<(), GpuSubmitError> {
         if let Some(reason) = job.ticket.stop.check() {
             job.ticket.resolve(Err(JobError::stopped(Some(reason))));
@@ -692,7 +692,7 @@ impl GpuExecutor {
                     let geometries =
                         layout.kinds.iter().filter(|k| **k == OutputKind::Geometry).count() as u64;
                     let bytes = words.saturating_mul(8).saturating_mul(geometries);
-                    if let Some(budget) = self.tuning.memory_budget.filter(|b| bytes > *b) {
+                    if let Some(budget) = job.budget.filter(|b| bytes > *b) {
                         job.ticket.resolve(Err(JobError::OverBudget(crate::plan::OverBudget {
                             rows: job.rows.len(),
                             needed: bytes,
@@ -711,12 +711,8 @@ impl GpuExecutor {
                         drop(area);
                         release(self);
                         let outputs = job.prepared.interp.outputs();
-                        let fits = crate::plan::rerun_fits(
-                            outputs,
-                            job.rows.len(),
-                            needed as usize,
-                            self.tuning.memory_budget,
-                        );
+                        let fits =
+                            crate::plan::rerun_fits(outputs, job.rows.len(), needed as usize, job.budget);
                         match fits {
                             Ok(()) => self.rerun(job, needed as usize),
                             Err(e) => {

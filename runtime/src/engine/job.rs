@@ -202,6 +202,7 @@ impl Prepared {
             hit_capacity: None,
             timeout: None,
             token: None,
+            budget: None,
         }
     }
 
@@ -249,6 +250,8 @@ pub struct Job {
     pub(crate) timeout: Option<std::time::Duration>,
     /// A caller's token that stops it.
     pub(crate) token: Option<Arc<Stop>>,
+    /// A budget for its output buffers tighter than the engine's.
+    pub(crate) budget: Option<u64>,
 }
 
 impl Job {
@@ -279,6 +282,15 @@ impl Job {
     /// ready as before for the next job.
     pub fn timeout(mut self, timeout: std::time::Duration) -> Job {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// A memory budget for this job's output buffers (the engine's still holds if it is
+    /// smaller): its hit capacity is cut to it, and a job whose hits need more fails with
+    /// [`JobError::OverBudget`] (a stream runs a batch as several jobs to stay within its
+    /// share of the engine's budget).
+    pub fn memory_budget(mut self, bytes: u64) -> Job {
+        self.budget = Some(bytes);
         self
     }
 

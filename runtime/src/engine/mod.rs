@@ -498,8 +498,7 @@ impl EngineBuilder {
             Some(b) => Some(b),
             None => memory_budget_from_env()?,
         };
-        let gpu_tuning =
-            GpuTuning { memory_budget, programs: self.gpu_route != Route::Interpreter, ..self.gpu };
+        let gpu_tuning = GpuTuning { programs: self.gpu_route != Route::Interpreter, ..self.gpu };
         let (backend, gpu) =
             choose_backend(mode, self.device.clone(), gpu_tuning, self.gpu_min_rows, workers, strict)?;
         // The variants, checked before any worker starts.
@@ -1082,7 +1081,7 @@ impl Engine {
     fn gpu_job(&self, job: &Job, cell: &Arc<TicketCell>, backend: Arc<Backend>) -> Result<GpuJob, JobError> {
         let (wanted, capacity_why) = self.hit_capacity(job);
         let rows = job.rows.len();
-        let budget = self.shared.tuning.memory_budget;
+        let budget = self.budget_for(job);
         let (hit_capacity, _) = plan::fit_budget(job.prepared.inner.interp.outputs(), rows, wanted, budget)
             .map_err(JobError::OverBudget)?;
         let route = match &self.gpu {
@@ -1152,6 +1151,7 @@ impl Engine {
             per_block,
             race,
             kernel: route.kernel,
+            budget,
         })
     }
 
@@ -1378,7 +1378,7 @@ impl Engine {
         let (topology, chunk_rows, cut_why) = plan::cpu_topology(&cut);
         let (wanted, capacity_why) = self.hit_capacity(job);
         let outputs = job.prepared.inner.interp.outputs();
-        let budget = self.shared.tuning.memory_budget;
+        let budget = self.budget_for(job);
         let (hit_capacity, _) =
             plan::fit_budget(outputs, rows, wanted, budget).map_err(JobError::OverBudget)?;
         let plan = Plan {
@@ -1472,6 +1472,14 @@ impl Engine {
         }
     }
 
+    /// The budget of `job`'s output buffers: its own or the engine's, the smaller.
+    fn budget_for(&self, job: &Job) -> Option<u64> {
+        match (job.budget, self.shared.tuning.memory_budget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// A stop signal for `job`, from now: its timeout (or the engine's), its token.
     fn stop_for(&self, job: &Job) -> Arc<Stop> {
         Arc::new(Stop::new(job.timeout.or(self.job_timeout), job.token.clone()))
@@ -1516,7 +1524,7 @@ impl Engine {
                     }
                     Err(FinishError::Overflow(o)) => {
                         capacity = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
-                        let budget = self.shared.tuning.memory_budget;
+                        let budget = self.budget_for(job);
                         plan::rerun_fits(prepared.interp.outputs(), rows.len(), capacity, budget)
                             .map_err(JobError::OverBudget)?;
                     }
@@ -1540,6 +1548,7 @@ impl Engine {
             plan.backend,
         );
         state.code = plan.code;
+        state.budget = self.budget_for(job);
         state.chunk_rows = plan.plan.chunk_rows;
         state.race = plan.race;
         state.plan = Some(plan.plan);

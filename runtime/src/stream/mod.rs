@@ -15,10 +15,12 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
-use meridian_kernels::interp::{Input, OutputColumn};
+use meridian_kernels::interp::{Input, OutputBuffers, OutputColumn};
 use meridian_kernels::io::{GeoBatchReader, Position, ReadError};
 
-use crate::engine::{Backend, CancelToken, Engine, EngineError, JobError, JobResult, Prepared, Ticket};
+use crate::engine::{
+    Backend, Bound, CancelToken, Engine, EngineError, Job, JobError, JobResult, Prepared, Ticket,
+};
 
 #[cfg(unix)]
 mod io;
@@ -145,11 +147,41 @@ impl BatchSource for FileBatches {
     }
 }
 
+/// Where a stream's hits go as its batches finish, instead of into the merged result: a
+/// writer that takes them in pieces, so that a stream's hits never gather in memory (the
+/// memory budget then bounds a batch's hits, not the stream's).
+pub trait HitsSink {
+    /// Whether this sink takes the hits output `name`.
+    fn takes(&self, name: &str) -> bool;
+    /// The next hits of output `name`, rows counted from the stream's first, in `(row, id)`
+    /// order (batch after batch, each in order): what the merged output would have held.
+    fn hits(&mut self, name: &str, hits: &[(u32, u32)]) -> Result<(), String>;
+}
+
+/// Hits handed to a sink at a time.
+const SINK_PIECE: usize = 1 << 16;
+
+/// A sink that takes nothing: every output is merged.
+struct NoSink;
+
+impl HitsSink for NoSink {
+    fn takes(&self, _: &str) -> bool {
+        false
+    }
+
+    fn hits(&mut self, _: &str, _: &[(u32, u32)]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// A finished stream: the merged result, and what ran.
 #[derive(Debug)]
 pub struct StreamResult {
-    /// The outputs as one job over every row would give them.
+    /// The outputs as one job over every row would give them (but those a [`HitsSink`]
+    /// took: see [`StreamResult::sunk`]).
     pub result: JobResult,
+    /// The hits outputs a sink took, and how many hits each was given.
+    pub sunk: Vec<(String, u64)>,
     /// Rows streamed.
     pub rows: u64,
     /// Batches (jobs) they ran as.
@@ -160,9 +192,13 @@ pub struct StreamResult {
 }
 
 /// The merged outputs of the batches so far.
-struct Merger {
+struct Merger<'s> {
     names: Arc<[String]>,
     columns: Vec<Merged>,
+    sink: &'s mut dyn HitsSink,
+    /// Bytes the merged outputs hold, against the engine's memory budget.
+    held: u64,
+    budget: Option<u64>,
     rows: u64,
     batches: u64,
     attempts: u32,
@@ -176,6 +212,8 @@ enum Merged {
     Bool(Vec<Option<bool>>),
     Geometry(ColumnBuilder),
     Hits(Vec<(u32, u32)>),
+    /// Hits handed to the sink as they came: how many.
+    Sunk(u64),
     Count(u64),
     Sum(f64),
 }
@@ -193,8 +231,34 @@ impl Merged {
         }
     }
 
-    /// Appends the output of a batch of `rows` rows starting at `offset`.
-    fn add(&mut self, c: &OutputColumn, offset: u64, rows: usize) -> Result<(), String> {
+    /// Appends the output of a batch of `rows` rows starting at `offset` (hits of a sunk
+    /// output go to `sink` as `name`'s); returns the bytes it now holds more.
+    fn add(
+        &mut self,
+        c: &OutputColumn,
+        offset: u64,
+        rows: usize,
+        (sink, name): (&mut dyn HitsSink, &str),
+    ) -> Result<u64, String> {
+        let held = match (&*self, c) {
+            (Merged::F64(_), _) => 9 * rows as u64,
+            (Merged::Bool(_), _) => rows as u64,
+            (Merged::Geometry(_), OutputColumn::Geometry(g)) => {
+                meridian_kernels::cuda::DeviceColumn::bytes(g) as u64
+            }
+            (Merged::Hits(_), OutputColumn::Hits(h)) => 8 * h.len() as u64,
+            _ => 0,
+        };
+        let shift = |h: &[(u32, u32)]| -> Result<Vec<(u32, u32)>, String> {
+            // Hits name rows with 32 bits; other outputs have no such limit.
+            let base = u32::try_from(offset)
+                .ok()
+                .filter(|o| u32::try_from(rows).is_ok_and(|n| o.checked_add(n).is_some()))
+                .ok_or_else(|| {
+                    format!("hits name rows with 32 bits: no room past row {} of a stream", u32::MAX)
+                })?;
+            Ok(h.iter().map(|&(r, id)| (r + base, id)).collect())
+        };
         match (self, c) {
             (Merged::F64(v), OutputColumn::F64(c)) => v.extend(c.iter()),
             (Merged::Bool(v), OutputColumn::Bool(c)) => v.extend(c.iter()),
@@ -203,21 +267,19 @@ impl Merged {
                     b.push_geom(c.get(row).as_ref()).map_err(|e| e.to_string())?;
                 }
             }
-            (Merged::Hits(h), OutputColumn::Hits(c)) => {
-                // Hits name rows with 32 bits; other outputs have no such limit.
-                let base = u32::try_from(offset)
-                    .ok()
-                    .filter(|o| u32::try_from(rows).is_ok_and(|n| o.checked_add(n).is_some()))
-                    .ok_or_else(|| {
-                        format!("hits name rows with 32 bits: no room past row {} of a stream", u32::MAX)
-                    })?;
-                h.extend(c.iter().map(|&(r, id)| (r + base, id)))
+            (Merged::Hits(h), OutputColumn::Hits(c)) => h.extend(shift(c)?),
+            (Merged::Sunk(n), OutputColumn::Hits(c)) => {
+                // A piece at a time: a shifted copy of every hit would double them in memory.
+                for piece in c.chunks(SINK_PIECE) {
+                    sink.hits(name, &shift(piece)?)?;
+                }
+                *n += c.len() as u64;
             }
             (Merged::Count(n), OutputColumn::Count(c)) => *n += c,
             (Merged::Sum(s), OutputColumn::Sum(c)) => *s += c,
             _ => return Err("a batch's outputs differ in kind from the first batch's".into()),
         }
-        Ok(())
+        Ok(held)
     }
 
     fn finish(self) -> OutputColumn {
@@ -226,20 +288,65 @@ impl Merged {
             Merged::Bool(v) => OutputColumn::Bool(v.into_iter().collect()),
             Merged::Geometry(b) => OutputColumn::Geometry(Box::new(b.finish())),
             Merged::Hits(h) => OutputColumn::Hits(h),
+            Merged::Sunk(_) => OutputColumn::Hits(Vec::new()),
             Merged::Count(n) => OutputColumn::Count(n),
             Merged::Sum(s) => OutputColumn::Sum(s),
         }
     }
 }
 
-impl Merger {
-    fn add(&mut self, r: &JobResult, rows: usize) -> Result<(), String> {
-        if self.batches == 0 {
+/// How many jobs a batch of `rows` rows of `prepared` runs as so that each one's hit buffers
+/// fit `budget`, hits at the rate its last jobs found (1 a row before any).
+fn pieces_within(prepared: &Prepared, rows: usize, budget: u64) -> usize {
+    let outputs = prepared.inner.interp.outputs();
+    let bytes = |r: usize| {
+        OutputBuffers::bytes(outputs, r, prepared.inner.hit_capacity(r)) - OutputBuffers::bytes(outputs, r, 0)
+    };
+    let mut n = 1usize;
+    while n < rows && bytes(rows.div_ceil(n)) > budget {
+        n *= 2;
+    }
+    n.min(rows.max(1))
+}
+
+/// A job of a stream: rows `rows` of a batch's bindings, the batch's first row being the
+/// stream's row `base`.
+#[derive(Clone)]
+struct Piece {
+    bound: Bound,
+    rows: std::ops::Range<usize>,
+    base: u64,
+}
+
+impl Merger<'_> {
+    /// Merges the result of `piece` (pieces come in row order).
+    fn add(&mut self, r: &JobResult, piece: &Piece) -> Result<(), String> {
+        let rows = piece.rows.len();
+        if self.batches == 0 && self.rows == 0 {
             self.names = r.outputs().map(|(n, _)| n.to_owned()).collect();
-            self.columns = r.outputs().map(|(_, c)| Merged::empty(c)).collect();
+            let sink = &*self.sink;
+            self.columns = r
+                .outputs()
+                .map(|(n, c)| match c {
+                    OutputColumn::Hits(_) if sink.takes(n) => Merged::Sunk(0),
+                    _ => Merged::empty(c),
+                })
+                .collect();
         }
-        for ((_, col), merged) in r.outputs().zip(self.columns.iter_mut()) {
-            merged.add(col, self.rows, rows)?;
+        // A piece's hits name rows of its batch.
+        for ((name, col), merged) in r.outputs().zip(self.columns.iter_mut()) {
+            self.held += merged.add(col, piece.base, piece.rows.end, (&mut *self.sink, name))?;
+        }
+        // What the stream holds merged counts against the budget, as a job's buffers do: past
+        // it the stream fails, saying what it needed (hits a sink takes are not held).
+        if let Some(budget) = self.budget.filter(|b| self.held > *b) {
+            return Err(format!(
+                "its merged outputs need more than the memory budget ({} bytes held after {} rows, budget {budget} \
+                 bytes); write hits as they come (meridian run does) or raise {}",
+                self.held,
+                self.rows + rows as u64,
+                crate::engine::MEMORY_BUDGET_ENV
+            ));
         }
         if let Some(p) = r.plan() {
             let same = |q: &crate::plan::Plan| {
@@ -251,7 +358,10 @@ impl Merger {
             }
         }
         self.rows += rows as u64;
-        self.batches += 1;
+        // Pieces of one batch count as that batch.
+        if piece.rows.start == 0 {
+            self.batches += 1;
+        }
         self.attempts = self.attempts.max(r.attempts());
         let this = r.backend();
         self.backend = match self.backend.take() {
@@ -277,9 +387,20 @@ impl Merger {
 
     fn finish(self) -> Option<StreamResult> {
         let backend = self.backend?;
-        let columns = self.columns.into_iter().map(Merged::finish).collect();
+        // Sunk outputs are not in the result: the sink holds them.
+        let (mut names, mut columns, mut sunk) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, merged) in self.names.iter().zip(self.columns) {
+            match merged {
+                Merged::Sunk(n) => sunk.push((name.clone(), n)),
+                m => {
+                    names.push(name.clone());
+                    columns.push(m.finish());
+                }
+            }
+        }
         Some(StreamResult {
-            result: JobResult::new(self.names, columns, self.attempts, backend),
+            result: JobResult::new(names.into(), columns, self.attempts, backend),
+            sunk,
             rows: self.rows,
             batches: self.batches,
             plans: self.plans,
@@ -304,9 +425,25 @@ impl Engine {
         &self,
         prepared: &Prepared,
         streamed: &str,
+        source: impl BatchSource,
+        others: &[(String, Input)],
+        options: StreamOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<StreamResult, StreamError> {
+        self.run_stream_into(prepared, streamed, source, others, options, &mut NoSink, progress)
+    }
+
+    /// [`Engine::run_stream`], handing the hits outputs `sink` takes to it batch by batch
+    /// instead of merging them: memory then holds a batch's hits, not the stream's.
+    #[allow(clippy::too_many_arguments)] // run_stream's, and the sink
+    pub fn run_stream_into(
+        &self,
+        prepared: &Prepared,
+        streamed: &str,
         mut source: impl BatchSource,
         others: &[(String, Input)],
         options: StreamOptions,
+        sink: &mut dyn HitsSink,
         progress: &mut dyn FnMut(u64),
     ) -> Result<StreamResult, StreamError> {
         let depth = options.in_flight.max(1);
@@ -334,10 +471,39 @@ impl Engine {
                     }
                 }
             });
-            self.consume(prepared, streamed, rx, others, &options, progress)
+            self.consume(prepared, streamed, rx, others, &options, sink, progress)
         })
     }
 
+    /// Runs `piece` as two jobs, here, one half after the other (each again in halves while
+    /// its hits pass the memory budget), and merges what they give.
+    fn finish_in_halves(
+        &self,
+        prepared: &Prepared,
+        merger: &mut Merger<'_>,
+        piece: &Piece,
+        with_cancel: &dyn Fn(Job) -> Job,
+    ) -> Result<(), StreamError> {
+        let mid = piece.rows.start + piece.rows.len() / 2;
+        for rows in [piece.rows.start..mid, mid..piece.rows.end] {
+            let half = Piece { rows, ..piece.clone() };
+            let rows_done = merger.rows;
+            match self.run(with_cancel(prepared.job(&half.bound).rows(half.rows.clone()))) {
+                Err(JobError::OverBudget(_)) if half.rows.len() > 1 => {
+                    self.finish_in_halves(prepared, merger, &half, with_cancel)?
+                }
+                outcome => {
+                    let result = outcome.map_err(|source| StreamError::Job { rows_done, source })?;
+                    merger
+                        .add(&result, &half)
+                        .map_err(|message| StreamError::Merge { rows_done, message })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)] // the stream's parts, each used
     fn consume(
         &self,
         prepared: &Prepared,
@@ -345,29 +511,61 @@ impl Engine {
         rx: Receiver<Result<GeometryColumn, ReadError>>,
         others: &[(String, Input)],
         options: &StreamOptions,
+        sink: &mut dyn HitsSink,
         progress: &mut dyn FnMut(u64),
     ) -> Result<StreamResult, StreamError> {
         let (depth, cancel) = (options.in_flight.max(1), options.cancel.as_ref());
         let mut merger = Merger {
             names: Arc::from([]),
             columns: Vec::new(),
+            sink,
+            held: 0,
+            budget: self.memory_budget(),
             rows: 0,
             batches: 0,
             attempts: 1,
             backend: None,
             plans: Vec::new(),
         };
-        let mut running: VecDeque<(Ticket, usize)> = VecDeque::new();
+        let mut running: VecDeque<(Ticket, Piece)> = VecDeque::new();
         let bind = |col: GeometryColumn| {
             let mut inputs: Vec<(String, Input)> = others.to_vec();
             inputs.push((streamed.to_owned(), Input::rows(Arc::new(col))));
             self.bind(prepared, inputs)
         };
-        let finish_one = |merger: &mut Merger, ticket: Ticket, rows: usize| -> Result<(), StreamError> {
-            let rows_done = merger.rows;
-            let result = ticket.wait().map_err(|source| StreamError::Job { rows_done, source })?;
-            merger.add(&result, rows).map_err(|message| StreamError::Merge { rows_done, message })
+        // Each job's share of the memory budget for its hits: the jobs in flight, one finishing
+        // (its hits and their ordered copy) and what the sink holds, all within the budget
+        // together. (Dense outputs are merged, and counted whole against the budget there.)
+        let share = self.memory_budget().map(|b| (b / (2 * (depth as u64 + 1))).max(1));
+        let outputs = prepared.inner.interp.outputs();
+        let with_cancel = |job: Job| {
+            let job = match share {
+                Some(b) => {
+                    let dense = OutputBuffers::bytes(outputs, job.row_range().len(), 0);
+                    job.memory_budget(dense.saturating_add(b))
+                }
+                None => job,
+            };
+            match cancel {
+                Some(token) => job.cancel_with(token),
+                None => job,
+            }
         };
+        let finish_one = |merger: &mut Merger<'_>, ticket: Ticket, piece: Piece| -> Result<(), StreamError> {
+            let rows_done = merger.rows;
+            match ticket.wait() {
+                // More hits than the budget holds: the piece again in halves (each a job of its
+                // own, run here), down to single rows.
+                Err(JobError::OverBudget(_)) if piece.rows.len() > 1 => {
+                    self.finish_in_halves(prepared, merger, &piece, &with_cancel)
+                }
+                outcome => {
+                    let result = outcome.map_err(|source| StreamError::Job { rows_done, source })?;
+                    merger.add(&result, &piece).map_err(|message| StreamError::Merge { rows_done, message })
+                }
+            }
+        };
+        let mut submitted = 0u64;
         for batch in rx.iter() {
             let rows_done = merger.rows;
             if let Some(reason) = cancel.and_then(CancelToken::stopped) {
@@ -381,21 +579,27 @@ impl Engine {
             let col = batch.map_err(|source| StreamError::Read { rows_done, source })?;
             let rows = col.len();
             let bound = bind(col).map_err(|source| StreamError::Bind { rows_done, source })?;
-            let job = match cancel {
-                Some(token) => prepared.job(&bound).cancel_with(token),
-                None => prepared.job(&bound),
-            };
-            let ticket = self.submit(job).map_err(|_| StreamError::Shutdown { rows_done })?;
-            running.push_back((ticket, rows));
-            if running.len() >= depth {
-                if let Some((ticket, rows)) = running.pop_front() {
-                    finish_one(&mut merger, ticket, rows)?;
-                    progress(merger.rows);
+            // A batch whose outputs would pass its share of the memory budget (its hits, at the
+            // rate the program's last jobs found) runs as several jobs, each within it.
+            let n = share.map_or(1, |b| pieces_within(prepared, rows, b));
+            let size = rows.div_ceil(n).max(1);
+            for start in (0..rows.max(1)).step_by(size) {
+                let piece =
+                    Piece { bound: bound.clone(), rows: start..(start + size).min(rows), base: submitted };
+                let job = with_cancel(prepared.job(&bound).rows(piece.rows.clone()));
+                let ticket = self.submit(job).map_err(|_| StreamError::Shutdown { rows_done })?;
+                running.push_back((ticket, piece));
+                if running.len() >= depth {
+                    if let Some((ticket, piece)) = running.pop_front() {
+                        finish_one(&mut merger, ticket, piece)?;
+                        progress(merger.rows);
+                    }
                 }
             }
+            submitted += rows as u64;
         }
-        while let Some((ticket, rows)) = running.pop_front() {
-            finish_one(&mut merger, ticket, rows)?;
+        while let Some((ticket, piece)) = running.pop_front() {
+            finish_one(&mut merger, ticket, piece)?;
             progress(merger.rows);
         }
         match merger.finish() {
@@ -407,7 +611,7 @@ impl Engine {
                 let result = self
                     .run(prepared.job(&bound))
                     .map_err(|source| StreamError::Job { rows_done: 0, source })?;
-                Ok(StreamResult { result, rows: 0, batches: 0, plans: Vec::new() })
+                Ok(StreamResult { result, sunk: Vec::new(), rows: 0, batches: 0, plans: Vec::new() })
             }
         }
     }
@@ -421,15 +625,17 @@ mod tests {
     fn only_hits_limit_a_stream_to_32_bit_rows() {
         let far = u64::from(u32::MAX) + 10;
         let mut count = Merged::empty(&OutputColumn::Count(0));
-        assert!(count.add(&OutputColumn::Count(7), far, 100).is_ok());
+        assert!(count.add(&OutputColumn::Count(7), far, 100, (&mut NoSink, "n")).is_ok());
         let mut sum = Merged::empty(&OutputColumn::Sum(0.0));
-        assert!(sum.add(&OutputColumn::Sum(1.5), far, 100).is_ok());
+        assert!(sum.add(&OutputColumn::Sum(1.5), far, 100, (&mut NoSink, "s")).is_ok());
         let mut hits = Merged::empty(&OutputColumn::Hits(Vec::new()));
-        assert!(hits.add(&OutputColumn::Hits(vec![(1, 2)]), 1000, 100).is_ok());
-        let e = hits.add(&OutputColumn::Hits(vec![(1, 2)]), far, 100).unwrap_err();
+        assert!(hits.add(&OutputColumn::Hits(vec![(1, 2)]), 1000, 100, (&mut NoSink, "h")).is_ok());
+        let e = hits.add(&OutputColumn::Hits(vec![(1, 2)]), far, 100, (&mut NoSink, "h")).unwrap_err();
         assert!(e.contains("32 bits"), "{e}");
         // A batch that would cross the limit.
-        let e = hits.add(&OutputColumn::Hits(Vec::new()), u64::from(u32::MAX) - 5, 100).unwrap_err();
+        let e = hits
+            .add(&OutputColumn::Hits(Vec::new()), u64::from(u32::MAX) - 5, 100, (&mut NoSink, "h"))
+            .unwrap_err();
         assert!(e.contains("32 bits"), "{e}");
         let OutputColumn::Hits(h) = hits.finish() else { panic!("hits") };
         assert_eq!(h, vec![(1001, 2)]);
