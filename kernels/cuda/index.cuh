@@ -67,7 +67,7 @@ MR_FN int mr_crossing_parity_fast(const double* edges, u32 count, double px, dou
         double detright = (ay - py) * (bx - px);
         double det = detleft - detright;
         double bound = MR_CCWERRBOUND_A * (mr_fabs(detleft) + mr_fabs(detright)) + MR_UNDERFLOW_SLACK;
-        unsure |= straddles & (mr_fabs(det) <= bound);
+        unsure |= straddles & !(mr_fabs(det) > bound);  // a NaN determinant is unsure too
         unsure |= (ay == py) | (by == py);
         crossings += (straddles & ((det > 0.0) == b_above)) ? 1u : 0u;
     }

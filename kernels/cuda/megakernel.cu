@@ -581,7 +581,8 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
     // Per-job kernels have a thread per row, more than any scratch covers: programs that
     // construct geometry run on the resident kernel (the GPU JIT refuses them).
     regs.scratch = mr_no_scratch();
-    // Nor a cancel word: a per-job kernel runs to its end (the host stops submitting it).
+    // Nor a cancel word: a per-job kernel, once launched, runs to its end (the host does not
+    // launch a stopped job; the GPU JIT's generated loops do not look at one either).
     regs.cancel = nullptr;
     regs.polls = 0;
     MrThreadSink sink;

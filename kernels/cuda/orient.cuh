@@ -170,8 +170,14 @@ MR_NOINLINE double mr_orient_adapt(double ax, double ay, double bx, double by, d
 // Below this a nonzero coordinate may make the adaptive stages' products underflow; at or
 // above it (or zero) every value they form is a multiple of 2^-1072, exactly representable.
 #define MR_SHEWCHUK_MIN 0x1p-484
+// At or above this the products of differences may overflow to infinity.
+#define MR_SHEWCHUK_MAX 0x1p500
 
-MR_FN bool mr_orient_tiny(double v) { return v != 0.0 && mr_fabs(v) < MR_SHEWCHUK_MIN; }
+// Outside [2^-484, 2^500] (zero aside): Shewchuk's stages could underflow or overflow.
+MR_FN bool mr_orient_outside(double v) {
+    double m = mr_fabs(v);
+    return v != 0.0 && !(m >= MR_SHEWCHUK_MIN && m < MR_SHEWCHUK_MAX);
+}
 
 // A finite double as sign * m * 2^e (m its integer significand); false for NaN and infinities.
 MR_FN bool mr_split_f64(double v, bool& neg, u64& m, int& e) {
@@ -232,7 +238,8 @@ MR_NOINLINE bool mr_orient_exact(double ax, double ay, double bx, double by, dou
         int gap = at - es[i];
         unsigned __int128 mag = acc < 0 ? (unsigned __int128)(-acc) : (unsigned __int128)acc;
         if (gap >= 109 || mag >= ((unsigned __int128)1 << (109 - gap))) break;
-        acc = (acc << gap) + ms[i];
+        // Shifted as unsigned: a left shift of a negative signed value is undefined in C++17.
+        acc = (__int128)((unsigned __int128)acc << gap) + ms[i];
         at = es[i];
     }
     sign = acc > 0 ? 1.0 : (acc < 0 ? -1.0 : 0.0);
@@ -249,8 +256,8 @@ MR_FN double mr_orient(double ax, double ay, double bx, double by, double cx, do
     double det = detleft - detright;
     double detsum = mr_fabs(detleft) + mr_fabs(detright);
     if (mr_fabs(det) > MR_CCWERRBOUND_A * detsum + MR_UNDERFLOW_SLACK) return det;
-    if (mr_orient_tiny(ax) || mr_orient_tiny(ay) || mr_orient_tiny(bx) || mr_orient_tiny(by) ||
-        mr_orient_tiny(cx) || mr_orient_tiny(cy)) {
+    if (mr_orient_outside(ax) || mr_orient_outside(ay) || mr_orient_outside(bx) || mr_orient_outside(by) ||
+        mr_orient_outside(cx) || mr_orient_outside(cy)) {
         double sign;
         if (mr_orient_exact(ax, ay, bx, by, cx, cy, sign)) return sign;
     }

@@ -611,3 +611,14 @@ fn record_batches_are_sliced_to_the_batch_size() {
         assert_eq!(got.finish(), col, "{name}");
     }
 }
+
+/// A 2 KB Parquet file (found by the `columnar` fuzz target) whose dictionary page states 1.7
+/// billion values: parquet's reader sized the dictionary by it (13 GB) and the process was
+/// killed. Now an error naming the column, before anything is allocated.
+#[test]
+fn a_dictionary_page_that_overstates_its_values_is_an_error() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dictionary-bomb.parquet");
+    let e = io::read_geometry(&path).unwrap_err();
+    assert!(e.message.contains("a dictionary page states"), "{e}");
+    assert!(e.message.contains("row group 0, column `"), "{e}");
+}

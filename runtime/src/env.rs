@@ -110,7 +110,8 @@ fn near(name: &str) -> String {
 }
 
 /// Whether the event log named by `MERIDIAN_EVENT_LOG` (if any) can be appended to: opened
-/// for append (created if missing, as the first event would; without blocking, so a FIFO
+/// for append (created if missing, as the first event would, so a command that records no
+/// event still leaves the empty log the user named; without blocking, so a FIFO
 /// nobody reads is refused rather than waited on), nothing written. A regular file, a
 /// terminal or `/dev/stderr` will do; a directory, a missing folder, a read-only file or
 /// `/dev/full` (where every write fails) will not.

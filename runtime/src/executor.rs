@@ -50,6 +50,7 @@ pub(crate) struct JobState {
 }
 
 impl JobState {
+    #[allow(clippy::too_many_arguments)] // every field a job cannot run without, the budget among them
     pub(crate) fn new(
         prepared: Arc<PreparedInner>,
         inputs: Arc<BoundInputs>,
@@ -58,6 +59,7 @@ impl JobState {
         ticket: Arc<TicketCell>,
         attempt: u32,
         backend: Arc<Backend>,
+        budget: Option<u64>,
     ) -> JobState {
         // The job's stop signal rides with its outputs into every chunk's rows.
         let out = prepared.interp.output_buffers(rows.clone(), hit_capacity).with_stop(ticket.stop.clone());
@@ -75,7 +77,7 @@ impl JobState {
             code: Code::Interpreter,
             plan: None,
             chunk_rows: 0,
-            budget: None,
+            budget,
             race: None,
             first_start: AtomicU64::new(u64::MAX),
             last_end: AtomicU64::new(0),
@@ -314,9 +316,9 @@ impl Shared {
             job.ticket.clone(),
             job.attempt + 1,
             job.backend.clone(),
+            job.budget,
         );
         again.chunk_rows = job.chunk_rows;
-        again.budget = job.budget;
         again.code = job.code.clone();
         again.plan = job.plan.clone();
         self.dispatch(Arc::new(again));

@@ -100,7 +100,8 @@ pub struct RunArgs {
     /// Rows per batch when streaming a columnar row input (0: read it whole first; `None`:
     /// the planner's, [`Engine::stream_batch_rows`]).
     pub batch_rows: Option<usize>,
-    /// The time the run's jobs may take, from when the first is submitted.
+    /// The time the run's jobs may take, counted once the inputs read whole (all but a
+    /// streamed one) have been read.
     pub timeout: Option<std::time::Duration>,
 }
 
@@ -287,8 +288,16 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let t3 = Instant::now();
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Failure::input([format!("{}: error: cannot create: {e}", args.out.display())]))?;
-    let mut written = sunk;
-    written.extend(write_outputs(&result, &args.out, args.format)?);
+    let mut pending = sunk;
+    pending.extend(write_outputs(&result, &args.out, args.format)?);
+    // Stopped after the jobs finished (Ctrl-C while writing): nothing is put in place.
+    if let Some(why) = token.stopped() {
+        return Err(job_failure(&match why {
+            meridian::StopReason::Cancelled => JobError::Cancelled(CancelCause::Caller),
+            meridian::StopReason::TimedOut(t) => JobError::TimedOut(t),
+        }));
+    }
+    let written = commit_outputs(pending)?;
     let t_write = t3.elapsed();
 
     // The job's backend: under `auto` with a GPU, small jobs and programs the GPU does not
@@ -397,21 +406,37 @@ fn bytes_bar(len: u64, path: &Path) -> ProgressBar {
     bar
 }
 
-/// Writes every output of `result` as `DIR/<name>.<csv|parquet|arrow>`; returns a line per
-/// file.
-pub fn write_outputs(result: &JobResult, dir: &Path, format: OutputFormat) -> Result<Vec<String>, Failure> {
+/// An output written to its temporary file, to be put in place with the run's others: its
+/// file and the line that reports it.
+pub struct Written(io::AtomicFile, String);
+
+/// Puts every written output in place, one after the other, only once all were written (a
+/// run that fails on its third output has replaced none); returns their lines.
+pub fn commit_outputs(written: Vec<Written>) -> Result<Vec<String>, Failure> {
     let mut lines = Vec::new();
+    for Written(file, line) in written {
+        let target = file.target().display().to_string();
+        file.commit().map_err(|e| Failure::input([format!("{target}: error: cannot write: {e}")]))?;
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+/// Writes every output of `result` as `DIR/<name>.<csv|parquet|arrow>`, to temporary files
+/// for [`commit_outputs`].
+pub fn write_outputs(result: &JobResult, dir: &Path, format: OutputFormat) -> Result<Vec<Written>, Failure> {
+    let mut written = Vec::new();
     for (name, column) in result.outputs() {
         let path = dir.join(format!("{name}.{}", format.extension()));
-        let what = match format {
+        let line = |what: String| format!("{} ({what})", path.display());
+        match format {
             OutputFormat::Csv => {
                 let fail = |e: std::io::Error| {
                     Failure::input([format!("{}: error: cannot write: {e}", path.display())])
                 };
-                // Replaced whole or not at all: a failed or killed run leaves the old file.
                 let mut w = io::AtomicFile::create(&path).map_err(fail)?;
-                write_column(&mut w, name, column).and_then(|()| w.commit()).map_err(fail)?;
-                describe(column)
+                write_column(&mut w, name, column).and_then(|()| w.flush()).map_err(fail)?;
+                written.push(Written(w, line(describe(column))));
             }
             OutputFormat::Parquet | OutputFormat::Arrow => {
                 let fail =
@@ -422,26 +447,25 @@ pub fn write_outputs(result: &JobResult, dir: &Path, format: OutputFormat) -> Re
                     for piece in h.chunks(HITS_PIECE) {
                         meridian::stream::HitsSink::hits(&mut w, name, piece).map_err(fail)?;
                     }
-                    lines.extend(w.finish(&[(name.to_owned(), h.len() as u64)])?);
+                    written.extend(w.finish(&[(name.to_owned(), h.len() as u64)])?);
                     continue;
                 }
                 let (table, geo) = io::output_table(name, column).map_err(fail)?;
-                io::columnar::write_table(&path, format.columnar(), &table, geo)
+                let (_, file) = io::columnar::write_table_uncommitted(&path, format.columnar(), &table, geo)
                     .map_err(|e| fail(e.message))?;
-                describe(column)
+                written.push(Written(file, line(describe(column))));
             }
-        };
-        lines.push(format!("{} ({what})", path.display()));
+        }
     }
-    Ok(lines)
+    Ok(written)
 }
 
 /// Hits written to a columnar file at a time.
 const HITS_PIECE: usize = 1 << 20;
 
 /// Hits outputs written as they come (a stream's batches, or a job's hits a piece at a time),
-/// each to `DIR/<name>.<ext>`: replaced only when [`HitsFiles::finish`] is reached, so a
-/// failed run leaves the old files.
+/// each to a temporary file beside `DIR/<name>.<ext>`, put in place with the run's other
+/// outputs ([`commit_outputs`]), so a failed run leaves the old files.
 struct HitsFiles {
     files: Vec<(String, PathBuf, HitsFile)>,
 }
@@ -479,23 +503,24 @@ impl HitsFiles {
         Ok(HitsFiles { files })
     }
 
-    /// Puts every file in place; a line each for the report (`counts`: hits per output).
-    fn finish(self, counts: &[(String, u64)]) -> Result<Vec<String>, Failure> {
-        let mut lines = Vec::new();
+    /// Finishes every file, for [`commit_outputs`] (`counts`: hits per output, for the lines).
+    fn finish(self, counts: &[(String, u64)]) -> Result<Vec<Written>, Failure> {
+        let mut written = Vec::new();
         for (name, path, file) in self.files {
             let cannot = |m: &dyn std::fmt::Display| {
                 Failure::input([format!("{}: error: cannot write: {m}", path.display())])
             };
-            match file {
-                HitsFile::Csv(f) => f.commit().map_err(|e| cannot(&e))?,
-                HitsFile::Columnar(w) => {
-                    w.finish().map_err(|e| cannot(&e.message))?;
+            let file = match file {
+                HitsFile::Csv(mut f) => {
+                    f.flush().map_err(|e| cannot(&e))?;
+                    f
                 }
-            }
+                HitsFile::Columnar(w) => w.into_file().map_err(|e| cannot(&e.message))?.1,
+            };
             let n = counts.iter().find(|(c, _)| *c == name).map_or(0, |(_, n)| *n);
-            lines.push(format!("{} ({n} hits)", path.display()));
+            written.push(Written(file, format!("{} ({n} hits)", path.display())));
         }
-        Ok(lines)
+        Ok(written)
     }
 }
 

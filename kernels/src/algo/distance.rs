@@ -4,8 +4,9 @@
 //! orientation tests; a positive distance is computed in f64 and carries rounding error
 //! (bounded-error, a few ulps of the coordinates' magnitude).
 
-use super::locate::{locate_point, orient, within_box, Location};
+use super::locate::{locate_point, within_box, Location};
 use super::measure::bbox;
+use super::orient::orient;
 use super::Xy;
 use crate::column::Geom;
 

@@ -1,6 +1,6 @@
 //! Point location: interior, boundary or exterior, decided with exact orientation tests.
 
-pub use super::orient::orient;
+use super::orient::orient;
 use super::Xy;
 use crate::column::{Family, Geom, Ring};
 

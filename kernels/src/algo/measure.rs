@@ -149,7 +149,7 @@ pub(crate) fn is_ccw(r: &Ring<'_>) -> bool {
         if lo_up == hi || lo_down == hi || lo_up == lo_down {
             return false;
         }
-        super::locate::orient(lo_up, hi, lo_down) > 0.0
+        super::orient::orient(lo_up, hi, lo_down) > 0.0
     } else {
         hi_down.0 - hi.0 < 0.0
     }

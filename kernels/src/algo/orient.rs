@@ -7,8 +7,9 @@
 //! - a floating-point filter whose error bound carries an absolute term for underflow
 //!   (`f64::MIN_POSITIVE`, far above the 2^-1074 a rounded subnormal product can lose)
 //!   answers almost every call;
-//! - past it, when every coordinate is zero or at least 2^-484 in magnitude, every value
-//!   Shewchuk's stages form is a multiple of 2^-1072 and nothing underflows: `robust` is exact;
+//! - past it, when every coordinate is zero or between 2^-484 and 2^500 in magnitude, every
+//!   value Shewchuk's stages form is a multiple of 2^-1072 and nothing underflows or
+//!   overflows: `robust` is exact;
 //! - otherwise the sign comes from the six exact products of the determinant, summed in
 //!   128-bit integers ([`exact_sign`]).
 //!
@@ -29,6 +30,9 @@ pub(crate) const UNDERFLOW_SLACK: f64 = f64::MIN_POSITIVE;
 /// multiples are multiples of 2^-1072, which the subnormals represent exactly).
 const SHEWCHUK_MIN: f64 = f64::from_bits((1023 - 484) << 52);
 
+/// At or above this magnitude the products of differences may overflow to infinity.
+const SHEWCHUK_MAX: f64 = f64::from_bits((1023 + 500) << 52);
+
 /// The orientation of `c` relative to the directed line `a → b`: positive when `c` is to the
 /// left (counter-clockwise), negative to the right, exactly zero when collinear.
 ///
@@ -48,8 +52,9 @@ pub fn orient(a: Xy, b: Xy, c: Xy) -> f64 {
 #[cold]
 #[inline(never)]
 fn orient_slow(a: Xy, b: Xy, c: Xy) -> f64 {
-    let tiny = |v: f64| v != 0.0 && v.abs() < SHEWCHUK_MIN;
-    if [a.0, a.1, b.0, b.1, c.0, c.1].into_iter().any(tiny) {
+    // Outside [2^-484, 2^500] (zero aside) Shewchuk's products may underflow or overflow.
+    let outside = |v: f64| v != 0.0 && !(SHEWCHUK_MIN..SHEWCHUK_MAX).contains(&v.abs());
+    if [a.0, a.1, b.0, b.1, c.0, c.1].into_iter().any(outside) {
         if let Some(sign) = exact_sign(a, b, c) {
             return sign;
         }
@@ -83,7 +88,7 @@ fn split(v: f64) -> Option<(bool, u64, i32)> {
 /// added. Each term is below `2^(106+e)`, so the terms still to come sum below `2^(109+e)`
 /// (six at most): once the running sum is that large its sign is final, and until then
 /// shifting it to the next exponent keeps it below `2^109`, so nothing overflows whatever
-/// the exponents (from -2148 to 2046).
+/// the exponents (from -2148 to 1942).
 pub fn exact_sign(a: Xy, b: Xy, c: Xy) -> Option<f64> {
     let pairs = [
         (a.0, b.1, false),
@@ -193,6 +198,17 @@ mod tests {
         );
         assert_eq!(r, 0.0);
         assert_eq!(sign(orient((0.0, 0.0), (4.0 * tiny, 0.0), (tiny, tiny))), 1.0);
+    }
+
+    /// Coordinates whose products overflow: the exact sign, not NaN.
+    #[test]
+    fn products_past_the_range_keep_their_sign() {
+        let k = pow2(600);
+        let (a, b, c) = ((0.0, 0.0), (k, 3.0 * k), (2.0 * k, 5.0 * k));
+        assert!(((a.0 - c.0) * (b.1 - c.1)).is_infinite());
+        assert_eq!(sign(orient(a, b, c)), -1.0);
+        assert_eq!(sign(orient(a, c, b)), 1.0);
+        assert_eq!(sign(orient(a, b, (2.0 * k, 6.0 * k))), 0.0);
     }
 
     /// The integer sum agrees with Shewchuk's wherever Shewchuk's is exact.

@@ -15,8 +15,9 @@
 //! misclassified, and two distinct nodes whose parameters along an edge round to the same
 //! value are merged. Inputs must be valid OGC geometries (no self-intersecting rings).
 
-use super::locate::{locate_point, orient, within_box, Location};
+use super::locate::{locate_point, within_box, Location};
 use super::measure::{is_ccw, Rect};
+use super::orient::orient;
 use super::Xy;
 use crate::column::Geom;
 

@@ -96,7 +96,7 @@ pub fn generate(program: &VerifiedProgram, symbol: &str) -> Result<String, Strin
             Instr::CNext { dst, cursor, exit } => {
                 let _ = writeln!(
                     s,
-                    "{{ if (mr_cancelled(R)) {{ err_pc = {pc}; return MR_ERR_CANCELLED; }} MrG v = mr_cnext(ins, nins, R.c[mr_ci({c})]); R.g[mr_gi({d})] = v; if (v.src == MR_SRC_NULL) goto {l}; }}",
+                    "{{ MrG v = mr_cnext(ins, nins, R.c[mr_ci({c})]); R.g[mr_gi({d})] = v; if (v.src == MR_SRC_NULL) goto {l}; }}",
                     c = cursor.0,
                     d = dst.0,
                     l = label(exit.index())

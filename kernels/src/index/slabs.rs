@@ -140,7 +140,8 @@ fn crossing_parity_fast(edges: &[[f64; 4]], (px, py): Xy) -> Option<Location> {
         let det = detleft - detright;
         // The same filter as `algo::orient`, its underflow term included.
         let bound = CCW_ERR_BOUND_A * (detleft.abs() + detright.abs()) + UNDERFLOW_SLACK;
-        unsure |= straddles & (det.abs() <= bound);
+        // Sure only when |det| is greater: a NaN determinant (products past the range) is not.
+        unsure |= straddles & !det.abs().partial_cmp(&bound).is_some_and(std::cmp::Ordering::is_gt);
         unsure |= (ay == py) | (by == py);
         crossings += u32::from(straddles & ((det > 0.0) == b_above));
     }

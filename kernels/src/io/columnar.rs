@@ -128,6 +128,7 @@ impl GeoBatchReader {
         let kind = Columnar::sniff(&head[..n]);
         let (schema, open): (SchemaRef, Opener) = match kind {
             Columnar::Parquet => {
+                check_parquet_dictionaries(&file).map_err(|e| whole(&e))?;
                 let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| whole(&e))?;
                 let schema = builder.schema().clone();
                 let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).ok();
@@ -247,7 +248,11 @@ impl GeoBatchReader {
         let batch = match self.pending.take() {
             Some(rest) => rest,
             None => match self.batches.next() {
-                Some(batch) => batch.map_err(|e| ReadError::new(&self.name, at_batch, e.to_string()))?,
+                Some(batch) => {
+                    // Positions name the file's record batches, not the slices handed on.
+                    self.batch += 1;
+                    batch.map_err(|e| ReadError::new(&self.name, at_batch, e.to_string()))?
+                }
                 None => {
                     // The end: the file must be what it was when the read started (a file
                     // cut or rewritten under the read would otherwise end it early, silently).
@@ -263,7 +268,6 @@ impl GeoBatchReader {
             batch
         };
         append_geometry(&self.name, &self.source, &self.columns, &batch, at_batch, b)?;
-        self.batch += 1;
         self.row += batch.num_rows() as u64;
         Ok(Some(batch.num_rows()))
     }
@@ -354,6 +358,53 @@ pub struct IpcFile {
     blocks: Vec<(u64, usize)>,
     /// The `Block` records themselves, which the decoder takes.
     raw: Vec<arrow_ipc::Block>,
+}
+
+/// Checks every column chunk's dictionary page (the first page, when there is one) before the
+/// Arrow reader decodes it: parquet 59 sizes a dictionary by the count its page header states
+/// and fills it before decoding a value (`DictDecoder::set_dict`), so a damaged count in a
+/// 2 KB file asked for 13 GB and the process was killed. A page must hold at least the bytes
+/// its values take in the plain encoding dictionaries use. Reads one page header per column
+/// chunk, and its dictionary page when it has one.
+fn check_parquet_dictionaries(file: &File) -> Result<(), String> {
+    use parquet::basic::Type;
+    use parquet::column::page::Page;
+    use parquet::file::reader::FileReader;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        file.try_clone().map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).map_err(|e| e.to_string())?;
+        for c in 0..schema.num_columns() {
+            let column = schema.column(c);
+            // The least a plain-encoded value takes (a byte array: its 4-byte length).
+            let least = match column.physical_type() {
+                Type::BOOLEAN => 0,
+                Type::INT32 | Type::FLOAT | Type::BYTE_ARRAY => 4,
+                Type::INT64 | Type::DOUBLE => 8,
+                Type::INT96 => 12,
+                Type::FIXED_LEN_BYTE_ARRAY => u64::try_from(column.type_length()).unwrap_or(0),
+            };
+            let mut pages = group.get_column_page_reader(c).map_err(|e| e.to_string())?;
+            if !pages.peek_next_page().map_err(|e| e.to_string())?.is_some_and(|p| p.is_dict) {
+                continue;
+            }
+            if let Some(Page::DictionaryPage { buf, num_values, .. }) =
+                pages.get_next_page().map_err(|e| e.to_string())?
+            {
+                if u64::from(num_values).saturating_mul(least) > buf.len() as u64 {
+                    return Err(format!(
+                        "row group {g}, column `{}`: a dictionary page states {num_values} values in {} bytes",
+                        column.path(),
+                        buf.len()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks that every block an Arrow IPC file's footer lists (record batches and
@@ -694,14 +745,22 @@ impl BatchWriter {
     /// Finishes the file (footer, flush, fsync) and puts it in place of the old one; returns
     /// the rows written.
     pub fn finish(self) -> Result<u64, WriteError> {
+        let target = self.target.clone();
+        let (rows, file) = self.into_file()?;
+        file.commit().map_err(|e| WriteError::new(&target, e))?;
+        Ok(rows)
+    }
+
+    /// Finishes the file (footer, flush) without putting it in place: the caller commits it
+    /// (with others, so that several outputs are replaced together) or drops it.
+    pub fn into_file(self) -> Result<(u64, AtomicFile), WriteError> {
         let file = match self.sink {
             Sink::Parquet(w) => w.into_inner().map_err(|e| e.to_string()),
             Sink::File(mut w) => w.finish().and_then(|()| w.into_inner()).map_err(|e| e.to_string()),
             Sink::Stream(mut w) => w.finish().and_then(|()| w.into_inner()).map_err(|e| e.to_string()),
         };
-        file.and_then(|f| f.commit().map_err(|e| e.to_string()))
-            .map_err(|m| WriteError::new(&self.target, m))?;
-        Ok(self.rows)
+        let file = file.map_err(|m| WriteError::new(&self.target, m))?;
+        Ok((self.rows, file))
     }
 }
 
@@ -824,10 +883,22 @@ pub fn write_table(
     batch: &RecordBatch,
     geo: Option<String>,
 ) -> Result<u64, WriteError> {
+    let (rows, file) = write_table_uncommitted(path, format, batch, geo)?;
+    file.commit().map_err(|e| WriteError::new(&path.display().to_string(), e))?;
+    Ok(rows)
+}
+
+/// [`write_table`], leaving the file for the caller to commit (see [`BatchWriter::into_file`]).
+pub fn write_table_uncommitted(
+    path: &Path,
+    format: Columnar,
+    batch: &RecordBatch,
+    geo: Option<String>,
+) -> Result<(u64, AtomicFile), WriteError> {
     let mut w = BatchWriter::create(path, format, batch.schema())?;
     w.write(batch)?;
     if let Some(geo) = geo {
         w.footer_metadata("geo", geo);
     }
-    w.finish()
+    w.into_file()
 }

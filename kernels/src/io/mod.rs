@@ -16,7 +16,7 @@ mod geo;
 pub mod geoarrow;
 mod geojson;
 mod outputs;
-pub mod source;
+mod source;
 mod wkb;
 mod wkt;
 

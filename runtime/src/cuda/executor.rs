@@ -481,9 +481,7 @@ impl GpuExecutor {
         let written = self
             .records
             .put(record, head)
-            .and_then(|()| self.records.put(record + abi::JOB_ERROR_OFFSET, ErrorRecord::default()))
-            // The slot's last job may have been told to stop: this one starts clear.
-            .and_then(|()| self.set_cancel(slot, 0));
+            .and_then(|()| self.records.put(record + abi::JOB_ERROR_OFFSET, ErrorRecord::default()));
         if let Err(e) = written {
             let _ = self.free.try_push(slot);
             return Err(GpuSubmitError::Unavailable(job, e.to_string()));
@@ -645,6 +643,13 @@ impl GpuExecutor {
 
     fn finalize(&self, c: CompletionEntry) {
         let Some(f) = self.take_slot(c.job as usize) else { return };
+        // A slot whose job was told to stop is cleared before it is given back (the state
+        // starts zeroed, so only these need it, and a submission pays no copy for it).
+        if f.cancel_sent {
+            if let Err(e) = self.set_cancel(c.job, 0) {
+                return self.fail_all(format!("clearing a job slot's cancel word: {e}"));
+            }
+        }
         let record = c.job as usize * abi::JOB_RECORD_BYTES;
         let acc: Result<Vec<Acc>, DeviceError> = (0..f.layout.kinds.len())
             .map(|o| self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + 32 * o))
@@ -877,8 +882,8 @@ impl GpuExecutor {
             if f.cancel_sent || f.job.ticket.stop.check().is_none() {
                 continue;
             }
-            // Under the slot's lock: the job is still this slot's, and its slot cannot be
-            // given to another job (whose submission clears the word) until it is reaped.
+            // Under the slot's lock: the job is still this slot's, and its slot cannot be given
+            // to another job until it is reaped, which clears the word first (`finalize`).
             f.cancel_sent = self.set_cancel(slot as u32, 1).is_ok();
         }
     }

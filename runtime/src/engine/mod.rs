@@ -581,6 +581,7 @@ impl EngineBuilder {
                     job.ticket,
                     job.attempt,
                     backend,
+                    job.budget,
                 )));
             }));
         }
@@ -1546,9 +1547,9 @@ impl Engine {
             cell.clone(),
             1,
             plan.backend,
+            self.budget_for(job),
         );
         state.code = plan.code;
-        state.budget = self.budget_for(job);
         state.chunk_rows = plan.plan.chunk_rows;
         state.race = plan.race;
         state.plan = Some(plan.plan);

@@ -101,7 +101,9 @@ impl Ticket {
     }
 
     /// A token that stops this job when cancelled, for another thread (`wait` takes the
-    /// ticket).
+    /// ticket). It is the job's own signal, deadline included: given to another job with
+    /// [`Job::cancel_with`](crate::Job::cancel_with), that job stops when this one's deadline
+    /// passes too.
     pub fn cancel_token(&self) -> CancelToken {
         CancelToken(self.cell.stop.clone())
     }

@@ -231,14 +231,16 @@ impl Merged {
         }
     }
 
-    /// Appends the output of a batch of `rows` rows starting at `offset` (hits of a sunk
-    /// output go to `sink` as `name`'s); returns the bytes it now holds more.
+    /// Appends the output of a job over `rows` rows whose hits name rows below `end` counted
+    /// from `offset` (the stream row of its batch's first row); hits of a sunk output go to
+    /// `sink` as `name`'s. Returns the bytes it now holds more.
     fn add(
         &mut self,
         c: &OutputColumn,
         offset: u64,
-        rows: usize,
-        (sink, name): (&mut dyn HitsSink, &str),
+        (rows, end): (usize, usize),
+        sink: &mut dyn HitsSink,
+        name: &str,
     ) -> Result<u64, String> {
         let held = match (&*self, c) {
             (Merged::F64(_), _) => 9 * rows as u64,
@@ -253,7 +255,7 @@ impl Merged {
             // Hits name rows with 32 bits; other outputs have no such limit.
             let base = u32::try_from(offset)
                 .ok()
-                .filter(|o| u32::try_from(rows).is_ok_and(|n| o.checked_add(n).is_some()))
+                .filter(|o| u32::try_from(end).is_ok_and(|n| o.checked_add(n).is_some()))
                 .ok_or_else(|| {
                     format!("hits name rows with 32 bits: no room past row {} of a stream", u32::MAX)
                 })?;
@@ -335,7 +337,8 @@ impl Merger<'_> {
         }
         // A piece's hits name rows of its batch.
         for ((name, col), merged) in r.outputs().zip(self.columns.iter_mut()) {
-            self.held += merged.add(col, piece.base, piece.rows.end, (&mut *self.sink, name))?;
+            let rows = (piece.rows.len(), piece.rows.end);
+            self.held += merged.add(col, piece.base, rows, &mut *self.sink, name)?;
         }
         // What the stream holds merged counts against the budget, as a job's buffers do: past
         // it the stream fails, saying what it needed (hits a sink takes are not held).
@@ -482,15 +485,15 @@ impl Engine {
         prepared: &Prepared,
         merger: &mut Merger<'_>,
         piece: &Piece,
-        with_cancel: &dyn Fn(Job) -> Job,
+        stream_job: &dyn Fn(Job) -> Job,
     ) -> Result<(), StreamError> {
         let mid = piece.rows.start + piece.rows.len() / 2;
         for rows in [piece.rows.start..mid, mid..piece.rows.end] {
             let half = Piece { rows, ..piece.clone() };
             let rows_done = merger.rows;
-            match self.run(with_cancel(prepared.job(&half.bound).rows(half.rows.clone()))) {
+            match self.run(stream_job(prepared.job(&half.bound).rows(half.rows.clone()))) {
                 Err(JobError::OverBudget(_)) if half.rows.len() > 1 => {
-                    self.finish_in_halves(prepared, merger, &half, with_cancel)?
+                    self.finish_in_halves(prepared, merger, &half, stream_job)?
                 }
                 outcome => {
                     let result = outcome.map_err(|source| StreamError::Job { rows_done, source })?;
@@ -533,12 +536,13 @@ impl Engine {
             inputs.push((streamed.to_owned(), Input::rows(Arc::new(col))));
             self.bind(prepared, inputs)
         };
-        // Each job's share of the memory budget for its hits: the jobs in flight, one finishing
-        // (its hits and their ordered copy) and what the sink holds, all within the budget
-        // together. (Dense outputs are merged, and counted whole against the budget there.)
+        // Each job's share of the memory budget for its hits: the jobs in flight and one
+        // finishing (its hits and their ordered copy) within the budget together. What the
+        // stream merges (dense outputs, hits no sink takes) counts on its own against the
+        // whole budget, so a stream holds at most about one and a half budgets.
         let share = self.memory_budget().map(|b| (b / (2 * (depth as u64 + 1))).max(1));
         let outputs = prepared.inner.interp.outputs();
-        let with_cancel = |job: Job| {
+        let stream_job = |job: Job| {
             let job = match share {
                 Some(b) => {
                     let dense = OutputBuffers::bytes(outputs, job.row_range().len(), 0);
@@ -557,7 +561,7 @@ impl Engine {
                 // More hits than the budget holds: the piece again in halves (each a job of its
                 // own, run here), down to single rows.
                 Err(JobError::OverBudget(_)) if piece.rows.len() > 1 => {
-                    self.finish_in_halves(prepared, merger, &piece, &with_cancel)
+                    self.finish_in_halves(prepared, merger, &piece, &stream_job)
                 }
                 outcome => {
                     let result = outcome.map_err(|source| StreamError::Job { rows_done, source })?;
@@ -566,42 +570,60 @@ impl Engine {
             }
         };
         let mut submitted = 0u64;
-        for batch in rx.iter() {
-            let rows_done = merger.rows;
-            if let Some(reason) = cancel.and_then(CancelToken::stopped) {
-                return Err(StreamError::Job { rows_done, source: JobError::stopped(Some(reason)) });
-            }
-            // A chunk boundary: the GPU's state (memory free, busy) is looked at again here,
-            // and only here, for the placement of the next batch.
-            if self.has_gpu() {
-                self.refresh_telemetry();
-            }
-            let col = batch.map_err(|source| StreamError::Read { rows_done, source })?;
-            let rows = col.len();
-            let bound = bind(col).map_err(|source| StreamError::Bind { rows_done, source })?;
-            // A batch whose outputs would pass its share of the memory budget (its hits, at the
-            // rate the program's last jobs found) runs as several jobs, each within it.
-            let n = share.map_or(1, |b| pieces_within(prepared, rows, b));
-            let size = rows.div_ceil(n).max(1);
-            for start in (0..rows.max(1)).step_by(size) {
-                let piece =
-                    Piece { bound: bound.clone(), rows: start..(start + size).min(rows), base: submitted };
-                let job = with_cancel(prepared.job(&bound).rows(piece.rows.clone()));
-                let ticket = self.submit(job).map_err(|_| StreamError::Shutdown { rows_done })?;
-                running.push_back((ticket, piece));
-                if running.len() >= depth {
-                    if let Some((ticket, piece)) = running.pop_front() {
-                        finish_one(&mut merger, ticket, piece)?;
-                        progress(merger.rows);
+        // Whatever ends the stream early (an error, the budget) stops the jobs still running:
+        // a dropped ticket does not stop its job.
+        let mut run_all = || -> Result<(), StreamError> {
+            for batch in rx.iter() {
+                let rows_done = merger.rows;
+                if let Some(reason) = cancel.and_then(CancelToken::stopped) {
+                    return Err(StreamError::Job { rows_done, source: JobError::stopped(Some(reason)) });
+                }
+                // A chunk boundary: the GPU's state (memory free, busy) is looked at again here,
+                // and only here, for the placement of the next batch.
+                if self.has_gpu() {
+                    self.refresh_telemetry();
+                }
+                let col = batch.map_err(|source| StreamError::Read { rows_done, source })?;
+                let rows = col.len();
+                let bound = bind(col).map_err(|source| StreamError::Bind { rows_done, source })?;
+                // A batch whose outputs would pass its share of the memory budget (its hits, at
+                // the rate the program's last jobs found) runs as several jobs, each within it.
+                let n = share.map_or(1, |b| pieces_within(prepared, rows, b));
+                let size = rows.div_ceil(n).max(1);
+                for start in (0..rows.max(1)).step_by(size) {
+                    let piece = Piece {
+                        bound: bound.clone(),
+                        rows: start..(start + size).min(rows),
+                        base: submitted,
+                    };
+                    let job = stream_job(prepared.job(&bound).rows(piece.rows.clone()));
+                    let ticket = self.submit(job).map_err(|_| StreamError::Shutdown { rows_done })?;
+                    running.push_back((ticket, piece));
+                    if running.len() >= depth {
+                        if let Some((ticket, piece)) = running.pop_front() {
+                            finish_one(&mut merger, ticket, piece)?;
+                            progress(merger.rows);
+                        }
                     }
                 }
+                submitted += rows as u64;
             }
-            submitted += rows as u64;
+            while let Some((ticket, piece)) = running.pop_front() {
+                finish_one(&mut merger, ticket, piece)?;
+                progress(merger.rows);
+            }
+            Ok(())
+        };
+        let outcome = run_all();
+        if outcome.is_err() {
+            for (ticket, _) in &running {
+                ticket.cancel();
+            }
+            for (ticket, _) in running.drain(..) {
+                let _ = ticket.wait();
+            }
         }
-        while let Some((ticket, piece)) = running.pop_front() {
-            finish_one(&mut merger, ticket, piece)?;
-            progress(merger.rows);
-        }
+        outcome?;
         match merger.finish() {
             Some(done) => Ok(done),
             // No rows at all: what one job over no rows gives.
@@ -625,16 +647,16 @@ mod tests {
     fn only_hits_limit_a_stream_to_32_bit_rows() {
         let far = u64::from(u32::MAX) + 10;
         let mut count = Merged::empty(&OutputColumn::Count(0));
-        assert!(count.add(&OutputColumn::Count(7), far, 100, (&mut NoSink, "n")).is_ok());
+        assert!(count.add(&OutputColumn::Count(7), far, (100, 100), &mut NoSink, "n").is_ok());
         let mut sum = Merged::empty(&OutputColumn::Sum(0.0));
-        assert!(sum.add(&OutputColumn::Sum(1.5), far, 100, (&mut NoSink, "s")).is_ok());
+        assert!(sum.add(&OutputColumn::Sum(1.5), far, (100, 100), &mut NoSink, "s").is_ok());
         let mut hits = Merged::empty(&OutputColumn::Hits(Vec::new()));
-        assert!(hits.add(&OutputColumn::Hits(vec![(1, 2)]), 1000, 100, (&mut NoSink, "h")).is_ok());
-        let e = hits.add(&OutputColumn::Hits(vec![(1, 2)]), far, 100, (&mut NoSink, "h")).unwrap_err();
+        assert!(hits.add(&OutputColumn::Hits(vec![(1, 2)]), 1000, (100, 100), &mut NoSink, "h").is_ok());
+        let e = hits.add(&OutputColumn::Hits(vec![(1, 2)]), far, (100, 100), &mut NoSink, "h").unwrap_err();
         assert!(e.contains("32 bits"), "{e}");
         // A batch that would cross the limit.
         let e = hits
-            .add(&OutputColumn::Hits(Vec::new()), u64::from(u32::MAX) - 5, 100, (&mut NoSink, "h"))
+            .add(&OutputColumn::Hits(Vec::new()), u64::from(u32::MAX) - 5, (100, 100), &mut NoSink, "h")
             .unwrap_err();
         assert!(e.contains("32 bits"), "{e}");
         let OutputColumn::Hits(h) = hits.finish() else { panic!("hits") };
