@@ -362,14 +362,7 @@ fn environment_variables_are_checked_at_start() {
 /// zone), and the files for it: 300 squares, 4 points.
 fn slow_run(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let program = d.join("slow.masm");
-    std::fs::write(
-        &program,
-        ".program slow\n.input pts points\n.input zones polygons indexed\n.output n count\n    load g0, pts\n    \
-         const f0, 1e9\n    probe c0, zones, g0, f0\nl0:\n    cnext g1, c0, done\n    probe c1, zones, g1, f0\nl1:\n    \
-         cnext g2, c1, e1\n    probe c2, zones, g2, f0\nl2:\n    cnext g3, c2, e2\n    intersects b0, g3, g0\n    \
-         jf b0, l2\n    count n\n    jmp l2\ne2:\n    jmp l1\ne1:\n    jmp l0\ndone:\n    halt\n",
-    )
-    .unwrap();
+    std::fs::copy(root().join("runtime/tests/data/nested_loops.masm"), &program).unwrap();
     let zones = d.join("zones.wkt");
     let squares: String = (0..300)
         .map(|i| {

@@ -14,33 +14,7 @@ use meridian_kernels::interp::Input;
 use meridian_runtime::{CancelCause, Engine, JobError, Mode};
 
 /// Three candidate loops nested: every zone of every zone of every zone, for each row.
-const SLOW: &str = "
-.program slow
-.input  pts    points
-.input  zones  polygons indexed
-.output n      count
-    load     g0, pts
-    const    f0, 1e9
-    probe    c0, zones, g0, f0
-l0:
-    cnext    g1, c0, done
-    probe    c1, zones, g1, f0
-l1:
-    cnext    g2, c1, e1
-    probe    c2, zones, g2, f0
-l2:
-    cnext    g3, c2, e2
-    intersects b0, g3, g0
-    jf       b0, l2
-    count    n
-    jmp      l2
-e2:
-    jmp      l1
-e1:
-    jmp      l0
-done:
-    halt
-";
+const SLOW: &str = include_str!("../../runtime/tests/data/nested_loops.masm");
 
 fn zones() -> Arc<GeometryColumn> {
     let mut b = ColumnBuilder::new();
