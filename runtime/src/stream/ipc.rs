@@ -325,21 +325,7 @@ mod tests {
 
     #[test]
     fn a_batch_of_points_is_the_staging_bytes_themselves() {
-        let d = std::env::temp_dir().join(format!("meridian-ipc-zero-copy-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        let path = d.join("p.arrow");
-        let mut b = ColumnBuilder::new();
-        for i in 0..10_000 {
-            b.push_point(i as f64, -(i as f64)).unwrap();
-        }
-        let col = b.finish();
-        let mut w =
-            GeometryWriter::create(&path, Format::ArrowFile, "geometry", Encoding::Native(Family::Point))
-                .unwrap();
-        for start in (0..10_000).step_by(2500) {
-            w.write_rows(&col, start..start + 2500).unwrap();
-        }
-        w.finish().unwrap();
+        let path = four_batches("zero-copy");
         for io in [IoMode::Auto, IoMode::Pread] {
             // One record batch a batch, or a slice of one: handed on over the staging bytes.
             let batch_rows = if io == IoMode::Auto { 2500 } else { 1250 };
@@ -359,16 +345,17 @@ mod tests {
             }
             assert_eq!(rows, 10_000);
         }
-        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_file(&path);
     }
 
+    /// 10,000 points `(i, -i)` in an Arrow IPC file of four record batches of 2,500.
     fn four_batches(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("meridian-ipc-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         let path = d.join("p.arrow");
         let mut b = ColumnBuilder::new();
         for i in 0..10_000 {
-            b.push_point(i as f64, 1.0).unwrap();
+            b.push_point(i as f64, -(i as f64)).unwrap();
         }
         let col = b.finish();
         let mut w =
@@ -393,7 +380,7 @@ mod tests {
             while let Some(batch) = stream.next_batch() {
                 let batch = batch.unwrap();
                 for r in 0..batch.len() {
-                    assert_eq!(batch.view().point(r), Some((next, 1.0)));
+                    assert_eq!(batch.view().point(r), Some((next, -next)));
                     next += 1.0;
                 }
                 sizes.push(batch.len());
