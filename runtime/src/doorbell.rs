@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering::SeqCst;
 
-use crate::sync::{fence, lock, wait, AtomicUsize, Condvar, Mutex};
+use crate::sync::{fence, AtomicUsize, Condvar, Mutex};
 
 /// A condition variable for "a ring changed", cheap to ring when nobody sleeps.
 #[derive(Debug, Default)]
@@ -25,13 +25,13 @@ impl Doorbell {
 
     /// Blocks until `ready()` holds or the bell rings (callers re-check after waking).
     pub(crate) fn sleep_unless(&self, ready: impl Fn() -> bool) {
-        let mut epoch = lock(&self.epoch);
+        let mut epoch = self.epoch.lock();
         let start = *epoch;
         self.sleepers.fetch_add(1, SeqCst);
         fence(SeqCst);
         if !ready() {
             while *epoch == start {
-                epoch = wait(&self.cv, epoch);
+                self.cv.wait(&mut epoch);
             }
         }
         self.sleepers.fetch_sub(1, SeqCst);
@@ -47,7 +47,7 @@ impl Doorbell {
 
     /// Wakes sleepers unconditionally (shutdown).
     pub(crate) fn ring_always(&self, all: bool) {
-        let mut epoch = lock(&self.epoch);
+        let mut epoch = self.epoch.lock();
         *epoch = epoch.wrapping_add(1);
         drop(epoch);
         if all {

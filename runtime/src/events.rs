@@ -10,9 +10,9 @@
 //! JSON file is opened for each event, appended and closed, so that several processes may
 //! share one, and a file that cannot be written costs the event nothing but its line.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::Mutex;
 
 /// The file events are appended to, one JSON object per line.
 pub const LOG_ENV: &str = "MERIDIAN_EVENT_LOG";
@@ -117,7 +117,7 @@ pub fn record(event: Event) {
         }
         let _ = options.open(&path).and_then(|mut f| f.write_all(line.as_bytes()));
     }
-    let mut log = LOG.lock().unwrap_or_else(|p| p.into_inner());
+    let mut log = LOG.lock();
     if log.len() == KEPT {
         log.pop_front();
     }
@@ -126,7 +126,7 @@ pub fn record(event: Event) {
 
 /// The events kept (the last [`KEPT`]), oldest first.
 pub fn recent() -> Vec<Event> {
-    LOG.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    LOG.lock().iter().cloned().collect()
 }
 
 /// Whether `MERIDIAN_STRICT_NATIVE` asks for fallbacks to be errors; an unknown value is an

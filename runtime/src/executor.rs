@@ -5,7 +5,9 @@
 use std::ops::Range;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -86,7 +88,7 @@ impl JobState {
     }
 
     fn fail(&self, e: ExecError) {
-        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.error.lock();
         slot.get_or_insert(e);
     }
 }
@@ -139,8 +141,8 @@ impl Shared {
         })
     }
 
-    fn cell(&self, job: u32) -> Option<std::sync::MutexGuard<'_, Option<Arc<JobState>>>> {
-        self.jobs.get(job as usize).map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    fn cell(&self, job: u32) -> Option<parking_lot::MutexGuard<'_, Option<Arc<JobState>>>> {
+        self.jobs.get(job as usize).map(|m| m.lock())
     }
 
     /// Chunks for `rows`: about `chunk_rows` each, at most half the ring so that two large
@@ -227,7 +229,7 @@ impl Shared {
         if job.remaining.fetch_sub(1, AcqRel) != 1 {
             return;
         }
-        let failed = job.error.lock().map(|e| e.is_some()).unwrap_or(true);
+        let failed = job.error.lock().is_some();
         let status = if job.cancelled.load(Relaxed) {
             JobStatus::Cancelled
         } else if failed {
@@ -268,7 +270,7 @@ impl Shared {
         let outcome = match status {
             JobStatus::Cancelled => Err(JobError::stopped(job.ticket.stop.reason())),
             JobStatus::Failed => {
-                let e = job.error.lock().ok().and_then(|mut e| e.take());
+                let e = job.error.lock().take();
                 Err(e.map_or(JobError::stopped(None), JobError::Exec))
             }
             JobStatus::Done => match job.out.finish() {
@@ -366,7 +368,7 @@ impl Shared {
         self.reap();
         // Anything still in the table lost its workers (a worker thread panicked).
         for cell in self.jobs.iter() {
-            let job = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let job = cell.lock().take();
             if let Some(job) = job {
                 job.ticket.resolve(Err(JobError::stopped(None)));
             }

@@ -27,7 +27,9 @@
 //! chunks on the ring to their completion reaped, since the device keeps no per-job clock.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -109,10 +111,6 @@ impl Knob {
 
 /// Incomplete pairs kept at most; older ones are dropped.
 const OPEN_PAIRS: usize = 8;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Which side of a race a job ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,24 +198,24 @@ impl Tuner {
     /// What the tuner did so far (raced, adopted, rejected, loaded, warnings), in order.
     /// Saves still running may add to it; [`Tuner::flush`] waits for them.
     pub fn log(&self) -> Vec<String> {
-        lock(&self.log).clone()
+        self.log.lock().clone()
     }
 
     /// Where its store is.
     pub fn store_path(&self) -> std::path::PathBuf {
-        lock(&self.store).path().to_path_buf()
+        self.store.lock().path().to_path_buf()
     }
 
     /// Waits for every save started so far.
     pub fn flush(&self) {
-        let saves = std::mem::take(&mut *lock(&self.saves));
+        let saves = std::mem::take(&mut *self.saves.lock());
         for s in saves {
             let _ = s.join();
         }
     }
 
     fn note(&self, line: String) {
-        lock(&self.log).push(line);
+        self.log.lock().push(line);
     }
 
     /// The key of `knob` for a job of `rows` rows of `program` over inputs described by
@@ -273,9 +271,9 @@ impl Tuner {
     /// The value of `knob` for the next job of `key`, and its part if it races.
     pub(crate) fn choose(self: &Arc<Self>, knob: Knob, key: Key) -> (u32, Option<Entry>) {
         // The store first, without holding `keys`: a save may hold the store's lock a while.
-        let known = lock(&self.keys).contains_key(&key);
-        let stored = if known { None } else { lock(&self.store).get(&key).and_then(|r| knob.stored(r)) };
-        let mut keys = lock(&self.keys);
+        let known = self.keys.lock().contains_key(&key);
+        let stored = if known { None } else { self.store.lock().get(&key).and_then(|r| knob.stored(r)) };
+        let mut keys = self.keys.lock();
         if !keys.contains_key(&key) {
             let state = match stored {
                 Some(v) => {
@@ -334,7 +332,7 @@ impl Tuner {
     /// A raced job finished (successfully, on its first attempt), spanning `took` on the
     /// workers.
     pub(crate) fn report(&self, entry: &Entry, took: Duration) {
-        let mut keys = lock(&self.keys);
+        let mut keys = self.keys.lock();
         let Some(State::Racing(race)) = keys.get_mut(&entry.key) else { return };
         // A job chosen for a candidate that has since been rejected says nothing of this one.
         if entry.candidate != race.racing {
@@ -427,16 +425,16 @@ impl Tuner {
     fn save_later(&self, key: Key, record: Record) {
         let (store, log) = (self.store.clone(), self.log.clone());
         let save = move || {
-            let mut store = lock(&store);
+            let mut store = store.lock();
             store.insert(key, record);
             let lines: Vec<String> = match store.save() {
                 Ok(warnings) => warnings.into_iter().map(|w| format!("warning: {w}")).collect(),
                 Err(e) => vec![format!("warning: the winner is not saved: {e}")],
             };
-            lock(&log).extend(lines);
+            log.lock().extend(lines);
         };
         match std::thread::Builder::new().name("meridian-autotune-save".into()).spawn(save) {
-            Ok(handle) => lock(&self.saves).push(handle),
+            Ok(handle) => self.saves.lock().push(handle),
             Err(e) => self.note(format!("warning: the winner is not saved: no thread to save it: {e}")),
         }
     }

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use meridian_driver::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig};
 use meridian_driver::{
@@ -19,10 +21,6 @@ use meridian_kernels::cuda::{
 use super::device::{
     CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError,
 };
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Devices (by ordinal) with a `CudaDevice` in this process. One per device: a resident
 /// megakernel holds every SM, so a second could never start, and setting one up (a new stream
@@ -60,7 +58,7 @@ impl CudaDevice {
     /// [`CubinCache::default_dir`]); a compile failure carries NVRTC's log.
     pub fn open(ordinal: usize) -> Result<CudaDevice, GpuError> {
         {
-            let mut open = lock(&OPEN);
+            let mut open = OPEN.lock();
             if open.contains(&ordinal) {
                 return Err(GpuError::Invalid(
                     "this device already runs the megakernel of another engine in this process (one per device)",
@@ -70,7 +68,7 @@ impl CudaDevice {
         }
         let opened = CudaDevice::open_unregistered(ordinal);
         if opened.is_err() {
-            lock(&OPEN).retain(|&o| o != ordinal);
+            OPEN.lock().retain(|&o| o != ordinal);
         }
         opened
     }
@@ -215,7 +213,7 @@ pub fn register_cap() -> Result<Option<u32>, GpuError> {
 
 impl Drop for CudaDevice {
     fn drop(&mut self) {
-        lock(&OPEN).retain(|&o| o != self.ordinal);
+        OPEN.lock().retain(|&o| o != self.ordinal);
     }
 }
 
@@ -235,23 +233,23 @@ impl Device for CudaDevice {
     fn alloc(&self, len: usize) -> Result<u64, DeviceError> {
         let buf = PoolBuffer::new(&self.gpu, &self.copy_stream, len.max(1)).map_err(gpu_err)?;
         let ptr = buf.device_ptr();
-        lock(&self.buffers).insert(ptr, buf);
+        self.buffers.lock().insert(ptr, buf);
         Ok(ptr)
     }
 
     unsafe fn free(&self, ptr: u64) {
         // Dropping the buffer frees it (stream ordered).
-        drop(lock(&self.buffers).remove(&ptr));
+        drop(self.buffers.lock().remove(&ptr));
     }
 
     unsafe fn write(&self, dst: u64, src: &[u8]) -> Result<(), DeviceError> {
-        let buffers = lock(&self.buffers);
+        let buffers = self.buffers.lock();
         let (buf, offset) = Self::locate(&buffers, dst, src.len())?;
         buf.write(offset, src).map_err(gpu_err)
     }
 
     unsafe fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
-        let buffers = lock(&self.buffers);
+        let buffers = self.buffers.lock();
         let (buf, offset) = Self::locate(&buffers, src, dst.len())?;
         buf.read(offset, dst).map_err(gpu_err)
     }
@@ -261,12 +259,12 @@ impl Device for CudaDevice {
         let host =
             NonNull::new(buf.as_ptr()).ok_or_else(|| DeviceError("cuMemHostAlloc gave null".into()))?;
         let dev = buf.device_ptr();
-        lock(&self.mapped).insert(host.as_ptr() as usize, buf);
+        self.mapped.lock().insert(host.as_ptr() as usize, buf);
         Ok((host, dev))
     }
 
     unsafe fn free_mapped(&self, host: NonNull<u8>) {
-        drop(lock(&self.mapped).remove(&(host.as_ptr() as usize)));
+        drop(self.mapped.lock().remove(&(host.as_ptr() as usize)));
     }
 
     fn launch(&self, control: u64, lane: bool) -> Result<u32, DeviceError> {

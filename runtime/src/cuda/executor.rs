@@ -19,7 +19,9 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,10 +40,6 @@ use super::resident::{Residency, ResidentBinding, ResidentProgram};
 use crate::doorbell::Doorbell;
 use crate::engine::{Backend, JobError, JobResult, PreparedInner, TicketCell};
 use crate::ring::{CompletionEntry, HeapMemory, Pop, PushError, Ring, RingMemory, SubmitEntry};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Parameters of the CUDA executor.
 #[derive(Clone, Copy, Debug)]
@@ -152,7 +150,7 @@ impl MappedRing {
     }
 
     fn device_ptr(&self) -> u64 {
-        lock(&self.region).as_ref().map_or(0, MappedAlloc::device_ptr)
+        self.region.lock().as_ref().map_or(0, MappedAlloc::device_ptr)
     }
 }
 
@@ -166,12 +164,12 @@ unsafe impl RingMemory for MappedRing {
         }
         let m = MappedAlloc::new(&self.dev, layout.size()).ok()?;
         let p = m.host_ptr();
-        *lock(&self.region) = Some(m);
+        *self.region.lock() = Some(m);
         Some(p)
     }
 
     unsafe fn deallocate(&self, _ptr: NonNull<u8>, _layout: AllocLayout) {
-        drop(lock(&self.region).take());
+        drop(self.region.lock().take());
     }
 }
 
@@ -312,14 +310,14 @@ impl GpuExecutor {
                 exec.stop_kernel();
                 DeviceError(format!("could not start the reaper thread: {e}"))
             })?;
-        *lock(&exec.poller) = Some(handle);
+        *exec.poller.lock() = Some(handle);
         if exec.tuning.programs {
             let runner = exec.clone();
             match std::thread::Builder::new()
                 .name("meridian-cuda-programs".into())
                 .spawn(move || runner.lane_loop())
             {
-                Ok(h) => *lock(&exec.lane_thread) = Some(h),
+                Ok(h) => *exec.lane_thread.lock() = Some(h),
                 Err(e) => {
                     exec.shutdown();
                     return Err(DeviceError(format!("could not start the programs' thread: {e}")));
@@ -347,7 +345,7 @@ impl GpuExecutor {
 
     /// Takes the job out of `slot` (counting it out of flight), if one is there.
     fn take_slot(&self, slot: usize) -> Option<InFlight> {
-        let f = lock(self.slots.get(slot)?).take();
+        let f = self.slots.get(slot)?.lock().take();
         if f.is_some() {
             self.in_flight.fetch_sub(1, SeqCst);
         }
@@ -361,7 +359,7 @@ impl GpuExecutor {
 
     /// Why the executor takes no more jobs, if it does not.
     pub fn unhealthy(&self) -> Option<String> {
-        lock(&self.unhealthy).clone()
+        self.unhealthy.lock().clone()
     }
 
     /// Threads of the megakernel (each has its own scratch for constructed geometry).
@@ -388,7 +386,7 @@ impl GpuExecutor {
 
     /// Bytes a job over `inputs` would upload now (0 when they are all resident).
     pub(crate) fn upload_bytes(&self, inputs: &Arc<BoundInputs>) -> u64 {
-        lock(&self.residency).upload_bytes(inputs)
+        self.residency.lock().upload_bytes(inputs)
     }
 
     /// The device, for page-locking host memory that jobs' inputs are read from.
@@ -406,7 +404,7 @@ impl GpuExecutor {
 
     /// Makes `job`'s program and inputs resident; with its outputs' kinds.
     fn place(&self, job: &GpuJob) -> Result<Placed, String> {
-        let mut r = lock(&self.residency);
+        let mut r = self.residency.lock();
         let program = &job.prepared.program;
         r.program(&self.dev, program)
             .and_then(|p| r.binding(&self.dev, program, &job.inputs, self.threads()).map(|b| (p, b)))
@@ -491,7 +489,7 @@ impl GpuExecutor {
         // held) and before the push (so the reaper cannot see the ring closed with this job
         // uncounted; see `reap_loop`). Whoever takes it out of the slot uncounts it.
         self.in_flight.fetch_add(1, SeqCst);
-        *lock(&self.slots[slot as usize]) = Some(InFlight {
+        *self.slots[slot as usize].lock() = Some(InFlight {
             job,
             layout,
             area,
@@ -567,7 +565,7 @@ impl GpuExecutor {
                 last_progress = Instant::now();
                 continue;
             }
-            let busy = self.in_flight.load(SeqCst) > 0 || !lock(&self.pending).is_empty();
+            let busy = self.in_flight.load(SeqCst) > 0 || !self.pending.lock().is_empty();
             if !busy {
                 if self.closing.load(SeqCst) && self.in_flight.load(SeqCst) == 0 {
                     return;
@@ -579,7 +577,7 @@ impl GpuExecutor {
                 self.work.sleep_unless(|| {
                     self.in_flight.load(SeqCst) > 0
                         || self.closing.load(SeqCst)
-                        || !lock(&self.pending).is_empty()
+                        || !self.pending.lock().is_empty()
                 });
                 // Idle time is not a hang: the watchdog starts counting now.
                 idle = 0;
@@ -626,11 +624,11 @@ impl GpuExecutor {
     fn retry_pending(&self) -> bool {
         let mut any = false;
         loop {
-            let Some(job) = lock(&self.pending).pop_front() else { return any };
+            let Some(job) = self.pending.lock().pop_front() else { return any };
             match self.submit(job) {
                 Ok(()) => any = true,
                 Err(GpuSubmitError::Full(job)) => {
-                    lock(&self.pending).push_front(job);
+                    self.pending.lock().push_front(job);
                     return any;
                 }
                 Err(GpuSubmitError::Closed(job)) => {
@@ -864,7 +862,7 @@ impl GpuExecutor {
         let again = GpuJob { hit_capacity: needed, attempt: job.attempt + 1, race: None, ..job };
         match self.submit(again) {
             Ok(()) => {}
-            Err(GpuSubmitError::Full(job)) => lock(&self.pending).push_back(job),
+            Err(GpuSubmitError::Full(job)) => self.pending.lock().push_back(job),
             Err(GpuSubmitError::Closed(job)) => {
                 job.ticket.resolve(Err(JobError::stopped(None)));
             }
@@ -877,7 +875,7 @@ impl GpuExecutor {
     /// the reaper every few milliseconds while jobs are in flight.
     fn send_cancels(&self) {
         for (slot, cell) in self.slots.iter().enumerate() {
-            let mut held = lock(cell);
+            let mut held = cell.lock();
             let Some(f) = held.as_mut() else { continue };
             if f.cancel_sent || f.job.ticket.stop.check().is_none() {
                 continue;
@@ -897,7 +895,7 @@ impl GpuExecutor {
     /// Fails every job in flight with `why`, refuses further jobs, and stops the kernel.
     fn fail_all(&self, why: String) {
         {
-            let mut u = lock(&self.unhealthy);
+            let mut u = self.unhealthy.lock();
             if u.is_none() {
                 *u = Some(why.clone());
             }
@@ -908,7 +906,7 @@ impl GpuExecutor {
                 f.job.ticket.resolve(Err(JobError::Device(why.clone())));
             }
         }
-        let pending: Vec<GpuJob> = lock(&self.pending).drain(..).chain(self.lane.drain()).collect();
+        let pending: Vec<GpuJob> = self.pending.lock().drain(..).chain(self.lane.drain()).collect();
         for job in pending {
             self.unavailable(job, why.clone());
         }
@@ -934,7 +932,7 @@ impl GpuExecutor {
     /// Stops taking jobs; queued chunks are cancelled on the device, running ones finish; returns
     /// once every ticket has resolved and the kernel has stopped. Idempotent.
     pub fn shutdown(&self) {
-        let _one = lock(&self.shutting_down);
+        let _one = self.shutting_down.lock();
         self.submit.close();
         self.closing.store(true, SeqCst);
         self.work.ring_always(true);
@@ -942,10 +940,10 @@ impl GpuExecutor {
         for job in self.lane.close() {
             job.ticket.resolve(Err(JobError::stopped(None)));
         }
-        if let Some(h) = lock(&self.lane_thread).take() {
+        if let Some(h) = self.lane_thread.lock().take() {
             let _ = h.join();
         }
-        if let Some(h) = lock(&self.poller).take() {
+        if let Some(h) = self.poller.lock().take() {
             let _ = h.join();
         }
         self.stop_kernel();
@@ -954,7 +952,7 @@ impl GpuExecutor {
                 f.job.ticket.resolve(Err(JobError::stopped(None)));
             }
         }
-        let pending: Vec<GpuJob> = lock(&self.pending).drain(..).collect();
+        let pending: Vec<GpuJob> = self.pending.lock().drain(..).collect();
         for job in pending {
             job.ticket.resolve(Err(JobError::stopped(None)));
         }

@@ -7,7 +7,9 @@
 //! memory and the host reads them with no copy call, which is what a one-row request needs —
 //! and larger ones device memory, copied back once the job has completed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use meridian_bytecode::OutputKind;
 use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn, Parts};
@@ -137,11 +139,11 @@ impl Arenas {
     }
 
     fn take(&self) -> Option<usize> {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        self.free.lock().pop()
     }
 
     fn give(&self, i: usize) {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+        self.free.lock().push(i);
     }
 }
 

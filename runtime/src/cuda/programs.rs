@@ -18,7 +18,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
 
 use crate::events::{self, Event};
 use crate::plan::RouteReason;
@@ -26,10 +28,6 @@ use crate::route::Route;
 
 use super::device::{CompiledProgram, Device};
 use super::executor::GpuJob;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Under `auto`, rows a program's GPU jobs run before its kernel is compiled: below it a
 /// compile (NVRTC: about a second on the H200's host, five on a 2-core machine) would not pay.
@@ -69,12 +67,12 @@ impl ProgramKernel {
         &self,
         compile: impl FnOnce() -> Result<CompiledProgram, String>,
     ) -> Result<Arc<CompiledProgram>, String> {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         loop {
             match &*s {
                 State::Ready(k) => return Ok(k.clone()),
                 State::Failed(why) => return Err(why.clone()),
-                State::Compiling => s = self.done.wait(s).unwrap_or_else(|p| p.into_inner()),
+                State::Compiling => self.done.wait(&mut s),
                 State::Cold => break,
             }
         }
@@ -86,7 +84,7 @@ impl ProgramKernel {
     }
 
     fn finish(&self, result: Result<Arc<CompiledProgram>, String>) {
-        *lock(&self.state) = match result {
+        *self.state.lock() = match result {
             Ok(k) => State::Ready(k),
             Err(why) => State::Failed(why),
         };
@@ -130,7 +128,7 @@ pub(crate) fn route(
             }
         }
         Route::Auto => {
-            let state = lock(&kernel.state).clone();
+            let state = kernel.state.lock().clone();
             let hot = RouteReason::Hot { total, hot: hot_rows };
             match state {
                 State::Ready(k) if rows >= min_rows => GpuRoute { kernel: Some(k), why: hot },
@@ -142,7 +140,7 @@ pub(crate) fn route(
                 }
                 State::Cold => {
                     let started = {
-                        let mut s = lock(&kernel.state);
+                        let mut s = kernel.state.lock();
                         let cold = matches!(*s, State::Cold);
                         if cold {
                             *s = State::Compiling;
@@ -185,7 +183,7 @@ pub(crate) struct LaneQueue {
 impl LaneQueue {
     /// Queues `job`; gives it back once the lane is closed.
     pub fn push(&self, job: GpuJob) -> Result<(), GpuJob> {
-        let mut q = lock(&self.queue);
+        let mut q = self.queue.lock();
         if q.1 {
             return Err(job);
         }
@@ -196,7 +194,7 @@ impl LaneQueue {
 
     /// The next job, waiting for one; `None` once closed and drained.
     pub fn pop(&self) -> Option<GpuJob> {
-        let mut q = lock(&self.queue);
+        let mut q = self.queue.lock();
         loop {
             if let Some(job) = q.0.pop_front() {
                 return Some(job);
@@ -204,13 +202,13 @@ impl LaneQueue {
             if q.1 {
                 return None;
             }
-            q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            self.ready.wait(&mut q);
         }
     }
 
     /// Takes no more jobs; returns those still queued.
     pub fn close(&self) -> Vec<GpuJob> {
-        let mut q = lock(&self.queue);
+        let mut q = self.queue.lock();
         q.1 = true;
         self.ready.notify_all();
         q.0.drain(..).collect()
@@ -218,7 +216,7 @@ impl LaneQueue {
 
     /// The jobs queued now (taken out: the device failed).
     pub fn drain(&self) -> Vec<GpuJob> {
-        lock(&self.queue).0.drain(..).collect()
+        self.queue.lock().0.drain(..).collect()
     }
 }
 

@@ -32,7 +32,9 @@ mod ticket;
 
 use std::collections::HashMap;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -89,7 +91,7 @@ static PROCESS_MODE: Mutex<Option<Mode>> = Mutex::new(None);
 /// Sets the mode of engines built from now on in this process whose builder names none:
 /// over `MERIDIAN_EXECUTION_MODE`, under [`EngineBuilder::mode`]. `None` clears it.
 pub fn set_process_mode(mode: Option<Mode>) {
-    *PROCESS_MODE.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+    *PROCESS_MODE.lock() = mode;
 }
 
 /// The mode an engine built now gets with `builder` as its builder's choice, and where it
@@ -99,7 +101,7 @@ pub fn resolve_mode(builder: Option<Mode>) -> Result<(Mode, &'static str), Engin
     if let Some(m) = builder {
         return Ok((m, "builder"));
     }
-    if let Some(m) = *PROCESS_MODE.lock().unwrap_or_else(|p| p.into_inner()) {
+    if let Some(m) = *PROCESS_MODE.lock() {
         return Ok((m, "process"));
     }
     match std::env::var(MODE_ENV) {
@@ -800,7 +802,7 @@ impl Engine {
     /// [`Engine::refresh_telemetry`] (at the chunk boundaries of streamed jobs on an engine
     /// with a GPU), never by a background poller.
     pub fn telemetry(&self) -> Arc<Telemetry> {
-        let mut held = self.telemetry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.telemetry.lock();
         held.get_or_insert_with(|| Arc::new(meridian_driver::telemetry::snapshot())).clone()
     }
 
@@ -841,7 +843,7 @@ impl Engine {
             nvml: meridian_driver::telemetry::nvml_state(),
             taken: std::time::SystemTime::now(),
         });
-        *self.telemetry.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.clone());
+        *self.telemetry.lock() = Some(now.clone());
         now
     }
 
@@ -917,13 +919,13 @@ impl Engine {
             return p;
         }
         let inner = Arc::new(PreparedInner::new(program));
-        let mut programs = self.programs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut programs = self.programs.lock();
         let inner = programs.entry(program.hash()).or_insert(inner).clone();
         Prepared { inner }
     }
 
     fn cached(&self, hash: ProgramHash) -> Option<Prepared> {
-        let programs = self.programs.lock().unwrap_or_else(|p| p.into_inner());
+        let programs = self.programs.lock();
         programs.get(&hash).map(|inner| Prepared { inner: inner.clone() })
     }
 
@@ -1062,7 +1064,7 @@ impl Engine {
     /// the bytes it needs there (every input column and index uploaded, none counted as
     /// resident already, and its output buffers) and the bytes free.
     fn device_shortfall(&self, job: &Job) -> Option<(u64, u64)> {
-        let free = self.telemetry.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?.memory_free(0)?;
+        let free = self.telemetry.lock().as_ref()?.memory_free(0)?;
         let inputs: u64 = job
             .bound
             .inner
@@ -1599,7 +1601,7 @@ impl Engine {
         if let Some(gpu) = &self.gpu {
             gpu.shutdown();
         }
-        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        let handles = std::mem::take(&mut *self.workers.lock());
         self.shared.shutdown(handles);
         // Winners found by this engine's races are on disk before it is gone.
         if let Some(t) = &self.tuner {

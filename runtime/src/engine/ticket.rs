@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
 
@@ -46,8 +48,8 @@ impl TicketCell {
         TicketCell { done: AtomicBool::new(false), slot: Mutex::new(Slot::default()), stop }
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    fn slot(&self) -> parking_lot::MutexGuard<'_, Slot> {
+        self.slot.lock()
     }
 
     /// Stores the outcome and wakes whoever waits. The first call wins; later calls are

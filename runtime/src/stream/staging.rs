@@ -4,6 +4,8 @@
 //! it, and through that a job) is done with it.
 
 use std::ptr::NonNull;
+// `std`'s lock, not `parking_lot`'s: arrow takes a batch's owner only when it is
+// `RefUnwindSafe`, which a poisoning lock is and `parking_lot`'s is not.
 use std::sync::{Arc, Mutex};
 
 use memmap2::MmapMut;
