@@ -70,7 +70,7 @@ async fn locate(
 fn main() -> Result<(), Box<dyn Error>> {
     // Built once per process; `Engine` is Send + Sync, so threads share it by reference.
     let engine = Engine::builder().workers(2).build()?;
-    println!("backend: {} ({})", engine.backend().name, engine.backend().reason);
+    println!("backend: {} ({})", engine.backend().name(), engine.backend().reason);
 
     // Prepared once (verified, cached by hash); each request only binds and submits.
     let program = assemble("pip_join.masm", include_str!("pip_join.masm"))?;

@@ -16,6 +16,7 @@
 pub mod demo;
 
 pub use meridian_runtime::autotune;
+pub use meridian_runtime::bench;
 pub use meridian_runtime::bytecode;
 pub use meridian_runtime::cuda;
 pub use meridian_runtime::driver;
@@ -28,6 +29,6 @@ pub use meridian_runtime::stream;
 pub use meridian_runtime::{
     memory_budget_from_env, parse_bytes, plan, resolve_mode, set_process_mode, Backend, Bound, CancelCause,
     CancelToken, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, Route,
-    ShutdownError, StopReason, Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV,
-    MODE_ENV,
+    ShutdownError, StopReason, Ticket, TrySubmitError, VariantId, INLINE_ROWS, JIT_HOT_ROWS,
+    MEMORY_BUDGET_ENV, MODE_ENV,
 };

@@ -58,7 +58,7 @@ fn the_gpu_cut_races_settles_and_the_next_engine_applies_it_without_racing() {
     };
 
     let engine = gpu_engine(&path);
-    assert_eq!(engine.backend().name, "cuda");
+    assert_eq!(engine.backend().name(), "cuda");
     let p = engine.prepare(program.program()).unwrap();
     let b = engine.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
     let mut cuts = BTreeSet::new();
@@ -66,7 +66,7 @@ fn the_gpu_cut_races_settles_and_the_next_engine_applies_it_without_racing() {
     while Store::open(&path).unwrap().store.is_empty() {
         assert!(jobs < 100, "no verdict after {jobs} jobs: {:?}", engine.autotune_log());
         let r = engine.run(p.job(&b)).unwrap();
-        assert_eq!(r.backend().name, "cuda");
+        assert_eq!(r.backend().name(), "cuda");
         assert!(outputs(&r) == want, "a raced job gave another result");
         let (chunks, per_block, tuned) = cut(&r);
         assert!(tuned, "a large job's cut is autotune's");

@@ -66,7 +66,7 @@ fn a_gpu_job_is_stopped_by_its_ticket_and_by_its_deadline() {
     // The slot's cancel word was cleared for the next job: it runs, on the GPU, and is right.
     for _ in 0..3 {
         let r = e.run(q.job(&quick)).unwrap();
-        assert_eq!(r.backend().name, "cuda", "{:?}", r.backend());
+        assert_eq!(r.backend().name(), "cuda", "{:?}", r.backend());
         assert_eq!(r.hits("pairs").unwrap().len(), 1000);
     }
     assert!(e.gpu_unhealthy().is_none());

@@ -29,7 +29,7 @@ fn pip_join_on_the_shipped_data_matches_the_cpu() {
     let program = example("pip_join.masm");
     let cpu = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
     let gpu = gpu_engine(2, 32);
-    assert_eq!(gpu.backend().name, "cuda");
+    assert_eq!(gpu.backend().name(), "cuda");
     let run = |e: &Engine| {
         let p = e.prepare(program.program()).unwrap();
         let b = e
@@ -38,7 +38,7 @@ fn pip_join_on_the_shipped_data_matches_the_cpu() {
         e.run(p.job(&b)).unwrap()
     };
     let (want, got) = (run(&cpu), run(&gpu));
-    assert_eq!(got.backend().name, "cuda", "{:?}", got.backend());
+    assert_eq!(got.backend().name(), "cuda", "{:?}", got.backend());
     assert_eq!(got.hits("pairs").unwrap().len(), 224_999);
     assert_eq!(got.hits("pairs"), want.hits("pairs"));
 }
@@ -73,11 +73,11 @@ fn programs_the_gpu_does_not_run_fail_under_gpu_and_fall_back_under_auto() {
         .gpu_device(Arc::new(HostDevice::new(1, 8)))
         .build()
         .unwrap();
-    assert_eq!(auto.backend().name, "cuda");
+    assert_eq!(auto.backend().name(), "cuda");
     let p = auto.prepare(program.program()).unwrap();
     let b = auto.bind(&p, [("shapes", countries())]).unwrap();
     let r = auto.run(p.job(&b)).unwrap();
-    assert_eq!(r.backend().name, "cpu");
+    assert_eq!(r.backend().name(), "cpu");
     assert!(r.backend().fallback);
     assert!(
         r.backend().reason.contains("geometry outputs")
@@ -232,7 +232,7 @@ fn measure_bounds_and_near_match_the_cpu_on_the_shipped_data() {
             e.run(p.job(&b)).unwrap()
         };
         let (want, got) = (run(&cpu), run(&gpu));
-        assert_eq!(got.backend().name, "cuda");
+        assert_eq!(got.backend().name(), "cuda");
         for ((n, w), (_, g)) in want.outputs().zip(got.outputs()) {
             assert_eq!(w, g, "{name}: output {n}");
         }
@@ -348,7 +348,7 @@ fn point_join_and_filter_loops_match_the_cpu_on_boundary_cases() {
                     e.run(p.job(&b)).unwrap()
                 };
                 let (want, got) = (run(&cpu), run(&gpu));
-                assert_eq!(got.backend().name, "cuda");
+                assert_eq!(got.backend().name(), "cuda");
                 let found = match want.count("pairs") {
                     Some(n) => n > 0,
                     None => !want.hits("pairs").unwrap().is_empty(),

@@ -123,7 +123,7 @@ fn four_threads_of_small_jobs_with_overflowing_hit_buffers() {
                     if window.len() == 32 {
                         let (row, ticket) = window.pop_front().unwrap();
                         let r = ticket.wait().unwrap();
-                        assert_eq!(r.backend().name, "cuda");
+                        assert_eq!(r.backend().name(), "cuda");
                         check_row(f, row, &r);
                         resolved.fetch_add(1, Ordering::Relaxed);
                     }
@@ -209,7 +209,7 @@ fn shutdown_under_load_resolves_every_ticket() {
 fn a_device_fault_fails_the_jobs_in_flight_then_auto_moves_to_the_cpu() {
     let f = fixture(Mode::Auto, HostDevice::new(1, 8), |b| b);
     let r = f.engine.run(f.prepared.job(&f.bound)).unwrap();
-    assert_eq!(r.backend().name, "cuda");
+    assert_eq!(r.backend().name(), "cuda");
     f.device.inject_fault("CUDA_ERROR_ILLEGAL_ADDRESS (injected)");
     // The next job reaches the dead kernel: it fails with the device's reason.
     match f.engine.run(f.prepared.job(&f.bound)) {
@@ -220,7 +220,7 @@ fn a_device_fault_fails_the_jobs_in_flight_then_auto_moves_to_the_cpu() {
     // Later jobs run on the CPU, and say why.
     let r = f.engine.run(f.prepared.job(&f.bound).rows(5..6)).unwrap();
     check_row(&f, 5, &r);
-    assert_eq!(r.backend().name, "cpu");
+    assert_eq!(r.backend().name(), "cpu");
     assert!(r.backend().fallback);
     assert!(
         r.backend().reason.contains("the GPU is no longer used")
@@ -260,11 +260,11 @@ fn failed_uploads_fall_back_under_auto_and_fail_under_gpu() {
     let f = fixture(Mode::Auto, HostDevice::new(1, 8), |b| b);
     f.device.refuse_allocations(1);
     let r = f.engine.run(f.prepared.job(&f.bound).rows(0..POINTS)).unwrap();
-    assert_eq!(r.backend().name, "cpu");
+    assert_eq!(r.backend().name(), "cpu");
     assert!(r.backend().reason.contains("out of memory"), "{:?}", r.backend());
     // Not a device fault: the next job goes to the GPU again.
     let r = f.engine.run(f.prepared.job(&f.bound).rows(0..POINTS)).unwrap();
-    assert_eq!(r.backend().name, "cuda");
+    assert_eq!(r.backend().name(), "cuda");
     assert!(f.engine.gpu_unhealthy().is_none());
 
     let g = fixture(Mode::Gpu, HostDevice::new(1, 8), |b| b);
@@ -297,7 +297,7 @@ fn a_failed_launch_fails_gpu_mode_and_leaves_auto_on_the_cpu() {
     assert!(err.starts_with("execution mode gpu: the megakernel could not be started"), "{err}");
     assert!(err.contains("OUT_OF_RESOURCES"), "{err}");
     let auto = Engine::builder().mode(Mode::Auto).workers(1).gpu_device(device()).build().unwrap();
-    assert_eq!(auto.backend().name, "cpu");
+    assert_eq!(auto.backend().name(), "cpu");
     assert!(auto.backend().fallback);
     assert!(auto.backend().reason.contains("OUT_OF_RESOURCES"), "{:?}", auto.backend());
 }
@@ -357,7 +357,7 @@ fn a_rerun_whose_outputs_do_not_fit_moves_to_the_cpu_under_auto() {
         match mode {
             Mode::Auto => {
                 let r = r.unwrap();
-                assert_eq!(r.backend().name, "cpu");
+                assert_eq!(r.backend().name(), "cpu");
                 assert!(r.backend().reason.contains("out of memory"), "{:?}", r.backend());
                 assert_eq!(r.hits("pairs"), want.hits("pairs"));
                 assert_eq!(r.attempts(), 2);
@@ -482,14 +482,14 @@ fn a_job_larger_than_the_gpus_free_memory_stays_off_it() {
         match (mode, free) {
             (_, 1073741824) => {
                 let r = r.unwrap();
-                assert_eq!(r.backend().name, "cuda", "{mode:?} {free}");
+                assert_eq!(r.backend().name(), "cuda", "{mode:?} {free}");
                 assert_eq!(r.plan().unwrap().variant, VariantId::GpuInterp);
                 let gpu = f.engine.variants().get(VariantId::GpuInterp).unwrap();
                 assert_eq!((gpu.min_rows, gpu.backend), (0, "cuda"));
             }
             (Mode::Auto, _) => {
                 let r = r.unwrap();
-                assert_eq!(r.backend().name, "cpu");
+                assert_eq!(r.backend().name(), "cpu");
                 assert!(r.backend().reason.contains("the GPU has 4096 free"), "{}", r.backend().reason);
                 assert_ne!(r.plan().unwrap().variant, VariantId::GpuInterp);
                 for row in 0..POINTS {

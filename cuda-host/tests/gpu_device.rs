@@ -69,7 +69,7 @@ fn the_examples_on_the_shipped_data_match_the_cpu() {
             e.run(p.job(&b)).unwrap()
         };
         let (want, got) = (run(&cpu), run(&gpu));
-        assert_eq!(got.backend().name, "cuda", "{name}");
+        assert_eq!(got.backend().name(), "cuda", "{name}");
         for ((n, w), (_, g)) in want.outputs().zip(got.outputs()) {
             assert_eq!(w, g, "{name}: output {n}");
         }
@@ -138,7 +138,7 @@ fn random_programs_on_their_own_kernels_match_the_cpu_interpreter() {
         e.run(p.job(&b)).unwrap()
     };
     let got = run(&gpu);
-    assert_eq!(got.backend().route, "jit", "{}", got.backend().reason);
+    assert_eq!(got.backend().route(), "jit", "{}", got.backend().reason);
     assert_eq!(got.hits("pairs"), run(&cpu).hits("pairs"));
     let _ =
         writeln!(std::io::stderr(), "{test}: pip_join on its kernel == the CPU: {}", got.backend().reason);

@@ -69,13 +69,13 @@ fn under_jit_every_gpu_job_runs_its_programs_kernel_beside_a_lane_and_equals_the
         // (A job whose hits overflow the capacity guessed from the last runs again.)
         runs += u64::from(r.attempts()) + 1;
         rows += (u64::from(r.attempts()) + 1) * n as u64;
-        assert_eq!(r.backend().route, "jit", "{}", r.backend().reason);
+        assert_eq!(r.backend().route(), "jit", "{}", r.backend().reason);
         assert_eq!(variant(&r), VariantId::GpuJit);
         assert!(r.backend().reason.contains("mr_jit_rows_p"), "{}", r.backend().reason);
         assert_eq!(why(&r), "route jit was asked for");
         assert!(outputs(&r) == outputs(&want.run(join_job(&want, &zones, &pts)).unwrap()), "join of {n}");
         let r = e.run(norm_job(&e, &pts)).unwrap();
-        assert_eq!(r.backend().route, "jit");
+        assert_eq!(r.backend().route(), "jit");
         assert!(outputs(&r) == outputs(&want.run(norm_job(&want, &pts)).unwrap()), "norm of {n}");
     }
     // Every job above ran as a program's kernel (each attempt), one emulated thread a row.
@@ -92,7 +92,7 @@ fn hits_that_overflow_run_again_on_the_programs_kernel() {
     let pts = points(2_000, 9);
     let r = e.run(join_job(&e, &zones, &pts).hit_capacity(3)).unwrap();
     assert_eq!(r.attempts(), 2, "room for 3 hits: a second attempt with the count the first found");
-    assert_eq!(r.backend().route, "jit");
+    assert_eq!(r.backend().route(), "jit");
     assert!(outputs(&r) == outputs(&want.run(join_job(&want, &zones, &pts)).unwrap()));
     assert_eq!(device.program_runs().0, 2);
 }
@@ -125,7 +125,7 @@ fn under_auto_a_program_turns_hot_compiles_in_the_background_and_large_jobs_take
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(why(&r).starts_with("auto: hot"), "{}", why(&r));
-    assert_eq!(r.backend().route, "jit");
+    assert_eq!(r.backend().route(), "jit");
     // Small jobs keep the lane: the kernel stays compiled, only the job's rows choose.
     let few = points(999, 5);
     let r = e.run(norm_job(&e, &few)).unwrap();
@@ -145,7 +145,7 @@ fn a_program_whose_kernel_does_not_compile_stays_on_the_megakernel_and_says_why(
     let pts = points(1_500, 6);
     let r = e.run(norm_job(&e, &pts)).unwrap();
     assert_eq!(variant(&r), VariantId::GpuInterp);
-    assert_eq!(r.backend().route, "interp");
+    assert_eq!(r.backend().route(), "interp");
     assert_eq!(
         why(&r),
         "route jit was asked for, but the interpreter runs it: the compiler refused the program (injected)"
@@ -172,7 +172,7 @@ fn a_program_that_builds_geometry_runs_on_the_lane_under_jit_and_says_why() {
     };
     let r = run(&e);
     assert_eq!(variant(&r), VariantId::GpuInterp);
-    assert_eq!(r.backend().route, "interp");
+    assert_eq!(r.backend().route(), "interp");
     let why = why(&r);
     assert!(
         why.contains("the GPU JIT does not run `affine`, `simplify`") && why.contains("geometry output"),
@@ -212,12 +212,12 @@ fn a_device_that_fails_under_a_programs_kernel_loses_no_job() {
     let want = cpu();
     let pts = points(4_000, 8);
     let first = e.run(norm_job(&e, &pts)).unwrap();
-    assert_eq!(first.backend().name, "cuda");
-    assert_eq!(first.backend().route, "jit");
+    assert_eq!(first.backend().name(), "cuda");
+    assert_eq!(first.backend().route(), "jit");
     device.inject_fault("CUDA_ERROR_ILLEGAL_ADDRESS (injected)");
     // The kernel is not started on a failed device; under `auto` the job runs on the CPU.
     let r = e.run(norm_job(&e, &pts)).unwrap();
-    assert_eq!(r.backend().name, "cpu", "{}", r.backend().reason);
+    assert_eq!(r.backend().name(), "cpu", "{}", r.backend().reason);
     assert!(outputs(&r) == outputs(&want.run(norm_job(&want, &pts)).unwrap()));
 }
 

@@ -44,7 +44,7 @@ fn a_join_crosses_over_sooner_than_arithmetic_and_sooner_still_once_its_polygons
         e.run(p.job(&b)).unwrap()
     };
     let check = |r: &JobResult, want: &JobResult, backend: &str, says: &[&str]| {
-        assert_eq!(r.backend().name, backend, "{}", r.backend().reason);
+        assert_eq!(r.backend().name(), backend, "{}", r.backend().reason);
         for s in says {
             assert!(r.backend().reason.contains(s), "{s:?} not in {}", r.backend().reason);
         }
@@ -71,7 +71,7 @@ fn a_join_crosses_over_sooner_than_arithmetic_and_sooner_still_once_its_polygons
     let r = run_arith(&engine, &many);
     assert!(r.backend().reason.contains("on the GPU (measured)"), "{}", r.backend().reason);
     assert!(outputs(&r) == outputs(&run_arith(&cpu, &many)));
-    if r.backend().name == "cpu" {
+    if r.backend().name() == "cpu" {
         // Sent back to the CPU, it taught placement the CPU's rate as well.
         let again = run_arith(&engine, &many);
         let why = &again.backend().reason;

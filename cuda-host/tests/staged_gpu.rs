@@ -107,7 +107,7 @@ fn staging_is_page_locked_while_batches_over_it_live() {
                 .unwrap()
         };
         assert_eq!(done.result.hits("pairs"), whole.hits("pairs"));
-        assert_eq!(done.result.backend().name, "cuda");
+        assert_eq!(done.result.backend().name(), "cuda");
         assert_eq!(device.page_locked().len(), usize::from(!refuse), "a batch over the staging lives");
         drop(held);
         // The executor's reaper drops a finished job's inputs just after resolving its ticket:
@@ -179,7 +179,7 @@ fn a_stream_holds_only_the_batches_in_flight_on_the_device_on_either_gpu_route()
         let done = run(&engine);
         assert_eq!(done.result.hits("pairs"), want.result.hits("pairs"), "{route}");
         assert_eq!(
-            done.result.backend().route,
+            done.result.backend().route(),
             if route == meridian_runtime::Route::Jit { "jit" } else { "interp" }
         );
         let peak = device.peak_device_bytes();

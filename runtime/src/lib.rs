@@ -9,12 +9,14 @@
 //! whose row input is read batch by batch while the batches run ([`stream`]).
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod bench;
+mod cpu;
 pub mod cuda;
 mod doorbell;
 mod engine;
 pub mod env;
 pub mod events;
-mod executor;
+mod job;
 pub mod place;
 pub mod plan;
 pub mod ring;
@@ -25,13 +27,14 @@ pub mod tune;
 pub mod variants;
 
 pub use engine::{
-    memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, Backend, Bound, CancelCause,
-    CancelToken, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, ShutdownError,
-    Ticket, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
+    memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, Engine, EngineBuilder, EngineError,
+    Mode, ShutdownError, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
 };
+pub use job::{Bound, CancelCause, CancelToken, Job, JobError, JobResult, Prepared, Ticket};
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;
 pub use meridian_driver as driver;
 pub use meridian_kernels as kernels;
 pub use meridian_kernels::interp::StopReason;
 pub use route::{BadRoute, Route};
+pub use variants::{Backend, VariantId};

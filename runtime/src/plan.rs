@@ -489,7 +489,7 @@ pub struct Plan {
     /// The queue's pressure when it was planned (CPU jobs).
     pub pressure: Option<Pressure>,
     /// Why it runs there (the backend's reason).
-    pub placement: std::sync::Arc<crate::Backend>,
+    pub placement: std::sync::Arc<crate::variants::Backend>,
     /// Why this route.
     pub route_why: RouteReason,
     /// Why this cut.
@@ -506,12 +506,12 @@ pub struct Plan {
 impl Plan {
     /// `cpu` or `cuda`.
     pub fn backend(&self) -> &'static str {
-        self.placement.name
+        self.placement.name()
     }
 
     /// `interp` or `jit`.
     pub fn route(&self) -> &'static str {
-        self.placement.route
+        self.placement.route()
     }
 
     /// Why, one line a decision: placement, route, cut, hit capacity.

@@ -64,29 +64,3 @@ impl FromStr for Route {
         }
     }
 }
-
-/// What runs one CPU job's rows.
-#[derive(Clone, Debug)]
-pub(crate) enum Code {
-    Interpreter,
-    #[cfg(feature = "jit")]
-    Jit(std::sync::Arc<meridian_kernels::jit::JitProgram>),
-}
-
-impl Code {
-    /// Runs `rows` of `prepared` with this code.
-    pub(crate) fn run(
-        &self,
-        prepared: &crate::engine::PreparedInner,
-        inputs: &meridian_kernels::interp::BoundInputs,
-        rows: std::ops::Range<usize>,
-        out: &meridian_kernels::interp::OutputBuffers,
-        scratch: &mut meridian_kernels::interp::Scratch,
-    ) -> Result<(), meridian_kernels::interp::ExecError> {
-        match self {
-            Code::Interpreter => prepared.interp.run(inputs, rows, out, scratch),
-            #[cfg(feature = "jit")]
-            Code::Jit(p) => p.run(inputs, rows, out, scratch),
-        }
-    }
-}

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::route::Route;
+
 use meridian_bytecode::{Opcode, VerifiedProgram};
 use meridian_kernels::column::Family;
 use meridian_kernels::cuda::{gpu_refusal, gpu_support, jit_refusal, jit_support, GpuSupport};
@@ -37,6 +39,101 @@ impl VariantId {
             VariantId::GpuInterp => "gpu-interp",
             VariantId::GpuJit => "gpu-jit",
         }
+    }
+
+    /// Whether it runs on the GPU.
+    pub fn on_gpu(self) -> bool {
+        matches!(self, VariantId::GpuInterp | VariantId::GpuJit)
+    }
+
+    /// Whether compiled code runs the rows (the CPU JIT's or a program's own GPU kernel).
+    pub fn is_jit(self) -> bool {
+        matches!(self, VariantId::CpuJit | VariantId::GpuJit)
+    }
+
+    /// The backend its results name: `cpu` or `cuda`.
+    pub fn backend(self) -> &'static str {
+        if self.on_gpu() {
+            "cuda"
+        } else {
+            "cpu"
+        }
+    }
+
+    /// The route its results name: `interp` or `jit` (inline runs either; see [`Backend`]).
+    pub fn route(self) -> &'static str {
+        if self.is_jit() {
+            Route::Jit.name()
+        } else {
+            Route::Interpreter.name()
+        }
+    }
+
+    /// The same place with compiled code running the rows.
+    pub fn with_jit(self) -> VariantId {
+        if self.on_gpu() {
+            VariantId::GpuJit
+        } else {
+            VariantId::CpuJit
+        }
+    }
+}
+
+/// Which variant runs a job (or an engine's jobs), and why: the one name of where and how a
+/// job runs, from which the backend and route shown to users are derived. Its variant is
+/// never [`VariantId::Inline`]: running on the submitting thread is a job's cut
+/// ([`crate::plan::Topology::Inline`]), with the CPU code its route gives, and the plan names
+/// that variant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// Where the rows run and what runs them.
+    pub variant: VariantId,
+    /// Why: the mode asked for and what the probe found.
+    pub reason: String,
+    /// True when the engine fell back: from the GPU to the CPU under `auto`, or from the JIT
+    /// to the interpreter.
+    pub fallback: bool,
+    /// The other variants a streamed job's batches ran on (none for one job).
+    pub also: Vec<VariantId>,
+}
+
+impl Backend {
+    /// `variant`, for `reason`.
+    pub fn new(variant: VariantId, reason: impl Into<String>, fallback: bool) -> Backend {
+        Backend { variant, reason: reason.into(), fallback, also: Vec::new() }
+    }
+
+    /// `cpu` (the CPU executor) or `cuda` (the GPU); `mixed` when a streamed job's batches
+    /// ran on both.
+    pub fn name(&self) -> &'static str {
+        self.shared(VariantId::backend)
+    }
+
+    /// What ran the rows: `interp` (the interpreter, on the CPU or in the GPU megakernel) or
+    /// `jit` (the program compiled to native code; see [`Route`]); `mixed` when a streamed
+    /// job's batches ran on both.
+    pub fn route(&self) -> &'static str {
+        self.shared(VariantId::route)
+    }
+
+    /// `what` of its variants when they all agree, else `mixed`.
+    fn shared(&self, what: fn(VariantId) -> &'static str) -> &'static str {
+        let first = what(self.variant);
+        if self.also.iter().all(|v| what(*v) == first) {
+            first
+        } else {
+            "mixed"
+        }
+    }
+
+    /// Whether it ran (some of) its rows on `variant`.
+    pub fn ran_on(&self, variant: VariantId) -> bool {
+        self.variant == variant || self.also.contains(&variant)
+    }
+
+    /// Whether it runs on the GPU.
+    pub fn on_gpu(&self) -> bool {
+        self.variant.on_gpu()
     }
 }
 

@@ -29,7 +29,7 @@ fn fallbacks_are_events_and_strict_mode_makes_them_errors() {
     let log = dir.join("events.jsonl");
     std::env::set_var(LOG_ENV, &log);
     let engine = Engine::builder().mode(Mode::Auto).workers(1).build().unwrap();
-    assert_eq!(engine.backend().name, "cpu");
+    assert_eq!(engine.backend().name(), "cpu");
     let recent = events::recent();
     let e = recent.iter().rev().find(|e| e.surface == "engine").unwrap_or_else(|| panic!("{recent:?}"));
     assert_eq!(e.selected, "cpu");

@@ -40,7 +40,7 @@ pub fn roundtrip(trips: usize, warmup: usize, route: meridian::Route) -> Result<
     if let Some(e) = probe.unusable() {
         return Err(fail(format!("meridian bench roundtrip measures the GPU: no usable CUDA device ({e})")));
     }
-    let r = meridian::cuda::bench::round_trip(trips, warmup, route).map_err(fail)?;
+    let r = meridian::bench::round_trip(trips, warmup, route).map_err(fail)?;
     let (m, l) = (r.megakernel, r.per_job_launch);
     let mut s = String::new();
     let _ = writeln!(
@@ -143,7 +143,7 @@ fn run_joins(
     let pairs = r.hits("pairs").ok_or("no pairs output")?.to_vec();
     let materialise = t.elapsed();
     let backend = r.backend().reason.clone();
-    Ok(Timed { name: r.backend().name.to_owned(), backend, jobs, materialise, pairs })
+    Ok(Timed { name: r.backend().name().to_owned(), backend, jobs, materialise, pairs })
 }
 
 /// The shipped countries from `data` (default as for `meridian demo`).
@@ -287,7 +287,7 @@ fn gpu_arithmetic(s: &mut String, pts: &Arc<GeometryColumn>, runs: usize) -> Res
         let _ = writeln!(
             s,
             "  {:<8} first job {:.4} s, then {:.4} s median ({:.1} M points/s); {}",
-            r.backend().route,
+            r.backend().route(),
             jobs[0].as_secs_f64(),
             warm.as_secs_f64(),
             pts.len() as f64 / warm.as_secs_f64() / 1e6,

@@ -46,10 +46,10 @@ fn render(r: &Report) -> String {
         group(places as u64),
         group(countries as u64)
     );
-    if r.backend.name == "cpu" {
+    if r.backend.name() == "cpu" {
         let _ = writeln!(s, "backend: cpu on {} workers ({})", r.workers, r.backend.reason);
     } else {
-        let _ = writeln!(s, "backend: {} ({})", r.backend.name, r.backend.reason);
+        let _ = writeln!(s, "backend: {} ({})", r.backend.name(), r.backend.reason);
     }
     let _ = writeln!(s);
     let _ =

@@ -304,9 +304,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     // run go to the CPU, and the line says why.
     let backend = result.backend();
     let mut report = String::new();
-    let _ = writeln!(report, "backend: {} ({})", backend.name, backend.reason);
+    let _ = writeln!(report, "backend: {} ({})", backend.name(), backend.reason);
     // A GPU job's route is the GPU's (its kernel's compile is in the backend line).
-    let on_gpu = backend.name == "cuda";
+    let on_gpu = backend.name() == "cuda";
     let compiled = match prepared.jit_compile_time() {
         Some(t) if result.route() == "jit" && !on_gpu => {
             format!(", compiled in {:.2} ms", t.as_secs_f64() * 1e3)
@@ -321,7 +321,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         }
     }
     let on =
-        if backend.name == "cpu" { format!("{} workers", engine.workers()) } else { "the GPU".to_owned() };
+        if backend.name() == "cpu" { format!("{} workers", engine.workers()) } else { "the GPU".to_owned() };
     let _ = writeln!(
         report,
         "program `{}` over {rows} rows on {on}, {} attempt(s)",

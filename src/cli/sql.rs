@@ -51,7 +51,7 @@ pub fn sql(args: &SqlArgs) -> Result<(), Failure> {
         "{} rows{dest} in {:.3} s; backend: {} ({})",
         report.rows,
         report.took.as_secs_f64(),
-        engine.backend().name,
+        engine.backend().name(),
         engine.backend().reason
     );
     Ok(())

@@ -188,7 +188,7 @@ pub fn cpu_and_gpu(
         e.run(p.job(&b)).unwrap()
     };
     let (want, got) = (run(&cpu), run(gpu));
-    assert_eq!(got.backend().name, "cuda", "{:?}", got.backend());
+    assert_eq!(got.backend().name(), "cuda", "{:?}", got.backend());
     (want, got)
 }
 
@@ -274,7 +274,7 @@ fn compare(engine: &Engine, program: VerifiedProgram, seed: u64) -> Result<(), T
             return Err(TestCaseError::fail(format!("cpu {w:?}\ngpu {g:?}\n{text}")));
         }
     };
-    prop_assert_eq!(got.backend().name, "cuda");
+    prop_assert_eq!(got.backend().name(), "cuda");
     PROGRAMS.fetch_add(1, Relaxed);
     ROWS.fetch_add(rows as u64, Relaxed);
     for ((name, g), w) in got.outputs().zip(&want) {

@@ -16,7 +16,6 @@
 
 use std::alloc::Layout as AllocLayout;
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
@@ -35,11 +34,12 @@ use super::device::{
     ProgramRunError, Shared,
 };
 use super::outputs::{Area, Arenas, Layout};
-use super::programs::LaneQueue;
+use super::programs::{GpuRoute, Kernels, LaneQueue};
 use super::resident::{Residency, ResidentBinding, ResidentProgram};
 use crate::doorbell::Doorbell;
-use crate::engine::{Backend, JobError, JobResult, PreparedInner, TicketCell};
-use crate::ring::{CompletionEntry, HeapMemory, Pop, PushError, Ring, RingMemory, SubmitEntry};
+use crate::job::{Attempt, Executor, JobError, JobTable, PreparedInner, Refused, Replace};
+use crate::ring::{CompletionEntry, Pop, PushError, Ring, RingMemory, SubmitEntry};
+use crate::route::Route;
 
 /// Parameters of the CUDA executor.
 #[derive(Clone, Copy, Debug)]
@@ -87,41 +87,29 @@ impl Default for GpuTuning {
     }
 }
 
-/// A job for the GPU.
+/// A job for the GPU: the attempt (its race time runs from its push on the ring to its
+/// completion reaped), its cut as planned, and what runs its rows.
 #[derive(Debug)]
 pub(crate) struct GpuJob {
-    pub prepared: Arc<PreparedInner>,
-    pub inputs: Arc<BoundInputs>,
-    pub rows: Range<usize>,
-    pub hit_capacity: usize,
-    /// Words of each geometry output's arena; 0: the executor's estimate ([`geom_words`]).
-    pub geom_words: usize,
-    pub ticket: Arc<TicketCell>,
-    pub attempt: u32,
-    pub backend: Arc<Backend>,
-    /// The plan it runs by, for its result.
-    pub plan: Option<Arc<crate::plan::Plan>>,
-    /// Chunks for every block of the megakernel ([`crate::plan::gpu_cut`]).
-    pub per_block: u32,
-    /// Its part in an autotune race: its time, from its push on the ring to its completion
-    /// reaped, is reported once it succeeds on its first attempt.
-    pub race: Option<Box<crate::tune::Entry>>,
+    pub attempt: Attempt,
+    /// Its chunks and rows a chunk, as planned ([`crate::plan::gpu_cut`]).
+    pub chunks: (usize, usize),
     /// Its program's own kernel, when that runs it (the GPU JIT route), not the megakernel.
     pub kernel: Option<Arc<CompiledProgram>>,
-    /// Its output buffers' budget (the job's or the engine's), for its re-runs.
-    pub budget: Option<u64>,
+    /// Words of each geometry output's arena; 0: the executor's estimate ([`geom_words`]).
+    pub geom_words: usize,
+}
+
+impl std::ops::Deref for GpuJob {
+    type Target = Attempt;
+
+    fn deref(&self) -> &Attempt {
+        &self.attempt
+    }
 }
 
 /// Why the GPU did not take a job; the job comes back.
-#[derive(Debug)]
-pub(crate) enum GpuSubmitError {
-    /// No free job slot or ring room now.
-    Full(GpuJob),
-    /// Shut down.
-    Closed(GpuJob),
-    /// The GPU cannot run it (unhealthy, or its inputs could not be placed on the device).
-    Unavailable(GpuJob, String),
-}
+pub(crate) type GpuSubmitError = Refused<GpuJob>;
 
 /// A job on the device.
 #[derive(Debug)]
@@ -183,8 +171,7 @@ pub(crate) struct GpuExecutor {
     records: MappedAlloc,
     state: DeviceAlloc,
     arenas: Arc<Arenas>,
-    free: Ring<u32>,
-    slots: Box<[Mutex<Option<InFlight>>]>,
+    jobs: JobTable<InFlight>,
     in_flight: AtomicUsize,
     pending: Mutex<VecDeque<GpuJob>>,
     residency: Mutex<Residency>,
@@ -198,30 +185,30 @@ pub(crate) struct GpuExecutor {
     block_threads: u32,
     description: String,
     poller: Mutex<Option<JoinHandle<()>>>,
-    /// Where jobs go that the GPU cannot take after they were routed to it (re-runs, under
-    /// `auto`: the CPU executor); without one they fail with the reason.
-    fallback: OnceLock<FallbackHook>,
+    /// Where jobs go that the GPU cannot take after they were routed to it (re-runs, a
+    /// failed device): under `auto`, the engine, which places them again; without it they
+    /// fail with the reason.
+    replace: OnceLock<ReplaceHook>,
     /// One shutdown at a time.
     shutting_down: Mutex<()>,
     /// Jobs for programs' own kernels, and the thread that runs them (with `programs`).
     lane: LaneQueue,
     lane_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Programs' own kernels for this device (the GPU JIT route), by program hash.
+    kernels: Kernels,
+}
+
+/// Where jobs go that the GPU cannot take, shown as a word in debug output.
+struct ReplaceHook(Arc<dyn Replace>);
+
+impl std::fmt::Debug for ReplaceHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Replace")
+    }
 }
 
 /// A job's program and inputs on the device, and its outputs' kinds.
 type Placed = (Arc<ResidentProgram>, Arc<ResidentBinding>, Vec<OutputKind>);
-
-/// A job the GPU could not take, and why.
-pub(crate) type Fallback = Box<dyn Fn(GpuJob, String) + Send + Sync>;
-
-/// The fallback, shown as a word in debug output.
-struct FallbackHook(Fallback);
-
-impl std::fmt::Debug for FallbackHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FallbackHook")
-    }
-}
 
 impl GpuExecutor {
     /// Sets up the rings, job table and device state on `device`, launches the megakernel and
@@ -264,11 +251,7 @@ impl GpuExecutor {
             ..Control::default()
         };
         control.put(0, ctl)?;
-        let free = Ring::new(job_slots.next_power_of_two(), HeapMemory)
-            .map_err(|e| DeviceError(format!("making the job table: {e}")))?;
-        for i in 0..job_slots as u32 {
-            let _ = free.try_push(i);
-        }
+        let jobs = JobTable::new(job_slots).map_err(|e| DeviceError(format!("making the job table: {e}")))?;
         let blocks = dev.device.launch(control.device_ptr(), tuning.programs)?;
         let lane = if tuning.programs { " (a latency lane; programs' kernels beside it)" } else { "" };
         let description = format!(
@@ -283,8 +266,7 @@ impl GpuExecutor {
             records,
             state,
             arenas,
-            free,
-            slots: (0..job_slots).map(|_| Mutex::new(None)).collect(),
+            jobs,
             in_flight: AtomicUsize::new(0),
             pending: Mutex::new(VecDeque::new()),
             residency: Mutex::new(Residency::default()),
@@ -297,10 +279,11 @@ impl GpuExecutor {
             block_threads,
             description,
             poller: Mutex::new(None),
-            fallback: OnceLock::new(),
+            replace: OnceLock::new(),
             shutting_down: Mutex::new(()),
             lane: LaneQueue::default(),
             lane_thread: Mutex::new(None),
+            kernels: Kernels::default(),
         });
         let reaper = exec.clone();
         let handle = std::thread::Builder::new()
@@ -329,23 +312,21 @@ impl GpuExecutor {
 
     /// Sets where jobs go that the GPU cannot take once routed to it (once; later calls are
     /// ignored).
-    pub fn set_fallback(&self, f: Fallback) {
-        let _ = self.fallback.set(FallbackHook(f));
+    pub fn set_replace(&self, to: Arc<dyn Replace>) {
+        let _ = self.replace.set(ReplaceHook(to));
     }
 
-    /// A job the GPU cannot take: to the fallback, or failed with `why`.
+    /// A job the GPU cannot take: placed again by the engine, or failed with `why`.
     fn unavailable(&self, job: GpuJob, why: String) {
-        match self.fallback.get() {
-            Some(f) => (f.0)(job, why),
-            None => {
-                job.ticket.resolve(Err(JobError::Device(why)));
-            }
+        match self.replace.get() {
+            Some(to) => to.0.replace(job.attempt, why),
+            None => job.fail(JobError::Device(why)),
         }
     }
 
     /// Takes the job out of `slot` (counting it out of flight), if one is there.
-    fn take_slot(&self, slot: usize) -> Option<InFlight> {
-        let f = self.slots.get(slot)?.lock().take();
+    fn take_slot(&self, slot: u32) -> Option<InFlight> {
+        let f = self.jobs.take(slot);
         if f.is_some() {
             self.in_flight.fetch_sub(1, SeqCst);
         }
@@ -384,6 +365,18 @@ impl GpuExecutor {
         })
     }
 
+    /// What runs a GPU job of `rows` rows of `prepared` under the GPU route `route`: its
+    /// program's own kernel (compiled when wanted; see [`super::programs::route`]) or the
+    /// megakernel, and why.
+    pub(crate) fn route(&self, prepared: &Arc<PreparedInner>, rows: usize, route: Route) -> GpuRoute {
+        if route == Route::Interpreter {
+            return GpuRoute { kernel: None, why: crate::plan::RouteReason::Megakernel };
+        }
+        let kernel = self.kernels.of(prepared);
+        let lines = (self.tuning.jit_hot_rows, self.tuning.jit_min_rows);
+        super::programs::route(&kernel, prepared, rows, route, &self.dev.device, lines)
+    }
+
     /// Bytes a job over `inputs` would upload now (0 when they are all resident).
     pub(crate) fn upload_bytes(&self, inputs: &Arc<BoundInputs>) -> u64 {
         self.residency.lock().upload_bytes(inputs)
@@ -392,14 +385,6 @@ impl GpuExecutor {
     /// The device, for page-locking host memory that jobs' inputs are read from.
     pub(crate) fn device(&self) -> &Arc<dyn Device> {
         &self.dev.device
-    }
-
-    /// True when a job would find a slot and ring room now (a hint for waiting submitters).
-    pub fn has_room(&self, rows: usize, per_block: u32) -> bool {
-        let (n, _) = self.chunks(rows, per_block);
-        self.submit.is_closed()
-            || self.unhealthy().is_some()
-            || (self.free.has_item() && self.submit.has_room(n))
     }
 
     /// Makes `job`'s program and inputs resident; with its outputs' kinds.
@@ -416,9 +401,9 @@ impl GpuExecutor {
     /// cancelled, its deadline passed: a re-run, a retry, a queued lane job) resolves so
     /// instead.
     #[allow(clippy::result_large_err)] // the job comes back by value: boxing it would allocate on every full ring
-    pub fn submit(&self, job: GpuJob) -> Result<(), GpuSubmitError> {
+    fn submit_job(&self, job: GpuJob) -> Result<(), GpuSubmitError> {
         if let Some(reason) = job.ticket.stop.check() {
-            job.ticket.resolve(Err(JobError::stopped(Some(reason))));
+            job.fail(JobError::stopped(Some(reason)));
             return Ok(());
         }
         if let Some(why) = self.unhealthy() {
@@ -440,7 +425,7 @@ impl GpuExecutor {
             Err(why) => return Err(GpuSubmitError::Unavailable(job, why)),
         };
         let rows = job.rows.len();
-        let (nchunks, size) = self.chunks(rows, job.per_block);
+        let (nchunks, size) = job.chunks;
         // Runs: one per tile per hits output, plus those a thread appends on its own when its
         // buffer fills (a full buffer's worth each with one hits output; with several, at worst
         // one run per hit).
@@ -462,11 +447,6 @@ impl GpuExecutor {
                 return Err(GpuSubmitError::Unavailable(job, format!("allocating the job's outputs: {e}")))
             }
         };
-        let slot = match self.free.try_pop() {
-            Pop::Item(s) => s,
-            _ => return Err(GpuSubmitError::Full(job)),
-        };
-        let record = slot as usize * abi::JOB_RECORD_BYTES;
         let head = JobHead {
             program: program.record,
             inputs: binding.table,
@@ -476,20 +456,12 @@ impl GpuExecutor {
             chunks: nchunks as u32,
             noutputs: kinds.len() as u32,
         };
-        let written = self
-            .records
-            .put(record, head)
-            .and_then(|()| self.records.put(record + abi::JOB_ERROR_OFFSET, ErrorRecord::default()));
-        if let Err(e) = written {
-            let _ = self.free.try_push(slot);
-            return Err(GpuSubmitError::Unavailable(job, e.to_string()));
-        }
-        let (start, end) = (job.rows.start, job.rows.end);
+        let rows = job.rows.clone();
         // Counted before the job is in its slot (so the count never goes below the slots
         // held) and before the push (so the reaper cannot see the ring closed with this job
         // uncounted; see `reap_loop`). Whoever takes it out of the slot uncounts it.
         self.in_flight.fetch_add(1, SeqCst);
-        *self.slots[slot as usize].lock() = Some(InFlight {
+        let held = InFlight {
             job,
             layout,
             area,
@@ -497,28 +469,40 @@ impl GpuExecutor {
             _binding: binding,
             pushed: Instant::now(),
             cancel_sent: false,
-        });
-        let pushed = self.submit.try_push_n(nchunks, |k| SubmitEntry {
-            job: slot,
-            chunk: k as u32,
-            begin: (start + k * size) as u64,
-            end: (start + (k + 1) * size).min(end) as u64,
-        });
+        };
+        let slot = match self.jobs.insert(held) {
+            Ok(slot) => slot,
+            Err(held) => {
+                self.in_flight.fetch_sub(1, SeqCst);
+                return Err(GpuSubmitError::Full(held.job));
+            }
+        };
+        let record = slot as usize * abi::JOB_RECORD_BYTES;
+        let written = self
+            .records
+            .put(record, head)
+            .and_then(|()| self.records.put(record + abi::JOB_ERROR_OFFSET, ErrorRecord::default()));
+        if let Err(e) = written {
+            let back = self.take_slot(slot);
+            self.release(slot);
+            // `None`: `fail_all` took it meanwhile and resolved its ticket.
+            return back.map_or(Ok(()), |f| Err(GpuSubmitError::Unavailable(f.job, e.to_string())));
+        }
+        let pushed = self.submit.try_push_n(nchunks, |k| SubmitEntry::chunk(slot, k, &rows, size));
         match pushed {
             Ok(()) => {
                 self.work.ring(false);
                 // Published after `fail_all` swept the slots: nobody will serve it.
                 if let Some(why) = self.unhealthy() {
-                    if let Some(f) = self.take_slot(slot as usize) {
+                    if let Some(f) = self.take_slot(slot) {
                         return Err(GpuSubmitError::Unavailable(f.job, why));
                     }
                 }
                 Ok(())
             }
             Err(e) => {
-                let back = self.take_slot(slot as usize);
-                let _ = self.free.try_push(slot);
-                self.space.ring(true);
+                let back = self.take_slot(slot);
+                self.release(slot);
                 match back {
                     Some(f) => Err(match e {
                         PushError::Full => GpuSubmitError::Full(f.job),
@@ -625,14 +609,14 @@ impl GpuExecutor {
         let mut any = false;
         loop {
             let Some(job) = self.pending.lock().pop_front() else { return any };
-            match self.submit(job) {
+            match self.submit_job(job) {
                 Ok(()) => any = true,
                 Err(GpuSubmitError::Full(job)) => {
                     self.pending.lock().push_front(job);
                     return any;
                 }
                 Err(GpuSubmitError::Closed(job)) => {
-                    job.ticket.resolve(Err(JobError::stopped(None)));
+                    job.fail(JobError::stopped(None));
                 }
                 Err(GpuSubmitError::Unavailable(job, why)) => self.unavailable(job, why),
             }
@@ -640,7 +624,7 @@ impl GpuExecutor {
     }
 
     fn finalize(&self, c: CompletionEntry) {
-        let Some(f) = self.take_slot(c.job as usize) else { return };
+        let Some(f) = self.take_slot(c.job) else { return };
         // A slot whose job was told to stop is cleared before it is given back (the state
         // starts zeroed, so only these need it, and a submission pays no copy for it).
         if f.cancel_sent {
@@ -696,13 +680,13 @@ impl GpuExecutor {
                         layout.kinds.iter().filter(|k| **k == OutputKind::Geometry).count() as u64;
                     let bytes = words.saturating_mul(8).saturating_mul(geometries);
                     if let Some(budget) = job.budget.filter(|b| bytes > *b) {
-                        job.ticket.resolve(Err(JobError::OverBudget(crate::plan::OverBudget {
+                        job.fail(JobError::OverBudget(crate::plan::OverBudget {
                             rows: job.rows.len(),
                             needed: bytes,
                             budget,
                             what: format!("the {words} words of geometry it produced, for its re-run"),
                             limit: "the memory budget",
-                        })));
+                        }));
                     } else {
                         let again = GpuJob { geom_words: words as usize, ..job };
                         self.rerun(again, needed);
@@ -713,26 +697,13 @@ impl GpuExecutor {
                     Some(needed) => {
                         drop(area);
                         release(self);
-                        let outputs = job.prepared.interp.outputs();
-                        let fits =
-                            crate::plan::rerun_fits(outputs, job.rows.len(), needed as usize, job.budget);
-                        match fits {
+                        match job.overflowed(needed as usize, hits) {
                             Ok(()) => self.rerun(job, needed as usize),
-                            Err(e) => {
-                                job.ticket.resolve(Err(JobError::OverBudget(e)));
-                            }
+                            Err(e) => job.fail(e),
                         }
                         return;
                     }
-                    None => area.columns(&layout, &acc).map_err(JobError::Device).map(|columns| {
-                        JobResult::with_columns(
-                            job.prepared.output_names.clone(),
-                            columns,
-                            job.attempt,
-                            job.backend.clone(),
-                        )
-                        .with_plan(job.plan.clone())
-                    }),
+                    None => area.columns(&layout, &acc).map_err(JobError::Device).map(|c| job.result(c)),
                 }
             }
             (abi::STATUS_FAILED, Ok(_)) => {
@@ -749,16 +720,9 @@ impl GpuExecutor {
         };
         drop(area);
         release(self);
-        let took = outcome.is_ok().then(|| pushed.elapsed());
-        if let (Some(t), 1) = (took, job.attempt) {
-            let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
-            job.prepared.note_gpu_time(job.rows.len(), ns, crate::place::GPU_ROUND_TRIP_NS);
-        }
-        job.ticket.resolve(outcome);
-        // After the ticket, as on the CPU: a verdict may start a save.
-        if let (Some(took), Some(entry)) = (took, &job.race) {
-            entry.tuner.report(entry, took);
-        }
+        job.settle(outcome, pushed.elapsed(), |p, rows, ns| {
+            p.note_gpu_time(rows, ns, crate::place::GPU_ROUND_TRIP_NS);
+        });
     }
 
     /// The programs' thread: runs queued jobs' program kernels one at a time until the lane
@@ -767,7 +731,7 @@ impl GpuExecutor {
         while let Some(job) = self.lane.pop() {
             if let Some(reason) = job.ticket.stop.check() {
                 // Stopped while queued: a per-job kernel, once launched, runs to its end.
-                job.ticket.resolve(Err(JobError::stopped(Some(reason))));
+                job.fail(JobError::stopped(Some(reason)));
                 continue;
             }
             if let Some(why) = self.unhealthy() {
@@ -852,19 +816,18 @@ impl GpuExecutor {
 
     /// Gives a finished job's slot back.
     fn release(&self, slot: u32) {
-        let _ = self.free.try_push(slot);
+        self.jobs.release(slot);
         self.space.ring(true);
     }
 
     /// Runs `job` again with room for `needed` hits (from the reaper: never waits).
     fn rerun(&self, job: GpuJob, needed: usize) {
-        // A re-run's time says nothing of its cut: it leaves its race.
-        let again = GpuJob { hit_capacity: needed, attempt: job.attempt + 1, race: None, ..job };
-        match self.submit(again) {
+        let again = GpuJob { attempt: job.attempt.again(needed), ..job };
+        match self.submit_job(again) {
             Ok(()) => {}
             Err(GpuSubmitError::Full(job)) => self.pending.lock().push_back(job),
             Err(GpuSubmitError::Closed(job)) => {
-                job.ticket.resolve(Err(JobError::stopped(None)));
+                job.fail(JobError::stopped(None));
             }
             Err(GpuSubmitError::Unavailable(job, why)) => self.unavailable(job, why),
         }
@@ -874,15 +837,15 @@ impl GpuExecutor {
     /// or token cancelled, its deadline passed): sets its slot's cancel word, once. Called by
     /// the reaper every few milliseconds while jobs are in flight.
     fn send_cancels(&self) {
-        for (slot, cell) in self.slots.iter().enumerate() {
-            let mut held = cell.lock();
-            let Some(f) = held.as_mut() else { continue };
-            if f.cancel_sent || f.job.ticket.stop.check().is_none() {
-                continue;
-            }
-            // Under the slot's lock: the job is still this slot's, and its slot cannot be given
-            // to another job until it is reaped, which clears the word first (`finalize`).
-            f.cancel_sent = self.set_cancel(slot as u32, 1).is_ok();
+        for slot in 0..self.jobs.len() as u32 {
+            self.jobs.with(slot, |f| {
+                if !f.cancel_sent && f.job.ticket.stop.check().is_some() {
+                    // Under the slot's lock: the job is still this slot's, and its slot cannot
+                    // be given to another job until it is reaped, which clears the word first
+                    // (`finalize`).
+                    f.cancel_sent = self.set_cancel(slot, 1).is_ok();
+                }
+            });
         }
     }
 
@@ -901,9 +864,9 @@ impl GpuExecutor {
             }
         }
         self.stop_kernel();
-        for slot in 0..self.slots.len() {
+        for slot in 0..self.jobs.len() as u32 {
             if let Some(f) = self.take_slot(slot) {
-                f.job.ticket.resolve(Err(JobError::Device(why.clone())));
+                f.job.fail(JobError::Device(why.clone()));
             }
         }
         let pending: Vec<GpuJob> = self.pending.lock().drain(..).chain(self.lane.drain()).collect();
@@ -938,7 +901,7 @@ impl GpuExecutor {
         self.work.ring_always(true);
         self.space.ring_always(true);
         for job in self.lane.close() {
-            job.ticket.resolve(Err(JobError::stopped(None)));
+            job.fail(JobError::stopped(None));
         }
         if let Some(h) = self.lane_thread.lock().take() {
             let _ = h.join();
@@ -947,15 +910,37 @@ impl GpuExecutor {
             let _ = h.join();
         }
         self.stop_kernel();
-        for slot in 0..self.slots.len() {
+        for slot in 0..self.jobs.len() as u32 {
             if let Some(f) = self.take_slot(slot) {
-                f.job.ticket.resolve(Err(JobError::stopped(None)));
+                f.job.fail(JobError::stopped(None));
             }
         }
         let pending: Vec<GpuJob> = self.pending.lock().drain(..).collect();
         for job in pending {
-            job.ticket.resolve(Err(JobError::stopped(None)));
+            job.fail(JobError::stopped(None));
         }
+    }
+}
+
+impl Executor for GpuExecutor {
+    type Job = GpuJob;
+
+    fn submit(&self, job: GpuJob) -> Result<(), GpuSubmitError> {
+        self.submit_job(job)
+    }
+
+    fn has_room(&self, job: &GpuJob) -> bool {
+        self.submit.is_closed()
+            || self.unhealthy().is_some()
+            || (self.jobs.has_free() && self.submit.has_room(job.chunks.0))
+    }
+
+    fn space(&self) -> &Doorbell {
+        &self.space
+    }
+
+    fn shutdown(&self) {
+        GpuExecutor::shutdown(self);
     }
 }
 

@@ -17,7 +17,7 @@ use meridian_kernels::interp::{BoolColumn, F64Column, OutputColumn};
 
 use super::abi::{Acc, Output};
 use super::device::{DeviceAlloc, DeviceError, MappedAlloc, Shared};
-use crate::engine::{Column, PendingHits};
+use crate::job::{Column, PendingHits};
 
 /// Bytes of one arena.
 pub(crate) const ARENA_BYTES: usize = 64 << 10;

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 
 use crate::events::{self, Event};
+use crate::job::{ByProgram, PreparedInner};
 use crate::plan::RouteReason;
 use crate::route::Route;
 
@@ -51,7 +52,8 @@ enum State {
     Failed(String),
 }
 
-/// A program's kernel for the engine's GPU, kept with the prepared program.
+/// A program's kernel for the engine's GPU, kept by the executor by program hash
+/// ([`Kernels`]).
 #[derive(Debug, Default)]
 pub(crate) struct ProgramKernel {
     state: Mutex<State>,
@@ -92,6 +94,17 @@ impl ProgramKernel {
     }
 }
 
+/// The executor's programs' kernels, by program hash.
+#[derive(Debug, Default)]
+pub(crate) struct Kernels(Mutex<ByProgram<Arc<ProgramKernel>>>);
+
+impl Kernels {
+    /// The kernel of `prepared`'s program (cold until a job wants it).
+    pub(crate) fn of(&self, prepared: &PreparedInner) -> Arc<ProgramKernel> {
+        self.0.lock().entry(prepared.program.hash()).or_default().clone()
+    }
+}
+
 /// What runs a GPU job's rows: its program's kernel, or (`None`) the megakernel; and why.
 pub(crate) struct GpuRoute {
     pub kernel: Option<Arc<CompiledProgram>>,
@@ -102,13 +115,13 @@ pub(crate) struct GpuRoute {
 /// (see the module's documentation), compiling the program's kernel for `device` when it is
 /// wanted: under `jit` on this thread, under `auto` on a thread of its own.
 pub(crate) fn route(
-    prepared: &Arc<crate::engine::PreparedInner>,
+    kernel: &Arc<ProgramKernel>,
+    prepared: &Arc<PreparedInner>,
     rows: usize,
     route: Route,
     device: &Arc<dyn Device>,
     (hot_rows, min_rows): (u64, usize),
 ) -> GpuRoute {
-    let kernel = &prepared.gpu_kernel;
     let total = kernel.rows.fetch_add(rows as u64, Relaxed).saturating_add(rows as u64);
     // Made only where a compile is wanted: most jobs find the kernel's state settled.
     let compile = || {
@@ -149,7 +162,7 @@ pub(crate) fn route(
                     };
                     if started {
                         let compile = compile();
-                        let owner = prepared.clone();
+                        let (owner, settled) = (prepared.clone(), kernel.clone());
                         let spawned =
                             std::thread::Builder::new().name("meridian-gpu-jit".into()).spawn(move || {
                                 let result = compile().map(Arc::new);
@@ -158,12 +171,10 @@ pub(crate) fn route(
                                         format!("program {} (GPU route auto)", owner.program.hash().short());
                                     events::record(Event::new("route", "gpu-jit", "gpu-interp", why, detail));
                                 }
-                                owner.gpu_kernel.finish(result);
+                                settled.finish(result);
                             });
                         if let Err(e) = spawned {
-                            prepared
-                                .gpu_kernel
-                                .finish(Err(format!("could not start the compile thread: {e}")));
+                            kernel.finish(Err(format!("could not start the compile thread: {e}")));
                         }
                     }
                     GpuRoute { kernel: None, why: RouteReason::Compiling }
@@ -182,6 +193,7 @@ pub(crate) struct LaneQueue {
 
 impl LaneQueue {
     /// Queues `job`; gives it back once the lane is closed.
+    #[allow(clippy::result_large_err)] // the job comes back by value, as from the executor's `submit`
     pub fn push(&self, job: GpuJob) -> Result<(), GpuJob> {
         let mut q = self.queue.lock();
         if q.1 {

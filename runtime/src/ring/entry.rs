@@ -15,6 +15,18 @@ pub struct SubmitEntry {
     pub end: u64,
 }
 
+impl SubmitEntry {
+    /// Chunk `k` of the job in slot `job` over `rows`, cut in chunks of `size` rows.
+    pub fn chunk(job: u32, k: usize, rows: &std::ops::Range<usize>, size: usize) -> SubmitEntry {
+        SubmitEntry {
+            job,
+            chunk: k as u32,
+            begin: (rows.start + k * size) as u64,
+            end: (rows.start + (k + 1) * size).min(rows.end) as u64,
+        }
+    }
+}
+
 /// How a job ended, as written in a [`CompletionEntry`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,9 +18,9 @@ use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
 use meridian_kernels::interp::{Input, OutputBuffers, OutputColumn};
 use meridian_kernels::io::{GeoBatchReader, Position, ReadError};
 
-use crate::engine::{
-    Backend, Bound, CancelToken, Engine, EngineError, Job, JobError, JobResult, Prepared, Ticket,
-};
+use crate::engine::{Engine, EngineError};
+use crate::job::{Bound, CancelToken, Job, JobError, JobResult, Prepared, Ticket};
+use crate::variants::Backend;
 
 #[cfg(unix)]
 mod io;
@@ -369,21 +369,30 @@ impl Merger<'_> {
         let this = r.backend();
         self.backend = match self.backend.take() {
             None => Some(Arc::new(this.clone())),
-            Some(b)
-                if (b.name == this.name || b.name == "mixed")
-                    && (b.route == this.route || b.route == "mixed") =>
-            {
-                Some(b)
+            Some(b) if b.ran_on(this.variant) => Some(b),
+            Some(b) => {
+                let reason = if b.also.is_empty() {
+                    format!(
+                        "batches ran on {} ({}, route {}) and on {} ({}, route {})",
+                        b.name(),
+                        b.reason,
+                        b.route(),
+                        this.name(),
+                        this.reason,
+                        this.route()
+                    )
+                } else {
+                    format!("{}, and on {} ({}, route {})", b.reason, this.name(), this.reason, this.route())
+                };
+                let mut also = b.also.clone();
+                also.push(this.variant);
+                Some(Arc::new(Backend {
+                    variant: b.variant,
+                    reason,
+                    fallback: b.fallback || this.fallback,
+                    also,
+                }))
             }
-            Some(b) => Some(Arc::new(Backend {
-                name: if b.name == this.name { b.name } else { "mixed" },
-                reason: format!(
-                    "batches ran on {} ({}, route {}) and on {} ({}, route {})",
-                    b.name, b.reason, b.route, this.name, this.reason, this.route
-                ),
-                fallback: b.fallback || this.fallback,
-                route: if b.route == this.route { b.route } else { "mixed" },
-            })),
         };
         Ok(())
     }

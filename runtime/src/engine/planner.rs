@@ -1,0 +1,372 @@
+//! The engine's planning of one job, once it is placed: what runs its rows (the route, with
+//! the JIT compiled when it is wanted), how it is cut, how much room its hits get, and the
+//! autotune race it stands in — gathered from what the engine knows and decided by the pure
+//! functions of [`crate::plan`]. The result is an executor's job with its [`Plan`], applied
+//! as planned.
+
+use std::sync::Arc;
+
+use meridian_bytecode::OutputKind;
+
+use super::Engine;
+use crate::cpu::code::Code;
+use crate::cpu::CpuJob;
+use crate::cuda::executor::{GpuExecutor, GpuJob};
+use crate::events::{self, Event};
+use crate::job::{Attempt, Job, JobError, TicketCell};
+use crate::plan::{self, CapacityReason, Plan, RouteReason, Topology};
+use crate::route::Route;
+use crate::tune::{self, Knob};
+use crate::variants::{Backend, VariantId};
+
+/// Under [`Route::Auto`] without a route race, a program takes the JIT once this many of its
+/// rows have run on the CPU (in all jobs): enough that the compile time (about 0.2–0.6 ms for
+/// the examples) is under a tenth of a percent of what the interpreter spent on it.
+pub const JIT_HOT_ROWS: u64 = 1 << 20;
+
+/// What runs a CPU job's rows, the backend its result names, its part in a route race, and
+/// why that route.
+struct CpuCode {
+    code: Code,
+    backend: Arc<Backend>,
+    race: Option<tune::Entry>,
+    why: RouteReason,
+}
+
+/// A CPU job's plan with what applying it takes: the job for the CPU executor once it has a
+/// ticket ([`CpuPlan::into_job`]), or the inline route's run.
+pub(super) struct CpuPlan {
+    pub code: Code,
+    pub backend: Arc<Backend>,
+    pub race: Option<tune::Entry>,
+    pub plan: Arc<Plan>,
+    pub capacity: Capacity,
+}
+
+impl CpuPlan {
+    /// The CPU executor's job, resolving `ticket`.
+    pub(super) fn into_job(self, job: &Job, ticket: Arc<TicketCell>) -> CpuJob {
+        let chunk_rows = self.plan.chunk_rows;
+        let attempt = attempt(job, ticket, self.backend, self.plan, &self.capacity, self.race.map(Box::new));
+        CpuJob { attempt, code: self.code, chunk_rows }
+    }
+}
+
+/// The room a job's hits get, and why.
+pub(super) struct Capacity {
+    /// What the job asked for or the program's last run says.
+    wanted: usize,
+    why: CapacityReason,
+    /// `wanted`, cut to the budget when it did not fit.
+    pub granted: usize,
+    pub budget: Option<u64>,
+}
+
+impl Engine {
+    /// The autotune race of `knob` for `job`, when the engine autotunes and the job is large
+    /// enough to race: the value to run with, and the job's part in the race (`None` once it
+    /// is settled). Programs with `sum` outputs are not raced by knobs that change how a job
+    /// is cut: chunks add their sums as they finish, so another cut would round them
+    /// differently.
+    fn race(&self, knob: Knob, job: &Job) -> Option<(u32, Option<tune::Entry>)> {
+        let t = self.tuner.as_ref()?;
+        let rows = job.rows.len();
+        if rows < tune::RACE_MIN_ROWS || (knob != Knob::Route && has_sums(job)) {
+            return None;
+        }
+        let key = t.key(knob, &job.prepared.hash().to_string(), binding_signature(job), rows);
+        Some(t.choose(knob, key))
+    }
+
+    /// A CPU job's plan, applied: its code and route, the rows race it stands in, its cut by
+    /// the queue's pressure, and its hit capacity.
+    pub(super) fn plan_cpu(&self, job: &Job, backend: Arc<Backend>) -> Result<CpuPlan, JobError> {
+        let rows = job.rows.len();
+        let code = self.cpu_code(job, backend)?;
+        let (pinned, spread, race) = if code.race.is_some() {
+            // A job stands in one race at a time: rows per claim race once the route is
+            // settled, the workers a job spreads over once rows per claim is.
+            (None, None, code.race)
+        } else {
+            match self.race(Knob::RowsPerClaim, job) {
+                Some((r, Some(entry))) => (Some(r as usize), None, Some(entry)),
+                Some((r, None)) if self.cpu.tuning().workers > 1 => match self.race(Knob::Workers, job) {
+                    Some((w, entry)) => (Some(r as usize), (w > 0).then_some(w as usize), entry),
+                    None => (Some(r as usize), None, None),
+                },
+                Some((r, None)) => (Some(r as usize), None, None),
+                None => (None, None, None),
+            }
+        };
+        let pressure = self.pressure();
+        let tuning = self.cpu.tuning();
+        let (topology, chunk_rows, cut_why) = plan::cpu_topology(&plan::CutInput {
+            rows,
+            inline_rows: self.inline_rows,
+            chunk_rows: tuning.chunk_rows,
+            pinned,
+            workers: tuning.workers,
+            max_chunks: (tuning.ring_capacity / 2).max(1),
+            spread,
+            pressure,
+        });
+        let capacity = self.capacity(job)?;
+        let variant = if topology == Topology::Inline { VariantId::Inline } else { code.backend.variant };
+        let plan = Plan {
+            topology,
+            rows,
+            chunk_rows,
+            hit_capacity: capacity.granted,
+            pressure: Some(pressure),
+            placement: code.backend.clone(),
+            route_why: code.why,
+            cut_why,
+            capacity_why: capacity.why,
+            budget_cut: capacity.cut(),
+            variant,
+        };
+        Ok(CpuPlan { code: code.code, backend: code.backend, race, plan: Arc::new(plan), capacity })
+    }
+
+    /// A GPU job's plan, applied: the megakernel or its program's own kernel, its cut for the
+    /// megakernel's blocks (raced under autotune), and its hit capacity.
+    pub(super) fn plan_gpu(
+        &self,
+        gpu: &GpuExecutor,
+        job: &Job,
+        cell: Arc<TicketCell>,
+        backend: Arc<Backend>,
+    ) -> Result<GpuJob, JobError> {
+        let rows = job.rows.len();
+        let capacity = self.capacity(job)?;
+        let route = gpu.route(&job.prepared.inner, rows, self.gpu_route);
+        // A program's kernel takes no chunks: nothing of the cut to race.
+        let raced = if route.kernel.is_some() { None } else { self.race(Knob::GpuChunks, job) };
+        let (per_block, race, tuned) = match raced {
+            Some((v, entry)) => (v, entry, true),
+            None => (plan::GPU_CHUNKS_PER_BLOCK, None, false),
+        };
+        let (chunks, backend) = match &route.kernel {
+            Some(k) => {
+                let reason =
+                    format!("{}; the program's own kernel {} ({})", backend.reason, k.kernel(), k.detail());
+                ((1, rows), Arc::new(Backend::new(VariantId::GpuJit, reason, backend.fallback)))
+            }
+            None => (gpu.chunks(rows, per_block), backend),
+        };
+        let plan = Plan {
+            topology: Topology::Gpu { chunks: chunks.0 },
+            rows,
+            chunk_rows: chunks.1,
+            hit_capacity: capacity.granted,
+            pressure: None,
+            placement: backend.clone(),
+            route_why: route.why,
+            cut_why: plan::CutReason::Gpu(per_block, tuned),
+            capacity_why: capacity.why,
+            budget_cut: capacity.cut(),
+            variant: backend.variant,
+        };
+        let attempt = attempt(job, cell, backend, Arc::new(plan), &capacity, race.map(Box::new));
+        Ok(GpuJob { attempt, chunks, kernel: route.kernel, geom_words: 0 })
+    }
+
+    /// What runs a CPU job's rows under the engine's route, the backend its result names,
+    /// the job's part in a route race, and why; under strict mode a fallback from the JIT the
+    /// job asked for is the job's error instead.
+    ///
+    /// [`Route::Auto`]: with an autotuner, a large job's route is what the program's route race
+    /// says (racing, settled, or loaded from the store); otherwise a program takes the JIT once
+    /// it is hot — [`JIT_HOT_ROWS`] rows run on the CPU in all — and keeps it
+    /// ([`plan::auto_route`]).
+    fn cpu_code(&self, job: &Job, backend: Arc<Backend>) -> Result<CpuCode, JobError> {
+        let prepared = &job.prepared.inner;
+        let rows = job.rows.len();
+        let (want_jit, why) = match self.route {
+            Route::Interpreter => (false, RouteReason::Asked(Route::Interpreter.name())),
+            Route::Jit => (true, RouteReason::Asked(Route::Jit.name())),
+            Route::Auto => {
+                let raced = if Route::jit_available() { self.race(Knob::Route, job) } else { None };
+                if let Some((route, entry)) = raced {
+                    let why = RouteReason::Race { racing: entry.is_some() };
+                    return Ok(self.auto_code(job, backend, route == 1, entry, why));
+                }
+                let before = prepared.note_cpu_rows(rows).saturating_sub(rows as u64);
+                let (jit, why) = plan::auto_route(before, rows, JIT_HOT_ROWS, Route::jit_available());
+                return Ok(self.auto_code(job, backend, jit, None, why));
+            }
+        };
+        if !want_jit {
+            return Ok(CpuCode { code: Code::Interpreter, backend, race: None, why });
+        }
+        match self.cpu.jit.compiled(prepared) {
+            Ok(code) => Ok(CpuCode { code, backend: self.jit_backend(&backend), race: None, why }),
+            Err(e) => {
+                let detail = format!("program {}", job.prepared.hash().short());
+                let event = Event::new("route", "jit", "interp", &e, detail);
+                events::record(event.clone());
+                if self.strict {
+                    return Err(JobError::Strict(events::refused(&event)));
+                }
+                let reason = format!("{}; route interp: {e}", backend.reason);
+                let backend = Arc::new(Backend { reason, fallback: true, ..(*backend).clone() });
+                Ok(CpuCode {
+                    code: Code::Interpreter,
+                    backend,
+                    race: None,
+                    why: RouteReason::Failed(Box::new(why), e),
+                })
+            }
+        }
+    }
+
+    /// The route `auto` chose (`jit` or not), with the job's part in a race: a program the JIT
+    /// cannot compile runs on the interpreter, said once per program as an event (the engine
+    /// preferred, not the user asked: never an error), and leaves the race.
+    fn auto_code(
+        &self,
+        job: &Job,
+        backend: Arc<Backend>,
+        jit: bool,
+        race: Option<tune::Entry>,
+        why: RouteReason,
+    ) -> CpuCode {
+        if !jit {
+            return CpuCode { code: Code::Interpreter, backend, race, why };
+        }
+        let prepared = &job.prepared.inner;
+        match self.cpu.jit.compiled(prepared) {
+            Ok(code) => {
+                let race = race.map(|mut e| {
+                    e.compile_ns = prepared.jit_compile_ns();
+                    e
+                });
+                CpuCode { code, backend: self.jit_backend(&backend), race, why }
+            }
+            Err(e) => {
+                if prepared.first_jit_failure() {
+                    let detail = format!("program {} (route auto)", job.prepared.hash().short());
+                    events::record(Event::new("route", "jit", "interp", &e, detail));
+                }
+                CpuCode {
+                    code: Code::Interpreter,
+                    backend,
+                    race: None,
+                    why: RouteReason::Failed(Box::new(why), e),
+                }
+            }
+        }
+    }
+
+    /// `backend` with the JIT running the rows: the engine's own CPU backend's made once (a
+    /// small job's round trip must not allocate and copy a reason string for it), others
+    /// anew.
+    fn jit_backend(&self, backend: &Arc<Backend>) -> Arc<Backend> {
+        if Arc::ptr_eq(backend, &self.cpu_backend) {
+            return self.cpu_jit_backend.clone();
+        }
+        Arc::new(Backend { variant: backend.variant.with_jit(), ..(**backend).clone() })
+    }
+
+    /// The hit capacity of a job's first attempt and why, cut to fit its memory budget (an
+    /// error when even the least it can run with does not fit).
+    fn capacity(&self, job: &Job) -> Result<Capacity, JobError> {
+        let (wanted, why) = self.hit_capacity(job);
+        let budget = self.budget_for(job);
+        let (granted, _) =
+            plan::fit_budget(job.prepared.inner.interp.outputs(), job.rows.len(), wanted, budget)
+                .map_err(JobError::OverBudget)?;
+        Ok(Capacity { wanted, why, granted, budget })
+    }
+
+    /// The hit capacity of a job's first attempt before any budget, and why.
+    pub(super) fn hit_capacity(&self, job: &Job) -> (usize, CapacityReason) {
+        let prepared = &job.prepared.inner;
+        let capacity = prepared.first_hit_capacity(job.rows.len(), job.hit_capacity);
+        let why = match (job.hit_capacity, prepared.hits_per_row()) {
+            (Some(asked), _) => CapacityReason::Asked(asked),
+            (None, Some(rate)) => CapacityReason::Learnt(rate),
+            (None, None) => CapacityReason::Assumed,
+        };
+        (capacity, why)
+    }
+
+    /// The queue's pressure now, by the bands of [`plan::Pressure::classify`] from the last.
+    fn pressure(&self) -> plan::Pressure {
+        use plan::Pressure;
+        use std::sync::atomic::Ordering::Relaxed;
+        let prev = match self.pressure.load(Relaxed) {
+            1 => Pressure::Light,
+            2 => Pressure::Balanced,
+            3 => Pressure::Saturated,
+            _ => Pressure::Empty,
+        };
+        let (queued, capacity) = self.cpu.queued();
+        let now = Pressure::classify(prev, queued, capacity);
+        self.pressure.store(now as u8, Relaxed);
+        now
+    }
+
+    /// The budget of `job`'s output buffers: its own or the engine's, the smaller.
+    pub(super) fn budget_for(&self, job: &Job) -> Option<u64> {
+        match (job.budget, self.cpu.tuning().memory_budget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Capacity {
+    /// The capacity wanted and the budget it was cut to fit, when it was.
+    fn cut(&self) -> Option<(usize, u64)> {
+        self.budget.filter(|_| self.granted < self.wanted).map(|b| (self.wanted, b))
+    }
+}
+
+/// The first attempt of `job` as planned.
+fn attempt(
+    job: &Job,
+    ticket: Arc<TicketCell>,
+    backend: Arc<Backend>,
+    plan: Arc<Plan>,
+    capacity: &Capacity,
+    race: Option<Box<tune::Entry>>,
+) -> Attempt {
+    Attempt {
+        prepared: job.prepared.inner.clone(),
+        inputs: job.bound.inner.clone(),
+        rows: job.rows.clone(),
+        hit_capacity: capacity.granted,
+        ticket,
+        number: 1,
+        backend,
+        plan: Some(plan),
+        budget: capacity.budget,
+        race,
+    }
+}
+
+/// Whether a job's program has `sum` outputs.
+fn has_sums(job: &Job) -> bool {
+    job.prepared.program().program().outputs().iter().any(|o| o.kind == OutputKind::Sum)
+}
+
+/// The input kinds of a job's binding, as an autotune key's binding signature: each input's
+/// family (or `mixed`) and whether it carries an index.
+fn binding_signature(job: &Job) -> String {
+    job.bound
+        .inner
+        .inputs()
+        .iter()
+        .map(|i| {
+            let family =
+                i.column.view().family().map_or("mixed".to_owned(), |f| format!("{f:?}").to_lowercase());
+            if i.index.is_some() {
+                format!("{family}+index")
+            } else {
+                family
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,128 @@
+//! Submission: a job placed ([`super::place`]), planned ([`super::planner`]) and handed to
+//! its executor — one path for the blocking and the non-blocking forms, which differ only in
+//! whether a full executor is waited for. A job the GPU cannot take under `auto` is placed
+//! again on the CPU; the inline route runs small CPU jobs on the submitting thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_kernels::interp::Stop;
+
+use super::place::fall_back;
+use super::{Engine, Mode, ShutdownError, TrySubmitError};
+use crate::job::{push, Job, JobError, JobResult, Refused, Ticket, TicketCell};
+use crate::plan::Topology;
+use crate::variants::Backend;
+
+/// How long a waiter on a GPU job spins before it parks: longer than a small job's round trip
+/// through the megakernel, so the reaper never has to wake it.
+const GPU_WAIT_SPIN: Duration = Duration::from_micros(200);
+
+impl Engine {
+    /// Submits a job, waiting while the ring is full. Fails only when the engine is shut
+    /// down (the job comes back).
+    pub fn submit(&self, job: Job) -> Result<Ticket, ShutdownError> {
+        match self.enter(job, true) {
+            Ok(t) => Ok(t),
+            Err(TrySubmitError::Shutdown(job) | TrySubmitError::Full(job)) => Err(ShutdownError(job)),
+        }
+    }
+
+    /// Submits a job if there is room now; otherwise hands it back.
+    pub fn try_submit(&self, job: Job) -> Result<Ticket, TrySubmitError> {
+        self.enter(job, false)
+    }
+
+    /// Submits and waits: the result of one job. A job for the inline route runs here with
+    /// no ticket at all.
+    pub fn run(&self, job: Job) -> Result<JobResult, JobError> {
+        let placed = self.place(&job);
+        if job.rows.len() <= self.inline_rows {
+            if let Some(backend) = placed.as_ref().ok().filter(|b| !b.on_gpu()) {
+                if self.cpu.is_closed() {
+                    return Err(JobError::stopped(None));
+                }
+                let plan = self.plan_cpu(&job, backend.clone())?;
+                return self.run_inline(&job, plan);
+            }
+        }
+        let entered = match placed {
+            Err(ticket) => Ok(ticket),
+            Ok(backend) => self.enter_placed(job, backend, true),
+        };
+        match entered {
+            Ok(t) => t.wait(),
+            Err(_) => Err(JobError::stopped(None)),
+        }
+    }
+
+    /// Places, plans and submits `job`; while its executor is full, waits for room when
+    /// `wait`, else gives the job back. (`wait` never gives back `Full`.)
+    fn enter(&self, job: Job, wait: bool) -> Result<Ticket, TrySubmitError> {
+        match self.place(&job) {
+            Err(ticket) => Ok(ticket),
+            Ok(backend) => self.enter_placed(job, backend, wait),
+        }
+    }
+
+    /// [`Engine::enter`] of a job already placed on `backend`.
+    fn enter_placed(&self, job: Job, backend: Arc<Backend>, wait: bool) -> Result<Ticket, TrySubmitError> {
+        let gpu = match &self.gpu {
+            Some(gpu) if backend.on_gpu() => gpu,
+            _ => return self.enter_cpu(job, backend, wait),
+        };
+        let cell = Arc::new(TicketCell::new(self.stop_for(&job)));
+        let planned = match self.plan_gpu(gpu, &job, cell.clone(), backend) {
+            Ok(p) => p,
+            Err(e) => return Ok(resolved(Err(e))),
+        };
+        match push(&**gpu, planned, wait) {
+            Ok(()) => Ok(Ticket { cell, spin: self.cpu.tuning().spin, spin_for: GPU_WAIT_SPIN }),
+            Err(Refused::Full(_)) => Err(TrySubmitError::Full(job)),
+            Err(Refused::Closed(_)) => Err(TrySubmitError::Shutdown(job)),
+            // Under `gpu` the job fails with why; under `auto` it is placed again on the CPU
+            // (and, when not waiting, taken only if the CPU has room now).
+            Err(Refused::Unavailable(_, why)) if self.mode == Mode::Gpu => {
+                Ok(resolved(Err(JobError::Device(why))))
+            }
+            Err(Refused::Unavailable(_, why)) => {
+                match fall_back(self.strict, &why, format!("{} rows", job.rows.len())) {
+                    Ok(backend) => self.enter_cpu(job, backend, wait),
+                    Err(refusal) => Ok(resolved(Err(refusal))),
+                }
+            }
+        }
+    }
+
+    /// Plans `job` on the CPU and runs it inline or submits it to the CPU executor.
+    fn enter_cpu(&self, job: Job, backend: Arc<Backend>, wait: bool) -> Result<Ticket, TrySubmitError> {
+        let plan = match self.plan_cpu(&job, backend) {
+            Ok(p) => p,
+            Err(e) => return Ok(resolved(Err(e))),
+        };
+        if plan.plan.topology == Topology::Inline {
+            if self.cpu.is_closed() {
+                return Err(TrySubmitError::Shutdown(job));
+            }
+            return Ok(resolved(self.run_inline(&job, plan)));
+        }
+        let cell = Arc::new(TicketCell::new(self.stop_for(&job)));
+        match push(&*self.cpu, plan.into_job(&job, cell.clone()), wait) {
+            Ok(()) => Ok(Ticket { cell, spin: self.cpu.tuning().spin, spin_for: Duration::ZERO }),
+            Err(Refused::Full(_)) => Err(TrySubmitError::Full(job)),
+            Err(Refused::Closed(_) | Refused::Unavailable(..)) => Err(TrySubmitError::Shutdown(job)),
+        }
+    }
+
+    /// A stop signal for `job`, from now: its timeout (or the engine's), its token.
+    pub(super) fn stop_for(&self, job: &Job) -> Arc<Stop> {
+        Arc::new(Stop::new(job.timeout.or(self.job_timeout), job.token.clone()))
+    }
+}
+
+/// A ticket resolved before it was ever queued.
+pub(super) fn resolved(outcome: Result<JobResult, JobError>) -> Ticket {
+    let cell = Arc::new(TicketCell::default());
+    cell.resolve(outcome);
+    Ticket { cell, spin: 0, spin_for: Duration::ZERO }
+}
