@@ -21,17 +21,8 @@
 #define MR_SRC_BUILT 0xfe  // a geometry built this row (affine, simplify): MrG::col is its slot
 #define MR_CURSOR_BUF 16
 
-// Why a row could not run (all are broken invariants for a verified, bound program).
-#define MR_ERR_NONE 0
-#define MR_ERR_PAST_END 1
-#define MR_ERR_UNSUPPORTED_OP 2
-#define MR_ERR_NO_INDEX 3
-#define MR_ERR_MISSING_INPUT 4
-#define MR_ERR_NON_FINITE 5    // affine mapped a coordinate out of range (the CPU fails the row too)
-#define MR_ERR_NO_SCRATCH 6    // a constructive op where the kernel gave no scratch
-#define MR_ERR_SCRATCH_SIZE 7  // a construction larger than its slot (a broken host bound)
-#define MR_ERR_BAD_MATRIX 8    // affine's matrix outside the constant pool
-#define MR_ERR_CANCELLED 9     // the job's cancel word was set (its ticket cancelled, its deadline past)
+// Why a row could not run: MR_ERR_* (abi_gen.cuh, from DeviceErrorCode in
+// kernels/src/cuda/abi/job.rs, with the host's messages).
 
 // A g register: a row of an input, a geometry built this row (src == MR_SRC_BUILT, `col` its
 // slot's one-row column, `row` the input row it was built from, as the CPU's derived values
@@ -347,7 +338,6 @@ struct MrScratchTable {
     u32 slots;
     u32 pad;
 };
-static_assert(sizeof(MrScratchTable) == 64, "MrScratchTable");
 
 // Thread `t`'s scratch from the table after `ins` (none past the table's threads).
 MR_FN MrScratch mr_thread_scratch(const MrInput* ins, u32 nins, u64 t) {
@@ -716,7 +706,7 @@ MR_METHOD u32 mr_op(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, 
             }
             } else if constexpr (OP == MR_OP_STOREG) { {
                 // Pending until the row ends (mr_end_row): the last store wins, as on the CPU.
-                u32 k = p.red_of[MR_STOREG_OUTPUT(w) & 63];
+                u32 k = p.red_of[MR_STOREG_OUTPUT(w) & (MR_MAX_OUTPUTS - 1)];
                 if (k >= MR_GEOM_OUTPUTS) return MR_ERR_UNSUPPORTED_OP;
                 R.out_g[k] = R.g[mr_gi(MR_STOREG_SRC(w))];
                 return MR_STEP_ON;
@@ -750,7 +740,7 @@ MR_METHOD u32 mr_step(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R
 // The row has halted: each geometry output gets the value last stored (null when none).
 template <typename Sink>
 MR_FN void mr_end_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink) {
-    for (u32 o = 0; o < p.noutputs && o < 64; o++) {
+    for (u32 o = 0; o < p.noutputs && o < MR_MAX_OUTPUTS; o++) {
         if (p.out_kinds[o] != MR_OUT_GEOMETRY) continue;
         u32 k = p.red_of[o];
         MrGeom g;

@@ -1,12 +1,14 @@
 //! The device sources against their Rust sources: the committed ISA header is what the op
-//! table generates, every op the GPU runs is in its list and every refused op has a reason,
-//! and the NVRTC translation unit holds every source exactly once.
+//! table generates, the committed ABI header what the ABI's records generate, every op the GPU
+//! runs is in the ISA header's list and every refused op has a reason, and the NVRTC
+//! translation unit holds every source exactly once.
 //!
 //! The interpreter's dispatch needs no test here: `mr_step`'s cases are `MR_GPU_OPS` (the
 //! generated list of the ops the GPU runs), and `mr_op` fails to compile for an op in it that
-//! has no body.
+//! has no body. The C++ records are held to the generated sizes and offsets by `MR_CHECK_ABI()`
+//! when the sources compile (`cargo test -p meridian-cuda-host`, NVRTC on a GPU).
 //!
-//! `MERIDIAN_BLESS=1 cargo test -p meridian-kernels --test cuda_sources` rewrites the header.
+//! `MERIDIAN_BLESS=1 cargo test -p meridian-kernels --test cuda_sources` rewrites the headers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
 use std::collections::BTreeSet;
@@ -43,6 +45,11 @@ fn the_committed_isa_header_is_what_the_table_generates() {
 }
 
 #[test]
+fn the_committed_abi_header_is_what_the_records_generate() {
+    check_generated("abi_gen.cuh", &cuda::abi_header(), "the device ABI (meridian_kernels::cuda::abi)");
+}
+
+#[test]
 fn the_gpu_runs_exactly_the_supported_ops_and_refused_ops_say_why() {
     // MR_GPU_OPS, from which mr_step's cases are made, lists the ops gpu_support runs.
     let isa = cuda::isa_header();
@@ -64,6 +71,16 @@ fn the_gpu_runs_exactly_the_supported_ops_and_refused_ops_say_why() {
         if let GpuSupport::Refused(why) = gpu_support(op) {
             assert!(!why.is_empty());
         }
+    }
+}
+
+#[test]
+fn the_abi_records_list_their_fields_in_declaration_order() {
+    for r in cuda::abi::RECORDS {
+        let offsets: Vec<usize> = r.fields.iter().map(|(_, at)| *at).collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{}: fields out of order: {:?}", r.device, r.fields);
+        assert_eq!(offsets.first(), Some(&0), "{}", r.device);
+        assert!(offsets.last().is_some_and(|&l| l < r.size), "{}", r.device);
     }
 }
 
