@@ -29,7 +29,7 @@ const RUNNING: u8 = 1;
 const EXITED: u8 = 2;
 
 /// Byte offset of `MrControl::stop` (the stalled kernel watches it).
-const CONTROL_STOP: usize = 56;
+const CONTROL_STOP: usize = meridian_kernels::cuda::abi::CONTROL_STOP;
 
 /// What the emulated kernel does once launched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

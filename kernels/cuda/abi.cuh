@@ -1,5 +1,7 @@
 // abi.cuh — the data the device reads, laid out exactly as the Rust side writes it
-// (`meridian_kernels::cuda::abi`, `#[repr(C)]`, pinned by the same offsets on both sides).
+// (`meridian_kernels::cuda::abi`, `#[repr(C)]`, the ABI's one source). Its numbers are in the
+// generated abi_gen.cuh, and MR_CHECK_ABI() (megakernel.cu) holds these records to the Rust
+// sizes and offsets.
 //
 // A column and its index are the host's flat arrays uploaded unchanged; these records only
 // hold their addresses and lengths.
@@ -7,6 +9,7 @@
 #define MR_ABI_CUH
 
 #include "platform.cuh"
+#include "abi_gen.cuh"
 
 struct MrRect {
     double min_x, min_y, max_x, max_y;
@@ -87,38 +90,16 @@ struct MrProgram {
     u32 ninputs;
     u32 noutputs;
     MrJoin join;
-    u8 out_kinds[64];     // OutputKind per output (MR_OUT_*)
-    u8 red_of[64];        // per output: its reduction slot (count/sum) or its pending
-                          // geometry slot (geometry), 0xff for none
-    u8 red_outputs[16];   // per reduction slot: its output
+    u8 out_kinds[MR_MAX_OUTPUTS];  // OutputKind per output (MR_OUT_*)
+    u8 red_of[MR_MAX_OUTPUTS];     // per output: its reduction slot (count/sum) or its pending
+                                   // geometry slot (geometry), 0xff for none
+    u8 red_outputs[MR_MAX_REDUCTIONS];  // per reduction slot: its output
     u32 nred;             // reduction slots used
     u32 ngeom;            // geometry outputs (each has a pending slot, MR_GEOM_OUTPUTS at most)
 };
 
-// Geometry outputs a program may have on the device (each thread keeps each one's pending
-// value until the row ends, as the CPU does).
-#define MR_GEOM_OUTPUTS 4
-
-#define MR_PRED_INTERSECTS 0
-#define MR_PRED_CONTAINS 1
-#define MR_PRED_COVERS 2
-#define MR_PRED_TOUCHES 3
-#define MR_PRED_DISJOINT 4
-
-static_assert(sizeof(MrRect) == 32, "MrRect");
-static_assert(sizeof(MrColumn) == 72, "MrColumn");
-MR_ASSERT_OFFSET(MrColumn, rows, 56);
-static_assert(sizeof(MrIndex) == 184, "MrIndex");
-MR_ASSERT_OFFSET(MrIndex, slab_parts, 32);
-MR_ASSERT_OFFSET(MrIndex, grid_min_x, 72);
-MR_ASSERT_OFFSET(MrIndex, grid_offsets, 136);
-MR_ASSERT_OFFSET(MrIndex, part_rows, 160);
-MR_ASSERT_OFFSET(MrIndex, has_grid, 176);
-static_assert(sizeof(MrInput) == 264, "MrInput");
-static_assert(sizeof(MrJoin) == 24, "MrJoin");
-static_assert(sizeof(MrProgram) == 208, "MrProgram");
-MR_ASSERT_OFFSET(MrProgram, nred, 200);
-MR_ASSERT_OFFSET(MrProgram, join, 32);
-MR_ASSERT_OFFSET(MrProgram, out_kinds, 56);
+// MR_GEOM_OUTPUTS (abi_gen.cuh): geometry outputs a program may have on the device (each
+// thread keeps each one's pending value until the row ends, as the CPU does). MR_PRED_*:
+// MrJoin::pred.
 
 #endif  // MR_ABI_CUH

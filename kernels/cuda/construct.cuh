@@ -39,8 +39,7 @@ struct MrBuilt {
     u8 pad[7];
 };
 
-static_assert(sizeof(MrBuiltCaps) == 16, "MrBuiltCaps");
-static_assert(sizeof(MrBuilt) == 96, "MrBuilt");  // BUILT_HEADER in kernels/src/cuda/abi.rs
+// Both checked against kernels/src/cuda/abi.rs (BuiltCaps, BuiltHeader) by MR_CHECK_ABI().
 
 MR_FN u64 mr_round8(u64 n) { return (n + 7) & ~7ULL; }
 

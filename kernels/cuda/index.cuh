@@ -8,7 +8,6 @@
 
 // Deepest R-tree traversal stack the device supports; the host refuses an index whose tree
 // could need more (SpatialIndex's node size of 8 needs at most 78).
-#define MR_TREE_STACK 128
 
 #define MR_CLASS_INSIDE 0
 #define MR_CLASS_OUTSIDE 1

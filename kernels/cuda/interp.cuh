@@ -21,17 +21,8 @@
 #define MR_SRC_BUILT 0xfe  // a geometry built this row (affine, simplify): MrG::col is its slot
 #define MR_CURSOR_BUF 16
 
-// Why a row could not run (all are broken invariants for a verified, bound program).
-#define MR_ERR_NONE 0
-#define MR_ERR_PAST_END 1
-#define MR_ERR_UNSUPPORTED_OP 2
-#define MR_ERR_NO_INDEX 3
-#define MR_ERR_MISSING_INPUT 4
-#define MR_ERR_NON_FINITE 5    // affine mapped a coordinate out of range (the CPU fails the row too)
-#define MR_ERR_NO_SCRATCH 6    // a constructive op where the kernel gave no scratch
-#define MR_ERR_SCRATCH_SIZE 7  // a construction larger than its slot (a broken host bound)
-#define MR_ERR_BAD_MATRIX 8    // affine's matrix outside the constant pool
-#define MR_ERR_CANCELLED 9     // the job's cancel word was set (its ticket cancelled, its deadline past)
+// Why a row could not run: MR_ERR_* (abi_gen.cuh, from DeviceErrorCode in
+// kernels/src/cuda/abi/job.rs, with the host's messages).
 
 // A g register: a row of an input, a geometry built this row (src == MR_SRC_BUILT, `col` its
 // slot's one-row column, `row` the input row it was built from, as the CPU's derived values
@@ -347,7 +338,6 @@ struct MrScratchTable {
     u32 slots;
     u32 pad;
 };
-static_assert(sizeof(MrScratchTable) == 64, "MrScratchTable");
 
 // Thread `t`'s scratch from the table after `ins` (none past the table's threads).
 MR_FN MrScratch mr_thread_scratch(const MrInput* ins, u32 nins, u64 t) {
@@ -402,6 +392,12 @@ MR_FN void mr_reset_regs(MrRegs& R) {
 
 // What mr_step returns when the row goes on (at `pc`).
 #define MR_STEP_ON 0xffffffffu
+
+// False for every op, but only when instantiated: mr_op's last branch asserts it.
+template <u32 OP>
+struct MrOpHasNoBody {
+    static constexpr bool value = false;
+};
 
 // Runs instruction `w`, whose op is OP, of row `row` (`pc` already past it): one op's body,
 // the only one instantiated for that OP. The interpreter reaches it through mr_step's
@@ -710,92 +706,41 @@ MR_METHOD u32 mr_op(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, 
             }
             } else if constexpr (OP == MR_OP_STOREG) { {
                 // Pending until the row ends (mr_end_row): the last store wins, as on the CPU.
-                u32 k = p.red_of[MR_STOREG_OUTPUT(w) & 63];
+                u32 k = p.red_of[MR_STOREG_OUTPUT(w) & (MR_MAX_OUTPUTS - 1)];
                 if (k >= MR_GEOM_OUTPUTS) return MR_ERR_UNSUPPORTED_OP;
                 R.out_g[k] = R.g[mr_gi(MR_STOREG_SRC(w))];
                 return MR_STEP_ON;
             }
             } else {
+                // Only ops in MR_GPU_OPS are instantiated (mr_step's cases, the GPU JIT's calls):
+                // one without a body here fails to compile.
+                static_assert(MrOpHasNoBody<OP>::value, "an op in MR_GPU_OPS has no body in mr_op");
                 return MR_ERR_UNSUPPORTED_OP;
             }
         }
     }
 }
 
-// The interpreter's dispatch: instruction `w` by its op (each op's case label is written out;
-// a test reads them).
+// The interpreter's dispatch: instruction `w` by its op. The cases are MR_GPU_OPS (isa.cuh,
+// generated from the op table): every op the GPU runs has one by construction, and any other
+// op fails the row.
+#define MR_STEP_CASE(NAME) \
+    case MR_OP_##NAME:     \
+        return mr_op<MR_OP_##NAME>(p, ins, row, R, sink, w, pc);
 template <typename Sink>
 MR_METHOD u32 mr_step(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink, const u64 w, u32& pc) {
     switch (MR_WORD_OP(w)) {
-        case MR_OP_HALT: return mr_op<MR_OP_HALT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_JMP: return mr_op<MR_OP_JMP>(p, ins, row, R, sink, w, pc);
-        case MR_OP_JT: return mr_op<MR_OP_JT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_JF: return mr_op<MR_OP_JF>(p, ins, row, R, sink, w, pc);
-        case MR_OP_LOAD: return mr_op<MR_OP_LOAD>(p, ins, row, R, sink, w, pc);
-        case MR_OP_CONST: return mr_op<MR_OP_CONST>(p, ins, row, R, sink, w, pc);
-        case MR_OP_MOVF: return mr_op<MR_OP_MOVF>(p, ins, row, R, sink, w, pc);
-        case MR_OP_MOVB: return mr_op<MR_OP_MOVB>(p, ins, row, R, sink, w, pc);
-        case MR_OP_MOVG: return mr_op<MR_OP_MOVG>(p, ins, row, R, sink, w, pc);
-        case MR_OP_SELECTF: return mr_op<MR_OP_SELECTF>(p, ins, row, R, sink, w, pc);
-        case MR_OP_SELECTB: return mr_op<MR_OP_SELECTB>(p, ins, row, R, sink, w, pc);
-        case MR_OP_SELECTG: return mr_op<MR_OP_SELECTG>(p, ins, row, R, sink, w, pc);
-        case MR_OP_ADD: return mr_op<MR_OP_ADD>(p, ins, row, R, sink, w, pc);
-        case MR_OP_SUB: return mr_op<MR_OP_SUB>(p, ins, row, R, sink, w, pc);
-        case MR_OP_MUL: return mr_op<MR_OP_MUL>(p, ins, row, R, sink, w, pc);
-        case MR_OP_DIV: return mr_op<MR_OP_DIV>(p, ins, row, R, sink, w, pc);
-        case MR_OP_MIN: return mr_op<MR_OP_MIN>(p, ins, row, R, sink, w, pc);
-        case MR_OP_MAX: return mr_op<MR_OP_MAX>(p, ins, row, R, sink, w, pc);
-        case MR_OP_ABS: return mr_op<MR_OP_ABS>(p, ins, row, R, sink, w, pc);
-        case MR_OP_NEG: return mr_op<MR_OP_NEG>(p, ins, row, R, sink, w, pc);
-        case MR_OP_SQRT: return mr_op<MR_OP_SQRT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_LT: return mr_op<MR_OP_LT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_LE: return mr_op<MR_OP_LE>(p, ins, row, R, sink, w, pc);
-        case MR_OP_GT: return mr_op<MR_OP_GT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_GE: return mr_op<MR_OP_GE>(p, ins, row, R, sink, w, pc);
-        case MR_OP_EQ: return mr_op<MR_OP_EQ>(p, ins, row, R, sink, w, pc);
-        case MR_OP_NE: return mr_op<MR_OP_NE>(p, ins, row, R, sink, w, pc);
-        case MR_OP_AND: return mr_op<MR_OP_AND>(p, ins, row, R, sink, w, pc);
-        case MR_OP_OR: return mr_op<MR_OP_OR>(p, ins, row, R, sink, w, pc);
-        case MR_OP_NOT: return mr_op<MR_OP_NOT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_ISNULLF: return mr_op<MR_OP_ISNULLF>(p, ins, row, R, sink, w, pc);
-        case MR_OP_AREA: return mr_op<MR_OP_AREA>(p, ins, row, R, sink, w, pc);
-        case MR_OP_LENGTH: return mr_op<MR_OP_LENGTH>(p, ins, row, R, sink, w, pc);
-        case MR_OP_BBOX: return mr_op<MR_OP_BBOX>(p, ins, row, R, sink, w, pc);
-        case MR_OP_CENTROID: return mr_op<MR_OP_CENTROID>(p, ins, row, R, sink, w, pc);
-        case MR_OP_NPOINTS: return mr_op<MR_OP_NPOINTS>(p, ins, row, R, sink, w, pc);
-        case MR_OP_ISEMPTY: return mr_op<MR_OP_ISEMPTY>(p, ins, row, R, sink, w, pc);
-        case MR_OP_ISNULLG: return mr_op<MR_OP_ISNULLG>(p, ins, row, R, sink, w, pc);
-        case MR_OP_X: return mr_op<MR_OP_X>(p, ins, row, R, sink, w, pc);
-        case MR_OP_Y: return mr_op<MR_OP_Y>(p, ins, row, R, sink, w, pc);
-        case MR_OP_INTERSECTS: return mr_op<MR_OP_INTERSECTS>(p, ins, row, R, sink, w, pc);
-        case MR_OP_CONTAINS: return mr_op<MR_OP_CONTAINS>(p, ins, row, R, sink, w, pc);
-        case MR_OP_WITHIN: return mr_op<MR_OP_WITHIN>(p, ins, row, R, sink, w, pc);
-        case MR_OP_COVERS: return mr_op<MR_OP_COVERS>(p, ins, row, R, sink, w, pc);
-        case MR_OP_COVEREDBY: return mr_op<MR_OP_COVEREDBY>(p, ins, row, R, sink, w, pc);
-        case MR_OP_TOUCHES: return mr_op<MR_OP_TOUCHES>(p, ins, row, R, sink, w, pc);
-        case MR_OP_DISJOINT: return mr_op<MR_OP_DISJOINT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_DWITHIN: return mr_op<MR_OP_DWITHIN>(p, ins, row, R, sink, w, pc);
-        case MR_OP_DISTANCE: return mr_op<MR_OP_DISTANCE>(p, ins, row, R, sink, w, pc);
-        case MR_OP_AFFINE: return mr_op<MR_OP_AFFINE>(p, ins, row, R, sink, w, pc);
-        case MR_OP_SIMPLIFY: return mr_op<MR_OP_SIMPLIFY>(p, ins, row, R, sink, w, pc);
-        case MR_OP_PROBE: return mr_op<MR_OP_PROBE>(p, ins, row, R, sink, w, pc);
-        case MR_OP_PROBEDIST: return mr_op<MR_OP_PROBEDIST>(p, ins, row, R, sink, w, pc);
-        case MR_OP_CNEXT: return mr_op<MR_OP_CNEXT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_STOREF: return mr_op<MR_OP_STOREF>(p, ins, row, R, sink, w, pc);
-        case MR_OP_STOREB: return mr_op<MR_OP_STOREB>(p, ins, row, R, sink, w, pc);
-        case MR_OP_STOREG: return mr_op<MR_OP_STOREG>(p, ins, row, R, sink, w, pc);
-        case MR_OP_EMIT: return mr_op<MR_OP_EMIT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_COUNT: return mr_op<MR_OP_COUNT>(p, ins, row, R, sink, w, pc);
-        case MR_OP_SUM: return mr_op<MR_OP_SUM>(p, ins, row, R, sink, w, pc);
+        MR_GPU_OPS(MR_STEP_CASE)
         default:
             return MR_ERR_UNSUPPORTED_OP;
     }
 }
+#undef MR_STEP_CASE
 
 // The row has halted: each geometry output gets the value last stored (null when none).
 template <typename Sink>
 MR_FN void mr_end_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink) {
-    for (u32 o = 0; o < p.noutputs && o < 64; o++) {
+    for (u32 o = 0; o < p.noutputs && o < MR_MAX_OUTPUTS; o++) {
         if (p.out_kinds[o] != MR_OUT_GEOMETRY) continue;
         u32 k = p.red_of[o];
         MrGeom g;

@@ -304,8 +304,9 @@
 #define MR_SUM_OUTPUT(w) MR_WORD_IMM(w)
 #define MR_SUM_SRC(w) MR_WORD_A(w)
 
-// What the megakernel runs. Every op here has a `case MR_OP_...:` in interp.cuh (a test
-// checks it); programs using any other op are refused for the GPU, for the reason given.
-#define MR_GPU_OPS(X) X(HALT) X(JMP) X(JT) X(JF) X(LOAD) X(CONST) X(MOVF) X(MOVB) X(MOVG) X(SELECTF) X(SELECTB) X(SELECTG) X(ADD) X(SUB) X(MUL) X(DIV) X(MIN) X(MAX) X(ABS) X(NEG) X(SQRT) X(LT) X(LE) X(GT) X(GE) X(EQ) X(NE) X(AND) X(OR) X(NOT) X(ISNULLF) X(AREA) X(LENGTH) X(BBOX) X(CENTROID) X(NPOINTS) X(ISEMPTY) X(ISNULLG) X(X) X(Y) X(INTERSECTS) X(CONTAINS) X(WITHIN) X(COVERS) X(COVEREDBY) X(TOUCHES) X(DISJOINT) X(DWITHIN) X(DISTANCE) X(AFFINE) X(SIMPLIFY) X(PROBE) X(PROBEDIST) X(CNEXT) X(STOREF) X(STOREB) X(STOREG) X(EMIT) X(COUNT) X(SUM)
+// What the megakernel runs: interp.cuh's dispatch (mr_step) has a case for each op here
+// by construction, and mr_op fails to compile for one without a body. Programs using any
+// other op are refused for the GPU, for the reason given.
+#define MR_GPU_OPS(apply) apply(HALT) apply(JMP) apply(JT) apply(JF) apply(LOAD) apply(CONST) apply(MOVF) apply(MOVB) apply(MOVG) apply(SELECTF) apply(SELECTB) apply(SELECTG) apply(ADD) apply(SUB) apply(MUL) apply(DIV) apply(MIN) apply(MAX) apply(ABS) apply(NEG) apply(SQRT) apply(LT) apply(LE) apply(GT) apply(GE) apply(EQ) apply(NE) apply(AND) apply(OR) apply(NOT) apply(ISNULLF) apply(AREA) apply(LENGTH) apply(BBOX) apply(CENTROID) apply(NPOINTS) apply(ISEMPTY) apply(ISNULLG) apply(X) apply(Y) apply(INTERSECTS) apply(CONTAINS) apply(WITHIN) apply(COVERS) apply(COVEREDBY) apply(TOUCHES) apply(DISJOINT) apply(DWITHIN) apply(DISTANCE) apply(AFFINE) apply(SIMPLIFY) apply(PROBE) apply(PROBEDIST) apply(CNEXT) apply(STOREF) apply(STOREB) apply(STOREG) apply(EMIT) apply(COUNT) apply(SUM)
 
 #endif  // MR_ISA_CUH

@@ -29,21 +29,12 @@
 
 #include "interp.cuh"
 
-// ---- the ring and job ABI (runtime/src/cuda/abi.rs mirrors every record) ------------------
-
-#define MR_RING_CLOSED 128  // byte offset of RingHeader::closed
-#define MR_SLOT_BYTES 64
-#define MR_SLOT_VALUE 8     // byte offset of Slot::value
-
-#define MR_STATUS_DONE 1
-#define MR_STATUS_FAILED 2
-#define MR_STATUS_CANCELLED 3
-
-#define MR_FLAG_FAILED 1u
-#define MR_FLAG_CANCELLED 2u
-
-#define MR_MAX_BLOCK 256
-#define MR_LOCAL_HITS 8
+// ---- the ring and job ABI ----------------------------------------------------------------
+//
+// The records below are kernels/src/cuda/abi/job.rs's (the runtime's executor uses those);
+// their numbers — MR_RING_CLOSED, MR_SLOT_*, MR_STATUS_*, MR_FLAG_*, MR_MAX_BLOCK,
+// MR_LOCAL_HITS — and sizes and offsets are generated into abi_gen.cuh, and MR_CHECK_ABI()
+// below holds every record of the ABI to them.
 
 struct MrSubmit {
     u32 job;
@@ -144,17 +135,9 @@ struct MrControl {
     u64 stop;                    // host: non-zero ends the kernel
 };
 
-static_assert(sizeof(MrSubmit) == 24, "MrSubmit");
-static_assert(sizeof(MrComplete) == 16, "MrComplete");
-static_assert(sizeof(MrOutput) == 64, "MrOutput");
-static_assert(sizeof(MrAcc) == 32, "MrAcc");
-static_assert(sizeof(MrError) == 16, "MrError");
-static_assert(sizeof(MrJobHead) == 48, "MrJobHead");
-static_assert(sizeof(MrJob) == 48 + 16 + 32 * MR_MAX_OUTPUTS, "MrJob");
-static_assert(sizeof(MrSlotState) == 16 + 32 * MR_MAX_OUTPUTS, "MrSlotState");
-static_assert(sizeof(MrDeviceState) == 64, "MrDeviceState");
-MR_ASSERT_OFFSET(MrControl, stop, 56);
-static_assert(sizeof(MrControl) == 64, "MrControl");
+// Every record of the ABI (these and abi.cuh's, construct.cuh's, interp.cuh's) against the
+// Rust ones' sizes and offsets.
+MR_CHECK_ABI();
 
 MR_FN MrSlotState* mr_slot_state(const MrControl* ctl, u32 slot) {
     return reinterpret_cast<MrSlotState*>(reinterpret_cast<u8*>(ctl->state) + sizeof(MrDeviceState)) + slot;
@@ -174,8 +157,8 @@ struct MrThreadSink {
     u64 keys[MR_LOCAL_HITS];
     u8 outs[MR_LOCAL_HITS];
     u32 n;
-    u64 counts[16];
-    double sums[16];
+    u64 counts[MR_MAX_REDUCTIONS];
+    double sums[MR_MAX_REDUCTIONS];
     u32 any;  // bit r: sums[r] holds a value
 
     MR_METHOD void store_f64(u32 o, u64 row, bool ok, double v) {
@@ -191,7 +174,7 @@ struct MrThreadSink {
     // the job again with room for them (as it does for hits).
     MR_METHOD void store_geom(u32 o, u64 row, const MrGeom* g) {
         const MrOutput& out = outputs[o];
-        u64* rec = out.runs + 4 * (row - rows_begin);
+        u64* rec = out.runs + MR_GEOM_ROW_WORDS * (row - rows_begin);
         if (g == nullptr) {
             rec[0] = 0;
             rec[1] = 0;
@@ -233,11 +216,11 @@ struct MrThreadSink {
     }
     MR_METHOD void count(u32 o) {
         u32 r = prog->red_of[o];
-        if (r < 16) counts[r] += 1;
+        if (r < MR_MAX_REDUCTIONS) counts[r] += 1;
     }
     MR_METHOD void sum(u32 o, double v) {
         u32 r = prog->red_of[o];
-        if (r >= 16) return;
+        if (r >= MR_MAX_REDUCTIONS) return;
         if ((any >> r) & 1) {
             sums[r] += v;
         } else {
@@ -307,7 +290,7 @@ MR_FN void mr_init_dense(const MrProgram& p, const MrOutput* outputs, u64 i) {
             outputs[o].bools[i] = MR_B_NULL;
         } else if (k == MR_OUT_GEOMETRY) {
             // Null unless the row ends normally (mr_end_row writes every geometry output).
-            u64* rec = outputs[o].runs + 4 * i;
+            u64* rec = outputs[o].runs + MR_GEOM_ROW_WORDS * i;
             rec[0] = rec[1] = rec[2] = rec[3] = 0;
         }
     }
@@ -344,7 +327,7 @@ MR_FN void mr_flush_tile(MrBlockShared& sh, MrThreadSink& sink) {
 // Combines the threads' reductions and adds them to the job's accumulators once.
 MR_FN void mr_flush_reductions(MrBlockShared& sh, MrThreadSink& sink) {
     const MrProgram& p = sh.prog;
-    for (u32 r = 0; r < p.nred && r < 16; r++) {
+    for (u32 r = 0; r < p.nred && r < MR_MAX_REDUCTIONS; r++) {
         u32 o = p.red_outputs[r];
         if (p.out_kinds[o] == MR_OUT_COUNT) {
             u64 total = mr_block_sum_u64(sink.counts[r], sh.red_u);
@@ -505,7 +488,7 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
         sink.acc = mr_slot_state(&sh.ctl, sh.slot)->acc;
         sink.n = 0;
         sink.any = 0;
-        for (u32 r = 0; r < 16; r++) {
+        for (u32 r = 0; r < MR_MAX_REDUCTIONS; r++) {
             sink.counts[r] = 0;
             sink.sums[r] = 0.0;
         }
@@ -592,7 +575,7 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
     sink.acc = acc;
     sink.n = 0;
     sink.any = 0;
-    for (u32 r = 0; r < 16; r++) {
+    for (u32 r = 0; r < MR_MAX_REDUCTIONS; r++) {
         sink.counts[r] = 0;
         sink.sums[r] = 0.0;
     }
@@ -605,7 +588,7 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
         error->row = row;
     }
     sink.flush_own();
-    for (u32 r = 0; r < p.nred && r < 16; r++) {
+    for (u32 r = 0; r < p.nred && r < MR_MAX_REDUCTIONS; r++) {
         u32 o = p.red_outputs[r];
         if (p.out_kinds[o] == MR_OUT_COUNT) {
             if (sink.counts[r] != 0) mr_atomic_add_u64(&acc[o].cursor, sink.counts[r]);

@@ -4,7 +4,7 @@ use super::{hypot, Xy};
 use crate::column::{Family, Geom, Part, Ring};
 
 /// An axis-aligned box. An empty geometry's box has NaN in all four fields.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct Rect {
     /// Smallest x.
@@ -16,11 +16,6 @@ pub struct Rect {
     /// Largest y.
     pub max_y: f64,
 }
-
-// SAFETY: four f64 fields, `repr(C)`, no padding; every bit pattern is a valid f64.
-unsafe impl bytemuck::Zeroable for Rect {}
-// SAFETY: as above; the type is `Copy` and has no interior references.
-unsafe impl bytemuck::Pod for Rect {}
 
 impl Rect {
     /// The box of nothing: NaN everywhere.

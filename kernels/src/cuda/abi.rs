@@ -4,22 +4,33 @@
 //! Each record holds device addresses of the host's own flat arrays, uploaded unchanged. The
 //! upload itself is the caller's: every `place` function takes a closure that puts bytes
 //! where the device can read them and returns their address (a device allocation on a GPU;
-//! the bytes themselves in tests that run the device code on the host). Layouts are pinned by
-//! the same sizes and offsets here and in the C++ `static_assert`s.
+//! the bytes themselves in tests that run the device code on the host).
+//!
+//! This module is the one source of the device ABI: these records and those of [`job`] (the
+//! job, slot and control records the runtime's executor uses), the error codes, statuses,
+//! limits and offsets. `kernels/cuda/abi_gen.cuh` is generated from it by [`abi_header`]
+//! (a test fails while the committed file differs), and the hand-written C++ records are
+//! checked against the generated sizes and offsets when they compile (`MR_CHECK_ABI`).
 
-use meridian_bytecode::{Instr, OutputKind, VerifiedProgram, MAX_OUTPUTS};
+use bytemuck::{Pod, Zeroable};
+use meridian_bytecode::{Instr, OutputKind, VerifiedProgram};
 
-use super::support::{MAX_GPU_GEOMETRY_OUTPUTS, MAX_GPU_REDUCTIONS};
+pub use super::support::{MAX_GPU_GEOMETRY_OUTPUTS, MAX_GPU_REDUCTIONS};
 use crate::column::{GeometryColumn, Layout};
 use crate::index::SpatialIndex;
 use crate::interp::fuse::{self, Pred};
 
+mod header;
+pub mod job;
+
+pub use header::{abi_header, RecordLayout, RECORDS};
+pub use job::*;
 /// Deepest R-tree stack the device keeps (`MR_TREE_STACK`).
 pub const TREE_STACK: usize = 128;
 
 /// A geometry column as the device reads it (`MrColumn`): addresses of the RawColumn arrays.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct DeviceColumn {
     /// Family id per row.
     pub kinds: u64,
@@ -43,7 +54,7 @@ pub struct DeviceColumn {
 
 /// A spatial index as the device reads it (`MrIndex`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct DeviceIndex {
     /// R-tree node boxes.
     pub tree_boxes: u64,
@@ -99,7 +110,7 @@ pub struct DeviceIndex {
 
 /// One bound input (`MrInput`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct DeviceInput {
     /// The column.
     pub col: DeviceColumn,
@@ -113,7 +124,7 @@ pub struct DeviceInput {
 
 /// The whole-program point join, when the program is one (`MrJoin`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct DeviceJoin {
     /// 1 when the program is a point join.
     pub present: u32,
@@ -141,7 +152,7 @@ pub struct DeviceJoin {
 
 /// A program as the device runs it (`MrProgram`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 pub struct DeviceProgram {
     /// Instruction words.
     pub code: u64,
@@ -158,12 +169,12 @@ pub struct DeviceProgram {
     /// The point join, if the program is one.
     pub join: DeviceJoin,
     /// `OutputKind` per output.
-    pub out_kinds: [u8; 64],
+    pub out_kinds: [u8; MAX_OUTPUTS],
     /// Per output: its reduction slot (count, sum) or pending-geometry slot (geometry), `0xff`
     /// for none.
-    pub red_of: [u8; 64],
+    pub red_of: [u8; MAX_OUTPUTS],
     /// Per reduction slot: its output.
-    pub red_outputs: [u8; 16],
+    pub red_outputs: [u8; MAX_GPU_REDUCTIONS],
     /// Reduction slots used.
     pub nred: u32,
     /// Geometry outputs.
@@ -174,7 +185,7 @@ pub struct DeviceProgram {
 /// coordinates one row has. `affine` keeps a geometry's sizes and `simplify` only drops, so the
 /// largest row of a program's inputs bounds every geometry the program constructs.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct BuiltCaps {
     /// Parts.
     pub parts: u32,
@@ -191,8 +202,25 @@ const fn round8(n: u64) -> u64 {
     (n + 7) & !7
 }
 
-/// `sizeof(MrBuilt)`: a one-row column's record, its validity word, two row offsets and a kind.
-const BUILT_HEADER: u64 = 96;
+/// The head of a constructed geometry's slot (`MrBuilt`): a one-row column's record, its
+/// validity word, two row offsets and a kind; its parts, rings and coordinates follow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct BuiltHeader {
+    /// The one-row column, pointing into the slot.
+    pub col: DeviceColumn,
+    /// Its validity word.
+    pub validity: u64,
+    /// Its row offsets.
+    pub geom_offsets: [u32; 2],
+    /// Its family.
+    pub kind: u8,
+    /// Zero.
+    pub pad: [u8; 7],
+}
+
+/// `sizeof(MrBuilt)`.
+const BUILT_HEADER: u64 = std::mem::size_of::<BuiltHeader>() as u64;
 
 impl BuiltCaps {
     /// The largest row of `col`.
@@ -244,7 +272,7 @@ impl BuiltCaps {
 /// The record after a job's input table (`MrScratchTable`): every resident-kernel thread's
 /// scratch for constructed geometry, `thread_bytes` apart.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ScratchTable {
     /// The scratch; 0 when the program constructs nothing.
     pub base: u64,
@@ -298,29 +326,6 @@ impl ScratchTable {
         (t, thread_bytes.saturating_mul(threads))
     }
 }
-
-const _: () = {
-    use std::mem::{offset_of, size_of};
-    assert!(size_of::<BuiltCaps>() == 16);
-    assert!(size_of::<ScratchTable>() == 64);
-    assert!(offset_of!(ScratchTable, caps) == 40);
-    assert!(size_of::<crate::algo::Rect>() == 32);
-    assert!(size_of::<DeviceColumn>() == 72);
-    assert!(offset_of!(DeviceColumn, rows) == 56);
-    assert!(size_of::<DeviceIndex>() == 184);
-    assert!(offset_of!(DeviceIndex, slab_parts) == 32);
-    assert!(offset_of!(DeviceIndex, grid_min_x) == 72);
-    assert!(offset_of!(DeviceIndex, grid_offsets) == 136);
-    assert!(offset_of!(DeviceIndex, part_rows) == 160);
-    assert!(offset_of!(DeviceIndex, has_grid) == 176);
-    assert!(size_of::<DeviceInput>() == 264);
-    assert!(size_of::<DeviceJoin>() == 24);
-    assert!(size_of::<DeviceProgram>() == 208);
-    assert!(offset_of!(DeviceProgram, join) == 32);
-    assert!(offset_of!(DeviceProgram, out_kinds) == 56);
-    assert!(offset_of!(DeviceProgram, nred) == 200);
-    assert!(MAX_OUTPUTS == 64);
-};
 
 /// The bytes of a slice of plain old data.
 fn bytes<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
@@ -433,13 +438,32 @@ impl DeviceIndex {
     }
 }
 
+/// The point join's predicate `intersects` (`MR_PRED_INTERSECTS`, [`DeviceJoin::pred`]).
+pub const PRED_INTERSECTS: u8 = 0;
+/// `contains` (`MR_PRED_CONTAINS`).
+pub const PRED_CONTAINS: u8 = 1;
+/// `covers` (`MR_PRED_COVERS`).
+pub const PRED_COVERS: u8 = 2;
+/// `touches` (`MR_PRED_TOUCHES`).
+pub const PRED_TOUCHES: u8 = 3;
+/// `disjoint` (`MR_PRED_DISJOINT`).
+pub const PRED_DISJOINT: u8 = 4;
+/// Every predicate with its device name (after `MR_PRED_`).
+pub const PREDICATES: [(&str, u8); 5] = [
+    ("INTERSECTS", PRED_INTERSECTS),
+    ("CONTAINS", PRED_CONTAINS),
+    ("COVERS", PRED_COVERS),
+    ("TOUCHES", PRED_TOUCHES),
+    ("DISJOINT", PRED_DISJOINT),
+];
+
 fn pred_code(p: Pred) -> u8 {
     match p {
-        Pred::Intersects => 0,
-        Pred::Contains => 1,
-        Pred::Covers => 2,
-        Pred::Touches => 3,
-        Pred::Disjoint => 4,
+        Pred::Intersects => PRED_INTERSECTS,
+        Pred::Contains => PRED_CONTAINS,
+        Pred::Covers => PRED_COVERS,
+        Pred::Touches => PRED_TOUCHES,
+        Pred::Disjoint => PRED_DISJOINT,
     }
 }
 
@@ -476,11 +500,11 @@ impl DeviceProgram {
         place: &mut impl FnMut(&[u8]) -> Result<u64, E>,
     ) -> Result<Self, E> {
         let p = program.program();
-        let mut out_kinds = [0u8; 64];
-        let mut red_of = [0xffu8; 64];
-        let mut red_outputs = [0u8; 16];
+        let mut out_kinds = [0u8; MAX_OUTPUTS];
+        let mut red_of = [0xffu8; MAX_OUTPUTS];
+        let mut red_outputs = [0u8; MAX_GPU_REDUCTIONS];
         let (mut nred, mut ngeom) = (0usize, 0usize);
-        for (i, o) in p.outputs().iter().enumerate().take(64) {
+        for (i, o) in p.outputs().iter().enumerate().take(MAX_OUTPUTS) {
             out_kinds[i] = o.kind as u8;
             if matches!(o.kind, OutputKind::Count | OutputKind::Sum) && nred < MAX_GPU_REDUCTIONS {
                 red_of[i] = nred as u8;
@@ -508,34 +532,3 @@ impl DeviceProgram {
         })
     }
 }
-
-// SAFETY: a `repr(C)` record of integers and floats laid out without padding (the sizes
-// asserted above are the sums of the fields, here and for the records below); every bit
-// pattern is valid.
-unsafe impl bytemuck::Zeroable for DeviceColumn {}
-// SAFETY: see above.
-unsafe impl bytemuck::Pod for DeviceColumn {}
-// SAFETY: see above.
-unsafe impl bytemuck::Zeroable for DeviceIndex {}
-// SAFETY: see above.
-unsafe impl bytemuck::Pod for DeviceIndex {}
-// SAFETY: see above.
-unsafe impl bytemuck::Zeroable for DeviceInput {}
-// SAFETY: see above.
-unsafe impl bytemuck::Pod for DeviceInput {}
-// SAFETY: see above.
-unsafe impl bytemuck::Zeroable for DeviceJoin {}
-// SAFETY: see above.
-unsafe impl bytemuck::Pod for DeviceJoin {}
-// SAFETY: see above.
-unsafe impl bytemuck::Zeroable for DeviceProgram {}
-// SAFETY: see above.
-unsafe impl bytemuck::Pod for DeviceProgram {}
-// SAFETY: see above.
-unsafe impl bytemuck::Zeroable for BuiltCaps {}
-// SAFETY: see above.
-unsafe impl bytemuck::Pod for BuiltCaps {}
-// SAFETY: see above.
-unsafe impl bytemuck::Zeroable for ScratchTable {}
-// SAFETY: see above.
-unsafe impl bytemuck::Pod for ScratchTable {}

@@ -74,16 +74,18 @@ pub fn isa_header() -> String {
     let _ = writeln!(w);
     let _ = writeln!(
         w,
-        "// What the megakernel runs. Every op here has a `case MR_OP_...:` in interp.cuh (a test"
+        "// What the megakernel runs: interp.cuh's dispatch (mr_step) has a case for each op here"
     );
     let _ = writeln!(
         w,
-        "// checks it); programs using any other op are refused for the GPU, for the reason given."
+        "// by construction, and mr_op fails to compile for one without a body. Programs using any"
     );
-    let _ = write!(w, "#define MR_GPU_OPS(X)");
+    let _ = writeln!(w, "// other op are refused for the GPU, for the reason given.");
+    // The parameter is lower case so that no op's name (`X`, `Y`) is taken for it.
+    let _ = write!(w, "#define MR_GPU_OPS(apply)");
     for &op in Opcode::ALL {
         if gpu_support(op) == GpuSupport::Runs {
-            let _ = write!(w, " X({})", device_name(op));
+            let _ = write!(w, " apply({})", device_name(op));
         }
     }
     let _ = writeln!(w);

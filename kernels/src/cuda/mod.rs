@@ -1,6 +1,7 @@
-//! The CUDA side of the kernels: the device sources in `kernels/cuda/`, the ISA header they are
-//! generated against, which programs the GPU runs, and the records through which the device
-//! reads columns, indexes and programs.
+//! The CUDA side of the kernels: the device sources in `kernels/cuda/`, the ISA and ABI
+//! headers generated for them (`isa.cuh` from the op table, `abi_gen.cuh` from [`abi`]),
+//! which programs the GPU runs, and the device ABI: the records through which the device reads
+//! columns, indexes and programs and through which the runtime's executor runs jobs.
 //!
 //! The device sources are plain CUDA C++ written to compile two ways: NVRTC builds
 //! [`megakernel_source`] into a cubin for the device, and a host C++ compiler builds
@@ -9,8 +10,9 @@
 //! Rust ones. Both builds turn off floating-point contraction, as Rust never contracts, so the
 //! same operations give the same bits everywhere.
 //!
-//! Nothing here knows about rings or devices: the ring and job records are the runtime's
-//! (`meridian_runtime`'s CUDA executor).
+//! Nothing here drives rings or devices (that is `meridian_runtime`'s CUDA executor), but the
+//! job, slot and control records it uses are defined here ([`abi::job`]), so the device ABI has
+//! one source.
 
 pub mod abi;
 pub mod isa;
@@ -18,8 +20,8 @@ pub mod jit;
 pub mod support;
 
 pub use abi::{
-    check_index, BuiltCaps, DeviceColumn, DeviceIndex, DeviceInput, DeviceJoin, DeviceProgram, ScratchTable,
-    TREE_STACK,
+    abi_header, check_index, BuiltCaps, DeviceColumn, DeviceIndex, DeviceInput, DeviceJoin, DeviceProgram,
+    ScratchTable, TREE_STACK,
 };
 pub use isa::{device_name, isa_header};
 pub use support::{gpu_refusal, gpu_support, jit_refusal, jit_support, GpuSupport, MAX_GPU_REDUCTIONS};
@@ -29,12 +31,13 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("platform.cuh", include_str!("../../cuda/platform.cuh")),
     ("math.cuh", include_str!("../../cuda/math.cuh")),
     ("orient.cuh", include_str!("../../cuda/orient.cuh")),
+    ("isa.cuh", include_str!("../../cuda/isa.cuh")),
+    ("abi_gen.cuh", include_str!("../../cuda/abi_gen.cuh")),
     ("abi.cuh", include_str!("../../cuda/abi.cuh")),
     ("geom.cuh", include_str!("../../cuda/geom.cuh")),
     ("index.cuh", include_str!("../../cuda/index.cuh")),
     ("relate.cuh", include_str!("../../cuda/relate.cuh")),
     ("construct.cuh", include_str!("../../cuda/construct.cuh")),
-    ("isa.cuh", include_str!("../../cuda/isa.cuh")),
     ("interp.cuh", include_str!("../../cuda/interp.cuh")),
     ("megakernel.cu", include_str!("../../cuda/megakernel.cu")),
 ];
@@ -53,7 +56,7 @@ pub const PER_JOB_KERNEL: &str = "mr_run_rows";
 /// contraction, so `a * b + c` rounds twice as it does in Rust and in the host build.
 pub const NVRTC_OPTIONS: &[&str] = &["--fmad=false"];
 
-/// Threads per block of the megakernel (a multiple of 32, at most the sources' MR_MAX_BLOCK).
+/// Threads per block of the megakernel (a multiple of 32, at most [`abi::MAX_BLOCK`]).
 pub const BLOCK_THREADS: u32 = 128;
 
 /// The whole device program as one translation unit for NVRTC: every source in

@@ -9,7 +9,8 @@ use meridian_bytecode::{Opcode, OutputKind, VerifiedProgram};
 /// Whether the device interpreter runs an op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuSupport {
-    /// `kernels/cuda/interp.cuh` has a case for it.
+    /// The device interpreter runs it: it is in `MR_GPU_OPS` (`isa.cuh`), from which
+    /// `kernels/cuda/interp.cuh`'s dispatch makes its cases.
     Runs,
     /// Programs using it stay on the CPU, for this reason.
     Refused(&'static str),

@@ -232,7 +232,7 @@ impl GpuExecutor {
         let mut init = vec![0u8; state_bytes];
         for slot in 0..job_slots {
             let at = abi::DEVICE_STATE_HEADER + slot * abi::SLOT_STATE_BYTES + abi::SLOT_ACC_OFFSET;
-            fresh_accumulators(&mut init[at..at + 32 * abi::MAX_OUTPUTS]);
+            fresh_accumulators(&mut init[at..at + abi::ACC_BYTES * abi::MAX_OUTPUTS]);
         }
         state.write(0, &init)?;
         let arenas = Arc::new(Arenas::new(&dev, tuning.arenas)?);
@@ -519,7 +519,7 @@ impl GpuExecutor {
     /// single long job.
     fn chunks_taken(&self) -> Option<u64> {
         let mut b = [0u8; 8];
-        self.state.read(16, &mut b).ok()?;
+        self.state.read(abi::STATE_TAKEN_OFFSET, &mut b).ok()?;
         Some(u64::from_le_bytes(b))
     }
 
@@ -634,7 +634,7 @@ impl GpuExecutor {
         }
         let record = c.job as usize * abi::JOB_RECORD_BYTES;
         let acc: Result<Vec<Acc>, DeviceError> = (0..f.layout.kinds.len())
-            .map(|o| self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + 32 * o))
+            .map(|o| self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + abi::ACC_BYTES * o))
             .collect();
         let error: Result<ErrorRecord, DeviceError> = self.records.get(record + abi::JOB_ERROR_OFFSET);
         let InFlight { job, layout, area, pushed, .. } = f;
@@ -755,7 +755,7 @@ impl GpuExecutor {
         let rows = job.rows.len();
         let hits_outputs = kinds.iter().filter(|k| **k == OutputKind::Hits).count();
         let runs = super::programs::run_capacity(hits_outputs, rows, job.hit_capacity);
-        let results_bytes = 32 * abi::MAX_OUTPUTS;
+        let results_bytes = abi::ACC_BYTES * abi::MAX_OUTPUTS;
         let words = geom_words(&job, &kinds);
         let placed = Layout::new(&kinds, rows, job.hit_capacity, runs, words).and_then(|layout| {
             let area = Area::new(&self.dev, &self.arenas, &layout)?;
@@ -802,7 +802,7 @@ impl GpuExecutor {
         let read = results.read(0, &mut bytes);
         let acc = read.clone().map(|()| {
             (0..kinds.len())
-                .map(|o| bytemuck::pod_read_unaligned::<Acc>(&bytes[32 * o..32 * o + 32]))
+                .map(|o| bytemuck::pod_read_unaligned::<Acc>(&bytes[abi::ACC_BYTES * o..][..abi::ACC_BYTES]))
                 .collect()
         });
         let error = read.map(|()| bytemuck::pod_read_unaligned::<ErrorRecord>(&bytes[results_bytes..]));
@@ -947,16 +947,16 @@ impl Executor for GpuExecutor {
 /// Sets `acc` (a run of 32-byte `MrAcc`s) as the device starts them: zero, but every sum at
 /// -0.0 (the identity of IEEE addition).
 fn fresh_accumulators(acc: &mut [u8]) {
-    for a in acc.chunks_exact_mut(32) {
+    for a in acc.chunks_exact_mut(abi::ACC_BYTES) {
         a.fill(0);
-        a[16..24].copy_from_slice(&(-0.0f64).to_bits().to_le_bytes());
+        a[abi::ACC_SUM_OFFSET..abi::ACC_SUM_OFFSET + 8].copy_from_slice(&(-0.0f64).to_bits().to_le_bytes());
     }
 }
 
 /// A per-job kernel's results as it starts them: fresh accumulators, then a clear error record.
 fn fresh_results() -> Vec<u8> {
-    let mut bytes = vec![0u8; 32 * abi::MAX_OUTPUTS + std::mem::size_of::<ErrorRecord>()];
-    fresh_accumulators(&mut bytes[..32 * abi::MAX_OUTPUTS]);
+    let mut bytes = vec![0u8; abi::ACC_BYTES * abi::MAX_OUTPUTS + std::mem::size_of::<ErrorRecord>()];
+    fresh_accumulators(&mut bytes[..abi::ACC_BYTES * abi::MAX_OUTPUTS]);
     bytes
 }
 

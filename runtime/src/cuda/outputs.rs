@@ -15,7 +15,7 @@ use meridian_bytecode::OutputKind;
 use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn, Parts};
 use meridian_kernels::interp::{BoolColumn, F64Column, OutputColumn};
 
-use super::abi::{Acc, Output};
+use super::abi::{self, Acc, Output};
 use super::device::{DeviceAlloc, DeviceError, MappedAlloc, Shared};
 use crate::job::{Column, PendingHits};
 
@@ -86,7 +86,7 @@ impl Layout {
                 OutputKind::Geometry => Place {
                     hits: take(geom_words, 8)?,
                     hit_capacity: geom_words,
-                    runs: take(rows, 32)?,
+                    runs: take(rows, 8 * abi::GEOM_ROW_WORDS)?,
                     run_capacity: rows,
                     ..Place::default()
                 },
@@ -216,10 +216,10 @@ impl Area {
     /// A geometry output's column: each row's record, its geometry read from the arena.
     fn geometry(&self, p: &Place, rows: usize, words: u64) -> Result<GeometryColumn, String> {
         let dev = |e: DeviceError| format!("reading results from the device: {e}");
-        let records: Vec<u64> = self.read_vec(p.runs, 4 * rows).map_err(dev)?;
+        let records: Vec<u64> = self.read_vec(p.runs, abi::GEOM_ROW_WORDS * rows).map_err(dev)?;
         let arena: Vec<u64> = self.read_vec(p.hits, (words as usize).min(p.hit_capacity)).map_err(dev)?;
         let mut b = ColumnBuilder::new();
-        for (row, r) in records.chunks_exact(4).enumerate() {
+        for (row, r) in records.chunks_exact(abi::GEOM_ROW_WORDS).enumerate() {
             let bad = |what: &str| format!("geometry output row {row}: {what}");
             if r[1] == 0 {
                 b.push_null();
