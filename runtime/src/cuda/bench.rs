@@ -9,7 +9,7 @@ use meridian_bytecode::{assemble, VerifiedProgram};
 use meridian_kernels::column::ColumnBuilder;
 use meridian_kernels::interp::{BoundInputs, Input, OutputColumn};
 
-use super::abi::{Acc, MAX_OUTPUTS};
+use super::abi::{Acc, ACC_BYTES, MAX_OUTPUTS};
 use super::device::{Device, DeviceAlloc, Shared};
 use super::outputs::{Area, Arenas, Layout};
 use super::resident::Residency;
@@ -88,7 +88,7 @@ pub fn per_job_launches(trips: usize, warmup: usize) -> Result<(String, Latency)
     let layout = Layout::new(&kinds, 1, 0, 0, 0).map_err(err)?;
     let arenas = Arc::new(Arenas::new(&dev, 1).map_err(err)?);
     let area = Area::new(&dev, &arenas, &layout).map_err(err)?;
-    let acc = DeviceAlloc::new(&dev, 32 * MAX_OUTPUTS).map_err(err)?;
+    let acc = DeviceAlloc::new(&dev, ACC_BYTES * MAX_OUTPUTS).map_err(err)?;
     let error = DeviceAlloc::new(&dev, 16).map_err(err)?;
     let zeros = vec![Acc::default(); MAX_OUTPUTS];
     acc.write(0, bytemuck::cast_slice(&zeros)).map_err(err)?;

@@ -1,4 +1,7 @@
-//! The payloads of the two rings, `#[repr(C)]` so a device reads the same bytes.
+//! The payloads of the two rings, `#[repr(C)]` so a device reads the same bytes; the
+//! statuses are the device ABI's (`meridian_kernels::cuda::abi`).
+
+use meridian_kernels::cuda::abi;
 
 /// A submission: rows `[begin, end)` of the job in job-table slot `job` (chunk `chunk` of
 /// it).
@@ -32,11 +35,11 @@ impl SubmitEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobStatus {
     /// Every chunk ran.
-    Done = 1,
+    Done = abi::STATUS_DONE,
     /// A chunk failed (the error is kept with the job).
-    Failed = 2,
+    Failed = abi::STATUS_FAILED,
     /// Shutdown took at least one chunk before it ran.
-    Cancelled = 3,
+    Cancelled = abi::STATUS_CANCELLED,
 }
 
 impl JobStatus {
