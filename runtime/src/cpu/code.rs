@@ -1,13 +1,13 @@
-//! What runs a CPU job's rows — the interpreter, or the program compiled by the JIT — and the
-//! CPU executor's compiled programs, kept by program hash: one compile per program per
-//! engine, on the first job that asks for it.
+//! What runs a CPU job's rows — the interpreter, or the program compiled by the JIT — and
+//! the JIT's compile of a program: once per program per engine, on the first job that asks
+//! for it, kept in the program's artefact slot (`PreparedInner::cpu_code`) so that later jobs
+//! find it without a lookup.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use meridian_kernels::interp::{BoundInputs, ExecError, OutputBuffers, Scratch};
-use parking_lot::Mutex;
 
-use crate::job::{ByProgram, PreparedInner};
+use crate::job::PreparedInner;
 
 /// What runs one CPU job's rows.
 #[derive(Clone, Debug)]
@@ -33,45 +33,30 @@ impl Code {
             Code::Jit(p) => p.run(inputs, rows, out, scratch),
         }
     }
-}
 
-#[cfg(feature = "jit")]
-type Compiled = Result<Arc<meridian_kernels::jit::JitProgram>, String>;
-#[cfg(not(feature = "jit"))]
-type Compiled = Result<(), String>;
-
-/// The JIT's programs, by content hash.
-#[derive(Debug, Default)]
-pub(crate) struct JitCache {
-    programs: Mutex<ByProgram<Arc<OnceLock<Compiled>>>>,
-}
-
-impl JitCache {
-    /// `prepared` compiled by the JIT (compiled on first use, once; waiters share the
+    /// `prepared` compiled by the JIT (compiled on first use, once; callers racing share the
     /// compile), or why not.
-    pub(crate) fn compiled(&self, prepared: &PreparedInner) -> Result<Code, String> {
-        let cell = self.programs.lock().entry(prepared.program.hash()).or_default().clone();
-        let compiled = cell.get_or_init(|| compile(prepared));
-        match compiled {
-            #[cfg(feature = "jit")]
-            Ok(p) => Ok(Code::Jit(p.clone())),
-            #[cfg(not(feature = "jit"))]
-            Ok(()) => Ok(Code::Interpreter),
-            Err(e) => Err(e.clone()),
+    pub(crate) fn compiled(prepared: &PreparedInner) -> Result<Code, String> {
+        match prepared.cpu_code.get_or_init(|| compile(prepared)) {
+            Some(Ok(code)) => Ok(code.clone()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("the program's CPU code slot holds something else".to_owned()),
         }
     }
 }
 
+/// What the JIT made of a program.
+type Compiled = Result<Code, String>;
+
 #[cfg(feature = "jit")]
 fn compile(prepared: &PreparedInner) -> Compiled {
-    let r = meridian_kernels::jit::JitProgram::compile(&prepared.program).map(Arc::new);
-    match r {
+    match meridian_kernels::jit::JitProgram::compile(&prepared.program) {
         Ok(p) => {
             let took = p.compile_time();
             prepared.note_jit_compiled(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
             let ms = took.as_secs_f64() * 1e3;
             tracing::debug!(program = %prepared.program.hash().short(), ms, "compiled by the JIT");
-            Ok(p)
+            Ok(Code::Jit(Arc::new(p)))
         }
         Err(e) => Err(e.to_string()),
     }

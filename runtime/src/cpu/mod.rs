@@ -21,7 +21,7 @@ use crate::ring::{
     CompletionEntry, HeapMemory, JobStatus, Pop, PushError, Reaper, Ring, RingError, SubmitEntry,
 };
 use crate::sync::spin_hint;
-use code::{Code, JitCache};
+use code::Code;
 
 /// A job for the CPU executor: the attempt, what runs its rows, and rows a claim (0: the
 /// executor's cut).
@@ -118,13 +118,13 @@ pub(crate) struct Shared {
     tuning: Tuning,
 }
 
-/// The CPU executor: its rings, its workers and its JIT's programs.
+/// The CPU executor: its rings and its workers.
 #[derive(Debug)]
 pub(crate) struct CpuExecutor {
     shared: Arc<Shared>,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    /// Programs compiled by the JIT, by hash.
-    pub jit: JitCache,
+    /// The workers' parameters, kept here too: planning reads them on every job.
+    tuning: Tuning,
 }
 
 impl CpuExecutor {
@@ -153,12 +153,12 @@ impl CpuExecutor {
                 }
             }
         }
-        Ok(CpuExecutor { shared, workers: Mutex::new(handles), jit: JitCache::default() })
+        Ok(CpuExecutor { shared, workers: Mutex::new(handles), tuning })
     }
 
     /// Its parameters.
     pub(crate) fn tuning(&self) -> &Tuning {
-        &self.shared.tuning
+        &self.tuning
     }
 
     /// Chunks queued and the ring's capacity (the queue's pressure).

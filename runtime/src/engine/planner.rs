@@ -199,7 +199,7 @@ impl Engine {
         if !want_jit {
             return Ok(CpuCode { code: Code::Interpreter, backend, race: None, why });
         }
-        match self.cpu.jit.compiled(prepared) {
+        match Code::compiled(prepared) {
             Ok(code) => Ok(CpuCode { code, backend: self.jit_backend(&backend), race: None, why }),
             Err(e) => {
                 let detail = format!("program {}", job.prepared.hash().short());
@@ -235,7 +235,7 @@ impl Engine {
             return CpuCode { code: Code::Interpreter, backend, race, why };
         }
         let prepared = &job.prepared.inner;
-        match self.cpu.jit.compiled(prepared) {
+        match Code::compiled(prepared) {
             Ok(code) => {
                 let race = race.map(|mut e| {
                     e.compile_ns = prepared.jit_compile_ns();

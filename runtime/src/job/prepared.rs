@@ -4,8 +4,9 @@
 //! CPU JIT's code, a GPU kernel — are theirs, kept by program hash (`cpu::code`,
 //! `cuda::programs`).
 
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -26,6 +27,9 @@ pub(crate) struct PreparedInner {
     /// The CPU JIT's compile time of this program in ns, once its executor compiled it (0
     /// before, or when it failed).
     jit_compile_ns: AtomicU64,
+    /// The CPU executor's code of this program (`cpu::code`), once compiled: kept here, typed
+    /// by the executor, so that a small job finds it without a lookup.
+    pub cpu_code: Artefact,
     /// Whether `hits_per_row` was learnt from a run (or is the starting guess of 1).
     hits_noted: std::sync::atomic::AtomicBool,
     /// Rows of this program run on the CPU so far (what makes it hot for the JIT).
@@ -76,6 +80,7 @@ impl PreparedInner {
             gpu_ns_per_row: AtomicU64::new(0),
             jit_failure_said: std::sync::atomic::AtomicBool::new(false),
             jit_compile_ns: AtomicU64::new(0),
+            cpu_code: Artefact::default(),
         }
     }
 
@@ -145,6 +150,26 @@ impl PreparedInner {
     /// The CPU JIT compiled this program in `ns`.
     pub(crate) fn note_jit_compiled(&self, ns: u64) {
         self.jit_compile_ns.store(ns.max(1), Relaxed);
+    }
+}
+
+/// An executor's artefact of one program, set once by the executor that owns its type and
+/// read back by it; the job contract keeps it without knowing what it is (so it imports no
+/// executor).
+#[derive(Default)]
+pub(crate) struct Artefact(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl Artefact {
+    /// The artefact, made by `init` on first use (callers racing share one `init`); `None`
+    /// when it was set as another type.
+    pub(crate) fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.0.get_or_init(|| Arc::new(init())).downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for Artefact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "Artefact(set)" } else { "Artefact(unset)" })
     }
 }
 
