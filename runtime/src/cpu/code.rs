@@ -3,8 +3,6 @@
 //! for it, kept in the program's artefact slot (`PreparedInner::cpu_code`) so that later jobs
 //! find it without a lookup.
 
-use std::sync::Arc;
-
 use meridian_kernels::interp::{BoundInputs, ExecError, OutputBuffers, Scratch};
 
 use crate::job::PreparedInner;
@@ -14,7 +12,7 @@ use crate::job::PreparedInner;
 pub(crate) enum Code {
     Interpreter,
     #[cfg(feature = "jit")]
-    Jit(Arc<meridian_kernels::jit::JitProgram>),
+    Jit(std::sync::Arc<meridian_kernels::jit::JitProgram>),
 }
 
 impl Code {
@@ -56,7 +54,7 @@ fn compile(prepared: &PreparedInner) -> Compiled {
             prepared.note_jit_compiled(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
             let ms = took.as_secs_f64() * 1e3;
             tracing::debug!(program = %prepared.program.hash().short(), ms, "compiled by the JIT");
-            Ok(Code::Jit(Arc::new(p)))
+            Ok(Code::Jit(std::sync::Arc::new(p)))
         }
         Err(e) => Err(e.to_string()),
     }

@@ -148,6 +148,7 @@ impl PreparedInner {
     }
 
     /// The CPU JIT compiled this program in `ns`.
+    #[cfg_attr(not(feature = "jit"), allow(dead_code))] // only the JIT compiles
     pub(crate) fn note_jit_compiled(&self, ns: u64) {
         self.jit_compile_ns.store(ns.max(1), Relaxed);
     }
