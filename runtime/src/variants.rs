@@ -2,10 +2,12 @@
 //! interpreter, the CPU JIT, the GPU megakernel's interpreter, a program's own GPU kernel — each registered with what it
 //! supports: ops, geometry families, row bounds, where its inputs live, its arithmetic and its
 //! robustness. An engine registers the variants it has when it is built and checks them then
-//! ([`Registry::check`]); placement asks the registry whether the GPU variant admits a job
-//! (its ops and its row bound), and every plan names the variant that ran it
-//! ([`crate::plan::Plan::variant`]).
+//! ([`Registry::check`]). The registry is what the engine dispatches by: placement asks it
+//! whether the GPU variant admits a job (its ops and its row bound), the planner whether the
+//! CPU JIT and programs' own GPU kernels are there to choose and up to how many rows a job runs
+//! inline, and every plan names the variant that ran it ([`crate::plan::Plan::variant`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::route::Route;
@@ -303,6 +305,28 @@ impl Registry {
         self.variants.iter().find(|v| v.id == id)
     }
 
+    /// Whether the engine has variant `id`.
+    pub fn has(&self, id: VariantId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The most rows a job runs inline on the submitting thread (0: no inline variant).
+    pub fn inline_rows(&self) -> usize {
+        self.get(VariantId::Inline).map_or(0, |v| v.max_rows)
+    }
+
+    /// Why variant `id` does not take a job of `rows` rows whose program it refuses for
+    /// `ops` (the refusal of its ops, decided once per program when it is prepared), or
+    /// `None` when it does. Fewer rows than the variant's least are no refusal: where a job
+    /// runs best is placement's to weigh ([`crate::place`]); more than its most are.
+    pub fn refusal<'a>(&self, id: VariantId, rows: usize, ops: Option<&'a str>) -> Option<Cow<'a, str>> {
+        let Some(v) = self.get(id) else { return Some(format!("no {id} variant is registered").into()) };
+        if let Some(why) = ops {
+            return Some(why.into());
+        }
+        (rows > v.max_rows).then(|| v.admits_rows(rows).err().unwrap_or_default().into())
+    }
+
     /// The start-up check: each variant once; the CPU interpreter — the oracle every other
     /// variant is tested against, and where every refused job goes — present, taking every op
     /// and any number of rows; every variant's rows a non-empty range; every op a variant
@@ -398,5 +422,27 @@ mod tests {
         assert!(why.contains("`affine`, `simplify`") && why.contains("geometry output"), "{why}");
         assert_eq!(r.get(VariantId::CpuJit).unwrap().admits(&moved, 1000), Ok(()));
         assert!(r.get(VariantId::Inline).unwrap().admits(&pip, 65).is_err());
+    }
+
+    #[test]
+    fn the_engine_dispatches_by_what_is_registered() {
+        let r = Registry::new(64, true, Some(100), true);
+        assert_eq!(r.inline_rows(), 64);
+        assert!(r.has(VariantId::CpuJit) && r.has(VariantId::GpuJit));
+        // Few rows are placement's to weigh, an op the variant refuses or too many rows not.
+        assert_eq!(r.refusal(VariantId::GpuInterp, 1, None), None);
+        assert_eq!(
+            r.refusal(VariantId::GpuInterp, 1, Some("`x` is refused")).as_deref(),
+            Some("`x` is refused")
+        );
+        let over = r.refusal(VariantId::GpuInterp, GPU_MAX_ROWS + 1, None).unwrap();
+        assert!(over.contains("takes jobs of 100 to 4294967295 rows"), "{over}");
+        let bare = Registry::new(0, false, None, false);
+        assert_eq!(bare.inline_rows(), 0);
+        assert!(!bare.has(VariantId::CpuJit) && !bare.has(VariantId::GpuJit));
+        assert_eq!(
+            bare.refusal(VariantId::GpuInterp, 1, None).as_deref(),
+            Some("no gpu-interp variant is registered")
+        );
     }
 }

@@ -337,7 +337,6 @@ impl EngineBuilder {
             programs: Mutex::new(Default::default()),
             tuner,
             tune_notes,
-            inline_rows: self.inline_rows,
             job_timeout: self.job_timeout,
             strict,
             mode_source,

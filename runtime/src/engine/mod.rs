@@ -79,7 +79,6 @@ pub struct Engine {
     programs: Mutex<ByProgram<Arc<PreparedInner>>>,
     tuner: Option<Arc<Tuner>>,
     tune_notes: Vec<String>,
-    inline_rows: usize,
     /// Every job's time unless it sets its own ([`EngineBuilder::job_timeout`]).
     job_timeout: Option<Duration>,
     /// Fallbacks are errors (`strict_native`, `MERIDIAN_STRICT_NATIVE`).

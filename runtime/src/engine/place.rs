@@ -28,18 +28,15 @@ impl Engine {
         }
         let Some(gpu) = &self.gpu else { return Ok(self.cpu_backend.clone()) };
         // The GPU variant's admission: its ops (decided once per program) and its row bound.
-        let rows_refusal = match self.variants.get(VariantId::GpuInterp) {
-            Some(v) => v.admits_rows(job.rows.len()).err().filter(|_| job.rows.len() > v.max_rows),
-            None => Some("no GPU variant is registered".to_owned()),
-        };
-        let refusal = job.prepared.inner.gpu_refusal.as_deref().or(rows_refusal.as_deref());
-        let fallback = |why: String| {
-            fall_back(self.strict, &why, format!("{} rows", job.rows.len())).map_err(|e| resolved(Err(e)))
-        };
+        let rows = job.rows.len();
+        let refusal =
+            self.variants.refusal(VariantId::GpuInterp, rows, job.prepared.inner.gpu_refusal.as_deref());
+        let fallback =
+            |why: String| fall_back(self.strict, &why, format!("{rows} rows")).map_err(|e| resolved(Err(e)));
         match (self.mode, refusal, gpu.unhealthy()) {
-            (Mode::Gpu, Some(why), _) => Err(resolved(Err(JobError::Refused(why.to_owned())))),
+            (Mode::Gpu, Some(why), _) => Err(resolved(Err(JobError::Refused(why.into_owned())))),
             (Mode::Gpu, None, _) => self.gpu_if_it_fits(job, self.gpu_backend.clone(), fallback),
-            (_, Some(why), _) => fallback(why.to_owned()),
+            (_, Some(why), _) => fallback(why.into_owned()),
             (_, None, Some(why)) => fallback(format!("the GPU is no longer used ({why})")),
             (_, None, None) => {
                 let (gpu_pays, why) = self.gpu_pays(gpu, job);

@@ -12,6 +12,7 @@ use super::Engine;
 use crate::cpu::code::Code;
 use crate::cpu::CpuJob;
 use crate::cuda::executor::{GpuExecutor, GpuJob};
+use crate::cuda::programs::GpuRoute;
 use crate::events::{self, Event};
 use crate::job::{Attempt, Job, JobError, TicketCell};
 use crate::plan::{self, CapacityReason, Plan, RouteReason, Topology};
@@ -102,7 +103,7 @@ impl Engine {
         let tuning = self.cpu.tuning();
         let (topology, chunk_rows, cut_why) = plan::cpu_topology(&plan::CutInput {
             rows,
-            inline_rows: self.inline_rows,
+            inline_rows: self.variants.inline_rows(),
             chunk_rows: tuning.chunk_rows,
             pinned,
             workers: tuning.workers,
@@ -139,7 +140,13 @@ impl Engine {
     ) -> Result<GpuJob, JobError> {
         let rows = job.rows.len();
         let capacity = self.capacity(job)?;
-        let route = gpu.route(&job.prepared.inner, rows, self.gpu_route);
+        // Programs' own kernels when the registry has them (the engine's GPU route is not
+        // `interp`), else the megakernel.
+        let route = if self.variants.has(VariantId::GpuJit) {
+            gpu.route(&job.prepared.inner, rows, self.gpu_route)
+        } else {
+            GpuRoute { kernel: None, why: RouteReason::Megakernel }
+        };
         // A program's kernel takes no chunks: nothing of the cut to race.
         let raced = if route.kernel.is_some() { None } else { self.race(Knob::GpuChunks, job) };
         let (per_block, race, tuned) = match raced {
@@ -186,13 +193,14 @@ impl Engine {
             Route::Interpreter => (false, RouteReason::Asked(Route::Interpreter.name())),
             Route::Jit => (true, RouteReason::Asked(Route::Jit.name())),
             Route::Auto => {
-                let raced = if Route::jit_available() { self.race(Knob::Route, job) } else { None };
+                let jit = self.variants.has(VariantId::CpuJit);
+                let raced = if jit { self.race(Knob::Route, job) } else { None };
                 if let Some((route, entry)) = raced {
                     let why = RouteReason::Race { racing: entry.is_some() };
                     return Ok(self.auto_code(job, backend, route == 1, entry, why));
                 }
                 let before = prepared.note_cpu_rows(rows).saturating_sub(rows as u64);
-                let (jit, why) = plan::auto_route(before, rows, JIT_HOT_ROWS, Route::jit_available());
+                let (jit, why) = plan::auto_route(before, rows, JIT_HOT_ROWS, jit);
                 return Ok(self.auto_code(job, backend, jit, None, why));
             }
         };

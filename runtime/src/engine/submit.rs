@@ -37,7 +37,7 @@ impl Engine {
     /// no ticket at all.
     pub fn run(&self, job: Job) -> Result<JobResult, JobError> {
         let placed = self.place(&job);
-        if job.rows.len() <= self.inline_rows {
+        if job.rows.len() <= self.variants.inline_rows() {
             if let Some(backend) = placed.as_ref().ok().filter(|b| !b.on_gpu()) {
                 if self.cpu.is_closed() {
                     return Err(JobError::stopped(None));
