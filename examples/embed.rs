@@ -13,10 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use meridian::bytecode::assemble;
-use meridian::kernels::column::{ColumnBuilder, GeometryColumn};
-use meridian::kernels::interp::Input;
 use meridian::kernels::io;
-use meridian::{Engine, Prepared};
+use meridian::{ColumnBuilder, Engine, GeometryColumn, Input, Output, Prepared};
 
 /// Points on a grid over one band of longitudes: a stand-in for a request's payload.
 fn grid(lon_from: f64, lon_to: f64, step: f64) -> Result<GeometryColumn, Box<dyn Error>> {
@@ -36,21 +34,21 @@ fn grid(lon_from: f64, lon_to: f64, step: f64) -> Result<GeometryColumn, Box<dyn
 /// One request: bind this thread's points to the shared countries, submit, read the hits.
 fn handle(
     engine: &Engine,
-    program: &Prepared,
+    (program, pairs): (&Prepared, &Output),
     countries: &Input,
     points: GeometryColumn,
 ) -> Result<(usize, usize), Box<dyn Error>> {
     let rows = points.len();
     let bound = engine.bind(program, [("pts", Input::from(points)), ("zones", countries.clone())])?;
     let result = engine.submit(program.job(&bound))?.wait()?;
-    let pairs = result.hits("pairs").ok_or("the program has a `pairs` output")?;
+    let pairs = result.hits_of(pairs).ok_or("a result of another program")?;
     Ok((rows, pairs.len()))
 }
 
 /// An async request handler: the country each point is in, `None` at sea.
 async fn locate(
     engine: &Engine,
-    program: &Prepared,
+    (program, pairs): (&Prepared, &Output),
     countries: &Input,
     points: &[(f64, f64)],
 ) -> Result<Vec<Option<u32>>, Box<dyn Error>> {
@@ -59,9 +57,10 @@ async fn locate(
         b.push_point(lon, lat)?;
     }
     let bound = engine.bind(program, [("pts", Input::from(b.finish())), ("zones", countries.clone())])?;
-    let result = engine.submit(program.job(&bound))?.await?;
+    // Waits for ring room without blocking the thread, then for the result.
+    let result = engine.submit_async(program.job(&bound)).await?.await?;
     let mut found = vec![None; points.len()];
-    for &(row, id) in result.hits("pairs").unwrap_or_default() {
+    for &(row, id) in result.hits_of(pairs).ok_or("a result of another program")? {
         found[row as usize] = Some(id);
     }
     Ok(found)
@@ -72,9 +71,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let engine = Engine::builder().workers(2).build()?;
     println!("backend: {} ({})", engine.backend().name(), engine.backend().reason);
 
-    // Prepared once (verified, cached by hash); each request only binds and submits.
-    let program = assemble("pip_join.masm", include_str!("pip_join.masm"))?;
-    let program = engine.prepare(program.program())?;
+    // Prepared once (verified by `assemble`, cached by hash), its output looked up once (a
+    // misspelt name fails here, not on every request); each request only binds and submits.
+    let program = engine.prepare_verified(&assemble("pip_join.masm", include_str!("pip_join.masm"))?);
+    let pairs = program.output("pairs")?;
 
     // The countries and their index are built once and shared: an `Input` holds both behind
     // `Arc`s, so binding it again costs two reference counts, not an index build.
@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     std::thread::scope(|s| -> Result<(), Box<dyn Error>> {
         let handles: Vec<_> = (0..4)
             .map(|t| {
-                let (engine, program, countries) = (&engine, &program, &countries);
+                let (engine, program, countries) = (&engine, (&program, &pairs), &countries);
                 s.spawn(move || -> Result<(usize, usize), String> {
                     let mut total = (0, 0);
                     for j in 0..3 {
@@ -111,7 +111,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // An async handler awaits its ticket instead of blocking a thread on it.
     let capitals = [(2.35, 48.86), (139.69, 35.69), (-47.93, -15.78), (0.0, 0.0)];
-    let found = pollster::block_on(locate(&engine, &program, &countries, &capitals))?;
+    let found = pollster::block_on(locate(&engine, (&program, &pairs), &countries, &capitals))?;
     for ((lon, lat), country) in capitals.iter().zip(found) {
         let name = country.map_or("(sea)", |id| names[id as usize].as_str());
         println!("async: ({lon}, {lat}) is in {name}");

@@ -28,7 +28,8 @@ pub use meridian_runtime::ring;
 pub use meridian_runtime::stream;
 pub use meridian_runtime::{
     memory_budget_from_env, parse_bytes, plan, resolve_mode, set_process_mode, Backend, Bound, CancelCause,
-    CancelToken, Engine, EngineBuilder, EngineError, Job, JobError, JobResult, Mode, Prepared, Route,
-    ShutdownError, StopReason, Ticket, TrySubmitError, VariantId, INLINE_ROWS, JIT_HOT_ROWS,
-    MEMORY_BUDGET_ENV, MODE_ENV,
+    CancelToken, ColumnBuilder, Engine, EngineBuilder, EngineError, GeometryColumn, Input, Job, JobError,
+    JobResult, Mode, Output, OutputColumn, Prepared, Route, ShutdownError, StopReason, Submit, Ticket,
+    TrySubmitError, UnknownOutput, VariantId, INLINE_ROWS, JIT_HOT_ROWS, JIT_WAIT_ROWS, MEMORY_BUDGET_ENV,
+    MODE_ENV,
 };

@@ -28,13 +28,19 @@ pub mod variants;
 
 pub use engine::{
     memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, Engine, EngineBuilder, EngineError,
-    Mode, ShutdownError, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, MEMORY_BUDGET_ENV, MODE_ENV,
+    Mode, ShutdownError, Submit, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, JIT_WAIT_ROWS, MEMORY_BUDGET_ENV,
+    MODE_ENV,
 };
-pub use job::{Bound, CancelCause, CancelToken, Job, JobError, JobResult, Prepared, Ticket};
+pub use job::{
+    Bound, CancelCause, CancelToken, Job, JobError, JobResult, Output, Prepared, Ticket, UnknownOutput,
+};
+// The request path's own types, at the root: a service builds its columns and inputs here.
 pub use meridian_autotune as autotune;
 pub use meridian_bytecode as bytecode;
 pub use meridian_driver as driver;
 pub use meridian_kernels as kernels;
+pub use meridian_kernels::column::{ColumnBuilder, GeometryColumn};
 pub use meridian_kernels::interp::StopReason;
+pub use meridian_kernels::interp::{Input, OutputColumn};
 pub use route::{BadRoute, Route};
 pub use variants::{Backend, VariantId};

@@ -3,6 +3,8 @@
 //! for it, kept in the program's artefact slot (`PreparedInner::cpu_code`) so that later jobs
 //! find it without a lookup.
 
+use std::sync::Arc;
+
 use meridian_kernels::interp::{BoundInputs, ExecError, OutputBuffers, Scratch};
 
 use crate::job::PreparedInner;
@@ -12,7 +14,7 @@ use crate::job::PreparedInner;
 pub(crate) enum Code {
     Interpreter,
     #[cfg(feature = "jit")]
-    Jit(std::sync::Arc<meridian_kernels::jit::JitProgram>),
+    Jit(Arc<meridian_kernels::jit::JitProgram>),
 }
 
 impl Code {
@@ -30,6 +32,27 @@ impl Code {
             #[cfg(feature = "jit")]
             Code::Jit(p) => p.run(inputs, rows, out, scratch),
         }
+    }
+
+    /// `prepared` compiled by the JIT, without waiting for it: `None` while it is not —
+    /// the first call starts its compile on a thread of its own, and the caller's job runs on
+    /// the interpreter meanwhile (a compile takes about a millisecond; a service's requests
+    /// must not wait behind it).
+    pub(crate) fn compiled_or_started(prepared: &Arc<PreparedInner>) -> Option<Result<Code, String>> {
+        if let Some(done) = prepared.cpu_code.get::<Compiled>() {
+            return Some(done.clone());
+        }
+        if prepared.start_jit() {
+            let p = prepared.clone();
+            let spawned = std::thread::Builder::new().name("meridian-jit".into()).spawn(move || {
+                let _ = Code::compiled(&p);
+            });
+            if spawned.is_err() {
+                // No thread to compile on: compile here, as the blocking form does.
+                return Some(Code::compiled(prepared));
+            }
+        }
+        None
     }
 
     /// `prepared` compiled by the JIT (compiled on first use, once; callers racing share the
@@ -54,7 +77,7 @@ fn compile(prepared: &PreparedInner) -> Compiled {
             prepared.note_jit_compiled(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
             let ms = took.as_secs_f64() * 1e3;
             tracing::debug!(program = %prepared.program.hash().short(), ms, "compiled by the JIT");
-            Ok(Code::Jit(std::sync::Arc::new(p)))
+            Ok(Code::Jit(Arc::new(p)))
         }
         Err(e) => Err(e.to_string()),
     }

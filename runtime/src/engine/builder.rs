@@ -34,6 +34,7 @@ pub struct EngineBuilder {
     gpu_min_rows: Option<usize>,
     gpu: GpuTuning,
     autotune: Option<AutotuneAt>,
+    jit_in_background: bool,
     inline_rows: usize,
     strict: Option<bool>,
     route: Route,
@@ -64,6 +65,7 @@ impl Default for EngineBuilder {
             gpu: GpuTuning::default(),
             autotune: None,
             inline_rows: INLINE_ROWS,
+            jit_in_background: true,
             strict: None,
             route: Route::Auto,
             gpu_route: Route::Interpreter,
@@ -108,6 +110,17 @@ impl EngineBuilder {
     /// (overrides `MERIDIAN_STRICT_NATIVE`; default off).
     pub fn strict_native(mut self, strict: bool) -> Self {
         self.strict = Some(strict);
+        self
+    }
+
+    /// Under [`Route::Auto`], whether a program that turns hot is compiled by the JIT on a
+    /// thread of its own while its small jobs keep running on the interpreter (default; a job
+    /// of [`JIT_WAIT_ROWS`](crate::JIT_WAIT_ROWS) rows or more waits for the compile),
+    /// or on the submitting thread by the job that made it hot (that job, and any submitted
+    /// meanwhile, wait for the compile: about a millisecond). A route asked for with
+    /// [`EngineBuilder::route`]`(Route::Jit)` always compiles on the first job.
+    pub fn jit_in_background(mut self, background: bool) -> Self {
+        self.jit_in_background = background;
         self
     }
 
@@ -334,11 +347,16 @@ impl EngineBuilder {
             cpu_jit_backend: Arc::new(Backend { variant: VariantId::CpuJit, ..(*cpu_backend).clone() }),
             cpu_backend,
             gpu_backend,
+            id: {
+                static ENGINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
             programs: Mutex::new(Default::default()),
             tuner,
             tune_notes,
             job_timeout: self.job_timeout,
             strict,
+            jit_in_background: self.jit_in_background,
             mode_source,
             route: self.route,
             gpu_route: self.gpu_route,

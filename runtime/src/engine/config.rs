@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use meridian_bytecode::VerifyErrors;
 use meridian_kernels::interp::BindError;
 
-use crate::job::Job;
+use crate::job::{CancelCause, Job, JobError};
 use crate::ring::RingError;
 
 /// Where jobs run: `auto` picks the best available backend, `cpu` and `gpu` insist.
@@ -142,7 +142,15 @@ pub enum TrySubmitError {
     Shutdown(Job),
 }
 
-/// Why [`Engine::submit`] did not take a job; the job comes back.
+/// Why [`Engine::submit`] did not take a job; the job comes back. As a [`JobError`] (for
+/// `?` in code that awaits both the submission and the ticket) it is the error every job the
+/// shutdown stopped gives: [`JobError::Cancelled`] by [`CancelCause::Shutdown`].
 #[derive(Debug, thiserror::Error)]
 #[error("the engine is shut down")]
 pub struct ShutdownError(pub Job);
+
+impl From<ShutdownError> for JobError {
+    fn from(_: ShutdownError) -> JobError {
+        JobError::Cancelled(CancelCause::Shutdown)
+    }
+}

@@ -59,13 +59,16 @@ pub use config::{
     TrySubmitError, MEMORY_BUDGET_ENV, MODE_ENV,
 };
 pub use inline::INLINE_ROWS;
-pub use planner::JIT_HOT_ROWS;
+pub use planner::{JIT_HOT_ROWS, JIT_WAIT_ROWS};
+pub use submit::Submit;
 
 /// A running engine: the CPU executor's workers, its rings, and the prepared programs.
 /// `Send + Sync`: share it (`Arc<Engine>` or `&Engine` in scoped threads) and submit from
 /// any thread. Dropping it, or [`Engine::shutdown`], resolves every outstanding ticket.
 #[derive(Debug)]
 pub struct Engine {
+    /// This engine among the process's: jobs prepared or bound by another are refused.
+    id: u64,
     cpu: Arc<CpuExecutor>,
     gpu: Option<Arc<GpuExecutor>>,
     mode: Mode,
@@ -83,6 +86,9 @@ pub struct Engine {
     job_timeout: Option<Duration>,
     /// Fallbacks are errors (`strict_native`, `MERIDIAN_STRICT_NATIVE`).
     strict: bool,
+    /// Under `auto`, a hot program's JIT compile runs on a thread of its own
+    /// ([`EngineBuilder::jit_in_background`]).
+    jit_in_background: bool,
     mode_source: &'static str,
     route: Route,
     /// What runs GPU jobs' rows: the megakernel (`interp`) or programs' kernels too.
@@ -228,7 +234,7 @@ impl Engine {
         if let Some(p) = self.cached(program.hash()) {
             return p;
         }
-        let inner = Arc::new(PreparedInner::new(program));
+        let inner = Arc::new(PreparedInner::new(program, self.id));
         let mut programs = self.programs.lock();
         let inner = programs.entry(program.hash()).or_insert(inner).clone();
         Prepared { inner }
@@ -251,6 +257,9 @@ impl Engine {
         N: AsRef<str>,
         I: Into<Input>,
     {
+        if program.inner.engine != self.id {
+            return Err(EngineError::InputName("the program was prepared by another engine".into()));
+        }
         let decls = program.inner.program.program().inputs();
         let mut slots: Vec<Option<Input>> = vec![None; decls.len()];
         for (name, input) in inputs {
@@ -275,7 +284,7 @@ impl Engine {
             );
         }
         let bound = BoundInputs::bind(program.inner.program.program(), inputs)?;
-        Ok(Bound { inner: Arc::new(bound), program: program.inner.program.hash() })
+        Ok(Bound { inner: Arc::new(bound), program: program.inner.program.hash(), engine: self.id })
     }
     /// The autotuner, when the engine was built with one ([`EngineBuilder::autotune`]).
     pub fn autotune(&self) -> Option<&Arc<Tuner>> {

@@ -26,6 +26,10 @@ impl Engine {
             // caller bug that must not reach an executor.
             return Err(resolved(Err(JobError::Mismatch)));
         }
+        if job.bound.engine != self.id || job.prepared.inner.engine != self.id {
+            // Learnt rates, residency and artefacts are an engine's own.
+            return Err(resolved(Err(JobError::OtherEngine)));
+        }
         let Some(gpu) = &self.gpu else { return Ok(self.cpu_backend.clone()) };
         // The GPU variant's admission: its ops (decided once per program) and its row bound.
         let rows = job.rows.len();

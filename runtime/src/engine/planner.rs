@@ -25,6 +25,12 @@ use crate::variants::{Backend, VariantId};
 /// the examples) is under a tenth of a percent of what the interpreter spent on it.
 pub const JIT_HOT_ROWS: u64 = 1 << 20;
 
+/// Under [`Route::Auto`], a job of at least this many rows that finds its program hot and not
+/// yet compiled waits for the JIT's compile (about a millisecond; the interpreter takes
+/// several on this many rows); smaller jobs run on the interpreter while the JIT compiles in
+/// the background ([`EngineBuilder::jit_in_background`](super::EngineBuilder::jit_in_background)).
+pub const JIT_WAIT_ROWS: usize = 1 << 16;
+
 /// What runs a CPU job's rows, the backend its result names, its part in a route race, and
 /// why that route.
 struct CpuCode {
@@ -243,7 +249,18 @@ impl Engine {
             return CpuCode { code: Code::Interpreter, backend, race, why };
         }
         let prepared = &job.prepared.inner;
-        match Code::compiled(prepared) {
+        // A large job waits for the compile (its rows on the interpreter would cost more); a
+        // small one does not.
+        let wait = !self.jit_in_background || job.rows.len() >= JIT_WAIT_ROWS;
+        let compiled =
+            if wait { Some(Code::compiled(prepared)) } else { Code::compiled_or_started(prepared) };
+        let Some(compiled) = compiled else {
+            // The JIT is compiling: the interpreter meanwhile, out of any race (this job's side
+            // would not be the side it was chosen for).
+            let why = RouteReason::JitCompiling(Box::new(why));
+            return CpuCode { code: Code::Interpreter, backend, race: None, why };
+        };
+        match compiled {
             Ok(code) => {
                 let race = race.map(|mut e| {
                     e.compile_ns = prepared.jit_compile_ns();

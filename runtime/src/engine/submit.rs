@@ -3,14 +3,21 @@
 //! whether a full executor is waited for. A job the GPU cannot take under `auto` is placed
 //! again on the CPU; the inline route runs small CPU jobs on the submitting thread.
 
+// A refused job comes back by value in the error, so a caller retries without a clone; boxing
+// it would allocate on the back-pressure path, where the ring is already full.
+#![allow(clippy::result_large_err)]
+
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use meridian_kernels::interp::Stop;
 
 use super::place::fall_back;
 use super::{Engine, Mode, ShutdownError, TrySubmitError};
-use crate::job::{push, Job, JobError, JobResult, Refused, Ticket, TicketCell};
+use crate::job::{push, Executor, Job, JobError, JobResult, Refused, Ticket, TicketCell};
 use crate::plan::Topology;
 use crate::variants::Backend;
 
@@ -26,6 +33,21 @@ impl Engine {
             Ok(t) => Ok(t),
             Err(TrySubmitError::Shutdown(job) | TrySubmitError::Full(job)) => Err(ShutdownError(job)),
         }
+    }
+
+    /// Submits a job from async code: a future that waits for room on a full ring without
+    /// blocking the thread it is polled on (the executor that frees room wakes the task), and
+    /// gives the job's [`Ticket`] — itself a future of its result. The blocking
+    /// [`Engine::submit`] is for threads. A small CPU job runs inline, within the poll, as
+    /// with `submit`.
+    ///
+    /// ```no_run
+    /// # async fn f(engine: &meridian_runtime::Engine, job: meridian_runtime::Job) -> Result<(), meridian_runtime::JobError> {
+    /// let result = engine.submit_async(job).await?.await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn submit_async(&self, job: Job) -> Submit<'_> {
+        Submit { engine: self, job: Some(job) }
     }
 
     /// Submits a job if there is room now; otherwise hands it back.
@@ -114,6 +136,14 @@ impl Engine {
         }
     }
 
+    /// Wakes `task` when an executor next frees room (or shuts down).
+    fn wake_on_room(&self, task: &std::task::Waker) {
+        self.cpu.space().register(task);
+        if let Some(gpu) = &self.gpu {
+            gpu.space().register(task);
+        }
+    }
+
     /// A stop signal for `job`, from now: its timeout (or the engine's), its token.
     pub(super) fn stop_for(&self, job: &Job) -> Arc<Stop> {
         Arc::new(Stop::new(job.timeout.or(self.job_timeout), job.token.clone()))
@@ -125,4 +155,48 @@ pub(super) fn resolved(outcome: Result<JobResult, JobError>) -> Ticket {
     let cell = Arc::new(TicketCell::default());
     cell.resolve(outcome);
     Ticket { cell, spin: 0, spin_for: Duration::ZERO }
+}
+
+/// The future of [`Engine::submit_async`]: the job's ticket once an executor has taken it,
+/// or the job back if the engine is shut down.
+#[derive(Debug)]
+#[must_use = "a submission does nothing until it is awaited"]
+pub struct Submit<'e> {
+    engine: &'e Engine,
+    /// `None` once the future has given its output.
+    job: Option<Job>,
+}
+
+impl Future for Submit<'_> {
+    type Output = Result<Ticket, ShutdownError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(mut job) = this.job.take() else {
+            // As an `async fn` would: a future is not polled after it gave its output.
+            #[allow(clippy::panic)]
+            {
+                panic!("Submit polled after it completed")
+            }
+        };
+        let mut registered = false;
+        loop {
+            match this.engine.enter(job, false) {
+                Ok(ticket) => return Poll::Ready(Ok(ticket)),
+                Err(TrySubmitError::Shutdown(job)) => return Poll::Ready(Err(ShutdownError(job))),
+                // Registered before this try failed: room freed after it rings the task.
+                Err(TrySubmitError::Full(back)) if registered => {
+                    this.job = Some(back);
+                    return Poll::Pending;
+                }
+                // Register, then try once more: room freed before the registration is seen
+                // by that try.
+                Err(TrySubmitError::Full(back)) => {
+                    this.engine.wake_on_room(cx.waker());
+                    registered = true;
+                    job = back;
+                }
+            }
+        }
+    }
 }

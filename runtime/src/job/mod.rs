@@ -12,7 +12,7 @@ mod ticket;
 use std::ops::Range;
 use std::sync::Arc;
 
-use meridian_bytecode::{ProgramHash, VerifiedProgram};
+use meridian_bytecode::{OutputKind, ProgramHash, VerifiedProgram};
 use meridian_kernels::interp::{BoundInputs, ExecError, FinishError, Stop, StopReason};
 
 pub(crate) use attempt::{overflowed, Attempt};
@@ -113,10 +113,54 @@ impl Prepared {
         (ns > 0.0).then(|| std::time::Duration::from_nanos(ns as u64))
     }
 
+    /// The output called `name`, looked up once: reading it from a result
+    /// ([`JobResult::column`], [`JobResult::hits_of`]) is then an index, and a misspelt name
+    /// is this error when the service starts rather than a `None` on every job.
+    pub fn output(&self, name: &str) -> Result<Output, UnknownOutput> {
+        let outputs = self.inner.program.program().outputs();
+        match outputs.iter().position(|o| o.name == name) {
+            Some(index) => Ok(Output { index, kind: outputs[index].kind, name: name.into() }),
+            None => Err(UnknownOutput {
+                name: name.to_owned(),
+                outputs: outputs.iter().map(|o| format!("`{}`", o.name)).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
     /// Why the GPU megakernel will not run this program, or `None` when it will.
     pub fn gpu_refusal(&self) -> Option<&str> {
         self.inner.gpu_refusal.as_deref()
     }
+}
+
+/// One output of a prepared program, looked up by name once ([`Prepared::output`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub(crate) index: usize,
+    kind: OutputKind,
+    pub(crate) name: Arc<str>,
+}
+
+impl Output {
+    /// What it collects.
+    pub fn kind(&self) -> OutputKind {
+        self.kind
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A name the program does not give its outputs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the program has no output `{name}` (its outputs: {outputs})")]
+pub struct UnknownOutput {
+    /// The name asked for.
+    pub name: String,
+    /// The program's outputs, as a list for the message.
+    pub outputs: String,
 }
 
 /// Columns bound to a prepared program's inputs (cheap to clone; share it between jobs).
@@ -124,6 +168,8 @@ impl Prepared {
 pub struct Bound {
     pub(crate) inner: Arc<BoundInputs>,
     pub(crate) program: ProgramHash,
+    /// The engine that bound them (its residency and indexes are that engine's).
+    pub(crate) engine: u64,
 }
 
 impl Bound {
@@ -272,6 +318,9 @@ pub enum JobError {
     /// The job's bindings were made for another program.
     #[error("the job's inputs were bound for another program")]
     Mismatch,
+    /// The job's program was prepared, or its inputs bound, by another engine.
+    #[error("the job was prepared or bound by another engine")]
+    OtherEngine,
     /// The result was already taken from this ticket.
     #[error("the ticket's result was already taken")]
     ResultTaken,

@@ -18,6 +18,9 @@ use meridian_kernels::interp::Interpreter;
 #[derive(Debug)]
 pub(crate) struct PreparedInner {
     pub program: VerifiedProgram,
+    /// The engine that prepared it ([`crate::Engine`]'s id): its learnt rates and artefacts
+    /// are that engine's.
+    pub engine: u64,
     pub interp: Interpreter,
     pub output_names: Arc<[String]>,
     /// Why the GPU will not run this program (`None`: it will).
@@ -30,6 +33,8 @@ pub(crate) struct PreparedInner {
     /// The CPU executor's code of this program (`cpu::code`), once compiled: kept here, typed
     /// by the executor, so that a small job finds it without a lookup.
     pub cpu_code: Artefact,
+    /// The JIT's compile of this program has been started in the background.
+    jit_started: std::sync::atomic::AtomicBool,
     /// Whether `hits_per_row` was learnt from a run (or is the starting guess of 1).
     hits_noted: std::sync::atomic::AtomicBool,
     /// Rows of this program run on the CPU so far (what makes it hot for the JIT).
@@ -66,8 +71,9 @@ fn learnt(avg: &AtomicU64) -> Option<f64> {
 }
 
 impl PreparedInner {
-    pub(crate) fn new(program: &VerifiedProgram) -> PreparedInner {
+    pub(crate) fn new(program: &VerifiedProgram, engine: u64) -> PreparedInner {
         PreparedInner {
+            engine,
             interp: Interpreter::new(program),
             gpu_refusal: meridian_kernels::cuda::gpu_refusal(program),
             class: crate::place::ProgramClass::of(program),
@@ -81,6 +87,7 @@ impl PreparedInner {
             jit_failure_said: std::sync::atomic::AtomicBool::new(false),
             jit_compile_ns: AtomicU64::new(0),
             cpu_code: Artefact::default(),
+            jit_started: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -143,6 +150,11 @@ impl PreparedInner {
     }
 
     /// The CPU JIT's compile time of this program in ns (0 before it compiled).
+    /// True for the first caller only: it starts the JIT's compile of this program.
+    pub(crate) fn start_jit(&self) -> bool {
+        !self.jit_started.swap(true, Relaxed)
+    }
+
     pub(crate) fn jit_compile_ns(&self) -> f64 {
         self.jit_compile_ns.load(Relaxed) as f64
     }
@@ -161,6 +173,11 @@ impl PreparedInner {
 pub(crate) struct Artefact(OnceLock<Arc<dyn Any + Send + Sync>>);
 
 impl Artefact {
+    /// The artefact, when it is set (as a `T`), without waiting for an `init` under way.
+    pub(crate) fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.get()?.downcast_ref::<T>()
+    }
+
     /// The artefact, made by `init` on first use (callers racing share one `init`); `None`
     /// when it was set as another type.
     pub(crate) fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {

@@ -148,6 +148,22 @@ impl JobResult {
         self.names.iter().position(|n| n == name).map(|i| self.columns[i].get())
     }
 
+    /// The output `output` ([`crate::Prepared::output`]); `None` only for a result of
+    /// another program.
+    pub fn column(&self, output: &super::Output) -> Option<&OutputColumn> {
+        let same = self.names.get(output.index).is_some_and(|n| **n == *output.name);
+        same.then(|| self.columns[output.index].get())
+    }
+
+    /// The hits output `output`: `(row, id)` pairs sorted by row, then id; `None` only for a
+    /// result of another program, or an output that is not a hits output.
+    pub fn hits_of(&self, output: &super::Output) -> Option<&[(u32, u32)]> {
+        match self.column(output)? {
+            OutputColumn::Hits(h) => Some(h),
+            _ => None,
+        }
+    }
+
     /// A hits output: `(row, id)` pairs sorted by row, then id.
     pub fn hits(&self, name: &str) -> Option<&[(u32, u32)]> {
         match self.get(name)? {

@@ -338,6 +338,9 @@ pub enum RouteReason {
     Megakernel,
     /// GPU `auto`: the program's kernel is compiling; the megakernel meanwhile.
     Compiling,
+    /// CPU `auto`: the program is hot (the inner reason) and the JIT compiles it on a thread of
+    /// its own; the interpreter meanwhile.
+    JitCompiling(Box<RouteReason>),
     /// GPU `auto`: a job of `rows` rows, under `min`: the megakernel's latency lane.
     Lane {
         /// The job's rows.
@@ -362,6 +365,9 @@ impl fmt::Display for RouteReason {
             RouteReason::Megakernel => f.write_str("the megakernel interprets the bytecode"),
             RouteReason::Compiling => {
                 f.write_str("auto: the program's GPU kernel is compiling; the megakernel meanwhile")
+            }
+            RouteReason::JitCompiling(why) => {
+                write!(f, "{why}; the JIT is compiling it, the interpreter meanwhile")
             }
             RouteReason::Lane { rows, min } => {
                 write!(f, "auto: {rows} rows < {min}: the megakernel's latency lane")

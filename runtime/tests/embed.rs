@@ -1,0 +1,203 @@
+//! Embedding in async code: `submit_async` waits for ring room without blocking the thread
+//! it is polled on (here a current-thread tokio runtime, so a blocked submit would starve
+//! every other task), output names checked once at start-up, one shutdown error on every
+//! path, and jobs refused by an engine that did not prepare or bind them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use meridian_runtime::bytecode::assemble;
+use meridian_runtime::{
+    CancelCause, ColumnBuilder, Engine, GeometryColumn, Input, JobError, Mode, OutputColumn,
+};
+
+const PROGRAM: &str = "
+.program lookup
+.input  pts    points
+.input  zones  polygons indexed
+.output pairs  hits
+    load     g0, pts
+    probe    c0, zones, g0
+next:
+    cnext    g1, c0, done
+    contains b0, g1, g0
+    jf       b0, next
+    emit     pairs, g1
+    jmp      next
+done:
+    halt
+";
+
+/// A 4 × 4 grid of unit squares: a point with both coordinates in (0, 4), off the grid
+/// lines, lies in exactly one, `x as usize + 4 * y as usize`.
+fn zones() -> Arc<GeometryColumn> {
+    let mut b = ColumnBuilder::new();
+    for i in 0..16 {
+        let (x, y) = ((i % 4) as f64, (i / 4) as f64);
+        b.push_polygon(&[&[(x, y), (x + 1.0, y), (x + 1.0, y + 1.0), (x, y + 1.0), (x, y)]]).unwrap();
+    }
+    Arc::new(b.finish())
+}
+
+fn points(n: usize, seed: usize) -> Arc<GeometryColumn> {
+    let mut b = ColumnBuilder::new();
+    for i in 0..n {
+        let k = (i * 7919 + seed * 104_729) % 160_000;
+        b.push_point((k % 400) as f64 / 100.0 + 0.005, (k / 400) as f64 / 100.0 + 0.005).unwrap();
+    }
+    Arc::new(b.finish())
+}
+
+/// The zone each point lies in, computed here.
+fn want(pts: &GeometryColumn) -> Vec<(u32, u32)> {
+    (0..pts.len())
+        .map(|r| {
+            let (x, y) = pts.view().point(r).unwrap();
+            (r as u32, x as u32 + 4 * y as u32)
+        })
+        .collect()
+}
+
+#[test]
+fn async_submits_wait_for_room_without_blocking_the_runtime() {
+    // One worker, a ring of two slots, nothing inline: most submissions find the ring full.
+    let engine = Arc::new(
+        Engine::builder().mode(Mode::Cpu).workers(1).ring_capacity(2).inline_rows(0).build().unwrap(),
+    );
+    let prepared = engine.prepare_verified(&assemble("lookup.masm", PROGRAM).unwrap());
+    let pairs = prepared.output("pairs").unwrap();
+    let zones = Input::indexed(zones());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let (waits, beats) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let answered = rt.block_on(async {
+        let done = Arc::new(AtomicUsize::new(0));
+        // A heartbeat: it runs only while no task holds the thread.
+        let heart = {
+            let (beats, done) = (beats.clone(), done.clone());
+            tokio::spawn(async move {
+                while done.load(Ordering::SeqCst) < 16 {
+                    beats.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let (engine, prepared, pairs, zones) =
+                (engine.clone(), prepared.clone(), pairs.clone(), zones.clone());
+            let (waits, done) = (waits.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut answered = 0;
+                for j in 0..20 {
+                    let pts = points(500 + j, t * 100 + j);
+                    let bound = engine
+                        .bind(&prepared, [("pts", Input::rows(pts.clone())), ("zones", zones.clone())])
+                        .unwrap();
+                    // Counts the polls that found the ring full.
+                    let mut submit = pin!(engine.submit_async(prepared.job(&bound)));
+                    let ticket = std::future::poll_fn(|cx| {
+                        let p = submit.as_mut().poll(cx);
+                        if p.is_pending() {
+                            waits.fetch_add(1, Ordering::SeqCst);
+                        }
+                        p
+                    })
+                    .await
+                    .unwrap();
+                    let result = ticket.await.unwrap();
+                    assert_eq!(result.hits_of(&pairs).unwrap(), want(&pts), "task {t}, job {j}");
+                    answered += 1;
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                answered
+            }));
+        }
+        let mut answered = 0;
+        for t in tasks {
+            answered += t.await.unwrap();
+        }
+        heart.await.unwrap();
+        answered
+    });
+    assert_eq!(answered, 16 * 20);
+    // The ring was full (submissions waited), and the heartbeat ran meanwhile: no submit held
+    // the runtime's one thread.
+    assert!(waits.load(Ordering::SeqCst) > 0, "no submission found the ring full");
+    assert!(beats.load(Ordering::SeqCst) > waits.load(Ordering::SeqCst) / 16, "the heartbeat starved");
+}
+
+#[test]
+fn a_shut_down_engine_says_so_the_same_way_on_every_path() {
+    let engine = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let prepared = engine.prepare_verified(&assemble("lookup.masm", PROGRAM).unwrap());
+    let bound = engine
+        .bind(&prepared, [("pts", Input::rows(points(10, 1))), ("zones", Input::indexed(zones()))])
+        .unwrap();
+    engine.shutdown();
+    let shut = JobError::Cancelled(CancelCause::Shutdown);
+    assert_eq!(engine.run(prepared.job(&bound)).unwrap_err(), shut);
+    assert_eq!(JobError::from(engine.submit(prepared.job(&bound)).unwrap_err()), shut);
+    let submitted = pollster::block_on(engine.submit_async(prepared.job(&bound)));
+    assert_eq!(JobError::from(submitted.unwrap_err()), shut);
+}
+
+#[test]
+fn names_are_checked_once_and_jobs_stay_with_their_engine() {
+    let (a, b) = (
+        Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap(),
+        Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap(),
+    );
+    let program = assemble("lookup.masm", PROGRAM).unwrap();
+    let (pa, pb) = (a.prepare_verified(&program), b.prepare_verified(&program));
+    let e = pa.output("pair").unwrap_err();
+    assert_eq!(e.to_string(), "the program has no output `pair` (its outputs: `pairs`)");
+    let pairs = pa.output("pairs").unwrap();
+    let inputs = || [("pts", Input::rows(points(20, 2))), ("zones", Input::indexed(zones()))];
+    let (ba, bb) = (a.bind(&pa, inputs()).unwrap(), b.bind(&pb, inputs()).unwrap());
+    let ok = a.run(pa.job(&ba)).unwrap();
+    assert!(matches!(ok.column(&pairs), Some(OutputColumn::Hits(h)) if h.len() == 20));
+    // Another engine's inputs, or program, are refused, on every path.
+    assert_eq!(a.run(pa.job(&bb)).unwrap_err(), JobError::OtherEngine);
+    assert_eq!(a.run(pb.job(&bb)).unwrap_err(), JobError::OtherEngine);
+    assert_eq!(a.submit(pb.job(&ba)).unwrap().wait().unwrap_err(), JobError::OtherEngine);
+    assert!(a.bind(&pb, inputs()).is_err());
+}
+
+/// Under `auto`, small jobs that make a program hot do not wait for the JIT: they run on the
+/// interpreter, saying why, while it compiles in the background; once it has, they take it.
+#[test]
+#[cfg(feature = "jit")]
+fn a_hot_program_compiles_in_the_background() {
+    let engine = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    let prepared = engine.prepare_verified(&assemble("lookup.masm", PROGRAM).unwrap());
+    let pairs = prepared.output("pairs").unwrap();
+    let rows = 50_000usize;
+    assert!(rows < meridian_runtime::JIT_WAIT_ROWS);
+    let pts = points(rows, 3);
+    let bound = engine
+        .bind(&prepared, [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones()))])
+        .unwrap();
+    let want = want(&pts);
+    let hot_at = meridian_runtime::JIT_HOT_ROWS.div_ceil(rows as u64) as usize;
+    for k in 1..=hot_at {
+        let r = engine.run(prepared.job(&bound)).unwrap();
+        assert_eq!(r.route(), "interp", "job {k}");
+        assert_eq!(r.hits_of(&pairs).unwrap(), want);
+        if k == hot_at {
+            let why = r.plan().unwrap().to_string();
+            assert!(why.contains("the JIT is compiling it, the interpreter meanwhile"), "{why}");
+        }
+    }
+    // The compile finishes on its own thread (a bounded wait: a hang fails the test).
+    let start = std::time::Instant::now();
+    while prepared.jit_compile_time().is_none() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the JIT never finished");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let r = engine.run(prepared.job(&bound)).unwrap();
+    assert_eq!(r.route(), "jit");
+    assert_eq!(r.hits_of(&pairs).unwrap(), want);
+}
