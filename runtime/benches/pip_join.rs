@@ -20,65 +20,14 @@ use std::time::Duration;
 
 mod common;
 
-use common::{cities, countries, uniform};
+use common::{cities, countries, uniform, GeoRoute};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use geo::algorithm::indexed::IntervalTreeMultiPolygon;
-use geo::Contains;
 use meridian_runtime::bytecode::assemble;
-use meridian_runtime::kernels::column::GeometryColumn;
 use meridian_runtime::kernels::index::SpatialIndex;
 use meridian_runtime::kernels::interp::{BoundInputs, Input, Interpreter, Scratch};
-use meridian_runtime::kernels::io;
 use meridian_runtime::{Engine, Mode};
 use rayon::prelude::*;
-use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::RTree;
 use std::sync::Arc;
-
-/// The `geo` route: an rstar tree of part boxes, each part an `IntervalTreeMultiPolygon`.
-struct GeoRoute {
-    tree: RTree<GeomWithData<Rectangle<[f64; 2]>, usize>>,
-    parts: Vec<(IntervalTreeMultiPolygon<f64>, u32)>,
-}
-
-impl GeoRoute {
-    fn build(polys: &GeometryColumn) -> GeoRoute {
-        let mut parts = Vec::new();
-        let mut boxes = Vec::new();
-        for row in 0..polys.len() {
-            let Some(g) = polys.get(row) else { continue };
-            let geo::Geometry::MultiPolygon(mp) = (match io::to_geo(&g).unwrap() {
-                geo::Geometry::Polygon(p) => geo::Geometry::MultiPolygon(geo::MultiPolygon(vec![p])),
-                other => other,
-            }) else {
-                continue;
-            };
-            for p in mp.0 {
-                let r = geo::BoundingRect::bounding_rect(&p).unwrap();
-                boxes.push(GeomWithData::new(
-                    Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
-                    parts.len(),
-                ));
-                parts.push((IntervalTreeMultiPolygon::new(&geo::MultiPolygon(vec![p])), row as u32));
-            }
-        }
-        GeoRoute { tree: RTree::bulk_load(boxes), parts }
-    }
-
-    fn join(&self, pts: &[(f64, f64)]) -> Vec<(u32, u32)> {
-        let mut out = Vec::new();
-        for (i, &(x, y)) in pts.iter().enumerate() {
-            let env = rstar::AABB::from_point([x, y]);
-            for cand in self.tree.locate_in_envelope_intersecting(&env) {
-                let (poly, row) = &self.parts[cand.data];
-                if poly.contains(&geo::Coord { x, y }) {
-                    out.push((i as u32, *row));
-                }
-            }
-        }
-        out
-    }
-}
 
 impl GeoRoute {
     /// The same join split over a rayon pool (pairs re-based to global point rows).

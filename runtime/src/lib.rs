@@ -28,8 +28,8 @@ pub mod variants;
 
 pub use engine::{
     memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, Engine, EngineBuilder, EngineError,
-    Mode, ShutdownError, Submit, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, JIT_WAIT_ROWS, MEMORY_BUDGET_ENV,
-    MODE_ENV,
+    Mode, Partial, ShutdownError, Submit, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, JIT_WAIT_ROWS,
+    MEMORY_BUDGET_ENV, MODE_ENV,
 };
 pub use job::{
     Bound, CancelCause, CancelToken, Job, JobError, JobResult, Output, Prepared, Ticket, UnknownOutput,

@@ -201,3 +201,28 @@ fn a_hot_program_compiles_in_the_background() {
     assert_eq!(r.route(), "jit");
     assert_eq!(r.hits_of(&pairs).unwrap(), want);
 }
+
+/// The long-lived inputs bound once, each request binding only its own: the same results as
+/// binding everything, and the same errors for names.
+#[test]
+fn a_partial_binding_takes_each_request_s_own_rows() {
+    let engine = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let prepared = engine.prepare_verified(&assemble("lookup.masm", PROGRAM).unwrap());
+    let pairs = prepared.output("pairs").unwrap();
+    let zones = zones();
+    let partial = engine.bind_partial(&prepared, [("zones", zones.clone())]).unwrap();
+    for n in [1usize, 3, 1000] {
+        let pts = points(n, n);
+        let bound = partial.bind([("pts", pts.clone())]).unwrap();
+        let whole = engine.bind(&prepared, [("pts", pts.clone()), ("zones", zones.clone())]).unwrap();
+        let (a, b) = (engine.run(prepared.job(&bound)).unwrap(), engine.run(prepared.job(&whole)).unwrap());
+        assert_eq!(a.hits_of(&pairs).unwrap(), want(&pts));
+        assert_eq!(a.hits_of(&pairs), b.hits_of(&pairs));
+    }
+    let err = |r: Result<meridian_runtime::Bound, meridian_runtime::EngineError>| r.unwrap_err().to_string();
+    assert_eq!(err(partial.bind([("zones", zones.clone())])), "input `zones` is bound twice");
+    assert_eq!(err(partial.bind([("pt", points(1, 0))])), "the program has no input `pt`");
+    assert_eq!(err(partial.bind(std::iter::empty::<(&str, Input)>())), "input `pts` is not bound");
+    // A request's column is still checked: polygons where points belong are refused.
+    assert!(err(partial.bind([("pts", zones.clone())])).contains("pts"));
+}

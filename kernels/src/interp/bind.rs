@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use meridian_bytecode::{InputKind, Program};
+use meridian_bytecode::{InputDecl, InputKind, Program};
 
 use crate::column::{Family, GeometryColumn};
 use crate::index::SpatialIndex;
@@ -101,54 +101,46 @@ pub struct BoundInputs {
 impl BoundInputs {
     /// Checks `inputs` against `program`'s signature (in `.input` order).
     pub fn bind(program: &Program, inputs: Vec<Input>) -> Result<BoundInputs, BindError> {
+        BoundInputs::bind_checked(program, inputs, |_| false)
+    }
+
+    /// Like [`BoundInputs::bind`], taking the inputs `i` for which `checked(i)` holds as already
+    /// checked by [`BoundInputs::check_input`] (a caller that binds the same columns to many
+    /// row sources checks them once; a check walks a mixed column's rows). Lengths against the
+    /// row source are checked for every input.
+    pub fn bind_checked(
+        program: &Program,
+        inputs: Vec<Input>,
+        checked: impl Fn(usize) -> bool,
+    ) -> Result<BoundInputs, BindError> {
         let decls = program.inputs();
         if decls.len() != inputs.len() {
             return Err(BindError::Count { expected: decls.len(), got: inputs.len() });
         }
         let source_rows = inputs.first().map_or(0, |i| i.column.len());
-        for (decl, input) in decls.iter().zip(&inputs) {
-            let view = input.column.view();
-            let fits = |f: Family| match decl.kind {
-                InputKind::Points => f.dimension() == 0,
-                InputKind::Lines => f.dimension() == 1,
-                InputKind::Polygons => f.dimension() == 2,
-                InputKind::Geometry => true,
-            };
-            if !view.family().is_some_and(fits) {
-                let bad = (0..view.len())
-                    .find_map(|row| view.get(row).map(|g| (row, g.family())).filter(|&(_, f)| !fits(f)));
-                if let Some((row, found)) = bad {
-                    return Err(BindError::Kind {
-                        input: decl.name.clone(),
-                        kind: decl.kind.keyword(),
-                        row,
-                        found,
-                    });
-                }
+        for (i, (decl, input)) in decls.iter().zip(&inputs).enumerate() {
+            if !checked(i) {
+                check(decl, input)?;
             }
-            if decl.indexed {
-                match &input.index {
-                    None => {
-                        return Err(BindError::Index { input: decl.name.clone(), why: "no index was given" })
-                    }
-                    Some(ix) if ix.rows() != view.len() || ix.part_rows().len() != view.part_count() => {
-                        return Err(BindError::Index {
-                            input: decl.name.clone(),
-                            why: "its index was built from another column",
-                        })
-                    }
-                    Some(_) => {}
-                }
-            } else if view.len() != source_rows {
+            if !decl.indexed && input.column.len() != source_rows {
                 return Err(BindError::Length {
                     input: decl.name.clone(),
                     source_name: decls[0].name.clone(),
                     expected: source_rows,
-                    got: view.len(),
+                    got: input.column.len(),
                 });
             }
         }
         Ok(BoundInputs { inputs })
+    }
+
+    /// Checks `input` as `program`'s input `i` on its own: every row's family fits the input's
+    /// kind, and an `indexed` input carries the index of this column. (Lengths against the
+    /// row source are [`BoundInputs::bind_checked`]'s.)
+    pub fn check_input(program: &Program, i: usize, input: &Input) -> Result<(), BindError> {
+        let decls = program.inputs();
+        let decl = decls.get(i).ok_or(BindError::Count { expected: decls.len(), got: i + 1 })?;
+        check(decl, input)
     }
 
     /// Rows of the row source (the first input).
@@ -160,6 +152,37 @@ impl BoundInputs {
     pub fn inputs(&self) -> &[Input] {
         &self.inputs
     }
+}
+
+/// `input` against `decl`: its families, and its index when the input is `indexed`.
+fn check(decl: &InputDecl, input: &Input) -> Result<(), BindError> {
+    let view = input.column.view();
+    let fits = |f: Family| match decl.kind {
+        InputKind::Points => f.dimension() == 0,
+        InputKind::Lines => f.dimension() == 1,
+        InputKind::Polygons => f.dimension() == 2,
+        InputKind::Geometry => true,
+    };
+    if !view.family().is_some_and(fits) {
+        let bad = (0..view.len())
+            .find_map(|row| view.get(row).map(|g| (row, g.family())).filter(|&(_, f)| !fits(f)));
+        if let Some((row, found)) = bad {
+            return Err(BindError::Kind { input: decl.name.clone(), kind: decl.kind.keyword(), row, found });
+        }
+    }
+    if decl.indexed {
+        match &input.index {
+            None => return Err(BindError::Index { input: decl.name.clone(), why: "no index was given" }),
+            Some(ix) if ix.rows() != view.len() || ix.part_rows().len() != view.part_count() => {
+                return Err(BindError::Index {
+                    input: decl.name.clone(),
+                    why: "its index was built from another column",
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 impl From<Arc<GeometryColumn>> for Input {

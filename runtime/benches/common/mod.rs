@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 use meridian_runtime::kernels::column::{ColumnBuilder, GeometryColumn};
 use meridian_runtime::kernels::io;
 
+use geo::algorithm::indexed::IntervalTreeMultiPolygon;
+use geo::Contains;
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::RTree;
+
 pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
 }
@@ -38,4 +43,49 @@ pub fn uniform(n: usize) -> GeometryColumn {
         b.push_point(x, y).unwrap();
     }
     b.finish()
+}
+
+/// The `geo` route: an rstar tree of part boxes, each part an `IntervalTreeMultiPolygon`.
+pub struct GeoRoute {
+    pub tree: RTree<GeomWithData<Rectangle<[f64; 2]>, usize>>,
+    pub parts: Vec<(IntervalTreeMultiPolygon<f64>, u32)>,
+}
+
+impl GeoRoute {
+    pub fn build(polys: &GeometryColumn) -> GeoRoute {
+        let mut parts = Vec::new();
+        let mut boxes = Vec::new();
+        for row in 0..polys.len() {
+            let Some(g) = polys.get(row) else { continue };
+            let geo::Geometry::MultiPolygon(mp) = (match io::to_geo(&g).unwrap() {
+                geo::Geometry::Polygon(p) => geo::Geometry::MultiPolygon(geo::MultiPolygon(vec![p])),
+                other => other,
+            }) else {
+                continue;
+            };
+            for p in mp.0 {
+                let r = geo::BoundingRect::bounding_rect(&p).unwrap();
+                boxes.push(GeomWithData::new(
+                    Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
+                    parts.len(),
+                ));
+                parts.push((IntervalTreeMultiPolygon::new(&geo::MultiPolygon(vec![p])), row as u32));
+            }
+        }
+        GeoRoute { tree: RTree::bulk_load(boxes), parts }
+    }
+
+    pub fn join(&self, pts: &[(f64, f64)]) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for (i, &(x, y)) in pts.iter().enumerate() {
+            let env = rstar::AABB::from_point([x, y]);
+            for cand in self.tree.locate_in_envelope_intersecting(&env) {
+                let (poly, row) = &self.parts[cand.data];
+                if poly.contains(&geo::Coord { x, y }) {
+                    out.push((i as u32, *row));
+                }
+            }
+        }
+        out
+    }
 }

@@ -27,6 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod bind;
 mod builder;
 mod config;
 mod inline;
@@ -41,18 +42,18 @@ use std::time::Duration;
 
 use meridian_bytecode::{verify, Program, ProgramHash, VerifiedProgram};
 use meridian_driver::telemetry::Telemetry;
-use meridian_kernels::interp::{BoundInputs, Input};
 use parking_lot::Mutex;
 
 use crate::cpu::CpuExecutor;
 use crate::cuda::executor::GpuExecutor;
 use crate::cuda::{DeviceError, PageLock};
-use crate::job::{Bound, ByProgram, Prepared, PreparedInner};
+use crate::job::{ByProgram, Prepared, PreparedInner};
 use crate::plan;
 use crate::route::Route;
 use crate::tune::Tuner;
 use crate::variants::{Backend, Registry};
 
+pub use bind::Partial;
 pub use builder::EngineBuilder;
 pub use config::{
     memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, EngineError, Mode, ShutdownError,
@@ -245,47 +246,6 @@ impl Engine {
         programs.get(&hash).map(|inner| Prepared { inner: inner.clone() })
     }
 
-    /// Binds columns to `program`'s inputs by name. A value is a column (`Arc<GeometryColumn>`
-    /// or `GeometryColumn`) or an [`Input`] with its index; `indexed` inputs given without
-    /// one get an index built here. Checks kinds, lengths and names.
-    pub fn bind<N, I>(
-        &self,
-        program: &Prepared,
-        inputs: impl IntoIterator<Item = (N, I)>,
-    ) -> Result<Bound, EngineError>
-    where
-        N: AsRef<str>,
-        I: Into<Input>,
-    {
-        if program.inner.engine != self.id {
-            return Err(EngineError::InputName("the program was prepared by another engine".into()));
-        }
-        let decls = program.inner.program.program().inputs();
-        let mut slots: Vec<Option<Input>> = vec![None; decls.len()];
-        for (name, input) in inputs {
-            let name = name.as_ref();
-            let i = decls
-                .iter()
-                .position(|d| d.name == name)
-                .ok_or_else(|| EngineError::InputName(format!("the program has no input `{name}`")))?;
-            if slots[i].is_some() {
-                return Err(EngineError::InputName(format!("input `{name}` is bound twice")));
-            }
-            let mut input: Input = input.into();
-            if decls[i].indexed && input.index.is_none() {
-                input = Input::indexed(input.column);
-            }
-            slots[i] = Some(input);
-        }
-        let mut inputs = Vec::with_capacity(slots.len());
-        for (slot, decl) in slots.into_iter().zip(decls) {
-            inputs.push(
-                slot.ok_or_else(|| EngineError::InputName(format!("input `{}` is not bound", decl.name)))?,
-            );
-        }
-        let bound = BoundInputs::bind(program.inner.program.program(), inputs)?;
-        Ok(Bound { inner: Arc::new(bound), program: program.inner.program.hash(), engine: self.id })
-    }
     /// The autotuner, when the engine was built with one ([`EngineBuilder::autotune`]).
     pub fn autotune(&self) -> Option<&Arc<Tuner>> {
         self.tuner.as_ref()

@@ -205,7 +205,7 @@ impl Engine {
                     let why = RouteReason::Race { racing: entry.is_some() };
                     return Ok(self.auto_code(job, backend, route == 1, entry, why));
                 }
-                let before = prepared.note_cpu_rows(rows).saturating_sub(rows as u64);
+                let before = prepared.note_cpu_rows(rows, JIT_HOT_ROWS).saturating_sub(rows as u64);
                 let (jit, why) = plan::auto_route(before, rows, JIT_HOT_ROWS, jit);
                 return Ok(self.auto_code(job, backend, jit, None, why));
             }
@@ -328,7 +328,10 @@ impl Engine {
         };
         let (queued, capacity) = self.cpu.queued();
         let now = Pressure::classify(prev, queued, capacity);
-        self.pressure.store(now as u8, Relaxed);
+        // Written only when it changes (every job's planning reads it, on every core).
+        if now != prev {
+            self.pressure.store(now as u8, Relaxed);
+        }
         now
     }
 

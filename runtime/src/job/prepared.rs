@@ -111,8 +111,15 @@ impl PreparedInner {
 
     pub(crate) fn note_hits(&self, rows: usize, hits: u64) {
         if rows > 0 {
-            self.hits_per_row.store((hits as f64 / rows as f64).to_bits(), Relaxed);
-            self.hits_noted.store(true, Relaxed);
+            // Written only when it changes: jobs on every core note their hits, and a store to
+            // a shared line costs each core a cache miss even when it writes the same value.
+            let rate = (hits as f64 / rows as f64).to_bits();
+            if self.hits_per_row.load(Relaxed) != rate {
+                self.hits_per_row.store(rate, Relaxed);
+            }
+            if !self.hits_noted.load(Relaxed) {
+                self.hits_noted.store(true, Relaxed);
+            }
         }
     }
 
@@ -139,8 +146,15 @@ impl PreparedInner {
     }
 
     /// Counts a CPU job's rows; returns the program's total so far, this job's included.
-    pub(crate) fn note_cpu_rows(&self, rows: usize) -> u64 {
+    /// Rows of this program run on the CPU so far, this job's `rows` included. Past `enough`
+    /// the count is no longer kept exactly (it is only compared with thresholds under it): no
+    /// write, so jobs on every core do not contend for its cache line.
+    pub(crate) fn note_cpu_rows(&self, rows: usize, enough: u64) -> u64 {
         let rows = rows as u64;
+        let now = self.cpu_rows.load(Relaxed);
+        if now >= enough {
+            return now.saturating_add(rows);
+        }
         self.cpu_rows.fetch_add(rows, Relaxed).saturating_add(rows)
     }
 
@@ -149,12 +163,12 @@ impl PreparedInner {
         !self.jit_failure_said.swap(true, Relaxed)
     }
 
-    /// The CPU JIT's compile time of this program in ns (0 before it compiled).
     /// True for the first caller only: it starts the JIT's compile of this program.
     pub(crate) fn start_jit(&self) -> bool {
         !self.jit_started.swap(true, Relaxed)
     }
 
+    /// The CPU JIT's compile time of this program in ns (0 before it compiled).
     pub(crate) fn jit_compile_ns(&self) -> f64 {
         self.jit_compile_ns.load(Relaxed) as f64
     }
