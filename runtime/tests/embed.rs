@@ -2,6 +2,7 @@
 //! it is polled on (here a current-thread tokio runtime, so a blocked submit would starve
 //! every other task), output names checked once at start-up, one shutdown error on every
 //! path, and jobs refused by an engine that did not prepare or bind them.
+#![cfg(not(loom))] // tokio is not a dev-dependency under loom (runtime/Cargo.toml)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
 use std::future::Future;
