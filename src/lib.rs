@@ -29,7 +29,7 @@ pub use meridian_runtime::stream;
 pub use meridian_runtime::{
     memory_budget_from_env, parse_bytes, plan, resolve_mode, set_process_mode, Backend, Bound, CancelCause,
     CancelToken, ColumnBuilder, Engine, EngineBuilder, EngineError, GeometryColumn, Input, Job, JobError,
-    JobResult, Mode, Output, OutputColumn, Partial, Prepared, Route, ShutdownError, StopReason, Submit,
-    Ticket, TrySubmitError, UnknownOutput, VariantId, INLINE_ROWS, JIT_HOT_ROWS, JIT_WAIT_ROWS,
+    JobResult, Mode, Output, OutputColumn, Partial, Prepared, Request, Route, ShutdownError, StopReason,
+    Submit, Ticket, TrySubmitError, UnknownOutput, VariantId, INLINE_ROWS, JIT_HOT_ROWS, JIT_WAIT_ROWS,
     MEMORY_BUDGET_ENV, MODE_ENV,
 };

@@ -28,7 +28,7 @@ pub mod variants;
 
 pub use engine::{
     memory_budget_from_env, parse_bytes, resolve_mode, set_process_mode, Engine, EngineBuilder, EngineError,
-    Mode, Partial, ShutdownError, Submit, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, JIT_WAIT_ROWS,
+    Mode, Partial, Request, ShutdownError, Submit, TrySubmitError, INLINE_ROWS, JIT_HOT_ROWS, JIT_WAIT_ROWS,
     MEMORY_BUDGET_ENV, MODE_ENV,
 };
 pub use job::{

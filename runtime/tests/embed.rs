@@ -62,6 +62,61 @@ fn want(pts: &GeometryColumn) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// `fut`, counting in `waits` the polls that found it not ready (a blocking future never
+/// gives one).
+async fn counting_waits<F: Future>(fut: F, waits: &AtomicUsize) -> F::Output {
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx| {
+        let p = fut.as_mut().poll(cx);
+        if p.is_pending() {
+            waits.fetch_add(1, Ordering::SeqCst);
+        }
+        p
+    })
+    .await
+}
+
+/// Runs `n` tasks, `task(t, waits)`, on a current-thread runtime beside a heartbeat task
+/// that beats while any of them runs: their answers summed, the beats, and the waits the
+/// tasks counted.
+fn on_one_thread<F>(n: usize, task: impl Fn(usize, Arc<AtomicUsize>) -> F) -> (usize, usize, usize)
+where
+    F: Future<Output = usize> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let (beats, waits, done) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let answered = rt.block_on(async {
+        // The heartbeat runs only while no task holds the thread.
+        let heart = {
+            let (beats, done) = (beats.clone(), done.clone());
+            tokio::spawn(async move {
+                while done.load(Ordering::SeqCst) < n {
+                    beats.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let tasks: Vec<_> = (0..n)
+            .map(|t| {
+                let (work, done) = (task(t, waits.clone()), done.clone());
+                tokio::spawn(async move {
+                    let answered = work.await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                    answered
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for t in tasks {
+            answered += t.await.unwrap();
+        }
+        heart.await.unwrap();
+        answered
+    });
+    (answered, beats.load(Ordering::SeqCst), waits.load(Ordering::SeqCst))
+}
+
 #[test]
 fn async_submits_wait_for_room_without_blocking_the_runtime() {
     // One worker, a ring of two slots, nothing inline: most submissions find the ring full.
@@ -71,63 +126,60 @@ fn async_submits_wait_for_room_without_blocking_the_runtime() {
     let prepared = engine.prepare_verified(&assemble("lookup.masm", PROGRAM).unwrap());
     let pairs = prepared.output("pairs").unwrap();
     let zones = Input::indexed(zones());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    let (waits, beats) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let answered = rt.block_on(async {
-        let done = Arc::new(AtomicUsize::new(0));
-        // A heartbeat: it runs only while no task holds the thread.
-        let heart = {
-            let (beats, done) = (beats.clone(), done.clone());
-            tokio::spawn(async move {
-                while done.load(Ordering::SeqCst) < 16 {
-                    beats.fetch_add(1, Ordering::SeqCst);
-                    tokio::task::yield_now().await;
-                }
-            })
-        };
-        let mut tasks = Vec::new();
-        for t in 0..16 {
-            let (engine, prepared, pairs, zones) =
-                (engine.clone(), prepared.clone(), pairs.clone(), zones.clone());
-            let (waits, done) = (waits.clone(), done.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut answered = 0;
-                for j in 0..20 {
-                    let pts = points(500 + j, t * 100 + j);
-                    let bound = engine
-                        .bind(&prepared, [("pts", Input::rows(pts.clone())), ("zones", zones.clone())])
-                        .unwrap();
-                    // Counts the polls that found the ring full.
-                    let mut submit = pin!(engine.submit_async(prepared.job(&bound)));
-                    let ticket = std::future::poll_fn(|cx| {
-                        let p = submit.as_mut().poll(cx);
-                        if p.is_pending() {
-                            waits.fetch_add(1, Ordering::SeqCst);
-                        }
-                        p
-                    })
-                    .await
+    let (answered, beats, waits) = on_one_thread(16, |t, waits| {
+        let (engine, prepared, pairs, zones) =
+            (engine.clone(), prepared.clone(), pairs.clone(), zones.clone());
+        async move {
+            for j in 0..20 {
+                let pts = points(500 + j, t * 100 + j);
+                let bound = engine
+                    .bind(&prepared, [("pts", Input::rows(pts.clone())), ("zones", zones.clone())])
                     .unwrap();
-                    let result = ticket.await.unwrap();
-                    assert_eq!(result.hits_of(&pairs).unwrap(), want(&pts), "task {t}, job {j}");
-                    answered += 1;
-                }
-                done.fetch_add(1, Ordering::SeqCst);
-                answered
-            }));
+                let ticket = counting_waits(engine.submit_async(prepared.job(&bound)), &waits).await.unwrap();
+                let result = ticket.await.unwrap();
+                assert_eq!(result.hits_of(&pairs).unwrap(), want(&pts), "task {t}, job {j}");
+            }
+            20
         }
-        let mut answered = 0;
-        for t in tasks {
-            answered += t.await.unwrap();
-        }
-        heart.await.unwrap();
-        answered
     });
     assert_eq!(answered, 16 * 20);
     // The ring was full (submissions waited), and the heartbeat ran meanwhile: no submit held
     // the runtime's one thread.
-    assert!(waits.load(Ordering::SeqCst) > 0, "no submission found the ring full");
-    assert!(beats.load(Ordering::SeqCst) > waits.load(Ordering::SeqCst) / 16, "the heartbeat starved");
+    assert!(waits > 0, "no submission found the ring full");
+    assert!(beats > waits / 16, "the heartbeat starved");
+}
+
+#[test]
+fn requests_from_tasks_on_one_thread_answer_lookups_inline_and_await_batches() {
+    // The service example's pattern (examples/service.rs) with the ring made tiny: each task
+    // keeps a `Request` over zones bound once, one-point lookups run inline within its
+    // polls, batches wait for ring room and their result without holding the thread.
+    let engine = Arc::new(Engine::builder().mode(Mode::Cpu).workers(1).ring_capacity(2).build().unwrap());
+    let prepared = engine.prepare_verified(&assemble("lookup.masm", PROGRAM).unwrap());
+    let pairs = prepared.output("pairs").unwrap();
+    let partial = engine.bind_partial(&prepared, [("zones", Input::indexed(zones()))]).unwrap();
+    let (answered, beats, waits) = on_one_thread(8, |t, waits| {
+        let (engine, pairs, partial) = (engine.clone(), pairs.clone(), partial.clone());
+        async move {
+            let mut request = partial.request("pts").unwrap();
+            for j in 0..40 {
+                // Every fourth request a batch of 300 points, the rest one point.
+                let n = if j % 4 == 3 { 300 } else { 1 };
+                let col = points(n, t * 100 + j);
+                let pts: Vec<(f64, f64)> = (0..n).map(|r| col.view().point(r).unwrap()).collect();
+                request.points(&pts).unwrap();
+                let result = counting_waits(request.run_async(&engine), &waits).await.unwrap();
+                assert_eq!(result.hits_of(&pairs).unwrap(), want(&col), "task {t}, request {j}");
+                tokio::task::yield_now().await;
+            }
+            40
+        }
+    });
+    assert_eq!(answered, 8 * 40);
+    // Batches waited (for room, for their result) by giving the thread back, and the
+    // heartbeat ran meanwhile.
+    assert!(waits > 0, "no run ever waited: runs blocked the thread");
+    assert!(beats >= 8 * 40, "the heartbeat starved");
 }
 
 #[test]

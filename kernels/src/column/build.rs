@@ -145,7 +145,7 @@ struct Mark {
 
 /// True for a coordinate a column accepts.
 #[inline(always)]
-fn in_range(x: f64, y: f64) -> bool {
+pub(super) fn in_range(x: f64, y: f64) -> bool {
     x.abs() <= super::MAX_COORD && y.abs() <= super::MAX_COORD
 }
 

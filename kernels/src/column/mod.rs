@@ -19,6 +19,7 @@
 //! empty row is valid and has no parts (`POINT EMPTY`, `POLYGON EMPTY`, ...).
 
 mod build;
+mod refill;
 mod view;
 
 use arrow_buffer::ScalarBuffer;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use meridian_bytecode::{InputDecl, InputKind, Program};
 
-use crate::column::{Family, GeometryColumn};
+use crate::column::{ColumnError, Family, GeometryColumn};
 use crate::index::SpatialIndex;
 
 /// Why columns cannot be bound to a program's inputs.
@@ -42,6 +42,18 @@ pub enum BindError {
         expected: usize,
         /// Rows of this input.
         got: usize,
+    },
+    /// A point given for an input's row is not finite, or beyond ±1e150.
+    #[error("input `{input}` row {row}: coordinate ({x}, {y}) is not finite or beyond ±1e150")]
+    NonFinite {
+        /// The input's name.
+        input: String,
+        /// The row.
+        row: usize,
+        /// x as given.
+        x: f64,
+        /// y as given.
+        y: f64,
     },
     /// An `indexed` input was given without an index, or with one built from another column.
     #[error("input `{input}` is `indexed` but {why}")]
@@ -143,6 +155,64 @@ impl BoundInputs {
         check(decl, input)
     }
 
+    /// Makes input `i` the points `pts`, checked as binding checks it (its kind admits
+    /// points; lengths against the row source, which it may be), and writing over its
+    /// column's memory when nothing else shares that column
+    /// ([`GeometryColumn::refill_points`]): a service's request that brings only its points
+    /// allocates nothing once the first request has bound them. `indexed` inputs are refused
+    /// (their index is of other rows). On error nothing changes.
+    pub fn refill_points(
+        &mut self,
+        program: &Program,
+        i: usize,
+        pts: &[(f64, f64)],
+    ) -> Result<(), BindError> {
+        let decls = program.inputs();
+        if decls.len() != self.inputs.len() {
+            return Err(BindError::Count { expected: decls.len(), got: self.inputs.len() });
+        }
+        let decl = decls.get(i).ok_or(BindError::Count { expected: decls.len(), got: i + 1 })?;
+        if decl.indexed {
+            return Err(BindError::Index {
+                input: decl.name.clone(),
+                why: "its rows cannot be replaced by points",
+            });
+        }
+        if !matches!(decl.kind, InputKind::Points | InputKind::Geometry) && !pts.is_empty() {
+            let found = Family::Point;
+            return Err(BindError::Kind {
+                input: decl.name.clone(),
+                kind: decl.kind.keyword(),
+                row: 0,
+                found,
+            });
+        }
+        // The row source's length after the change, against every other non-indexed input.
+        let source_rows = if i == 0 { pts.len() } else { self.rows() };
+        for (j, (d, input)) in decls.iter().zip(&self.inputs).enumerate() {
+            let len = if j == i { pts.len() } else { input.column.len() };
+            if !d.indexed && len != source_rows {
+                return Err(BindError::Length {
+                    input: d.name.clone(),
+                    source_name: decls[0].name.clone(),
+                    expected: source_rows,
+                    got: len,
+                });
+            }
+        }
+        let input = &mut self.inputs[i];
+        // A shared column is copied first (the copy's buffers are then new ones): whoever
+        // shares it keeps its rows.
+        Arc::make_mut(&mut input.column).refill_points(pts).map_err(|e| {
+            let (x, y) = match e {
+                ColumnError::NonFinite { x, y } => (x, y),
+                _ => (f64::NAN, f64::NAN),
+            };
+            let row = pts.iter().position(|p| p.0.to_bits() == x.to_bits() && p.1.to_bits() == y.to_bits());
+            BindError::NonFinite { input: decl.name.clone(), row: row.unwrap_or(0), x, y }
+        })
+    }
+
     /// Rows of the row source (the first input).
     pub fn rows(&self) -> usize {
         self.inputs.first().map_or(0, |i| i.column.len())
@@ -194,5 +264,56 @@ impl From<Arc<GeometryColumn>> for Input {
 impl From<GeometryColumn> for Input {
     fn from(column: GeometryColumn) -> Input {
         Input::rows(Arc::new(column))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::column::ColumnBuilder;
+    use meridian_bytecode::assemble;
+
+    fn col(pts: &[(f64, f64)]) -> Arc<GeometryColumn> {
+        let mut b = ColumnBuilder::new();
+        for &(x, y) in pts {
+            b.push_point(x, y).unwrap_or_else(|e| panic!("{e}"));
+        }
+        Arc::new(b.finish())
+    }
+
+    #[test]
+    fn refilled_points_are_checked_as_binding_checks_them_and_errors_change_nothing() {
+        let src = ".program m\n.input p points\n.input q geometry\n.input z polygons indexed\n.output n count\n    count n\n    halt\n";
+        let program = assemble("m.masm", src).unwrap_or_else(|e| panic!("{e}"));
+        let program = program.program();
+        let mut zb = ColumnBuilder::new();
+        zb.push_polygon(&[&[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)]])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let zones = Input::indexed(Arc::new(zb.finish()));
+        let two = [(1.0, 2.0), (3.0, 4.0)];
+        let inputs = vec![Input::rows(col(&two)), Input::rows(col(&two)), zones];
+        let mut bound = BoundInputs::bind(program, inputs).unwrap_or_else(|e| panic!("{e}"));
+        let before = bound.inputs()[0].column.clone();
+        // The row source alone cannot change length while `q` keeps two rows.
+        let err = bound.refill_points(program, 0, &[(5.0, 6.0)]).unwrap_err();
+        assert!(matches!(err, BindError::Length { expected: 1, got: 2, .. }), "{err}");
+        let err = bound.refill_points(program, 1, &[(5.0, 6.0), (f64::INFINITY, 0.0)]).unwrap_err();
+        assert!(matches!(err, BindError::NonFinite { row: 1, .. }), "{err}");
+        let err = bound.refill_points(program, 2, &two).unwrap_err();
+        assert!(matches!(err, BindError::Index { .. }), "{err}");
+        assert!(matches!(bound.refill_points(program, 3, &two), Err(BindError::Count { .. })));
+        assert_eq!(bound.inputs()[0].column, before, "errors change nothing");
+        assert_eq!(*bound.inputs()[1].column, *col(&two));
+        // Same length: rewritten (the clone `before` still shares the old column: it is copied).
+        bound.refill_points(program, 0, &[(7.0, 8.0), (9.0, 10.0)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(*bound.inputs()[0].column, *col(&[(7.0, 8.0), (9.0, 10.0)]));
+        assert_eq!(*before, *col(&two), "a column shared elsewhere keeps its rows");
+        // A polygons input takes no points.
+        let src = ".program m\n.input s polygons\n.output n count\n    count n\n    halt\n";
+        let program = assemble("m.masm", src).unwrap_or_else(|e| panic!("{e}"));
+        let mut bound = BoundInputs::bind(program.program(), vec![Input::rows(col(&[]))])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = bound.refill_points(program.program(), 0, &[(1.0, 1.0)]).unwrap_err();
+        assert!(matches!(err, BindError::Kind { row: 0, .. }), "{err}");
     }
 }

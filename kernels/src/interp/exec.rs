@@ -635,16 +635,28 @@ pub(crate) fn with_chunk(
     s: &mut Scratch,
     body: impl FnOnce(&[Slot<'_>], Range<usize>, &mut Scratch) -> Result<(), ExecError>,
 ) -> Result<(), ExecError> {
-    let ins: Vec<Slot<'_>> =
-        inputs.inputs.iter().map(|i| Slot { view: i.column.view(), index: i.index.as_deref() }).collect();
-    s.locals.clear();
-    s.locals.extend(it.outputs.iter().map(|k| match k {
-        OutputKind::F64 | OutputKind::Bool => Local::Dense,
-        OutputKind::Geometry => Local::Geometry { pending: GVal::NULL, built: ColumnBuilder::new() },
-        OutputKind::Hits => Local::Hits(Vec::with_capacity(HIT_BATCH)),
-        OutputKind::Count => Local::Count(0),
-        OutputKind::Sum => Local::Sum(None),
-    }));
+    // On the stack, and the last chunk's locals reset in place: a one-row job (a service's
+    // lookup) allocates nothing here. Bound inputs are a verified program's, at most
+    // MAX_INPUTS; more (never made by `BoundInputs::bind`) would be a bug, reported.
+    let mut ins = arrayvec::ArrayVec::<Slot<'_>, { meridian_bytecode::MAX_INPUTS }>::new();
+    for i in &inputs.inputs {
+        ins.try_push(Slot { view: i.column.view(), index: i.index.as_deref() })
+            .map_err(|_| ExecError::setup("more inputs than a program can declare"))?;
+    }
+    let same = s.locals.len() == it.outputs.len()
+        && s.locals.iter().zip(it.outputs.iter()).all(|(l, k)| l.holds(*k));
+    if same {
+        s.locals.iter_mut().for_each(Local::reset);
+    } else {
+        s.locals.clear();
+        s.locals.extend(it.outputs.iter().map(|k| match k {
+            OutputKind::F64 | OutputKind::Bool => Local::Dense,
+            OutputKind::Geometry => Local::Geometry { pending: GVal::NULL, built: ColumnBuilder::new() },
+            OutputKind::Hits => Local::Hits(Vec::with_capacity(HIT_BATCH)),
+            OutputKind::Count => Local::Count(0),
+            OutputKind::Sum => Local::Sum(None),
+        }));
+    }
     s.derived.clear();
     s.stopped = false;
     let first = rows.start;

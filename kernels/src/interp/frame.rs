@@ -2,6 +2,8 @@
 //! for derived geometries, and chunk-local output batches. Reused across rows, chunks and
 //! jobs so the row loop never allocates once it has warmed up.
 
+use meridian_bytecode::OutputKind;
+
 use crate::algo::Rect;
 use crate::column::ColumnBuilder;
 use crate::index::CellClass;
@@ -95,6 +97,34 @@ pub(crate) enum Local {
     Hits(Vec<u64>),
     Count(u64),
     Sum(Option<f64>),
+}
+
+impl Local {
+    /// Whether this local is the one an output of kind `k` gets.
+    pub(crate) fn holds(&self, k: OutputKind) -> bool {
+        matches!(
+            (self, k),
+            (Local::Dense, OutputKind::F64 | OutputKind::Bool)
+                | (Local::Geometry { .. }, OutputKind::Geometry)
+                | (Local::Hits(_), OutputKind::Hits)
+                | (Local::Count(_), OutputKind::Count)
+                | (Local::Sum(_), OutputKind::Sum)
+        )
+    }
+
+    /// Back to a chunk's start, keeping its memory.
+    pub(crate) fn reset(&mut self) {
+        match self {
+            Local::Dense => {}
+            Local::Geometry { pending, built } => {
+                *pending = GVal::NULL;
+                *built = ColumnBuilder::new();
+            }
+            Local::Hits(batch) => batch.clear(),
+            Local::Count(n) => *n = 0,
+            Local::Sum(v) => *v = None,
+        }
+    }
 }
 
 /// Hits gathered per output before one atomic reservation.

@@ -229,6 +229,51 @@ impl OutputBuffers {
         self
     }
 
+    /// These buffers made ready for another run over job rows `rows` with room for
+    /// `hit_capacity` hits in each hits output, as [`OutputBuffers::new`] would make them and
+    /// without a stop signal: memory of the right size is zeroed and kept (a hits buffer
+    /// with more room than asked is kept too), other memory replaced. What a service's
+    /// request path reuses instead of allocating a job's buffers.
+    pub fn reset(&mut self, rows: Range<usize>, hit_capacity: usize) {
+        let n = rows.len();
+        for b in &mut self.buffers {
+            match b {
+                Buffer::F64 { bits, valid } if bits.len() == n => {
+                    bits.iter().for_each(|b| b.store(0, Relaxed));
+                    valid.iter().for_each(|v| v.store(0, Relaxed));
+                }
+                Buffer::F64 { bits, valid } => {
+                    *bits = zeroed(n, || AtomicU64::new(0));
+                    *valid = zeroed(n, || AtomicU8::new(0));
+                }
+                Buffer::Bool(vals) if vals.len() == n => {
+                    vals.iter().for_each(|v| v.store(NULL_BOOL, Relaxed))
+                }
+                Buffer::Bool(vals) => *vals = atomics(n, || AtomicU8::new(NULL_BOOL)),
+                Buffer::Geometry(chunks) => chunks.get_mut().unwrap_or_else(|p| p.into_inner()).clear(),
+                Buffer::Hits { slots, cursor, runs } => {
+                    if slots.len() < hit_capacity {
+                        *slots = zeroed(hit_capacity, || AtomicU64::new(0));
+                    }
+                    *cursor.get_mut() = 0;
+                    runs.get_mut().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+                Buffer::Count(c) => *c.get_mut() = 0,
+                Buffer::Sum { bits, any } => {
+                    *bits.get_mut() = (-0.0f64).to_bits();
+                    *any.get_mut() = false;
+                }
+            }
+        }
+        self.rows = rows;
+        self.stop = None;
+    }
+
+    /// Sets (or, with `None`, drops) the job's stop signal ([`OutputBuffers::with_stop`]).
+    pub fn set_stop(&mut self, stop: Option<Arc<Stop>>) {
+        self.stop = stop;
+    }
+
     /// The job's stop signal, if it has one.
     pub fn stop(&self) -> Option<&Arc<Stop>> {
         self.stop.as_ref()
@@ -268,11 +313,12 @@ impl OutputBuffers {
     /// written through them, as the stores above do (plain stores: each row is written by one
     /// thread, and the job's completion publishes them).
     #[cfg(feature = "jit")]
-    pub(crate) fn dense_bases(&self) -> Vec<[*mut u8; 2]> {
+    pub(crate) fn dense_bases(&self) -> [[*mut u8; 2]; meridian_bytecode::MAX_OUTPUTS] {
+        // On the stack: compiled code runs a service's one-row requests, which allocate nothing.
         let start = self.rows.start;
-        self.buffers
-            .iter()
-            .map(|b| match b {
+        let mut bases = [[std::ptr::null_mut(); 2]; meridian_bytecode::MAX_OUTPUTS];
+        for (base, b) in bases.iter_mut().zip(&self.buffers) {
+            *base = match b {
                 Buffer::F64 { bits, valid } => [
                     bits.as_ptr().cast::<u8>().cast_mut().wrapping_sub(start * 8),
                     valid.as_ptr().cast::<u8>().cast_mut().wrapping_sub(start),
@@ -281,8 +327,9 @@ impl OutputBuffers {
                     [codes.as_ptr().cast::<u8>().cast_mut().wrapping_sub(start), std::ptr::null_mut()]
                 }
                 _ => [std::ptr::null_mut(); 2],
-            })
-            .collect()
+            };
+        }
+        bases
     }
 
     pub(crate) fn store_bool(&self, out: usize, row: usize, v: u8) {
@@ -364,6 +411,59 @@ impl OutputBuffers {
         }
         let rows = self.rows.len();
         self.buffers.iter().map(|b| finish_buffer(b, rows)).collect()
+    }
+
+    /// [`OutputBuffers::finish`] into `columns`, reusing their memory where a column already
+    /// holds the output's kind ([`OutputBuffers::finish_column_into`]). Fails as `finish`
+    /// does, leaving `columns` as they were on an overflow.
+    pub fn finish_into(&self, columns: &mut Vec<OutputColumn>) -> Result<(), FinishError> {
+        if let Some(o) = self.overflow() {
+            return Err(FinishError::Overflow(o));
+        }
+        columns.truncate(self.buffers.len());
+        for i in 0..self.buffers.len() {
+            match columns.get_mut(i) {
+                Some(column) => self.finish_column_into(i, column)?,
+                None => columns.push(finish_buffer(&self.buffers[i], self.rows.len())?),
+            }
+        }
+        Ok(())
+    }
+
+    /// Output `output` finished into `column`, reusing its memory when it holds the output's
+    /// kind already (else it is replaced); a hits output's pairs are sorted here, which suits
+    /// small jobs, such as the inline route's, whose hits are few. Call after every chunk has
+    /// completed, as [`OutputBuffers::finish`]; a hits output that overflowed is an error
+    /// (never a partial column).
+    pub fn finish_column_into(&self, output: usize, column: &mut OutputColumn) -> Result<(), FinishError> {
+        let Some(b) = self.buffers.get(output) else {
+            return Err(FinishError::MissingRows { expected: self.buffers.len(), got: output });
+        };
+        match (b, column) {
+            (Buffer::F64 { bits, valid }, OutputColumn::F64(c)) => {
+                c.values.clear();
+                c.values.extend(bits.iter().map(|b| f64::from_bits(b.load(Relaxed))));
+                c.valid.clear();
+                c.valid.extend(valid.iter().map(|v| v.load(Relaxed) == 1));
+            }
+            (Buffer::Bool(vals), OutputColumn::Bool(c)) => {
+                c.values.clear();
+                c.values.extend(vals.iter().map(|v| bool3(v.load(Relaxed))));
+            }
+            (Buffer::Hits { slots, cursor, .. }, OutputColumn::Hits(h)) => {
+                let n = cursor.load(Relaxed) as usize;
+                if n > slots.len() {
+                    return Err(FinishError::Overflow(HitOverflow { needed: vec![(output, n as u64)] }));
+                }
+                h.clear();
+                h.extend(slots[..n].iter().map(|s| s.load(Relaxed)).map(|k| ((k >> 32) as u32, k as u32)));
+                // Packed keys order as the pairs do.
+                h.sort_unstable();
+            }
+            (Buffer::Count(c), OutputColumn::Count(v)) => *v = c.load(Relaxed),
+            (b, column) => *column = finish_buffer(b, self.rows.len())?,
+        }
+        Ok(())
     }
 
     /// [`OutputBuffers::finish`] for an owner: dense outputs become their columns in place
@@ -579,6 +679,11 @@ mod tests {
     fn filled(rows: usize) -> OutputBuffers {
         use OutputKind::*;
         let out = OutputBuffers::new(&[F64, Bool, Hits, Count, Sum, Geometry], 10..10 + rows, 64);
+        fill(&out, rows);
+        out
+    }
+
+    fn fill(out: &OutputBuffers, rows: usize) {
         for r in 10..10 + rows {
             out.store_f64(0, r, (r % 3 != 0).then_some(r as f64 * 0.5));
             if r % 4 != 0 {
@@ -593,7 +698,29 @@ mod tests {
             g.push_point(r as f64, 1.0).unwrap_or_else(|e| panic!("{e}"));
         }
         out.add_geometry_chunk(5, 10, g.finish());
-        out
+    }
+
+    #[test]
+    fn reset_buffers_finished_into_reused_columns_equal_fresh_ones() {
+        use OutputKind::*;
+        let mut out = OutputBuffers::new(&[F64, Bool, Hits, Count, Sum, Geometry], 0..3, 2);
+        out.append_hits(2, &[1, 2]);
+        out.add_count(3, 9);
+        let mut columns = Vec::new();
+        for rows in [1, 1, 17, 0, 17, 1000, 2] {
+            out.reset(10..10 + rows, 64);
+            fill(&out, rows);
+            out.finish_into(&mut columns).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(columns, filled(rows).finish().unwrap_or_else(|e| panic!("{e}")), "{rows} rows");
+        }
+        let before = columns.clone();
+        let mut over = OutputBuffers::new(&[Hits], 0..4, 1);
+        over.append_hits(0, &[1, 2, 3]);
+        let mut one = vec![before[2].clone()];
+        assert!(matches!(over.finish_into(&mut one), Err(FinishError::Overflow(_))));
+        assert_eq!(one, vec![before[2].clone()], "an overflow leaves the columns as they were");
+        over.reset(0..4, 1);
+        assert_eq!(over.hits_produced(), 0);
     }
 
     #[test]

@@ -9,13 +9,22 @@ use meridian_kernels::interp::{BoundInputs, ExecError, OutputBuffers, Scratch};
 
 use crate::job::PreparedInner;
 
-/// What runs one CPU job's rows.
-#[derive(Clone, Debug)]
+/// What runs one CPU job's rows. The JIT's code stays in the program's artefact slot,
+/// read from there by [`Code::run`]: a job names it without taking a reference on it (a
+/// reference count every job bumped was a cache line all cores wrote).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Code {
     Interpreter,
     #[cfg(feature = "jit")]
-    Jit(Arc<meridian_kernels::jit::JitProgram>),
+    Jit,
 }
+
+/// What the JIT compiles a program to.
+#[cfg(feature = "jit")]
+type Program = meridian_kernels::jit::JitProgram;
+/// Without the JIT nothing is ever compiled.
+#[cfg(not(feature = "jit"))]
+type Program = std::convert::Infallible;
 
 impl Code {
     /// Runs `rows` of `prepared` with this code.
@@ -30,7 +39,15 @@ impl Code {
         match self {
             Code::Interpreter => prepared.interp.run(inputs, rows, out, scratch),
             #[cfg(feature = "jit")]
-            Code::Jit(p) => p.run(inputs, rows, out, scratch),
+            Code::Jit => match prepared.cpu_code.get::<Compiled>() {
+                Some(Ok(p)) => p.run(inputs, rows, out, scratch),
+                // A job is given `Code::Jit` only from a compiled slot, which is never emptied.
+                _ => Err(ExecError {
+                    row: None,
+                    pc: None,
+                    message: "the program's compiled code is missing".into(),
+                }),
+            },
         }
     }
 
@@ -40,7 +57,7 @@ impl Code {
     /// must not wait behind it).
     pub(crate) fn compiled_or_started(prepared: &Arc<PreparedInner>) -> Option<Result<Code, String>> {
         if let Some(done) = prepared.cpu_code.get::<Compiled>() {
-            return Some(done.clone());
+            return Some(done.as_ref().map(code_of).map_err(Clone::clone));
         }
         if prepared.start_jit() {
             let p = prepared.clone();
@@ -59,7 +76,7 @@ impl Code {
     /// compile), or why not.
     pub(crate) fn compiled(prepared: &PreparedInner) -> Result<Code, String> {
         match prepared.cpu_code.get_or_init(|| compile(prepared)) {
-            Some(Ok(code)) => Ok(code.clone()),
+            Some(Ok(p)) => Ok(code_of(p)),
             Some(Err(e)) => Err(e.clone()),
             None => Err("the program's CPU code slot holds something else".to_owned()),
         }
@@ -67,7 +84,18 @@ impl Code {
 }
 
 /// What the JIT made of a program.
-type Compiled = Result<Code, String>;
+type Compiled = Result<Program, String>;
+
+/// The code that runs a compiled program.
+#[cfg(feature = "jit")]
+fn code_of(_: &Program) -> Code {
+    Code::Jit
+}
+
+#[cfg(not(feature = "jit"))]
+fn code_of(p: &Program) -> Code {
+    match *p {}
+}
 
 #[cfg(feature = "jit")]
 fn compile(prepared: &PreparedInner) -> Compiled {
@@ -77,7 +105,7 @@ fn compile(prepared: &PreparedInner) -> Compiled {
             prepared.note_jit_compiled(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
             let ms = took.as_secs_f64() * 1e3;
             tracing::debug!(program = %prepared.program.hash().short(), ms, "compiled by the JIT");
-            Ok(Code::Jit(Arc::new(p)))
+            Ok(p)
         }
         Err(e) => Err(e.to_string()),
     }

@@ -11,7 +11,7 @@ use meridian_driver::telemetry::Telemetry;
 use parking_lot::Mutex;
 
 use super::config::{memory_budget_from_env, resolve_mode, EngineError, Mode};
-use super::place::Requeue;
+use super::place::{CpuBackends, Requeue};
 use super::{Engine, INLINE_ROWS};
 use crate::cpu::{CpuExecutor, StartError, Tuning};
 use crate::cuda::executor::{GpuExecutor, GpuTuning};
@@ -328,11 +328,11 @@ impl EngineBuilder {
             // first attempt would have been.
             g.set_replace(Arc::new(Requeue { cpu: cpu.clone(), strict }));
         }
-        let cpu_backend = Arc::new(if backend.on_gpu() {
+        let cpu_backend = if backend.on_gpu() {
             Backend::new(VariantId::CpuInterp, format!("auto: on {workers} CPU workers"), false)
         } else {
             backend.clone()
-        });
+        };
         let gpu_backend = Arc::new(backend.clone());
         let tuner = tuner.map(|(store, warnings)| {
             let gpu = gpu.as_ref().map(|g| g.description());
@@ -344,8 +344,7 @@ impl EngineBuilder {
             mode,
             gpu_min_rows: self.gpu_min_rows,
             backend,
-            cpu_jit_backend: Arc::new(Backend { variant: VariantId::CpuJit, ..(*cpu_backend).clone() }),
-            cpu_backend,
+            cpu_backends: CpuBackends::new(cpu_backend),
             gpu_backend,
             id: {
                 static ENGINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

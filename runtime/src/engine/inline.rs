@@ -1,7 +1,9 @@
 //! The inline route: a small CPU job run on the submitting thread — no ring, no worker, no
 //! wake-up — giving what the workers would, re-runs on hit overflow included.
 
-use meridian_kernels::interp::{FinishError, Scratch, Stop};
+use std::sync::Arc;
+
+use meridian_kernels::interp::{OutputBuffers, Scratch, Stop};
 
 use super::planner::CpuPlan;
 use super::Engine;
@@ -21,10 +23,33 @@ thread_local! {
 impl Engine {
     /// Runs `job` on this thread as `plan` says.
     pub(super) fn run_inline(&self, job: &Job, plan: CpuPlan) -> Result<JobResult, JobError> {
+        let stop = self.has_stop(job).then(|| self.stop_for(job));
+        let mut out = None;
+        let number = self.run_inline_into(job, &plan, stop.as_ref(), &mut out)?;
+        let Some(out) = out else { return Err(JobError::stopped(None)) };
+        // The buffers' memory becomes the columns (nothing copied).
+        let columns = out.into_columns().map_err(JobError::Output)?;
+        let prepared = &job.prepared.inner;
+        let columns = columns.into_iter().map(Column::Ready).collect();
+        let result = JobResult::with_columns(prepared.output_names.clone(), columns, number, plan.backend);
+        Ok(result.with_plan(Some(Arc::new(plan.plan))))
+    }
+
+    /// Runs `job`'s rows on this thread as `plan` says into `out` — reset when it holds
+    /// buffers already, else made — stopped by `stop` (none: a job without a deadline or a
+    /// token, which nothing else can stop while it runs here), again with room while hits
+    /// overflow: the attempt whose hits fitted, its outputs left in `out` for the caller to
+    /// finish.
+    pub(super) fn run_inline_into(
+        &self,
+        job: &Job,
+        plan: &CpuPlan,
+        stop: Option<&Arc<Stop>>,
+        out: &mut Option<OutputBuffers>,
+    ) -> Result<u32, JobError> {
         let prepared = &job.prepared.inner;
         let rows = job.rows.clone();
-        let stop = self.stop_for(job);
-        let stopped = |stop: &Stop| stop.check().map(|r| JobError::stopped(Some(r)));
+        let stopped = || stop.and_then(|s| s.check()).map(|r| JobError::stopped(Some(r)));
         let mut capacity = plan.capacity.granted;
         let mut fresh = None;
         INLINE_SCRATCH.with(|cell| {
@@ -36,31 +61,34 @@ impl Engine {
                 None => fresh.insert(Scratch::new()),
             };
             for number in 1u32.. {
-                if let Some(e) = stopped(&stop) {
+                if let Some(e) = stopped() {
                     return Err(e);
                 }
-                let out = prepared.interp.output_buffers(rows.clone(), capacity).with_stop(stop.clone());
-                plan.code
-                    .run(prepared, &job.bound.inner, rows.clone(), &out, scratch)
-                    .map_err(|e| stopped(&stop).unwrap_or(JobError::Exec(e)))?;
-                let produced = out.hits_produced();
-                match out.into_columns() {
-                    Ok(columns) => {
-                        prepared.note_hits(rows.len(), produced);
-                        let columns = columns.into_iter().map(Column::Ready).collect();
-                        let result = JobResult::with_columns(
-                            prepared.output_names.clone(),
-                            columns,
-                            number,
-                            plan.backend.clone(),
-                        );
-                        return Ok(result.with_plan(Some(plan.plan.clone())));
+                let buffers = match out {
+                    Some(b) => {
+                        b.reset(rows.clone(), capacity);
+                        b
                     }
-                    Err(FinishError::Overflow(o)) => {
+                    None => out.insert(prepared.interp.output_buffers(rows.clone(), capacity)),
+                };
+                buffers.set_stop(stop.cloned());
+                plan.code
+                    .run(prepared, &job.bound.inner, rows.clone(), buffers, scratch)
+                    .map_err(|e| stopped().unwrap_or(JobError::Exec(e)))?;
+                if stop.is_some() {
+                    // The stop is the caller's again (a request resets it in place).
+                    buffers.set_stop(None);
+                }
+                let produced = buffers.hits_produced();
+                match buffers.overflow() {
+                    None => {
+                        prepared.note_hits(rows.len(), produced);
+                        return Ok(number);
+                    }
+                    Some(o) => {
                         capacity = o.needed.iter().map(|&(_, n)| n).max().unwrap_or(0) as usize;
                         overflowed(prepared, rows.len(), capacity, produced, plan.capacity.budget)?;
                     }
-                    Err(e) => return Err(JobError::Output(e)),
                 }
             }
             Err(JobError::stopped(None))

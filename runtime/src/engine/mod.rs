@@ -33,6 +33,7 @@ mod config;
 mod inline;
 mod place;
 mod planner;
+mod request;
 mod submit;
 
 use std::ptr::NonNull;
@@ -52,6 +53,7 @@ use crate::plan;
 use crate::route::Route;
 use crate::tune::Tuner;
 use crate::variants::{Backend, Registry};
+use place::CpuBackends;
 
 pub use bind::Partial;
 pub use builder::EngineBuilder;
@@ -61,6 +63,7 @@ pub use config::{
 };
 pub use inline::INLINE_ROWS;
 pub use planner::{JIT_HOT_ROWS, JIT_WAIT_ROWS};
+pub use request::Request;
 pub use submit::Submit;
 
 /// A running engine: the CPU executor's workers, its rings, and the prepared programs.
@@ -75,10 +78,9 @@ pub struct Engine {
     mode: Mode,
     gpu_min_rows: Option<usize>,
     backend: Backend,
-    /// The backend of jobs the CPU runs by choice, and of jobs the GPU runs.
-    cpu_backend: Arc<Backend>,
-    /// `cpu_backend` with the JIT as its route.
-    cpu_jit_backend: Arc<Backend>,
+    /// The backends of jobs the CPU runs by choice (interpreted and compiled).
+    cpu_backends: CpuBackends,
+    /// The backend of jobs the GPU runs.
     gpu_backend: Arc<Backend>,
     programs: Mutex<ByProgram<Arc<PreparedInner>>>,
     tuner: Option<Arc<Tuner>>,

@@ -20,7 +20,8 @@ use crate::variants::{Backend, VariantId};
 
 impl Engine {
     /// Where `job` runs, or (`Err`) a ticket already resolved with why it cannot run.
-    pub(super) fn place(&self, job: &Job) -> Result<Arc<Backend>, Ticket> {
+    /// A job the CPU runs for no reason of its own names `backends.cpu`.
+    pub(super) fn place(&self, job: &Job, backends: &CpuBackends) -> Result<Arc<Backend>, Ticket> {
         if job.bound.program != job.prepared.inner.program.hash() {
             // Bindings are checked against one program; running them with another is a
             // caller bug that must not reach an executor.
@@ -30,7 +31,7 @@ impl Engine {
             // Learnt rates, residency and artefacts are an engine's own.
             return Err(resolved(Err(JobError::OtherEngine)));
         }
-        let Some(gpu) = &self.gpu else { return Ok(self.cpu_backend.clone()) };
+        let Some(gpu) = &self.gpu else { return Ok(backends.cpu.clone()) };
         // The GPU variant's admission: its ops (decided once per program) and its row bound.
         let rows = job.rows.len();
         let refusal =
@@ -116,6 +117,27 @@ impl Engine {
         let outputs = OutputBuffers::bytes(job.prepared.inner.interp.outputs(), job.rows.len(), capacity);
         let need = inputs.saturating_add(outputs);
         (need > free).then_some((need, free))
+    }
+}
+
+/// The backends a CPU job names when nothing set it apart — the CPU's, and the CPU's with the
+/// JIT as its route: the engine's own, or a [`super::Request`]'s copies (its plans and
+/// results then take references on counts no other thread's requests write).
+#[derive(Clone, Debug)]
+pub(super) struct CpuBackends {
+    pub cpu: Arc<Backend>,
+    pub jit: Arc<Backend>,
+}
+
+impl CpuBackends {
+    pub(super) fn new(cpu: Backend) -> CpuBackends {
+        let jit = Backend { variant: VariantId::CpuJit, ..cpu.clone() };
+        CpuBackends { cpu: Arc::new(cpu), jit: Arc::new(jit) }
+    }
+
+    /// Copies that share nothing with these.
+    pub(super) fn copied(&self) -> CpuBackends {
+        CpuBackends { cpu: Arc::new((*self.cpu).clone()), jit: Arc::new((*self.jit).clone()) }
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use meridian_bytecode::OutputKind;
 
+use super::place::CpuBackends;
 use super::Engine;
 use crate::cpu::code::Code;
 use crate::cpu::CpuJob;
@@ -46,7 +47,9 @@ pub(super) struct CpuPlan {
     pub code: Code,
     pub backend: Arc<Backend>,
     pub race: Option<tune::Entry>,
-    pub plan: Arc<Plan>,
+    /// By value: the inline route of a service's request puts it where the last request's
+    /// was, without allocating ([`super::Request`]).
+    pub plan: Plan,
     pub capacity: Capacity,
 }
 
@@ -54,7 +57,8 @@ impl CpuPlan {
     /// The CPU executor's job, resolving `ticket`.
     pub(super) fn into_job(self, job: &Job, ticket: Arc<TicketCell>) -> CpuJob {
         let chunk_rows = self.plan.chunk_rows;
-        let attempt = attempt(job, ticket, self.backend, self.plan, &self.capacity, self.race.map(Box::new));
+        let plan = Arc::new(self.plan);
+        let attempt = attempt(job, ticket, self.backend, plan, &self.capacity, self.race.map(Box::new));
         CpuJob { attempt, code: self.code, chunk_rows }
     }
 }
@@ -87,9 +91,14 @@ impl Engine {
 
     /// A CPU job's plan, applied: its code and route, the rows race it stands in, its cut by
     /// the queue's pressure, and its hit capacity.
-    pub(super) fn plan_cpu(&self, job: &Job, backend: Arc<Backend>) -> Result<CpuPlan, JobError> {
+    pub(super) fn plan_cpu(
+        &self,
+        job: &Job,
+        backend: Arc<Backend>,
+        backends: &CpuBackends,
+    ) -> Result<CpuPlan, JobError> {
         let rows = job.rows.len();
-        let code = self.cpu_code(job, backend)?;
+        let code = self.cpu_code(job, backend, backends)?;
         let (pinned, spread, race) = if code.race.is_some() {
             // A job stands in one race at a time: rows per claim race once the route is
             // settled, the workers a job spreads over once rows per claim is.
@@ -132,7 +141,7 @@ impl Engine {
             budget_cut: capacity.cut(),
             variant,
         };
-        Ok(CpuPlan { code: code.code, backend: code.backend, race, plan: Arc::new(plan), capacity })
+        Ok(CpuPlan { code: code.code, backend: code.backend, race, plan, capacity })
     }
 
     /// A GPU job's plan, applied: the megakernel or its program's own kernel, its cut for the
@@ -192,7 +201,12 @@ impl Engine {
     /// says (racing, settled, or loaded from the store); otherwise a program takes the JIT once
     /// it is hot — [`JIT_HOT_ROWS`] rows run on the CPU in all — and keeps it
     /// ([`plan::auto_route`]).
-    fn cpu_code(&self, job: &Job, backend: Arc<Backend>) -> Result<CpuCode, JobError> {
+    fn cpu_code(
+        &self,
+        job: &Job,
+        backend: Arc<Backend>,
+        backends: &CpuBackends,
+    ) -> Result<CpuCode, JobError> {
         let prepared = &job.prepared.inner;
         let rows = job.rows.len();
         let (want_jit, why) = match self.route {
@@ -203,18 +217,18 @@ impl Engine {
                 let raced = if jit { self.race(Knob::Route, job) } else { None };
                 if let Some((route, entry)) = raced {
                     let why = RouteReason::Race { racing: entry.is_some() };
-                    return Ok(self.auto_code(job, backend, route == 1, entry, why));
+                    return Ok(self.auto_code(job, (backend, backends), route == 1, entry, why));
                 }
                 let before = prepared.note_cpu_rows(rows, JIT_HOT_ROWS).saturating_sub(rows as u64);
                 let (jit, why) = plan::auto_route(before, rows, JIT_HOT_ROWS, jit);
-                return Ok(self.auto_code(job, backend, jit, None, why));
+                return Ok(self.auto_code(job, (backend, backends), jit, None, why));
             }
         };
         if !want_jit {
             return Ok(CpuCode { code: Code::Interpreter, backend, race: None, why });
         }
         match Code::compiled(prepared) {
-            Ok(code) => Ok(CpuCode { code, backend: self.jit_backend(&backend), race: None, why }),
+            Ok(code) => Ok(CpuCode { code, backend: jit_backend(&backend, backends), race: None, why }),
             Err(e) => {
                 let detail = format!("program {}", job.prepared.hash().short());
                 let event = Event::new("route", "jit", "interp", &e, detail);
@@ -240,7 +254,7 @@ impl Engine {
     fn auto_code(
         &self,
         job: &Job,
-        backend: Arc<Backend>,
+        (backend, backends): (Arc<Backend>, &CpuBackends),
         jit: bool,
         race: Option<tune::Entry>,
         why: RouteReason,
@@ -266,7 +280,7 @@ impl Engine {
                     e.compile_ns = prepared.jit_compile_ns();
                     e
                 });
-                CpuCode { code, backend: self.jit_backend(&backend), race, why }
+                CpuCode { code, backend: jit_backend(&backend, backends), race, why }
             }
             Err(e) => {
                 if prepared.first_jit_failure() {
@@ -281,16 +295,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// `backend` with the JIT running the rows: the engine's own CPU backend's made once (a
-    /// small job's round trip must not allocate and copy a reason string for it), others
-    /// anew.
-    fn jit_backend(&self, backend: &Arc<Backend>) -> Arc<Backend> {
-        if Arc::ptr_eq(backend, &self.cpu_backend) {
-            return self.cpu_jit_backend.clone();
-        }
-        Arc::new(Backend { variant: backend.variant.with_jit(), ..(**backend).clone() })
     }
 
     /// The hit capacity of a job's first attempt and why, cut to fit its memory budget (an
@@ -349,6 +353,15 @@ impl Capacity {
     fn cut(&self) -> Option<(usize, u64)> {
         self.budget.filter(|_| self.granted < self.wanted).map(|b| (self.wanted, b))
     }
+}
+
+/// `backend` with the JIT running the rows: `backends.jit` for `backends.cpu` (made once: a
+/// small job's round trip must not allocate and copy a reason string for it), others anew.
+fn jit_backend(backend: &Arc<Backend>, backends: &CpuBackends) -> Arc<Backend> {
+    if Arc::ptr_eq(backend, &backends.cpu) {
+        return backends.jit.clone();
+    }
+    Arc::new(Backend { variant: backend.variant.with_jit(), ..(**backend).clone() })
 }
 
 /// The first attempt of `job` as planned.

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use meridian_kernels::interp::Stop;
 
-use super::place::fall_back;
+use super::place::{fall_back, CpuBackends};
+use super::planner::CpuPlan;
 use super::{Engine, Mode, ShutdownError, TrySubmitError};
 use crate::job::{push, Executor, Job, JobError, JobResult, Refused, Ticket, TicketCell};
 use crate::plan::Topology;
@@ -47,7 +48,13 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub fn submit_async(&self, job: Job) -> Submit<'_> {
-        Submit { engine: self, job: Some(job) }
+        Submit { engine: self, job: Some(job), placed: None }
+    }
+
+    /// [`Engine::submit_async`] of a job placed on `backend` already: its first try takes
+    /// that placement (later tries, after the ring was full, place it again as any does).
+    pub(super) fn submit_placed(&self, job: Job, backend: Arc<Backend>) -> Submit<'_> {
+        Submit { engine: self, job: Some(job), placed: Some(backend) }
     }
 
     /// Submits a job if there is room now; otherwise hands it back.
@@ -58,16 +65,37 @@ impl Engine {
     /// Submits and waits: the result of one job. A job for the inline route runs here with
     /// no ticket at all.
     pub fn run(&self, job: Job) -> Result<JobResult, JobError> {
-        let placed = self.place(&job);
-        if job.rows.len() <= self.variants.inline_rows() {
-            if let Some(backend) = placed.as_ref().ok().filter(|b| !b.on_gpu()) {
-                if self.cpu.is_closed() {
-                    return Err(JobError::stopped(None));
-                }
-                let plan = self.plan_cpu(&job, backend.clone())?;
-                return self.run_inline(&job, plan);
-            }
+        let placed = self.place(&job, &self.cpu_backends);
+        match self.inline_plan(&job, &placed, &self.cpu_backends) {
+            Some(plan) => self.run_inline(&job, plan?),
+            None => self.run_placed(job, placed),
         }
+    }
+
+    /// The plan of a job [`Engine::run`] runs on this thread — one small enough for the
+    /// inline route, placed on the CPU — or `None` when it goes to an executor.
+    pub(super) fn inline_plan(
+        &self,
+        job: &Job,
+        placed: &Result<Arc<Backend>, Ticket>,
+        backends: &CpuBackends,
+    ) -> Option<Result<CpuPlan, JobError>> {
+        let backend = placed.as_ref().ok().filter(|b| !b.on_gpu())?;
+        if job.rows.len() > self.variants.inline_rows() {
+            return None;
+        }
+        if self.cpu.is_closed() {
+            return Some(Err(JobError::stopped(None)));
+        }
+        Some(self.plan_cpu(job, backend.clone(), backends))
+    }
+
+    /// [`Engine::run`] of a job placed (or refused) already, through its executor.
+    pub(super) fn run_placed(
+        &self,
+        job: Job,
+        placed: Result<Arc<Backend>, Ticket>,
+    ) -> Result<JobResult, JobError> {
         let entered = match placed {
             Err(ticket) => Ok(ticket),
             Ok(backend) => self.enter_placed(job, backend, true),
@@ -81,7 +109,7 @@ impl Engine {
     /// Places, plans and submits `job`; while its executor is full, waits for room when
     /// `wait`, else gives the job back. (`wait` never gives back `Full`.)
     fn enter(&self, job: Job, wait: bool) -> Result<Ticket, TrySubmitError> {
-        match self.place(&job) {
+        match self.place(&job, &self.cpu_backends) {
             Err(ticket) => Ok(ticket),
             Ok(backend) => self.enter_placed(job, backend, wait),
         }
@@ -118,7 +146,7 @@ impl Engine {
 
     /// Plans `job` on the CPU and runs it inline or submits it to the CPU executor.
     fn enter_cpu(&self, job: Job, backend: Arc<Backend>, wait: bool) -> Result<Ticket, TrySubmitError> {
-        let plan = match self.plan_cpu(&job, backend) {
+        let plan = match self.plan_cpu(&job, backend, &self.cpu_backends) {
             Ok(p) => p,
             Err(e) => return Ok(resolved(Err(e))),
         };
@@ -148,6 +176,23 @@ impl Engine {
     pub(super) fn stop_for(&self, job: &Job) -> Arc<Stop> {
         Arc::new(Stop::new(job.timeout.or(self.job_timeout), job.token.clone()))
     }
+
+    /// Whether anything can stop `job` while it runs on the submitting thread: a deadline
+    /// (its own or the engine's) or a caller's token. (A ticket's cancel and the engine's
+    /// shutdown reach only jobs on an executor.)
+    pub(super) fn has_stop(&self, job: &Job) -> bool {
+        job.timeout.or(self.job_timeout).is_some() || job.token.is_some()
+    }
+
+    /// `stop` made [`Engine::stop_for`]'s signal for `job`, in place when nothing else holds
+    /// it (a service's request reuses its own).
+    pub(super) fn reset_stop(&self, job: &Job, stop: &mut Arc<Stop>) {
+        let fresh = Stop::new(job.timeout.or(self.job_timeout), job.token.clone());
+        match Arc::get_mut(stop) {
+            Some(s) => *s = fresh,
+            None => *stop = Arc::new(fresh),
+        }
+    }
 }
 
 /// A ticket resolved before it was ever queued.
@@ -165,6 +210,8 @@ pub struct Submit<'e> {
     engine: &'e Engine,
     /// `None` once the future has given its output.
     job: Option<Job>,
+    /// Where the job was placed before the first try, if it was.
+    placed: Option<Arc<Backend>>,
 }
 
 impl Future for Submit<'_> {
@@ -181,7 +228,11 @@ impl Future for Submit<'_> {
         };
         let mut registered = false;
         loop {
-            match this.engine.enter(job, false) {
+            let entered = match this.placed.take() {
+                Some(backend) => this.engine.enter_placed(job, backend, false),
+                None => this.engine.enter(job, false),
+            };
+            match entered {
                 Ok(ticket) => return Poll::Ready(Ok(ticket)),
                 Err(TrySubmitError::Shutdown(job)) => return Poll::Ready(Err(ShutdownError(job))),
                 // Registered before this try failed: room freed after it rings the task.

@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use meridian_kernels::interp::{hits_from_runs, BoolColumn, F64Column, OutputColumn};
+use meridian_kernels::interp::{
+    hits_from_runs, BoolColumn, F64Column, FinishError, OutputBuffers, OutputColumn,
+};
 
 use crate::plan::Plan;
 use crate::variants::Backend;
@@ -110,6 +112,35 @@ impl JobResult {
         backend: Arc<Backend>,
     ) -> JobResult {
         JobResult { names, columns, attempts, backend, plan: None }
+    }
+
+    /// This result made the outputs of an inline run finished in `out`, as a result made
+    /// anew would be, reusing its columns' memory (a service's request, [`crate::Request`]).
+    /// On error the result is not whole: the caller drops it.
+    pub(crate) fn refill(
+        &mut self,
+        out: &OutputBuffers,
+        attempts: u32,
+        backend: &Arc<Backend>,
+        plan: Plan,
+    ) -> Result<(), FinishError> {
+        for (i, column) in self.columns.iter_mut().enumerate() {
+            if !matches!(column, Column::Ready(_)) {
+                *column = Column::Ready(OutputColumn::Count(0));
+            }
+            if let Column::Ready(c) = column {
+                out.finish_column_into(i, c)?;
+            }
+        }
+        self.attempts = attempts;
+        if !Arc::ptr_eq(&self.backend, backend) {
+            self.backend = backend.clone();
+        }
+        match self.plan.as_mut().and_then(Arc::get_mut) {
+            Some(p) => *p = plan,
+            None => self.plan = Some(Arc::new(plan)),
+        }
+        Ok(())
     }
 
     /// The result with the plan its job ran by.
