@@ -46,7 +46,9 @@ struct CpuCode {
 pub(super) struct CpuPlan {
     pub code: Code,
     pub backend: Arc<Backend>,
-    pub race: Option<tune::Entry>,
+    /// Boxed: the inline route moves a plan several times, and a job in a race (a large one,
+    /// never inline) is rare.
+    pub race: Option<Box<tune::Entry>>,
     /// By value: the inline route of a service's request puts it where the last request's
     /// was, without allocating ([`super::Request`]).
     pub plan: Plan,
@@ -58,7 +60,7 @@ impl CpuPlan {
     pub(super) fn into_job(self, job: &Job, ticket: Arc<TicketCell>) -> CpuJob {
         let chunk_rows = self.plan.chunk_rows;
         let plan = Arc::new(self.plan);
-        let attempt = attempt(job, ticket, self.backend, plan, &self.capacity, self.race.map(Box::new));
+        let attempt = attempt(job, ticket, self.backend, plan, &self.capacity, self.race);
         CpuJob { attempt, code: self.code, chunk_rows }
     }
 }
@@ -141,7 +143,7 @@ impl Engine {
             budget_cut: capacity.cut(),
             variant,
         };
-        Ok(CpuPlan { code: code.code, backend: code.backend, race, plan, capacity })
+        Ok(CpuPlan { code: code.code, backend: code.backend, race: race.map(Box::new), plan, capacity })
     }
 
     /// A GPU job's plan, applied: the megakernel or its program's own kernel, its cut for the
