@@ -16,7 +16,22 @@ use meridian_cuda_host::host_jit::{self, HostKernel};
 use meridian_cuda_host::per_job::{run_rows, run_rows_with};
 use meridian_kernels::cuda::{self, jit, jit_refusal};
 use meridian_kernels::interp::BoundInputs;
+use meridian_runtime::driver::resources::{kernel_resources, Budget, PTXAS_VERBOSE};
 use meridian_runtime::driver::{compile_cubin, nvrtc_library_present, Arch};
+
+/// Budgets of programs' own kernels: what NVRTC 13.0 (pinned by `.ci/install-nvrtc`) made
+/// of them on 2026-12-05 (docs/benchmarks/2026-12-05-kernel-resources.md), so that none takes
+/// more unseen. The goal for the point join's and the arithmetic bench's is 64 registers, no
+/// spills and 64 bytes of stack: not met — the generated code keeps the interpreter's
+/// register file, and the per-job kernel around it its geometry scratch, in local memory.
+const BUDGETS: [(&str, Budget); 3] = [
+    ("pip_join", Budget { registers: 214, stack: 2176, spills: 0 }),
+    ("bench_mercator", Budget { registers: 212, stack: 880, spills: 0 }),
+    ("bench_pip_count", Budget { registers: 216, stack: 2176, spills: 0 }),
+];
+
+/// Any other program's kernel (the examples, the random programs).
+const ANY_PROGRAM: Budget = Budget { registers: 255, stack: 2304, spills: 0 };
 
 /// The examples and `per_generator` random GPU programs of each generator, named.
 fn programs(per_generator: u64) -> Vec<(String, VerifiedProgram)> {
@@ -34,6 +49,21 @@ fn programs(per_generator: u64) -> Vec<(String, VerifiedProgram)> {
             (name.clone(), common::example(&format!("{name}.masm")))
         })
         .collect();
+    // The bench programs (benches/*.masm) too.
+    let benches = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches");
+    let mut bench_files: Vec<PathBuf> = std::fs::read_dir(&benches)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "masm"))
+        .collect();
+    bench_files.sort();
+    for p in bench_files {
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let program =
+            meridian_bytecode::assemble(&format!("{name}.masm"), &text).unwrap_or_else(|e| panic!("{e}"));
+        out.push((format!("bench_{name}"), program));
+    }
     for seed in 0..per_generator {
         out.push((format!("flow{seed}"), common::gen::random_dataflow_program(seed, true)));
         out.push((format!("rand{seed}"), common::gen::random_gpu_program(seed)));
@@ -65,8 +95,19 @@ fn generated_programs_compile_to_an_sm90_cubin() {
     let got: Vec<&str> = refused.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(got, want);
     assert!(refused.iter().all(|(_, why)| !why.is_empty()));
-    let cubin =
-        compile_cubin("jit.cu", &tu, Arch::SM_90, cuda::NVRTC_OPTIONS).unwrap_or_else(|e| panic!("{e}"));
+    let options = [cuda::NVRTC_OPTIONS, &[PTXAS_VERBOSE]].concat();
+    let cubin = compile_cubin("jit.cu", &tu, Arch::SM_90, &options).unwrap_or_else(|e| panic!("{e}"));
+    // What each program's kernel takes of an SM (`-- --nocapture` prints it), held to its
+    // budget.
+    let kernels = kernel_resources(cubin.log()).unwrap_or_else(|e| panic!("{e}"));
+    for (name, _) in programs.iter().filter(|(n, _)| !want.contains(&n.as_str())) {
+        let kernel = format!("mr_jit_rows_{}", jit::identifier(name));
+        let k =
+            kernels.iter().find(|k| k.name == kernel).unwrap_or_else(|| panic!("ptxas reported no {kernel}"));
+        let _ = writeln!(std::io::stderr(), "{k}");
+        let budget = BUDGETS.iter().find(|(n, _)| n == name).map_or(&ANY_PROGRAM, |(_, b)| b);
+        assert_eq!(k.over(budget), None, "past its budget (docs/benchmarks/2026-12-05-kernel-resources.md)");
+    }
     let elf = cubin.bytes();
     for (name, _) in programs.iter().filter(|(n, _)| !want.contains(&n.as_str())) {
         let kernel = format!("mr_jit_rows_{}", jit::identifier(name));

@@ -22,6 +22,7 @@ mod memory;
 mod nvrtc;
 mod pool;
 mod probe;
+pub mod resources;
 pub mod telemetry;
 
 pub use context::Gpu;
