@@ -125,6 +125,15 @@ enough 60 && {
       --input zones=data/countries.geojson --mode $mode --gpu-route $route --explain --out "/tmp/meridian-out-$n"
     echo "exit $?"; cat "/tmp/meridian-out-$n/pairs.csv"
   done
+  # Programs' own kernels as generated since 2026-12-05 (the point join's fast path only in a
+  # join's kernel: the arithmetic bench's takes 32 registers, no stack) against the design
+  # before (MERIDIAN_GPU_JIT_JOIN_PATH=always: 212 registers, 880 B of stack), alternated.
+  for jp in join always join always; do
+    echo "== meridian run benches/mercator_stats.masm --mode gpu --gpu-route jit, MERIDIAN_GPU_JIT_JOIN_PATH=$jp"
+    time MERIDIAN_GPU_JIT_JOIN_PATH=$jp timeout -k 5 "$(left 30)" "$here/meridian" run benches/mercator_stats.masm \
+      --input "pts=$f" --mode gpu --gpu-route jit --explain --out "/tmp/meridian-out-merc-$jp"
+    echo "exit $?"
+  done
   rm -f "$f"
 } >> "$OUT/stream.txt" 2>&1
 result $?

@@ -19,14 +19,17 @@ use meridian_kernels::interp::BoundInputs;
 use meridian_runtime::driver::resources::{kernel_resources, Budget, PTXAS_VERBOSE};
 use meridian_runtime::driver::{compile_cubin, nvrtc_library_present, Arch};
 
-/// Budgets of programs' own kernels: what NVRTC 13.0 (pinned by `.ci/install-nvrtc`) made
-/// of them on 2026-12-05 (docs/benchmarks/2026-12-05-kernel-resources.md), so that none takes
-/// more unseen. The goal for the point join's and the arithmetic bench's is 64 registers, no
-/// spills and 64 bytes of stack: not met — the generated code keeps the interpreter's
-/// register file, and the per-job kernel around it its geometry scratch, in local memory.
-const BUDGETS: [(&str, Budget); 3] = [
+/// Budgets of programs' own kernels, from what NVRTC 13.0 (pinned by `.ci/install-nvrtc`)
+/// made of them on 2026-12-05 (docs/benchmarks/2026-12-05-kernel-resources.md), so that none
+/// takes more unseen. The arithmetic bench's is held to the goal — 64 registers, no spills,
+/// 64 bytes of stack (it takes 32 and none). The point join's is not there yet: its join
+/// fast path keeps candidate state and geometry scratch in local memory.
+const BUDGETS: [(&str, Budget); 6] = [
+    ("bench_mercator", Budget { registers: 64, stack: 64, spills: 0 }),
+    ("bench_mercator_stats", Budget { registers: 32, stack: 376, spills: 0 }),
+    ("measure", Budget { registers: 48, stack: 24, spills: 0 }),
+    ("bounds", Budget { registers: 94, stack: 40, spills: 0 }),
     ("pip_join", Budget { registers: 214, stack: 2176, spills: 0 }),
-    ("bench_mercator", Budget { registers: 212, stack: 880, spills: 0 }),
     ("bench_pip_count", Budget { registers: 216, stack: 2176, spills: 0 }),
 ];
 

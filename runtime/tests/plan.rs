@@ -119,13 +119,20 @@ fn a_busy_queue_changes_how_a_job_is_cut() {
     let small = || prepared.job(&bound).rows(0..1500);
 
     // 128 chunks of 1,024 rows (half the ring): the workers take far longer to drain them
-    // than the next submission takes to be planned.
-    let big = engine.submit(prepared.job(&bound)).unwrap();
-    let busy = engine.submit(small()).unwrap().wait().unwrap();
+    // than the next submission takes to be planned — unless this thread is descheduled
+    // meanwhile (a loaded machine running every test binary at once), so a try that found
+    // the queue empty again is made again.
+    let busy = (0..5)
+        .find_map(|_| {
+            let big = engine.submit(prepared.job(&bound)).unwrap();
+            let small = engine.submit(small()).unwrap().wait().unwrap();
+            big.wait().unwrap();
+            let empty = small.plan().unwrap().pressure == Some(meridian_runtime::plan::Pressure::Empty);
+            (!empty).then_some(small)
+        })
+        .expect("in five tries, a job planned behind 128 queued chunks always found the queue empty");
     let plan = busy.plan().unwrap();
-    assert_ne!(plan.pressure, Some(meridian_runtime::plan::Pressure::Empty), "{plan}");
     assert_eq!((plan.topology, plan.chunk_rows), (Topology::Split { chunks: 2 }, 1024), "{plan}");
-    big.wait().unwrap();
 
     let idle = engine.run(small()).unwrap();
     let plan = idle.plan().unwrap();

@@ -20,6 +20,11 @@ use meridian_bytecode::{Instr, VerifiedProgram};
 
 use super::support::jit_refusal;
 
+/// Defined (`-D`) when compiling [`generate`]'s code, every program's kernel keeps the point
+/// join's fast path behind its run-time test, as before 2026-12-05 (the old design, kept
+/// selectable until a device run has compared them: `MERIDIAN_GPU_JIT_JOIN_PATH=always`).
+pub const JIT_ALWAYS_JOIN_PATH: &str = "MR_JIT_ALWAYS_JOIN_PATH";
+
 /// The C identifier of a program's generated functions: `symbol` with everything but ASCII
 /// letters, digits and `_` replaced by `_`.
 pub fn identifier(symbol: &str) -> String {
@@ -117,6 +122,21 @@ pub fn generate(program: &VerifiedProgram, symbol: &str) -> Result<String, Strin
         let _ = writeln!(s, "Lpast{t}:\n    err_pc = {t};\n    return MR_ERR_PAST_END;");
     }
     s.push_str("}\n");
+    // The join fast path only in a point join's kernel: the device's `p.join` is
+    // `DeviceJoin::of` the same program, so another program never takes it, and compiled in
+    // it costs every program its candidate state and geometry scratch in local memory (the
+    // arithmetic bench's kernel: 212 registers and 880 B of stack with it, 32 and none
+    // without; docs/benchmarks/2026-12-05-kernel-resources.md).
+    // The old kernel (the fast path in every program's kernel) stays selectable, with
+    // `MR_JIT_ALWAYS_JOIN_PATH` defined, until a device run has compared the two.
+    let both = "return p.join.present ? mr_run_join_row_with(general, p, ins, row, R, sink, err_pc) : general(p, ins, row, R, sink, err_pc);";
+    let row = if super::abi::DeviceJoin::of(program).present != 0 {
+        format!("        {both}")
+    } else {
+        format!(
+            "#ifdef {JIT_ALWAYS_JOIN_PATH}\n        {both}\n#else\n        return general(p, ins, row, R, sink, err_pc);\n#endif"
+        )
+    };
     let _ = write!(
         s,
         "struct MrJitRow_{id} {{
@@ -125,7 +145,7 @@ pub fn generate(program: &VerifiedProgram, symbol: &str) -> Result<String, Strin
         auto general = [](const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, MrThreadSink& sink, u32& err_pc) {{
             return mr_jit_row_{id}(p, ins, row, R, sink, err_pc);
         }};
-        return p.join.present ? mr_run_join_row_with(general, p, ins, row, R, sink, err_pc) : general(p, ins, row, R, sink, err_pc);
+{row}
     }}
 }};
 MR_KERNEL void mr_jit_rows_{id}(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs, u64 rows_begin,
@@ -195,6 +215,17 @@ mod tests {
         assert_eq!(code.matches("mr_op<").count(), 4, "{code}"); // load, probe, contains, emit
         assert!(code.contains("mr_op<MR_OP_CONTAINS>("), "{code}");
         assert!(code.contains("MR_KERNEL void mr_jit_rows_pip("));
+        // A point join's kernel has the join's fast path; another program's only under the
+        // old design's define.
+        assert!(code.contains("mr_run_join_row_with") && !code.contains(JIT_ALWAYS_JOIN_PATH), "{code}");
+        let arith =
+            meridian_bytecode::assemble("m.masm", include_str!("../../../benches/mercator.masm")).unwrap();
+        let arith = generate(&arith, "m").unwrap();
+        let (new, old) = arith.split_once("#else").unwrap();
+        assert!(
+            new.contains(&format!("#ifdef {JIT_ALWAYS_JOIN_PATH}")) && new.contains("mr_run_join_row_with")
+        );
+        assert!(!old.contains("mr_run_join_row_with"), "{arith}");
         let moved =
             meridian_bytecode::assemble("m.masm", include_str!("../../../examples/moved.masm")).unwrap();
         assert_eq!(super::super::gpu_refusal(&moved), None);

@@ -211,6 +211,22 @@ pub fn register_cap() -> Result<Option<u32>, GpuError> {
     }
 }
 
+/// The environment variable that gives every program's kernel the point join's fast path.
+pub const JIT_JOIN_PATH_ENV: &str = "MERIDIAN_GPU_JIT_JOIN_PATH";
+
+/// `MERIDIAN_GPU_JIT_JOIN_PATH=always`: programs' own kernels are compiled as before
+/// 2026-12-05, every one with the point join's fast path behind its run-time test (212–228
+/// registers and up to 2 KB of stack a thread, where a program without a join now takes as
+/// few as 32 and none; docs/benchmarks/2026-12-05-kernel-resources.md). `join` (the default)
+/// compiles it only into point joins' kernels. Kept until a device run has timed both.
+fn always_join_path() -> Result<bool, DeviceError> {
+    match std::env::var(JIT_JOIN_PATH_ENV).as_deref() {
+        Err(_) | Ok("") | Ok("join") => Ok(false),
+        Ok("always") => Ok(true),
+        Ok(other) => Err(DeviceError(format!("{JIT_JOIN_PATH_ENV}={other:?} is not one of join, always"))),
+    }
+}
+
 impl Drop for CudaDevice {
     fn drop(&mut self) {
         OPEN.lock().retain(|&o| o != self.ordinal);
@@ -306,9 +322,14 @@ impl Device for CudaDevice {
         if let Some((_, why)) = refused.into_iter().next() {
             return Err(DeviceError(why));
         }
+        let define = format!("-D{}", jit::JIT_ALWAYS_JOIN_PATH);
+        let options: Vec<&str> = match always_join_path()? {
+            true => NVRTC_OPTIONS.iter().copied().chain([define.as_str()]).collect(),
+            false => NVRTC_OPTIONS.to_vec(),
+        };
         let (cubin, outcome) = self
             .cache
-            .get_or_compile("jit.cu", &unit, self.gpu.arch(), NVRTC_OPTIONS)
+            .get_or_compile("jit.cu", &unit, self.gpu.arch(), &options)
             .map_err(|e| DeviceError(format!("compiling the program's kernel: {e}")))?;
         let kernel = format!("mr_jit_rows_{}", jit::identifier(symbol));
         let function = self

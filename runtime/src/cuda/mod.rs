@@ -20,5 +20,5 @@ mod outputs;
 pub(crate) mod programs;
 mod resident;
 
-pub use cuda_device::{register_cap, CudaDevice, REGISTERS_ENV};
+pub use cuda_device::{register_cap, CudaDevice, JIT_JOIN_PATH_ENV, REGISTERS_ENV};
 pub use device::{CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError};
