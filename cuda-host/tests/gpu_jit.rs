@@ -36,16 +36,21 @@ const BUDGETS: [(&str, Budget); 6] = [
 /// Any other program's kernel (the examples, the random programs).
 const ANY_PROGRAM: Budget = Budget { registers: 255, stack: 2304, spills: 0 };
 
-/// The examples and `per_generator` random GPU programs of each generator, named.
-fn programs(per_generator: u64) -> Vec<(String, VerifiedProgram)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+/// The `.masm` files of `dir` (from this crate's directory), sorted.
+fn masm_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "masm"))
         .collect();
-    names.sort();
-    let mut out: Vec<(String, VerifiedProgram)> = names
+    files.sort();
+    files
+}
+
+/// The examples and `per_generator` random GPU programs of each generator, named.
+fn programs(per_generator: u64) -> Vec<(String, VerifiedProgram)> {
+    let mut out: Vec<(String, VerifiedProgram)> = masm_files("../examples")
         .iter()
         .map(|p| {
             let name = p.file_stem().unwrap().to_string_lossy().into_owned();
@@ -53,14 +58,7 @@ fn programs(per_generator: u64) -> Vec<(String, VerifiedProgram)> {
         })
         .collect();
     // The bench programs (benches/*.masm) too.
-    let benches = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches");
-    let mut bench_files: Vec<PathBuf> = std::fs::read_dir(&benches)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "masm"))
-        .collect();
-    bench_files.sort();
-    for p in bench_files {
+    for p in masm_files("../benches") {
         let name = p.file_stem().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&p).unwrap();
         let program =

@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use meridian_runtime::bytecode::assemble;
+use meridian_runtime::plan::Topology;
 use meridian_runtime::{ColumnBuilder, Engine, EngineError, Input, JobError, Mode, Request, Route};
 
 struct Counting;
@@ -147,6 +148,10 @@ fn a_request_checks_its_points_and_keeps_the_last_ones_on_error() {
     let result = request.points(&many).unwrap().run(&engine).unwrap();
     let want: Vec<(u32, u32)> = (0..1000).map(|i| (i as u32, point(i).1)).collect();
     assert_eq!(result.hits_of(&pairs), Some(&want[..]));
+    // Where each ran is what its plan says: the executor for 1,000 rows, this thread for one.
+    assert_ne!(result.plan().unwrap().topology, Topology::Inline);
+    let one = request.points(&[(0.5, 0.5)]).unwrap().run(&engine).unwrap();
+    assert_eq!(one.plan().unwrap().topology, Topology::Inline);
     assert_eq!(
         request.points(&[(3.5, 3.5)]).unwrap().run(&engine).unwrap().hits_of(&pairs),
         Some(&[(0, 15)][..])

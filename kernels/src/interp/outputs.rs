@@ -437,7 +437,7 @@ impl OutputBuffers {
     /// (never a partial column).
     pub fn finish_column_into(&self, output: usize, column: &mut OutputColumn) -> Result<(), FinishError> {
         let Some(b) = self.buffers.get(output) else {
-            return Err(FinishError::MissingRows { expected: self.buffers.len(), got: output });
+            return Err(FinishError::NoOutput { output, outputs: self.buffers.len() });
         };
         match (b, column) {
             (Buffer::F64 { bits, valid }, OutputColumn::F64(c)) => {
@@ -659,6 +659,14 @@ pub enum FinishError {
     /// A geometry output outgrew its 32-bit offsets.
     #[error("geometry output: {0}")]
     Column(ColumnError),
+    /// An output asked for by index that these buffers do not have.
+    #[error("output {output} asked for, of {outputs}")]
+    NoOutput {
+        /// The index asked for.
+        output: usize,
+        /// Outputs the buffers have.
+        outputs: usize,
+    },
     /// Not every row of a geometry output was produced (a chunk never ran).
     #[error("geometry output has {got} of {expected} rows")]
     MissingRows {
@@ -721,6 +729,8 @@ mod tests {
         assert_eq!(one, vec![before[2].clone()], "an overflow leaves the columns as they were");
         over.reset(0..4, 1);
         assert_eq!(over.hits_produced(), 0);
+        let err = over.finish_column_into(1, &mut one[0]).unwrap_err();
+        assert_eq!(err, FinishError::NoOutput { output: 1, outputs: 1 });
     }
 
     #[test]

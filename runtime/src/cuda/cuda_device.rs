@@ -220,10 +220,15 @@ pub const JIT_JOIN_PATH_ENV: &str = "MERIDIAN_GPU_JIT_JOIN_PATH";
 /// few as 32 and none; docs/benchmarks/2026-12-05-kernel-resources.md). `join` (the default)
 /// compiles it only into point joins' kernels. Kept until a device run has timed both.
 fn always_join_path() -> Result<bool, DeviceError> {
-    match std::env::var(JIT_JOIN_PATH_ENV).as_deref() {
-        Err(_) | Ok("") | Ok("join") => Ok(false),
-        Ok("always") => Ok(true),
-        Ok(other) => Err(DeviceError(format!("{JIT_JOIN_PATH_ENV}={other:?} is not one of join, always"))),
+    join_path_from(std::env::var(JIT_JOIN_PATH_ENV).ok().as_deref())
+}
+
+/// [`always_join_path`] of the variable's value (`None`: not set).
+fn join_path_from(value: Option<&str>) -> Result<bool, DeviceError> {
+    match value {
+        None | Some("") | Some("join") => Ok(false),
+        Some("always") => Ok(true),
+        Some(other) => Err(DeviceError(format!("{JIT_JOIN_PATH_ENV}={other:?} is not one of join, always"))),
     }
 }
 
@@ -401,5 +406,19 @@ impl Device for CudaDevice {
         // (which holds the registration) is dropped.
         let registration = unsafe { HostRegistration::from_raw(&self.gpu, ptr, len) }.map_err(gpu_err)?;
         Ok(PageLock::new(registration))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_join_path_setting_says_which_kernels_and_refuses_anything_else() {
+        assert!(matches!(join_path_from(None), Ok(false)));
+        assert!(matches!(join_path_from(Some("join")), Ok(false)));
+        assert!(matches!(join_path_from(Some("always")), Ok(true)));
+        let err = join_path_from(Some("yes")).err().map(|e| e.0).unwrap_or_default();
+        assert_eq!(err, "MERIDIAN_GPU_JIT_JOIN_PATH=\"yes\" is not one of join, always");
     }
 }
