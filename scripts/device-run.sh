@@ -45,6 +45,8 @@ step "device"
   nvidia-smi 2>&1 | head -20
   nproc; grep -m1 'model name' /proc/cpuinfo
   echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+  # GDRCopy's driver (a host write straight into device memory: the fastest doorbell known).
+  ls -l /dev/gdrdrv 2>&1; lsmod 2>/dev/null | grep -i gdr || echo "no gdrdrv module loaded"
   "$here/meridian" info
 } > "$OUT/device.txt" 2>&1
 result $?
@@ -77,7 +79,7 @@ step "GPU tests (examples, random programs vs the CPU interpreter, overflow) and
   timeout -k 5 "$(left 45)" "$here/driver_device" --test-threads=1; echo "driver_device exit $?"; } > "$OUT/tests.txt" 2>&1
 tail -3 "$OUT/tests.txt" | tee -a "$summary"
 
-step "round trip: megakernel vs cuLaunchKernel + sync, 100k each"
+step "round trip: megakernel (poller, then leaders' protocol) vs cuLaunchKernel + sync, 100k each; 64 in flight"
 enough 45 && timeout -k 5 "$(left 45)" "$here/meridian" bench roundtrip --trips 100000 --warmup 2000 > "$OUT/roundtrip.txt" 2>&1
 result $?
 
@@ -92,6 +94,12 @@ result $?
 
 step "pip join: 100M uniform points x countries, CPU executor (all cores) vs GPU megakernel vs GPU JIT"
 enough 120 && timeout -k 5 "$(left 120)" "$here/meridian" bench pip --points 100000000 --runs 3 > "$OUT/pip.txt" 2>&1
+result $?
+# The same join on the leaders' dispatch protocol of 2026-11 (the runs above: the poller's),
+# for a side-by-side of what the protocol costs a large job (fences and `stop` reads a chunk).
+step "pip join with MERIDIAN_GPU_PROTOCOL=leaders"
+enough 60 && { echo; echo "== MERIDIAN_GPU_PROTOCOL=leaders"; MERIDIAN_GPU_PROTOCOL=leaders timeout -k 5 "$(left 90)" \
+  "$here/meridian" bench pip --points 100000000 --runs 2; } >> "$OUT/pip.txt" 2>&1
 result $?
 # The megakernel under register caps (MERIDIAN_GPU_REGISTERS): fewer registers, more warps.
 for cap in ${EVIDENCE_REGISTER_CAPS:-128 96}; do

@@ -31,6 +31,41 @@ const EXITED: u8 = 2;
 /// Byte offset of `MrControl::stop` (the stalled kernel watches it).
 const CONTROL_STOP: usize = meridian_kernels::cuda::abi::CONTROL_STOP;
 
+/// What the emulated megakernel did to mapped host memory (the traffic a device pays bus
+/// transactions for), counted by the device code's platform helpers (`kernels/cuda/
+/// host_shim.h`): the numbers the dispatch protocol is judged by without a GPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostTraffic {
+    /// Reads of mapped memory that found work or data (entries, records, a poll that saw its
+    /// job, `stop` while running).
+    pub reads: u64,
+    /// Idle polls: reads of mapped memory that found nothing yet.
+    pub polls: u64,
+    /// Writes to mapped memory (records, completions, sequence numbers), one per record.
+    pub writes: u64,
+    /// System-scope fences (each waits for the bus on a device).
+    pub fences: u64,
+    /// Device-scope fences.
+    pub gpu_fences: u64,
+    /// Completions written into a slot the host had not freed (a broken protocol).
+    pub overruns: u64,
+}
+
+impl std::ops::Sub for HostTraffic {
+    type Output = HostTraffic;
+
+    fn sub(self, b: HostTraffic) -> HostTraffic {
+        HostTraffic {
+            reads: self.reads - b.reads,
+            polls: self.polls - b.polls,
+            writes: self.writes - b.writes,
+            fences: self.fences - b.fences,
+            gpu_fences: self.gpu_fences - b.gpu_fences,
+            overruns: self.overruns - b.overruns,
+        }
+    }
+}
+
 /// What the emulated kernel does once launched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
@@ -74,6 +109,8 @@ pub struct HostDevice {
     /// Device bytes allocated now, and the most at once.
     live_bytes: AtomicU64,
     peak_bytes: AtomicU64,
+    /// The megakernel's traffic with mapped memory (`MrHostCounts`: six counters).
+    traffic: Arc<[AtomicU64; 6]>,
 }
 
 /// A page lock of the emulated device: the region leaves the list when it drops.
@@ -118,6 +155,7 @@ impl HostDevice {
             program_runs: AtomicU64::new(0),
             program_rows: AtomicU64::new(0),
             launched_blocks: AtomicU64::new(0),
+            traffic: Arc::new(Default::default()),
             live_bytes: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
         }
@@ -175,6 +213,19 @@ impl HostDevice {
         *lock(&self.fault) = Some(message.to_owned());
     }
 
+    /// The megakernel's traffic with mapped host memory so far ([`HostTraffic`]).
+    pub fn traffic(&self) -> HostTraffic {
+        let t = &self.traffic;
+        HostTraffic {
+            reads: t[0].load(SeqCst),
+            polls: t[1].load(SeqCst),
+            writes: t[2].load(SeqCst),
+            fences: t[3].load(SeqCst),
+            gpu_fences: t[4].load(SeqCst),
+            overruns: t[5].load(SeqCst),
+        }
+    }
+
     /// The most device memory allocated at once so far, bytes.
     pub fn peak_device_bytes(&self) -> u64 {
         self.peak_bytes.load(SeqCst)
@@ -209,8 +260,12 @@ impl Drop for HostDevice {
             .chain(std::mem::take(&mut *lock(&self.mapped)))
         {
             // SAFETY: each entry is a live allocation made with this layout; the kernel has
-            // stopped (joined above), so nothing uses it.
-            unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+            // stopped (joined above), so nothing uses it. Unmapping a range the counters'
+            // registry does not hold (device memory) does nothing.
+            unsafe {
+                ffi::mr_host_unmap(ptr as *const u8);
+                std::alloc::dealloc(ptr as *mut u8, layout);
+            }
         }
     }
 }
@@ -273,6 +328,9 @@ impl Device for HostDevice {
         let p = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
             .ok_or_else(|| DeviceError(format!("out of memory allocating {len} mapped bytes")))?;
         lock(&self.mapped).insert(p.as_ptr() as u64, layout);
+        // SAFETY: registers a live allocation's range; `free_mapped` and `drop` remove it
+        // before it is freed.
+        unsafe { ffi::mr_host_map(p.as_ptr(), len as u64) };
         Ok((p, p.as_ptr() as u64))
     }
 
@@ -280,6 +338,8 @@ impl Device for HostDevice {
         // A freed control block is no longer the kernel's: `inject_fault` must not write it.
         let _ = self.control.compare_exchange(host.as_ptr() as u64, 0, SeqCst, SeqCst);
         if let Some(layout) = lock(&self.mapped).remove(&(host.as_ptr() as u64)) {
+            // SAFETY: only removes the range from the counters' registry.
+            unsafe { ffi::mr_host_unmap(host.as_ptr()) };
             // SAFETY: allocated in `alloc_mapped` with this layout, freed once.
             unsafe { std::alloc::dealloc(host.as_ptr(), layout) };
         }
@@ -289,7 +349,11 @@ impl Device for HostDevice {
         if self.launched.swap(true, SeqCst) {
             return Err(DeviceError("the megakernel is already running".into()));
         }
-        HostDevice::region(&lock(&self.mapped), control, 64)?;
+        HostDevice::region(
+            &lock(&self.mapped),
+            control,
+            std::mem::size_of::<meridian_kernels::cuda::abi::Control>(),
+        )?;
         if self.behaviour == Behaviour::FailLaunch {
             return Err(DeviceError("cuLaunchKernel: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (injected)".into()));
         }
@@ -298,6 +362,7 @@ impl Device for HostDevice {
         let blocks = if lane { self.blocks.div_ceil(2) } else { self.blocks };
         self.launched_blocks.store(u64::from(blocks), SeqCst);
         let (threads, behaviour, state) = (self.threads, self.behaviour, self.state.clone());
+        let traffic = self.traffic.clone();
         state.store(RUNNING, SeqCst);
         let handle = std::thread::Builder::new()
             .name("meridian-emulated-kernel".into())
@@ -307,7 +372,16 @@ impl Device for HostDevice {
                         // SAFETY: `control` is a live mapped allocation holding an `MrControl`
                         // the executor set up; the executor keeps everything the kernel reaches
                         // alive until it has seen the kernel exit.
-                        unsafe { ffi::mr_host_run_megakernel(control as *mut u8, blocks, threads) };
+                        // The counters are six u64s (`MrHostCounts`, atomics of the same
+                        // layout), kept alive by `traffic` for the kernel's life.
+                        unsafe {
+                            ffi::mr_host_run_megakernel(
+                                control as *mut u8,
+                                blocks,
+                                threads,
+                                traffic.as_ptr().cast::<u64>(),
+                            )
+                        };
                     }
                     Behaviour::FailLaunch => {}
                     Behaviour::Stall => {

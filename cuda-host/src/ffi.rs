@@ -38,7 +38,9 @@ extern "C" {
 }
 
 extern "C" {
-    pub fn mr_host_run_megakernel(ctl: *mut u8, blocks: u32, threads: u32) -> i32;
+    pub fn mr_host_run_megakernel(ctl: *mut u8, blocks: u32, threads: u32, counts: *const u64) -> i32;
+    pub fn mr_host_map(p: *const u8, len: u64);
+    pub fn mr_host_unmap(p: *const u8);
 }
 
 extern "C" {

@@ -31,6 +31,9 @@
 #define MR_STATUS_DONE 1
 #define MR_STATUS_FAILED 2
 #define MR_STATUS_CANCELLED 3
+// Dispatch protocols (MrControl::protocol).
+#define MR_PROTOCOL_LEADERS 1
+#define MR_PROTOCOL_POLLER 2
 // A slot's flags (MrSlotState::flags).
 #define MR_FLAG_FAILED 1u
 #define MR_FLAG_CANCELLED 2u
@@ -138,15 +141,21 @@
 #define MR_OFFSET_MrScratchTable_caps 40
 #define MR_OFFSET_MrScratchTable_slots 56
 #define MR_OFFSET_MrScratchTable_pad 60
-#define MR_SIZE_MrSubmit 24
+#define MR_SIZE_MrSubmit 56
 #define MR_OFFSET_MrSubmit_job 0
-#define MR_OFFSET_MrSubmit_chunk 4
+#define MR_OFFSET_MrSubmit_chunks 4
 #define MR_OFFSET_MrSubmit_begin 8
 #define MR_OFFSET_MrSubmit_end 16
-#define MR_SIZE_MrComplete 16
+#define MR_OFFSET_MrSubmit_rows_begin 24
+#define MR_OFFSET_MrSubmit_program 32
+#define MR_OFFSET_MrSubmit_inputs 40
+#define MR_OFFSET_MrSubmit_outputs 48
+#define MR_SIZE_MrComplete 56
 #define MR_OFFSET_MrComplete_job 0
 #define MR_OFFSET_MrComplete_status 4
 #define MR_OFFSET_MrComplete_hits 8
+#define MR_OFFSET_MrComplete_taken 16
+#define MR_OFFSET_MrComplete_first 24
 #define MR_SIZE_MrOutput 64
 #define MR_OFFSET_MrOutput_kind 0
 #define MR_OFFSET_MrOutput_pad 4
@@ -193,7 +202,7 @@
 #define MR_OFFSET_MrDeviceState_exited 32
 #define MR_OFFSET_MrDeviceState_stopping 40
 #define MR_OFFSET_MrDeviceState_pad 48
-#define MR_SIZE_MrControl 64
+#define MR_SIZE_MrControl 72
 #define MR_OFFSET_MrControl_submit 0
 #define MR_OFFSET_MrControl_complete 8
 #define MR_OFFSET_MrControl_jobs 16
@@ -204,7 +213,9 @@
 #define MR_OFFSET_MrControl_complete_slots_offset 44
 #define MR_OFFSET_MrControl_job_slots 48
 #define MR_OFFSET_MrControl_backoff_ns 52
-#define MR_OFFSET_MrControl_stop 56
+#define MR_OFFSET_MrControl_protocol 56
+#define MR_OFFSET_MrControl_pad 60
+#define MR_OFFSET_MrControl_stop 64
 
 // The hand-written records held to the numbers above, once all are declared (megakernel.cu):
 // a record that drifts from the Rust one fails to compile. Offsets are checked by the host
@@ -303,13 +314,19 @@
     MR_ASSERT_OFFSET(MrScratchTable, pad, MR_OFFSET_MrScratchTable_pad); \
     static_assert(sizeof(MrSubmit) == MR_SIZE_MrSubmit, "MrSubmit: size differs from the Rust ABI"); \
     MR_ASSERT_OFFSET(MrSubmit, job, MR_OFFSET_MrSubmit_job); \
-    MR_ASSERT_OFFSET(MrSubmit, chunk, MR_OFFSET_MrSubmit_chunk); \
+    MR_ASSERT_OFFSET(MrSubmit, chunks, MR_OFFSET_MrSubmit_chunks); \
     MR_ASSERT_OFFSET(MrSubmit, begin, MR_OFFSET_MrSubmit_begin); \
     MR_ASSERT_OFFSET(MrSubmit, end, MR_OFFSET_MrSubmit_end); \
+    MR_ASSERT_OFFSET(MrSubmit, rows_begin, MR_OFFSET_MrSubmit_rows_begin); \
+    MR_ASSERT_OFFSET(MrSubmit, program, MR_OFFSET_MrSubmit_program); \
+    MR_ASSERT_OFFSET(MrSubmit, inputs, MR_OFFSET_MrSubmit_inputs); \
+    MR_ASSERT_OFFSET(MrSubmit, outputs, MR_OFFSET_MrSubmit_outputs); \
     static_assert(sizeof(MrComplete) == MR_SIZE_MrComplete, "MrComplete: size differs from the Rust ABI"); \
     MR_ASSERT_OFFSET(MrComplete, job, MR_OFFSET_MrComplete_job); \
     MR_ASSERT_OFFSET(MrComplete, status, MR_OFFSET_MrComplete_status); \
     MR_ASSERT_OFFSET(MrComplete, hits, MR_OFFSET_MrComplete_hits); \
+    MR_ASSERT_OFFSET(MrComplete, taken, MR_OFFSET_MrComplete_taken); \
+    MR_ASSERT_OFFSET(MrComplete, first, MR_OFFSET_MrComplete_first); \
     static_assert(sizeof(MrOutput) == MR_SIZE_MrOutput, "MrOutput: size differs from the Rust ABI"); \
     MR_ASSERT_OFFSET(MrOutput, kind, MR_OFFSET_MrOutput_kind); \
     MR_ASSERT_OFFSET(MrOutput, pad, MR_OFFSET_MrOutput_pad); \
@@ -367,6 +384,8 @@
     MR_ASSERT_OFFSET(MrControl, complete_slots_offset, MR_OFFSET_MrControl_complete_slots_offset); \
     MR_ASSERT_OFFSET(MrControl, job_slots, MR_OFFSET_MrControl_job_slots); \
     MR_ASSERT_OFFSET(MrControl, backoff_ns, MR_OFFSET_MrControl_backoff_ns); \
+    MR_ASSERT_OFFSET(MrControl, protocol, MR_OFFSET_MrControl_protocol); \
+    MR_ASSERT_OFFSET(MrControl, pad, MR_OFFSET_MrControl_pad); \
     MR_ASSERT_OFFSET(MrControl, stop, MR_OFFSET_MrControl_stop); \
     static_assert(true, "MR_CHECK_ABI")
 

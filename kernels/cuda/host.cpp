@@ -21,9 +21,21 @@ extern "C" {
 // The size of the megakernel's per-block shared state (for the emulator's bookkeeping).
 u64 mr_host_block_shared_bytes() { return sizeof(MrBlockShared); }
 
+// Mapped host memory of an emulated device: accesses there are counted (MrHostCounts).
+void mr_host_map(const void* p, u64 len) {
+    std::unique_lock<std::shared_mutex> g(mr_host_mapped_lock);
+    mr_host_mapped[(u64)(uintptr_t)p] = len;
+}
+void mr_host_unmap(const void* p) {
+    std::unique_lock<std::shared_mutex> g(mr_host_mapped_lock);
+    mr_host_mapped.erase((u64)(uintptr_t)p);
+}
+
 // Runs the megakernel on `blocks` × `threads` host threads and returns when every block has
-// left (after `stop`). Returns 0, or -1 for a launch the device would refuse.
-int mr_host_run_megakernel(MrControl* ctl, u32 blocks, u32 threads) {
+// left (after `stop`), counting its traffic with mapped memory into `counts` (six u64:
+// reads, idle polls, writes, system fences, device fences, overruns; may be null). Returns
+// 0, or -1 for a launch the device would refuse.
+int mr_host_run_megakernel(MrControl* ctl, u32 blocks, u32 threads, MrHostCounts* counts) {
     if (blocks == 0 || threads == 0 || threads > MR_MAX_BLOCK) return -1;
     std::vector<std::unique_ptr<MrHostBlock>> bs;
     std::vector<std::unique_ptr<MrBlockShared>> shared;
@@ -43,6 +55,7 @@ int mr_host_run_megakernel(MrControl* ctl, u32 blocks, u32 threads) {
                 mr_host_thread.bid = b;
                 mr_host_thread.nblocks = blocks;
                 mr_host_thread.block = block;
+                mr_host_thread.counts = counts;
                 mr_megakernel(ctl);
             });
         }

@@ -14,6 +14,10 @@
 #include <mutex>
 #include <thread>
 #include <chrono>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <shared_mutex>
 
 #define MR_FN static inline
 #define MR_NOINLINE static
@@ -46,15 +50,53 @@ struct MrHostBlock {
     void* shared = nullptr;
 };
 
+// What one launch of the megakernel did to mapped host memory, the numbers a device pays a
+// bus round trip (or a posted transaction) for: reads that found work or data, idle polls
+// (reads that found nothing yet), writes, system-scope fences; device-scope fences, which
+// stay on the chip; and completions written into a slot the host had not freed yet (a broken
+// protocol: the emulated device checks what a device cannot).
+struct MrHostCounts {
+    std::atomic<u64> reads{0};
+    std::atomic<u64> polls{0};
+    std::atomic<u64> writes{0};
+    std::atomic<u64> fences{0};
+    std::atomic<u64> gpu_fences{0};
+    std::atomic<u64> overruns{0};
+};
+
 struct MrHostThread {
     u32 tid = 0;
     u32 ntid = 1;
     u32 bid = 0;
     u32 nblocks = 1;
     MrHostBlock* block = nullptr;
+    MrHostCounts* counts = nullptr;
 };
 
 extern thread_local MrHostThread mr_host_thread;
+
+// The mapped host allocations of every emulated device (start -> length): an access is
+// counted only when it lands in one (device memory is host memory too, here).
+inline std::shared_mutex mr_host_mapped_lock;
+inline std::map<u64, u64> mr_host_mapped;
+
+inline bool mr_host_is_mapped(const void* p) {
+    u64 a = (u64)(uintptr_t)p;
+    std::shared_lock<std::shared_mutex> g(mr_host_mapped_lock);
+    auto it = mr_host_mapped.upper_bound(a);
+    if (it == mr_host_mapped.begin()) return false;
+    --it;
+    return a < it->first + it->second;
+}
+
+inline void mr_host_count(std::atomic<u64> MrHostCounts::*field, const void* p) {
+    MrHostCounts* c = mr_host_thread.counts;
+    if (c != nullptr && mr_host_is_mapped(p)) (c->*field).fetch_add(1, std::memory_order_relaxed);
+}
+inline void mr_host_count_fence(std::atomic<u64> MrHostCounts::*field) {
+    MrHostCounts* c = mr_host_thread.counts;
+    if (c != nullptr) (c->*field).fetch_add(1, std::memory_order_relaxed);
+}
 
 MR_FN u32 mr_tid() { return mr_host_thread.tid; }
 MR_FN u32 mr_ntid() { return mr_host_thread.ntid; }
@@ -66,12 +108,64 @@ MR_FN void mr_sync() {
     }
 }
 
-MR_FN u64 mr_load_acquire_sys(const u64* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-MR_FN void mr_store_release_sys(u64* p, u64 v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-MR_FN u64 mr_load_relaxed_sys(const u64* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
-MR_FN u32 mr_load_relaxed_sys_u32(const u32* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
-MR_FN void mr_fence_sys() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-MR_FN void mr_fence_acquire_sys() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+MR_FN u64 mr_load_acquire_sys(const u64* p) {
+    mr_host_count(&MrHostCounts::reads, p);
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+MR_FN void mr_store_release_sys(u64* p, u64 v) {
+    mr_host_count(&MrHostCounts::writes, p);
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+MR_FN u64 mr_load_relaxed_sys(const u64* p) {
+    mr_host_count(&MrHostCounts::reads, p);
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+MR_FN u32 mr_load_relaxed_sys_u32(const u32* p) {
+    mr_host_count(&MrHostCounts::reads, p);
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+MR_FN u64 mr_poll_acquire_sys(const u64* p, u64 want) {
+    u64 v = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    mr_host_count(v == want ? &MrHostCounts::reads : &MrHostCounts::polls, p);
+    return v;
+}
+MR_FN u64 mr_poll_relaxed_sys(const u64* p) {
+    mr_host_count(&MrHostCounts::polls, p);
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+// Records are copied under a sequentially consistent fence on each side, so the copy sees
+// what the host published before the acquire that led here (and the host sees it complete
+// before the release that follows), as plain loads and stores do on the device.
+template <typename T>
+MR_FN T mr_host_read(const T* p) {
+    mr_host_count(&MrHostCounts::reads, p);
+    T v;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    std::memcpy(static_cast<void*>(&v), static_cast<const void*>(p), sizeof(T));
+    return v;
+}
+template <typename T>
+MR_FN void mr_host_write(T* p, const T& v) {
+    mr_host_count(&MrHostCounts::writes, p);
+    std::memcpy(static_cast<void*>(p), static_cast<const void*>(&v), sizeof(T));
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+MR_FN void mr_expect_free(const u64* seq, u64 pos) {
+    MrHostCounts* c = mr_host_thread.counts;
+    if (c != nullptr && __atomic_load_n(seq, __ATOMIC_ACQUIRE) != pos) c->overruns.fetch_add(1);
+}
+MR_FN void mr_fence_sys() {
+    mr_host_count_fence(&MrHostCounts::fences);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+MR_FN void mr_fence_acquire_sys() {
+    mr_host_count_fence(&MrHostCounts::fences);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+MR_FN void mr_fence_gpu() {
+    mr_host_count_fence(&MrHostCounts::gpu_fences);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
 MR_FN void mr_backoff(u32 ns) {
     if (ns == 0) {
         std::this_thread::yield();

@@ -24,6 +24,12 @@
 //   its slot every `backoff_ns` at most; one k positions further back sleeps about k µs (up to
 //   100 µs) between polls, watching a device-memory counter of positions taken to move up
 //   the line, so hundreds of idle blocks do not flood the bus with reads of host memory.
+//
+// That is the leaders' protocol (MR_PROTOCOL_LEADERS, 2026-11). Under MR_PROTOCOL_POLLER (the
+// default) only the leader next in line reads host memory at all; the entry carries the
+// job's head; the host frees submission slots; no system fence; the completion is written
+// without a wait (mr_claim_poller, mr_finish_chunk_poller; docs/ring-protocol.md). The
+// emulated device counts each protocol's reads, writes and fences of host memory.
 #ifndef MR_MEGAKERNEL_CU
 #define MR_MEGAKERNEL_CU
 
@@ -36,17 +42,17 @@
 // MR_LOCAL_HITS — and sizes and offsets are generated into abi_gen.cuh, and MR_CHECK_ABI()
 // below holds every record of the ABI to them.
 
+// A chunk of a job: everything a block needs to start it, in the slot's one cache line.
+struct MrOutput;
 struct MrSubmit {
     u32 job;
-    u32 chunk;
+    u32 chunks;
     u64 begin;
     u64 end;
-};
-
-struct MrComplete {
-    u32 job;
-    u32 status;
-    u64 hits;
+    u64 rows_begin;
+    const MrProgram* program;
+    const MrInput* inputs;
+    const MrOutput* outputs;
 };
 
 // Where one output of a job goes. A geometry output uses the hits fields for its own arrays:
@@ -80,6 +86,17 @@ struct MrError {
     u32 code;
     u32 pc;
     u64 row;
+};
+
+// A completion. Under MR_PROTOCOL_POLLER it also carries the submission positions taken (the
+// host frees the slots before it) and the first output's accumulators, so a job of one
+// output completes with one write of one cache line and the sequence number.
+struct MrComplete {
+    u32 job;
+    u32 status;
+    u64 hits;
+    u64 taken;
+    MrAcc first;
 };
 
 struct MrJobHead {
@@ -132,6 +149,8 @@ struct MrControl {
     u32 complete_slots_offset;
     u32 job_slots;
     u32 backoff_ns;              // longest idle back-off
+    u32 protocol;                // MR_PROTOCOL_*
+    u32 pad;
     u64 stop;                    // host: non-zero ends the kernel
 };
 
@@ -350,7 +369,7 @@ MR_FN bool mr_claim(const MrControl* live, u64 pos, MrBlockShared& sh) {
     u8* slot = ctl.submit + ctl.submit_slots_offset + (pos & ctl.submit_mask) * MR_SLOT_BYTES;
     u32 sleep = 0;
     for (u32 polls = 0;; polls++) {
-        u64 seq = mr_load_acquire_sys(reinterpret_cast<const u64*>(slot));
+        u64 seq = mr_poll_acquire_sys(reinterpret_cast<const u64*>(slot), pos + 1);
         if (seq == pos + 1) break;
         u64 taken = mr_atomic_load_u64(&ctl.state->taken);
         u64 ahead = pos > taken ? pos - taken : 0;
@@ -359,7 +378,7 @@ MR_FN bool mr_claim(const MrControl* live, u64 pos, MrBlockShared& sh) {
         // the next-in-line's poll of its slot included (the dispatch experiment: 132 polling
         // blocks, 60x the latency of one).
         if ((polls & 7) == 0) {
-            if (ahead == 0 && mr_load_relaxed_sys(&live->stop) != 0) {
+            if (ahead == 0 && mr_poll_relaxed_sys(&live->stop) != 0) {
                 mr_atomic_exch_u64(&ctl.state->stopping, 1);
                 return false;
             }
@@ -373,18 +392,80 @@ MR_FN bool mr_claim(const MrControl* live, u64 pos, MrBlockShared& sh) {
         }
     }
     mr_fence_acquire_sys();
-    const MrSubmit* e = reinterpret_cast<const MrSubmit*>(slot + MR_SLOT_VALUE);
-    sh.slot = e->job;
-    sh.begin = e->begin;
-    sh.end = e->end;
+    MrSubmit e = mr_host_read(reinterpret_cast<const MrSubmit*>(slot + MR_SLOT_VALUE));
+    sh.slot = e.job;
+    sh.begin = e.begin;
+    sh.end = e.end;
     // Free the slot for the producer's next lap (the entry has been read).
     mr_store_release_sys(reinterpret_cast<u64*>(slot), pos + (u64)ctl.submit_mask + 1);
     mr_atomic_max_u64(&ctl.state->taken, pos + 1);
     sh.cancelled = mr_load_relaxed_sys_u32(reinterpret_cast<const u32*>(ctl.submit + MR_RING_CLOSED)) != 0 ||
                    mr_atomic_load_u32(&mr_slot_state(&ctl, sh.slot)->cancel) != 0;
-    sh.head = ctl.jobs[sh.slot].head;
+    sh.head = mr_host_read(&ctl.jobs[sh.slot].head);
     sh.prog = *sh.head.program;
-    for (u32 o = 0; o < sh.head.noutputs && o < MR_MAX_OUTPUTS; o++) sh.outs[o] = sh.head.outputs[o];
+    for (u32 o = 0; o < sh.head.noutputs && o < MR_MAX_OUTPUTS; o++) sh.outs[o] = mr_host_read(&sh.head.outputs[o]);
+    return true;
+}
+
+// Whether any output of `p` is written by row (dense, hits, geometry): a program of counts
+// and sums only needs no output table, its results are the accumulators.
+MR_FN bool mr_has_row_outputs(const MrProgram& p) {
+    for (u32 o = 0; o < p.noutputs && o < MR_MAX_OUTPUTS; o++) {
+        if (p.out_kinds[o] != MR_OUT_COUNT && p.out_kinds[o] != MR_OUT_SUM) return true;
+    }
+    return false;
+}
+
+// MR_PROTOCOL_POLLER's wait for the submission at `pos`. The leaders wait for their turn in
+// device memory (`taken` is the position next in line), so the one whose turn it is is the
+// only reader of host memory on the submission path: it polls its slot, reads the entry (the
+// job's head is in it), and moves `taken` on at once, so the next leader polls while this
+// block runs the chunk it took (a small job runs where it was found, with no second hop).
+// The slot is not freed here: the host frees submission slots up to the `taken` that
+// completions carry, which saves a write to host memory per chunk.
+MR_FN bool mr_claim_poller(const MrControl* live, u64 pos, MrBlockShared& sh) {
+    const MrControl& ctl = sh.ctl;
+    for (;;) {
+        u64 taken = mr_atomic_load_u64(&ctl.state->taken);
+        if (taken >= pos) break;
+        if (mr_atomic_load_u64(&ctl.state->stopping) != 0) return false;
+        // Next after the poller: checks device memory every 128 ns to take over quickly.
+        u64 ahead = pos - taken;
+        mr_backoff(ahead == 1 ? 128u : (ahead > 100 ? 100000u : (u32)ahead * 1000u));
+    }
+    const u8* slot = ctl.submit + ctl.submit_slots_offset + (pos & ctl.submit_mask) * MR_SLOT_BYTES;
+    u32 sleep = 0;
+    for (u32 polls = 0;; polls++) {
+        u64 seq = mr_poll_acquire_sys(reinterpret_cast<const u64*>(slot), pos + 1);
+        if (seq == pos + 1) break;
+        if ((polls & 7) == 7 && mr_poll_relaxed_sys(&live->stop) != 0) {
+            mr_atomic_exch_u64(&ctl.state->stopping, 1);
+            return false;
+        }
+        mr_backoff(sleep);
+        sleep = sleep == 0 ? 32 : (sleep * 2 > ctl.backoff_ns ? ctl.backoff_ns : sleep * 2);
+    }
+    // The acquire above orders this read after the host's writes of the entry; the block's
+    // other threads see what the leader read through the barrier that follows the claim.
+    MrSubmit e = mr_host_read(reinterpret_cast<const MrSubmit*>(slot + MR_SLOT_VALUE));
+    mr_atomic_exch_u64(&ctl.state->taken, pos + 1);
+    sh.slot = e.job;
+    sh.begin = e.begin;
+    sh.end = e.end;
+    // Shutdown reaches a queued job through its cancel word (the host sets it for every job
+    // in flight when it closes the ring), not through a read of `closed`.
+    sh.cancelled = mr_atomic_load_u32(&mr_slot_state(&ctl, sh.slot)->cancel) != 0;
+    sh.head.program = e.program;
+    sh.head.inputs = e.inputs;
+    sh.head.outputs = e.outputs;
+    sh.head.rows_begin = e.rows_begin;
+    sh.head.rows_end = 0;
+    sh.head.chunks = e.chunks;
+    sh.prog = *e.program;
+    sh.head.noutputs = sh.prog.noutputs;
+    if (mr_has_row_outputs(sh.prog)) {
+        for (u32 o = 0; o < sh.head.noutputs && o < MR_MAX_OUTPUTS; o++) sh.outs[o] = mr_host_read(&e.outputs[o]);
+    }
     return true;
 }
 
@@ -394,15 +475,16 @@ MR_FN void mr_publish(const MrControl* live, const MrControl& ctl, u32 job, u32 
     u64 pos = mr_atomic_add_u64(&ctl.state->complete_claim, 1);
     u8* slot = ctl.complete + ctl.complete_slots_offset + (pos & ctl.complete_mask) * MR_SLOT_BYTES;
     u32 sleep = 0;
-    while (mr_load_acquire_sys(reinterpret_cast<const u64*>(slot)) != pos) {
-        if (mr_load_relaxed_sys(&live->stop) != 0) return;
+    while (mr_poll_acquire_sys(reinterpret_cast<const u64*>(slot), pos) != pos) {
+        if (mr_poll_relaxed_sys(&live->stop) != 0) return;
         mr_backoff(sleep);
         sleep = sleep == 0 ? 32 : (sleep * 2 > ctl.backoff_ns ? ctl.backoff_ns : sleep * 2);
     }
-    volatile MrComplete* c = reinterpret_cast<volatile MrComplete*>(slot + MR_SLOT_VALUE);
-    c->job = job;
-    c->status = status;
-    c->hits = hits;
+    MrComplete c = {};
+    c.job = job;
+    c.status = status;
+    c.hits = hits;
+    mr_host_write(reinterpret_cast<MrComplete*>(slot + MR_SLOT_VALUE), c);
     // A release store at system scope: this thread's writes (the fields, the job's results)
     // and, cumulatively, the block's (each thread fenced before the barrier that preceded
     // this) are visible before the sequence number. A separate fence would wait for the bus
@@ -432,7 +514,7 @@ MR_FN void mr_finish_chunk(const MrControl* live, MrBlockShared& sh) {
         a.sum = mr_bits_f64(mr_atomic_exch_u64(reinterpret_cast<u64*>(&st->acc[o].sum), 0x8000000000000000ULL));
         a.any = mr_atomic_exch_u32(&st->acc[o].any, 0);
         a.pad = 0;
-        job->results[o] = a;
+        mr_host_write(&job->results[o], a);
         if (sh.prog.out_kinds[o] == MR_OUT_HITS) hits += a.cursor;
     }
     u32 status = (flags & MR_FLAG_CANCELLED) ? MR_STATUS_CANCELLED
@@ -443,14 +525,67 @@ MR_FN void mr_finish_chunk(const MrControl* live, MrBlockShared& sh) {
     mr_publish(live, sh.ctl, sh.slot, status, hits);
 }
 
+// MR_PROTOCOL_POLLER's end of a chunk, by the leader after the block's barrier (which orders
+// every thread's writes before the leader's next step). A job of several chunks meets at
+// `done` with a device-scope fence on each side: the chunks' writes (host memory included)
+// are in causality order before the last block's release of the completion, which the host
+// acquires (PTX's causality order is transitive across scopes), so no block waits for the
+// bus. A job of one chunk needs no fence at all. The completion slot is not waited for: the
+// ring has at least as many slots as there are job slots, and the host consumes completions
+// in order before it frees a job slot, so the slot of position p was freed when the job of
+// position p - capacity was reaped, before this job could take a job slot.
+MR_FN void mr_finish_chunk_poller(MrBlockShared& sh) {
+    const MrControl* ctl = &sh.ctl;
+    MrSlotState* st = mr_slot_state(ctl, sh.slot);
+    const u32 chunks = sh.head.chunks;
+    if (chunks > 1) {
+        mr_fence_gpu();
+        u32 done = mr_atomic_add_u32(&st->done, 1) + 1;
+        if (done != chunks) return;
+        mr_fence_gpu();
+        mr_atomic_exch_u32(&st->done, 0);
+    }
+    u32 flags = mr_atomic_exch_u32(&st->flags, 0);
+    mr_atomic_exch_u32(&st->error_claim, 0);
+    MrJob* job = &ctl->jobs[sh.slot];
+    MrComplete c = {};
+    c.job = sh.slot;
+    for (u32 o = 0; o < sh.prog.noutputs && o < MR_MAX_OUTPUTS; o++) {
+        MrAcc a;
+        a.cursor = mr_atomic_exch_u64(&st->acc[o].cursor, 0);
+        a.runs = mr_atomic_exch_u64(&st->acc[o].runs, 0);
+        a.sum = mr_bits_f64(mr_atomic_exch_u64(reinterpret_cast<u64*>(&st->acc[o].sum), 0x8000000000000000ULL));
+        a.any = mr_atomic_exch_u32(&st->acc[o].any, 0);
+        a.pad = 0;
+        if (o == 0) {
+            c.first = a;
+        } else {
+            mr_host_write(&job->results[o], a);
+        }
+        if (sh.prog.out_kinds[o] == MR_OUT_HITS) c.hits += a.cursor;
+    }
+    c.status = (flags & MR_FLAG_CANCELLED) ? MR_STATUS_CANCELLED
+               : (flags & MR_FLAG_FAILED)  ? MR_STATUS_FAILED
+                                           : MR_STATUS_DONE;
+    c.taken = mr_atomic_load_u64(&ctl->state->taken);
+    u64 pos = mr_atomic_add_u64(&ctl->state->complete_claim, 1);
+    u8* slot = ctl->complete + ctl->complete_slots_offset + (pos & ctl->complete_mask) * MR_SLOT_BYTES;
+    mr_expect_free(reinterpret_cast<const u64*>(slot), pos);
+    mr_host_write(reinterpret_cast<MrComplete*>(slot + MR_SLOT_VALUE), c);
+    // Release at system scope: the completion's fields, the job's other results and,
+    // cumulatively, every write of the job's chunks are visible before the sequence number.
+    mr_store_release_sys(reinterpret_cast<u64*>(slot), pos + 1);
+}
+
 MR_FN void mr_record_error(const MrControl* ctl, u32 slot, u32 code, u32 pc, u64 row) {
     MrSlotState* st = mr_slot_state(ctl, slot);
     mr_atomic_or_u32(&st->flags, MR_FLAG_FAILED);
     if (mr_atomic_cas_u32(&st->error_claim, 0, 1) == 0) {
-        volatile MrError* e = &ctl->jobs[slot].error;
-        e->code = code;
-        e->pc = pc;
-        e->row = row;
+        MrError e;
+        e.code = code;
+        e.pc = pc;
+        e.row = row;
+        mr_host_write(&ctl->jobs[slot].error, e);
     }
 }
 
@@ -464,6 +599,8 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
     if (tid == 0) {
         // The constant fields once, rather than a read of host memory at every use. (The
         // device never applies atomics to host memory: they are not atomic across the bus.)
+        // Once a block a launch: left out of the per-job counts (a plain copy, not
+        // mr_host_read), since blocks start at their own pace after the first jobs.
         sh.ctl = *ctl;
         mr_atomic_add_u64(&sh.ctl.state->entered, 1);
     }
@@ -473,7 +610,8 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
     for (;;) {
         if (tid == 0) {
             u64 pos = mr_atomic_add_u64(&sh.ctl.state->submit_claim, 1);
-            sh.quit = mr_claim(ctl, pos, sh) ? 0 : 1;
+            bool claimed = sh.ctl.protocol == MR_PROTOCOL_POLLER ? mr_claim_poller(ctl, pos, sh) : mr_claim(ctl, pos, sh);
+            sh.quit = claimed ? 0 : 1;
         }
         mr_sync();
         if (sh.quit) break;
@@ -501,7 +639,14 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
                 // The job's own cancel word (device memory) is looked at with it.
                 if ((++tiles & 7) == 0) {
                     if (tid == 0) {
-                        sh.quit = mr_atomic_load_u32(cancel) != 0 || mr_load_relaxed_sys(&ctl->stop) != 0 ? 1 : 0;
+                        // Under the poller's protocol `stop` (host memory) only every 512 tiles:
+                        // every read of it is a bus round trip the block's threads wait for at
+                        // the barrier below; the poller passes it on through `stopping`.
+                        bool poller = sh.ctl.protocol == MR_PROTOCOL_POLLER;
+                        bool stop = poller ? mr_atomic_load_u64(&sh.ctl.state->stopping) != 0 ||
+                                                 ((tiles & 511) == 0 && mr_load_relaxed_sys(&ctl->stop) != 0)
+                                           : mr_load_relaxed_sys(&ctl->stop) != 0;
+                        sh.quit = mr_atomic_load_u32(cancel) != 0 || stop ? 1 : 0;
                     }
                     mr_sync();
                     bool quit = sh.quit != 0;
@@ -532,10 +677,15 @@ MR_KERNEL void mr_megakernel(MrControl* ctl) {
         if ((sh.cancelled || stopped) && tid == 0) {
             mr_atomic_or_u32(&mr_slot_state(&sh.ctl, sh.slot)->flags, MR_FLAG_CANCELLED);
         }
-        // Everything this thread wrote for the chunk is visible before the chunk counts done.
-        mr_fence_sys();
-        mr_sync();
-        if (tid == 0) mr_finish_chunk(ctl, sh);
+        if (sh.ctl.protocol == MR_PROTOCOL_POLLER) {
+            mr_sync();
+            if (tid == 0) mr_finish_chunk_poller(sh);
+        } else {
+            // Everything this thread wrote for the chunk is visible before the chunk counts done.
+            mr_fence_sys();
+            mr_sync();
+            if (tid == 0) mr_finish_chunk(ctl, sh);
+        }
     }
     if (tid == 0) mr_atomic_add_u64(&sh.ctl.state->exited, 1);
 }

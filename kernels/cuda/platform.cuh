@@ -77,6 +77,32 @@ MR_FN void mr_backoff(u32 ns) {
         __nanosleep(ns);
     }
 }
+// Device-scope ordering (between blocks, through device memory): no wait on the bus.
+MR_FN void mr_fence_gpu() { __threadfence(); }
+// The completion slot at `pos` is free (seq == pos): true by the protocol, so the device does
+// not read it; the emulated device checks it.
+MR_FN void mr_expect_free(const u64* seq, u64 pos) {
+    (void)seq;
+    (void)pos;
+}
+// A poll of a word in mapped host memory that is expected to read `want` some time: the
+// emulated device counts the reads that did not (idle polls) apart from the one that did.
+MR_FN u64 mr_poll_acquire_sys(const u64* p, u64 want) {
+    (void)want;
+    return mr_load_acquire_sys(p);
+}
+// A read of `stop` while idle (an idle poll).
+MR_FN u64 mr_poll_relaxed_sys(const u64* p) { return mr_load_relaxed_sys(p); }
+// A record read from, or written to, memory the host may have mapped (ring entries, job
+// records, output tables): one call, one transaction of the bus when it is host memory.
+template <typename T>
+MR_FN T mr_host_read(const T* p) {
+    return *p;
+}
+template <typename T>
+MR_FN void mr_host_write(T* p, const T& v) {
+    *p = v;
+}
 
 // Atomics on device memory (device scope).
 MR_FN u64 mr_atomic_add_u64(u64* p, u64 v) { return atomicAdd((unsigned long long*)p, (unsigned long long)v); }

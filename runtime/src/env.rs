@@ -42,6 +42,14 @@ const VARIABLES: &[Variable] = &[
         name: crate::cuda::REGISTERS_ENV,
         check: |_| crate::cuda::register_cap().map(drop).map_err(|e| e.to_string()),
     },
+    Variable {
+        name: crate::cuda::DISPATCH_ENV,
+        check: |v| crate::cuda::executor::dispatch_from(Some(v)).map(drop),
+    },
+    Variable {
+        name: crate::cuda::JIT_JOIN_PATH_ENV,
+        check: |v| crate::cuda::cuda_device::join_path_from(Some(v)).map(drop).map_err(|e| e.to_string()),
+    },
     Variable { name: "MERIDIAN_CUBIN_CACHE", check: any },
 ];
 
@@ -165,5 +173,14 @@ mod tests {
         assert!((find(MODE_ENV).check)("gpu").is_ok());
         let e = (find(MODE_ENV).check)("fast").unwrap_err();
         assert!(e.contains("MERIDIAN_EXECUTION_MODE") && e.contains("fast"), "{e}");
+    }
+
+    #[test]
+    fn the_gpu_variables_are_known_and_checked_by_value() {
+        let find = |n: &str| VARIABLES.iter().find(|v| v.name == n).unwrap();
+        assert!((find("MERIDIAN_GPU_PROTOCOL").check)("leaders").is_ok());
+        assert!((find("MERIDIAN_GPU_PROTOCOL").check)("fast").is_err());
+        assert!((find("MERIDIAN_GPU_JIT_JOIN_PATH").check)("always").is_ok());
+        assert!((find("MERIDIAN_GPU_JIT_JOIN_PATH").check)("never").is_err());
     }
 }

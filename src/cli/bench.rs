@@ -31,6 +31,13 @@ fn micros(d: Duration) -> String {
     format!("{:.2} µs", d.as_secs_f64() * 1e6)
 }
 
+fn dispatch_name(d: meridian::cuda::GpuDispatch) -> &'static str {
+    match d {
+        meridian::cuda::GpuDispatch::Poller => "poller",
+        meridian::cuda::GpuDispatch::Leaders => "leaders'",
+    }
+}
+
 /// `meridian bench roundtrip`.
 pub fn roundtrip(trips: usize, warmup: usize, route: meridian::Route) -> Result<(), Failure> {
     if trips == 0 {
@@ -41,7 +48,7 @@ pub fn roundtrip(trips: usize, warmup: usize, route: meridian::Route) -> Result<
         return Err(fail(format!("meridian bench roundtrip measures the GPU: no usable CUDA device ({e})")));
     }
     let r = meridian::bench::round_trip(trips, warmup, route).map_err(fail)?;
-    let (m, l) = (r.megakernel, r.per_job_launch);
+    let l = r.per_job_launch;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -50,38 +57,47 @@ pub fn roundtrip(trips: usize, warmup: usize, route: meridian::Route) -> Result<
         route.name()
     );
     let _ = writeln!(s, "device: {}", r.device);
-    let _ = writeln!(
-        s,
-        "  Engine (Engine::submit → Ticket::wait, mode gpu):       p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
-        micros(m.p50),
-        micros(m.p99),
-        micros(m.max),
-        micros(m.mean)
-    );
-    let _ = writeln!(
-        s,
-        "    of which Engine::submit (host, before the device):   p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
-        micros(r.submit.p50),
-        micros(r.submit.p99),
-        micros(r.submit.max),
-        micros(r.submit.mean)
-    );
-    let _ = writeln!(
-        s,
-        "  per-job launch (cuLaunchKernel + cuStreamSynchronize): p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
-        micros(l.p50),
-        micros(l.p99),
-        micros(l.max),
-        micros(l.mean)
-    );
+    let line = |s: &mut String, what: &str, m: &meridian::bench::Latency| {
+        let _ = writeln!(
+            s,
+            "  {what:<55} p50 {:>10}  p99 {:>10}  max {:>10}  mean {:>10}",
+            micros(m.p50),
+            micros(m.p99),
+            micros(m.max),
+            micros(m.mean)
+        );
+    };
+    for (dispatch, m) in &r.megakernel {
+        line(&mut s, &format!("Engine, {} protocol (submit → Ticket::wait):", dispatch_name(*dispatch)), m);
+    }
+    line(&mut s, "  of which Engine::submit (poller, host only):", &r.submit);
+    line(&mut s, "per-job launch (cuLaunchKernel + cuStreamSynchronize):", &l);
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    for (dispatch, m) in &r.megakernel {
+        let _ = writeln!(
+            s,
+            "  Engine ({}) / per-job launch: p50 {:.2}×, p99 {:.2}×; its p99 / p50 {:.2}",
+            dispatch_name(*dispatch),
+            ratio(m.p50, l.p50),
+            ratio(m.p99, l.p99),
+            ratio(m.p99, m.p50)
+        );
+    }
+    let n = meridian::bench::IN_FLIGHT;
     let _ = writeln!(
         s,
-        "  Engine / per-job launch: p50 {:.2}×, p99 {:.2}×; Engine p99 / p50 {:.2}",
-        ratio(m.p50, l.p50),
-        ratio(m.p99, l.p99),
-        ratio(m.p99, m.p50)
+        "  throughput, {n} one-row jobs in flight: per-job launches (one sync per {n}) {:.0} jobs/s",
+        r.per_job_rate
     );
+    for (dispatch, rate) in &r.megakernel_rate {
+        let _ = writeln!(
+            s,
+            "    Engine, {} protocol: {:.0} jobs/s, {:.2}× per-job launches",
+            dispatch_name(*dispatch),
+            rate,
+            rate / r.per_job_rate
+        );
+    }
     print(&s);
     Ok(())
 }

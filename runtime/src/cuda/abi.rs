@@ -5,35 +5,26 @@
 //! the ABI's constants, `ring::JobStatus`).
 
 pub(crate) use meridian_kernels::cuda::abi::{
-    error_message, Acc, Control, ErrorRecord, JobHead, Output, ACC_BYTES, ACC_SUM_OFFSET, CONTROL_STOP,
-    DEVICE_STATE_HEADER, GEOM_ROW_WORDS, JOB_ERROR_OFFSET, JOB_RECORD_BYTES, JOB_RESULTS_OFFSET, LOCAL_HITS,
-    MAX_OUTPUTS, SLOT_ACC_OFFSET, SLOT_CANCEL_OFFSET, SLOT_STATE_BYTES, STATE_TAKEN_OFFSET, STATUS_CANCELLED,
-    STATUS_DONE, STATUS_FAILED,
+    error_message, Acc, Control, ErrorRecord, JobHead, Output, RingComplete, RingSubmit, ACC_BYTES,
+    ACC_SUM_OFFSET, CONTROL_STOP, DEVICE_STATE_HEADER, GEOM_ROW_WORDS, JOB_ERROR_OFFSET, JOB_RECORD_BYTES,
+    JOB_RESULTS_OFFSET, LOCAL_HITS, MAX_OUTPUTS, PROTOCOL_LEADERS, PROTOCOL_POLLER, SLOT_ACC_OFFSET,
+    SLOT_CANCEL_OFFSET, SLOT_STATE_BYTES, STATE_TAKEN_OFFSET, STATUS_CANCELLED, STATUS_DONE, STATUS_FAILED,
 };
 
 const _: () = {
-    use std::mem::{offset_of, size_of};
+    use std::mem::size_of;
 
     use meridian_kernels::cuda::abi::{
         RingComplete, RingSubmit, RING_CLOSED_OFFSET, RING_SLOT_BYTES, RING_SLOT_VALUE_OFFSET,
     };
 
-    use crate::ring::{CompletionEntry, RingHeader, Slot, SubmitEntry};
+    use crate::ring::{RingHeader, Slot};
 
-    // The entries the device reads and writes are the ring's.
-    assert!(size_of::<SubmitEntry>() == size_of::<RingSubmit>());
-    assert!(offset_of!(SubmitEntry, job) == offset_of!(RingSubmit, job));
-    assert!(offset_of!(SubmitEntry, chunk) == offset_of!(RingSubmit, chunk));
-    assert!(offset_of!(SubmitEntry, begin) == offset_of!(RingSubmit, begin));
-    assert!(offset_of!(SubmitEntry, end) == offset_of!(RingSubmit, end));
-    assert!(size_of::<CompletionEntry>() == size_of::<RingComplete>());
-    assert!(offset_of!(CompletionEntry, job) == offset_of!(RingComplete, job));
-    assert!(offset_of!(CompletionEntry, status) == offset_of!(RingComplete, status));
-    assert!(offset_of!(CompletionEntry, hits) == offset_of!(RingComplete, hits));
-    // The ring's slots (whose value offset and header's `closed` offset the ring asserts are
-    // RING_SLOT_VALUE_OFFSET and RING_CLOSED_OFFSET: its fields are its own).
-    assert!(size_of::<Slot<SubmitEntry>>() == RING_SLOT_BYTES);
-    assert!(size_of::<Slot<CompletionEntry>>() == RING_SLOT_BYTES);
+    // The device's entries fill the ring's slots (whose value offset and header's `closed`
+    // offset the ring asserts are RING_SLOT_VALUE_OFFSET and RING_CLOSED_OFFSET: its fields
+    // are its own).
+    assert!(size_of::<Slot<RingSubmit>>() == RING_SLOT_BYTES);
+    assert!(size_of::<Slot<RingComplete>>() == RING_SLOT_BYTES);
     assert!(RING_SLOT_VALUE_OFFSET < RING_SLOT_BYTES && RING_CLOSED_OFFSET < size_of::<RingHeader>());
     assert!(MAX_OUTPUTS == meridian_bytecode::MAX_OUTPUTS);
 };

@@ -73,8 +73,14 @@ pub(crate) fn check(columns: &[OutputColumn]) -> Result<(), String> {
 }
 
 /// Round trips of the one-row job launched as its own kernel each time, on a device opened
-/// for it alone: while an engine's megakernel holds the GPU no other kernel can start.
-pub fn per_job_launches(trips: usize, warmup: usize) -> Result<(String, Latency), String> {
+/// for it alone: while an engine's megakernel holds the GPU no other kernel can start. With
+/// the rate of one-row jobs launched `batch` at a time and synchronised once a batch, over
+/// `rounds` batches (jobs a second).
+pub fn per_job_launches(
+    trips: usize,
+    warmup: usize,
+    (batch, rounds): (usize, usize),
+) -> Result<(String, Latency, f64), String> {
     let err = |e: super::DeviceError| e.to_string();
     let device = Arc::new(CudaDevice::open(0).map_err(|e| e.to_string())?);
     let description = device.describe();
@@ -112,5 +118,24 @@ pub fn per_job_launches(trips: usize, warmup: usize) -> Result<(String, Latency)
         }
     }
     let latency = Latency::of(&mut samples).ok_or("no round trips measured")?;
-    Ok((description, latency))
+    let start = Instant::now();
+    for _ in 0..rounds {
+        // SAFETY: as above.
+        unsafe {
+            device.run_rows_queued(
+                batch,
+                record.record,
+                table.table,
+                area.device_ptr(),
+                0,
+                0,
+                1,
+                acc.ptr(),
+                error.ptr(),
+            )
+        }
+        .map_err(err)?;
+    }
+    let rate = (batch * rounds) as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    Ok((description, latency, rate))
 }

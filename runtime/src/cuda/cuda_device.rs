@@ -175,6 +175,53 @@ impl CudaDevice {
         .map_err(gpu_err)
     }
 
+    /// Launches the per-job kernel `n` times over rows `[begin, end)` and waits once: the
+    /// throughput baseline of `meridian bench roundtrip` (launches queued back to back, no
+    /// synchronisation a job). Not while the megakernel runs.
+    ///
+    /// # Safety
+    ///
+    /// As [`CudaDevice::run_rows`].
+    #[allow(clippy::too_many_arguments)] // the kernel's parameters
+    pub(crate) unsafe fn run_rows_queued(
+        &self,
+        n: usize,
+        program: u64,
+        inputs: u64,
+        outputs: u64,
+        rows_begin: u64,
+        begin: u64,
+        end: u64,
+        acc: u64,
+        error: u64,
+    ) -> Result<(), DeviceError> {
+        if self.launched.load(Ordering::SeqCst) {
+            return Err(DeviceError(
+                "the megakernel runs on this device: a per-job kernel cannot start".into(),
+            ));
+        }
+        let threads = BLOCK_THREADS as u64;
+        let blocks = (end.saturating_sub(begin)).div_ceil(threads).max(1);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (BLOCK_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        for _ in 0..n {
+            // SAFETY: as in `run_rows`: eight 64-bit parameters, addresses the caller's.
+            unsafe {
+                launch_args(
+                    &self.per_job,
+                    cfg,
+                    &self.kernel_stream,
+                    &[program, inputs, outputs, rows_begin, begin, end, acc, error],
+                )
+            }
+            .map_err(gpu_err)?;
+        }
+        self.kernel_stream.synchronize().map_err(|e| DeviceError(format!("cuStreamSynchronize: {e}")))
+    }
+
     /// The allocation holding `[ptr, ptr + len)` and the offset of `ptr` in it.
     fn locate(
         buffers: &BTreeMap<u64, PoolBuffer>,
@@ -224,7 +271,7 @@ fn always_join_path() -> Result<bool, DeviceError> {
 }
 
 /// [`always_join_path`] of the variable's value (`None`: not set).
-fn join_path_from(value: Option<&str>) -> Result<bool, DeviceError> {
+pub(crate) fn join_path_from(value: Option<&str>) -> Result<bool, DeviceError> {
     match value {
         None | Some("") | Some("join") => Ok(false),
         Some("always") => Ok(true),

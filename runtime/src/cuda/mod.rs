@@ -13,7 +13,7 @@
 
 mod abi;
 pub mod bench;
-mod cuda_device;
+pub(crate) mod cuda_device;
 mod device;
 pub(crate) mod executor;
 mod outputs;
@@ -22,3 +22,4 @@ mod resident;
 
 pub use cuda_device::{register_cap, CudaDevice, JIT_JOIN_PATH_ENV, REGISTERS_ENV};
 pub use device::{CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError};
+pub use executor::{GpuDispatch, DISPATCH_ENV};

@@ -223,6 +223,15 @@ impl EngineBuilder {
         self
     }
 
+    /// How the megakernel finds and completes jobs (default: [`GpuDispatch::Poller`], or what
+    /// `MERIDIAN_GPU_PROTOCOL` names).
+    ///
+    /// [`GpuDispatch::Poller`]: crate::cuda::GpuDispatch::Poller
+    pub fn gpu_dispatch(mut self, dispatch: crate::cuda::GpuDispatch) -> Self {
+        self.gpu.protocol = Some(dispatch);
+        self
+    }
+
     /// How long GPU jobs may be in flight with none finishing before the device is declared
     /// hung: every job in flight fails with that reason and the GPU is no longer used
     /// (default 60 s).

@@ -287,6 +287,16 @@ impl<T: Copy + Send, M: RingMemory> Ring<T, M> {
         Ok(())
     }
 
+    /// Frees the slots of positions `[from, upto)` for the producers' next lap, on behalf of a
+    /// consumer that takes items without this ring's own claim (a device that reports the
+    /// positions it took instead of writing each slot back). A position not published (yet, or
+    /// any more) is left as it is.
+    pub fn release_taken(&self, from: u64, upto: u64) {
+        for pos in from..upto.min(from.saturating_add(self.capacity)) {
+            let _ = self.slot(pos).seq.compare_exchange(pos + 1, pos + self.capacity, Release, Relaxed);
+        }
+    }
+
     /// Takes the oldest published item.
     pub fn try_pop(&self) -> Pop<T> {
         let h = self.header();

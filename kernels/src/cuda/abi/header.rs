@@ -9,8 +9,8 @@ use std::mem::{offset_of, size_of};
 use super::job::{
     Acc, Control, DeviceErrorCode, DeviceStateHeader, ErrorRecord, JobHead, JobRecord, Output, RingComplete,
     RingSubmit, SlotState, ERR_NONE, FLAG_CANCELLED, FLAG_FAILED, GEOM_ROW_WORDS, LOCAL_HITS, MAX_BLOCK,
-    RING_CLOSED_OFFSET, RING_SLOT_BYTES, RING_SLOT_VALUE_OFFSET, STATUS_CANCELLED, STATUS_DONE,
-    STATUS_FAILED,
+    PROTOCOL_LEADERS, PROTOCOL_POLLER, RING_CLOSED_OFFSET, RING_SLOT_BYTES, RING_SLOT_VALUE_OFFSET,
+    STATUS_CANCELLED, STATUS_DONE, STATUS_FAILED,
 };
 use super::{
     BuiltCaps, BuiltHeader, DeviceColumn, DeviceIndex, DeviceInput, DeviceJoin, DeviceProgram, ScratchTable,
@@ -65,8 +65,8 @@ pub const RECORDS: &[RecordLayout] = &[
     record!(ScratchTable => "MrScratchTable" {
         base, threads, thread_bytes, work_bytes, slot_bytes, caps, slots, pad
     }),
-    record!(RingSubmit => "MrSubmit" { job, chunk, begin, end }),
-    record!(RingComplete => "MrComplete" { job, status, hits }),
+    record!(RingSubmit => "MrSubmit" { job, chunks, begin, end, rows_begin, program, inputs, outputs }),
+    record!(RingComplete => "MrComplete" { job, status, hits, taken, first }),
     record!(Output => "MrOutput" {
         kind, pad, values, valid, bools, hits, hit_capacity, runs, run_capacity
     }),
@@ -80,7 +80,7 @@ pub const RECORDS: &[RecordLayout] = &[
     }),
     record!(Control => "MrControl" {
         submit, complete, jobs, state, submit_mask, complete_mask, submit_slots_offset,
-        complete_slots_offset, job_slots, backoff_ns, stop
+        complete_slots_offset, job_slots, backoff_ns, protocol, pad, stop
     }),
 ];
 
@@ -133,6 +133,10 @@ pub fn abi_header() -> String {
     let _ = writeln!(w, "// Job statuses (a completion's `status`).");
     for (name, v) in [("DONE", STATUS_DONE), ("FAILED", STATUS_FAILED), ("CANCELLED", STATUS_CANCELLED)] {
         let _ = writeln!(w, "#define MR_STATUS_{name} {v}");
+    }
+    let _ = writeln!(w, "// Dispatch protocols (MrControl::protocol).");
+    for (name, v) in [("LEADERS", PROTOCOL_LEADERS), ("POLLER", PROTOCOL_POLLER)] {
+        let _ = writeln!(w, "#define MR_PROTOCOL_{name} {v}");
     }
     let _ = writeln!(w, "// A slot's flags (MrSlotState::flags).");
     for (name, v) in [("FAILED", FLAG_FAILED), ("CANCELLED", FLAG_CANCELLED)] {

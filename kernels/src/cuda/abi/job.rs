@@ -263,29 +263,54 @@ pub struct Control {
     pub job_slots: u32,
     /// Longest idle back-off.
     pub backoff_ns: u32,
+    /// How blocks take jobs and complete them: [`PROTOCOL_POLLER`] or [`PROTOCOL_LEADERS`].
+    pub protocol: u32,
+    /// Zero.
+    pub pad: u32,
     /// Non-zero ends the kernel (written by the host).
     pub stop: u64,
 }
 
-/// A submission as the device reads it (`MrSubmit`): the runtime's `ring::SubmitEntry`, whose
-/// layout the runtime asserts equal to this.
+/// The dispatch protocol of 2026-11 (`MrControl::protocol`): every idle block's leader polls
+/// its own submission slot in host memory; the block frees the slot and reads `closed`, the
+/// job's record and its output table from host memory; every thread fences at system scope
+/// after a chunk; the completing block waits for its completion slot. Kept until a device run
+/// has compared it with [`PROTOCOL_POLLER`].
+pub const PROTOCOL_LEADERS: u32 = 1;
+/// One poller (docs/ring-protocol.md, "The device side"): only the leader next in line reads
+/// host memory to find work, others wait on device memory; entries are self-contained; the
+/// host frees submission slots from the `taken` a completion carries; one device-scope fence
+/// a block where a job has several chunks; the first output's accumulators ride in the
+/// completion.
+pub const PROTOCOL_POLLER: u32 = 2;
+
+/// A submission on the CUDA executor's ring (`MrSubmit`): a chunk of a job, with everything
+/// a block needs to start it (the job's head inline), so taking it is one read of one cache
+/// line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct RingSubmit {
     /// Job slot.
     pub job: u32,
-    /// Chunk of the job.
-    pub chunk: u32,
+    /// Chunks the job was published in.
+    pub chunks: u32,
     /// First row.
     pub begin: u64,
     /// One past the last row.
     pub end: u64,
+    /// First row of the job (outputs are indexed from it).
+    pub rows_begin: u64,
+    /// The `DeviceProgram` (device memory).
+    pub program: u64,
+    /// The input table (device memory).
+    pub inputs: u64,
+    /// The output table.
+    pub outputs: u64,
 }
 
-/// A completion as the device writes it (`MrComplete`): the runtime's
-/// `ring::CompletionEntry`.
+/// A completion as the device writes it (`MrComplete`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct RingComplete {
     /// Job slot.
     pub job: u32,
@@ -293,6 +318,11 @@ pub struct RingComplete {
     pub status: u32,
     /// Hits the job appended.
     pub hits: u64,
+    /// [`PROTOCOL_POLLER`]: submission positions taken when the job completed (every one
+    /// before it may be freed by the host).
+    pub taken: u64,
+    /// [`PROTOCOL_POLLER`]: the first output's accumulators (the others are in the job record).
+    pub first: Acc,
 }
 
 /// Byte offset of the ring header's `closed` word (`MR_RING_CLOSED`; the runtime's ring

@@ -28,6 +28,17 @@ impl GpuExecutor {
         }
     }
 
+    /// Tells the device to stop every job in flight (shutdown under the poller protocol).
+    pub(super) fn cancel_all(&self) {
+        for slot in 0..self.jobs.len() as u32 {
+            self.jobs.with(slot, |f| {
+                if !f.cancel_sent {
+                    f.cancel_sent = self.set_cancel(slot, 1).is_ok();
+                }
+            });
+        }
+    }
+
     /// Writes slot `slot`'s cancel word in device memory.
     pub(super) fn set_cancel(&self, slot: u32, value: u32) -> Result<(), DeviceError> {
         let at = abi::DEVICE_STATE_HEADER + slot as usize * abi::SLOT_STATE_BYTES + abi::SLOT_CANCEL_OFFSET;

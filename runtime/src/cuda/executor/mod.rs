@@ -20,7 +20,7 @@
 //! stopped), [`ring_memory`] (the rings in mapped host memory).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ use super::programs::{GpuRoute, Kernels, LaneQueue};
 use super::resident::{Residency, ResidentBinding, ResidentProgram};
 use crate::doorbell::Doorbell;
 use crate::job::{Attempt, Executor, JobError, JobTable, PreparedInner, Refused, Replace};
-use crate::ring::{CompletionEntry, Ring, SubmitEntry};
+use crate::ring::Ring;
 use crate::route::Route;
 
 mod failure;
@@ -73,6 +73,44 @@ pub(crate) struct GpuTuning {
     /// compiled, and the fewest rows a job takes it with ([`super::programs`]).
     pub jit_hot_rows: u64,
     pub jit_min_rows: usize,
+    /// The dispatch protocol; `None`: [`DISPATCH_ENV`], else [`GpuDispatch::Poller`].
+    pub protocol: Option<GpuDispatch>,
+}
+
+/// How the megakernel finds jobs and completes them (docs/ring-protocol.md, "The device
+/// side").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuDispatch {
+    /// One reader of host memory on the submission path (the leader next in line; the others
+    /// wait on device memory), self-contained ring entries, submission slots freed by the
+    /// host, no system-scope fence. The default.
+    Poller,
+    /// The protocol of 2026-11: every idle leader polls its own slot in host memory and
+    /// reads the job's record and output table from there; a system fence per thread a chunk.
+    /// Kept until a device run has compared the two.
+    Leaders,
+}
+
+impl GpuDispatch {
+    fn abi(self) -> u32 {
+        match self {
+            GpuDispatch::Poller => abi::PROTOCOL_POLLER,
+            GpuDispatch::Leaders => abi::PROTOCOL_LEADERS,
+        }
+    }
+}
+
+/// The environment variable that picks the dispatch protocol when the builder does not:
+/// `poller` or `leaders`.
+pub const DISPATCH_ENV: &str = "MERIDIAN_GPU_PROTOCOL";
+
+/// The protocol an environment value names (`None` or empty: the default).
+pub(crate) fn dispatch_from(value: Option<&str>) -> Result<GpuDispatch, String> {
+    match value.map(str::trim) {
+        None | Some("") | Some("poller") => Ok(GpuDispatch::Poller),
+        Some("leaders") => Ok(GpuDispatch::Leaders),
+        Some(other) => Err(format!("{DISPATCH_ENV}={other}: expected `poller` or `leaders`")),
+    }
 }
 
 impl Default for GpuTuning {
@@ -88,6 +126,7 @@ impl Default for GpuTuning {
             programs: false,
             jit_hot_rows: super::programs::GPU_JIT_HOT_ROWS,
             jit_min_rows: super::programs::GPU_JIT_MIN_ROWS,
+            protocol: None,
         }
     }
 }
@@ -135,8 +174,13 @@ struct InFlight {
 pub(crate) struct GpuExecutor {
     dev: Arc<Shared>,
     control: MappedAlloc,
-    submit: Ring<SubmitEntry, MappedRing>,
-    complete: Ring<CompletionEntry, MappedRing>,
+    submit: Ring<abi::RingSubmit, MappedRing>,
+    complete: Ring<abi::RingComplete, MappedRing>,
+    /// The dispatch protocol (`abi::PROTOCOL_*`).
+    protocol: u32,
+    /// Under the poller protocol: submission positions freed so far (by the reaper, up to
+    /// the `taken` completions carry).
+    freed: AtomicU64,
     records: MappedAlloc,
     state: DeviceAlloc,
     arenas: Arc<Arenas>,
@@ -189,6 +233,11 @@ impl GpuExecutor {
                 "{block_threads} threads per block: the megakernel takes 1 to 256"
             )));
         }
+        let protocol = match tuning.protocol {
+            Some(p) => p,
+            None => dispatch_from(std::env::var(DISPATCH_ENV).ok().as_deref()).map_err(DeviceError)?,
+        }
+        .abi();
         let dev = Shared::new(device);
         let ring_err =
             |e: crate::ring::RingError| DeviceError(format!("making a ring in mapped memory: {e}"));
@@ -217,14 +266,16 @@ impl GpuExecutor {
             complete_slots_offset: complete.slots_offset() as u32,
             job_slots: job_slots as u32,
             backoff_ns: tuning.backoff_ns.max(32),
+            protocol,
             ..Control::default()
         };
         control.put(0, ctl)?;
         let jobs = JobTable::new(job_slots).map_err(|e| DeviceError(format!("making the job table: {e}")))?;
         let blocks = dev.device.launch(control.device_ptr(), tuning.programs)?;
         let lane = if tuning.programs { " (a latency lane; programs' kernels beside it)" } else { "" };
+        let how = if protocol == abi::PROTOCOL_LEADERS { ", leaders' protocol" } else { "" };
         let description = format!(
-            "{}, megakernel of {blocks} blocks × {block_threads} threads{lane}",
+            "{}, megakernel of {blocks} blocks × {block_threads} threads{lane}{how}",
             dev.device.describe()
         );
         let exec = Arc::new(GpuExecutor {
@@ -232,6 +283,8 @@ impl GpuExecutor {
             control,
             submit,
             complete,
+            protocol,
+            freed: AtomicU64::new(0),
             records,
             state,
             arenas,
@@ -362,6 +415,11 @@ impl GpuExecutor {
         let _one = self.shutting_down.lock();
         self.submit.close();
         self.closing.store(true, SeqCst);
+        if self.protocol == abi::PROTOCOL_POLLER {
+            // The poller reads no `closed`: jobs in flight are told through their cancel words
+            // (a queued chunk runs no row, a running one stops within 8 tiles).
+            self.cancel_all();
+        }
         self.work.ring_always(true);
         self.space.ring_always(true);
         for job in self.lane.close() {
@@ -414,5 +472,21 @@ fn fresh_accumulators(acc: &mut [u8]) {
     for a in acc.chunks_exact_mut(abi::ACC_BYTES) {
         a.fill(0);
         a[abi::ACC_SUM_OFFSET..abi::ACC_SUM_OFFSET + 8].copy_from_slice(&(-0.0f64).to_bits().to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+    use super::{dispatch_from, GpuDispatch};
+
+    #[test]
+    fn the_dispatch_protocol_is_named_or_refused() {
+        assert_eq!(dispatch_from(None), Ok(GpuDispatch::Poller));
+        assert_eq!(dispatch_from(Some("")), Ok(GpuDispatch::Poller));
+        assert_eq!(dispatch_from(Some("poller")), Ok(GpuDispatch::Poller));
+        assert_eq!(dispatch_from(Some(" leaders ")), Ok(GpuDispatch::Leaders));
+        let e = dispatch_from(Some("leader")).unwrap_err();
+        assert!(e.contains("MERIDIAN_GPU_PROTOCOL=leader") && e.contains("`poller` or `leaders`"), "{e}");
     }
 }

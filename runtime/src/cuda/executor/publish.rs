@@ -10,7 +10,7 @@ use meridian_kernels::cuda::DeviceColumn;
 use crate::cuda::abi::{self, ErrorRecord, JobHead};
 use crate::cuda::outputs::{Area, Layout};
 use crate::job::JobError;
-use crate::ring::{PushError, SubmitEntry};
+use crate::ring::PushError;
 
 use super::{GpuExecutor, GpuJob, GpuSubmitError, InFlight, Placed};
 
@@ -116,7 +116,16 @@ impl GpuExecutor {
             // `None`: `fail_all` took it meanwhile and resolved its ticket.
             return back.map_or(Ok(()), |f| Err(GpuSubmitError::Unavailable(f.job, e.to_string())));
         }
-        let pushed = self.submit.try_push_n(nchunks, |k| SubmitEntry::chunk(slot, k, &rows, size));
+        let pushed = self.submit.try_push_n(nchunks, |k| abi::RingSubmit {
+            job: slot,
+            chunks: nchunks as u32,
+            begin: (rows.start + k * size) as u64,
+            end: (rows.start + (k + 1) * size).min(rows.end) as u64,
+            rows_begin: head.rows_begin,
+            program: head.program,
+            inputs: head.inputs,
+            outputs: head.outputs,
+        });
         match pushed {
             Ok(()) => {
                 self.work.ring(false);

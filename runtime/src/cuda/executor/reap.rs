@@ -12,7 +12,7 @@ use crate::cuda::abi::{self, Acc, ErrorRecord};
 use crate::cuda::device::{DeviceError, KernelState};
 use crate::cuda::outputs::{Area, Layout};
 use crate::job::JobError;
-use crate::ring::{CompletionEntry, Pop};
+use crate::ring::Pop;
 
 use super::{GpuExecutor, GpuJob, GpuSubmitError, InFlight};
 
@@ -117,7 +117,17 @@ impl GpuExecutor {
         }
     }
 
-    pub(super) fn finalize(&self, c: CompletionEntry) {
+    pub(super) fn finalize(&self, c: abi::RingComplete) {
+        if self.protocol == abi::PROTOCOL_POLLER {
+            // The device does not free the submission slots it takes: every position before
+            // the one it had taken when this job completed is free for the next lap.
+            let from = self.freed.load(SeqCst);
+            if c.taken > from {
+                self.submit.release_taken(from, c.taken);
+                self.freed.store(c.taken, SeqCst);
+                self.space.ring(true);
+            }
+        }
         let Some(f) = self.take_slot(c.job) else { return };
         // A slot whose job was told to stop is cleared before it is given back (the state
         // starts zeroed, so only these need it, and a submission pays no copy for it).
@@ -127,8 +137,12 @@ impl GpuExecutor {
             }
         }
         let record = c.job as usize * abi::JOB_RECORD_BYTES;
+        let inline = self.protocol == abi::PROTOCOL_POLLER;
         let acc: Result<Vec<Acc>, DeviceError> = (0..f.layout.kinds.len())
-            .map(|o| self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + abi::ACC_BYTES * o))
+            .map(|o| match o {
+                0 if inline => Ok(c.first),
+                _ => self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + abi::ACC_BYTES * o),
+            })
             .collect();
         let error: Result<ErrorRecord, DeviceError> = self.records.get(record + abi::JOB_ERROR_OFFSET);
         let InFlight { job, layout, area, pushed, .. } = f;
