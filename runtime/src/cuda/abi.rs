@@ -11,6 +11,9 @@ pub(crate) use meridian_kernels::cuda::abi::{
     SLOT_CANCEL_OFFSET, SLOT_STATE_BYTES, STATE_TAKEN_OFFSET, STATUS_CANCELLED, STATUS_DONE, STATUS_FAILED,
 };
 
+// Under loom the ring's atomics are loom's (bigger, not the device's layout); the device
+// never sees a loom build.
+#[cfg(not(loom))]
 const _: () = {
     use std::mem::size_of;
 
