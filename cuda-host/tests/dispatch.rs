@@ -98,13 +98,13 @@ fn a_one_row_job_costs_the_poller_two_reads_two_writes_and_no_system_fence() {
         // the output table, the completion slot's sequence number; the slot freed, the
         // results, the completion and its sequence number; a system fence per thread (32)
         // and one after the acquire.
-        let tables = u64::from(name == "dense");
         assert_eq!(leaders.reads, JOBS * 6, "{name}: {leaders:?}");
         assert_eq!(leaders.writes, JOBS * 4, "{name}: {leaders:?}");
         assert_eq!(leaders.fences, JOBS * 33, "{name}: {leaders:?}");
-        // The poller: its slot's sequence number and the entry (and the output table of a
-        // program that writes by row); the completion and its sequence number; no fence.
-        assert_eq!(poller.reads, JOBS * (2 + tables), "{name}: {poller:?}");
+        // The poller: its slot's sequence number and the entry (a one-row job of dense
+        // outputs has no output table: its row comes back in the completion); the completion
+        // and its sequence number; no fence.
+        assert_eq!(poller.reads, JOBS * 2, "{name}: {poller:?}");
         assert_eq!(poller.writes, JOBS * 2, "{name}: {poller:?}");
         assert_eq!(poller.fences, 0, "{name}: {poller:?}");
         assert_eq!(poller.gpu_fences, 0, "{name}: one chunk needs no fence: {poller:?}");
@@ -144,4 +144,59 @@ fn a_large_job_is_counted_and_both_protocols_agree() {
     assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "{a} vs {b}");
     assert_eq!(leaders.overruns + poller.overruns, 0);
     assert!(poller.fences == 0 && poller.reads < leaders.reads && poller.writes < leaders.writes);
+}
+
+/// Three f64 outputs (one not stored on some rows) and a bool: the most a one-row job carries
+/// back in its completion.
+const MIXED: &str = ".program mixed\n.input p points\n.output x f64\n.output east bool\n.output y f64\n\
+    .output r f64\n    load g0, p\n    x f0, g0\n    y f1, g0\n    store x, f0\n    const f2, 0.0\n\
+    gt b0, f0, f2\n    store east, b0\n    mul f3, f0, f1\n    store r, f3\n    jf b0, done\n    store y, f1\n\
+    done:\n    halt\n";
+
+/// Four f64 outputs: one more than a completion holds, so the job has an output area.
+const WIDE: &str = ".program wide\n.input p points\n.output a f64\n.output b f64\n.output c f64\n\
+    .output d f64\n    load g0, p\n    x f0, g0\n    y f1, g0\n    store a, f0\n    store b, f1\n    \
+    store c, f0\n    store d, f1\n    halt\n";
+
+#[test]
+fn a_one_row_jobs_outputs_come_back_in_its_completion_as_the_cpu_computes_them() {
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    for (name, source, table_reads) in [("mixed", MIXED, 0), ("wide", WIDE, 4)] {
+        let program = assemble("t.masm", source).unwrap();
+        // East and west of the meridian: y stored, then not (null).
+        for (x, y) in [(1.5, 2.0), (-3.25, 0.5), (0.0, -7.0)] {
+            let mut b = ColumnBuilder::new();
+            b.push_point(x, y).unwrap();
+            let point = Arc::new(b.finish());
+            let run = |e: &Engine| {
+                let p = e.prepare(program.program()).unwrap();
+                let b = e.bind(&p, [("p", Input::rows(point.clone()))]).unwrap();
+                let r = e.run(p.job(&b)).unwrap();
+                r.outputs()
+                    .map(|(n, c)| match c {
+                        OutputColumn::F64(v) => format!("{n}: {:?}", v.get(0).map(f64::to_bits)),
+                        OutputColumn::Bool(v) => format!("{n}: {:?}", v.get(0)),
+                        other => panic!("{n}: unexpected output {other:?}"),
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let want = run(&cpu);
+            for dispatch in [GpuDispatch::Leaders, GpuDispatch::Poller] {
+                let dev = Arc::new(HostDevice::new(4, 32));
+                let e = engine(&dev, dispatch);
+                assert_eq!(run(&e), want, "{name} at ({x}, {y}), {dispatch:?}");
+                let before = dev.traffic();
+                assert_eq!(run(&e), want, "{name} at ({x}, {y}), {dispatch:?}, resident");
+                let t = dev.traffic() - before;
+                e.shutdown();
+                if dispatch == GpuDispatch::Poller {
+                    // The slot's sequence number and the entry; an output table only for a
+                    // job whose row does not fit in the completion.
+                    assert_eq!(t.reads, 2 + table_reads, "{name}: {t:?}");
+                    assert_eq!(t.writes, 2, "{name}: {t:?}");
+                }
+            }
+        }
+    }
+    cpu.shutdown();
 }

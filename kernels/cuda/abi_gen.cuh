@@ -34,6 +34,12 @@
 // Dispatch protocols (MrControl::protocol).
 #define MR_PROTOCOL_LEADERS 1
 #define MR_PROTOCOL_POLLER 2
+// A one-row job's outputs in its completion (INLINE_ROW_BYTES): the k-th f64 output's
+// value in word k, output o's validity or bool code in byte MR_INLINE_FLAGS + o.
+#define MR_INLINE_ROW_BYTES 32
+#define MR_INLINE_FLAGS 24
+#define MR_INLINE_F64 3
+#define MR_INLINE_OUTPUTS 8
 // A slot's flags (MrSlotState::flags).
 #define MR_FLAG_FAILED 1u
 #define MR_FLAG_CANCELLED 2u

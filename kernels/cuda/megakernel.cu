@@ -90,13 +90,17 @@ struct MrError {
 
 // A completion. Under MR_PROTOCOL_POLLER it also carries the submission positions taken (the
 // host frees the slots before it) and the first output's accumulators, so a job of one
-// output completes with one write of one cache line and the sequence number.
+// output completes with one write of one cache line and the sequence number; a job
+// published with its row inline carries that row's outputs there instead (mr_inline_outputs).
 struct MrComplete {
     u32 job;
     u32 status;
     u64 hits;
     u64 taken;
-    MrAcc first;
+    union {
+        MrAcc first;
+        u64 row[MR_INLINE_ROW_BYTES / 8];
+    };
 };
 
 struct MrJobHead {
@@ -283,10 +287,11 @@ struct MrThreadSink {
 struct MrBlockShared {
     MrControl ctl;  // the control block's constant fields, read once
     MrOutput outs[MR_MAX_OUTPUTS];  // the job's output table (arena tables live in host memory)
+    u64 row[MR_INLINE_ROW_BYTES / 8];  // an inline job's row outputs, for its completion
     u32 quit;
     u32 slot;
     u32 cancelled;
-    u32 pad;
+    u32 inline_row;  // the job's outputs are `row` (published without an output table)
     u64 begin;
     u64 end;
     u64 base;
@@ -416,6 +421,30 @@ MR_FN bool mr_has_row_outputs(const MrProgram& p) {
     return false;
 }
 
+// A one-row job published without an output table (its outputs f64 and bool only, the
+// host's Layout::inline): the row's outputs go to the block's `row`, which the completion
+// carries back, so the job reads no table and writes nothing to an arena. The k-th f64
+// output's value is word k, output o's validity or bool code byte MR_INLINE_FLAGS + o; the
+// host publishes no other kind of job so, and a job that does not fit gets null pointers
+// (a fault, not a write past `row`).
+MR_FN void mr_inline_outputs(MrBlockShared& sh) {
+    u8* row = reinterpret_cast<u8*>(sh.row);
+    for (u32 w = 0; w < MR_INLINE_ROW_BYTES / 8; w++) sh.row[w] = 0;
+    u32 f64s = 0;
+    for (u32 o = 0; o < sh.prog.noutputs && o < MR_MAX_OUTPUTS; o++) {
+        MrOutput out = {};
+        out.kind = sh.prog.out_kinds[o];
+        bool fits = o < MR_INLINE_OUTPUTS;
+        if (out.kind == MR_OUT_F64 && fits && f64s < MR_INLINE_F64) {
+            out.values = reinterpret_cast<double*>(row) + f64s++;
+            out.valid = row + MR_INLINE_FLAGS + o;
+        } else if (out.kind == MR_OUT_BOOL && fits) {
+            out.bools = row + MR_INLINE_FLAGS + o;
+        }
+        sh.outs[o] = out;
+    }
+}
+
 // MR_PROTOCOL_POLLER's wait for the submission at `pos`. The leaders wait for their turn in
 // device memory (`taken` is the position next in line), so the one whose turn it is is the
 // only reader of host memory on the submission path: it polls its slot, reads the entry (the
@@ -463,7 +492,10 @@ MR_FN bool mr_claim_poller(const MrControl* live, u64 pos, MrBlockShared& sh) {
     sh.head.chunks = e.chunks;
     sh.prog = *e.program;
     sh.head.noutputs = sh.prog.noutputs;
-    if (mr_has_row_outputs(sh.prog)) {
+    sh.inline_row = e.outputs == nullptr ? 1 : 0;
+    if (sh.inline_row) {
+        mr_inline_outputs(sh);
+    } else if (mr_has_row_outputs(sh.prog)) {
         for (u32 o = 0; o < sh.head.noutputs && o < MR_MAX_OUTPUTS; o++) sh.outs[o] = mr_host_read(&e.outputs[o]);
     }
     return true;
@@ -557,12 +589,17 @@ MR_FN void mr_finish_chunk_poller(MrBlockShared& sh) {
         a.sum = mr_bits_f64(mr_atomic_exch_u64(reinterpret_cast<u64*>(&st->acc[o].sum), 0x8000000000000000ULL));
         a.any = mr_atomic_exch_u32(&st->acc[o].any, 0);
         a.pad = 0;
+        u32 kind = sh.prog.out_kinds[o];
         if (o == 0) {
             c.first = a;
-        } else {
+        } else if (kind != MR_OUT_F64 && kind != MR_OUT_BOOL) {
+            // (Dense outputs have no accumulators: the host does not read theirs.)
             mr_host_write(&job->results[o], a);
         }
-        if (sh.prog.out_kinds[o] == MR_OUT_HITS) c.hits += a.cursor;
+        if (kind == MR_OUT_HITS) c.hits += a.cursor;
+    }
+    if (sh.inline_row) {
+        for (u32 w = 0; w < MR_INLINE_ROW_BYTES / 8; w++) c.row[w] = sh.row[w];
     }
     c.status = (flags & MR_FLAG_CANCELLED) ? MR_STATUS_CANCELLED
                : (flags & MR_FLAG_FAILED)  ? MR_STATUS_FAILED

@@ -4,8 +4,9 @@
 //! validity of f64 outputs, bytes of bool outputs, hits and their runs, a geometry output's
 //! arena of words and a record per row (where its geometry is in the arena). Small areas are
 //! arenas of pinned, mapped host memory — the device writes results straight into host
-//! memory and the host reads them with no copy call, which is what a one-row request needs —
-//! and larger ones device memory, copied back once the job has completed.
+//! memory and the host reads them with no copy call — and larger ones device memory, copied
+//! back once the job has completed. A one-row job of f64 and bool outputs has no area at all
+//! under the poller's protocol: its row rides back in the completion (`Layout::inline`).
 
 use std::sync::Arc;
 
@@ -97,6 +98,33 @@ impl Layout {
         Ok(Layout { kinds: kinds.to_vec(), places, rows, bytes })
     }
 
+    /// The layout of a one-row job's outputs carried in its completion (`abi::INLINE_ROW_BYTES`:
+    /// the k-th f64 output's value in word k, output o's validity or bool code in byte
+    /// `abi::INLINE_FLAGS_OFFSET` + o, as the megakernel's `mr_inline_outputs` places them);
+    /// `None` unless every output is f64 or bool and they fit.
+    pub fn inline(kinds: &[OutputKind]) -> Option<Layout> {
+        let dense = kinds.iter().all(|k| matches!(k, OutputKind::F64 | OutputKind::Bool));
+        let f64s = kinds.iter().filter(|k| **k == OutputKind::F64).count();
+        if kinds.is_empty() || !dense || kinds.len() > abi::INLINE_OUTPUTS || f64s > abi::INLINE_F64 {
+            return None;
+        }
+        let mut word = 0;
+        let places = kinds
+            .iter()
+            .enumerate()
+            .map(|(o, k)| {
+                let flag = abi::INLINE_FLAGS_OFFSET + o;
+                if *k == OutputKind::F64 {
+                    word += 1;
+                    Place { values: 8 * (word - 1), valid: flag, ..Place::default() }
+                } else {
+                    Place { bools: flag, ..Place::default() }
+                }
+            })
+            .collect();
+        Some(Layout { kinds: kinds.to_vec(), places, rows: 1, bytes: abi::INLINE_ROW_BYTES })
+    }
+
     /// The `MrOutput` table for the area at device address `base`.
     pub fn table(&self, base: u64) -> Vec<Output> {
         let addr = |off: usize| base + off as u64;
@@ -154,6 +182,9 @@ pub(crate) enum Area {
     Arena { arenas: Arc<Arenas>, index: usize },
     /// Device memory.
     Device(DeviceAlloc),
+    /// None: the job's one row comes back in its completion (`Layout::inline`), copied here
+    /// when the job completes.
+    Completion([u8; abi::INLINE_ROW_BYTES]),
 }
 
 impl Area {
@@ -169,10 +200,23 @@ impl Area {
         Ok(area)
     }
 
+    /// The area's device address; 0 for `Completion` (which tells the device so).
     pub fn device_ptr(&self) -> u64 {
         match self {
             Area::Arena { arenas, index } => arenas.memory.device_ptr() + (index * ARENA_BYTES) as u64,
             Area::Device(a) => a.ptr(),
+            Area::Completion(_) => 0,
+        }
+    }
+
+    /// A `Completion` area's row, from the completion's bytes; false for another area.
+    pub fn complete_row(&mut self, row: &[u8; abi::INLINE_ROW_BYTES]) -> bool {
+        match self {
+            Area::Completion(bytes) => {
+                *bytes = *row;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -180,6 +224,7 @@ impl Area {
         match self {
             Area::Arena { arenas, index } => arenas.memory.copy_in(index * ARENA_BYTES + offset, bytes),
             Area::Device(a) => a.write(offset, bytes),
+            Area::Completion(_) => Err(DeviceError("writing into a completion's row".into())),
         }
     }
 
@@ -190,6 +235,13 @@ impl Area {
         match self {
             Area::Arena { arenas, index } => arenas.memory.copy_out(index * ARENA_BYTES + offset, out),
             Area::Device(a) => a.read(offset, out),
+            Area::Completion(bytes) => {
+                let row = offset.checked_add(out.len()).and_then(|end| bytes.get(offset..end));
+                out.copy_from_slice(
+                    row.ok_or_else(|| DeviceError("reading past a completion's row".into()))?,
+                );
+                Ok(())
+            }
         }
     }
 
@@ -304,5 +356,47 @@ impl Drop for Area {
         if let Area::Arena { arenas, index } = self {
             arenas.give(*index);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
+    use super::*;
+
+    #[test]
+    fn an_inline_row_holds_three_f64_and_eight_outputs_of_f64_and_bool_only() {
+        use OutputKind::{Bool, Count, Hits, F64};
+        assert!(Layout::inline(&[F64, F64, F64, Bool, Bool, Bool, Bool, Bool]).is_some());
+        assert!(Layout::inline(&[F64, F64, F64, F64]).is_none(), "a fourth f64 value has no word");
+        assert!(Layout::inline(&[Bool; 9]).is_none(), "a ninth flag has no byte");
+        assert!(Layout::inline(&[F64, Hits]).is_none() && Layout::inline(&[Count]).is_none());
+        assert!(Layout::inline(&[]).is_none());
+    }
+
+    #[test]
+    fn an_inline_rows_columns_are_read_where_the_device_puts_them() {
+        use OutputKind::{Bool, F64};
+        // The megakernel's mr_inline_outputs: the k-th f64 output's value in word k, output
+        // o's flag in byte INLINE_FLAGS_OFFSET + o.
+        let layout = Layout::inline(&[Bool, F64, F64, Bool]).unwrap();
+        let mut row = [0u8; abi::INLINE_ROW_BYTES];
+        row[..8].copy_from_slice(&(-2.5f64).to_le_bytes());
+        row[8..16].copy_from_slice(&7.0f64.to_le_bytes());
+        row[abi::INLINE_FLAGS_OFFSET..abi::INLINE_FLAGS_OFFSET + 4].copy_from_slice(&[1, 1, 0, 2]);
+        let mut area = Area::Completion([0; abi::INLINE_ROW_BYTES]);
+        assert_eq!(area.device_ptr(), 0, "the device is told by a null output table");
+        assert!(area.complete_row(&row));
+        let columns = area.columns(&layout, &[Acc::default(); 4]).unwrap();
+        let got: Vec<String> = columns
+            .iter()
+            .map(|c| match c {
+                Column::Ready(OutputColumn::F64(v)) => format!("{:?}", v.get(0)),
+                Column::Ready(OutputColumn::Bool(v)) => format!("{:?}", v.get(0)),
+                _ => panic!("not a dense column"),
+            })
+            .collect();
+        assert_eq!(got, ["Some(true)", "Some(-2.5)", "None", "None"]);
     }
 }

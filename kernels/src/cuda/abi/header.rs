@@ -8,9 +8,10 @@ use std::mem::{offset_of, size_of};
 
 use super::job::{
     Acc, Control, DeviceErrorCode, DeviceStateHeader, ErrorRecord, JobHead, JobRecord, Output, RingComplete,
-    RingSubmit, SlotState, ERR_NONE, FLAG_CANCELLED, FLAG_FAILED, GEOM_ROW_WORDS, LOCAL_HITS, MAX_BLOCK,
-    PROTOCOL_LEADERS, PROTOCOL_POLLER, RING_CLOSED_OFFSET, RING_SLOT_BYTES, RING_SLOT_VALUE_OFFSET,
-    STATUS_CANCELLED, STATUS_DONE, STATUS_FAILED,
+    RingSubmit, SlotState, ERR_NONE, FLAG_CANCELLED, FLAG_FAILED, GEOM_ROW_WORDS, INLINE_F64,
+    INLINE_FLAGS_OFFSET, INLINE_OUTPUTS, INLINE_ROW_BYTES, LOCAL_HITS, MAX_BLOCK, PROTOCOL_LEADERS,
+    PROTOCOL_POLLER, RING_CLOSED_OFFSET, RING_SLOT_BYTES, RING_SLOT_VALUE_OFFSET, STATUS_CANCELLED,
+    STATUS_DONE, STATUS_FAILED,
 };
 use super::{
     BuiltCaps, BuiltHeader, DeviceColumn, DeviceIndex, DeviceInput, DeviceJoin, DeviceProgram, ScratchTable,
@@ -138,6 +139,13 @@ pub fn abi_header() -> String {
     for (name, v) in [("LEADERS", PROTOCOL_LEADERS), ("POLLER", PROTOCOL_POLLER)] {
         let _ = writeln!(w, "#define MR_PROTOCOL_{name} {v}");
     }
+    let _ =
+        writeln!(w, "// A one-row job's outputs in its completion (INLINE_ROW_BYTES): the k-th f64 output's");
+    let _ = writeln!(w, "// value in word k, output o's validity or bool code in byte MR_INLINE_FLAGS + o.");
+    let _ = writeln!(w, "#define MR_INLINE_ROW_BYTES {INLINE_ROW_BYTES}");
+    let _ = writeln!(w, "#define MR_INLINE_FLAGS {INLINE_FLAGS_OFFSET}");
+    let _ = writeln!(w, "#define MR_INLINE_F64 {INLINE_F64}");
+    let _ = writeln!(w, "#define MR_INLINE_OUTPUTS {INLINE_OUTPUTS}");
     let _ = writeln!(w, "// A slot's flags (MrSlotState::flags).");
     for (name, v) in [("FAILED", FLAG_FAILED), ("CANCELLED", FLAG_CANCELLED)] {
         let _ = writeln!(w, "#define MR_FLAG_{name} {v}u");

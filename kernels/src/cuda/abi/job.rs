@@ -321,9 +321,26 @@ pub struct RingComplete {
     /// [`PROTOCOL_POLLER`]: submission positions taken when the job completed (every one
     /// before it may be freed by the host).
     pub taken: u64,
-    /// [`PROTOCOL_POLLER`]: the first output's accumulators (the others are in the job record).
+    /// [`PROTOCOL_POLLER`]: the first output's accumulators (the others are in the job
+    /// record); or, for a job published with its row inline (`RingSubmit::outputs` 0), that
+    /// row's outputs ([`INLINE_ROW_BYTES`]).
     pub first: Acc,
 }
+
+/// A one-row job whose outputs are f64 and bool only may be published without an output area
+/// under [`PROTOCOL_POLLER`] (`RingSubmit::outputs` 0): its block keeps the row's outputs in
+/// shared memory and the completion carries them back in place of `first` (such outputs have
+/// no accumulators), so the job costs no read of an output table and no write of an arena.
+/// The k-th f64 output's value is word k (k < [`INLINE_F64`]); output o's flag — an f64
+/// output's validity (1 stored, 0 not), a bool output's code (0, 1, 2 null) — is byte
+/// [`INLINE_FLAGS_OFFSET`] + o (o < [`INLINE_OUTPUTS`]).
+pub const INLINE_ROW_BYTES: usize = size_of::<Acc>();
+/// Where an inline row's flags start (`MR_INLINE_FLAGS`).
+pub const INLINE_FLAGS_OFFSET: usize = 24;
+/// The most f64 outputs an inline row holds (`MR_INLINE_F64`).
+pub const INLINE_F64: usize = INLINE_FLAGS_OFFSET / 8;
+/// The most outputs an inline row holds (`MR_INLINE_OUTPUTS`).
+pub const INLINE_OUTPUTS: usize = INLINE_ROW_BYTES - INLINE_FLAGS_OFFSET;
 
 /// Byte offset of the ring header's `closed` word (`MR_RING_CLOSED`; the runtime's ring
 /// asserts its header so).
@@ -360,6 +377,8 @@ const _: () = {
     assert!(size_of::<RingSubmit>() + RING_SLOT_VALUE_OFFSET <= RING_SLOT_BYTES);
     assert!(size_of::<RingComplete>() + RING_SLOT_VALUE_OFFSET <= RING_SLOT_BYTES);
     assert!(ACC_SUM_OFFSET + 8 <= ACC_BYTES);
+    assert!(INLINE_FLAGS_OFFSET.is_multiple_of(8) && INLINE_FLAGS_OFFSET < INLINE_ROW_BYTES);
+    assert!(INLINE_OUTPUTS <= MAX_OUTPUTS);
     // The device masks an output index with MR_MAX_OUTPUTS - 1.
     assert!(MAX_OUTPUTS.is_power_of_two());
     assert!(super::super::BLOCK_THREADS <= MAX_BLOCK && super::super::BLOCK_THREADS.is_multiple_of(32));

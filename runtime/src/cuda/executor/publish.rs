@@ -61,14 +61,22 @@ impl GpuExecutor {
         let tiles = rows.div_ceil(self.block_threads as usize).saturating_add(nchunks);
         let own_runs = if hits_outputs <= 1 { job.hit_capacity / abi::LOCAL_HITS } else { job.hit_capacity };
         let words = geom_words(&job, &kinds);
-        let placed = Layout::new(
-            &kinds,
-            rows,
-            job.hit_capacity,
-            tiles.saturating_add(own_runs).saturating_add(1),
-            words,
-        )
-        .and_then(|layout| Area::new(&self.dev, &self.arenas, &layout).map(|area| (layout, area)));
+        // A one-row job of f64 and bool outputs gets no area under the poller's protocol: its
+        // row comes back in the completion (no table for the device to read, no arena).
+        let inline = (self.protocol == abi::PROTOCOL_POLLER && rows == 1 && nchunks == 1)
+            .then(|| Layout::inline(&kinds))
+            .flatten();
+        let placed = match inline {
+            Some(layout) => Ok((layout, Area::Completion([0; abi::INLINE_ROW_BYTES]))),
+            None => Layout::new(
+                &kinds,
+                rows,
+                job.hit_capacity,
+                tiles.saturating_add(own_runs).saturating_add(1),
+                words,
+            )
+            .and_then(|layout| Area::new(&self.dev, &self.arenas, &layout).map(|area| (layout, area))),
+        };
         let (layout, area) = match placed {
             Ok(la) => la,
             Err(e) => {

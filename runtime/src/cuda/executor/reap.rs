@@ -137,15 +137,21 @@ impl GpuExecutor {
             }
         }
         let record = c.job as usize * abi::JOB_RECORD_BYTES;
-        let inline = self.protocol == abi::PROTOCOL_POLLER;
-        let acc: Result<Vec<Acc>, DeviceError> = (0..f.layout.kinds.len())
-            .map(|o| match o {
-                0 if inline => Ok(c.first),
-                _ => self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + abi::ACC_BYTES * o),
-            })
-            .collect();
+        let InFlight { job, layout, mut area, pushed, .. } = f;
+        let acc: Result<Vec<Acc>, DeviceError> = if area.complete_row(bytemuck::cast_ref(&c.first)) {
+            // The row's outputs were in the completion; f64 and bool outputs have no
+            // accumulators.
+            Ok(vec![Acc::default(); layout.kinds.len()])
+        } else {
+            let first_inline = self.protocol == abi::PROTOCOL_POLLER;
+            (0..layout.kinds.len())
+                .map(|o| match o {
+                    0 if first_inline => Ok(c.first),
+                    _ => self.records.get::<Acc>(record + abi::JOB_RESULTS_OFFSET + abi::ACC_BYTES * o),
+                })
+                .collect()
+        };
         let error: Result<ErrorRecord, DeviceError> = self.records.get(record + abi::JOB_ERROR_OFFSET);
-        let InFlight { job, layout, area, pushed, .. } = f;
         self.conclude(job, layout, area, (c.status, acc, error), pushed, Some(c.job));
     }
 
