@@ -1,6 +1,7 @@
 //! The GPU round-trip benchmark (`meridian bench roundtrip`): a one-row job through the
 //! engine's resident megakernel against `cuLaunchKernel` + `cuStreamSynchronize` of the same
-//! job ([`crate::cuda::bench::per_job_launches`]), on one GPU.
+//! job and against a CUDA graph of that launch ([`crate::cuda::bench::per_job_launches`]), on
+//! one GPU.
 
 use std::time::Instant;
 
@@ -25,6 +26,9 @@ pub struct RoundTrip {
     pub submit: Latency,
     /// `cuLaunchKernel` + `cuStreamSynchronize` of the same one-row job, result read back.
     pub per_job_launch: Latency,
+    /// The same launch captured into a CUDA graph: `cuGraphLaunch` + sync, result read back
+    /// (or why the graph could not be made or run).
+    pub graph_launch: Result<Latency, String>,
     /// One-row jobs a second with [`IN_FLIGHT`] in flight through the megakernel, by protocol.
     pub megakernel_rate: Vec<(GpuDispatch, f64)>,
     /// One-row jobs a second launched [`IN_FLIGHT`] at a time with one synchronisation each.
@@ -94,7 +98,7 @@ pub fn megakernel_round_trips(
 /// `trips / 64` rounds of 64 jobs (at least 10).
 pub fn round_trip(trips: usize, warmup: usize, route: Route) -> Result<RoundTrip, String> {
     let rounds = (trips / IN_FLIGHT).max(10);
-    let (_, per_job_launch, per_job_rate) = per_job_launches(trips, warmup, (IN_FLIGHT, rounds))?;
+    let per_job = per_job_launches(trips, warmup, (IN_FLIGHT, rounds))?;
     let mut megakernel = Vec::new();
     let mut megakernel_rate = Vec::new();
     let mut device = String::new();
@@ -107,5 +111,13 @@ pub fn round_trip(trips: usize, warmup: usize, route: Route) -> Result<RoundTrip
         megakernel_rate.push((dispatch, rate));
     }
     let submit = submit.ok_or("no round trips measured")?;
-    Ok(RoundTrip { device, megakernel, submit, per_job_launch, megakernel_rate, per_job_rate })
+    Ok(RoundTrip {
+        device,
+        megakernel,
+        submit,
+        per_job_launch: per_job.launch,
+        graph_launch: per_job.graph,
+        megakernel_rate,
+        per_job_rate: per_job.rate,
+    })
 }

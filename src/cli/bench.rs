@@ -72,15 +72,25 @@ pub fn roundtrip(trips: usize, warmup: usize, route: meridian::Route) -> Result<
     }
     line(&mut s, "  of which Engine::submit (poller, host only):", &r.submit);
     line(&mut s, "per-job launch (cuLaunchKernel + cuStreamSynchronize):", &l);
+    match &r.graph_launch {
+        Ok(g) => line(&mut s, "CUDA graph of that launch (cuGraphLaunch + sync):", g),
+        Err(e) => {
+            let _ = writeln!(s, "  CUDA graph of that launch: not measured: {e}");
+        }
+    }
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     for (dispatch, m) in &r.megakernel {
         let _ = writeln!(
             s,
-            "  Engine ({}) / per-job launch: p50 {:.2}×, p99 {:.2}×; its p99 / p50 {:.2}",
+            "  Engine ({}) / per-job launch: p50 {:.2}×, p99 {:.2}×; its p99 / p50 {:.2}{}",
             dispatch_name(*dispatch),
             ratio(m.p50, l.p50),
             ratio(m.p99, l.p99),
-            ratio(m.p99, m.p50)
+            ratio(m.p99, m.p50),
+            r.graph_launch
+                .as_ref()
+                .map(|g| format!("; / graph launch: p50 {:.2}×", ratio(m.p50, g.p50)))
+                .unwrap_or_default()
         );
     }
     let n = meridian::bench::IN_FLIGHT;

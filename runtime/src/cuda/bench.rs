@@ -72,15 +72,29 @@ pub(crate) fn check(columns: &[OutputColumn]) -> Result<(), String> {
     }
 }
 
-/// Round trips of the one-row job launched as its own kernel each time, on a device opened
-/// for it alone: while an engine's megakernel holds the GPU no other kernel can start. With
-/// the rate of one-row jobs launched `batch` at a time and synchronised once a batch, over
-/// `rounds` batches (jobs a second).
+/// What launching the one-row job as its own kernel costs ([`per_job_launches`]).
+#[derive(Clone, Debug)]
+pub struct PerJob {
+    /// The device.
+    pub device: String,
+    /// `cuLaunchKernel` + `cuStreamSynchronize`, the result read back.
+    pub launch: Latency,
+    /// The same kernel captured once into a CUDA graph: `cuGraphLaunch` + sync, the result
+    /// read back; or why the graph could not be made or run.
+    pub graph: Result<Latency, String>,
+    /// One-row jobs a second launched a batch at a time with one synchronisation a batch.
+    pub rate: f64,
+}
+
+/// Round trips of the one-row job launched as its own kernel each time, then as a CUDA graph
+/// of that launch, on a device opened for it alone: while an engine's megakernel holds the
+/// GPU no other kernel can start. With the rate of one-row jobs launched `batch` at a time
+/// and synchronised once a batch, over `rounds` batches (jobs a second).
 pub fn per_job_launches(
     trips: usize,
     warmup: usize,
     (batch, rounds): (usize, usize),
-) -> Result<(String, Latency, f64), String> {
+) -> Result<PerJob, String> {
     let err = |e: super::DeviceError| e.to_string();
     let device = Arc::new(CudaDevice::open(0).map_err(|e| e.to_string())?);
     let description = device.describe();
@@ -118,6 +132,38 @@ pub fn per_job_launches(
         }
     }
     let latency = Latency::of(&mut samples).ok_or("no round trips measured")?;
+    let graph = (|| -> Result<Latency, String> {
+        // SAFETY: as for `run_rows` above; the graph is dropped at the end of this closure,
+        // before any of the allocations it reaches.
+        let graph = unsafe {
+            device.capture_rows(
+                record.record,
+                table.table,
+                area.device_ptr(),
+                0,
+                0,
+                1,
+                acc.ptr(),
+                error.ptr(),
+            )
+        }
+        .map_err(err)?;
+        let mut samples = Vec::with_capacity(trips);
+        for i in 0..warmup + trips {
+            let start = Instant::now();
+            graph.run().map_err(err)?;
+            let columns = area.columns(&layout, &zeros[..kinds.len()])?;
+            let elapsed = start.elapsed();
+            match columns.first() {
+                Some(Column::Ready(c)) => check(std::slice::from_ref(c))?,
+                _ => return Err("the graph's round trip's output x is missing".into()),
+            }
+            if i >= warmup {
+                samples.push(elapsed);
+            }
+        }
+        Latency::of(&mut samples).ok_or_else(|| "no graph round trips measured".to_string())
+    })();
     let start = Instant::now();
     for _ in 0..rounds {
         // SAFETY: as above.
@@ -137,5 +183,5 @@ pub fn per_job_launches(
         .map_err(err)?;
     }
     let rate = (batch * rounds) as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    Ok((description, latency, rate))
+    Ok(PerJob { device: description, launch: latency, graph, rate })
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use meridian_driver::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig};
+use meridian_driver::cudarc::driver::{CudaFunction, CudaGraph, CudaStream, LaunchConfig};
 use meridian_driver::{
     keep_pool_memory, launch_and_wait, launch_args, launch_with_pointer, resident_grid, stream_state,
     CacheOutcome, CubinCache, Gpu, GpuError, HostRegistration, MappedHostBuffer, PoolBuffer, StreamState,
@@ -21,6 +21,20 @@ use meridian_kernels::cuda::{
 use super::device::{
     CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError,
 };
+
+/// A one-row job's per-job kernel as an instantiated CUDA graph ([`CudaDevice::capture_rows`]).
+pub(crate) struct RowsGraph {
+    graph: CudaGraph,
+    stream: Arc<CudaStream>,
+}
+
+impl RowsGraph {
+    /// Launches the graph and waits for it.
+    pub(crate) fn run(&self) -> Result<(), DeviceError> {
+        self.graph.launch().map_err(|e| DeviceError(format!("cuGraphLaunch: {e}")))?;
+        self.stream.synchronize().map_err(|e| DeviceError(format!("cuStreamSynchronize: {e}")))
+    }
+}
 
 /// Devices (by ordinal) with a `CudaDevice` in this process. One per device: a resident
 /// megakernel holds every SM, so a second could never start, and setting one up (a new stream
@@ -220,6 +234,61 @@ impl CudaDevice {
             .map_err(gpu_err)?;
         }
         self.kernel_stream.synchronize().map_err(|e| DeviceError(format!("cuStreamSynchronize: {e}")))
+    }
+
+    /// The per-job kernel over rows `[begin, end)` captured once into a CUDA graph: the
+    /// graph-launch line of `meridian bench roundtrip` (a launch of the graph and a
+    /// synchronisation a job, [`RowsGraph::run`]). Not while the megakernel runs.
+    ///
+    /// # Safety
+    ///
+    /// As [`CudaDevice::run_rows`], for as long as the graph is run.
+    #[allow(clippy::too_many_arguments)] // the kernel's parameters
+    pub(crate) unsafe fn capture_rows(
+        &self,
+        program: u64,
+        inputs: u64,
+        outputs: u64,
+        rows_begin: u64,
+        begin: u64,
+        end: u64,
+        acc: u64,
+        error: u64,
+    ) -> Result<RowsGraph, DeviceError> {
+        use meridian_driver::cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+        if self.launched.load(Ordering::SeqCst) {
+            return Err(DeviceError(
+                "the megakernel runs on this device: a per-job kernel cannot start".into(),
+            ));
+        }
+        let threads = BLOCK_THREADS as u64;
+        let blocks = (end.saturating_sub(begin)).div_ceil(threads).max(1);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (BLOCK_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let stream = &self.kernel_stream;
+        let driver = |what: &'static str| move |e| DeviceError(format!("{what}: {e}"));
+        stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(driver("cuStreamBeginCapture"))?;
+        // SAFETY: as in `run_rows`: eight 64-bit parameters, addresses the caller's. Captured,
+        // not run: the graph runs it.
+        let launched = unsafe {
+            launch_args(
+                &self.per_job,
+                cfg,
+                stream,
+                &[program, inputs, outputs, rows_begin, begin, end, acc, error],
+            )
+        };
+        // The capture ends whether or not the launch was recorded, so the stream is usable after.
+        let graph = stream.end_capture(CUgraphInstantiate_flags(0)).map_err(driver("cuStreamEndCapture"))?;
+        launched.map_err(gpu_err)?;
+        let graph = graph.ok_or_else(|| DeviceError("cuStreamEndCapture captured no graph".into()))?;
+        graph.upload().map_err(driver("cuGraphUpload"))?;
+        Ok(RowsGraph { graph, stream: stream.clone() })
     }
 
     /// The allocation holding `[ptr, ptr + len)` and the offset of `ptr` in it.
