@@ -1,6 +1,7 @@
-//! The spatial join: an inner join whose whole condition is `ST_Contains`, `ST_Within`,
-//! `ST_Intersects` or `ST_DWithin` (with a constant distance) of one column from each side
-//! becomes a [`MeridianSpatialJoinExec`] ([`SpatialJoinRule`]). DataFusion plans such a join
+//! The spatial join: an inner join whose condition is — or has a conjunct that is —
+//! `ST_Contains`, `ST_Within`, `ST_Intersects` or `ST_DWithin` (with a constant distance) of
+//! one column from each side (or `ST_GeomFromWKB` of one) becomes a
+//! [`MeridianSpatialJoinExec`] ([`SpatialJoinRule`]), the other conjuncts a filter on its pairs. DataFusion plans such a join
 //! as a nested loop (no equality keys), evaluating the predicate on every pair; here the
 //! build (left) side is collected once and indexed by meridian, and each probe (right) batch
 //! runs through the engine as one bytecode program — probe the index, test the candidates
@@ -19,12 +20,16 @@ use datafusion::common::{exec_err, JoinSide, JoinType, Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::utils::{conjunction, split_conjunction};
 use datafusion::physical_expr::{
     Distribution, EquivalenceProperties, Partitioning, PhysicalExpr, ScalarFunctionExpr,
 };
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::utils::{build_join_schema, JoinFilter};
 use datafusion::physical_plan::joins::NestedLoopJoinExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     collect, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
@@ -35,6 +40,7 @@ use meridian_kernels::column::GeometryColumn;
 use meridian_kernels::interp::Input;
 use meridian_runtime::{Engine, Prepared};
 
+use crate::convert::Conversion;
 use crate::geometry;
 
 /// The join's predicate, with which side each of its geometries comes from.
@@ -364,48 +370,127 @@ impl SpatialJoinRule {
         SpatialJoinRule { engine }
     }
 
-    /// The join `nl` becomes, when its condition is a spatial predicate this join runs.
-    fn rewrite(&self, nl: &NestedLoopJoinExec) -> Result<Option<MeridianSpatialJoinExec>> {
+    /// What the join `nl` becomes when one conjunct of its condition is a spatial predicate
+    /// this join runs: a [`MeridianSpatialJoinExec`] on it; the other conjuncts (SpatialBench's
+    /// `pickup.z_zonekey != dropoff.z_zonekey`, `b1.id < b2.id`), evaluated on its pairs by a
+    /// `FilterExec` above it, and the nested loop's projection by a `ProjectionExec` above that
+    /// — for an inner join, a condition's conjuncts filter its pairs in any order.
+    fn rewrite(&self, nl: &NestedLoopJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         if *nl.join_type() != JoinType::Inner {
             return Ok(None);
         }
         let Some(filter) = nl.filter() else { return Ok(None) };
-        let Some(call) = filter.expression().downcast_ref::<ScalarFunctionExpr>() else { return Ok(None) };
-        let args = call.args();
-        let predicate = match (call.fun().name(), args.len()) {
-            ("st_contains", 2) => Predicate::Contains,
-            ("st_within", 2) => Predicate::Within,
-            ("st_intersects", 2) => Predicate::Intersects,
-            ("st_dwithin", 3) => match args[2].downcast_ref::<Literal>().map(Literal::value) {
-                Some(ScalarValue::Float64(Some(d))) if d.is_finite() => Predicate::DWithin(*d),
-                _ => return Ok(None),
-            },
-            _ => return Ok(None),
-        };
-        // Each geometry a column of its own side.
-        let side = |e: &Arc<dyn PhysicalExpr>| {
-            let c = e.downcast_ref::<Column>()?;
-            let ix = filter.column_indices().get(c.index())?;
-            Some((ix.side, ix.index))
-        };
-        let (Some(a), Some(b)) = (side(&args[0]), side(&args[1])) else { return Ok(None) };
-        let (left_geometry, right_geometry, left_first) = match (a, b) {
-            ((JoinSide::Left, l), (JoinSide::Right, r)) => (l, r, true),
-            ((JoinSide::Right, r), (JoinSide::Left, l)) => (l, r, false),
-            _ => return Ok(None),
+        let conjuncts = split_conjunction(filter.expression());
+        let Some((at, predicate, (left_geometry, right_geometry, left_first))) =
+            conjuncts.iter().enumerate().find_map(|(i, c)| spatial(c, filter).map(|(p, g)| (i, p, g)))
+        else {
+            return Ok(None);
         };
         let projection = nl.projection().as_ref().map(|p| p.to_vec());
-        MeridianSpatialJoinExec::try_new(
-            nl.left().clone(),
-            nl.right().clone(),
+        let parts = (left_geometry, right_geometry, left_first);
+        let (left, right) = (nl.left().clone(), nl.right().clone());
+        if conjuncts.len() == 1 {
+            let join = MeridianSpatialJoinExec::try_new(
+                left,
+                right,
+                predicate,
+                parts,
+                projection,
+                nl.schema(),
+                self.engine.clone(),
+            )?;
+            return Ok(Some(Arc::new(join)));
+        }
+        // The residual, its columns moved from the filter's schema to the join's (left ++ right).
+        let n_left = left.schema().fields().len();
+        let (joined, _) = build_join_schema(&left.schema(), &right.schema(), &JoinType::Inner);
+        let joined = Arc::new(joined);
+        let mut unmapped = false;
+        let rest = conjuncts.iter().enumerate().filter(|(i, _)| *i != at).map(|(_, c)| (*c).clone());
+        let residual = conjunction(rest)
+            .transform(|e| {
+                let Some(c) = e.downcast_ref::<Column>() else { return Ok(Transformed::no(e)) };
+                let at = filter.column_indices().get(c.index()).and_then(|ix| match ix.side {
+                    JoinSide::Left => Some(ix.index),
+                    JoinSide::Right => Some(n_left + ix.index),
+                    JoinSide::None => None,
+                });
+                match at.and_then(|at| joined.fields().get(at).map(|f| (at, f))) {
+                    Some((at, f)) => {
+                        Ok(Transformed::yes(Arc::new(Column::new(f.name(), at)) as Arc<dyn PhysicalExpr>))
+                    }
+                    None => {
+                        unmapped = true;
+                        Ok(Transformed::no(e))
+                    }
+                }
+            })?
+            .data;
+        if unmapped {
+            return Ok(None);
+        }
+        let join = MeridianSpatialJoinExec::try_new(
+            left,
+            right,
             predicate,
-            (left_geometry, right_geometry, left_first),
-            projection,
-            nl.schema(),
+            parts,
+            None,
+            joined.clone(),
             self.engine.clone(),
-        )
-        .map(Some)
+        )?;
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(residual, Arc::new(join))?);
+        let Some(projection) = projection else { return Ok(Some(filtered)) };
+        let exprs = projection
+            .iter()
+            .map(|&i| {
+                let f = joined.fields().get(i).ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "the join's projection names column {i} of {}",
+                        joined.fields().len()
+                    ))
+                })?;
+                Ok((Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>, f.name().clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Arc::new(ProjectionExec::try_new(exprs, filtered)?)))
     }
+}
+
+/// The spatial predicate `e` is, with (left geometry column, right geometry column, whether the
+/// predicate's first argument is the left's), when it is one this join runs.
+fn spatial(e: &Arc<dyn PhysicalExpr>, filter: &JoinFilter) -> Option<(Predicate, (usize, usize, bool))> {
+    let call = e.downcast_ref::<ScalarFunctionExpr>()?;
+    let args = call.args();
+    let predicate = match (call.fun().name(), args.len()) {
+        ("st_contains", 2) => Predicate::Contains,
+        ("st_within", 2) => Predicate::Within,
+        ("st_intersects", 2) => Predicate::Intersects,
+        ("st_dwithin", 3) => match args[2].downcast_ref::<Literal>().map(Literal::value) {
+            Some(ScalarValue::Float64(Some(d))) if d.is_finite() => Predicate::DWithin(*d),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    // Each geometry a column of its own side — or `ST_GeomFromWKB` of one: the join decodes
+    // the column's WKB itself, with the same errors for WKB that does not decode.
+    let side = |e: &Arc<dyn PhysicalExpr>| {
+        let e = match e.downcast_ref::<ScalarFunctionExpr>() {
+            Some(f) if f.fun().name() == Conversion::GeomFromWkb.name() && f.args().len() == 1 => {
+                &f.args()[0]
+            }
+            _ => e,
+        };
+        let c = e.downcast_ref::<Column>()?;
+        let ix = filter.column_indices().get(c.index())?;
+        Some((ix.side, ix.index))
+    };
+    let (a, b) = (side(&args[0])?, side(&args[1])?);
+    let geometries = match (a, b) {
+        ((JoinSide::Left, l), (JoinSide::Right, r)) => (l, r, true),
+        ((JoinSide::Right, r), (JoinSide::Left, l)) => (l, r, false),
+        _ => return None,
+    };
+    Some((predicate, geometries))
 }
 
 impl fmt::Debug for SpatialJoinRule {
@@ -425,7 +510,7 @@ impl PhysicalOptimizerRule for SpatialJoinRule {
                 return Ok(Transformed::no(node));
             };
             Ok(match self.rewrite(nl)? {
-                Some(join) => Transformed::yes(Arc::new(join) as Arc<dyn ExecutionPlan>),
+                Some(join) => Transformed::yes(join),
                 None => Transformed::no(node),
             })
         })

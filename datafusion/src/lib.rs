@@ -4,6 +4,7 @@
 //! - the scalar functions `ST_Area`, `ST_Length`, `ST_Centroid`, `ST_Contains`, `ST_Within`,
 //!   `ST_Intersects`, `ST_DWithin` and `ST_Distance` over Arrow geometry columns (WKB or
 //!   GeoArrow), each evaluated batch by batch by meridian's engine ([`udf`]);
+//! - the conversions `ST_GeomFromWKB`, `ST_GeomFromText`, `ST_X` and `ST_Y` ([`convert`]);
 //! - a physical optimizer rule that runs an inner join on one of the spatial predicates as a
 //!   [`MeridianSpatialJoinExec`]: the build side indexed once, each probe batch one bytecode
 //!   program through the engine, on the CPU or the GPU ([`join`]);
@@ -21,6 +22,7 @@
 pub mod ballista;
 #[cfg(feature = "ballista")]
 pub mod codec;
+pub mod convert;
 pub mod geometry;
 pub mod join;
 pub mod run;
@@ -34,6 +36,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use meridian_runtime::Engine;
 
+pub use convert::{Conversion, ConvertFunction};
 pub use join::{MeridianSpatialJoinExec, Predicate, SpatialJoinRule};
 pub use udf::{Function, SpatialFunction};
 
@@ -41,6 +44,9 @@ pub use udf::{Function, SpatialFunction};
 pub fn register(ctx: &SessionContext, engine: Arc<Engine>) {
     for f in Function::ALL {
         ctx.register_udf(SpatialFunction::udf(f, engine.clone()));
+    }
+    for c in Conversion::ALL {
+        ctx.register_udf(ConvertFunction::udf(c));
     }
     ctx.register_udtf(run::RunFunction::NAME, Arc::new(run::RunFunction::new(engine.clone())));
     // A context's physical optimizer rules are fixed in its state: the rule joins them by

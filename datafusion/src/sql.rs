@@ -19,12 +19,14 @@ pub struct SqlArgs {
     pub tables: Vec<(String, PathBuf)>,
     /// Where the result goes: `.parquet`, else CSV; `None`: printed.
     pub out: Option<PathBuf>,
+    /// Plan the query and stop: nothing runs, nothing is written.
+    pub plan_only: bool,
 }
 
 /// What a query did.
 #[derive(Debug)]
 pub struct SqlReport {
-    /// Rows of the result.
+    /// Rows of the result (0 when only planned).
     pub rows: usize,
     /// The physical plan, as DataFusion displays it.
     pub plan: String,
@@ -40,14 +42,28 @@ fn table_err(name: &str, path: &Path, e: impl std::fmt::Display) -> DataFusionEr
 
 /// Runs `args` on a new context with meridian registered, run by `engine`.
 pub fn run(args: &SqlArgs, engine: Arc<Engine>) -> Result<SqlReport, DataFusionError> {
+    run_with(args, engine, |_| {})
+}
+
+/// [`run`], handing the physical plan to `planned` once it is made and before anything runs
+/// (so a query that runs for minutes shows its plan at once).
+pub fn run_with(
+    args: &SqlArgs,
+    engine: Arc<Engine>,
+    planned: impl FnOnce(&str),
+) -> Result<SqlReport, DataFusionError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| DataFusionError::Execution(format!("starting the query's threads: {e}")))?;
-    runtime.block_on(run_async(args, engine))
+    runtime.block_on(run_async(args, engine, planned))
 }
 
-async fn run_async(args: &SqlArgs, engine: Arc<Engine>) -> Result<SqlReport, DataFusionError> {
+async fn run_async(
+    args: &SqlArgs,
+    engine: Arc<Engine>,
+    planned: impl FnOnce(&str),
+) -> Result<SqlReport, DataFusionError> {
     let t = Instant::now();
     let ctx = SessionContext::new();
     crate::register(&ctx, engine);
@@ -66,6 +82,10 @@ async fn run_async(args: &SqlArgs, engine: Arc<Engine>) -> Result<SqlReport, Dat
     let df = ctx.sql(&args.query).await?;
     let physical = df.clone().create_physical_plan().await?;
     let plan = datafusion::physical_plan::displayable(physical.as_ref()).indent(false).to_string();
+    planned(&plan);
+    if args.plan_only {
+        return Ok(SqlReport { rows: 0, plan, took: t.elapsed(), printed: None });
+    }
     let (rows, printed) = match &args.out {
         Some(out) => {
             if let Some((name, _)) = args.tables.iter().find(|(_, p)| meridian_kernels::io::same_file(out, p))

@@ -482,3 +482,151 @@ async fn sql_pairs_and_counts_equal_meridian_run_and_geos_on_the_cities_and_2m_u
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversions_follow_postgis_with_nulls_empties_and_errors_naming_the_row() {
+    let engine = engine();
+    // A point, a null, an empty point, a line.
+    let mut b = ColumnBuilder::new();
+    b.push_point(-111.761, 34.8697).unwrap();
+    b.push_null();
+    b.push_empty(meridian_kernels::column::Family::Point);
+    b.push_line_string(&[(0.0, 0.0), (3.0, 4.0)]).unwrap();
+    let col = Arc::new(b.finish());
+    let names = vec![None; col.len()];
+    let ctx = context(&engine, true);
+    ctx.register_table("g", table(&col, &names, Encoding::Wkb, 8)).unwrap();
+    let batches = rows(
+        &ctx,
+        "SELECT ST_X(ST_GeomFromWKB(geom)), ST_Y(ST_GeomFromWKB(geom)) FROM g WHERE id < 3 ORDER BY id",
+    )
+    .await;
+    let f = |i: usize| -> Vec<Option<f64>> {
+        batches[0].column(i).as_any().downcast_ref::<Float64Array>().unwrap().iter().collect()
+    };
+    assert_eq!(f(0), [Some(-111.761), None, None]);
+    assert_eq!(f(1), [Some(34.8697), None, None]);
+    let err = |sql: &str| {
+        let ctx = ctx.clone();
+        let sql = sql.to_owned();
+        async move {
+            match ctx.sql(&sql).await {
+                Ok(df) => df.collect().await.map(|_| ()).unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    let why = err("SELECT ST_X(geom) FROM g").await;
+    assert!(why.contains("st_x: row 3 is a LINESTRING, not a point"), "{why}");
+    let why = err("SELECT ST_GeomFromWKB(name) FROM g").await;
+    assert!(why.contains("st_geomfromwkb: the argument is Utf8, not WKB"), "{why}");
+    let why = err("SELECT ST_GeomFromText('POINT (1 2') FROM g").await;
+    assert!(why.contains("st_geomfromtext argument, row 0: invalid WKT"), "{why}");
+    // Text to WKB, read back by the other functions: the distance of the shipped point from
+    // a literal one, and a literal polygon's area.
+    let batches = rows(
+        &ctx,
+        "SELECT ST_Distance(ST_GeomFromWKB(geom), ST_GeomFromText('POINT (-111.761 35.8697)')), \
+         ST_Area(ST_GeomFromText('POLYGON ((0 0, 2 0, 2 2, 0 2, 0 0))')) FROM g WHERE id = 0",
+    )
+    .await;
+    let d = batches[0].column(0).as_any().downcast_ref::<Float64Array>().unwrap().value(0);
+    let a = batches[0].column(1).as_any().downcast_ref::<Float64Array>().unwrap().value(0);
+    assert!((d - 1.0).abs() < 1e-12 && a == 4.0, "{d} {a}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spatialbench_joins_through_st_geomfromwkb_run_on_meridian() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let pts = cities();
+    let no_names: Vec<Option<String>> = vec![None; pts.len()];
+    let want = engine_pairs(&engine, &zones, &pts);
+    let ctx = context(&engine, true);
+    ctx.register_table("zone", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+    ctx.register_table("trip", table(&pts, &no_names, Encoding::Wkb, 4096)).unwrap();
+    // SpatialBench's Q4 shape: both sides wrapped in ST_GeomFromWKB, the point first.
+    let sql = "SELECT z.id, t.id FROM zone z JOIN trip t \
+               ON ST_Within(ST_GeomFromWKB(t.geom), ST_GeomFromWKB(z.geom))";
+    let explained = plan(&ctx, sql).await;
+    assert!(explained.contains("MeridianSpatialJoinExec: ST_Within(right.#"), "{explained}");
+    assert_eq!(pairs(&rows(&ctx, sql).await), want);
+    // One side wrapped, the other not; and a DWithin join (Q8's shape) of distance 0 against
+    // the zones, which is the intersects join of points and polygons.
+    let sql = "SELECT z.id, t.id FROM zone z JOIN trip t ON ST_Contains(z.geom, ST_GeomFromWKB(t.geom))";
+    assert!(plan(&ctx, sql).await.contains("MeridianSpatialJoinExec"));
+    assert_eq!(pairs(&rows(&ctx, sql).await), want);
+    let sql = "SELECT z.id, t.id FROM trip t JOIN zone z \
+               ON ST_DWithin(ST_GeomFromWKB(t.geom), ST_GeomFromWKB(z.geom), 0.0)";
+    assert!(plan(&ctx, sql).await.contains("MeridianSpatialJoinExec"));
+    let dwithin = pairs(&rows(&ctx, sql).await);
+    let intersects = pairs(
+        &rows(&ctx, "SELECT z.id, t.id FROM trip t JOIN zone z ON ST_Intersects(t.geom, z.geom)").await,
+    );
+    assert_eq!(dwithin, intersects);
+    assert!(intersects.len() >= want.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spatial_join_with_other_conjuncts_and_a_chain_of_two_run_on_meridian() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let pts = cities();
+    let n = pts.len();
+    let want = engine_pairs(&engine, &zones, &pts);
+    // Countries of each city.
+    let mut of: Vec<Vec<i64>> = vec![Vec::new(); n];
+    for &(z, t) in &want {
+        of[t as usize].push(z);
+    }
+    let ctx = context(&engine, true);
+    ctx.register_table("zone", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+    // Trips: picked up at city i, dropped off at city (i * 7919) % n.
+    let dropoff_of = |i: usize| (i * 7919) % n;
+    let dropoffs: Vec<usize> = (0..n).map(dropoff_of).collect();
+    let mut b = ColumnBuilder::new();
+    for &d in &dropoffs {
+        let g = pts.get(d).unwrap();
+        let (x, y) = g.coords().next().unwrap();
+        b.push_point(x, y).unwrap();
+    }
+    let dropoff_col = b.finish();
+    let (pickup_field, pickup) = geoarrow::to_array(&pts, 0..n, "pickup", Encoding::Wkb).unwrap();
+    let (dropoff_field, dropoff) = geoarrow::to_array(&dropoff_col, 0..n, "dropoff", Encoding::Wkb).unwrap();
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", arrow_schema::DataType::Int64, false),
+        pickup_field,
+        dropoff_field,
+    ]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![ids, pickup, dropoff]).unwrap();
+    ctx.register_table("trip", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())).unwrap();
+
+    // A conjunct over both sides beside the spatial predicate: a filter on the join's pairs.
+    let sql = "SELECT z.id, t.id FROM zone z JOIN trip t \
+               ON ST_Within(ST_GeomFromWKB(t.pickup), ST_GeomFromWKB(z.geom)) AND z.id * 40 < t.id";
+    let explained = plan(&ctx, sql).await;
+    assert!(explained.contains("MeridianSpatialJoinExec") && explained.contains("FilterExec"), "{explained}");
+    let few: Vec<(i64, i64)> = want.iter().copied().filter(|&(z, t)| z * 40 < t).collect();
+    assert!(few.len() > 100 && few.len() < want.len(), "{}", few.len());
+    assert_eq!(pairs(&rows(&ctx, sql).await), few);
+
+    // SpatialBench's Q11: trips whose pickup and dropoff zones differ, two spatial joins.
+    let sql = "SELECT COUNT(*) AS n FROM trip t \
+               JOIN zone pickup_zone ON ST_Within(ST_GeomFromWKB(t.pickup), ST_GeomFromWKB(pickup_zone.geom)) \
+               JOIN zone dropoff_zone ON ST_Within(ST_GeomFromWKB(t.dropoff), ST_GeomFromWKB(dropoff_zone.geom)) \
+               WHERE pickup_zone.id != dropoff_zone.id";
+    let explained = plan(&ctx, sql).await;
+    assert_eq!(explained.matches("MeridianSpatialJoinExec").count(), 2, "{explained}");
+    assert!(!explained.contains("NestedLoopJoinExec"), "{explained}");
+    let expected: i64 = (0..n)
+        .map(|i| {
+            let pairs = of[i].iter().flat_map(|a| of[dropoff_of(i)].iter().map(move |b| (a, b)));
+            pairs.filter(|(a, b)| a != b).count() as i64
+        })
+        .sum();
+    assert!(expected > 1000, "{expected}");
+    let got = rows(&ctx, sql).await;
+    let got = got[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+    assert_eq!(got, expected);
+}

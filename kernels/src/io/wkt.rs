@@ -34,8 +34,9 @@ pub fn read_wkt(name: &str, reader: impl BufRead) -> Result<GeometryColumn, Read
     Ok(b.finish())
 }
 
-/// Parses one WKT text (or `NULL`) and appends it.
-pub(crate) fn push_wkt(b: &mut ColumnBuilder, text: &str) -> Result<(), String> {
+/// Parses one WKT text (or `NULL`, any case: a null row) and appends it; the error says what
+/// is wrong with the text.
+pub fn push_wkt(b: &mut ColumnBuilder, text: &str) -> Result<(), String> {
     if text.eq_ignore_ascii_case("null") {
         b.push_null();
         return Ok(());

@@ -1,0 +1,210 @@
+//! The functions that turn values into geometries and back, on the host: `ST_GeomFromWKB`,
+//! `ST_GeomFromText`, `ST_X` and `ST_Y`, with PostGIS's semantics — a null in gives a null
+//! out; bad WKB or WKT is an error naming the row; `ST_X`/`ST_Y` of an empty point is null
+//! and of anything but a point an error. Each is a decode or an encode, not a computation, so
+//! no bytecode program runs them; geometries come out as WKB, which every other function and
+//! the spatial join read (the join looks through `ST_GeomFromWKB` to the column itself).
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Float64Array, LargeStringArray, StringArray, StringViewArray};
+use arrow_schema::DataType;
+use datafusion::common::{exec_err, plan_err, Result};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use meridian_kernels::column::{ColumnBuilder, Family};
+use meridian_kernels::io::geoarrow::{self, Encoding};
+use meridian_kernels::io::push_wkt;
+
+use crate::geometry;
+
+/// Which conversion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Conversion {
+    /// `ST_GeomFromWKB(wkb)`: the WKB, checked (and the same array out).
+    GeomFromWkb,
+    /// `ST_GeomFromText(wkt)`: WKB.
+    GeomFromText,
+    /// `ST_X(point)`: f64.
+    X,
+    /// `ST_Y(point)`: f64.
+    Y,
+}
+
+impl Conversion {
+    /// Every conversion.
+    pub const ALL: [Conversion; 4] =
+        [Conversion::GeomFromWkb, Conversion::GeomFromText, Conversion::X, Conversion::Y];
+
+    /// Its SQL name (lower case, as unquoted identifiers are).
+    pub fn name(self) -> &'static str {
+        match self {
+            Conversion::GeomFromWkb => "st_geomfromwkb",
+            Conversion::GeomFromText => "st_geomfromtext",
+            Conversion::X => "st_x",
+            Conversion::Y => "st_y",
+        }
+    }
+}
+
+/// One conversion as a DataFusion scalar function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ConvertFunction {
+    conversion: Conversion,
+    signature: Signature,
+}
+
+impl ConvertFunction {
+    /// `conversion` as a DataFusion scalar function.
+    pub fn udf(conversion: Conversion) -> ScalarUDF {
+        ScalarUDF::new_from_impl(ConvertFunction {
+            conversion,
+            signature: Signature::user_defined(Volatility::Immutable),
+        })
+    }
+}
+
+/// The text of a string array's rows (`None` for nulls), or why it is not a string array.
+fn strings<'a>(what: &str, array: &'a dyn Array) -> Result<Vec<Option<&'a str>>> {
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<StringArray>() {
+        Ok(a.iter().collect())
+    } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
+        Ok(a.iter().collect())
+    } else if let Some(a) = any.downcast_ref::<StringViewArray>() {
+        Ok(a.iter().collect())
+    } else {
+        exec_err!("{what} is {}, not text", array.data_type())
+    }
+}
+
+/// WKT rows as WKB: a null row null, a text that does not parse an error naming the row.
+fn wkt_to_wkb(what: &str, texts: &[Option<&str>]) -> Result<ArrayRef> {
+    let mut b = ColumnBuilder::new();
+    for (row, text) in texts.iter().enumerate() {
+        match text {
+            None => b.push_null(),
+            // `push_wkt` reads the text `NULL` as a null row (a WKT file's convention); to
+            // PostGIS it is not WKT.
+            Some(t) if t.trim().eq_ignore_ascii_case("null") => {
+                return exec_err!("{what}, row {row}: invalid WKT: `{t}` (a null is SQL's NULL, not text)");
+            }
+            Some(t) => push_wkt(&mut b, t.trim()).map_err(|why| {
+                let shown: String = t.chars().take(60).collect();
+                let more = if t.chars().count() > 60 { "…" } else { "" };
+                DataFusionError::Execution(format!("{what}, row {row}: {why} (in `{shown}{more}`)"))
+            })?,
+        }
+    }
+    let col = b.finish();
+    let (_, array) =
+        geoarrow::to_array(&col, 0..col.len(), what, Encoding::Wkb).map_err(DataFusionError::Execution)?;
+    Ok(array)
+}
+
+impl ScalarUDFImpl for ConvertFunction {
+    fn name(&self) -> &str {
+        self.conversion.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let name = self.conversion.name();
+        let [t] = arg_types else {
+            return plan_err!("{name} takes one argument, not {}", arg_types.len());
+        };
+        match self.conversion {
+            Conversion::GeomFromWkb => match t {
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null => {}
+                other => return plan_err!("{name}: the argument is {other}, not WKB (binary)"),
+            },
+            Conversion::GeomFromText => match t {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {}
+                other => return plan_err!("{name}: the argument is {other}, not WKT (text)"),
+            },
+            Conversion::X | Conversion::Y => {
+                if *t != DataType::Null {
+                    geometry::encoding_of_type(&format!("{name} argument"), t)?;
+                }
+            }
+        }
+        Ok(vec![if *t == DataType::Null {
+            match self.conversion {
+                Conversion::GeomFromText => DataType::Utf8,
+                _ => DataType::Binary,
+            }
+        } else {
+            t.clone()
+        }])
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.conversion {
+            // The same array out: its type.
+            Conversion::GeomFromWkb => arg_types.first().cloned().unwrap_or(DataType::Binary),
+            Conversion::GeomFromText => DataType::Binary,
+            Conversion::X | Conversion::Y => DataType::Float64,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = self.conversion.name();
+        let (Some(value), Some(field)) = (args.args.first(), args.arg_fields.first()) else {
+            return exec_err!("{name}: no argument");
+        };
+        let array = value.to_array_of_size(args.number_rows)?;
+        let what = format!("{name} argument");
+        let out: ArrayRef = match self.conversion {
+            Conversion::GeomFromWkb => {
+                // Decoded to check it: WKB that does not decode is an error here, as in PostGIS.
+                geometry::to_column(&what, array.as_ref(), Encoding::Wkb)?;
+                array
+            }
+            Conversion::GeomFromText => wkt_to_wkb(&what, &strings(&what, array.as_ref())?)?,
+            Conversion::X | Conversion::Y => {
+                let col = geometry::to_column(&what, array.as_ref(), geometry::encoding(field)?)?;
+                let x = self.conversion == Conversion::X;
+                let mut values = Vec::with_capacity(col.len());
+                for row in 0..col.len() {
+                    values.push(match col.get(row) {
+                        None => None,
+                        Some(g) if g.family() != Family::Point => {
+                            return exec_err!(
+                                "{name}: row {row} is a {}, not a point",
+                                g.family().wkt_name()
+                            );
+                        }
+                        Some(g) => g.coords().next().map(|(px, py)| if x { px } else { py }),
+                    });
+                }
+                Arc::new(Float64Array::from(values))
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+
+    #[test]
+    fn wkt_becomes_wkb_and_bad_text_names_its_row() {
+        let wkb = wkt_to_wkb("t", &[Some("POINT (1 2)"), None, Some(" POLYGON EMPTY ")]).unwrap();
+        let col = geometry::to_column("t", wkb.as_ref(), Encoding::Wkb).unwrap();
+        assert_eq!(col.len(), 3);
+        assert_eq!(col.get(0).unwrap().coords().collect::<Vec<_>>(), [(1.0, 2.0)]);
+        assert!(col.get(1).is_none());
+        assert!(col.get(2).unwrap().is_empty());
+        let why = wkt_to_wkb("st_geomfromtext argument", &[Some("POINT (1 2)"), Some("POINT (1")])
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains("st_geomfromtext argument, row 1: invalid WKT"), "{why}");
+    }
+}
