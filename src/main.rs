@@ -68,9 +68,12 @@ enum Command {
         /// Write the result here (.parquet, else CSV) instead of printing it.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// Print the physical plan.
+        /// Print the physical plan, before the query runs.
         #[arg(long)]
         explain: bool,
+        /// Print the physical plan and run nothing (no output is written).
+        #[arg(long, conflicts_with = "out")]
+        explain_only: bool,
     },
     /// The autotune store: what earlier runs learnt (MERIDIAN_AUTOTUNE_PATH,
     /// MERIDIAN_AUTOTUNE=off).
@@ -345,8 +348,8 @@ fn main() -> ExitCode {
             AutotuneCommand::Export { file } => cli::autotune::export(&file),
         },
         Command::Info => cli::info(),
-        Command::Sql { query, tables, out, explain } => {
-            cli::sql::sql(&cli::sql::SqlArgs { query, tables, out, explain })
+        Command::Sql { query, tables, out, explain, explain_only } => {
+            cli::sql::sql(&cli::sql::SqlArgs { query, tables, out, explain, explain_only })
         }
         Command::Bench { which: BenchCommand::Roundtrip { trips, warmup, gpu_route } } => {
             cli::bench::roundtrip(trips, warmup, gpu_route.parse().unwrap_or(meridian::Route::Interpreter))

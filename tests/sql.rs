@@ -67,6 +67,23 @@ fn a_count_join_on_geoparquet_equals_meridian_run_and_runs_on_meridian() {
     assert!(stdout.contains(&format!("| {want} ")), "{stdout}");
     assert!(stdout.contains("MeridianSpatialJoinExec: ST_Contains"), "{stdout}");
     assert!(stdout.contains("1 rows in"), "{stdout}");
+    // The plan comes out before the query runs, so before its result.
+    let (plan_at, result_at) = (stdout.find("MeridianSpatialJoinExec").unwrap(), stdout.find("| n").unwrap());
+    assert!(plan_at < result_at, "{stdout}");
+    // Planned, not run.
+    let o = meridian(&[
+        "sql",
+        query,
+        "-t",
+        &format!("pts={}", s(&pts)),
+        "-t",
+        &format!("zones={}", s(&zones)),
+        "--explain-only",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{stdout}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("MeridianSpatialJoinExec: ST_Contains"), "{stdout}");
+    assert!(stdout.contains("not run (--explain-only)") && !stdout.contains(&want.to_string()), "{stdout}");
 
     // To a file.
     let csv = d.join("n.csv");

@@ -17,8 +17,10 @@ pub struct SqlArgs {
     pub tables: Vec<String>,
     /// Where the result goes (`.parquet`, else CSV); printed without.
     pub out: Option<PathBuf>,
-    /// Print the physical plan.
+    /// Print the physical plan before running.
     pub explain: bool,
+    /// Print the physical plan and run nothing.
+    pub explain_only: bool,
 }
 
 /// `meridian sql`.
@@ -34,16 +36,29 @@ pub fn sql(args: &SqlArgs) -> Result<(), Failure> {
     }
     let engine = meridian::Engine::builder().build().map_err(|e| Failure::input([format!("error: {e}")]))?;
     let engine = std::sync::Arc::new(engine);
-    let query =
-        meridian_datafusion::sql::SqlArgs { query: args.query.clone(), tables, out: args.out.clone() };
-    let report = meridian_datafusion::sql::run(&query, engine.clone())
+    let query = meridian_datafusion::sql::SqlArgs {
+        query: args.query.clone(),
+        tables,
+        out: args.out.clone(),
+        plan_only: args.explain_only,
+    };
+    // The plan as soon as it is made: a query that runs for minutes shows it first.
+    let show_plan = |plan: &str| {
+        if args.explain || args.explain_only {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{plan}");
+            let _ = out.flush();
+        }
+    };
+    let report = meridian_datafusion::sql::run_with(&query, engine.clone(), show_plan)
         .map_err(|e| Failure::input([format!("error: {}", e.to_string().replace('\n', " "))]))?;
     let mut out = std::io::stdout().lock();
+    if args.explain_only {
+        let _ = writeln!(out, "planned in {:.3} s; not run (--explain-only)", report.took.as_secs_f64());
+        return Ok(());
+    }
     if let Some(table) = &report.printed {
         let _ = writeln!(out, "{table}");
-    }
-    if args.explain {
-        let _ = write!(out, "{}", report.plan);
     }
     let dest = args.out.as_ref().map(|p| format!(" to {}", p.display())).unwrap_or_default();
     let _ = writeln!(
