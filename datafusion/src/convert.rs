@@ -1,7 +1,8 @@
 //! The functions that turn values into geometries and back, on the host: `ST_GeomFromWKB`,
-//! `ST_GeomFromText`, `ST_X` and `ST_Y`, with PostGIS's semantics — a null in gives a null
-//! out; bad WKB or WKT is an error naming the row; `ST_X`/`ST_Y` of an empty point is null
-//! and of anything but a point an error. Each is a decode or an encode, not a computation, so
+//! `ST_GeomFromText`, `ST_X`, `ST_Y` and `ST_MakeLine`, with PostGIS's semantics — a null in
+//! gives a null out; bad WKB or WKT is an error naming the row; `ST_X`/`ST_Y` of an empty
+//! point is null and of anything but a point an error; `ST_MakeLine(a, b)` joins the points
+//! and lines it is given, empties left out. Each is a decode or an encode, not a computation, so
 //! no bytecode program runs them; geometries come out as WKB, which every other function and
 //! the spatial join read (the join looks through `ST_GeomFromWKB` to the column itself).
 
@@ -14,7 +15,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use meridian_kernels::column::{ColumnBuilder, Family};
+use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn};
 use meridian_kernels::io::geoarrow::{self, Encoding};
 use meridian_kernels::io::push_wkt;
 
@@ -31,12 +32,20 @@ pub enum Conversion {
     X,
     /// `ST_Y(point)`: f64.
     Y,
+    /// `ST_MakeLine(a, b)`: the coordinates of `a` then `b` (points, multipoints, lines) as a
+    /// line, WKB.
+    MakeLine,
 }
 
 impl Conversion {
     /// Every conversion.
-    pub const ALL: [Conversion; 4] =
-        [Conversion::GeomFromWkb, Conversion::GeomFromText, Conversion::X, Conversion::Y];
+    pub const ALL: [Conversion; 5] = [
+        Conversion::GeomFromWkb,
+        Conversion::GeomFromText,
+        Conversion::X,
+        Conversion::Y,
+        Conversion::MakeLine,
+    ];
 
     /// Its SQL name (lower case, as unquoted identifiers are).
     pub fn name(self) -> &'static str {
@@ -45,6 +54,15 @@ impl Conversion {
             Conversion::GeomFromText => "st_geomfromtext",
             Conversion::X => "st_x",
             Conversion::Y => "st_y",
+            Conversion::MakeLine => "st_makeline",
+        }
+    }
+
+    fn arity(self) -> usize {
+        if self == Conversion::MakeLine {
+            2
+        } else {
+            1
         }
     }
 }
@@ -115,6 +133,20 @@ impl ScalarUDFImpl for ConvertFunction {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let name = self.conversion.name();
+        if self.conversion == Conversion::MakeLine {
+            if arg_types.len() != 2 {
+                return plan_err!("{name} takes two geometries, not {} arguments", arg_types.len());
+            }
+            return arg_types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| match t {
+                    DataType::Null => Ok(DataType::Binary),
+                    t => geometry::encoding_of_type(&format!("{name} argument {}", i + 1), t)
+                        .map(|_| t.clone()),
+                })
+                .collect();
+        }
         let [t] = arg_types else {
             return plan_err!("{name} takes one argument, not {}", arg_types.len());
         };
@@ -127,7 +159,7 @@ impl ScalarUDFImpl for ConvertFunction {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {}
                 other => return plan_err!("{name}: the argument is {other}, not WKT (text)"),
             },
-            Conversion::X | Conversion::Y => {
+            Conversion::X | Conversion::Y | Conversion::MakeLine => {
                 if *t != DataType::Null {
                     geometry::encoding_of_type(&format!("{name} argument"), t)?;
                 }
@@ -147,16 +179,26 @@ impl ScalarUDFImpl for ConvertFunction {
         Ok(match self.conversion {
             // The same array out: its type.
             Conversion::GeomFromWkb => arg_types.first().cloned().unwrap_or(DataType::Binary),
-            Conversion::GeomFromText => DataType::Binary,
+            Conversion::GeomFromText | Conversion::MakeLine => DataType::Binary,
             Conversion::X | Conversion::Y => DataType::Float64,
         })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let name = self.conversion.name();
-        let (Some(value), Some(field)) = (args.args.first(), args.arg_fields.first()) else {
-            return exec_err!("{name}: no argument");
-        };
+        if args.args.len() != self.conversion.arity() || args.arg_fields.len() != args.args.len() {
+            return exec_err!("{name}: {} arguments", args.args.len());
+        }
+        if self.conversion == Conversion::MakeLine {
+            let mut cols = Vec::with_capacity(2);
+            for (i, (value, field)) in args.args.iter().zip(&args.arg_fields).enumerate() {
+                let what = format!("{name} argument {}", i + 1);
+                let array = value.to_array_of_size(args.number_rows)?;
+                cols.push(geometry::to_column(&what, array.as_ref(), geometry::encoding(field)?)?);
+            }
+            return Ok(ColumnarValue::Array(make_lines(name, &cols[0], &cols[1])?));
+        }
+        let (value, field) = (&args.args[0], &args.arg_fields[0]);
         let array = value.to_array_of_size(args.number_rows)?;
         let what = format!("{name} argument");
         let out: ArrayRef = match self.conversion {
@@ -184,9 +226,43 @@ impl ScalarUDFImpl for ConvertFunction {
                 }
                 Arc::new(Float64Array::from(values))
             }
+            Conversion::MakeLine => return exec_err!("{name}: two arguments"),
         };
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// Row by row, the line through `a`'s coordinates then `b`'s (points, multipoints and lines;
+/// empties contribute none): null where either is null, the empty line where both are empty,
+/// an error naming the row for another family or a single coordinate.
+fn make_lines(name: &str, a: &GeometryColumn, b: &GeometryColumn) -> Result<ArrayRef> {
+    let mut out = ColumnBuilder::new();
+    let mut coords = Vec::new();
+    for row in 0..a.len().min(b.len()) {
+        let (Some(ga), Some(gb)) = (a.get(row), b.get(row)) else {
+            out.push_null();
+            continue;
+        };
+        coords.clear();
+        for g in [&ga, &gb] {
+            match g.family() {
+                Family::Point | Family::MultiPoint | Family::LineString => coords.extend(g.coords()),
+                other => {
+                    return exec_err!("{name}: row {row} has a {}, not a point or a line", other.wkt_name())
+                }
+            }
+        }
+        if coords.is_empty() {
+            out.push_empty(Family::LineString);
+        } else {
+            out.push_line_string(&coords)
+                .map_err(|e| DataFusionError::Execution(format!("{name}: row {row}: {e}")))?;
+        }
+    }
+    let col = out.finish();
+    let (_, array) =
+        geoarrow::to_array(&col, 0..col.len(), name, Encoding::Wkb).map_err(DataFusionError::Execution)?;
+    Ok(array)
 }
 
 #[cfg(test)]
@@ -206,5 +282,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(why.contains("st_geomfromtext argument, row 1: invalid WKT"), "{why}");
+    }
+
+    #[test]
+    fn lines_are_made_of_points_and_lines_and_nulls_stay_null() {
+        let col = |texts: &[Option<&str>]| {
+            let wkb = wkt_to_wkb("t", texts).unwrap();
+            geometry::to_column("t", wkb.as_ref(), Encoding::Wkb).unwrap()
+        };
+        let a = col(&[Some("POINT (0 0)"), Some("LINESTRING (0 0, 1 1)"), None, Some("POINT EMPTY")]);
+        let b = col(&[
+            Some("POINT (3 4)"),
+            Some("MULTIPOINT ((2 2), (3 3))"),
+            Some("POINT (1 1)"),
+            Some("POINT EMPTY"),
+        ]);
+        let lines = make_lines("st_makeline", &a, &b).unwrap();
+        let lines = geometry::to_column("t", lines.as_ref(), Encoding::Wkb).unwrap();
+        assert_eq!(lines.get(0).unwrap().coords().collect::<Vec<_>>(), [(0.0, 0.0), (3.0, 4.0)]);
+        assert_eq!(lines.get(1).unwrap().coords().count(), 4);
+        assert!(lines.get(2).is_none());
+        assert!(lines.get(3).unwrap().is_empty() && lines.get(3).unwrap().family() == Family::LineString);
+        let poly = col(&[Some("POLYGON ((0 0, 1 0, 1 1, 0 0))")]);
+        let why = make_lines("st_makeline", &a, &poly).unwrap_err().to_string();
+        assert!(why.contains("st_makeline: row 0 has a POLYGON, not a point or a line"), "{why}");
     }
 }

@@ -533,6 +533,15 @@ async fn conversions_follow_postgis_with_nulls_empties_and_errors_naming_the_row
     let d = batches[0].column(0).as_any().downcast_ref::<Float64Array>().unwrap().value(0);
     let a = batches[0].column(1).as_any().downcast_ref::<Float64Array>().unwrap().value(0);
     assert!((d - 1.0).abs() < 1e-12 && a == 4.0, "{d} {a}");
+    // SpatialBench's Q7: the length of the line from one point to another.
+    let batches = rows(
+        &ctx,
+        "SELECT ST_Length(ST_MakeLine(ST_GeomFromWKB(geom), ST_GeomFromText('POINT (-108.761 38.8697)'))) \
+         FROM g WHERE id = 0",
+    )
+    .await;
+    let l = batches[0].column(0).as_any().downcast_ref::<Float64Array>().unwrap().value(0);
+    assert!((l - 5.0).abs() < 1e-9, "{l}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
