@@ -177,9 +177,12 @@ fn requests_from_tasks_on_one_thread_answer_lookups_inline_and_await_batches() {
     });
     assert_eq!(answered, 8 * 40);
     // Batches waited (for room, for their result) by giving the thread back, and the
-    // heartbeat ran meanwhile.
+    // heartbeat ran meanwhile. The scheduler polls every runnable task once a tick and each
+    // task yields after each of its 40 requests, so the heartbeat beats about once a round
+    // of requests (40–101 beats seen; the bound was once 8 × 40, which held only by chance
+    // and failed one run in two on 2026-12-06): half of that is the floor.
     assert!(waits > 0, "no run ever waited: runs blocked the thread");
-    assert!(beats >= 8 * 40, "the heartbeat starved");
+    assert!(beats >= 40 / 2, "the heartbeat starved: {beats} beats, {waits} waits");
 }
 
 #[test]
