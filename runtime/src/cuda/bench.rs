@@ -112,58 +112,35 @@ pub fn per_job_launches(
     let error = DeviceAlloc::new(&dev, 16).map_err(err)?;
     let zeros = vec![Acc::default(); MAX_OUTPUTS];
     acc.write(0, bytemuck::cast_slice(&zeros)).map_err(err)?;
-    let mut samples = Vec::with_capacity(trips);
-    for i in 0..warmup + trips {
-        let start = Instant::now();
-        // SAFETY: every address is a live allocation of this function (program record, input
-        // table, output area for one row, accumulators, error record), kept until the end.
-        unsafe {
-            device.run_rows(record.record, table.table, area.device_ptr(), 0, 0, 1, acc.ptr(), error.ptr())
-        }
-        .map_err(err)?;
-        let columns = area.columns(&layout, &zeros[..kinds.len()])?;
-        let elapsed = start.elapsed();
-        match columns.first() {
-            Some(Column::Ready(c)) => check(std::slice::from_ref(c))?,
-            _ => return Err("the round trip's output x is missing".into()),
-        }
-        if i >= warmup {
-            samples.push(elapsed);
-        }
-    }
-    let latency = Latency::of(&mut samples).ok_or("no round trips measured")?;
-    let graph = (|| -> Result<Latency, String> {
-        // SAFETY: as for `run_rows` above; the graph is dropped at the end of this closure,
-        // before any of the allocations it reaches.
-        let graph = unsafe {
-            device.capture_rows(
-                record.record,
-                table.table,
-                area.device_ptr(),
-                0,
-                0,
-                1,
-                acc.ptr(),
-                error.ptr(),
-            )
-        }
-        .map_err(err)?;
+    // Round trips of `launch`, each with the output read back (timed) and checked.
+    let trips_of = |launch: &dyn Fn() -> Result<(), super::DeviceError>| -> Result<Latency, String> {
         let mut samples = Vec::with_capacity(trips);
         for i in 0..warmup + trips {
             let start = Instant::now();
-            graph.run().map_err(err)?;
+            launch().map_err(err)?;
             let columns = area.columns(&layout, &zeros[..kinds.len()])?;
             let elapsed = start.elapsed();
             match columns.first() {
                 Some(Column::Ready(c)) => check(std::slice::from_ref(c))?,
-                _ => return Err("the graph's round trip's output x is missing".into()),
+                _ => return Err("the round trip's output x is missing".into()),
             }
             if i >= warmup {
                 samples.push(elapsed);
             }
         }
-        Latency::of(&mut samples).ok_or_else(|| "no graph round trips measured".to_string())
-    })();
+        Latency::of(&mut samples).ok_or_else(|| "no round trips measured".to_string())
+    };
+    // SAFETY: every address is a live allocation of this function (program record, input
+    // table, output area for one row, accumulators, error record), kept until its end.
+    let latency = trips_of(&|| unsafe {
+        device.run_rows(record.record, table.table, area.device_ptr(), 0, 0, 1, acc.ptr(), error.ptr())
+    })?;
+    // SAFETY: as above; the graph is dropped at the end of this statement, before them.
+    let graph = unsafe {
+        device.capture_rows(record.record, table.table, area.device_ptr(), 0, 0, 1, acc.ptr(), error.ptr())
+    }
+    .map_err(err)
+    .and_then(|graph| trips_of(&|| graph.run()));
     let start = Instant::now();
     for _ in 0..rounds {
         // SAFETY: as above.

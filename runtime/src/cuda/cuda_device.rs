@@ -164,18 +164,7 @@ impl CudaDevice {
         acc: u64,
         error: u64,
     ) -> Result<(), DeviceError> {
-        if self.launched.load(Ordering::SeqCst) {
-            return Err(DeviceError(
-                "the megakernel runs on this device: a per-job kernel cannot start".into(),
-            ));
-        }
-        let threads = BLOCK_THREADS as u64;
-        let blocks = (end.saturating_sub(begin)).div_ceil(threads).max(1);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (BLOCK_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = self.per_job_grid(begin, end)?;
         // SAFETY: `mr_run_rows` takes eight 64-bit parameters in this order; the caller
         // guarantees the addresses.
         unsafe {
@@ -187,6 +176,19 @@ impl CudaDevice {
             )
         }
         .map_err(gpu_err)
+    }
+
+    /// The per-job kernel's grid over rows `[begin, end)`, a thread a row; an error while the
+    /// megakernel runs (no other kernel could start beside it).
+    fn per_job_grid(&self, begin: u64, end: u64) -> Result<LaunchConfig, DeviceError> {
+        if self.launched.load(Ordering::SeqCst) {
+            return Err(DeviceError(
+                "the megakernel runs on this device: a per-job kernel cannot start".into(),
+            ));
+        }
+        let blocks = (end.saturating_sub(begin)).div_ceil(u64::from(BLOCK_THREADS)).max(1);
+        let blocks = u32::try_from(blocks).map_err(|_| DeviceError(format!("{blocks} blocks: too many")))?;
+        Ok(LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK_THREADS, 1, 1), shared_mem_bytes: 0 })
     }
 
     /// Launches the per-job kernel `n` times over rows `[begin, end)` and waits once: the
@@ -209,18 +211,7 @@ impl CudaDevice {
         acc: u64,
         error: u64,
     ) -> Result<(), DeviceError> {
-        if self.launched.load(Ordering::SeqCst) {
-            return Err(DeviceError(
-                "the megakernel runs on this device: a per-job kernel cannot start".into(),
-            ));
-        }
-        let threads = BLOCK_THREADS as u64;
-        let blocks = (end.saturating_sub(begin)).div_ceil(threads).max(1);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (BLOCK_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = self.per_job_grid(begin, end)?;
         for _ in 0..n {
             // SAFETY: as in `run_rows`: eight 64-bit parameters, addresses the caller's.
             unsafe {
@@ -256,18 +247,7 @@ impl CudaDevice {
         error: u64,
     ) -> Result<RowsGraph, DeviceError> {
         use meridian_driver::cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-        if self.launched.load(Ordering::SeqCst) {
-            return Err(DeviceError(
-                "the megakernel runs on this device: a per-job kernel cannot start".into(),
-            ));
-        }
-        let threads = BLOCK_THREADS as u64;
-        let blocks = (end.saturating_sub(begin)).div_ceil(threads).max(1);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (BLOCK_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = self.per_job_grid(begin, end)?;
         let stream = &self.kernel_stream;
         let driver = |what: &'static str| move |e| DeviceError(format!("{what}: {e}"));
         stream
