@@ -153,8 +153,13 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum AutotuneCommand {
-    /// Every record: key, chosen parameters, the gain claimed and its evidence.
-    Show,
+    /// Every record: per key the knob, the winner, the effect with its interval, pairs, when,
+    /// on which machine, and the runs that loaded it; races still open with their pairs.
+    Show {
+        /// The records as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Where the store is.
     Path,
     /// Remove every record.
@@ -342,7 +347,7 @@ fn main() -> ExitCode {
             cli::demo::run(data, out, mode.as_deref().and_then(meridian::Mode::parse), workers)
         }
         Command::Autotune { what } => match what {
-            AutotuneCommand::Show => cli::autotune::show(),
+            AutotuneCommand::Show { json } => cli::autotune::show(json),
             AutotuneCommand::Path => cli::autotune::show_path(),
             AutotuneCommand::Clear => cli::autotune::clear(),
             AutotuneCommand::Export { file } => cli::autotune::export(&file),

@@ -89,7 +89,8 @@ fn the_second_run_loads_the_winner_and_races_nothing() {
     assert_eq!(count("second"), count("out0"), "autotune changed a result");
 
     let shown = ok(&meridian(&store, &["autotune", "show"]));
-    assert!(shown.contains("1 record(s)") && shown.contains("cpu.rows_per_claim"), "{shown}");
+    assert!(shown.contains("1 record(s) (1 verdict(s), 0 race(s) in progress)"), "{shown}");
+    assert!(shown.contains("cpu.rows_per_claim"), "{shown}");
     assert_eq!(ok(&meridian(&store, &["autotune", "path"])).trim(), store.to_str().unwrap());
     let json = d.join("export.json");
     ok(&meridian(&store, &["autotune", "export", json.to_str().unwrap()]));
@@ -98,6 +99,81 @@ fn the_second_run_loads_the_winner_and_races_nothing() {
     assert!(ok(&meridian(&store, &["autotune", "clear"])).contains("cleared 1 record(s)"));
     assert!(ok(&meridian(&store, &["autotune", "show"])).contains("0 record(s)"));
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn one_job_over_one_file_races_inside_itself_and_the_next_run_loads_its_verdicts() {
+    let d = dir("one-job");
+    let _cleanup = Cleanup(d.clone());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (program, zones) = (root.join("examples/pip_join.masm"), root.join("data/countries.geojson"));
+    // 2^22 points: room for every race's most pairs (16 each) in one job.
+    let pts = d.join("pts.parquet");
+    ok(&meridian(
+        &d.join("unused.bin"),
+        &["gen", "points", &(1u64 << 22).to_string(), pts.to_str().unwrap()],
+    ));
+    let run = |store: &Path, out: &str, batch: Option<&str>| {
+        let mut args = vec![
+            "run".to_owned(),
+            program.to_str().unwrap().to_owned(),
+            "--input".to_owned(),
+            format!("pts={}", pts.display()),
+            "--input".to_owned(),
+            format!("zones={}", zones.display()),
+            "--mode".to_owned(),
+            "cpu".to_owned(),
+            "--out".to_owned(),
+            d.join(out).to_str().unwrap().to_owned(),
+        ];
+        if let Some(b) = batch {
+            args.extend(["--batch-rows".to_owned(), b.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(&meridian(store, &args))
+    };
+    let pairs = |out: &str| std::fs::read(d.join(out).join("pairs.csv")).unwrap();
+    let shown = |store: &Path| -> serde_json::Value {
+        serde_json::from_str(&ok(&meridian(store, &["autotune", "show", "--json"]))).unwrap()
+    };
+    // One job (the whole file in one batch), then a stream of four.
+    for (name, batch) in [("one", Some("4194304")), ("streamed", Some("1048576"))] {
+        let store = d.join(format!("{name}.bin"));
+        let first = run(&store, &format!("{name}-1"), batch);
+        assert!(first.contains("autotune races inside the job"), "{first}");
+        assert!(
+            first.contains("autotune: racing cpu.route")
+                && first.contains("autotune: racing cpu.rows_per_claim"),
+            "{first}"
+        );
+        let json = shown(&store);
+        let records = json["records"].as_array().unwrap();
+        for family in ["cpu.route", "cpu.rows_per_claim@16384"] {
+            let r = records
+                .iter()
+                .find(|r| r["key"]["family"] == family)
+                .unwrap_or_else(|| panic!("{family}: {first}"));
+            assert!(r["record"]["pending"].is_null(), "{family} undecided after one run: {r}\n{first}");
+            assert!(r["record"]["verdict"]["effect"]["pairs"].as_u64().unwrap() >= 5, "{r}");
+        }
+        let second = run(&store, &format!("{name}-2"), batch);
+        assert!(second.contains("loaded from the store"), "{second}");
+        assert!(!second.contains("racing cpu.route") && !second.contains("racing cpu.rows"), "{second}");
+        assert!(!second.contains("races inside"), "{second}");
+        if name == "one" {
+            assert!(!second.contains("racing"), "{second}");
+        }
+        // A stream has jobs in flight together: its batches race the workers a job spreads
+        // over too, a race of whole jobs (five pairs of batches), continued run after run.
+        assert_eq!(pairs(&format!("{name}-1")), pairs(&format!("{name}-2")), "autotune changed a result");
+        // The second run is named in the records it applied; `show` explains them.
+        let text = ok(&meridian(&store, &["autotune", "show"]));
+        for want in
+            ["winner: ", "raced: ", "effect of ", "90% interval", "machine: cpu ", "loaded by: meridian run "]
+        {
+            assert!(text.contains(want), "{want:?} not in {text}");
+        }
+    }
 }
 
 #[test]

@@ -95,9 +95,137 @@ pub struct Record {
     pub compile_cost_ns: u64,
     /// When it was recorded (ms since the Unix epoch): the newer record of a key wins a merge.
     pub recorded_at_ms: u64,
+    /// How the race ended: the candidate raced, whether it won, the verdict's words and the
+    /// measured effect (absent in records written before verdicts were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<VerdictNote>,
+    /// A race not decided yet, kept so that the next run continues it: such a record applies
+    /// nothing (its `params` are empty, which earlier builds also read as nothing stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingRace>,
+    /// The last runs that applied this record, oldest first (at most [`Record::LOADS_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loads: Vec<Load>,
+}
+
+/// How a race ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerdictNote {
+    /// The candidate raced against the default (the last one, when several were).
+    pub candidate: Params,
+    /// Whether it won: the record's `params` are then the candidate's, else the default's.
+    pub adopted: bool,
+    /// The verdict in words.
+    pub why: String,
+    /// The candidate's measured effect over the pairs the verdict saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+}
+
+/// A candidate's speed-up over the default, with its 95 % one-sided bounds (together a 90 %
+/// interval), as fractions: 0.12 is 12 % faster, -0.05 5 % slower. The candidate's one-time
+/// cost is charged as the verdict charges it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    /// From the mean per-pair log-ratio.
+    pub speedup: f64,
+    /// The pessimistic bound.
+    pub low: f64,
+    /// The optimistic bound.
+    pub high: f64,
+    /// Pairs it rests on.
+    pub pairs: u32,
+}
+
+/// A race still open when its run ended: what was raced and the pairs timed so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingRace {
+    /// The candidate racing against the default.
+    pub candidate: Params,
+    /// The pairs timed so far, in order.
+    pub pairs: Vec<crate::Pair>,
+    /// The candidate's one-time cost measured so far (ns).
+    pub compile_cost_ns: u64,
+    /// About how many more pairs a verdict needs, when that can be said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_pairs: Option<u32>,
+}
+
+/// A run that applied a record.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Load {
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Which run: its command line, or the name the embedder gave it.
+    pub run: String,
 }
 
 impl Record {
+    /// Runs kept in [`Record::loads`].
+    pub const LOADS_KEPT: usize = 8;
+
+    /// A decided record: `params` applied from now on, with its evidence.
+    pub fn decided(
+        params: Params,
+        timing: Timing,
+        gain: f64,
+        compile_cost_ns: u64,
+        verdict: VerdictNote,
+    ) -> Record {
+        Record {
+            params,
+            timing,
+            gain,
+            compile_cost_ns,
+            recorded_at_ms: Record::now_ms(),
+            verdict: Some(verdict),
+            pending: None,
+            loads: Vec::new(),
+        }
+    }
+
+    /// A race to be continued: applies nothing.
+    pub fn pending(race: PendingRace) -> Record {
+        Record {
+            params: Params::default(),
+            timing: Timing { samples: race.pairs.len() as u32, ..Timing::default() },
+            gain: 0.0,
+            compile_cost_ns: race.compile_cost_ns,
+            recorded_at_ms: Record::now_ms(),
+            verdict: None,
+            pending: Some(race),
+            loads: Vec::new(),
+        }
+    }
+
+    /// Whether it is a verdict to apply (not a race in progress).
+    pub fn is_decided(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// Notes that `run` applied it, keeping the last [`Record::LOADS_KEPT`] runs.
+    pub fn note_load(&mut self, load: Load) {
+        self.loads.push(load);
+        self.trim_loads();
+    }
+
+    /// Adds the runs `other` names that this one lacks (two processes that loaded the same
+    /// record and saved it).
+    pub fn merge_loads(&mut self, other: &Record) {
+        for l in &other.loads {
+            if !self.loads.contains(l) {
+                self.loads.push(l.clone());
+            }
+        }
+        self.loads.sort();
+        self.trim_loads();
+    }
+
+    fn trim_loads(&mut self) {
+        let extra = self.loads.len().saturating_sub(Record::LOADS_KEPT);
+        self.loads.drain(..extra);
+    }
+
     /// Now, in ms since the Unix epoch (0 if the clock is before it).
     pub fn now_ms() -> u64 {
         std::time::SystemTime::now()

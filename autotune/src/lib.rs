@@ -17,6 +17,6 @@ pub mod key;
 pub mod speculation;
 pub mod store;
 
-pub use key::{Key, Params, Record, Timing};
-pub use speculation::{verdict, Pair, Policy, Verdict};
+pub use key::{Effect, Key, Load, Params, PendingRace, Record, Timing, VerdictNote};
+pub use speculation::{effect, more_pairs, verdict, Pair, Policy, Verdict};
 pub use store::{Opened, Store, StoreError, Warning};

@@ -11,8 +11,13 @@
 //! and drift; charging the compile cost on every sample would reject a variant that compiles
 //! once and wins forever.
 
-/// One paired sample: the two variants' times on jobs of the same key, in ns.
-#[derive(Clone, Copy, Debug, PartialEq)]
+use serde::{Deserialize, Serialize};
+
+use crate::key::Effect;
+
+/// One paired sample: the two variants' times on jobs (or on equal parts of one job) of the
+/// same key, in ns.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pair {
     /// The variant in use.
     pub conservative_ns: f64,
@@ -71,34 +76,63 @@ fn t95(df: usize) -> f64 {
     T95.get(df.wrapping_sub(1)).copied().unwrap_or(1.645)
 }
 
+/// The per-pair log-ratios' mean, spread and count, with the compile cost charged.
+struct Stats {
+    mean: f64,
+    spread: f64,
+    n: usize,
+}
+
+impl Stats {
+    /// `None` under two usable pairs (pairs with a non-positive or non-finite time are
+    /// ignored).
+    fn of(pairs: &[Pair], compile_cost_ns: f64, policy: &Policy) -> Option<Stats> {
+        let charge = if compile_cost_ns.is_finite() && compile_cost_ns > 0.0 {
+            compile_cost_ns / policy.expected_reuse.max(1.0)
+        } else {
+            0.0
+        };
+        let ratios: Vec<f64> = pairs
+            .iter()
+            .filter(|p| {
+                p.conservative_ns.is_finite()
+                    && p.speculative_ns.is_finite()
+                    && p.conservative_ns > 0.0
+                    && p.speculative_ns > 0.0
+            })
+            .map(|p| ((p.speculative_ns + charge) / p.conservative_ns).ln())
+            .collect();
+        let n = ratios.len();
+        if n < 2 {
+            return None;
+        }
+        let mean = ratios.iter().sum::<f64>() / n as f64;
+        let var = ratios.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (n - 1) as f64;
+        Some(Stats { mean, spread: var.sqrt(), n })
+    }
+
+    /// The half-width of the one-sided 95 % bound with `n` pairs.
+    fn half(&self, n: usize) -> f64 {
+        t95(n - 1) * self.spread / (n as f64).sqrt()
+    }
+}
+
+/// The log-ratio the candidate must beat: it must take at most (1 - margin) of the
+/// conservative time.
+fn target(policy: &Policy) -> f64 {
+    (1.0 - policy.margin.clamp(0.0, 0.99)).ln()
+}
+
 /// The verdict on `pairs` (pairs with a non-positive or non-finite time are ignored) for a
 /// candidate whose one-time cost is `compile_cost_ns`.
 pub fn verdict(pairs: &[Pair], compile_cost_ns: f64, policy: &Policy) -> Verdict {
-    let charge = if compile_cost_ns.is_finite() && compile_cost_ns > 0.0 {
-        compile_cost_ns / policy.expected_reuse.max(1.0)
-    } else {
-        0.0
-    };
-    let ratios: Vec<f64> = pairs
-        .iter()
-        .filter(|p| {
-            p.conservative_ns.is_finite()
-                && p.speculative_ns.is_finite()
-                && p.conservative_ns > 0.0
-                && p.speculative_ns > 0.0
-        })
-        .map(|p| ((p.speculative_ns + charge) / p.conservative_ns).ln())
-        .collect();
-    let n = ratios.len();
-    if n < policy.min_samples.max(2) {
+    let Some(st) = Stats::of(pairs, compile_cost_ns, policy).filter(|s| s.n >= policy.min_samples.max(2))
+    else {
         return Verdict::KeepRacing;
-    }
-    let mean = ratios.iter().sum::<f64>() / n as f64;
-    let var = ratios.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (n - 1) as f64;
-    let spread = var.sqrt();
-    let half = t95(n - 1) * spread / (n as f64).sqrt();
-    // The candidate must take at most (1 - margin) of the conservative time.
-    let target = (1.0 - policy.margin.clamp(0.0, 0.99)).ln();
+    };
+    let (mean, spread, n) = (st.mean, st.spread, st.n);
+    let half = st.half(n);
+    let target = target(policy);
     if mean + half < target {
         return Verdict::Adopt { gain: 1.0 - (mean + half).exp(), mean_log_ratio: mean, spread };
     }
@@ -124,6 +158,38 @@ pub fn verdict(pairs: &[Pair], compile_cost_ns: f64, policy: &Policy) -> Verdict
         };
     }
     Verdict::KeepRacing
+}
+
+/// The candidate's speed-up over the default on `pairs`, with its 95 % one-sided bounds
+/// (the verdict's), or `None` under two usable pairs.
+pub fn effect(pairs: &[Pair], compile_cost_ns: f64, policy: &Policy) -> Option<Effect> {
+    let st = Stats::of(pairs, compile_cost_ns, policy)?;
+    let half = st.half(st.n);
+    Some(Effect {
+        speedup: 1.0 - st.mean.exp(),
+        low: 1.0 - (st.mean + half).exp(),
+        high: 1.0 - (st.mean - half).exp(),
+        pairs: u32::try_from(st.n).unwrap_or(u32::MAX),
+    })
+}
+
+/// About how many more pairs a race still open on `pairs` needs before its verdict: the
+/// pairs at which the interval, at today's spread, would clear the margin on today's side
+/// of it — at least the policy's fewest, at most its most (where a verdict is certain).
+/// Always at least one.
+pub fn more_pairs(pairs: &[Pair], compile_cost_ns: f64, policy: &Policy) -> usize {
+    let floor = policy.min_samples.max(2);
+    let most = policy.max_samples.max(floor);
+    let Some(st) = Stats::of(pairs, compile_cost_ns, policy) else {
+        let usable = pairs.iter().filter(|p| p.conservative_ns > 0.0 && p.speculative_ns > 0.0).count();
+        return floor.saturating_sub(usable).max(1);
+    };
+    let gap = (st.mean - target(policy)).abs();
+    let mut need = floor.max(st.n + 1);
+    while need < most && st.half(need) >= gap {
+        need += 1;
+    }
+    need.saturating_sub(st.n).max(1)
 }
 
 #[cfg(test)]
@@ -185,6 +251,43 @@ mod tests {
         assert!(gain > 0.03 && gain < 0.20, "{gain}");
         assert!((mean_log_ratio - 0.8f64.ln()).abs() < 0.02, "{mean_log_ratio}");
         assert!(spread > 0.0);
+    }
+
+    #[test]
+    fn an_effect_and_its_bounds_are_the_verdicts() {
+        let p = Policy::default();
+        let ps = pairs(10, 1e6, 0.80, 0.04, 0.0);
+        let e = effect(&ps, 0.0, &p).unwrap();
+        let Verdict::Adopt { gain, .. } = verdict(&ps, 0.0, &p) else { panic!() };
+        assert!((e.low - gain).abs() < 1e-12, "{e:?} {gain}");
+        assert!(e.low < e.speedup && e.speedup < e.high, "{e:?}");
+        assert!((e.speedup - 0.2).abs() < 0.02, "{e:?}");
+        assert_eq!(e.pairs, 10);
+        // Slower: a negative speed-up.
+        let slow = effect(&pairs(6, 1e6, 1.25, 0.02, 0.0), 0.0, &p).unwrap();
+        assert!(slow.high < 0.0 && (slow.speedup + 0.25).abs() < 0.02, "{slow:?}");
+        assert!(effect(&pairs(1, 1e6, 0.8, 0.0, 0.0), 0.0, &p).is_none());
+    }
+
+    #[test]
+    fn more_pairs_counts_what_an_open_race_still_needs() {
+        let p = Policy::default();
+        // Under the fewest: the rest of them.
+        assert_eq!(more_pairs(&[], 0.0, &p), 5);
+        assert_eq!(more_pairs(&pairs(1, 1e6, 0.8, 0.01, 0.0), 0.0, &p), 4);
+        assert_eq!(more_pairs(&pairs(3, 1e6, 0.8, 0.01, 0.0), 0.0, &p), 2);
+        // Close to the margin and noisy: up to the most, where the verdict is certain.
+        let noisy = pairs(6, 1e6, 0.97, 0.30, 0.0);
+        assert_eq!(verdict(&noisy, 0.0, &p), Verdict::KeepRacing);
+        assert_eq!(more_pairs(&noisy, 0.0, &p), 16 - 6);
+        // Every count it gives is enough by today's spread, or the most.
+        for n in 2..16 {
+            let ps = pairs(n, 1e6, 0.93, 0.10, 0.0);
+            if verdict(&ps, 0.0, &p) == Verdict::KeepRacing {
+                let more = more_pairs(&ps, 0.0, &p);
+                assert!(more >= 1 && n + more <= 16, "{n} + {more}");
+            }
+        }
     }
 
     #[test]

@@ -230,12 +230,26 @@ impl Store {
     /// Sets the record of `key` (saved by [`Store::save`]). Non-finite numbers are stored as
     /// 0 (JSON has no NaN, and a record must always read back).
     pub fn insert(&mut self, key: Key, mut record: Record) {
-        for v in [&mut record.timing.mean_ns, &mut record.timing.spread, &mut record.gain] {
+        let mut numbers = vec![&mut record.timing.mean_ns, &mut record.timing.spread, &mut record.gain];
+        if let Some(e) = record.verdict.as_mut().and_then(|v| v.effect.as_mut()) {
+            numbers.extend([&mut e.speedup, &mut e.low, &mut e.high]);
+        }
+        if let Some(p) = record.pending.as_mut() {
+            numbers.extend(p.pairs.iter_mut().flat_map(|p| [&mut p.conservative_ns, &mut p.speculative_ns]));
+        }
+        for v in numbers {
             if !v.is_finite() {
                 *v = 0.0;
             }
         }
         self.records.insert(key, record);
+    }
+
+    /// Notes that `run` applied the record of `key` (saved by the next [`Store::save`]).
+    pub fn note_load(&mut self, key: &Key, run: &str) {
+        if let Some(r) = self.records.get_mut(key) {
+            r.note_load(crate::key::Load { at_ms: Record::now_ms(), run: run.to_owned() });
+        }
     }
 
     /// Every record, by key.
@@ -267,8 +281,10 @@ impl Store {
                 return Err(StoreError::WouldOverwrite { path: store.file.clone() });
             }
             for (key, theirs) in on_disk {
-                match store.records.get(&key) {
-                    Some(mine) if mine.recorded_at_ms >= theirs.recorded_at_ms => {}
+                match store.records.get_mut(&key) {
+                    // The same record, loaded by another run too: both runs' loads.
+                    Some(mine) if mine.recorded_at_ms == theirs.recorded_at_ms => mine.merge_loads(&theirs),
+                    Some(mine) if mine.recorded_at_ms > theirs.recorded_at_ms => {}
                     _ => {
                         store.records.insert(key, theirs);
                     }

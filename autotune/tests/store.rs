@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use meridian_autotune::fs::{Failure, Fault, FaultyFs, Op};
 use meridian_autotune::store::FORMAT_VERSION;
-use meridian_autotune::{Key, Params, Record, Store, StoreError, Timing, Warning};
+use meridian_autotune::{
+    Effect, Key, Pair, Params, PendingRace, Record, Store, StoreError, Timing, VerdictNote, Warning,
+};
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("meridian-autotune-{}-{name}", std::process::id()));
@@ -35,6 +37,9 @@ fn record(rows_per_claim: u32, at: u64) -> Record {
         gain: 0.07,
         compile_cost_ns: 0,
         recorded_at_ms: at,
+        verdict: None,
+        pending: None,
+        loads: Vec::new(),
     }
 }
 
@@ -293,6 +298,107 @@ fn saves_merge_and_the_newer_record_of_a_key_wins() {
     s.clear().unwrap();
     assert!(Store::open(&path).unwrap().store.is_empty());
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn verdicts_races_in_progress_and_loads_round_trip() {
+    let d = dir("evidence");
+    let path = d.join("autotune.bin");
+    let mut s = Store::open(&path).unwrap().store;
+    let note = VerdictNote {
+        candidate: Params { rows_per_claim: Some(65536), ..Params::default() },
+        adopted: false,
+        why: "at least 4.0% slower".into(),
+        effect: Some(Effect { speedup: -0.08, low: -0.12, high: f64::NAN, pairs: 6 }),
+    };
+    let kept = Record::decided(
+        Params { rows_per_claim: Some(16384), ..Params::default() },
+        Timing { mean_ns: 1e6, spread: 0.03, samples: 6 },
+        0.0,
+        0,
+        note,
+    );
+    s.insert(key("a", "cpu.rows_per_claim"), kept);
+    let pairs = vec![
+        Pair { conservative_ns: 2e6, speculative_ns: 1.5e6 },
+        Pair { conservative_ns: 2.1e6, speculative_ns: f64::INFINITY },
+    ];
+    let open = Record::pending(PendingRace {
+        candidate: Params { route: Some("jit".into()), ..Params::default() },
+        pairs,
+        compile_cost_ns: 900_000,
+        more_pairs: Some(3),
+    });
+    assert!(!open.is_decided() && open.params == Params::default(), "a race in progress applies nothing");
+    s.insert(key("a", "cpu.route"), open);
+    s.note_load(&key("a", "cpu.rows_per_claim"), "meridian run x");
+    s.save().unwrap();
+
+    let back = Store::open(&path).unwrap().store;
+    let kept = back.get(&key("a", "cpu.rows_per_claim")).unwrap();
+    let v = kept.verdict.as_ref().unwrap();
+    assert!(!v.adopted && v.candidate.rows_per_claim == Some(65536));
+    assert_eq!(v.effect.unwrap().high, 0.0, "non-finite numbers are stored as 0");
+    assert_eq!(kept.loads.len(), 1);
+    assert_eq!(kept.loads[0].run, "meridian run x");
+    let open = back.get(&key("a", "cpu.route")).unwrap().pending.clone().unwrap();
+    assert_eq!(open.pairs.len(), 2);
+    assert_eq!(open.pairs[1].speculative_ns, 0.0);
+    assert_eq!(open.more_pairs, Some(3));
+
+    // Two runs loading the same record keep both loads; at most the last eight are kept.
+    let mut one = Store::open(&path).unwrap().store;
+    let mut two = Store::open(&path).unwrap().store;
+    one.note_load(&key("a", "cpu.rows_per_claim"), "run one");
+    two.note_load(&key("a", "cpu.rows_per_claim"), "run two");
+    one.save().unwrap();
+    two.save().unwrap();
+    let runs: Vec<String> = Store::open(&path)
+        .unwrap()
+        .store
+        .get(&key("a", "cpu.rows_per_claim"))
+        .unwrap()
+        .loads
+        .iter()
+        .map(|l| l.run.clone())
+        .collect();
+    assert!(runs.contains(&"run one".to_owned()) && runs.contains(&"run two".to_owned()), "{runs:?}");
+    for i in 0..20 {
+        two.note_load(&key("a", "cpu.rows_per_claim"), &format!("run {i}"));
+    }
+    assert_eq!(two.get(&key("a", "cpu.rows_per_claim")).unwrap().loads.len(), Record::LOADS_KEPT);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_record_written_before_verdicts_were_kept_still_reads() {
+    let d = dir("older");
+    let path = d.join("autotune.bin");
+    let body = br#"{"records":[{"key":{"program":"p","binding":"point","rows_class":20,"family":"cpu.route","adapter":"cpu x (2 cores) x2"},"record":{"params":{"route":"jit"},"timing":{"mean_ns":1.0,"spread":0.0,"samples":5},"gain":0.1,"compile_cost_ns":1,"recorded_at_ms":5}}]}"#;
+    let mut bytes = b"MRTUNE\0\0".to_vec();
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32(body).to_le_bytes());
+    bytes.extend_from_slice(body);
+    std::fs::write(&path, bytes).unwrap();
+    let s = Store::open(&path).unwrap();
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let (_, r) = s.store.records().next().unwrap();
+    assert!(r.is_decided() && r.verdict.is_none() && r.loads.is_empty());
+    assert_eq!(r.params.route.as_deref(), Some("jit"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// CRC-32 (IEEE), as the store's frame uses.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }
 
 // ---- child processes ---------------------------------------------------------------------

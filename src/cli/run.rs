@@ -331,6 +331,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     for line in written {
         let _ = writeln!(report, "wrote {line}");
     }
+    // The run's jobs are done: races still open and the records this run applied are saved
+    // now, and said with the rest.
+    engine.shutdown();
     for line in engine.autotune_log() {
         let _ = writeln!(report, "{line}");
     }

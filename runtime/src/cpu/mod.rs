@@ -4,6 +4,7 @@
 //! completions into settled jobs.
 
 pub(crate) mod code;
+mod steps;
 
 use std::ops::Range;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
@@ -21,15 +22,19 @@ use crate::ring::{
     CompletionEntry, HeapMemory, JobStatus, Pop, PushError, Reaper, Ring, RingError, SubmitEntry,
 };
 use crate::sync::spin_hint;
+use crate::tune::InJob;
 use code::Code;
+use steps::Steps;
 
 /// A job for the CPU executor: the attempt, what runs its rows, and rows a claim (0: the
-/// executor's cut).
+/// executor's cut); or, for a job that races inside itself, its races, which decide the
+/// code and claims of each of its steps.
 #[derive(Clone, Debug)]
 pub(crate) struct CpuJob {
     pub attempt: Attempt,
     pub code: Code,
     pub chunk_rows: usize,
+    pub races: Option<Arc<InJob>>,
 }
 
 /// One job in flight: what to run, where results go, and how far it got.
@@ -45,16 +50,17 @@ struct JobState {
     first_start: AtomicU64,
     last_end: AtomicU64,
     born: std::time::Instant,
+    /// A job racing inside itself, queued a step at a time.
+    steps: Option<Steps>,
 }
 
 impl JobState {
-    fn new(job: CpuJob) -> JobState {
+    fn new(job: CpuJob, max_chunks: usize) -> JobState {
         let a = &job.attempt;
         // The job's stop signal rides with its outputs into every chunk's rows.
         let out =
             a.prepared.interp.output_buffers(a.rows.clone(), a.hit_capacity).with_stop(a.ticket.stop.clone());
         JobState {
-            job,
             out,
             remaining: AtomicU32::new(0),
             cancelled: AtomicBool::new(false),
@@ -62,6 +68,8 @@ impl JobState {
             first_start: AtomicU64::new(u64::MAX),
             last_end: AtomicU64::new(0),
             born: std::time::Instant::now(),
+            steps: job.races.as_ref().map(|r| Steps::new(r.clone(), a.rows.clone(), max_chunks)),
+            job,
         }
     }
 
@@ -75,8 +83,20 @@ impl JobState {
 
     /// Runs `rows` of the job with its code.
     fn run(&self, rows: Range<usize>, scratch: &mut Scratch) -> Result<(), ExecError> {
+        self.run_with(self.job.code, rows, scratch)
+    }
+
+    /// Runs `rows` of the job with `code`.
+    fn run_with(&self, code: Code, rows: Range<usize>, scratch: &mut Scratch) -> Result<(), ExecError> {
         let a = self.attempt();
-        self.job.code.run(&a.prepared, &a.inputs, rows, &self.out, scratch)
+        code.run(&a.prepared, &a.inputs, rows, &self.out, scratch)
+    }
+
+    /// Whether it was stopped or failed (a stepped job queues no more steps then).
+    fn ended(&self) -> bool {
+        self.cancelled.load(Relaxed)
+            || self.attempt().ticket.stop.check().is_some()
+            || self.error.lock().is_some()
     }
 }
 
@@ -96,10 +116,17 @@ impl Tuning {
     /// most half the ring so that two large jobs can be queued at once: how many, and rows
     /// each. The plan cuts by the same bound; this is the cut of jobs placed again.
     fn chunks(&self, rows: usize, chunk_rows: usize) -> (usize, usize) {
-        let max_chunks = (self.ring_capacity / 2).max(1);
+        let max_chunks = self.max_chunks();
         let want = if chunk_rows == 0 { self.chunk_rows } else { chunk_rows };
         let size = want.max(1).max(rows.div_ceil(max_chunks));
         (rows.div_ceil(size).max(1), size)
+    }
+}
+
+impl Tuning {
+    /// Most chunks one job (or one step of a job) queues: half the ring.
+    fn max_chunks(&self) -> usize {
+        (self.ring_capacity / 2).max(1)
     }
 }
 
@@ -174,7 +201,7 @@ impl CpuExecutor {
     /// Runs a job without waiting (see [`Shared::dispatch`]): for jobs placed again by a
     /// thread that must not wait on a ring only workers drain.
     pub(crate) fn dispatch(&self, job: CpuJob) {
-        self.shared.dispatch(Arc::new(JobState::new(job)));
+        self.shared.dispatch(Arc::new(JobState::new(job, self.tuning.max_chunks())));
     }
 }
 
@@ -195,7 +222,7 @@ impl Executor for CpuExecutor {
     type Job = CpuJob;
 
     fn submit(&self, job: CpuJob) -> Result<(), Refused<CpuJob>> {
-        self.shared.enqueue(Arc::new(JobState::new(job))).map_err(|(state, e)| {
+        self.shared.enqueue(Arc::new(JobState::new(job, self.tuning.max_chunks()))).map_err(|(state, e)| {
             // Not queued, so nothing else holds the state (a clone of the job otherwise).
             let job = Arc::try_unwrap(state).map_or_else(|s| s.job.clone(), |s| s.job);
             match e {
@@ -227,6 +254,9 @@ impl Shared {
         if self.submit.is_closed() {
             return Err((state, PushError::Closed));
         }
+        if state.steps.is_some() {
+            return self.enqueue_stepped(state);
+        }
         let rows = state.attempt().rows.clone();
         let (n, size) = self.tuning.chunks(rows.len(), state.job.chunk_rows);
         state.remaining.store(n as u32, Relaxed);
@@ -246,6 +276,82 @@ impl Shared {
         }
     }
 
+    /// Puts a job that races inside itself in the table with its first step on the ring.
+    /// While steps remain to be queued the job holds one count of its own in `remaining`, so
+    /// that it cannot complete between two steps.
+    fn enqueue_stepped(&self, state: Arc<JobState>) -> Result<(), (Arc<JobState>, PushError)> {
+        let slot = match self.jobs.insert(state.clone()) {
+            Ok(slot) => slot,
+            Err(state) => return Err((state, PushError::Full)),
+        };
+        let (prepared, steps) = (&state.attempt().prepared, state.steps.as_ref());
+        let Some(first) = steps.and_then(|s| s.plan(slot, prepared)) else {
+            // A job of no rows: complete it as any job's last chunk would.
+            state.remaining.store(1, Relaxed);
+            let c = CompletionEntry { job: slot, status: JobStatus::Done as u32, hits: 0 };
+            self.publish_completion(c);
+            return Ok(());
+        };
+        let n = first.entries.len();
+        state.remaining.store((n + usize::from(!first.last)) as u32, Relaxed);
+        let mut entries = first.entries.into_iter();
+        match self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()) {
+            Ok(()) => {
+                self.work.ring(n > 1);
+                Ok(())
+            }
+            Err(e) => {
+                drop(self.jobs.remove(slot));
+                Err((state, e))
+            }
+        }
+    }
+
+    /// A stepped job's next step, queued when its trigger chunk (the last of the step
+    /// before) is claimed. With no room on the ring, the rest of the job runs here, out of
+    /// its races; a stopped or failed job queues nothing more. The job's own count in
+    /// `remaining` is given up once nothing is left to queue.
+    fn queue_step(&self, slot: u32, job: &JobState, steps: &Steps, scratch: &mut Scratch) {
+        if job.ended() {
+            steps.stop();
+            job.remaining.fetch_sub(1, AcqRel);
+            return;
+        }
+        let Some(step) = steps.plan(slot, &job.attempt().prepared) else {
+            job.remaining.fetch_sub(1, AcqRel);
+            return;
+        };
+        let n = step.entries.len();
+        // Counted before they are on the ring: a worker may finish them before the push
+        // returns. This chunk's count and the job's own keep `remaining` above zero.
+        job.remaining.fetch_add(n as u32, AcqRel);
+        let mut entries = step.entries.iter().copied();
+        match self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()) {
+            Ok(()) => {
+                self.work.ring(n > 1);
+                if step.last {
+                    job.remaining.fetch_sub(1, AcqRel);
+                }
+            }
+            Err(e) => {
+                job.remaining.fetch_sub(n as u32 + 1, AcqRel);
+                if e == PushError::Closed {
+                    steps.stop();
+                    job.cancelled.store(true, Relaxed);
+                    return;
+                }
+                let (rows, code) = steps.take_rest(&step);
+                if let Err(err) = job.run_with(code, rows, scratch) {
+                    if job.attempt().ticket.stop.reason().is_some() {
+                        job.cancelled.store(true, Relaxed);
+                    } else {
+                        job.fail(err);
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs one claimed chunk; the worker that finishes a job's last chunk publishes its
     /// completion.
     fn run_entry(&self, e: SubmitEntry, scratch: &mut Scratch) {
@@ -255,15 +361,35 @@ impl Shared {
         // chunks; its rows in other workers stop at their next check.
         if self.submit.is_closed() || stop.check().is_some() {
             job.cancelled.store(true, Relaxed);
+            if let Some(steps) = job.steps.as_ref().filter(|s| s.claim(e.chunk).trigger) {
+                // Its trigger queues nothing now, and gives up the job's own count.
+                self.queue_step(e.job, &job, steps, scratch);
+            }
         } else {
             let rows = e.begin as usize..e.end as usize;
             let since = |job: &JobState| u64::try_from(job.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
             // Timed when a race or placement learns from it (two clock reads a chunk).
             let timed = job.attempt().race.is_some() || job.attempt().rows.len() >= LEARN_MIN_ROWS;
+            let claim = job.steps.as_ref().map(|steps| {
+                let claim = steps.claim(e.chunk);
+                if claim.trigger {
+                    self.queue_step(e.job, &job, steps, scratch);
+                }
+                claim
+            });
+            let timed = timed || claim.is_some();
+            let start = if timed { since(&job) } else { 0 };
             if timed {
-                job.first_start.fetch_min(since(&job), Relaxed);
+                job.first_start.fetch_min(start, Relaxed);
             }
-            if let Err(err) = job.run(rows, scratch) {
+            let cpu_start = if claim.is_some() { steps::thread_cpu_ns() } else { 0 };
+            let code = claim.as_ref().map_or(job.job.code, |c| c.code);
+            let ran = job.run_with(code, rows, scratch);
+            if let Some(delay) = claim.as_ref().and_then(|c| c.delay) {
+                steps::spin_for(delay);
+            }
+            let ok = ran.is_ok();
+            if let Err(err) = ran {
                 // Rows that stopped because the job was stopped did not fail.
                 if stop.reason().is_some() {
                     job.cancelled.store(true, Relaxed);
@@ -272,7 +398,13 @@ impl Shared {
                 }
             }
             if timed {
-                job.last_end.fetch_max(since(&job), Relaxed);
+                let end = since(&job);
+                job.last_end.fetch_max(end, Relaxed);
+                let cpu = steps::thread_cpu_ns().saturating_sub(cpu_start);
+                let pair = job.steps.as_ref().and_then(|s| s.finished(e.chunk, cpu, ok));
+                for (entry, took) in pair.into_iter().flatten() {
+                    entry.tuner.report(&entry, took);
+                }
             }
         }
         if job.remaining.fetch_sub(1, AcqRel) != 1 {
@@ -330,8 +462,9 @@ impl Shared {
                     match a.overflowed(needed, state.out.hits_produced()) {
                         Ok(()) => {
                             let job = Arc::try_unwrap(state).map_or_else(|s| s.job.clone(), |s| s.job);
-                            let again = CpuJob { attempt: job.attempt.again(needed), ..job };
-                            return self.dispatch(Arc::new(JobState::new(again)));
+                            // A re-run's time says nothing of a race: it runs as planned.
+                            let again = CpuJob { attempt: job.attempt.again(needed), races: None, ..job };
+                            return self.dispatch(Arc::new(JobState::new(again, self.tuning.max_chunks())));
                         }
                         Err(e) => Err(e),
                     }

@@ -34,6 +34,8 @@ pub struct EngineBuilder {
     gpu_min_rows: Option<usize>,
     gpu: GpuTuning,
     autotune: Option<AutotuneAt>,
+    run_label: Option<String>,
+    speculative_delay: Option<Duration>,
     jit_in_background: bool,
     inline_rows: usize,
     strict: Option<bool>,
@@ -64,6 +66,8 @@ impl Default for EngineBuilder {
             gpu_min_rows: None,
             gpu: GpuTuning::default(),
             autotune: None,
+            run_label: None,
+            speculative_delay: None,
             inline_rows: INLINE_ROWS,
             jit_in_background: true,
             strict: None,
@@ -146,6 +150,22 @@ impl EngineBuilder {
     /// does not autotune: a library writes no file its user did not ask for.
     pub fn autotune_from_env(mut self) -> Self {
         self.autotune = Some(AutotuneAt::Env);
+        self
+    }
+
+    /// How the autotune records this engine applies name its run (default: the process's
+    /// command line, cut to 200 characters); `meridian autotune show` lists the last runs
+    /// that loaded each record.
+    pub fn run_label(mut self, label: impl Into<String>) -> Self {
+        self.run_label = Some(label.into());
+        self
+    }
+
+    /// Fault injection for tests of autotune: every speculative part of a race inside a job
+    /// takes `delay` longer on its worker, so that the candidate must lose.
+    #[doc(hidden)]
+    pub fn slow_speculative_parts(mut self, delay: Duration) -> Self {
+        self.speculative_delay = Some(delay);
         self
     }
 
@@ -345,7 +365,9 @@ impl EngineBuilder {
         let gpu_backend = Arc::new(backend.clone());
         let tuner = tuner.map(|(store, warnings)| {
             let gpu = gpu.as_ref().map(|g| g.description());
-            Arc::new(Tuner::new(store, warnings, self.chunk_rows.max(1), workers, gpu))
+            let run = self.run_label.clone().unwrap_or_else(command_line);
+            let claims = (self.chunk_rows.max(1), workers);
+            Arc::new(Tuner::new(store, warnings, claims, gpu, run, self.speculative_delay))
         });
         Ok(Engine {
             cpu,
@@ -439,4 +461,24 @@ fn choose_backend(
             Ok((Backend::new(VariantId::CpuInterp, reason, true), None))
         }
     }
+}
+
+/// This process's command line, cut to 200 characters: a run's name in the autotune records
+/// it applies.
+fn command_line() -> String {
+    let mut line = std::env::args_os()
+        .enumerate()
+        .map(|(i, a)| {
+            let a = std::path::PathBuf::from(a);
+            // The program by its name, not where it was installed.
+            let a = if i == 0 { a.file_name().map(std::path::PathBuf::from).unwrap_or(a) } else { a };
+            a.to_string_lossy().into_owned()
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some((at, _)) = line.char_indices().nth(200) {
+        line.truncate(at);
+        line.push('…');
+    }
+    line
 }

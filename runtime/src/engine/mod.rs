@@ -271,9 +271,10 @@ impl Engine {
             gpu.shutdown();
         }
         crate::job::Executor::shutdown(&*self.cpu);
-        // Winners found by this engine's races are on disk before it is gone.
+        // Winners found by this engine's races, races still open and the records it applied
+        // are on disk before it is gone.
         if let Some(t) = &self.tuner {
-            t.flush();
+            t.finish();
         }
     }
 }

@@ -174,7 +174,7 @@ impl Replace for Requeue {
             Err(e) => job.fail(e),
             Ok(backend) => {
                 let attempt = Attempt { backend, plan: None, race: None, ..job };
-                self.cpu.dispatch(CpuJob { attempt, code: Code::Interpreter, chunk_rows: 0 });
+                self.cpu.dispatch(CpuJob { attempt, code: Code::Interpreter, chunk_rows: 0, races: None });
             }
         }
     }

@@ -53,6 +53,8 @@ pub(super) struct CpuPlan {
     /// was, without allocating ([`super::Request`]).
     pub plan: Plan,
     pub capacity: Capacity,
+    /// The races the job runs inside itself, when it does.
+    pub races: Option<Arc<tune::InJob>>,
 }
 
 impl CpuPlan {
@@ -61,7 +63,7 @@ impl CpuPlan {
         let chunk_rows = self.plan.chunk_rows;
         let plan = Arc::new(self.plan);
         let attempt = attempt(job, ticket, self.backend, plan, &self.capacity, self.race);
-        CpuJob { attempt, code: self.code, chunk_rows }
+        CpuJob { attempt, code: self.code, chunk_rows, races: self.races }
     }
 }
 
@@ -91,6 +93,29 @@ impl Engine {
         Some(t.choose(knob, key))
     }
 
+    /// The races a job of [`tune::IN_JOB_MIN_ROWS`] rows or more runs inside itself: the
+    /// route's (under `auto` with the JIT; `interp` runs the interpreter throughout) and rows
+    /// per claim's (without sums), when either is still open. `None` when none is: the job
+    /// runs as settled.
+    fn in_job_races(&self, job: &Job) -> Option<(tune::InJob, Option<u32>)> {
+        let t = self.tuner.as_ref()?;
+        let rows = job.rows.len();
+        if rows < tune::IN_JOB_MIN_ROWS || self.route == Route::Jit {
+            return None;
+        }
+        let (hash, binding) = (job.prepared.hash().to_string(), binding_signature(job));
+        let route = (self.route == Route::Auto && self.variants.has(VariantId::CpuJit))
+            .then(|| t.key(Knob::Route, &hash, binding.clone(), rows));
+        let claims = (!has_sums(job)).then(|| t.key(Knob::RowsPerClaim, &hash, binding, rows));
+        let settled = |knob, key: &Option<meridian_autotune::Key>| key.as_ref().map(|k| t.settled(knob, k));
+        let settled_route = settled(Knob::Route, &route);
+        if !matches!(settled_route, Some(None)) && !matches!(settled(Knob::RowsPerClaim, &claims), Some(None))
+        {
+            return None;
+        }
+        Some((tune::InJob::new(t.clone(), route, claims, 0), settled_route.flatten()))
+    }
+
     /// A CPU job's plan, applied: its code and route, the rows race it stands in, its cut by
     /// the queue's pressure, and its hit capacity.
     pub(super) fn plan_cpu(
@@ -100,7 +125,41 @@ impl Engine {
         backends: &CpuBackends,
     ) -> Result<CpuPlan, JobError> {
         let rows = job.rows.len();
+        if let Some((races, route)) = self.in_job_races(job) {
+            let capacity = self.capacity(job)?;
+            let chunk_rows = self.cpu.tuning().chunk_rows;
+            let reason = format!("{}; autotune races inside the job", backend.reason);
+            // What runs the rows: the route settled, or both while it races.
+            let (variant, also) = match route {
+                Some(1) => (backend.variant.with_jit(), Vec::new()),
+                Some(_) => (backend.variant, Vec::new()),
+                None if self.route == Route::Auto && self.variants.has(VariantId::CpuJit) => {
+                    (backend.variant, vec![backend.variant.with_jit()])
+                }
+                None => (backend.variant, Vec::new()),
+            };
+            let backend = Arc::new(Backend { reason, variant, also, ..(*backend).clone() });
+            let plan = Plan {
+                topology: Topology::Split { chunks: rows.div_ceil(chunk_rows) },
+                rows,
+                chunk_rows,
+                hit_capacity: capacity.granted,
+                pressure: None,
+                placement: backend.clone(),
+                route_why: RouteReason::Race { racing: true },
+                cut_why: plan::CutReason::RacedInJob(chunk_rows),
+                capacity_why: capacity.why,
+                budget_cut: capacity.cut(),
+                variant: backend.variant,
+            };
+            let races = Some(Arc::new(races));
+            return Ok(CpuPlan { code: Code::Interpreter, backend, race: None, plan, capacity, races });
+        }
         let code = self.cpu_code(job, backend, backends)?;
+        let pressure = self.pressure();
+        // One worker a job can only win when jobs are in flight together: a job alone on the
+        // queue neither races it nor takes its record's choice.
+        let shared = self.cpu.tuning().workers > 1 && pressure != plan::Pressure::Empty;
         let (pinned, spread, race) = if code.race.is_some() {
             // A job stands in one race at a time: rows per claim race once the route is
             // settled, the workers a job spreads over once rows per claim is.
@@ -108,7 +167,7 @@ impl Engine {
         } else {
             match self.race(Knob::RowsPerClaim, job) {
                 Some((r, Some(entry))) => (Some(r as usize), None, Some(entry)),
-                Some((r, None)) if self.cpu.tuning().workers > 1 => match self.race(Knob::Workers, job) {
+                Some((r, None)) if shared => match self.race(Knob::Workers, job) {
                     Some((w, entry)) => (Some(r as usize), (w > 0).then_some(w as usize), entry),
                     None => (Some(r as usize), None, None),
                 },
@@ -116,7 +175,6 @@ impl Engine {
                 None => (None, None, None),
             }
         };
-        let pressure = self.pressure();
         let tuning = self.cpu.tuning();
         let (topology, chunk_rows, cut_why) = plan::cpu_topology(&plan::CutInput {
             rows,
@@ -143,7 +201,14 @@ impl Engine {
             budget_cut: capacity.cut(),
             variant,
         };
-        Ok(CpuPlan { code: code.code, backend: code.backend, race: race.map(Box::new), plan, capacity })
+        Ok(CpuPlan {
+            code: code.code,
+            backend: code.backend,
+            race: race.map(Box::new),
+            plan,
+            capacity,
+            races: None,
+        })
     }
 
     /// A GPU job's plan, applied: the megakernel or its program's own kernel, its cut for the

@@ -154,6 +154,9 @@ pub enum CutReason {
     /// On the GPU: about this many chunks for every block of the megakernel, at most half
     /// the ring, none under the executor's fewest rows; `true` when autotune chose it.
     Gpu(u32, bool),
+    /// Autotune races inside the job: chunks of this many rows, and of the candidate's,
+    /// in pairs of parts, then the rest as the races settled.
+    RacedInJob(usize),
 }
 
 impl fmt::Display for CutReason {
@@ -171,6 +174,10 @@ impl fmt::Display for CutReason {
                 "{per_block} chunk{} for every block of the megakernel{}, at most half the ring",
                 if *per_block == 1 { "" } else { "s" },
                 if *tuned { " (autotune)" } else { "" }
+            ),
+            CutReason::RacedInJob(n) => write!(
+                f,
+                "autotune races inside the job: pairs of parts in chunks of {n} rows and of the candidate's, then the rest as settled"
             ),
         }
     }

@@ -21,6 +21,12 @@
 //! engine waits for it at shutdown. A key with a stored record is never raced. Programs with
 //! `sum` outputs are not raced: claims of other sizes add their sums in another order.
 //!
+//! A job of [`IN_JOB_MIN_ROWS`] rows or more races inside itself ([`in_job`]): pairs of equal
+//! parts of the job, one on each side, run next to each other, so that a single large job —
+//! the CLI's usual one — settles the route and rows per claim by itself. A race still open
+//! when the engine shuts down is saved with its pairs ([`meridian_autotune::PendingRace`]),
+//! and the next run continues it; records say how the race ended and which runs loaded them.
+//!
 //! GPU jobs race the chunks each block of the megakernel gets ([`crate::plan::gpu_cut`]),
 //! keyed by the GPU executor's device (name, compute capability, driver) and launch; their
 //! time runs from the push of their
@@ -33,10 +39,26 @@ use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use meridian_autotune::{verdict, Key, Pair, Params, Policy, Record, Store, Timing, Verdict};
+use meridian_autotune::{
+    effect, more_pairs, verdict, Key, Pair, Params, PendingRace, Policy, Record, Store, Timing, Verdict,
+    VerdictNote,
+};
+
+pub(crate) mod in_job;
+pub(crate) use in_job::InJob;
 
 /// Jobs smaller than this are not raced (their times are mostly overhead and noise).
 pub const RACE_MIN_ROWS: usize = 1 << 17;
+
+/// Jobs of this many rows or more race inside themselves, in pairs of equal parts, instead
+/// of pairing whole jobs: enough rows for the route's pairs (two chunks each) and rows per
+/// claim's (two of the larger claim) to reach a verdict in one job.
+pub const IN_JOB_MIN_ROWS: usize = 1 << 19;
+
+/// Claims a worker must get at least, in a job of a key's size, for a rows-per-claim
+/// candidate to be raced: fewer, and the last claims leave workers idle, which pairs inside
+/// a job do not see.
+pub const MIN_CLAIMS_A_WORKER: usize = 8;
 
 /// The family of the rows-per-claim race (the engine's default rows per claim is added to
 /// the key's family, so a record never overrides an engine built with other defaults).
@@ -95,16 +117,25 @@ impl Knob {
         }
     }
 
+    /// The value a decided record applies (a race in progress applies none).
     fn stored(self, r: &Record) -> Option<u32> {
+        if !r.is_decided() {
+            return None;
+        }
+        self.value(&r.params)
+    }
+
+    /// This knob's value in `params`.
+    fn value(self, params: &Params) -> Option<u32> {
         match self {
-            Knob::RowsPerClaim => r.params.rows_per_claim,
-            Knob::Route => match r.params.route.as_deref() {
+            Knob::RowsPerClaim => params.rows_per_claim,
+            Knob::Route => match params.route.as_deref() {
                 Some("jit") => Some(1),
                 Some("interp") => Some(0),
                 _ => None,
             },
-            Knob::GpuChunks => r.params.gpu_chunks_per_block,
-            Knob::Workers => r.params.workers,
+            Knob::GpuChunks => params.gpu_chunks_per_block,
+            Knob::Workers => params.workers,
         }
     }
 }
@@ -133,8 +164,19 @@ pub(crate) struct Entry {
     pub compile_ns: f64,
 }
 
+impl Entry {
+    /// The candidate's one-time cost (the JIT's compile, in ns) is `ns`: charged to a route
+    /// race only, the race whose candidate it is.
+    pub(crate) fn note_compile(&mut self, ns: f64) {
+        if self.knob == Knob::Route {
+            self.compile_ns = ns;
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Race {
+    knob: Knob,
     /// Candidates not yet raced, next last.
     candidates: Vec<u32>,
     /// The candidate racing now.
@@ -144,6 +186,8 @@ struct Race {
     /// Pairs with one side reported: (conservative, speculative) ns.
     open: BTreeMap<u64, (Option<f64>, Option<f64>)>,
     pairs: Vec<Pair>,
+    /// Pairs already saved as a race in progress (by this run's end, or a run before).
+    saved: usize,
     /// The race was said (once its first pair was in).
     announced: bool,
     /// The candidate's one-time cost, charged once by the verdict.
@@ -170,17 +214,40 @@ pub struct Tuner {
     /// The GPU executor's device and launch, when the engine has one: the adapter of GPU keys.
     gpu_adapter: Option<String>,
     default_rows: u32,
+    workers: usize,
+    /// This run, as the records it applies name it.
+    run: String,
+    /// Keys whose stored record this run applied: their records say so at [`Tuner::finish`].
+    loaded: Mutex<Vec<Key>>,
+    /// Slows each speculative part of a race inside a job by this much (fault injection for
+    /// tests: a candidate made slower must lose).
+    pub(crate) speculative_delay: Option<Duration>,
+}
+
+/// What the tuner says of a knob for the next pair of parts of a job.
+#[derive(Debug)]
+pub(crate) enum Pick {
+    /// Settled: the value to use.
+    Settled(u32),
+    /// Racing: two parts in the order they run, each its value and its place in the race.
+    /// Boxed: only the few steps of a race carry one.
+    Pair(Box<[(u32, Entry); 2]>),
+    /// Racing, but the job has no room left for a pair of the candidate's parts: run the
+    /// default.
+    NoRoom(u32),
 }
 
 impl Tuner {
     /// A tuner over `store`, for the CPU executor whose rows per claim is `default_rows`
-    /// with `workers` workers, and the GPU executor `gpu` describes, if any.
+    /// with `workers` workers, and the GPU executor `gpu` describes, if any; `run` names this
+    /// run in the records it applies.
     pub(crate) fn new(
         store: Store,
         warnings: Vec<String>,
-        default_rows: usize,
-        workers: usize,
+        (default_rows, workers): (usize, usize),
         gpu: Option<&str>,
+        run: String,
+        speculative_delay: Option<Duration>,
     ) -> Tuner {
         let default_rows = u32::try_from(default_rows).unwrap_or(u32::MAX).max(1);
         Tuner {
@@ -192,6 +259,10 @@ impl Tuner {
             adapter: format!("{} x{workers}", cpu_model()),
             gpu_adapter: gpu.map(|g| format!("gpu {g}")),
             default_rows,
+            workers: workers.max(1),
+            run,
+            loaded: Mutex::new(Vec::new()),
+            speculative_delay,
         }
     }
 
@@ -212,6 +283,55 @@ impl Tuner {
         for s in saves {
             let _ = s.join();
         }
+    }
+
+    /// The run is over: races still open are saved with their pairs for the next run to
+    /// continue, the records this run applied say so, and every save is waited for.
+    /// Idempotent: what it saved is not saved again.
+    pub(crate) fn finish(&self) {
+        let mut pending = Vec::new();
+        for (key, state) in self.keys.lock().iter_mut() {
+            let State::Racing(race) = state else { continue };
+            if race.pairs.is_empty() || race.saved == race.pairs.len() {
+                continue;
+            }
+            race.saved = race.pairs.len();
+            let knob = race.knob;
+            let more = more_pairs(&race.pairs, race.compile_ns, &self.policy);
+            self.note(format!(
+                "autotune: {} {} against {} for {} (rows ~2^{}) undecided after {} pair(s): about {more} more needed; saved, the next run continues it",
+                knob.name(),
+                knob.show(race.racing),
+                knob.show(self.default_of(knob)),
+                short(&key.program),
+                key.rows_class,
+                race.pairs.len()
+            ));
+            let record = Record::pending(PendingRace {
+                candidate: knob.params(race.racing),
+                pairs: race.pairs.clone(),
+                compile_cost_ns: race.compile_ns as u64,
+                more_pairs: u32::try_from(more).ok(),
+            });
+            pending.push((key.clone(), record));
+        }
+        let loaded = std::mem::take(&mut *self.loaded.lock());
+        if !pending.is_empty() || !loaded.is_empty() {
+            let mut store = self.store.lock();
+            for (key, record) in pending {
+                store.insert(key, record);
+            }
+            for key in &loaded {
+                store.note_load(key, &self.run);
+            }
+            let lines: Vec<String> = match store.save() {
+                Ok(warnings) => warnings.into_iter().map(|w| format!("warning: {w}")).collect(),
+                Err(e) => vec![format!("warning: races in progress and loads are not saved: {e}")],
+            };
+            drop(store);
+            self.log.lock().extend(lines);
+        }
+        self.flush();
     }
 
     fn note(&self, line: String) {
@@ -240,7 +360,7 @@ impl Tuner {
         }
     }
 
-    fn default_of(&self, knob: Knob) -> u32 {
+    pub(crate) fn default_of(&self, knob: Knob) -> u32 {
         match knob {
             Knob::RowsPerClaim => self.default_rows,
             Knob::Route => 0,
@@ -249,13 +369,19 @@ impl Tuner {
         }
     }
 
-    fn candidates(&self, knob: Knob) -> Vec<u32> {
+    /// The candidates of `knob` for jobs of `key`'s size, next last.
+    fn candidates(&self, knob: Knob, key: &Key) -> Vec<u32> {
         match knob {
             Knob::RowsPerClaim => {
                 let d = self.default_rows;
                 let mut candidates = vec![(d / 4).max(256), d.saturating_mul(4)];
                 candidates.dedup();
                 candidates.retain(|&c| c != d);
+                // Claims so large that some worker gets few of them in a job of this size:
+                // the idle tail they leave is not what a race measures, so they are not raced.
+                let rows = 1u64 << key.rows_class.min(63);
+                let most = rows / (self.workers * MIN_CLAIMS_A_WORKER) as u64;
+                candidates.retain(|&c| u64::from(c) <= most);
                 candidates
             }
             Knob::Route => vec![1],
@@ -268,15 +394,20 @@ impl Tuner {
         }
     }
 
-    /// The value of `knob` for the next job of `key`, and its part if it races.
-    pub(crate) fn choose(self: &Arc<Self>, knob: Knob, key: Key) -> (u32, Option<Entry>) {
-        // The store first, without holding `keys`: a save may hold the store's lock a while.
-        let known = self.keys.lock().contains_key(&key);
-        let stored = if known { None } else { self.store.lock().get(&key).and_then(|r| knob.stored(r)) };
-        let mut keys = self.keys.lock();
-        if !keys.contains_key(&key) {
+    /// The state of `key`, made when it has none: its record's value, the race a run before
+    /// left open (continued from its pairs), or a new race. Call with `keys` locked and the
+    /// store's answer for `key` read before taking it.
+    fn state<'a>(
+        &self,
+        keys: &'a mut HashMap<Key, State>,
+        knob: Knob,
+        key: &Key,
+        stored: Option<Record>,
+    ) -> &'a mut State {
+        if !keys.contains_key(key) {
             let state = match stored {
-                Some(v) => {
+                Some(r) if r.is_decided() && knob.stored(&r).is_some() => {
+                    let v = knob.stored(&r).unwrap_or(self.default_of(knob));
                     self.note(format!(
                         "autotune: {} loaded from the store for {} (rows ~2^{}): {}",
                         knob.name(),
@@ -284,53 +415,139 @@ impl Tuner {
                         key.rows_class,
                         knob.params(v)
                     ));
+                    self.loaded.lock().push(key.clone());
                     State::Settled(v)
                 }
-                None => {
-                    let mut candidates = self.candidates(knob);
-                    let racing = candidates.pop().unwrap_or(self.default_of(knob));
-                    State::Racing(Race {
-                        candidates,
-                        racing,
-                        chosen: 0,
-                        open: BTreeMap::new(),
-                        pairs: Vec::new(),
-                        announced: false,
-                        compile_ns: 0.0,
-                    })
-                }
+                other => self.new_race(knob, key, other.and_then(|r| r.pending)),
             };
             keys.insert(key.clone(), state);
         }
-        match keys.get_mut(&key) {
-            Some(State::Settled(v)) => (*v, None),
-            Some(State::Racing(race)) => {
-                let (pair, side) = (race.chosen / 2, race.chosen % 2);
-                race.chosen += 1;
-                // Which side goes first alternates by pair, so neither always runs first.
-                let side =
-                    if (side == 0) == (pair % 2 == 0) { Side::Conservative } else { Side::Speculative };
-                let v = match side {
-                    Side::Conservative => self.default_of(knob),
-                    Side::Speculative => race.racing,
-                };
-                let entry = Entry {
-                    tuner: self.clone(),
-                    key,
-                    knob,
-                    candidate: race.racing,
-                    pair,
-                    side,
-                    compile_ns: 0.0,
-                };
-                (v, Some(entry))
-            }
-            None => (self.default_of(knob), None),
+        match keys.get_mut(key) {
+            Some(s) => s,
+            None => unreachable!("inserted above"),
         }
     }
 
-    /// A raced job finished (successfully, on its first attempt), spanning `took` on the
-    /// workers.
+    /// A race of `knob` for `key`: continued from `pending` when it raced a candidate still
+    /// to race, else from the first candidate.
+    fn new_race(&self, knob: Knob, key: &Key, pending: Option<PendingRace>) -> State {
+        let mut candidates = self.candidates(knob, key);
+        if let Some(p) = pending {
+            let at = knob.value(&p.candidate).and_then(|c| candidates.iter().position(|&x| x == c));
+            if let Some(at) = at {
+                let racing = candidates[at];
+                candidates.truncate(at);
+                self.note(format!(
+                    "autotune: continuing the race of {} {} against {} for {} (rows ~2^{}) from {} stored pair(s)",
+                    knob.name(),
+                    knob.show(racing),
+                    knob.show(self.default_of(knob)),
+                    short(&key.program),
+                    key.rows_class,
+                    p.pairs.len()
+                ));
+                let saved = p.pairs.len();
+                return State::Racing(Race {
+                    knob,
+                    candidates,
+                    racing,
+                    chosen: 0,
+                    open: BTreeMap::new(),
+                    pairs: p.pairs,
+                    saved,
+                    announced: true,
+                    compile_ns: p.compile_cost_ns as f64,
+                });
+            }
+        }
+        let Some(racing) = candidates.pop() else {
+            // Nothing to race for jobs of this size: the default, not written down (a
+            // record would say more than was measured).
+            return State::Settled(self.default_of(knob));
+        };
+        State::Racing(Race {
+            knob,
+            candidates,
+            racing,
+            chosen: 0,
+            open: BTreeMap::new(),
+            pairs: Vec::new(),
+            saved: 0,
+            announced: false,
+            compile_ns: 0.0,
+        })
+    }
+
+    /// The stored record of `key` when this process has no state for it yet. Read without
+    /// holding `keys`: a save may hold the store's lock a while.
+    fn stored(&self, key: &Key) -> Option<Record> {
+        let known = self.keys.lock().contains_key(key);
+        if known {
+            None
+        } else {
+            self.store.lock().get(key).cloned()
+        }
+    }
+
+    /// The settled value of `knob` for `key` (from this run's race or the store), or `None`
+    /// while it races. Takes no part in the race.
+    pub(crate) fn settled(&self, knob: Knob, key: &Key) -> Option<u32> {
+        let stored = self.stored(key);
+        let mut keys = self.keys.lock();
+        match self.state(&mut keys, knob, key, stored) {
+            State::Settled(v) => Some(*v),
+            State::Racing(_) => None,
+        }
+    }
+
+    /// The value of `knob` for the next job of `key`, and its part if it races.
+    pub(crate) fn choose(self: &Arc<Self>, knob: Knob, key: Key) -> (u32, Option<Entry>) {
+        let stored = self.stored(&key);
+        let mut keys = self.keys.lock();
+        match self.state(&mut keys, knob, &key, stored) {
+            State::Settled(v) => (*v, None),
+            State::Racing(race) => {
+                let (v, entry) = self.side(race, knob, key);
+                (v, Some(entry))
+            }
+        }
+    }
+
+    /// The next two sides of `key`'s race, for two equal parts of one job, when the job has
+    /// room for them: `fits(candidate)` says whether it does.
+    pub(crate) fn choose_pair(self: &Arc<Self>, knob: Knob, key: &Key, fits: impl Fn(u32) -> bool) -> Pick {
+        let stored = self.stored(key);
+        let mut keys = self.keys.lock();
+        match self.state(&mut keys, knob, key, stored) {
+            State::Settled(v) => Pick::Settled(*v),
+            State::Racing(race) if !fits(race.racing) => Pick::NoRoom(self.default_of(knob)),
+            State::Racing(race) => {
+                // Pairs start at an even count, so the two are one pair.
+                race.chosen += race.chosen % 2;
+                let first = self.side(race, knob, key.clone());
+                let second = self.side(race, knob, key.clone());
+                Pick::Pair(Box::new([first, second]))
+            }
+        }
+    }
+
+    /// The next side of `race` and its value.
+    fn side(self: &Arc<Self>, race: &mut Race, knob: Knob, key: Key) -> (u32, Entry) {
+        let (pair, side) = (race.chosen / 2, race.chosen % 2);
+        race.chosen += 1;
+        // Which side goes first alternates by pair, so neither always runs first.
+        let side = if (side == 0) == (pair % 2 == 0) { Side::Conservative } else { Side::Speculative };
+        let v = match side {
+            Side::Conservative => self.default_of(knob),
+            Side::Speculative => race.racing,
+        };
+        let entry =
+            Entry { tuner: self.clone(), key, knob, candidate: race.racing, pair, side, compile_ns: 0.0 };
+        (v, entry)
+    }
+
+    /// A raced job (or part of one) finished (successfully, on its first attempt), taking
+    /// `took`: its span on the workers, or a part's time on them.
     pub(crate) fn report(&self, entry: &Entry, took: Duration) {
         let mut keys = self.keys.lock();
         let Some(State::Racing(race)) = keys.get_mut(&entry.key) else { return };
@@ -367,19 +584,20 @@ impl Tuner {
         while race.open.len() > OPEN_PAIRS {
             race.open.pop_first();
         }
-        let settled = match verdict(&race.pairs, race.compile_ns, &self.policy) {
+        let candidate = knob.params(race.racing);
+        let effect = effect(&race.pairs, race.compile_ns, &self.policy);
+        let (adopted, why, spread) = match verdict(&race.pairs, race.compile_ns, &self.policy) {
             Verdict::KeepRacing => return,
             Verdict::Adopt { gain, spread, .. } => {
-                let mean = race.pairs.iter().map(|p| p.speculative_ns).sum::<f64>() / race.pairs.len() as f64;
+                let why =
+                    format!("{:.1}% faster at 95% confidence, {} pairs", gain * 100.0, race.pairs.len());
                 self.note(format!(
-                    "autotune: adopted {}={} for {} ({:.1}% faster at 95% confidence, {} pairs)",
+                    "autotune: adopted {}={} for {} ({why})",
                     knob.name(),
                     knob.show(race.racing),
                     short(&entry.key.program),
-                    gain * 100.0,
-                    race.pairs.len()
                 ));
-                (race.racing, gain, spread, mean, race.pairs.len(), race.compile_ns)
+                (true, why, spread)
             }
             Verdict::Reject { why } => {
                 self.note(format!(
@@ -388,9 +606,6 @@ impl Tuner {
                     knob.show(race.racing),
                     short(&entry.key.program)
                 ));
-                let mean = race.pairs.iter().map(|p| p.conservative_ns).sum::<f64>()
-                    / race.pairs.len().max(1) as f64;
-                let samples = race.pairs.len();
                 if let Some(next) = race.candidates.pop() {
                     self.note(format!(
                         "autotune: racing {} {} against {}",
@@ -402,22 +617,27 @@ impl Tuner {
                     race.chosen = 0;
                     race.open.clear();
                     race.pairs.clear();
+                    race.saved = 0;
                     race.compile_ns = 0.0;
                     return;
                 }
-                (default, 0.0, 0.0, mean, samples, 0.0)
+                (false, format!("kept the default: {why}"), 0.0)
             }
         };
-        let (value, gain, spread, mean_ns, samples, compile_ns) = settled;
+        let side_mean =
+            |f: fn(&Pair) -> f64| race.pairs.iter().map(f).sum::<f64>() / race.pairs.len().max(1) as f64;
+        let (value, mean_ns) = if adopted {
+            (race.racing, side_mean(|p| p.speculative_ns))
+        } else {
+            (default, side_mean(|p| p.conservative_ns))
+        };
+        let gain = if adopted { effect.map_or(0.0, |e| e.low) } else { 0.0 };
+        let timing = Timing { mean_ns, spread, samples: race.pairs.len() as u32 };
+        let compile_ns = if adopted { race.compile_ns as u64 } else { 0 };
+        let note = VerdictNote { candidate, adopted, why, effect };
+        let record = Record::decided(knob.params(value), timing, gain, compile_ns, note);
         keys.insert(entry.key.clone(), State::Settled(value));
         drop(keys);
-        let record = Record {
-            params: knob.params(value),
-            timing: Timing { mean_ns, spread, samples: samples as u32 },
-            gain,
-            compile_cost_ns: compile_ns as u64,
-            recorded_at_ms: Record::now_ms(),
-        };
         self.save_later(entry.key.clone(), record);
     }
 
