@@ -121,9 +121,7 @@ impl Tuning {
         let size = want.max(1).max(rows.div_ceil(max_chunks));
         (rows.div_ceil(size).max(1), size)
     }
-}
 
-impl Tuning {
     /// Most chunks one job (or one step of a job) queues: half the ring.
     fn max_chunks(&self) -> usize {
         (self.ring_capacity / 2).max(1)

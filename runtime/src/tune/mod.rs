@@ -56,9 +56,10 @@ pub const RACE_MIN_ROWS: usize = 1 << 17;
 pub const IN_JOB_MIN_ROWS: usize = 1 << 19;
 
 /// Claims a worker must get at least, in a job of a key's size, for a rows-per-claim
-/// candidate to be raced: fewer, and the last claims leave workers idle, which pairs inside
-/// a job do not see.
-pub const MIN_CLAIMS_A_WORKER: usize = 8;
+/// candidate to be raced: the idle tail a job's last claims leave is about half a claim a
+/// worker, which pairs inside a job do not see; at 16 claims a worker it is about 3 % of
+/// the job, the verdict's margin.
+pub const MIN_CLAIMS_A_WORKER: usize = 16;
 
 /// The family of the rows-per-claim race (the engine's default rows per claim is added to
 /// the key's family, so a record never overrides an engine built with other defaults).
@@ -186,8 +187,12 @@ struct Race {
     /// Pairs with one side reported: (conservative, speculative) ns.
     open: BTreeMap<u64, (Option<f64>, Option<f64>)>,
     pairs: Vec<Pair>,
-    /// Pairs already saved as a race in progress (by this run's end, or a run before).
-    saved: usize,
+    /// Pairs already saved as a race in progress (by this run's end, or a run before);
+    /// `None` when this race is not on disk as it is.
+    saved: Option<usize>,
+    /// A candidate before this one was rejected: the race is worth saving even without a
+    /// pair, so that the next run does not race the rejected one again.
+    moved_on: bool,
     /// The race was said (once its first pair was in).
     announced: bool,
     /// The candidate's one-time cost, charged once by the verdict.
@@ -292,10 +297,10 @@ impl Tuner {
         let mut pending = Vec::new();
         for (key, state) in self.keys.lock().iter_mut() {
             let State::Racing(race) = state else { continue };
-            if race.pairs.is_empty() || race.saved == race.pairs.len() {
+            if (race.pairs.is_empty() && !race.moved_on) || race.saved == Some(race.pairs.len()) {
                 continue;
             }
-            race.saved = race.pairs.len();
+            race.saved = Some(race.pairs.len());
             let knob = race.knob;
             let more = more_pairs(&race.pairs, race.compile_ns, &self.policy);
             self.note(format!(
@@ -436,6 +441,8 @@ impl Tuner {
             let at = knob.value(&p.candidate).and_then(|c| candidates.iter().position(|&x| x == c));
             if let Some(at) = at {
                 let racing = candidates[at];
+                // Candidates after it in the list raced (and lost) before it.
+                let moved_on = at + 1 < candidates.len();
                 candidates.truncate(at);
                 self.note(format!(
                     "autotune: continuing the race of {} {} against {} for {} (rows ~2^{}) from {} stored pair(s)",
@@ -446,7 +453,7 @@ impl Tuner {
                     key.rows_class,
                     p.pairs.len()
                 ));
-                let saved = p.pairs.len();
+                let saved = Some(p.pairs.len());
                 return State::Racing(Race {
                     knob,
                     candidates,
@@ -455,6 +462,7 @@ impl Tuner {
                     open: BTreeMap::new(),
                     pairs: p.pairs,
                     saved,
+                    moved_on,
                     announced: true,
                     compile_ns: p.compile_cost_ns as f64,
                 });
@@ -472,7 +480,8 @@ impl Tuner {
             chosen: 0,
             open: BTreeMap::new(),
             pairs: Vec::new(),
-            saved: 0,
+            saved: None,
+            moved_on: false,
             announced: false,
             compile_ns: 0.0,
         })
@@ -617,7 +626,8 @@ impl Tuner {
                     race.chosen = 0;
                     race.open.clear();
                     race.pairs.clear();
-                    race.saved = 0;
+                    race.saved = None;
+                    race.moved_on = true;
                     race.compile_ns = 0.0;
                     return;
                 }
@@ -677,4 +687,43 @@ fn cpu_model() -> String {
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
     format!("cpu {model} ({cores} cores)")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+
+    fn tuner(path: &std::path::Path) -> Arc<Tuner> {
+        let store = Store::open(path).unwrap().store;
+        Arc::new(Tuner::new(store, Vec::new(), (16384, 2), None, "test run".into(), None))
+    }
+
+    #[test]
+    fn a_rejected_candidate_stays_rejected_in_the_next_run() {
+        let dir = std::env::temp_dir().join(format!("meridian-tune-unit-{}", std::process::id()));
+        let path = dir.join("autotune.bin");
+        let t = tuner(&path);
+        let key = t.key(Knob::RowsPerClaim, "p", "point".into(), 1 << 22);
+        // 65536 races first and loses every pair by half.
+        for _ in 0..5 {
+            let Pick::Pair(pair) = t.choose_pair(Knob::RowsPerClaim, &key, |_| true) else { panic!() };
+            for (v, e) in pair.iter() {
+                let ms = if *v == 65536 { 3 } else { 2 };
+                t.report(e, Duration::from_millis(ms));
+            }
+        }
+        assert!(t.log().iter().any(|l| l.contains("rejected cpu.rows_per_claim=65536")), "{:?}", t.log());
+        // The run ends before 4096 has a pair: what was learnt is kept all the same.
+        t.finish();
+        let again = tuner(&path);
+        let Pick::Pair(pair) = again.choose_pair(Knob::RowsPerClaim, &key, |_| true) else { panic!() };
+        assert!(pair.iter().any(|(v, _)| *v == 4096), "{pair:?}");
+        assert!(
+            again.log().iter().any(|l| l.contains("continuing the race of cpu.rows_per_claim 4096")),
+            "{:?}",
+            again.log()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
