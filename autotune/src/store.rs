@@ -8,7 +8,7 @@
 //! file is told from one a newer meridian wrote.
 //!
 //! A save takes the lock file beside the store, reads what is on disk, merges it with the
-//! records in memory (per key the newer record wins), writes a temporary file, fsyncs it,
+//! records in memory (per key a verdict over a race in progress, else the newer record), writes a temporary file, fsyncs it,
 //! renames it over the store and fsyncs the directory: a crash leaves the old file or the
 //! new one, and processes saving at once keep each other's records. A file that cannot be
 //! read as a store (truncated, bit-flipped, not a store) or that a newer meridian wrote is
@@ -267,8 +267,8 @@ impl Store {
         self.records.is_empty()
     }
 
-    /// Saves: under the lock, merges what is on disk into memory (the newer record of a key
-    /// wins), then replaces the file atomically and durably. Returns warnings about the file
+    /// Saves: under the lock, merges what is on disk into memory (per key a verdict over a
+    /// race in progress, else the newer record), then replaces the file atomically and durably. Returns warnings about the file
     /// found on disk. On an error before the rename the file on disk is the one before the
     /// save; a failed fsync of the directory after it leaves the new file, whose survival of
     /// a crash is then not certain.
@@ -282,6 +282,13 @@ impl Store {
             }
             for (key, theirs) in on_disk {
                 match store.records.get_mut(&key) {
+                    // A verdict beats a race in progress, however old: the run that left the
+                    // race open did not know it was decided meanwhile.
+                    Some(mine) if mine.is_decided() != theirs.is_decided() => {
+                        if theirs.is_decided() {
+                            *mine = theirs;
+                        }
+                    }
                     // The same record, loaded by another run too: both runs' loads.
                     Some(mine) if mine.recorded_at_ms == theirs.recorded_at_ms => mine.merge_loads(&theirs),
                     Some(mine) if mine.recorded_at_ms > theirs.recorded_at_ms => {}

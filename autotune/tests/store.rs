@@ -371,6 +371,29 @@ fn verdicts_races_in_progress_and_loads_round_trip() {
 }
 
 #[test]
+fn a_verdict_saved_by_another_run_beats_a_later_race_in_progress() {
+    let d = dir("verdict-wins");
+    let path = d.join("autotune.bin");
+    let mut decided = Store::open(&path).unwrap().store;
+    let mut open = Store::open(&path).unwrap().store;
+    decided.insert(key("k", "cpu.route"), record(1, 10));
+    decided.save().unwrap();
+    // A run that raced the same key and ended later, its race still open.
+    let mut pending = Record::pending(PendingRace {
+        candidate: Params { route: Some("jit".into()), ..Params::default() },
+        pairs: vec![Pair { conservative_ns: 1.0, speculative_ns: 1.0 }],
+        compile_cost_ns: 0,
+        more_pairs: None,
+    });
+    pending.recorded_at_ms = 20;
+    open.insert(key("k", "cpu.route"), pending);
+    open.save().unwrap();
+    let r = Store::open(&path).unwrap().store.get(&key("k", "cpu.route")).cloned().unwrap();
+    assert!(r.is_decided() && r.params.rows_per_claim == Some(1), "{r:?}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn a_record_written_before_verdicts_were_kept_still_reads() {
     let d = dir("older");
     let path = d.join("autotune.bin");

@@ -341,3 +341,29 @@ fn records_learnt_on_another_machine_are_not_applied() {
     assert!(log.iter().any(|l| l.contains("racing cpu.route")), "{log:#?}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn jobs_racing_inside_themselves_on_a_crowded_ring_give_the_same_results() {
+    let _serial = serial();
+    let path = store_path("crowded");
+    let pts = points(1 << 19);
+    let plain = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    let want = {
+        let p = plain.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
+        let b = plain.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+        outputs(&plain.run(p.job(&b)).unwrap())
+    };
+    // A ring of 8 slots and four jobs at once: steps often find no room, and run where
+    // they were claimed.
+    let engine =
+        Engine::builder().mode(Mode::Cpu).workers(2).ring_capacity(8).autotune(&path).build().unwrap();
+    let p = engine.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+    for _ in 0..3 {
+        let tickets: Vec<_> = (0..4).map(|_| engine.submit(p.job(&b)).unwrap()).collect();
+        for t in tickets {
+            assert!(outputs(&t.wait().unwrap()) == want, "a job on a crowded ring gave another result");
+        }
+    }
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

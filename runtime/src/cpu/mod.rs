@@ -247,54 +247,41 @@ impl Executor for CpuExecutor {
 }
 
 impl Shared {
-    /// Puts a job in the table and its chunks on the ring, without blocking.
+    /// Puts a job in the table and its chunks (a job racing inside itself: its first step)
+    /// on the ring, without blocking.
     fn enqueue(&self, state: Arc<JobState>) -> Result<(), (Arc<JobState>, PushError)> {
         if self.submit.is_closed() {
             return Err((state, PushError::Closed));
         }
-        if state.steps.is_some() {
-            return self.enqueue_stepped(state);
-        }
-        let rows = state.attempt().rows.clone();
-        let (n, size) = self.tuning.chunks(rows.len(), state.job.chunk_rows);
-        state.remaining.store(n as u32, Relaxed);
         let slot = match self.jobs.insert(state.clone()) {
             Ok(slot) => slot,
             Err(state) => return Err((state, PushError::Full)),
         };
-        match self.submit.try_push_n(n, |k| SubmitEntry::chunk(slot, k, &rows, size)) {
-            Ok(()) => {
-                self.work.ring(n > 1);
-                Ok(())
+        let pushed = match state.steps.as_ref() {
+            None => {
+                let rows = state.attempt().rows.clone();
+                let (n, size) = self.tuning.chunks(rows.len(), state.job.chunk_rows);
+                state.remaining.store(n as u32, Relaxed);
+                self.submit.try_push_n(n, |k| SubmitEntry::chunk(slot, k, &rows, size)).map(|()| n)
             }
-            Err(e) => {
-                drop(self.jobs.remove(slot));
-                Err((state, e))
+            // A job racing inside itself: its first step. While steps remain to be queued
+            // it holds one count of its own in `remaining`, so that it cannot complete
+            // between two steps.
+            Some(steps) => {
+                let Some(first) = steps.plan(slot, &state.attempt().prepared) else {
+                    // A job of no rows: complete it as any job's last chunk would.
+                    let c = CompletionEntry { job: slot, status: JobStatus::Done as u32, hits: 0 };
+                    self.publish_completion(c);
+                    return Ok(());
+                };
+                let n = first.entries.len();
+                state.remaining.store((n + usize::from(!first.last)) as u32, Relaxed);
+                let mut entries = first.entries.into_iter();
+                self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()).map(|()| n)
             }
-        }
-    }
-
-    /// Puts a job that races inside itself in the table with its first step on the ring.
-    /// While steps remain to be queued the job holds one count of its own in `remaining`, so
-    /// that it cannot complete between two steps.
-    fn enqueue_stepped(&self, state: Arc<JobState>) -> Result<(), (Arc<JobState>, PushError)> {
-        let slot = match self.jobs.insert(state.clone()) {
-            Ok(slot) => slot,
-            Err(state) => return Err((state, PushError::Full)),
         };
-        let (prepared, steps) = (&state.attempt().prepared, state.steps.as_ref());
-        let Some(first) = steps.and_then(|s| s.plan(slot, prepared)) else {
-            // A job of no rows: complete it as any job's last chunk would.
-            state.remaining.store(1, Relaxed);
-            let c = CompletionEntry { job: slot, status: JobStatus::Done as u32, hits: 0 };
-            self.publish_completion(c);
-            return Ok(());
-        };
-        let n = first.entries.len();
-        state.remaining.store((n + usize::from(!first.last)) as u32, Relaxed);
-        let mut entries = first.entries.into_iter();
-        match self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()) {
-            Ok(()) => {
+        match pushed {
+            Ok(n) => {
                 self.work.ring(n > 1);
                 Ok(())
             }
@@ -306,44 +293,49 @@ impl Shared {
     }
 
     /// A stepped job's next step, queued when its trigger chunk (the last of the step
-    /// before) is claimed. With no room on the ring, the rest of the job runs here, out of
-    /// its races; a stopped or failed job queues nothing more. The job's own count in
-    /// `remaining` is given up once nothing is left to queue.
+    /// before) is claimed. A step the ring has no room for runs here, out of its races, and
+    /// the next is tried (steps are small: a pair, or at most [`steps::REST_CHUNKS`] chunks);
+    /// a stopped or failed job queues nothing more. The job's own count in `remaining` is
+    /// given up once nothing is left to queue.
     fn queue_step(&self, slot: u32, job: &JobState, steps: &Steps, scratch: &mut Scratch) {
-        if job.ended() {
-            steps.stop();
-            job.remaining.fetch_sub(1, AcqRel);
-            return;
-        }
-        let Some(step) = steps.plan(slot, &job.attempt().prepared) else {
-            job.remaining.fetch_sub(1, AcqRel);
-            return;
-        };
-        let n = step.entries.len();
-        // Counted before they are on the ring: a worker may finish them before the push
-        // returns. This chunk's count and the job's own keep `remaining` above zero.
-        job.remaining.fetch_add(n as u32, AcqRel);
-        let mut entries = step.entries.iter().copied();
-        match self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()) {
-            Ok(()) => {
-                self.work.ring(n > 1);
-                if step.last {
-                    job.remaining.fetch_sub(1, AcqRel);
-                }
+        loop {
+            if job.ended() {
+                steps.stop();
+                job.remaining.fetch_sub(1, AcqRel);
+                return;
             }
-            Err(e) => {
-                job.remaining.fetch_sub(n as u32 + 1, AcqRel);
-                if e == PushError::Closed {
+            let Some(step) = steps.plan(slot, &job.attempt().prepared) else {
+                job.remaining.fetch_sub(1, AcqRel);
+                return;
+            };
+            let n = step.entries.len();
+            // Counted before they are on the ring: a worker may finish them before the push
+            // returns. This chunk's count and the job's own keep `remaining` above zero.
+            job.remaining.fetch_add(n as u32, AcqRel);
+            let mut entries = step.entries.iter().copied();
+            match self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()) {
+                Ok(()) => {
+                    self.work.ring(n > 1);
+                    if step.last {
+                        job.remaining.fetch_sub(1, AcqRel);
+                    }
+                    return;
+                }
+                Err(PushError::Closed) => {
+                    job.remaining.fetch_sub(n as u32 + 1, AcqRel);
                     steps.stop();
                     job.cancelled.store(true, Relaxed);
                     return;
                 }
-                let (rows, code) = steps.take_rest(&step);
-                if let Err(err) = job.run_with(code, rows, scratch) {
-                    if job.attempt().ticket.stop.reason().is_some() {
-                        job.cancelled.store(true, Relaxed);
-                    } else {
-                        job.fail(err);
+                Err(PushError::Full) => {
+                    job.remaining.fetch_sub(n as u32, AcqRel);
+                    let (rows, code) = steps.take_step(&step);
+                    if let Err(err) = job.run_with(code, rows, scratch) {
+                        if job.attempt().ticket.stop.reason().is_some() {
+                            job.cancelled.store(true, Relaxed);
+                        } else {
+                            job.fail(err);
+                        }
                     }
                 }
             }
@@ -399,7 +391,9 @@ impl Shared {
                 let end = since(&job);
                 job.last_end.fetch_max(end, Relaxed);
                 let cpu = steps::thread_cpu_ns().saturating_sub(cpu_start);
-                let pair = job.steps.as_ref().and_then(|s| s.finished(e.chunk, cpu, ok));
+                // Rows past the hit capacity are re-run: their parts' times say nothing.
+                let overflowing = job.out.hits_produced() > job.attempt().hit_capacity as u64;
+                let pair = job.steps.as_ref().and_then(|s| s.finished(e.chunk, cpu, ok && !overflowing));
                 for (entry, took) in pair.into_iter().flatten() {
                     entry.tuner.report(&entry, took);
                 }

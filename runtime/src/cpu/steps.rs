@@ -15,12 +15,16 @@ use crate::ring::SubmitEntry;
 use crate::tune::in_job::{Part, Step};
 use crate::tune::{Entry, InJob};
 
+/// Most chunks a step of a job's rest queues.
+pub(super) const REST_CHUNKS: usize = 16;
+
 /// A stepped job's state.
 #[derive(Debug)]
 pub(super) struct Steps {
     races: std::sync::Arc<InJob>,
-    /// Most chunks one step queues (half the ring, as any job).
-    max_chunks: usize,
+    /// Fewest rows a chunk: the job's rows over the most chunks a job may queue (half the
+    /// ring), so that the rest is cut as the job would be without races.
+    floor: usize,
     inner: Mutex<Inner>,
 }
 
@@ -68,8 +72,9 @@ pub(super) struct Claim {
 
 impl Steps {
     pub(super) fn new(races: std::sync::Arc<InJob>, rows: Range<usize>, max_chunks: usize) -> Steps {
+        let floor = rows.len().div_ceil(max_chunks.max(1)).max(1);
         let inner = Inner { left: rows, next_tag: 0, trigger: None, parts: Vec::new() };
-        Steps { races, max_chunks: max_chunks.max(1), inner: Mutex::new(inner) }
+        Steps { races, floor, inner: Mutex::new(inner) }
     }
 
     /// Plans the next step (the tuner decides it now) and returns its entries for job-table
@@ -90,9 +95,12 @@ impl Steps {
         for (i, part) in parts.into_iter().enumerate() {
             let (code, entry) = self.code_of(&part, prepared);
             let delay = if part.speculative() { self.races.tuner().speculative_delay } else { None };
-            let rows = inner.left.start..inner.left.start + part.rows.min(inner.left.len());
+            let size = part.claim.max(1).max(self.floor);
+            // The rest goes a few chunks a step, so that a ring without room for a step
+            // costs only those chunks on one worker.
+            let most = if paired { part.rows } else { part.rows.min(size.saturating_mul(REST_CHUNKS)) };
+            let rows = inner.left.start..inner.left.start + most.min(inner.left.len());
             inner.left.start = rows.end;
-            let size = part.claim.max(1).max(rows.len().div_ceil(self.max_chunks));
             let first_tag = inner.next_tag;
             let mut begin = rows.start;
             while begin < rows.end {
@@ -134,25 +142,20 @@ impl Steps {
         }
     }
 
-    /// Every row still unqueued, taken to run here, and the code to run them with (the
-    /// ring had no room for the next step): nothing more is queued.
-    pub(super) fn take_rest(&self, queued: &Queued) -> (Range<usize>, Code) {
+    /// The rows of the step `queued` (not on the ring: it had no room), taken to run here
+    /// with the code of its first part; its parts leave their races.
+    pub(super) fn take_step(&self, queued: &Queued) -> (Range<usize>, Code) {
         let mut inner = self.inner.lock();
         let tags =
             queued.entries.first().map_or(0, |e| e.chunk)..queued.entries.last().map_or(0, |e| e.chunk + 1);
-        // The step's parts never run as planned: out of their races.
-        let mut code = Code::Interpreter;
+        let mut code = None;
         for p in inner.parts.iter_mut().filter(|p| p.tags.start >= tags.start && p.tags.end <= tags.end) {
             p.entry = None;
-            if p.partner.is_none() {
-                code = p.code;
-            }
+            code.get_or_insert(p.code);
         }
-        let begin = queued.entries.first().map_or(inner.left.start, |e| e.begin as usize);
-        let rows = begin..inner.left.end;
-        inner.left.start = inner.left.end;
-        inner.trigger = None;
-        (rows, code)
+        let rows = queued.entries.first().map_or(0, |e| e.begin as usize)
+            ..queued.entries.last().map_or(0, |e| e.end as usize);
+        (rows, code.unwrap_or(Code::Interpreter))
     }
 
     /// Stops queueing (the job was stopped or failed): no more steps.

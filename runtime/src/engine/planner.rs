@@ -153,7 +153,13 @@ impl Engine {
                 variant: backend.variant,
             };
             let races = Some(Arc::new(races));
-            return Ok(CpuPlan { code: Code::Interpreter, backend, race: None, plan, capacity, races });
+            // The steps choose each part's code; a re-run after a hit overflow (no races)
+            // takes the route settled, when it is.
+            let code = match route {
+                Some(1) => Code::compiled(&job.prepared.inner).unwrap_or(Code::Interpreter),
+                _ => Code::Interpreter,
+            };
+            return Ok(CpuPlan { code, backend, race: None, plan, capacity, races });
         }
         let code = self.cpu_code(job, backend, backends)?;
         let pressure = self.pressure();

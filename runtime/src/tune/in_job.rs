@@ -82,7 +82,10 @@ impl InJob {
             Some(_) if self.no_jit.load(Relaxed) => 0,
             Some(key) => match self.tuner.choose_pair(Knob::Route, key, |_| left >= 2 * d) {
                 Pick::Settled(v) => v,
-                Pick::NoRoom(v) => return rest(v, d),
+                Pick::NoRoom(v) => {
+                    let claim = self.rows.as_ref().and_then(|k| self.tuner.settled(Knob::RowsPerClaim, k));
+                    return rest(v, claim.map_or(d, |c| c as usize));
+                }
                 Pick::Pair(pair) => {
                     let [a, b] = *pair;
                     let part = |(v, e): (u32, Entry)| Part { rows: d, claim: d, route: v, entry: Some(e) };

@@ -32,6 +32,7 @@
 //! time runs from the push of their
 //! chunks on the ring to their completion reaped, since the device keeps no per-job clock.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -409,27 +410,29 @@ impl Tuner {
         key: &Key,
         stored: Option<Record>,
     ) -> &'a mut State {
-        if !keys.contains_key(key) {
-            let state = match stored {
-                Some(r) if r.is_decided() && knob.stored(&r).is_some() => {
-                    let v = knob.stored(&r).unwrap_or(self.default_of(knob));
-                    self.note(format!(
-                        "autotune: {} loaded from the store for {} (rows ~2^{}): {}",
-                        knob.name(),
-                        short(&key.program),
-                        key.rows_class,
-                        knob.params(v)
-                    ));
-                    self.loaded.lock().push(key.clone());
-                    State::Settled(v)
-                }
-                other => self.new_race(knob, key, other.and_then(|r| r.pending)),
-            };
-            keys.insert(key.clone(), state);
+        match keys.entry(key.clone()) {
+            Slot::Occupied(o) => o.into_mut(),
+            Slot::Vacant(v) => v.insert(self.first_state(knob, key, stored)),
         }
-        match keys.get_mut(key) {
-            Some(s) => s,
-            None => unreachable!("inserted above"),
+    }
+
+    /// A key's state when this process first meets it: its decided record's value (noted as
+    /// loaded), or a race.
+    fn first_state(&self, knob: Knob, key: &Key, stored: Option<Record>) -> State {
+        match stored {
+            Some(r) if knob.stored(&r).is_some() => {
+                let v = knob.stored(&r).unwrap_or(self.default_of(knob));
+                self.note(format!(
+                    "autotune: {} loaded from the store for {} (rows ~2^{}): {}",
+                    knob.name(),
+                    short(&key.program),
+                    key.rows_class,
+                    knob.params(v)
+                ));
+                self.loaded.lock().push(key.clone());
+                State::Settled(v)
+            }
+            other => self.new_race(knob, key, other.and_then(|r| r.pending)),
         }
     }
 
