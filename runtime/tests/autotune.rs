@@ -165,7 +165,8 @@ fn programs_with_sums_race_the_route_but_not_rows_per_claim() {
         routes.insert(r.route());
         assert_eq!(outputs(&r), outputs(&first), "the route changed a sum");
     }
-    assert!(routes.contains("jit") && routes.contains("interp"), "{routes:?}");
+    // The route races inside each job: both routes run parts of a raced job ("mixed").
+    assert!(routes.contains("mixed"), "{routes:?}");
     let log = engine.autotune_log();
     assert!(log.iter().any(|l| l.contains("racing cpu.route")), "{log:?}");
     assert!(!log.iter().any(|l| l.contains("cpu.rows_per_claim")), "{log:?}");
@@ -230,6 +231,46 @@ fn one_large_job_races_inside_itself_and_the_next_engine_races_nothing() {
             assert_eq!(r.loads.len(), 1, "{family}: {r:?}");
         }
     }
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn a_streams_batches_carry_one_race_from_batch_to_batch_and_settle_both() {
+    let _serial = serial();
+    let path = store_path("stream");
+    // A 2M-point file streamed as the CLI cuts it on 2 workers: 16 batches of 2^17 rows,
+    // each a job. Each races inside itself (a few pairs), the race going on in the next.
+    let pts = points(RACE_MIN_ROWS);
+    let plain = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
+    let want = {
+        let p = plain.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
+        let b = plain.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+        outputs(&plain.run(p.job(&b)).unwrap())
+    };
+    let run_once = || {
+        let engine = Engine::builder().mode(Mode::Cpu).workers(2).autotune(&path).build().unwrap();
+        let p = engine.prepare(assemble("n.masm", PROGRAM).unwrap().program()).unwrap();
+        let b = engine.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+        let mut plans = Vec::new();
+        for _ in 0..16 {
+            let r = engine.run(p.job(&b)).unwrap();
+            assert!(outputs(&r) == want, "a batch racing inside itself gave another result");
+            plans.push(r.plan().unwrap().to_string());
+        }
+        engine.shutdown();
+        (engine.autotune_log(), plans)
+    };
+    let (first, plans) = run_once();
+    assert!(plans[0].contains("races inside the job"), "{}", plans[0]);
+    let stored = records(&path);
+    for family in ["cpu.route", "cpu.rows_per_claim@16384"] {
+        let (_, r) =
+            stored.iter().find(|(f, _)| f == family).unwrap_or_else(|| panic!("no {family}: {first:#?}"));
+        assert!(r.is_decided(), "{family} undecided after 16 batches: {r:?}\n{first:#?}");
+    }
+    let (second, plans) = run_once();
+    assert!(!second.iter().any(|l| l.contains("racing")), "{second:?}");
+    assert!(plans.iter().all(|p| !p.contains("races inside the job")), "{plans:?}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 

@@ -9,9 +9,17 @@
 //! claim race only once the route is settled, and the workers a job spreads over (all, or
 //! one) once rows per claim is, so that one job never stands in two races.
 //!
-//! A key's first large jobs alternate between the engine's rows per claim (conservative) and
-//! a candidate (speculative): jobs 2k and 2k+1 are pair k, and a pair counts once both sides
-//! finished (a job that fails, is cancelled or re-run leaves its pair incomplete, and old
+//! A CPU job large enough to race ([`RACE_MIN_ROWS`]) races the route and rows per claim
+//! inside itself ([`in_job`]): pairs of equal parts of the job, one on each side, run next to
+//! each other, so that a single large job — the CLI's usual one — settles both by itself, and
+//! a stream's batches carry one race from batch to batch. A race still open when the engine
+//! shuts down is saved with its pairs ([`meridian_autotune::PendingRace`]), and the next run
+//! continues it; records say how the race ended and which runs loaded them.
+//!
+//! The other races (the workers a job spreads over, the GPU's cut, and rows per claim under
+//! `--route jit`) pair whole jobs: a key's first large jobs alternate between the default
+//! (conservative) and a candidate (speculative): jobs 2k and 2k+1 are pair k, and a pair
+//! counts once both sides finished (a job that fails, is cancelled or re-run leaves its pair incomplete, and old
 //! incomplete pairs are dropped). A job's time is its span on the workers, from its first
 //! chunk's start to its last chunk's end: per-claim overhead and the workers left idle by
 //! uneven claims both show in it. The verdict after every pair settles the key. Adopted: the
@@ -19,13 +27,8 @@
 //! left, the default is the winner. The winner is saved on a thread of its own (a save waits
 //! for the store's lock and two fsyncs, which must not hold up a job's completion); the
 //! engine waits for it at shutdown. A key with a stored record is never raced. Programs with
-//! `sum` outputs are not raced: claims of other sizes add their sums in another order.
-//!
-//! A job of [`IN_JOB_MIN_ROWS`] rows or more races inside itself ([`in_job`]): pairs of equal
-//! parts of the job, one on each side, run next to each other, so that a single large job —
-//! the CLI's usual one — settles the route and rows per claim by itself. A race still open
-//! when the engine shuts down is saved with its pairs ([`meridian_autotune::PendingRace`]),
-//! and the next run continues it; records say how the race ended and which runs loaded them.
+//! `sum` outputs do not race rows per claim: claims of other sizes add their sums in another
+//! order.
 //!
 //! GPU jobs race the chunks each block of the megakernel gets ([`crate::plan::gpu_cut`]),
 //! keyed by the GPU executor's device (name, compute capability, driver) and launch; their
@@ -51,10 +54,14 @@ pub(crate) use in_job::InJob;
 /// Jobs smaller than this are not raced (their times are mostly overhead and noise).
 pub const RACE_MIN_ROWS: usize = 1 << 17;
 
-/// Jobs of this many rows or more race inside themselves, in pairs of equal parts, instead
-/// of pairing whole jobs: enough rows for the route's pairs (two chunks each) and rows per
-/// claim's (two of the larger claim) to reach a verdict in one job.
-pub const IN_JOB_MIN_ROWS: usize = 1 << 19;
+/// CPU jobs of this many rows or more race the route and rows per claim inside themselves,
+/// in pairs of equal parts, instead of pairing whole jobs: every job large enough to race.
+/// A job of 2^19 rows has room for both races' pairs; a stream's batches (cut at four claims
+/// a worker: 2^17 rows on 2 workers) give a few pairs each and carry one race from batch to
+/// batch — paired whole, 16 such batches settled neither race (a 2M-point GeoParquet file,
+/// `meridian run`, 2026-12-06). Whole jobs still pair for the workers a job spreads over and
+/// the GPU's cut, which no part of a job can race.
+pub const IN_JOB_MIN_ROWS: usize = RACE_MIN_ROWS;
 
 /// Claims a worker must get at least, in a job of a key's size, for a rows-per-claim
 /// candidate to be raced: the idle tail a job's last claims leave is about half a claim a
