@@ -134,18 +134,7 @@ impl ScalarUDFImpl for ConvertFunction {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let name = self.conversion.name();
         if self.conversion == Conversion::MakeLine {
-            if arg_types.len() != 2 {
-                return plan_err!("{name} takes two geometries, not {} arguments", arg_types.len());
-            }
-            return arg_types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| match t {
-                    DataType::Null => Ok(DataType::Binary),
-                    t => geometry::encoding_of_type(&format!("{name} argument {}", i + 1), t)
-                        .map(|_| t.clone()),
-                })
-                .collect();
+            return geometry::coerce_geometry_args(name, 2, arg_types);
         }
         let [t] = arg_types else {
             return plan_err!("{name} takes one argument, not {}", arg_types.len());
@@ -190,12 +179,7 @@ impl ScalarUDFImpl for ConvertFunction {
             return exec_err!("{name}: {} arguments", args.args.len());
         }
         if self.conversion == Conversion::MakeLine {
-            let mut cols = Vec::with_capacity(2);
-            for (i, (value, field)) in args.args.iter().zip(&args.arg_fields).enumerate() {
-                let what = format!("{name} argument {}", i + 1);
-                let array = value.to_array_of_size(args.number_rows)?;
-                cols.push(geometry::to_column(&what, array.as_ref(), geometry::encoding(field)?)?);
-            }
+            let cols = geometry::geometry_args(name, &args)?;
             return Ok(ColumnarValue::Array(make_lines(name, &cols[0], &cols[1])?));
         }
         let (value, field) = (&args.args[0], &args.arg_fields[0]);

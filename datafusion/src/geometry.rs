@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, Field};
 use datafusion::common::{exec_err, plan_err, Result};
+use datafusion::logical_expr::ScalarFunctionArgs;
 use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn};
 use meridian_kernels::io::geoarrow::{self, Encoding, EXTENSION_NAME};
 
@@ -41,6 +42,41 @@ pub fn to_column(what: &str, array: &dyn Array, encoding: Encoding) -> Result<Ar
         Ok(()) => Ok(Arc::new(b.finish())),
         Err((row, why)) => exec_err!("{what}, row {row}: {why}"),
     }
+}
+
+/// The argument types of a function of `arity` geometries: each a geometry type (a `NULL`
+/// literal as WKB), or a plan error naming the argument.
+pub fn coerce_geometry_args(name: &str, arity: usize, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    if arg_types.len() != arity {
+        let what = match arity {
+            1 => "one geometry".to_owned(),
+            2 => "two geometries".to_owned(),
+            n => format!("{n} geometries"),
+        };
+        return plan_err!("{name} takes {what}, not {} arguments", arg_types.len());
+    }
+    arg_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            DataType::Null => Ok(DataType::Binary),
+            t => encoding_of_type(&format!("{name} argument {}", i + 1), t).map(|_| t.clone()),
+        })
+        .collect()
+}
+
+/// A scalar function's geometry arguments as columns of its rows (a scalar repeated).
+pub fn geometry_args(name: &str, args: &ScalarFunctionArgs) -> Result<Vec<Arc<GeometryColumn>>> {
+    if args.arg_fields.len() != args.args.len() {
+        return exec_err!("{name}: {} arguments and {} fields", args.args.len(), args.arg_fields.len());
+    }
+    let mut cols = Vec::with_capacity(args.args.len());
+    for (i, (value, field)) in args.args.iter().zip(&args.arg_fields).enumerate() {
+        let what = format!("{name} argument {}", i + 1);
+        let array = value.to_array_of_size(args.number_rows)?;
+        cols.push(to_column(&what, array.as_ref(), encoding(field)?)?);
+    }
+    Ok(cols)
 }
 
 /// Points from parallel `x` and `y` as WKB: a row where either is null is null, one where

@@ -4,7 +4,10 @@
 //! - the scalar functions `ST_Area`, `ST_Length`, `ST_Centroid`, `ST_Contains`, `ST_Within`,
 //!   `ST_Intersects`, `ST_DWithin` and `ST_Distance` over Arrow geometry columns (WKB or
 //!   GeoArrow), each evaluated batch by batch by meridian's engine ([`udf`]);
-//! - the conversions `ST_GeomFromWKB`, `ST_GeomFromText`, `ST_X` and `ST_Y` ([`convert`]);
+//! - the conversions `ST_GeomFromWKB`, `ST_GeomFromText`, `ST_X`, `ST_Y` and `ST_MakeLine`
+//!   ([`convert`]);
+//! - `ST_ConvexHull` and `ST_Intersection`, computed on the host with `geo` ([`construct`]), and
+//!   the aggregate `ST_Collect` ([`collect`]);
 //! - a physical optimizer rule that runs an inner join on one of the spatial predicates as a
 //!   [`MeridianSpatialJoinExec`]: the build side indexed once, each probe batch one bytecode
 //!   program through the engine, on the CPU or the GPU ([`join`]);
@@ -22,6 +25,8 @@
 pub mod ballista;
 #[cfg(feature = "ballista")]
 pub mod codec;
+pub mod collect;
+pub mod construct;
 pub mod convert;
 pub mod geometry;
 pub mod join;
@@ -36,6 +41,8 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use meridian_runtime::Engine;
 
+pub use collect::CollectFunction;
+pub use construct::{ConstructFunction, Construction};
 pub use convert::{Conversion, ConvertFunction};
 pub use join::{MeridianSpatialJoinExec, Predicate, SpatialJoinRule};
 pub use udf::{Function, SpatialFunction};
@@ -48,13 +55,22 @@ pub fn register(ctx: &SessionContext, engine: Arc<Engine>) {
     for c in Conversion::ALL {
         ctx.register_udf(ConvertFunction::udf(c));
     }
+    for c in Construction::ALL {
+        ctx.register_udf(ConstructFunction::udf(c));
+    }
+    ctx.register_udaf(CollectFunction::udaf());
     ctx.register_udtf(run::RunFunction::NAME, Arc::new(run::RunFunction::new(engine.clone())));
     // A context's physical optimizer rules are fixed in its state: the rule joins them by
     // rebuilding the state around it.
     let state = ctx.state_ref();
     let mut state = state.write();
     let rule = Arc::new(SpatialJoinRule::new(engine));
-    *state = SessionStateBuilder::new_from_existing(state.clone()).with_physical_optimizer_rule(rule).build();
+    let mut planners = state.expr_planners().to_vec();
+    planners.push(Arc::new(collect::ArrayAggPlanner));
+    *state = SessionStateBuilder::new_from_existing(state.clone())
+        .with_physical_optimizer_rule(rule)
+        .with_expr_planners(planners)
+        .build();
 }
 
 /// What meridian's nodes' `with_new_children` (still required by DataFusion's trait) asks of

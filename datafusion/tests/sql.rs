@@ -391,23 +391,31 @@ fn shapely_pairs(zones: &GeometryColumn, pts: &[(f64, f64)]) -> Option<Vec<(i64,
     let coords: Vec<u8> =
         pts.iter().flat_map(|&(x, y)| [x.to_le_bytes(), y.to_le_bytes()]).flatten().collect();
     std::fs::write(dir.join("points.f64"), coords).unwrap();
-    let (_, wkb) = geoarrow::to_array(zones, 0..zones.len(), "g", Encoding::Wkb).unwrap();
-    let wkb = wkb.as_any().downcast_ref::<arrow_array::BinaryArray>().unwrap();
-    let hex: String = wkb
-        .iter()
-        .map(|v| v.unwrap().iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
-        .collect();
-    std::fs::write(dir.join("zones.hex"), hex).unwrap();
+    std::fs::write(dir.join("zones.hex"), wkb_hex(zones)).unwrap();
     let script = "import sys, numpy as np, shapely\n\
         d = sys.argv[1]\n\
         pts = shapely.points(np.fromfile(d + '/points.f64', dtype='<f8').reshape(-1, 2))\n\
         zones = [shapely.from_wkb(bytes.fromhex(l)) for l in open(d + '/zones.hex').read().split()]\n\
         z, p = shapely.STRtree(pts).query(zones, predicate='contains')\n\
         np.stack([z, p], axis=1).astype('<i8').tofile(d + '/pairs.i64')\n";
-    let out = std::process::Command::new("python3").args(["-c", script]).arg(&dir).output();
+    if !shapely(script, &dir) {
+        return None;
+    }
+    let bytes = std::fs::read(dir.join("pairs.i64")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: Vec<i64> = bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let mut pairs: Vec<(i64, i64)> = v.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+    pairs.sort_unstable();
+    Some(pairs)
+}
+
+/// Runs `script` with `dir` as its argument under python3 with shapely: false (the caller
+/// skips, saying so) where there is none, unless `MERIDIAN_REQUIRE_SHAPELY` is set (CI).
+fn shapely(script: &str, dir: &std::path::Path) -> bool {
+    let out = std::process::Command::new("python3").args(["-c", script]).arg(dir).output();
     let required = std::env::var_os("MERIDIAN_REQUIRE_SHAPELY").is_some();
     match out {
-        Ok(o) if o.status.success() => {}
+        Ok(o) if o.status.success() => true,
         other => {
             let why = match other {
                 Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -418,15 +426,16 @@ fn shapely_pairs(zones: &GeometryColumn, pts: &[(f64, f64)]) -> Option<Vec<(i64,
                 "skipped: no python3 with shapely (bash .ci/install-shapely): {}",
                 why.lines().last().unwrap_or("")
             );
-            return None;
+            false
         }
     }
-    let bytes = std::fs::read(dir.join("pairs.i64")).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let v: Vec<i64> = bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
-    let mut pairs: Vec<(i64, i64)> = v.chunks_exact(2).map(|c| (c[0], c[1])).collect();
-    pairs.sort_unstable();
-    Some(pairs)
+}
+
+/// Rows of WKB as hex, a line each (what the shapely scripts read).
+fn wkb_hex(col: &GeometryColumn) -> String {
+    let (_, wkb) = geoarrow::to_array(col, 0..col.len(), "g", Encoding::Wkb).unwrap();
+    let wkb = wkb.as_any().downcast_ref::<arrow_array::BinaryArray>().unwrap();
+    wkb.iter().map(|v| v.unwrap().iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n").collect()
 }
 
 /// `n` uniform points over the world (splitmix64), as meridian's generator makes them.
@@ -638,4 +647,247 @@ async fn a_spatial_join_with_other_conjuncts_and_a_chain_of_two_run_on_meridian(
     let got = rows(&ctx, sql).await;
     let got = got[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
     assert_eq!(got, expected);
+}
+
+/// The values of a Float64 column of a result, in order.
+fn floats(batches: &[RecordBatch], col: usize) -> Vec<Option<f64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column(col).as_any().downcast_ref::<Float64Array>().unwrap().iter().collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A geometry column of a result (WKB), decoded.
+fn geometries(batches: &[RecordBatch], col: usize) -> GeometryColumn {
+    let mut b = ColumnBuilder::new();
+    for batch in batches {
+        geoarrow::append(&mut b, batch.column(col).as_ref(), Encoding::Wkb).unwrap();
+    }
+    b.finish()
+}
+
+/// A table of `cust` and `geom` (WKB).
+fn grouped_table(groups: &[i64], col: &GeometryColumn, batch: usize) -> Arc<MemTable> {
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for start in (0..col.len()).step_by(batch) {
+        let rows = start..(start + batch).min(col.len());
+        let (field, geom) = geoarrow::to_array(col, rows.clone(), "geom", Encoding::Wkb).unwrap();
+        let cust: ArrayRef = Arc::new(Int64Array::from_iter_values(groups[rows].iter().copied()));
+        let s = Arc::new(Schema::new(vec![Field::new("cust", arrow_schema::DataType::Int64, false), field]));
+        batches.push(RecordBatch::try_new(s.clone(), vec![cust, geom]).unwrap());
+        schema = Some(s);
+    }
+    Arc::new(MemTable::try_new(schema.unwrap(), vec![batches]).unwrap())
+}
+
+/// SpatialBench's Q5 (`ST_Area(ST_ConvexHull(ST_Collect(ARRAY_AGG(g))))` by group, and
+/// SedonaDB's `ST_Collect(g)`) and Q9 (`ST_Area(ST_Intersection(a, b))` over an intersects
+/// self-join with `a.id < b.id`), against GEOS (shapely) on 300 groups of points with
+/// degenerate ones (one point, one point repeated, collinear points, nulls) and on the
+/// countries against boxes and rotated squares; families and errors as PostGIS's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convex_hulls_of_collected_groups_and_intersections_equal_geos() {
+    let engine = engine();
+    let ctx = context(&engine, true);
+    let xy = uniform(6000);
+    let mut next = xy.iter().copied();
+    let (mut groups, mut b) = (Vec::new(), ColumnBuilder::new());
+    for g in 0..300i64 {
+        let n = match g % 6 {
+            0 => 1,
+            1 => 4,
+            _ => 3 + (g as usize * 7) % 30,
+        };
+        for i in 0..n {
+            let (x, y) = next.next().unwrap();
+            groups.push(g);
+            match g % 6 {
+                1 => b.push_point(5.0, 5.0).unwrap(), // one point, four times
+                2 => b.push_point(f64::from(i as u32), f64::from(2 * i as u32 + 1)).unwrap(), // collinear, exactly
+                3 if i % 3 == 0 => b.push_null(), // nulls left out
+                4 if i == 0 => b.push_empty(meridian_kernels::column::Family::Point), // empties too
+                _ => b.push_point(x, y).unwrap(),
+            }
+        }
+    }
+    let pts = b.finish();
+    ctx.register_table("trip", grouped_table(&groups, &pts, 97)).unwrap();
+    let base = "SELECT cust, ST_Area(ST_ConvexHull(ST_Collect(ARRAY_AGG(ST_GeomFromWKB(geom))))) AS a, \
+                ST_ConvexHull(ST_Collect(ARRAY_AGG(ST_GeomFromWKB(geom)))) AS h \
+                FROM trip GROUP BY cust ORDER BY cust";
+    let sedona = "SELECT cust, ST_Area(ST_ConvexHull(ST_Collect(ST_GeomFromWKB(geom)))) AS a, \
+                  ST_ConvexHull(ST_Collect(geom)) AS h FROM trip GROUP BY cust ORDER BY cust";
+    let (a, s) = (rows(&ctx, base).await, rows(&ctx, sedona).await);
+    let areas = floats(&a, 1);
+    assert_eq!(areas.len(), 300);
+    assert_eq!(areas, floats(&s, 1), "ST_Collect(ARRAY_AGG(g)) and ST_Collect(g) agree");
+    let hulls = geometries(&a, 2);
+    use meridian_kernels::column::Family;
+    for g in 0..300 {
+        let hull = hulls.get(g).unwrap();
+        let want = match g % 6 {
+            0 | 1 => Family::Point,
+            2 => Family::LineString,
+            _ => Family::Polygon,
+        };
+        assert_eq!(hull.family(), want, "group {g}'s hull");
+    }
+    assert_eq!(hulls.get(1).unwrap().coords().collect::<Vec<_>>(), [(5.0, 5.0)]);
+    // The groups' points as multipoints, for GEOS.
+    let mut m = ColumnBuilder::new();
+    for g in 0..300 {
+        let coords: Vec<(f64, f64)> = (0..pts.len())
+            .filter(|&r| groups[r] == g as i64)
+            .filter_map(|r| pts.get(r))
+            .flat_map(|p| p.coords().collect::<Vec<_>>())
+            .collect();
+        m.push_geometry(&geo_types::MultiPoint::from(coords)).unwrap();
+    }
+    let multis = m.finish();
+
+    // Q9's shape over the countries and boxes, and the countries against rotated squares.
+    let (zones, names) = countries();
+    let mut shapes = ColumnBuilder::new();
+    for (i, &(x, y)) in uniform(160).iter().enumerate() {
+        let r = 3.0 + (i % 7) as f64 * 4.0;
+        if i % 2 == 0 {
+            shapes
+                .push_polygon(&[&[(x, y), (x + r, y), (x + r, y + r / 2.0), (x, y + r / 2.0), (x, y)]])
+                .unwrap();
+        } else {
+            let t = i as f64 * 0.37;
+            let c: Vec<(f64, f64)> = (0..5)
+                .map(|k| {
+                    let a = t + f64::from(k % 4) * std::f64::consts::FRAC_PI_2;
+                    (x + r * a.cos(), y + r * a.sin())
+                })
+                .collect();
+            shapes.push_polygon(&[&c]).unwrap();
+        }
+    }
+    let shapes = shapes.finish();
+    let mut both = ColumnBuilder::new();
+    for col in [&zones, &Arc::new(shapes)] {
+        geoarrow::append(
+            &mut both,
+            geoarrow::to_array(col, 0..col.len(), "g", Encoding::Wkb).unwrap().1.as_ref(),
+            Encoding::Wkb,
+        )
+        .unwrap();
+    }
+    let both = both.finish();
+    let both_names = vec![None; both.len()];
+    ctx.register_table("building", table(&both, &both_names, Encoding::Wkb, 64)).unwrap();
+    let q9 = "SELECT b1.id, b2.id, ST_Area(ST_Intersection(b1.g, b2.g)) AS overlap \
+              FROM (SELECT id, ST_GeomFromWKB(geom) AS g FROM building) b1 \
+              JOIN (SELECT id, ST_GeomFromWKB(geom) AS g FROM building) b2 \
+              ON b1.id < b2.id AND ST_Intersects(b1.g, b2.g) ORDER BY b1.id, b2.id";
+    let q9 = rows(&ctx, q9).await;
+    let ids = pairs(&q9);
+    let overlaps = floats(&q9, 2);
+    assert!(ids.len() > 150, "{} pairs", ids.len());
+    let _ = names;
+
+    let dir = std::env::temp_dir().join(format!("meridian-geos-overlay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("multis.hex"), wkb_hex(&multis)).unwrap();
+    std::fs::write(dir.join("shapes.hex"), wkb_hex(&both)).unwrap();
+    let idx: String = ids.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
+    std::fs::write(dir.join("pairs.txt"), idx).unwrap();
+    let script = "import sys, shapely\n\
+        d = sys.argv[1]\n\
+        read = lambda f: [shapely.from_wkb(bytes.fromhex(l)) for l in open(d + f).read().split()]\n\
+        hulls = [shapely.convex_hull(m) for m in read('/multis.hex')]\n\
+        open(d + '/hulls.txt', 'w').write(''.join(f'{h.area!r} {h.geom_type}\\n' for h in hulls))\n\
+        s = read('/shapes.hex')\n\
+        ps = [tuple(map(int, l.split())) for l in open(d + '/pairs.txt').read().splitlines()]\n\
+        open(d + '/overlaps.txt', 'w').write(''.join(f'{shapely.intersection(s[a], s[b]).area!r}\\n' for a, b in ps))\n";
+    if !shapely(script, &dir) {
+        return;
+    }
+    let text = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    for (g, line) in text("hulls.txt").lines().enumerate() {
+        let (area, kind) = line.split_once(' ').unwrap();
+        let area: f64 = area.parse().unwrap();
+        let got = areas[g].unwrap();
+        assert!((got - area).abs() <= 1e-9 * area.max(1.0), "group {g}: hull area {got} vs GEOS {area}");
+        assert_eq!(hulls.get(g).unwrap().family().wkt_name(), kind.to_uppercase(), "group {g}: hull family");
+    }
+    let geos: Vec<f64> = text("overlaps.txt").lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(geos.len(), overlaps.len());
+    let mut worst = 0.0f64;
+    for ((pair, got), want) in ids.iter().zip(&overlaps).zip(&geos) {
+        let got = got.unwrap();
+        let err = (got - want).abs() / want.max(1.0);
+        worst = worst.max(err);
+        assert!(err <= 1e-6, "{pair:?}: intersection area {got} vs GEOS {want}");
+    }
+    println!(
+        "{} hulls and {} intersections equal GEOS's (worst relative area difference {worst:.1e})",
+        300,
+        geos.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Families and errors.
+    let one = |sql: &str| {
+        let (ctx, sql) = (ctx.clone(), sql.to_owned());
+        async move {
+            match ctx.sql(&sql).await {
+                Ok(df) => df.collect().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let wkt = |s: &str| format!("ST_GeomFromText('{s}')");
+    let square = wkt("POLYGON ((0 0, 4 0, 4 4, 0 4, 0 0))");
+    for (sql, family, empty) in [
+        (format!("ST_Intersection({}, {square})", wkt("POINT (1 1)")), Family::Point, false),
+        (format!("ST_Intersection({square}, {})", wkt("POINT (9 9)")), Family::Point, true),
+        (format!("ST_Intersection({}, {square})", wkt("LINESTRING (-2 2, 6 2)")), Family::LineString, false),
+        (
+            format!("ST_Intersection({square}, {})", wkt("POLYGON ((8 8, 9 8, 9 9, 8 8))")),
+            Family::Polygon,
+            true,
+        ),
+        (format!("ST_Intersection({square}, {})", wkt("POLYGON EMPTY")), Family::Polygon, true),
+        (format!("ST_ConvexHull({})", wkt("LINESTRING EMPTY")), Family::Polygon, true),
+    ] {
+        let got = one(&format!("SELECT {sql}")).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let g = geometries(&got, 0);
+        let g = g.get(0).unwrap();
+        assert_eq!((g.family(), g.is_empty()), (family, empty), "{sql}");
+    }
+    let got = one(&format!("SELECT ST_Length(ST_Intersection({}, {square}))", wkt("LINESTRING (-2 2, 6 2)")))
+        .await
+        .unwrap();
+    assert_eq!(floats(&got, 0), [Some(4.0)]);
+    let got = one("SELECT ST_ConvexHull(NULL), ST_Intersection(NULL, NULL)").await.unwrap();
+    assert!(got[0].column(0).is_null(0) && got[0].column(1).is_null(0));
+    let why = one(&format!(
+        "SELECT ST_Intersection({}, {})",
+        wkt("LINESTRING (0 0, 1 1)"),
+        wkt("LINESTRING (0 1, 1 0)")
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        why.contains(
+            "st_intersection: row 0: the intersection of a LINESTRING and a LINESTRING is not computed"
+        ),
+        "{why}"
+    );
+    let why = one(&format!(
+        "SELECT ST_Collect(g) FROM (VALUES ({}), ({})) AS v(g)",
+        wkt("POINT (0 0)"),
+        wkt("LINESTRING (0 0, 1 1)")
+    ))
+    .await
+    .unwrap_err();
+    assert!(why.contains("st_collect: a group mixes POINT and LINESTRING"), "{why}");
+    let got = one("SELECT ST_Collect(g) FROM (VALUES (CAST(NULL AS BYTEA))) AS v(g)").await.unwrap();
+    assert!(got[0].column(0).is_null(0), "a group of nulls only is null");
 }
