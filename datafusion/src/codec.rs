@@ -4,7 +4,7 @@
 //! A Ballista scheduler plans a query, cuts the plan into stages and sends each stage to the
 //! executors as protobuf; nodes DataFusion does not know go through the session's physical
 //! extension codec. [`MeridianCodec`] carries:
-//! - a [`MeridianSpatialJoinExec`]: its predicate, geometry columns, projection and the
+//! - a [`MeridianSpatialJoinExec`]: its predicate, geometry columns, join type, projection and the
 //!   program it was planned with (the `.mbc` bytes, whose content hash is checked and whose
 //!   code is verified again on the executor); its two inputs — the build side's plan and the
 //!   probe side's — travel as DataFusion's own nodes, so each executor runs the join over its
@@ -40,7 +40,7 @@ const TAG_JOIN: u8 = 1;
 /// A function frame: meridian's (its name follows) or the wrapped codec's.
 const TAG_FUNCTION: u8 = 2;
 const JOIN_MAGIC: &[u8; 4] = b"MRJN";
-const JOIN_VERSION: u8 = 1;
+const JOIN_VERSION: u8 = 2;
 const CHECK_LEN: usize = 8;
 
 /// The physical extension codec for plans with meridian's nodes and functions, run on the
@@ -144,6 +144,11 @@ fn encode_join(join: &MeridianSpatialJoinExec, out: &mut Vec<u8>) -> Result<()> 
     put_u32(out, "left geometry column", join.left_geometry)?;
     put_u32(out, "right geometry column", join.right_geometry)?;
     out.push(u8::from(join.left_first));
+    out.push(match join.join_type {
+        JoinType::Left => 1,
+        JoinType::Right => 2,
+        _ => 0,
+    });
     match &join.projection {
         None => out.push(0),
         Some(p) => {
@@ -208,6 +213,15 @@ impl MeridianCodec {
         let left_geometry = r.u32("left geometry column")? as usize;
         let right_geometry = r.u32("right geometry column")? as usize;
         let left_first = r.flag("argument order")?;
+        let at = r.pos;
+        let join_type = match r.u8("join type")? {
+            0 => JoinType::Inner,
+            1 => JoinType::Left,
+            2 => JoinType::Right,
+            t => {
+                return Err(corrupt(at, &format!("join type {t} is none of inner (0), left (1), right (2)")))
+            }
+        };
         let projection = if r.flag("projection's presence")? {
             let at = r.pos;
             let n = r.u32("projection's length")? as usize;
@@ -246,13 +260,14 @@ impl MeridianCodec {
                 )));
             }
         }
-        let (joined, _) = build_join_schema(&ls, &rs, &JoinType::Inner);
+        let (joined, _) = build_join_schema(&ls, &rs, &join_type);
         let schema = project_schema(&Arc::new(joined), projection.as_ref())?;
         Ok(Arc::new(MeridianSpatialJoinExec::with_program(
             left.clone(),
             right.clone(),
             predicate,
             (left_geometry, right_geometry, left_first),
+            join_type,
             projection,
             schema,
             self.engine.clone(),
@@ -358,16 +373,18 @@ mod tests {
         engine: &Arc<Engine>,
         predicate: Predicate,
         left_first: bool,
+        join_type: JoinType,
         projection: Option<Vec<usize>>,
     ) -> MeridianSpatialJoinExec {
         let [l, r] = inputs();
-        let (joined, _) = build_join_schema(&l.schema(), &r.schema(), &JoinType::Inner);
+        let (joined, _) = build_join_schema(&l.schema(), &r.schema(), &join_type);
         let schema = project_schema(&Arc::new(joined), projection.as_ref()).unwrap();
         MeridianSpatialJoinExec::try_new(
             l,
             r,
             predicate,
             (1, 1, left_first),
+            join_type,
             projection,
             schema,
             engine.clone(),
@@ -393,9 +410,14 @@ mod tests {
         for predicate in
             [Predicate::Contains, Predicate::Within, Predicate::Intersects, Predicate::DWithin(0.25)]
         {
-            for left_first in [true, false] {
+            for (left_first, join_type) in [
+                (true, JoinType::Inner),
+                (false, JoinType::Inner),
+                (true, JoinType::Left),
+                (false, JoinType::Right),
+            ] {
                 for projection in [None, Some(vec![]), Some(vec![3, 0])] {
-                    let original = join(&planner, predicate, left_first, projection.clone());
+                    let original = join(&planner, predicate, left_first, join_type, projection.clone());
                     let schema = original.schema();
                     let hash = original.program.hash();
                     let plan = decode(&on_executor, &encode(&codec, original)).unwrap();
@@ -405,6 +427,7 @@ mod tests {
                         (back.left_geometry, back.right_geometry, back.left_first),
                         (1, 1, left_first)
                     );
+                    assert_eq!(back.join_type, join_type);
                     assert_eq!(back.projection, projection);
                     assert_eq!(back.program.hash(), hash);
                     assert_eq!(back.schema(), schema);
@@ -435,7 +458,8 @@ mod tests {
     #[test]
     fn damaged_frames_say_what_and_where() {
         let codec = MeridianCodec::new(engine());
-        let good = encode(&codec, join(&engine(), Predicate::DWithin(1.5), true, Some(vec![0, 2])));
+        let good =
+            encode(&codec, join(&engine(), Predicate::DWithin(1.5), true, JoinType::Inner, Some(vec![0, 2])));
         let mut flipped = good.clone();
         flipped[10] ^= 0x40;
         let cases: [(Vec<u8>, &str); 5] = [
@@ -449,23 +473,30 @@ mod tests {
             let e = decode(&codec, &bytes).unwrap_err().to_string();
             assert!(e.contains("does not decode") && e.contains(want), "{want}: {e}");
         }
-        // A frame whose check holds but whose program is another's: refused by its signature.
-        let mut forged = vec![TAG_JOIN];
-        let body_start = forged.len();
-        forged.extend_from_slice(JOIN_MAGIC);
-        forged.extend_from_slice(&[JOIN_VERSION, 0]);
-        forged.extend_from_slice(&0f64.to_le_bytes());
-        forged.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0, 1, 0]);
-        let other = meridian_bytecode::assemble("m", include_str!("../../examples/measure.masm")).unwrap();
-        let bytes = other.program().to_bytes();
-        forged.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        forged.extend_from_slice(&bytes);
-        let check = check_of(&forged[body_start..]);
-        forged.extend_from_slice(&check);
-        let e = decode(&codec, &forged).unwrap_err().to_string();
+        // Frames whose check holds: a program that is another's, refused by its signature; a
+        // join type that is none of the three.
+        let forge = |join_type: u8| {
+            let mut forged = vec![TAG_JOIN];
+            let body_start = forged.len();
+            forged.extend_from_slice(JOIN_MAGIC);
+            forged.extend_from_slice(&[JOIN_VERSION, 0]);
+            forged.extend_from_slice(&0f64.to_le_bytes());
+            forged.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0, 1, join_type, 0]);
+            let other =
+                meridian_bytecode::assemble("m", include_str!("../../examples/measure.masm")).unwrap();
+            let bytes = other.program().to_bytes();
+            forged.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            forged.extend_from_slice(&bytes);
+            let check = check_of(&forged[body_start..]);
+            forged.extend_from_slice(&check);
+            forged
+        };
+        let e = decode(&codec, &forge(0)).unwrap_err().to_string();
         assert!(e.contains("is not a join's"), "{e}");
+        let e = decode(&codec, &forge(7)).unwrap_err().to_string();
+        assert!(e.contains("join type 7 is none of") && e.contains("at byte 23"), "{e}");
         // Inputs that are not the join's: too few, or without its columns.
-        let bad = encode(&codec, join(&engine(), Predicate::Contains, true, None));
+        let bad = encode(&codec, join(&engine(), Predicate::Contains, true, JoinType::Inner, None));
         let one = Arc::new(Schema::new(vec![Field::new("g", DataType::Binary, true)]));
         let narrow: [Arc<dyn ExecutionPlan>; 2] =
             [Arc::new(EmptyExec::new(one.clone())), Arc::new(EmptyExec::new(one))];
@@ -485,7 +516,7 @@ mod tests {
         #[test]
         fn damaged_frames_never_panic(at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
             let codec = MeridianCodec::new(engine());
-            let good = encode(&codec, join(&engine(), Predicate::Within, false, Some(vec![1, 2])));
+            let good = encode(&codec, join(&engine(), Predicate::Within, false, JoinType::Left, Some(vec![1, 2])));
             let mut bytes = good.clone();
             bytes[at.index(good.len())] = byte;
             let _ = decode(&codec, &bytes);

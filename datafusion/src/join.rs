@@ -1,18 +1,22 @@
 //! The spatial join: an inner join whose condition is — or has a conjunct that is —
 //! `ST_Contains`, `ST_Within`, `ST_Intersects` or `ST_DWithin` (with a constant distance) of
 //! one column from each side (or `ST_GeomFromWKB` of one) becomes a
-//! [`MeridianSpatialJoinExec`] ([`SpatialJoinRule`]), the other conjuncts a filter on its pairs. DataFusion plans such a join
+//! [`MeridianSpatialJoinExec`] ([`SpatialJoinRule`]), the other conjuncts a filter on its
+//! pairs; a `LEFT` or `RIGHT` join whose condition is such a predicate alone becomes one that
+//! also emits the preserved side's unmatched rows, the other side's columns null. DataFusion plans such a join
 //! as a nested loop (no equality keys), evaluating the predicate on every pair; here the
 //! build (left) side is collected once and indexed by meridian, and each probe (right) batch
 //! runs through the engine as one bytecode program — probe the index, test the candidates
 //! with the exact predicate, emit the pairs — on the CPU or the GPU, as the engine places it.
 //! Output batches carry both sides' columns (the join's projection applied), pairs ordered
-//! by probe row, then build row.
+//! by probe row, then build row (a right join's unmatched probe rows in their place; a left
+//! join's unmatched build rows last, in build order).
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow_array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow_schema::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -25,6 +29,7 @@ use datafusion::physical_expr::{
     Distribution, EquivalenceProperties, Partitioning, PhysicalExpr, ScalarFunctionExpr,
 };
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::utils::{build_join_schema, JoinFilter};
@@ -102,7 +107,7 @@ struct Build {
     index: Input,
 }
 
-/// An inner spatial join run by meridian (see the module's documentation).
+/// A spatial join run by meridian (see the module's documentation).
 pub struct MeridianSpatialJoinExec {
     left: Arc<dyn ExecutionPlan>,
     right: Arc<dyn ExecutionPlan>,
@@ -112,6 +117,9 @@ pub struct MeridianSpatialJoinExec {
     pub(crate) left_geometry: usize,
     pub(crate) right_geometry: usize,
     pub(crate) left_first: bool,
+    /// `Inner`; `Left` (unmatched build rows emitted at the end) or `Right` (unmatched probe
+    /// rows emitted in place).
+    pub(crate) join_type: JoinType,
     /// Output columns of left ++ right, as the nested loop join it replaces projected them.
     pub(crate) projection: Option<Vec<usize>>,
     schema: SchemaRef,
@@ -132,7 +140,12 @@ impl DisplayAs for MeridianSpatialJoinExec {
         let (x, y) = if self.left_first { ("left", "right") } else { ("right", "left") };
         write!(
             f,
-            "MeridianSpatialJoinExec: {}({x}.#{}, {y}.#{}), build=left (indexed), probe=right",
+            "MeridianSpatialJoinExec: {}{}({x}.#{}, {y}.#{}), build=left (indexed), probe=right",
+            match self.join_type {
+                JoinType::Left => "left join on ",
+                JoinType::Right => "right join on ",
+                _ => "",
+            },
             self.predicate,
             if self.left_first { self.left_geometry } else { self.right_geometry },
             if self.left_first { self.right_geometry } else { self.left_geometry },
@@ -141,18 +154,23 @@ impl DisplayAs for MeridianSpatialJoinExec {
 }
 
 impl MeridianSpatialJoinExec {
-    /// A join of `left` (built and indexed) and `right` (probed) on `predicate` of their
-    /// geometry columns, with `schema` (left ++ right, `projection` applied).
+    /// A `join_type` join (`Inner`, `Left` or `Right`) of `left` (built and indexed) and
+    /// `right` (probed) on `predicate` of their geometry columns, with `schema` (left ++ right,
+    /// `projection` applied).
     #[allow(clippy::too_many_arguments)] // a join's parts, all needed
     pub fn try_new(
         left: Arc<dyn ExecutionPlan>,
         right: Arc<dyn ExecutionPlan>,
         predicate: Predicate,
         (left_geometry, right_geometry, left_first): (usize, usize, bool),
+        join_type: JoinType,
         projection: Option<Vec<usize>>,
         schema: SchemaRef,
         engine: Arc<Engine>,
     ) -> Result<MeridianSpatialJoinExec> {
+        if !matches!(join_type, JoinType::Inner | JoinType::Left | JoinType::Right) {
+            return exec_err!("meridian's spatial join runs inner, left and right joins, not {join_type}");
+        }
         let text = predicate.program(left_first);
         let program = meridian_bytecode::assemble("spatial_join", &text)
             .map_err(|d| DataFusionError::Internal(format!("the spatial join's program: {d}")))?;
@@ -162,6 +180,7 @@ impl MeridianSpatialJoinExec {
             right,
             predicate,
             (left_geometry, right_geometry, left_first),
+            join_type,
             projection,
             schema,
             engine,
@@ -177,16 +196,23 @@ impl MeridianSpatialJoinExec {
         right: Arc<dyn ExecutionPlan>,
         predicate: Predicate,
         (left_geometry, right_geometry, left_first): (usize, usize, bool),
+        join_type: JoinType,
         projection: Option<Vec<usize>>,
         schema: SchemaRef,
         engine: Arc<Engine>,
         program: Prepared,
     ) -> MeridianSpatialJoinExec {
-        let partitions = right.output_partitioning().partition_count();
+        // A left join knows its unmatched build rows only when every probe row has been
+        // joined: it probes in one partition (the engine spreads each batch over its workers
+        // anyway), which holds in a distributed plan too, where partitions run apart.
+        let (partitions, emission) = match join_type {
+            JoinType::Left => (1, EmissionType::Both),
+            _ => (right.output_partitioning().partition_count(), EmissionType::Incremental),
+        };
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(partitions),
-            EmissionType::Incremental,
+            emission,
             Boundedness::Bounded,
         ));
         MeridianSpatialJoinExec {
@@ -196,6 +222,7 @@ impl MeridianSpatialJoinExec {
             left_geometry,
             right_geometry,
             left_first,
+            join_type,
             projection,
             schema,
             properties,
@@ -208,6 +235,11 @@ impl MeridianSpatialJoinExec {
     /// The predicate.
     pub fn predicate(&self) -> Predicate {
         self.predicate
+    }
+
+    /// The join type: `Inner`, `Left` or `Right`.
+    pub fn join_type(&self) -> JoinType {
+        self.join_type
     }
 }
 
@@ -231,8 +263,14 @@ fn arrow_select_concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Re
     datafusion::arrow::compute::concat_batches(schema, batches).map_err(DataFusionError::from)
 }
 
-/// Joins one probe batch to the build side.
-fn probe_batch(exec: &JoinParts, build: &Build, probe: &RecordBatch) -> Result<RecordBatch> {
+/// Joins one probe batch to the build side; a left join marks in `matched` the build rows it
+/// matched, a right join appends the probe rows that matched nothing.
+fn probe_batch(
+    exec: &JoinParts,
+    build: &Build,
+    probe: &RecordBatch,
+    matched: &mut [bool],
+) -> Result<RecordBatch> {
     let field = probe.schema_ref().field(exec.right_geometry).clone();
     let encoding = geometry::encoding(&field)?;
     let what = format!("the join's probe side, column {}", field.name());
@@ -248,28 +286,76 @@ fn probe_batch(exec: &JoinParts, build: &Build, probe: &RecordBatch) -> Result<R
     let Some(pairs) = result.hits("pairs") else {
         return exec_err!("the spatial join's program has no pairs");
     };
-    let probe_rows: UInt32Array = pairs.iter().map(|&(row, _)| row).collect();
-    let build_rows: UInt32Array = pairs.iter().map(|&(_, id)| id).collect();
-    // Only the columns the join's output keeps are gathered (a count keeps none).
+    let mut probe_rows: Vec<u32> = pairs.iter().map(|&(row, _)| row).collect();
+    let mut build_rows: Vec<Option<u32>> = pairs.iter().map(|&(_, id)| Some(id)).collect();
+    match exec.join_type {
+        JoinType::Left => {
+            for &(_, id) in pairs {
+                let Some(m) = matched.get_mut(id as usize) else {
+                    return exec_err!("the spatial join matched build row {id} of {}", matched.len());
+                };
+                *m = true;
+            }
+        }
+        JoinType::Right => {
+            let mut hit = vec![false; probe.num_rows()];
+            for &(row, _) in pairs {
+                if let Some(h) = hit.get_mut(row as usize) {
+                    *h = true;
+                }
+            }
+            for row in (0..probe.num_rows()).filter(|&r| !hit[r]) {
+                let Ok(row) = u32::try_from(row) else {
+                    return exec_err!("the spatial join's probe batch has more than 2^32 rows");
+                };
+                probe_rows.push(row);
+                build_rows.push(None);
+            }
+        }
+        _ => {}
+    }
+    gather(exec, build, &UInt32Array::from(build_rows), Some((probe, &UInt32Array::from(probe_rows))))
+}
+
+/// A left join's last batch: the build rows no probe row matched, the probe side's columns null.
+fn unmatched_build(exec: &JoinParts, build: &Build, matched: &[bool]) -> Result<RecordBatch> {
+    let rows = (0..matched.len()).filter(|&r| !matched[r]).map(|r| {
+        u32::try_from(r)
+            .map_err(|_| DataFusionError::Execution("the join's build side passes 2^32 rows".into()))
+    });
+    gather(exec, build, &rows.collect::<Result<UInt32Array>>()?, None)
+}
+
+/// The output rows: build row `build_rows[i]` (null: the build side's columns null) beside
+/// probe row `probe_rows[i]` of the probe batch (none: the probe side's columns null). Only the
+/// columns the join's output keeps are gathered (a count keeps none).
+fn gather(
+    exec: &JoinParts,
+    build: &Build,
+    build_rows: &UInt32Array,
+    probe: Option<(&RecordBatch, &UInt32Array)>,
+) -> Result<RecordBatch> {
     let n_build = build.batch.num_columns();
     let wanted: Vec<usize> = match &exec.projection {
         Some(p) => p.clone(),
-        None => (0..n_build + probe.num_columns()).collect(),
+        None => (0..exec.schema.fields().len()).collect(),
     };
     let take = |array: &ArrayRef, rows: &UInt32Array| {
         datafusion::arrow::compute::take(array.as_ref(), rows, None).map_err(DataFusionError::from)
     };
     let columns = wanted
         .iter()
-        .map(|&i| match i.checked_sub(n_build) {
-            None => take(build.batch.column(i), &build_rows),
-            Some(j) => match probe.columns().get(j) {
-                Some(c) => take(c, &probe_rows),
+        .enumerate()
+        .map(|(out, &i)| match (i.checked_sub(n_build), probe) {
+            (None, _) => take(build.batch.column(i), build_rows),
+            (Some(j), Some((batch, rows))) => match batch.columns().get(j) {
+                Some(c) => take(c, rows),
                 None => exec_err!("the spatial join's output column {i} is past its inputs"),
             },
+            (Some(_), None) => Ok(new_null_array(exec.schema.field(out).data_type(), build_rows.len())),
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
-    let options = RecordBatchOptions::new().with_row_count(Some(pairs.len()));
+    let options = RecordBatchOptions::new().with_row_count(Some(build_rows.len()));
     RecordBatch::try_new_with_options(exec.schema.clone(), columns, &options).map_err(DataFusionError::from)
 }
 
@@ -278,8 +364,33 @@ struct JoinParts {
     engine: Arc<Engine>,
     program: Prepared,
     right_geometry: usize,
+    join_type: JoinType,
     projection: Option<Vec<usize>>,
     schema: SchemaRef,
+}
+
+/// A probe stream's state between batches.
+struct Probing {
+    probe: SendableRecordBatchStream,
+    build: Arc<Build>,
+    matched: Vec<bool>,
+    parts: Arc<JoinParts>,
+}
+
+/// The next output batch of a probe stream, and its state after it (none when the left join's
+/// unmatched rows were the last).
+async fn next_batch(state: Option<Probing>) -> Result<Option<(RecordBatch, Option<Probing>)>> {
+    let Some(mut s) = state else { return Ok(None) };
+    match s.probe.next().await {
+        Some(batch) => {
+            let out = probe_batch(&s.parts, &s.build, &batch?, &mut s.matched)?;
+            Ok(Some((out, Some(s))))
+        }
+        None if s.parts.join_type == JoinType::Left => {
+            Ok(Some((unmatched_build(&s.parts, &s.build, &s.matched)?, None)))
+        }
+        None => Ok(None),
+    }
 }
 
 impl ExecutionPlan for MeridianSpatialJoinExec {
@@ -296,13 +407,15 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
     }
 
     /// The build side is consumed whole (every probe partition joins all of it), the probe
-    /// side partition by partition — as the nested loop join this replaces. A distributed
-    /// planner (Ballista) reads this to give every task the whole build side.
+    /// side partition by partition — as the nested loop join this replaces — except by a left
+    /// join, which probes all of it in one. A distributed planner (Ballista) reads this to give
+    /// every task the whole build side.
     fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        InputDistributionRequirements::new(vec![
-            Distribution::SinglePartition,
-            Distribution::UnspecifiedDistribution,
-        ])
+        let probe = match self.join_type {
+            JoinType::Left => Distribution::SinglePartition,
+            _ => Distribution::UnspecifiedDistribution,
+        };
+        InputDistributionRequirements::new(vec![Distribution::SinglePartition, probe])
     }
 
     fn apply_expressions(
@@ -325,6 +438,7 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
             right,
             self.predicate,
             (self.left_geometry, self.right_geometry, self.left_first),
+            self.join_type,
             self.projection.clone(),
             self.schema.clone(),
             self.engine.clone(),
@@ -341,18 +455,34 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let probe = self.right.execute(partition, context.clone())?;
+        let probe = match self.join_type {
+            // One partition (see `with_program`): every probe partition, if a plan gave it more.
+            JoinType::Left if partition > 0 => {
+                return exec_err!("a meridian left join has one partition, not {}", partition + 1)
+            }
+            JoinType::Left => {
+                let n = self.right.output_partitioning().partition_count();
+                let streams =
+                    (0..n).map(|p| self.right.execute(p, context.clone())).collect::<Result<Vec<_>>>()?;
+                let merged = futures::stream::select_all(streams);
+                Box::pin(RecordBatchStreamAdapter::new(self.right.schema(), merged)) as Pin<Box<_>>
+            }
+            _ => self.right.execute(partition, context.clone())?,
+        };
         let (once, left, column) = (self.build.clone(), self.left.clone(), self.left_geometry);
         let parts = Arc::new(JoinParts {
             engine: self.engine.clone(),
             program: self.program.clone(),
             right_geometry: self.right_geometry,
+            join_type: self.join_type,
             projection: self.projection.clone(),
             schema: self.schema.clone(),
         });
         let joined = futures::stream::once(async move {
             let build = once.get_or_try_init(|| build_side(left, column, context)).await?.clone();
-            Ok::<_, DataFusionError>(probe.map(move |batch| probe_batch(&parts, &build, &batch?)))
+            let rows = if parts.join_type == JoinType::Left { build.batch.num_rows() } else { 0 };
+            let state = Probing { probe, build, matched: vec![false; rows], parts };
+            Ok::<_, DataFusionError>(futures::stream::try_unfold(Some(state), next_batch))
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), joined)))
@@ -374,9 +504,12 @@ impl SpatialJoinRule {
     /// this join runs: a [`MeridianSpatialJoinExec`] on it; the other conjuncts (SpatialBench's
     /// `pickup.z_zonekey != dropoff.z_zonekey`, `b1.id < b2.id`), evaluated on its pairs by a
     /// `FilterExec` above it, and the nested loop's projection by a `ProjectionExec` above that
-    /// — for an inner join, a condition's conjuncts filter its pairs in any order.
+    /// — for an inner join, a condition's conjuncts filter its pairs in any order. A left or
+    /// right join whose condition is the spatial predicate alone keeps its type; with other
+    /// conjuncts, they decide which rows matched, and it stays a nested loop.
     fn rewrite(&self, nl: &NestedLoopJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        if *nl.join_type() != JoinType::Inner {
+        let join_type = *nl.join_type();
+        if !matches!(join_type, JoinType::Inner | JoinType::Left | JoinType::Right) {
             return Ok(None);
         }
         let Some(filter) = nl.filter() else { return Ok(None) };
@@ -390,16 +523,28 @@ impl SpatialJoinRule {
         let parts = (left_geometry, right_geometry, left_first);
         let (left, right) = (nl.left().clone(), nl.right().clone());
         if conjuncts.len() == 1 {
+            // A left join probes in one partition (see `MeridianSpatialJoinExec::with_program`);
+            // the partitions above it still run in parallel.
+            let right = match join_type {
+                JoinType::Left if right.output_partitioning().partition_count() > 1 => {
+                    Arc::new(CoalescePartitionsExec::new(right)) as Arc<dyn ExecutionPlan>
+                }
+                _ => right,
+            };
             let join = MeridianSpatialJoinExec::try_new(
                 left,
                 right,
                 predicate,
                 parts,
+                join_type,
                 projection,
                 nl.schema(),
                 self.engine.clone(),
             )?;
             return Ok(Some(Arc::new(join)));
+        }
+        if join_type != JoinType::Inner {
+            return Ok(None);
         }
         // The residual, its columns moved from the filter's schema to the join's (left ++ right).
         let n_left = left.schema().fields().len();
@@ -434,6 +579,7 @@ impl SpatialJoinRule {
             right,
             predicate,
             parts,
+            JoinType::Inner,
             None,
             joined.clone(),
             self.engine.clone(),

@@ -191,6 +191,11 @@ async fn a_loopback_cluster_runs_the_joins_as_meridian_and_equals_one_node() {
         "SELECT c.id, COUNT(*) AS n FROM countries c JOIN cities p ON ST_Within(p.geom, c.geom) GROUP BY c.id",
         // A distance join, its distance carried in the plan.
         "SELECT a.id, b.id FROM cities a JOIN cities b ON ST_DWithin(a.geom, b.geom, 0.05) WHERE a.id < 2000",
+        // SpatialBench's Q10 shape: a left join (countries with no city kept, count 0), which
+        // probes every city in one task; and a right join (cities at sea kept), probed per
+        // partition.
+        "SELECT c.id, COUNT(p.id) AS n FROM countries c LEFT JOIN cities p ON ST_Within(p.geom, c.geom) GROUP BY c.id",
+        "SELECT c.id AS country, p.id AS city FROM countries c RIGHT JOIN cities p ON ST_Contains(c.geom, p.geom)",
         // Functions alone, sent to the executors by name through the codec.
         "SELECT id, ST_Area(geom) AS area, ST_Length(geom) AS perimeter FROM countries",
     ];
@@ -201,11 +206,16 @@ async fn a_loopback_cluster_runs_the_joins_as_meridian_and_equals_one_node() {
         assert_eq!(cluster_rows.len(), one_node.len(), "{sql}: row counts differ");
         assert_eq!(cluster_rows, one_node, "{sql}: rows differ");
         let decoded = joins.load(Ordering::Relaxed) - before;
-        if i < 3 {
+        if i < 5 {
             assert!(decoded > 0, "{sql}: no executor decoded a meridian join");
         }
     }
     // The containment join's pairs are the engine's own (the cities in some country).
     let pairs = rows(&local, queries[0]).await.len();
     assert!(pairs > 10_000, "only {pairs} city-in-country pairs");
+    // The outer joins kept their unmatched rows: countries with no city, cities at sea.
+    let counts = rows(&remote, queries[3]).await;
+    assert!(counts.iter().any(|r| r.ends_with("|0")) && counts.len() == 177, "{counts:?}");
+    let at_sea = rows(&remote, queries[4]).await.iter().filter(|r| r.starts_with('|')).count();
+    assert!(at_sea > 10, "{at_sea} cities at sea");
 }

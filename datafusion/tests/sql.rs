@@ -65,6 +65,9 @@ fn context(engine: &Arc<Engine>, with_meridian_join: bool) -> SessionContext {
         for f in meridian_datafusion::Function::ALL {
             ctx.register_udf(meridian_datafusion::SpatialFunction::udf(f, engine.clone()));
         }
+        for c in meridian_datafusion::Conversion::ALL {
+            ctx.register_udf(meridian_datafusion::ConvertFunction::udf(c));
+        }
     }
     ctx
 }
@@ -890,4 +893,74 @@ async fn convex_hulls_of_collected_groups_and_intersections_equal_geos() {
     assert!(why.contains("st_collect: a group mixes POINT and LINESTRING"), "{why}");
     let got = one("SELECT ST_Collect(g) FROM (VALUES (CAST(NULL AS BYTEA))) AS v(g)").await.unwrap();
     assert!(got[0].column(0).is_null(0), "a group of nulls only is null");
+}
+
+/// (a, b) pairs of a two-column result with nulls, sorted.
+fn nullable_pairs(batches: &[RecordBatch]) -> Vec<(Option<i64>, Option<i64>)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let c = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        out.extend(a.iter().zip(c.iter()));
+    }
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn left_and_right_spatial_joins_keep_unmatched_rows_as_the_nested_loop_does() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let pts = cities();
+    let no_names: Vec<Option<String>> = vec![None; pts.len()];
+    let (meridian, nested) = (context(&engine, true), context(&engine, false));
+    // Every 4th country and about 2,000 cities, so DataFusion's nested loop (about 90,000
+    // pairs, each decoding its country's WKB) stays quick; several partitions on the probe side.
+    let every = pts.len() / 2000;
+    for ctx in [&meridian, &nested] {
+        ctx.register_table("zone_all", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+        ctx.register_table("trip_all", table(&pts, &no_names, Encoding::Wkb, 300)).unwrap();
+        rows(ctx, "CREATE VIEW zone AS SELECT * FROM zone_all WHERE id % 4 = 0").await;
+        rows(ctx, &format!("CREATE VIEW trip AS SELECT * FROM trip_all WHERE id % {every} = 0")).await;
+    }
+    let cases = [
+        // SpatialBench's Q10 join: zones with no trip kept.
+        "SELECT z.id, t.id FROM zone z LEFT JOIN trip t \
+         ON ST_Within(ST_GeomFromWKB(t.geom), ST_GeomFromWKB(z.geom))",
+        // Trips in no zone kept.
+        "SELECT z.id, t.id FROM zone z RIGHT JOIN trip t ON ST_Contains(z.geom, t.geom)",
+        "SELECT z.id, t.id FROM trip t LEFT JOIN zone z ON ST_Intersects(t.geom, z.geom)",
+        "SELECT z.id, t.id FROM trip t RIGHT JOIN zone z ON ST_DWithin(t.geom, z.geom, 0.5)",
+    ];
+    // DataFusion builds on the smaller side: a left join of trips to zones runs as a right
+    // join of zones to trips. Both kinds run.
+    let mut seen = std::collections::BTreeSet::new();
+    for sql in cases {
+        let explained = plan(&meridian, sql).await;
+        assert!(
+            explained.contains("MeridianSpatialJoinExec: left join on")
+                || explained.contains("MeridianSpatialJoinExec: right join on"),
+            "{sql}\n{explained}"
+        );
+        assert!(!explained.contains("NestedLoopJoinExec"), "{sql}\n{explained}");
+        seen.extend(["left join on", "right join on"].into_iter().filter(|t| explained.contains(t)));
+        let want = nullable_pairs(&rows(&nested, sql).await);
+        let unmatched = want.iter().filter(|(z, t)| z.is_none() || t.is_none()).count();
+        assert!(unmatched > 5 && want.len() - unmatched > 100, "{sql}: {unmatched} of {}", want.len());
+        assert_eq!(nullable_pairs(&rows(&meridian, sql).await), want, "{sql}");
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // Q10's shape whole: a count of trips per zone, zero where none.
+    let sql = "SELECT z.id, COUNT(t.id) AS n FROM zone z LEFT JOIN trip t \
+               ON ST_Within(ST_GeomFromWKB(t.geom), ST_GeomFromWKB(z.geom)) GROUP BY z.id ORDER BY z.id";
+    let counts = |batches: Vec<RecordBatch>| nullable_pairs(&batches);
+    let want = counts(rows(&nested, sql).await);
+    assert_eq!(want.len(), zones.len().div_ceil(4));
+    assert!(want.iter().any(|&(_, n)| n == Some(0)), "{want:?}");
+    assert_eq!(counts(rows(&meridian, sql).await), want);
+    // An outer join's other conjuncts decide which rows matched: it stays a nested loop.
+    let sql =
+        "SELECT z.id, t.id FROM zone z LEFT JOIN trip t ON ST_Contains(z.geom, t.geom) AND t.id > z.id * 40";
+    assert!(plan(&meridian, sql).await.contains("NestedLoopJoinExec"));
+    assert_eq!(nullable_pairs(&rows(&meridian, sql).await), nullable_pairs(&rows(&nested, sql).await));
 }
