@@ -97,11 +97,11 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn f64(&mut self, what: &str) -> Result<f64> {
+    fn bytes8(&mut self, what: &str) -> Result<[u8; 8]> {
         let b = self.take(what, 8)?;
         let mut a = [0; 8];
         a.copy_from_slice(b);
-        Ok(f64::from_le_bytes(a))
+        Ok(a)
     }
 
     fn flag(&mut self, what: &str) -> Result<bool> {
@@ -133,14 +133,16 @@ fn encode_join(join: &MeridianSpatialJoinExec, out: &mut Vec<u8>) -> Result<()> 
     let start = out.len();
     out.extend_from_slice(JOIN_MAGIC);
     out.push(JOIN_VERSION);
-    let (tag, distance) = match join.predicate {
-        Predicate::Contains => (0, 0.0),
-        Predicate::Within => (1, 0.0),
-        Predicate::Intersects => (2, 0.0),
-        Predicate::DWithin(d) => (3, d),
+    // The predicate's parameter: DWithin's distance (f64), KNN's k (u64).
+    let (tag, parameter) = match join.predicate {
+        Predicate::Contains => (0, [0; 8]),
+        Predicate::Within => (1, [0; 8]),
+        Predicate::Intersects => (2, [0; 8]),
+        Predicate::DWithin(d) => (3, d.to_le_bytes()),
+        Predicate::Knn(k) => (4, u64::from(k).to_le_bytes()),
     };
     out.push(tag);
-    out.extend_from_slice(&distance.to_le_bytes());
+    out.extend_from_slice(&parameter);
     put_u32(out, "left geometry column", join.left_geometry)?;
     put_u32(out, "right geometry column", join.right_geometry)?;
     out.push(u8::from(join.left_first));
@@ -159,7 +161,8 @@ fn encode_join(join: &MeridianSpatialJoinExec, out: &mut Vec<u8>) -> Result<()> 
             }
         }
     }
-    let program = join.program.program().program().to_bytes();
+    // A KNN join has no program: length 0.
+    let program = join.program.as_ref().map(|p| p.program().program().to_bytes()).unwrap_or_default();
     put_u32(out, "program's length", program.len())?;
     out.extend_from_slice(&program);
     let check = check_of(&out[start..]);
@@ -201,13 +204,19 @@ impl MeridianCodec {
         }
         let at = r.pos;
         let tag = r.u8("predicate")?;
-        let distance = r.f64("distance")?;
+        let parameter = r.bytes8("the predicate's parameter")?;
+        let distance = f64::from_le_bytes(parameter);
+        let k = u64::from_le_bytes(parameter);
         let predicate = match tag {
             0 => Predicate::Contains,
             1 => Predicate::Within,
             2 => Predicate::Intersects,
             3 if distance.is_finite() => Predicate::DWithin(distance),
             3 => return Err(corrupt(at + 1, &format!("ST_DWithin's distance is {distance}"))),
+            4 => match u32::try_from(k) {
+                Ok(k) if k > 0 => Predicate::Knn(k),
+                _ => return Err(corrupt(at + 1, &format!("ST_KNN's k is {k}"))),
+            },
             t => return Err(corrupt(at, &format!("predicate {t} is none of meridian's"))),
         };
         let left_geometry = r.u32("left geometry column")? as usize;
@@ -239,11 +248,18 @@ impl MeridianCodec {
         if r.pos != body_len {
             return Err(corrupt(r.pos, "bytes follow the program"));
         }
-        let program = Program::from_bytes(bytes).map_err(|e| corrupt(at, &format!("its program: {e}")))?;
-        check_join_program(&program).map_err(|e| corrupt(at, &e))?;
-        let prepared = self.engine.prepare(&program).map_err(|e| {
-            DataFusionError::Plan(format!("a meridian join's program does not run here: {e}"))
-        })?;
+        let prepared = match predicate {
+            Predicate::Knn(_) if bytes.is_empty() => None,
+            Predicate::Knn(_) => return Err(corrupt(at, "a KNN join carries a program")),
+            _ => {
+                let program =
+                    Program::from_bytes(bytes).map_err(|e| corrupt(at, &format!("its program: {e}")))?;
+                check_join_program(&program).map_err(|e| corrupt(at, &e))?;
+                Some(self.engine.prepare(&program).map_err(|e| {
+                    DataFusionError::Plan(format!("a meridian join's program does not run here: {e}"))
+                })?)
+            }
+        };
 
         let [left, right] = inputs else {
             return Err(DataFusionError::Plan(format!(
@@ -407,9 +423,13 @@ mod tests {
         let (planner, executor) = (engine(), engine());
         let codec = MeridianCodec::new(planner.clone());
         let on_executor = MeridianCodec::new(executor);
-        for predicate in
-            [Predicate::Contains, Predicate::Within, Predicate::Intersects, Predicate::DWithin(0.25)]
-        {
+        for predicate in [
+            Predicate::Contains,
+            Predicate::Within,
+            Predicate::Intersects,
+            Predicate::DWithin(0.25),
+            Predicate::Knn(5),
+        ] {
             for (left_first, join_type) in [
                 (true, JoinType::Inner),
                 (false, JoinType::Inner),
@@ -419,7 +439,7 @@ mod tests {
                 for projection in [None, Some(vec![]), Some(vec![3, 0])] {
                     let original = join(&planner, predicate, left_first, join_type, projection.clone());
                     let schema = original.schema();
-                    let hash = original.program.hash();
+                    let hash = original.program.as_ref().map(|p| p.hash());
                     let plan = decode(&on_executor, &encode(&codec, original)).unwrap();
                     let back = plan.downcast_ref::<MeridianSpatialJoinExec>().unwrap();
                     assert_eq!(back.predicate, predicate);
@@ -429,7 +449,7 @@ mod tests {
                     );
                     assert_eq!(back.join_type, join_type);
                     assert_eq!(back.projection, projection);
-                    assert_eq!(back.program.hash(), hash);
+                    assert_eq!(back.program.as_ref().map(|p| p.hash()), hash);
                     assert_eq!(back.schema(), schema);
                 }
             }

@@ -47,6 +47,7 @@ use meridian_runtime::{Engine, Prepared};
 
 use crate::convert::Conversion;
 use crate::geometry;
+use crate::knn::{KnnFunction, Nearest};
 
 /// The join's predicate, with which side each of its geometries comes from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -59,34 +60,35 @@ pub enum Predicate {
     Intersects,
     /// `ST_DWithin(x, y, d)`.
     DWithin(f64),
+    /// `ST_KNN(q, o, k, false)`: each probe (query) row with the `k` build (object) rows
+    /// nearest it — no program: the build side's R-tree answers it ([`crate::knn`]).
+    Knn(u32),
 }
 
 impl Predicate {
-    fn op(self) -> &'static str {
-        match self {
+    /// The program that joins a probe batch to the indexed build side (none for a KNN join).
+    /// `build_first`: the predicate's first geometry is the build side's.
+    pub fn program(self, build_first: bool) -> Option<String> {
+        let (x, y) = if build_first { ("g1", "g0") } else { ("g0", "g1") };
+        let op = match self {
             Predicate::Contains => "contains",
             Predicate::Within => "within",
             Predicate::Intersects => "intersects",
             Predicate::DWithin(_) => "dwithin",
-        }
-    }
-
-    /// The program that joins a probe batch to the indexed build side. `build_first`: the
-    /// predicate's first geometry is the build side's.
-    pub fn program(self, build_first: bool) -> String {
-        let (x, y) = if build_first { ("g1", "g0") } else { ("g0", "g1") };
+            Predicate::Knn(_) => return None,
+        };
         let (probe, test) = match self {
             Predicate::DWithin(d) => (
                 format!("    const f0, {d:?}\n    probe c0, build, g0, f0\n"),
                 format!("    dwithin b0, {x}, {y}, f0\n"),
             ),
-            _ => ("    probe c0, build, g0\n".to_owned(), format!("    {} b0, {x}, {y}\n", self.op())),
+            _ => ("    probe c0, build, g0\n".to_owned(), format!("    {op} b0, {x}, {y}\n")),
         };
-        format!(
+        Some(format!(
             ".program spatial_join\n.input probe geometry\n.input build geometry indexed\n.output pairs hits\n    \
              load g0, probe\n{probe}next:\n    cnext g1, c0, done\n{test}    jf b0, next\n    emit pairs, g1\n    \
              jmp next\ndone:\n    halt\n"
-        )
+        ))
     }
 }
 
@@ -97,6 +99,7 @@ impl fmt::Display for Predicate {
             Predicate::Within => f.write_str("ST_Within"),
             Predicate::Intersects => f.write_str("ST_Intersects"),
             Predicate::DWithin(d) => write!(f, "ST_DWithin(d = {d})"),
+            Predicate::Knn(k) => write!(f, "ST_KNN(k = {k})"),
         }
     }
 }
@@ -104,7 +107,13 @@ impl fmt::Display for Predicate {
 /// The build side, collected and indexed once for every probe partition.
 struct Build {
     batch: RecordBatch,
-    index: Input,
+    index: BuildIndex,
+}
+
+/// How the build side is indexed: for the engine's program, or for nearest-neighbour walks.
+enum BuildIndex {
+    Engine(Input),
+    Nearest(Nearest),
 }
 
 /// A spatial join run by meridian (see the module's documentation).
@@ -125,7 +134,8 @@ pub struct MeridianSpatialJoinExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     engine: Arc<Engine>,
-    pub(crate) program: Prepared,
+    /// The join's program (none for a KNN join).
+    pub(crate) program: Option<Prepared>,
     build: Arc<tokio::sync::OnceCell<Arc<Build>>>,
 }
 
@@ -171,10 +181,14 @@ impl MeridianSpatialJoinExec {
         if !matches!(join_type, JoinType::Inner | JoinType::Left | JoinType::Right) {
             return exec_err!("meridian's spatial join runs inner, left and right joins, not {join_type}");
         }
-        let text = predicate.program(left_first);
-        let program = meridian_bytecode::assemble("spatial_join", &text)
-            .map_err(|d| DataFusionError::Internal(format!("the spatial join's program: {d}")))?;
-        let program = engine.prepare_verified(&program);
+        let program = match predicate.program(left_first) {
+            Some(text) => {
+                let program = meridian_bytecode::assemble("spatial_join", &text)
+                    .map_err(|d| DataFusionError::Internal(format!("the spatial join's program: {d}")))?;
+                Some(engine.prepare_verified(&program))
+            }
+            None => None,
+        };
         Ok(MeridianSpatialJoinExec::with_program(
             left,
             right,
@@ -200,7 +214,7 @@ impl MeridianSpatialJoinExec {
         projection: Option<Vec<usize>>,
         schema: SchemaRef,
         engine: Arc<Engine>,
-        program: Prepared,
+        program: Option<Prepared>,
     ) -> MeridianSpatialJoinExec {
         // A left join knows its unmatched build rows only when every probe row has been
         // joined: it probes in one partition (the engine spreads each batch over its workers
@@ -247,6 +261,7 @@ impl MeridianSpatialJoinExec {
 async fn build_side(
     left: Arc<dyn ExecutionPlan>,
     column: usize,
+    knn: bool,
     ctx: Arc<TaskContext>,
 ) -> Result<Arc<Build>> {
     let schema = left.schema();
@@ -256,7 +271,9 @@ async fn build_side(
     let encoding = geometry::encoding(field)?;
     let what = format!("the join's build side, column {}", field.name());
     let col: Arc<GeometryColumn> = geometry::to_column(&what, batch.column(column).as_ref(), encoding)?;
-    Ok(Arc::new(Build { batch, index: Input::indexed(col) }))
+    let index =
+        if knn { BuildIndex::Nearest(Nearest::build(col)?) } else { BuildIndex::Engine(Input::indexed(col)) };
+    Ok(Arc::new(Build { batch, index }))
 }
 
 fn arrow_select_concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
@@ -275,13 +292,20 @@ fn probe_batch(
     let encoding = geometry::encoding(&field)?;
     let what = format!("the join's probe side, column {}", field.name());
     let col = geometry::to_column(&what, probe.column(exec.right_geometry).as_ref(), encoding)?;
+    let (index, program) = match (&build.index, &exec.program, exec.predicate) {
+        (BuildIndex::Nearest(nearest), _, Predicate::Knn(k)) => {
+            return knn_batch(exec, build, nearest, &col, k as usize, probe);
+        }
+        (BuildIndex::Engine(index), Some(program), _) => (index, program),
+        _ => return exec_err!("the spatial join's build side is not indexed for {}", exec.predicate),
+    };
     let bound = exec
         .engine
-        .bind(&exec.program, [("probe", Input::rows(col)), ("build", build.index.clone())])
+        .bind(program, [("probe", Input::rows(col)), ("build", index.clone())])
         .map_err(|e| DataFusionError::Execution(format!("the spatial join: {e}")))?;
     let result = exec
         .engine
-        .run(exec.program.job(&bound))
+        .run(program.job(&bound))
         .map_err(|e| DataFusionError::Execution(format!("the spatial join: {e}")))?;
     let Some(pairs) = result.hits("pairs") else {
         return exec_err!("the spatial join's program has no pairs");
@@ -313,6 +337,30 @@ fn probe_batch(
             }
         }
         _ => {}
+    }
+    gather(exec, build, &UInt32Array::from(build_rows), Some((probe, &UInt32Array::from(probe_rows))))
+}
+
+/// A KNN join's batch: each probe row beside its `k` nearest build rows, nearest first.
+fn knn_batch(
+    exec: &JoinParts,
+    build: &Build,
+    nearest: &Nearest,
+    col: &GeometryColumn,
+    k: usize,
+    probe: &RecordBatch,
+) -> Result<RecordBatch> {
+    let (mut probe_rows, mut build_rows) = (Vec::new(), Vec::new());
+    let mut found = Vec::with_capacity(k);
+    for row in 0..col.len() {
+        let Some(g) = col.get(row) else { continue };
+        found.clear();
+        nearest.nearest(&g, k, &mut found);
+        let Ok(row) = u32::try_from(row) else {
+            return exec_err!("the spatial join's probe batch has more than 2^32 rows");
+        };
+        probe_rows.extend(std::iter::repeat_n(row, found.len()));
+        build_rows.extend(found.iter().map(|&b| Some(b)));
     }
     gather(exec, build, &UInt32Array::from(build_rows), Some((probe, &UInt32Array::from(probe_rows))))
 }
@@ -362,7 +410,8 @@ fn gather(
 /// What a probe stream needs of the plan.
 struct JoinParts {
     engine: Arc<Engine>,
-    program: Prepared,
+    program: Option<Prepared>,
+    predicate: Predicate,
     right_geometry: usize,
     join_type: JoinType,
     projection: Option<Vec<usize>>,
@@ -470,16 +519,18 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
             _ => self.right.execute(partition, context.clone())?,
         };
         let (once, left, column) = (self.build.clone(), self.left.clone(), self.left_geometry);
+        let knn = matches!(self.predicate, Predicate::Knn(_));
         let parts = Arc::new(JoinParts {
             engine: self.engine.clone(),
             program: self.program.clone(),
+            predicate: self.predicate,
             right_geometry: self.right_geometry,
             join_type: self.join_type,
             projection: self.projection.clone(),
             schema: self.schema.clone(),
         });
         let joined = futures::stream::once(async move {
-            let build = once.get_or_try_init(|| build_side(left, column, context)).await?.clone();
+            let build = once.get_or_try_init(|| build_side(left, column, knn, context)).await?.clone();
             let rows = if parts.join_type == JoinType::Left { build.batch.num_rows() } else { 0 };
             let state = Probing { probe, build, matched: vec![false; rows], parts };
             Ok::<_, DataFusionError>(futures::stream::try_unfold(Some(state), next_batch))
@@ -522,6 +573,27 @@ impl SpatialJoinRule {
         let projection = nl.projection().as_ref().map(|p| p.to_vec());
         let parts = (left_geometry, right_geometry, left_first);
         let (left, right) = (nl.left().clone(), nl.right().clone());
+        if let Predicate::Knn(_) = predicate {
+            // The object side (the second argument's) is the one indexed: built on the left.
+            return if conjuncts.len() > 1 || join_type != JoinType::Inner {
+                Ok(None)
+            } else if left_first {
+                self.knn_swapped(nl, predicate, parts, projection).map(Some)
+            } else {
+                let schema = nl.schema();
+                let join = MeridianSpatialJoinExec::try_new(
+                    left,
+                    right,
+                    predicate,
+                    parts,
+                    join_type,
+                    projection,
+                    schema,
+                    self.engine.clone(),
+                )?;
+                Ok(Some(Arc::new(join)))
+            };
+        }
         if conjuncts.len() == 1 {
             // A left join probes in one partition (see `MeridianSpatialJoinExec::with_program`);
             // the partitions above it still run in parallel.
@@ -602,6 +674,48 @@ impl SpatialJoinRule {
     }
 }
 
+impl SpatialJoinRule {
+    /// A KNN join whose object side is the nested loop's right: joined with the sides
+    /// swapped, and its columns put back in the nested loop's order (its projection applied).
+    fn knn_swapped(
+        &self,
+        nl: &NestedLoopJoinExec,
+        predicate: Predicate,
+        (left_geometry, right_geometry, _): (usize, usize, bool),
+        projection: Option<Vec<usize>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (left, right) = (nl.left().clone(), nl.right().clone());
+        let (n_left, n_right) = (left.schema().fields().len(), right.schema().fields().len());
+        let (original, _) = build_join_schema(&left.schema(), &right.schema(), &JoinType::Inner);
+        let (swapped, _) = build_join_schema(&right.schema(), &left.schema(), &JoinType::Inner);
+        let join = MeridianSpatialJoinExec::try_new(
+            right,
+            left,
+            predicate,
+            (right_geometry, left_geometry, false),
+            JoinType::Inner,
+            None,
+            Arc::new(swapped),
+            self.engine.clone(),
+        )?;
+        let exprs = projection
+            .unwrap_or_else(|| (0..n_left + n_right).collect())
+            .into_iter()
+            .map(|i| {
+                let at = if i < n_left { n_right + i } else { i - n_left };
+                let f = original.fields().get(i).ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "the join's projection names column {i} of {}",
+                        n_left + n_right
+                    ))
+                })?;
+                Ok((Arc::new(Column::new(f.name(), at)) as Arc<dyn PhysicalExpr>, f.name().clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(ProjectionExec::try_new(exprs, Arc::new(join))?))
+    }
+}
+
 /// The spatial predicate `e` is, with (left geometry column, right geometry column, whether the
 /// predicate's first argument is the left's), when it is one this join runs.
 fn spatial(e: &Arc<dyn PhysicalExpr>, filter: &JoinFilter) -> Option<(Predicate, (usize, usize, bool))> {
@@ -615,6 +729,15 @@ fn spatial(e: &Arc<dyn PhysicalExpr>, filter: &JoinFilter) -> Option<(Predicate,
             Some(ScalarValue::Float64(Some(d))) if d.is_finite() => Predicate::DWithin(*d),
             _ => return None,
         },
+        (KnnFunction::NAME, 4) => {
+            let literal = |i: usize| args[i].downcast_ref::<Literal>().map(Literal::value);
+            match (literal(2), literal(3)) {
+                (Some(ScalarValue::Int64(Some(k))), Some(ScalarValue::Boolean(Some(false)))) => {
+                    Predicate::Knn(u32::try_from(*k).ok().filter(|&k| k > 0)?)
+                }
+                _ => return None,
+            }
+        }
         _ => return None,
     };
     // Each geometry a column of its own side — or `ST_GeomFromWKB` of one: the join decodes
@@ -681,12 +804,13 @@ mod tests {
     fn every_predicates_program_assembles_both_ways_round() {
         for p in [Predicate::Contains, Predicate::Within, Predicate::Intersects, Predicate::DWithin(0.5)] {
             for build_first in [true, false] {
-                let text = p.program(build_first);
+                let text = p.program(build_first).unwrap();
                 meridian_bytecode::assemble("j", &text).unwrap_or_else(|d| panic!("{p}: {d}\n{text}"));
             }
         }
-        assert!(Predicate::Contains.program(true).contains("contains b0, g1, g0"));
-        assert!(Predicate::Contains.program(false).contains("contains b0, g0, g1"));
+        assert!(Predicate::Contains.program(true).unwrap().contains("contains b0, g1, g0"));
+        assert!(Predicate::Contains.program(false).unwrap().contains("contains b0, g0, g1"));
+        assert_eq!(Predicate::Knn(5).program(false), None);
         assert_eq!(Predicate::Intersects.to_string(), "ST_Intersects");
     }
 }

@@ -8,9 +8,10 @@
 //!   ([`convert`]);
 //! - `ST_ConvexHull` and `ST_Intersection`, computed on the host with `geo` ([`construct`]), and
 //!   the aggregate `ST_Collect` ([`collect`]);
-//! - a physical optimizer rule that runs an inner join on one of the spatial predicates as a
-//!   [`MeridianSpatialJoinExec`]: the build side indexed once, each probe batch one bytecode
-//!   program through the engine, on the CPU or the GPU ([`join`]);
+//! - a physical optimizer rule that runs an inner, left or right join on one of the spatial
+//!   predicates as a [`MeridianSpatialJoinExec`]: the build side indexed once, each probe batch
+//!   one bytecode program through the engine, on the CPU or the GPU ([`join`]); and a join on
+//!   `ST_KNN(q, o, k, false)` the same way, its k nearest found in an R-tree ([`knn`]);
 //! - the table function `meridian_run('program.masm', 'input=table', …)`: any program over
 //!   registered tables ([`run`]).
 //!
@@ -30,6 +31,7 @@ pub mod construct;
 pub mod convert;
 pub mod geometry;
 pub mod join;
+pub mod knn;
 pub mod run;
 pub mod sql;
 pub mod udf;
@@ -45,6 +47,7 @@ pub use collect::CollectFunction;
 pub use construct::{ConstructFunction, Construction};
 pub use convert::{Conversion, ConvertFunction};
 pub use join::{MeridianSpatialJoinExec, Predicate, SpatialJoinRule};
+pub use knn::KnnFunction;
 pub use udf::{Function, SpatialFunction};
 
 /// Registers meridian's functions and spatial join with `ctx`, run by `engine`.
@@ -58,6 +61,7 @@ pub fn register(ctx: &SessionContext, engine: Arc<Engine>) {
     for c in Construction::ALL {
         ctx.register_udf(ConstructFunction::udf(c));
     }
+    ctx.register_udf(KnnFunction::udf());
     ctx.register_udaf(CollectFunction::udaf());
     ctx.register_udtf(run::RunFunction::NAME, Arc::new(run::RunFunction::new(engine.clone())));
     // A context's physical optimizer rules are fixed in its state: the rule joins them by

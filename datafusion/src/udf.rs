@@ -123,6 +123,40 @@ impl Function {
         p.push_str("    halt\n");
         p
     }
+
+    /// The predicate's program when one argument is a constant (a literal, a scalar subquery's
+    /// geometry): the constant is an indexed input of one row, so a row whose box misses the
+    /// constant's is answered by the index, and the constant is decoded once, not a row.
+    /// `constant_first`: the constant is the predicate's first argument.
+    fn program_against_constant(self, distance: Option<f64>, constant_first: bool) -> String {
+        let (x, y) = if constant_first { ("g1", "g0") } else { ("g0", "g1") };
+        let (probe, test) = match self {
+            Function::DWithin => (
+                format!("    const f1, {:?}\n    probe c0, constant, g0, f1\n", distance.unwrap_or(0.0)),
+                format!("    dwithin b0, {x}, {y}, f1\n"),
+            ),
+            _ => ("    probe c0, constant, g0\n".to_owned(), format!("    {} b0, {x}, {y}\n", self.op())),
+        };
+        // A null row stays null; no candidate (the boxes miss, or the constant is empty) is
+        // false, as is every candidate failing the exact test.
+        format!(
+            ".program {}_constant\n.input rows geometry\n.input constant geometry indexed\n.output v bool\n    \
+             load g0, rows\n    isnull b1, g0\n    jt b1, done\n    const f0, 0.0\n    lt b0, f0, f0\n\
+             {probe}next:\n    cnext g1, c0, out\n{test}    jf b0, next\nout:\n    store v, b0\ndone:\n    halt\n",
+            self.name()
+        )
+    }
+}
+
+/// Which argument of a two-geometry predicate is a constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Constant {
+    /// Neither (or both: evaluated row by row).
+    None,
+    /// The first.
+    First,
+    /// The second.
+    Second,
 }
 
 /// One function, run by `engine`.
@@ -130,8 +164,9 @@ pub struct SpatialFunction {
     function: Function,
     signature: Signature,
     engine: Arc<Engine>,
-    /// Prepared programs, by function and `ST_DWithin`'s distance (bits; 0 for the others).
-    programs: Mutex<HashMap<(Function, u64), Prepared>>,
+    /// Prepared programs, by function, `ST_DWithin`'s distance (bits; 0 for the others) and
+    /// which argument is a constant (see [`Function::program_against_constant`]).
+    programs: Mutex<HashMap<(Function, u64, Constant), Prepared>>,
 }
 
 impl std::fmt::Debug for SpatialFunction {
@@ -166,13 +201,17 @@ impl SpatialFunction {
         })
     }
 
-    fn prepared(&self, function: Function, distance: Option<f64>) -> Result<Prepared> {
-        let key = (function, distance.map_or(0, f64::to_bits));
+    fn prepared(&self, function: Function, distance: Option<f64>, constant: Constant) -> Result<Prepared> {
+        let key = (function, distance.map_or(0, f64::to_bits), constant);
         let mut programs = self.programs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = programs.get(&key) {
             return Ok(p.clone());
         }
-        let text = function.program(distance);
+        let text = match constant {
+            Constant::None => function.program(distance),
+            Constant::First => function.program_against_constant(distance, true),
+            Constant::Second => function.program_against_constant(distance, false),
+        };
         let program = meridian_bytecode::assemble(function.name(), &text)
             .map_err(|d| DataFusionError::Internal(format!("{}: {d}", function.name())))?;
         let prepared = self.engine.prepare_verified(&program);
@@ -180,10 +219,20 @@ impl SpatialFunction {
         Ok(prepared)
     }
 
-    /// Runs `function`'s program over the geometry columns `a` (and `b`).
-    fn run(&self, function: Function, distance: Option<f64>, columns: Vec<Input>) -> Result<JobResult> {
-        let prepared = self.prepared(function, distance)?;
-        let names = ["a", "b"];
+    /// Runs `function`'s program over the geometry columns `a` (and `b`), or over `rows` and
+    /// `constant` where one argument is.
+    fn run(
+        &self,
+        function: Function,
+        distance: Option<f64>,
+        constant: Constant,
+        columns: Vec<Input>,
+    ) -> Result<JobResult> {
+        let prepared = self.prepared(function, distance, constant)?;
+        let names = match constant {
+            Constant::None => ["a", "b"],
+            _ => ["rows", "constant"],
+        };
         let bound = self
             .engine
             .bind(&prepared, names.into_iter().zip(columns))
@@ -248,15 +297,52 @@ impl ScalarUDFImpl for SpatialFunction {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
         let (geoms, _) = self.function.arity();
+        let distance = match (self.function, args.args.get(2)) {
+            (Function::DWithin, Some(ColumnarValue::Scalar(ScalarValue::Float64(Some(d)))))
+                if d.is_finite() =>
+            {
+                Some(*d)
+            }
+            _ => None,
+        };
+        // A predicate of a column and a constant: the constant decoded and indexed once.
+        let scalar = |i: usize| matches!(args.args.get(i), Some(ColumnarValue::Scalar(_)));
+        let predicate = matches!(self.function, Function::Contains | Function::Within | Function::Intersects)
+            || distance.is_some();
+        let constant = match (scalar(0), scalar(1)) {
+            (true, false) if predicate => Constant::First,
+            (false, true) if predicate => Constant::Second,
+            _ => Constant::None,
+        };
         let mut columns = Vec::with_capacity(geoms);
-        for i in 0..geoms {
+        // The column first, then the constant (its program's inputs, in order).
+        let (in_order, swapped) = ([0, 1], [1, 0]);
+        let order = match constant {
+            Constant::First => &swapped[..],
+            Constant::Second => &in_order[..],
+            Constant::None => &in_order[..geoms],
+        };
+        for &i in order {
             let (Some(value), Some(field)) = (args.args.get(i), args.arg_fields.get(i)) else {
                 return exec_err!("{}: missing argument {}", self.function.name(), i + 1);
             };
-            let array = value.to_array_of_size(n)?;
             let what = format!("{} argument {}", self.function.name(), i + 1);
             let encoding = geometry::encoding(field)?;
-            columns.push(Input::rows(geometry::to_column(&what, array.as_ref(), encoding)?));
+            if constant != Constant::None && scalar(i) {
+                let array = value.to_array_of_size(1)?;
+                if array.is_null(0) {
+                    // Null in, null out, for every row.
+                    return Ok(ColumnarValue::Array(Arc::new(BooleanArray::new_null(n))));
+                }
+                columns.push(Input::indexed(geometry::to_column(&what, array.as_ref(), encoding)?));
+            } else {
+                let array = value.to_array_of_size(n)?;
+                columns.push(Input::rows(geometry::to_column(&what, array.as_ref(), encoding)?));
+            }
+        }
+        if constant != Constant::None {
+            let r = self.run(self.function, distance, constant, columns)?;
+            return Ok(ColumnarValue::Array(bool_output(&r)?));
         }
         let out: ArrayRef = match self.function {
             Function::DWithin => {
@@ -267,7 +353,7 @@ impl ScalarUDFImpl for SpatialFunction {
                 match d {
                     // A constant distance: the `dwithin` op, with its exact predicate.
                     ColumnarValue::Scalar(ScalarValue::Float64(Some(d))) if d.is_finite() => {
-                        let r = self.run(Function::DWithin, Some(*d), columns)?;
+                        let r = self.run(Function::DWithin, Some(*d), Constant::None, columns)?;
                         bool_output(&r)?
                     }
                     // A distance a row: within is distance ≤ d (null where either is).
@@ -276,7 +362,7 @@ impl ScalarUDFImpl for SpatialFunction {
                         let d = d.as_any().downcast_ref::<Float64Array>().ok_or_else(|| {
                             DataFusionError::Execution("st_dwithin: the distance is not f64".into())
                         })?;
-                        let r = self.run(Function::Distance, None, columns)?;
+                        let r = self.run(Function::Distance, None, Constant::None, columns)?;
                         let within: BooleanArray = f64_output(&r, "v")?
                             .into_iter()
                             .zip(d.iter())
@@ -290,15 +376,15 @@ impl ScalarUDFImpl for SpatialFunction {
                 }
             }
             Function::Area | Function::Length | Function::Distance => {
-                let r = self.run(self.function, None, columns)?;
+                let r = self.run(self.function, None, Constant::None, columns)?;
                 Arc::new(Float64Array::from(f64_output(&r, "v")?))
             }
             Function::Centroid => {
-                let r = self.run(self.function, None, columns)?;
+                let r = self.run(self.function, None, Constant::None, columns)?;
                 geometry::points_wkb(&f64_output(&r, "x")?, &f64_output(&r, "y")?)?
             }
             Function::Contains | Function::Within | Function::Intersects => {
-                let r = self.run(self.function, None, columns)?;
+                let r = self.run(self.function, None, Constant::None, columns)?;
                 bool_output(&r)?
             }
         };
@@ -326,5 +412,13 @@ mod tests {
                 .unwrap_or_else(|d| panic!("{}: {d}\n{text}", f.name()));
         }
         assert!(Function::DWithin.program(Some(1e-7)).contains("const f0, 1e-7"));
+        for f in [Function::Contains, Function::Within, Function::Intersects, Function::DWithin] {
+            for first in [true, false] {
+                let text = f.program_against_constant(Some(0.5), first);
+                meridian_bytecode::assemble(f.name(), &text)
+                    .unwrap_or_else(|d| panic!("{} against a constant: {d}\n{text}", f.name()));
+            }
+        }
+        assert!(Function::Contains.program_against_constant(None, true).contains("contains b0, g1, g0"));
     }
 }

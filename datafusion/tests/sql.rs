@@ -964,3 +964,139 @@ async fn left_and_right_spatial_joins_keep_unmatched_rows_as_the_nested_loop_doe
     assert!(plan(&meridian, sql).await.contains("NestedLoopJoinExec"));
     assert_eq!(nullable_pairs(&rows(&meridian, sql).await), nullable_pairs(&rows(&nested, sql).await));
 }
+
+/// (id, value) rows of a result whose second column is a bool, sorted by id.
+fn id_bools(batches: &[RecordBatch]) -> Vec<(i64, Option<bool>)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let v = b.column(1).as_any().downcast_ref::<BooleanArray>().unwrap();
+        out.extend(a.iter().map(Option::unwrap).zip(v.iter()));
+    }
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predicate_against_a_constant_or_a_scalar_subquery_equals_it_row_by_row() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let pts = cities();
+    let no_names: Vec<Option<String>> = vec![None; pts.len()];
+    // The country with the most cities.
+    let all = engine_pairs(&engine, &zones, &pts);
+    let mut per_zone = BTreeMap::new();
+    for &(z, _) in &all {
+        *per_zone.entry(z).or_insert(0usize) += 1;
+    }
+    let (&k, &most) = per_zone.iter().max_by_key(|(_, n)| **n).unwrap();
+    assert!(most > 100, "{most}");
+    let (meridian, nested) = (context(&engine, true), context(&engine, false));
+    for ctx in [&meridian, &nested] {
+        ctx.register_table("zone", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+        ctx.register_table("trip_all", table(&pts, &no_names, Encoding::Wkb, 4096)).unwrap();
+        // Every 100th geometry null.
+        rows(ctx, "CREATE VIEW trip AS SELECT id, CASE WHEN id % 100 = 0 THEN NULL ELSE geom END AS geom FROM trip_all")
+            .await;
+    }
+    let subquery = format!("(SELECT geom FROM zone WHERE id = {k} LIMIT 1)");
+    let paris = "ST_GeomFromText('POINT (2.35 48.85)')";
+    let square = "ST_GeomFromText('POLYGON ((0 40, 20 40, 20 60, 0 60, 0 40))')";
+    // (the predicate over `t.geom` and the constant written `{c}`, the constant)
+    let cases = [
+        ("ST_Intersects(t.geom, {c})", subquery.as_str()),
+        ("ST_Contains({c}, t.geom)", subquery.as_str()),
+        ("ST_Within(t.geom, {c})", square),
+        ("ST_Contains({c}, ST_GeomFromWKB(t.geom))", square),
+        ("ST_DWithin({c}, t.geom, 3.0)", paris),
+        ("ST_DWithin(t.geom, {c}, 0.0)", square),
+    ];
+    for (predicate, constant) in cases {
+        let sql = format!("SELECT t.id, {} FROM trip t", predicate.replace("{c}", constant));
+        // The constant as a column of a one-row table: evaluated row by row.
+        let by_row = format!(
+            "SELECT t.id, {} FROM trip t CROSS JOIN (SELECT {constant} AS k) z",
+            predicate.replace("{c}", "z.k")
+        );
+        let want = id_bools(&rows(&nested, &by_row).await);
+        let trues = want.iter().filter(|(_, v)| *v == Some(true)).count();
+        assert!(trues > 20 && trues < pts.len() / 2, "{sql}: {trues}");
+        assert_eq!(want.iter().filter(|(_, v)| v.is_none()).count(), pts.len().div_ceil(100));
+        assert_eq!(id_bools(&rows(&meridian, &sql).await), want, "{sql}");
+    }
+    // SpatialBench's Q2 as written (a count through a scalar subquery); a null constant (no
+    // such zone) is null for every row, an empty one false.
+    let q2 = format!("SELECT COUNT(*) FROM trip t WHERE ST_Intersects(ST_GeomFromWKB(t.geom), {subquery})");
+    let n = rows(&meridian, &q2).await;
+    let n = n[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+    let want = all.iter().filter(|&&(z, t)| z == k && t % 100 != 0).count();
+    assert_eq!(n as usize, want);
+    for (constant, expect) in
+        [("(SELECT geom FROM zone WHERE id = -1)", None), ("ST_GeomFromText('POLYGON EMPTY')", Some(false))]
+    {
+        let sql = format!("SELECT t.id, ST_Intersects(t.geom, {constant}) FROM trip t");
+        let got = id_bools(&rows(&meridian, &sql).await);
+        assert_eq!(got.len(), pts.len());
+        for (id, v) in got {
+            let want = if id % 100 == 0 { None } else { expect };
+            assert_eq!(v, want, "{constant}: row {id}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knn_join_equals_ranking_every_pair_by_distance() {
+    let engine = engine();
+    let (zones, names) = countries();
+    let pts = cities();
+    let no_names: Vec<Option<String>> = vec![None; pts.len()];
+    let (meridian, nested) = (context(&engine, true), context(&engine, false));
+    let every = pts.len() / 600;
+    for ctx in [&meridian, &nested] {
+        ctx.register_table("zone", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+        ctx.register_table("trip_all", table(&pts, &no_names, Encoding::Wkb, 200)).unwrap();
+        rows(ctx, &format!("CREATE VIEW trip AS SELECT * FROM trip_all WHERE id % {every} = 0")).await;
+        // Fewer trips than zones: DataFusion puts the query side on the left.
+        rows(ctx, "CREATE VIEW few AS SELECT * FROM trip_all WHERE id % 997 = 0 AND id < 50000").await;
+    }
+    // The oracle: every (trip, zone) pair measured by ST_Distance and ranked, nearest first.
+    let ranked = |queries: &str, k: usize| {
+        format!(
+            "SELECT qid, oid FROM (SELECT t.id AS qid, z.id AS oid, ROW_NUMBER() OVER \
+             (PARTITION BY t.id ORDER BY ST_Distance(t.geom, z.geom), z.id) AS rn \
+             FROM {queries} t CROSS JOIN zone z) WHERE rn <= {k}"
+        )
+    };
+    let cases = [
+        ("SELECT t.id, z.id FROM trip t JOIN zone z ON ST_KNN(t.geom, z.geom, 3, FALSE)", ranked("trip", 3)),
+        (
+            "SELECT t.id, z.id FROM zone z JOIN few t ON ST_KNN(ST_GeomFromWKB(t.geom), z.geom, 7, false)",
+            ranked("few", 7),
+        ),
+    ];
+    for (sql, oracle) in &cases {
+        let explained = plan(&meridian, sql).await;
+        assert!(explained.contains("MeridianSpatialJoinExec: ST_KNN(k = "), "{sql}\n{explained}");
+        assert!(!explained.contains("NestedLoopJoinExec"), "{explained}");
+        let want = pairs(&rows(&nested, oracle).await);
+        assert!(want.len() > 20, "{oracle}: {}", want.len());
+        assert_eq!(pairs(&rows(&meridian, sql).await), want, "{sql}");
+    }
+    // SpatialBench's Q12 shape: CTEs, the distance beside each pair, ordered by it.
+    let q12 = "WITH t AS (SELECT id AS t_id, geom AS t_geom, ST_GeomFromWKB(geom) AS pickup FROM few), \
+               b AS (SELECT id AS b_id, ST_GeomFromWKB(geom) AS boundary FROM zone) \
+               SELECT t.t_id, b.b_id, ST_Distance(t.pickup, b.boundary) AS d \
+               FROM t JOIN b ON ST_KNN(t.pickup, b.boundary, 2, FALSE) ORDER BY d ASC, b.b_id ASC";
+    let got = rows(&meridian, q12).await;
+    let d = floats(&got, 2);
+    assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+    assert_eq!(pairs(&got), pairs(&rows(&nested, &ranked("few", 2)).await));
+    // Anywhere but a join's whole condition, or on the spheroid: an error that says so.
+    for sql in [
+        "SELECT ST_KNN(t.geom, t.geom, 1, false) FROM trip t",
+        "SELECT t.id, z.id FROM trip t JOIN zone z ON ST_KNN(t.geom, z.geom, 3, TRUE)",
+    ] {
+        let e = meridian.sql(sql).await.unwrap().collect().await.unwrap_err().to_string();
+        assert!(e.contains("ST_KNN runs only as a join's whole condition"), "{sql}: {e}");
+    }
+}
