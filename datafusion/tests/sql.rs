@@ -893,6 +893,31 @@ async fn convex_hulls_of_collected_groups_and_intersections_equal_geos() {
     assert!(why.contains("st_collect: a group mixes POINT and LINESTRING"), "{why}");
     let got = one("SELECT ST_Collect(g) FROM (VALUES (CAST(NULL AS BYTEA))) AS v(g)").await.unwrap();
     assert!(got[0].column(0).is_null(0), "a group of nulls only is null");
+    // Groups aggregated in two partitions and merged (the state carries a group's empties):
+    // empties only, the empty multi; a point beside an empty and a null, the point; nulls
+    // only, null.
+    let half = |rows: &[(i64, &str)]| {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(k, g)| match *g {
+                "NULL" => format!("({k}, CAST(NULL AS BYTEA))"),
+                g => format!("({k}, {})", wkt(g)),
+            })
+            .collect();
+        format!("SELECT * FROM (VALUES {}) AS v(k, g)", values.join(", "))
+    };
+    let sql = format!(
+        "SELECT k, ST_Collect(g) AS c FROM ({} UNION ALL {}) GROUP BY k ORDER BY k",
+        half(&[(1, "POLYGON EMPTY"), (2, "POINT (1 2)"), (3, "NULL")]),
+        half(&[(1, "POLYGON EMPTY"), (2, "POINT EMPTY"), (2, "NULL"), (3, "NULL")])
+    );
+    let got = one(&sql).await.unwrap();
+    let collected = geometries(&got, 1);
+    let empty = collected.get(0).unwrap();
+    assert!(empty.is_empty() && empty.family() == Family::MultiPolygon, "{:?}", empty.family());
+    let point = collected.get(1).unwrap();
+    assert_eq!((point.family(), point.coords().collect::<Vec<_>>()), (Family::MultiPoint, vec![(1.0, 2.0)]));
+    assert!(collected.get(2).is_none(), "nulls only");
 }
 
 /// (a, b) pairs of a two-column result with nulls, sorted.
