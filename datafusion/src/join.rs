@@ -532,8 +532,11 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
         let joined = futures::stream::once(async move {
             let build = once.get_or_try_init(|| build_side(left, column, knn, context)).await?.clone();
             let rows = if parts.join_type == JoinType::Left { build.batch.num_rows() } else { 0 };
-            let state = Probing { probe, build, matched: vec![false; rows], parts };
-            Ok::<_, DataFusionError>(futures::stream::try_unfold(Some(state), next_batch))
+            // No build row: only a right join has rows to emit, so the others never read the
+            // probe side (SpatialBench's Q6 filters its zones down to none).
+            let probes = build.batch.num_rows() > 0 || parts.join_type == JoinType::Right;
+            let state = probes.then(|| Probing { probe, build, matched: vec![false; rows], parts });
+            Ok::<_, DataFusionError>(futures::stream::try_unfold(state, next_batch))
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), joined)))

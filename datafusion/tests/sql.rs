@@ -975,6 +975,22 @@ async fn left_and_right_spatial_joins_keep_unmatched_rows_as_the_nested_loop_doe
         assert_eq!(nullable_pairs(&rows(&meridian, sql).await), want, "{sql}");
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
+    // No build row: an inner join is empty without reading its probe side; a right join keeps
+    // every probe row.
+    let none = "(SELECT * FROM zone WHERE id < 0)";
+    let inner = format!("SELECT z.id, t.id FROM {none} z JOIN trip t ON ST_Contains(z.geom, t.geom)");
+    let right = format!("SELECT z.id, t.id FROM {none} z RIGHT JOIN trip t ON ST_Contains(z.geom, t.geom)");
+    for sql in [&inner, &right] {
+        assert!(plan(&meridian, sql).await.contains("MeridianSpatialJoinExec"), "{sql}");
+        assert_eq!(
+            nullable_pairs(&rows(&meridian, sql).await),
+            nullable_pairs(&rows(&nested, sql).await),
+            "{sql}"
+        );
+    }
+    assert!(rows(&meridian, &inner).await.iter().all(|b| b.num_rows() == 0));
+    let kept: usize = rows(&meridian, &right).await.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(kept, pts.len().div_ceil(every));
     // Q10's shape whole: a count of trips per zone, zero where none.
     let sql = "SELECT z.id, COUNT(t.id) AS n FROM zone z LEFT JOIN trip t \
                ON ST_Within(ST_GeomFromWKB(t.geom), ST_GeomFromWKB(z.geom)) GROUP BY z.id ORDER BY z.id";
