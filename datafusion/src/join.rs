@@ -9,8 +9,8 @@
 //! runs through the engine as one bytecode program — probe the index, test the candidates
 //! with the exact predicate, emit the pairs — on the CPU or the GPU, as the engine places it.
 //! Output batches carry both sides' columns (the join's projection applied), pairs ordered
-//! by probe row, then build row (a right join's unmatched probe rows in their place; a left
-//! join's unmatched build rows last, in build order).
+//! by probe row, then build row (a right join's unmatched probe rows after each batch's
+//! pairs; a left join's unmatched build rows last, in build order).
 
 use std::fmt;
 use std::pin::Pin;
@@ -35,6 +35,7 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::utils::{build_join_schema, JoinFilter};
 use datafusion::physical_plan::joins::NestedLoopJoinExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     collect, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
@@ -127,7 +128,7 @@ pub struct MeridianSpatialJoinExec {
     pub(crate) right_geometry: usize,
     pub(crate) left_first: bool,
     /// `Inner`; `Left` (unmatched build rows emitted at the end) or `Right` (unmatched probe
-    /// rows emitted in place).
+    /// rows emitted after each batch's pairs).
     pub(crate) join_type: JoinType,
     /// Output columns of left ++ right, as the nested loop join it replaces projected them.
     pub(crate) projection: Option<Vec<usize>>,
@@ -576,26 +577,20 @@ impl SpatialJoinRule {
         let projection = nl.projection().as_ref().map(|p| p.to_vec());
         let parts = (left_geometry, right_geometry, left_first);
         let (left, right) = (nl.left().clone(), nl.right().clone());
-        if let Predicate::Knn(_) = predicate {
-            // The object side (the second argument's) is the one indexed: built on the left.
-            return if conjuncts.len() > 1 || join_type != JoinType::Inner {
-                Ok(None)
-            } else if left_first {
-                self.knn_swapped(nl, predicate, parts, projection).map(Some)
-            } else {
-                let schema = nl.schema();
-                let join = MeridianSpatialJoinExec::try_new(
-                    left,
-                    right,
-                    predicate,
-                    parts,
-                    join_type,
-                    projection,
-                    schema,
-                    self.engine.clone(),
-                )?;
-                Ok(Some(Arc::new(join)))
-            };
+        // Which side is built: a KNN join's object side (the second argument's); otherwise an
+        // inner join builds its right when only that side is known to be the smaller — after a
+        // join, DataFusion may leave an output of unknown size on the left (SpatialBench's Q11:
+        // the second join would index the first one's 6M rows and probe the 1,178 zones).
+        let swap = match predicate {
+            // The whole condition of an inner join only (other conjuncts would filter the k
+            // nearest after they were chosen).
+            Predicate::Knn(_) if conjuncts.len() > 1 || join_type != JoinType::Inner => return Ok(None),
+            Predicate::Knn(_) => left_first,
+            _ => join_type == JoinType::Inner && smaller(&right, &left),
+        };
+        if conjuncts.len() == 1 && swap {
+            let join = self.inner_join(nl, predicate, parts, true, projection, nl.schema())?;
+            return Ok(Some(join));
         }
         if conjuncts.len() == 1 {
             // A left join probes in one partition (see `MeridianSpatialJoinExec::with_program`);
@@ -649,17 +644,8 @@ impl SpatialJoinRule {
         if unmapped {
             return Ok(None);
         }
-        let join = MeridianSpatialJoinExec::try_new(
-            left,
-            right,
-            predicate,
-            parts,
-            JoinType::Inner,
-            None,
-            joined.clone(),
-            self.engine.clone(),
-        )?;
-        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(residual, Arc::new(join))?);
+        let join = self.inner_join(nl, predicate, parts, swap, None, joined.clone())?;
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(residual, join)?);
         let Some(projection) = projection else { return Ok(Some(filtered)) };
         let exprs = projection
             .iter()
@@ -678,44 +664,68 @@ impl SpatialJoinRule {
 }
 
 impl SpatialJoinRule {
-    /// A KNN join whose object side is the nested loop's right: joined with the sides
-    /// swapped, and its columns put back in the nested loop's order (its projection applied).
-    fn knn_swapped(
+    /// The inner join of the nested loop `nl`'s inputs on `predicate`, its output the columns
+    /// `projection` names of left ++ right (all of them for none), in that order, as `schema`
+    /// says. With `swap` the right input is built and the left probed: the argument order is
+    /// flipped and the projection renumbered into right ++ left, so the join gathers the same
+    /// columns in the same order and nothing above it changes.
+    fn inner_join(
         &self,
         nl: &NestedLoopJoinExec,
         predicate: Predicate,
-        (left_geometry, right_geometry, _): (usize, usize, bool),
+        (left_geometry, right_geometry, left_first): (usize, usize, bool),
+        swap: bool,
         projection: Option<Vec<usize>>,
+        schema: SchemaRef,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (left, right) = (nl.left().clone(), nl.right().clone());
+        if !swap {
+            let parts = (left_geometry, right_geometry, left_first);
+            let join = MeridianSpatialJoinExec::try_new(
+                left,
+                right,
+                predicate,
+                parts,
+                JoinType::Inner,
+                projection,
+                schema,
+                self.engine.clone(),
+            )?;
+            return Ok(Arc::new(join));
+        }
         let (n_left, n_right) = (left.schema().fields().len(), right.schema().fields().len());
-        let (original, _) = build_join_schema(&left.schema(), &right.schema(), &JoinType::Inner);
-        let (swapped, _) = build_join_schema(&right.schema(), &left.schema(), &JoinType::Inner);
+        let wanted = projection.unwrap_or_else(|| (0..n_left + n_right).collect());
+        if let Some(&i) = wanted.iter().find(|&&i| i >= n_left + n_right) {
+            return Err(DataFusionError::Plan(format!(
+                "the join's projection names column {i} of {}",
+                n_left + n_right
+            )));
+        }
+        let swapped = wanted.iter().map(|&i| if i < n_left { n_right + i } else { i - n_left }).collect();
         let join = MeridianSpatialJoinExec::try_new(
             right,
             left,
             predicate,
-            (right_geometry, left_geometry, false),
+            (right_geometry, left_geometry, !left_first),
             JoinType::Inner,
-            None,
-            Arc::new(swapped),
+            Some(swapped),
+            schema,
             self.engine.clone(),
         )?;
-        let exprs = projection
-            .unwrap_or_else(|| (0..n_left + n_right).collect())
-            .into_iter()
-            .map(|i| {
-                let at = if i < n_left { n_right + i } else { i - n_left };
-                let f = original.fields().get(i).ok_or_else(|| {
-                    DataFusionError::Plan(format!(
-                        "the join's projection names column {i} of {}",
-                        n_left + n_right
-                    ))
-                })?;
-                Ok((Arc::new(Column::new(f.name(), at)) as Arc<dyn PhysicalExpr>, f.name().clone()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(ProjectionExec::try_new(exprs, Arc::new(join))?))
+        Ok(Arc::new(join))
+    }
+}
+
+/// Whether `a` is known to have fewer rows than `b` (`b`'s count unknown counts as more).
+fn smaller(a: &Arc<dyn ExecutionPlan>, b: &Arc<dyn ExecutionPlan>) -> bool {
+    let (context, args) = (StatisticsContext::new(), StatisticsArgs::new());
+    let rows = |p: &Arc<dyn ExecutionPlan>| {
+        context.compute(p.as_ref(), &args).ok().and_then(|s| s.num_rows.get_value().copied())
+    };
+    match (rows(a), rows(b)) {
+        (Some(a), Some(b)) => a < b,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
