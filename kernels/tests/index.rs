@@ -88,6 +88,12 @@ fn grid_and_tree(idx: &SpatialIndex, areal: &[bool], p: (f64, f64)) -> (Found, F
     idx.query_point_classified(p, |part, _, class| {
         grid.push((part, loc(part, idx.locate_part(part, class, p))))
     });
+    // Less the parts the cell says `p` is outside of: the same walk without them.
+    if let Some(g) = idx.grid() {
+        let skipping: Vec<_> = g.point_parts_but_outside(p, true).collect();
+        let outside = |&(_, class): &(u32, CellClass)| class != CellClass::Outside;
+        assert_eq!(skipping, g.point_parts(p).filter(outside).collect::<Vec<_>>(), "at {p:?}");
+    }
     let mut tree = Vec::new();
     idx.tree().query_point(p, |part| tree.push((part, loc(part, idx.slabs().locate(part as usize, p)))));
     tree.sort_unstable_by_key(|e| e.0);

@@ -11,7 +11,7 @@
 //! runtime runs them the same way), with the ratio to `geo` + `rstar` in the same run.
 //!
 //! `cargo bench -p meridian-runtime --bench lookup` (`LOOKUP_REQUESTS=n` to change the count;
-//! `LOOKUP_PROFILE=1`: only meridian's one-point requests from 8 threads, for a profiler)
+//! `LOOKUP_PROFILE=n`: only meridian's requests of n points from 8 threads, for a profiler)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // a bench fails loudly
 
 mod common;
@@ -158,9 +158,11 @@ fn main() {
     latencies(&pts, 1, requests / 4, g);
     let route = REQUEST.with(|r| r.borrow_mut().as_mut().map(|r| r.run(&service.engine).unwrap().route()));
     println!("meridian's route after the warm-up: {}", route.unwrap_or("none"));
-    if std::env::var("LOOKUP_PROFILE").is_ok() {
-        // For a profiler: only meridian's one-point requests from 8 threads.
-        throughput(&pts, 1, 8, requests, &m);
+    if let Ok(size) = std::env::var("LOOKUP_PROFILE") {
+        // For a profiler: only meridian's requests of `size` points (1 when not a number) from
+        // 8 threads.
+        let size = size.parse().unwrap_or(1usize).max(1);
+        throughput(&pts, size, 8, requests / size.min(1000) + 10, &m);
         return;
     }
     latencies(&pts, 1, requests / 4, mb);
@@ -174,7 +176,7 @@ fn main() {
             c / b
         );
     }
-    for (size, threads, n) in [(1usize, 8usize, requests / 8), (1000, 8, requests / 8000 + 10)] {
+    for (size, threads, n) in [(1usize, 8usize, requests / 8), (1000, 8, requests / 400 + 10)] {
         let (tm, tg) = (throughput(&pts, size, threads, n, &m), throughput(&pts, size, threads, n, &g));
         println!(
             "{size} point(s), {threads} threads: meridian {:.3} M points/s, geo + rstar {:.3} M points/s: {:.2}× the throughput",

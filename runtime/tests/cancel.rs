@@ -158,3 +158,24 @@ fn a_finished_job_keeps_its_result_when_cancelled_after() {
     ticket.cancel();
     assert_eq!(ticket.wait().unwrap().count("n"), Some(1000));
 }
+
+#[test]
+fn a_waiting_caller_runs_its_own_job_while_every_worker_is_busy() {
+    // One worker, held by a job of four rows of 27 million predicates each (seconds even
+    // optimised; one chunk: its rows are fewer than a chunk's). A caller's `run` queues
+    // behind it and runs its own chunks rather than wait for the worker: it is answered
+    // while the long job still runs. (Without that help, the long job finishes first.)
+    let e = Engine::builder().mode(Mode::Cpu).workers(1).inline_rows(0).build().unwrap();
+    let slow = e.submit(job(&e, SLOW, 4)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| tx.send(e.run(job(&e, QUICK, 1000))).unwrap());
+        // A guard against a hang, not a timing.
+        let got = rx.recv_timeout(Duration::from_secs(120)).expect("the caller's job was not answered");
+        assert_eq!(got.unwrap().count("n"), Some(1000));
+        assert!(!slow.is_done(), "the long job finished before the caller's: the caller waited for the worker instead of running its own chunks");
+        slow.cancel();
+    });
+    assert_eq!(slow.wait().unwrap_err(), JobError::Cancelled(CancelCause::Caller));
+    still_works(&e);
+}

@@ -257,6 +257,18 @@ impl CellGrid {
     /// mutate their own state between parts).
     #[inline(always)]
     pub fn point_parts(&self, p: Xy) -> impl Iterator<Item = (u32, CellClass)> + '_ {
+        self.point_parts_but_outside(p, false)
+    }
+
+    /// [`CellGrid::point_parts`], less the parts the cell knows `p` is outside of when
+    /// `skip_outside`: for a caller to whom those say nothing (a filter no exterior point
+    /// passes), whose boxes it then need not read.
+    #[inline(always)]
+    pub fn point_parts_but_outside(
+        &self,
+        p: Xy,
+        skip_outside: bool,
+    ) -> impl Iterator<Item = (u32, CellClass)> + '_ {
         let (px, py) = p;
         // Outside the grid (or NaN) no box contains the point.
         let cell = match self.cell_of(p) {
@@ -265,13 +277,16 @@ impl CellGrid {
         };
         cell.iter().filter_map(move |&e| {
             let part = e >> 2;
-            let b = &self.boxes[part as usize];
-            let hit = (b.min_x <= px) & (px <= b.max_x) & (b.min_y <= py) & (py <= b.max_y);
             let class = match e & 3 {
-                INSIDE => CellClass::Inside,
+                // The grown cell lies in the part's interior, so its box holds `p`: no need
+                // to read the box.
+                INSIDE => return Some((part, CellClass::Inside)),
+                OUTSIDE if skip_outside => return None,
                 OUTSIDE => CellClass::Outside,
                 _ => CellClass::Check,
             };
+            let b = &self.boxes[part as usize];
+            let hit = (b.min_x <= px) & (px <= b.max_x) & (b.min_y <= py) & (py <= b.max_y);
             hit.then_some((part, class))
         })
     }

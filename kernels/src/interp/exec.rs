@@ -426,6 +426,10 @@ struct PointProbe<'a> {
     index: &'a SpatialIndex,
     grid: &'a CellGrid,
     l: FilterLoop,
+    /// Whether parts the grid knows the point is outside of are passed over unread: only
+    /// where the loop's last answer is not observed (a whole-program join), and the
+    /// predicate passes no exterior point.
+    skip_outside: bool,
 }
 
 impl<'a> PointProbe<'a> {
@@ -440,7 +444,13 @@ impl<'a> PointProbe<'a> {
         }
         let slot = ins.get(input)?;
         let index = slot.index?;
-        Some(PointProbe { input, view: slot.view, index, grid: index.grid()?, l: *l })
+        Some(PointProbe { input, view: slot.view, index, grid: index.grid()?, l: *l, skip_outside: false })
+    }
+
+    /// This loop as a whole program runs it, its last answer unobserved (every row starts
+    /// afresh): parts the point is outside of are skipped when they cannot pass.
+    fn whole_program(self) -> PointProbe<'a> {
+        PointProbe { skip_outside: !self.l.pred.of_location(Location::Exterior), ..self }
     }
 
     /// Runs the loop for row `row`, whose probe geometry is the point `p`: passing
@@ -465,7 +475,7 @@ impl<'a> PointProbe<'a> {
         let parts = self.index.slabs().parts();
         let row_of = |part: u32| part_rows.get(part as usize).copied();
         let mut last = None;
-        let mut found = self.grid.point_parts(p).peekable();
+        let mut found = self.grid.point_parts_but_outside(p, self.skip_outside).peekable();
         while let Some((part, class)) = found.next() {
             if out.stop_requested(&mut s.polls) {
                 s.stopped = true;
@@ -576,9 +586,11 @@ fn run_join_rows(
     out: &OutputBuffers,
     s: &mut Scratch,
 ) -> Result<Range<usize>, ExecError> {
-    let (Some(fast), Some(load), Some(mut matches)) =
-        (PointProbe::new(ins, &j.filter, j.probe, j.geom), ins.get(j.load), take_matches(s, &j.filter))
-    else {
+    let (Some(fast), Some(load), Some(mut matches)) = (
+        PointProbe::new(ins, &j.filter, j.probe, j.geom).map(PointProbe::whole_program),
+        ins.get(j.load),
+        take_matches(s, &j.filter),
+    ) else {
         return Ok(rows);
     };
     for row in rows.clone() {

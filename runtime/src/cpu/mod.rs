@@ -17,7 +17,7 @@ use meridian_kernels::interp::{ExecError, FinishError, OutputBuffers, Scratch};
 use parking_lot::Mutex;
 
 use crate::doorbell::Doorbell;
-use crate::job::{Attempt, Column, Executor, JobError, JobTable, Refused, LEARN_MIN_ROWS};
+use crate::job::{Attempt, Column, Executor, Help, JobError, JobTable, Refused, LEARN_MIN_ROWS};
 use crate::ring::{
     CompletionEntry, HeapMemory, JobStatus, Pop, PushError, Reaper, Ring, RingError, SubmitEntry,
 };
@@ -196,6 +196,11 @@ impl CpuExecutor {
         self.shared.submit.is_closed()
     }
 
+    /// What a thread waiting on one of this executor's tickets runs chunks through.
+    pub(crate) fn helper(&self) -> Arc<dyn Help> {
+        self.shared.clone()
+    }
+
     /// Runs a job without waiting (see [`Shared::dispatch`]): for jobs placed again by a
     /// thread that must not wait on a ring only workers drain.
     pub(crate) fn dispatch(&self, job: CpuJob) {
@@ -262,7 +267,8 @@ impl Shared {
                 let rows = state.attempt().rows.clone();
                 let (n, size) = self.tuning.chunks(rows.len(), state.job.chunk_rows);
                 state.remaining.store(n as u32, Relaxed);
-                self.submit.try_push_n(n, |k| SubmitEntry::chunk(slot, k, &rows, size)).map(|()| n)
+                state.attempt().ticket.queued(n as isize);
+                (n, self.submit.try_push_n(n, |k| SubmitEntry::chunk(slot, k, &rows, size)))
             }
             // A job racing inside itself: its first step. While steps remain to be queued
             // it holds one count of its own in `remaining`, so that it cannot complete
@@ -276,17 +282,19 @@ impl Shared {
                 };
                 let n = first.entries.len();
                 state.remaining.store((n + usize::from(!first.last)) as u32, Relaxed);
+                state.attempt().ticket.queued(n as isize);
                 let mut entries = first.entries.into_iter();
-                self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()).map(|()| n)
+                (n, self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()))
             }
         };
         match pushed {
-            Ok(n) => {
+            (n, Ok(())) => {
                 self.work.ring(n > 1);
                 Ok(())
             }
-            Err(e) => {
+            (n, Err(e)) => {
                 drop(self.jobs.remove(slot));
+                state.attempt().ticket.queued(-(n as isize));
                 Err((state, e))
             }
         }
@@ -312,6 +320,7 @@ impl Shared {
             // Counted before they are on the ring: a worker may finish them before the push
             // returns. This chunk's count and the job's own keep `remaining` above zero.
             job.remaining.fetch_add(n as u32, AcqRel);
+            job.attempt().ticket.queued(n as isize);
             let mut entries = step.entries.iter().copied();
             match self.submit.try_push_n(n, |_| entries.next().unwrap_or_default()) {
                 Ok(()) => {
@@ -322,12 +331,14 @@ impl Shared {
                     return;
                 }
                 Err(PushError::Closed) => {
+                    job.attempt().ticket.queued(-(n as isize));
                     job.remaining.fetch_sub(n as u32 + 1, AcqRel);
                     steps.stop();
                     job.cancelled.store(true, Relaxed);
                     return;
                 }
                 Err(PushError::Full) => {
+                    job.attempt().ticket.queued(-(n as isize));
                     job.remaining.fetch_sub(n as u32, AcqRel);
                     let (rows, code) = steps.take_step(&step);
                     if let Err(err) = job.run_with(code, rows, scratch) {
@@ -346,6 +357,7 @@ impl Shared {
     /// completion.
     fn run_entry(&self, e: SubmitEntry, scratch: &mut Scratch) {
         let Some(job) = self.jobs.with(e.job, |j| j.clone()) else { return };
+        job.attempt().ticket.queued(-1);
         let stop = &job.attempt().ticket.stop;
         // A stopped job (its ticket or token cancelled, its deadline passed) runs no more
         // chunks; its rows in other workers stop at their next check.
@@ -507,6 +519,23 @@ impl Shared {
                 job.attempt().fail(JobError::stopped(None));
             }
         }
+    }
+}
+
+impl Help for Shared {
+    fn help_one(&self) -> bool {
+        thread_local! {
+            /// A helping thread's interpreter state, kept between the chunks it runs.
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::new());
+        }
+        let Pop::Item(e) = self.submit.try_pop() else { return false };
+        self.space.ring(true);
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut scratch) => self.run_entry(e, &mut scratch),
+            // Only if a chunk's completion ever waited on a ticket: not reached today.
+            Err(_) => self.run_entry(e, &mut Scratch::new()),
+        });
+        true
     }
 }
 

@@ -37,7 +37,9 @@ pub const JIT_WAIT_ROWS: usize = 1 << 16;
 struct CpuCode {
     code: Code,
     backend: Arc<Backend>,
-    race: Option<tune::Entry>,
+    /// Boxed from where a race is chosen: a plan is moved several times on the way to an
+    /// inline run, and a job in a race (a large one, never inline) is rare.
+    race: Option<Box<tune::Entry>>,
     why: RouteReason,
 }
 
@@ -83,14 +85,15 @@ impl Engine {
     /// is settled). Programs with `sum` outputs are not raced by knobs that change how a job
     /// is cut: chunks add their sums as they finish, so another cut would round them
     /// differently.
-    fn race(&self, knob: Knob, job: &Job) -> Option<(u32, Option<tune::Entry>)> {
+    fn race(&self, knob: Knob, job: &Job) -> Option<(u32, Option<Box<tune::Entry>>)> {
         let t = self.tuner.as_ref()?;
         let rows = job.rows.len();
         if rows < tune::RACE_MIN_ROWS || (knob != Knob::Route && has_sums(job)) {
             return None;
         }
         let key = t.key(knob, &job.prepared.hash().to_string(), binding_signature(job), rows);
-        Some(t.choose(knob, key))
+        let (value, entry) = t.choose(knob, key);
+        Some((value, entry.map(Box::new)))
     }
 
     /// The races a job of [`tune::IN_JOB_MIN_ROWS`] rows or more runs inside itself: the
@@ -207,14 +210,7 @@ impl Engine {
             budget_cut: capacity.cut(),
             variant,
         };
-        Ok(CpuPlan {
-            code: code.code,
-            backend: code.backend,
-            race: race.map(Box::new),
-            plan,
-            capacity,
-            races: None,
-        })
+        Ok(CpuPlan { code: code.code, backend: code.backend, race, plan, capacity, races: None })
     }
 
     /// A GPU job's plan, applied: the megakernel or its program's own kernel, its cut for the
@@ -262,7 +258,7 @@ impl Engine {
             budget_cut: capacity.cut(),
             variant: backend.variant,
         };
-        let attempt = attempt(job, cell, backend, Arc::new(plan), &capacity, race.map(Box::new));
+        let attempt = attempt(job, cell, backend, Arc::new(plan), &capacity, race);
         Ok(GpuJob { attempt, chunks, kernel: route.kernel, geom_words: 0 })
     }
 
@@ -329,7 +325,7 @@ impl Engine {
         job: &Job,
         (backend, backends): (Arc<Backend>, &CpuBackends),
         jit: bool,
-        race: Option<tune::Entry>,
+        race: Option<Box<tune::Entry>>,
         why: RouteReason,
     ) -> CpuCode {
         if !jit {

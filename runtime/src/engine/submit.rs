@@ -127,7 +127,9 @@ impl Engine {
             Err(e) => return Ok(resolved(Err(e))),
         };
         match push(&**gpu, planned, wait) {
-            Ok(()) => Ok(Ticket { cell, spin: self.cpu.tuning().spin, spin_for: GPU_WAIT_SPIN }),
+            Ok(()) => {
+                Ok(Ticket { cell, spin: self.cpu.tuning().spin, spin_for: GPU_WAIT_SPIN, helper: None })
+            }
             Err(Refused::Full(_)) => Err(TrySubmitError::Full(job)),
             Err(Refused::Closed(_)) => Err(TrySubmitError::Shutdown(job)),
             // Under `gpu` the job fails with why; under `auto` it is placed again on the CPU
@@ -158,7 +160,12 @@ impl Engine {
         }
         let cell = Arc::new(TicketCell::new(self.stop_for(&job)));
         match push(&*self.cpu, plan.into_job(&job, cell.clone()), wait) {
-            Ok(()) => Ok(Ticket { cell, spin: self.cpu.tuning().spin, spin_for: Duration::ZERO }),
+            Ok(()) => Ok(Ticket {
+                cell,
+                spin: self.cpu.tuning().spin,
+                spin_for: Duration::ZERO,
+                helper: Some(self.cpu.helper()),
+            }),
             Err(Refused::Full(_)) => Err(TrySubmitError::Full(job)),
             Err(Refused::Closed(_) | Refused::Unavailable(..)) => Err(TrySubmitError::Shutdown(job)),
         }
@@ -199,7 +206,7 @@ impl Engine {
 pub(super) fn resolved(outcome: Result<JobResult, JobError>) -> Ticket {
     let cell = Arc::new(TicketCell::default());
     cell.resolve(outcome);
-    Ticket { cell, spin: 0, spin_for: Duration::ZERO }
+    Ticket { cell, spin: 0, spin_for: Duration::ZERO, helper: None }
 }
 
 /// The future of [`Engine::submit_async`]: the job's ticket once an executor has taken it,

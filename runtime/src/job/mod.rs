@@ -23,7 +23,7 @@ pub(crate) use table::JobTable;
 
 use crate::doorbell::Doorbell;
 pub use ticket::Ticket;
-pub(crate) use ticket::TicketCell;
+pub(crate) use ticket::{Help, TicketCell};
 
 /// Why an executor did not take a job; the job comes back.
 #[derive(Debug)]

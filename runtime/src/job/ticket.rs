@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -28,10 +28,24 @@ struct Slot {
     waiter: Waiter,
 }
 
+/// An executor a thread waiting on one of its tickets can lend itself to, rather than spin
+/// or sleep while workers run the job: on a machine with fewer cores than busy threads, a
+/// spinning waiter takes a core from the worker it waits for.
+pub(crate) trait Help: Send + Sync + std::fmt::Debug {
+    /// Claims and runs one queued chunk (of whichever job is first on the queue); false when
+    /// none was queued.
+    fn help_one(&self) -> bool;
+}
+
 /// The shared side of a ticket, held by the job until it resolves.
 #[derive(Debug)]
 pub(crate) struct TicketCell {
     done: AtomicBool,
+    /// Chunks of this job queued and not yet claimed by any thread (counted up before they
+    /// are queued, down as they are claimed: it may dip below zero for a moment). A waiter
+    /// helps only while it is positive, so it runs no chunk queued after its own job's
+    /// last, which would only delay it.
+    unclaimed: AtomicIsize,
     slot: Mutex<Slot>,
     /// The job's stop signal: its ticket's [`Ticket::cancel`], its deadline, a caller's token.
     pub(crate) stop: Arc<Stop>,
@@ -45,7 +59,12 @@ impl Default for TicketCell {
 
 impl TicketCell {
     pub(crate) fn new(stop: Arc<Stop>) -> TicketCell {
-        TicketCell { done: AtomicBool::new(false), slot: Mutex::new(Slot::default()), stop }
+        TicketCell {
+            done: AtomicBool::new(false),
+            unclaimed: AtomicIsize::new(0),
+            slot: Mutex::new(Slot::default()),
+            stop,
+        }
     }
 
     fn slot(&self) -> parking_lot::MutexGuard<'_, Slot> {
@@ -74,6 +93,16 @@ impl TicketCell {
     pub(crate) fn is_done(&self) -> bool {
         self.done.load(Ordering::Acquire)
     }
+
+    /// `n` more chunks of the job are about to be queued (negative: taken back, or claimed).
+    pub(crate) fn queued(&self, n: isize) {
+        self.unclaimed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Whether some chunk of the job is queued and unclaimed.
+    fn has_unclaimed(&self) -> bool {
+        self.unclaimed.load(Ordering::Relaxed) > 0
+    }
 }
 
 /// The handle of a submitted job. Resolves exactly once — done, failed or cancelled —
@@ -91,6 +120,8 @@ pub struct Ticket {
     /// (GPU jobs: a parked waiter costs a futex wake-up, about as long as the device's whole
     /// round trip).
     pub(crate) spin_for: std::time::Duration,
+    /// The executor the job is queued on, when a waiter may run its chunks ([`Help`]).
+    pub(crate) helper: Option<Arc<dyn Help>>,
 }
 
 impl Ticket {
@@ -124,15 +155,26 @@ impl Ticket {
         Some(take(&mut self.cell.slot()))
     }
 
-    /// Blocks until the job resolves: spins briefly (a small job often finishes within
-    /// microseconds), then parks.
+    /// Blocks until the job resolves. A CPU job's waiter runs queued chunks itself — the
+    /// job's own and those queued before them — while any of its job's are unclaimed; then
+    /// it spins briefly (a small job often finishes within microseconds) and parks.
     pub fn wait(self) -> Result<JobResult, JobError> {
         let start = std::time::Instant::now();
-        for _ in 0..self.spin {
-            if self.cell.is_done() {
-                break;
+        let mut spun = 0;
+        while spun < self.spin && !self.cell.is_done() {
+            match &self.helper {
+                Some(h) if self.cell.has_unclaimed() && h.help_one() => {}
+                _ => {
+                    spun += 1;
+                    // A yield now and then: where threads outnumber cores, the core may
+                    // be wanted by the very worker running this job.
+                    if spun % 64 == 0 {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
             }
-            std::hint::spin_loop();
         }
         while !self.cell.is_done() && start.elapsed() < self.spin_for {
             for _ in 0..64 {
