@@ -640,6 +640,16 @@ async fn a_spatial_join_with_other_conjuncts_and_a_chain_of_two_run_on_meridian(
     let explained = plan(&ctx, sql).await;
     assert_eq!(explained.matches("MeridianSpatialJoinExec").count(), 2, "{explained}");
     assert!(!explained.contains("NestedLoopJoinExec"), "{explained}");
+    // Both joins index a zone table: the second's left input is the first join's output (no
+    // row count known), so it is swapped to build on the zones it has on its right.
+    let physical = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+    let builds = built_sides(&physical);
+    assert_eq!(builds.len(), 2, "{explained}");
+    for fields in &builds {
+        let zone =
+            fields.iter().any(|f| f == "geom") && !fields.iter().any(|f| f == "pickup" || f == "dropoff");
+        assert!(zone, "a join builds on {fields:?}, not a zone table:\n{explained}");
+    }
     let expected: i64 = (0..n)
         .map(|i| {
             let pairs = of[i].iter().flat_map(|a| of[dropoff_of(i)].iter().map(move |b| (a, b)));
@@ -650,6 +660,19 @@ async fn a_spatial_join_with_other_conjuncts_and_a_chain_of_two_run_on_meridian(
     let got = rows(&ctx, sql).await;
     let got = got[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
     assert_eq!(got, expected);
+}
+
+/// The column names of the built (indexed) input of every spatial join in `plan`.
+fn built_sides(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    if plan.downcast_ref::<meridian_datafusion::join::MeridianSpatialJoinExec>().is_some() {
+        let build = plan.children()[0].schema();
+        out.push(build.fields().iter().map(|f| f.name().clone()).collect());
+    }
+    for child in plan.children() {
+        out.extend(built_sides(child));
+    }
+    out
 }
 
 /// The values of a Float64 column of a result, in order.

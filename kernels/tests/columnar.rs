@@ -306,7 +306,7 @@ fn plain_tables_are_read_by_column_names_and_types() {
     assert_eq!(io::to_wkt(col.get(0).as_ref()), "POINT(1.5 2)");
     assert!(col.get(1).is_none());
     // A binary column named `geometry` without any metadata: WKB.
-    let wkb = io::to_wkb(&col.get(2).unwrap()).unwrap();
+    let wkb = io::to_wkb(&col.get(2).unwrap());
     let named = batch(
         vec![("geometry", Arc::new(BinaryArray::from(vec![Some(wkb.as_slice()), None])) as ArrayRef)],
         None,
@@ -386,7 +386,7 @@ fn bad_files_are_errors_that_say_where_and_what() {
     assert!(e.message.contains("no geometry column") && e.message.contains("id Int64"), "{e}");
 
     // A bad WKB value: the error names the row (counted over the whole file) and the column.
-    let wkb = io::to_wkb(&col.get(0).unwrap()).unwrap();
+    let wkb = io::to_wkb(&col.get(0).unwrap());
     let mut values: Vec<Option<&[u8]>> = vec![Some(&wkb); 5];
     values[3] = Some(b"\x01\x02");
     let path = d.join("bad-wkb.arrow");

@@ -39,7 +39,7 @@ fn wkb_and_geo_types_round_trip() {
                 geos.push(None);
             }
             Some(g) => {
-                io::push_wkb(&mut from_wkb, &io::to_wkb(&g).unwrap()).unwrap();
+                io::push_wkb(&mut from_wkb, &io::to_wkb(&g)).unwrap();
                 geos.push(io::to_geo(&g).ok());
             }
         }
@@ -53,6 +53,31 @@ fn wkb_and_geo_types_round_trip() {
     for (i, &r) in keep.iter().enumerate() {
         assert_eq!(io::to_wkt(back.get(i).as_ref()), io::to_wkt(col.get(r).as_ref()), "row {r}");
     }
+}
+
+/// The WKB written here, byte for byte what the `wkb` crate writes from the same row (its
+/// `wkt` form): every family, holes, the empties of each family (POINT EMPTY as NaNs), and
+/// the countries.
+#[test]
+fn wkb_is_what_the_wkb_crate_writes() {
+    let extra = "LINESTRING EMPTY\nPOLYGON EMPTY\nMULTIPOINT (1 2, 3 4)\nMULTILINESTRING EMPTY\n\
+                 MULTIPOINT EMPTY\nPOLYGON ((0 0, 4 0, 4 4, 0 0), (1 1, 2 1, 2 2, 1 1), (3 1, 3.5 1, 3.5 1.5, 3 1))\n";
+    let more = io::read_wkt("extra.wkt", extra.as_bytes()).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/countries.geojson")).unwrap();
+    let countries = io::read_geojson("countries.geojson", &text).unwrap().geometry;
+    let opts = wkb::writer::WriteOptions { endianness: wkb::Endianness::LittleEndian };
+    let mut checked = 0;
+    for col in [samples(), more, countries] {
+        for r in 0..col.len() {
+            let Some(g) = col.get(r) else { continue };
+            let mut want = Vec::new();
+            wkb::writer::write_geometry(&mut want, &io::to_wkt_value(&g), &opts).unwrap();
+            assert_eq!(io::to_wkb(&g), want, "row {r}: {}", io::to_wkt(Some(&g)));
+            checked += 1;
+        }
+    }
+    assert!(checked > 180, "{checked}");
 }
 
 #[test]

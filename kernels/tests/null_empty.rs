@@ -119,7 +119,7 @@ fn wkb_round_trips_empties() {
     let col = column();
     for row in 1..=6 {
         let g = col.get(row).unwrap();
-        let bytes = io::to_wkb(&g).unwrap();
+        let bytes = io::to_wkb(&g);
         let mut b = ColumnBuilder::new();
         io::push_wkb(&mut b, &bytes).unwrap();
         let back = b.finish();

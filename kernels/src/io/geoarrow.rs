@@ -594,10 +594,20 @@ pub fn to_array(
     let array: ArrayRef = match encoding {
         Encoding::Wkb => {
             let mut builder = BinaryBuilder::with_capacity(rows.len(), rows.len() * 21);
+            let (mut wkb, mut bytes) = (Vec::new(), 0usize);
             for r in rows {
                 match view.get(r) {
                     None => builder.append_null(),
-                    Some(g) => builder.append_value(super::to_wkb(&g).map_err(|e| format!("row {r}: {e}"))?),
+                    Some(g) => {
+                        wkb.clear();
+                        super::write_wkb(&g, &mut wkb);
+                        // A `Binary` array's offsets are i32 (arrow would panic past them).
+                        bytes += wkb.len();
+                        if bytes > i32::MAX as usize {
+                            return Err(format!("row {r}: over 2 GiB of WKB in one array"));
+                        }
+                        builder.append_value(&wkb);
+                    }
                 }
             }
             Arc::new(builder.finish())

@@ -27,7 +27,7 @@ pub use self::file::{read_geometry, read_geometry_within, Format, GeometryWriter
 pub use self::geo::{from_geo, to_geo, NoGeoTypesForm};
 pub use self::geojson::{read_geojson, GeoJsonTable};
 pub use self::outputs::{hits_batch, hits_schema, output_table};
-pub use self::wkb::{push_wkb, to_wkb};
+pub use self::wkb::{push_wkb, to_wkb, write_wkb};
 pub use self::wkt::{push_wkt, read_wkt, to_wkt, to_wkt_value};
 pub use source::{open_input, Opened, Stamp};
 
