@@ -12,12 +12,15 @@ use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array};
 use arrow_schema::DataType;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::error::DataFusionError;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use meridian_kernels::interp::{Input, OutputColumn};
 use meridian_runtime::{Engine, JobResult, Prepared};
 
+use crate::convert::{Conversion, ConvertFunction};
 use crate::geometry;
 
 /// Which function.
@@ -282,6 +285,23 @@ impl ScalarUDFImpl for SpatialFunction {
             }
         }
         Ok(out)
+    }
+
+    /// `ST_Length(ST_MakeLine(a, b))` becomes `st_makeline_length(a, b)`: the same value
+    /// without a line written as WKB and decoded again.
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let makeline = |f: &ScalarFunction| {
+            let c = f.func.inner().downcast_ref::<ConvertFunction>();
+            f.args.len() == 2 && c.is_some_and(|c| c.conversion() == Conversion::MakeLine)
+        };
+        match args.as_slice() {
+            [Expr::ScalarFunction(line)] if self.function == Function::Length && makeline(line) => {
+                let fused = Arc::new(ConvertFunction::udf(Conversion::MakeLineLength));
+                let call = ScalarFunction::new_udf(fused, line.args.clone());
+                Ok(ExprSimplifyResult::Simplified(Expr::ScalarFunction(call)))
+            }
+            _ => Ok(ExprSimplifyResult::Original(args)),
+        }
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {

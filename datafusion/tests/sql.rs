@@ -556,6 +556,114 @@ async fn conversions_follow_postgis_with_nulls_empties_and_errors_naming_the_row
     assert!((l - 5.0).abs() < 1e-9, "{l}");
 }
 
+/// `ST_Length(ST_MakeLine(a, b))` runs as one function (`st_makeline_length`), bit for bit
+/// what ST_Length gives of the lines ST_MakeLine made in an earlier query: points, multipoints
+/// and lines, empties, nulls, in random pairs; and the same errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_length_of_a_made_line_is_fused_and_equals_the_line_measured() {
+    let engine = engine();
+    let ctx = context(&engine, true);
+    let (mut a, mut b) = (ColumnBuilder::new(), ColumnBuilder::new());
+    let mut seed = 7u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for i in 0..2000 {
+        for side in [&mut a, &mut b] {
+            let (x, y) = (next() * 360.0 - 180.0, next() * 180.0 - 90.0);
+            match (i + usize::from(next() < 0.5)) % 7 {
+                0 => side.push_null(),
+                1 => side.push_empty(meridian_kernels::column::Family::Point),
+                2 => side.push_line_string(&[(x, y), (x + next(), y - next()), (x - 3.0, y)]).unwrap(),
+                3 => side
+                    .push_parts(
+                        meridian_kernels::column::Family::MultiPoint,
+                        &[vec![vec![(x, y)]], vec![vec![(y / 2.0, x / 2.0)]]],
+                    )
+                    .unwrap(),
+                4 => side.push_empty(meridian_kernels::column::Family::LineString),
+                _ => side.push_point(x, y).unwrap(),
+            }
+        }
+    }
+    let (a, b) = (a.finish(), b.finish());
+    let n = a.len();
+    let (fa, arr_a) = geoarrow::to_array(&a, 0..n, "a", Encoding::Wkb).unwrap();
+    let (fb, arr_b) = geoarrow::to_array(&b, 0..n, "b", Encoding::Wkb).unwrap();
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
+    let schema = Arc::new(Schema::new(vec![Field::new("id", arrow_schema::DataType::Int64, false), fa, fb]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![ids, arr_a, arr_b]).unwrap();
+    ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())).unwrap();
+    // Rows where one side is a lone point and the other empty make a one-coordinate line:
+    // an error; they are left out of the comparison (table `bad`) and their error checked
+    // apart.
+    let fused =
+        "SELECT id, ST_Length(ST_MakeLine(a, b)) FROM t WHERE id NOT IN (SELECT id FROM bad) ORDER BY id";
+    // The lines, made by one query and measured by another.
+    let mut bad = Vec::new();
+    let mut lines = ColumnBuilder::new();
+    let mut coords = Vec::new();
+    for row in 0..n {
+        let (Some(ga), Some(gb)) = (a.get(row), b.get(row)) else {
+            lines.push_null();
+            continue;
+        };
+        coords.clear();
+        coords.extend(ga.coords().chain(gb.coords()));
+        match coords.len() {
+            1 => {
+                bad.push(row as i64);
+                lines.push_null();
+            }
+            0 => lines.push_empty(meridian_kernels::column::Family::LineString),
+            _ => lines.push_line_string(&coords).unwrap(),
+        }
+    }
+    assert!(bad.len() > 10 && bad.len() < n / 4, "{}", bad.len());
+    let bad_ids: ArrayRef = Arc::new(Int64Array::from(bad.clone()));
+    let bad_schema = Arc::new(Schema::new(vec![Field::new("id", arrow_schema::DataType::Int64, false)]));
+    let bad_batch = RecordBatch::try_new(bad_schema.clone(), vec![bad_ids]).unwrap();
+    ctx.register_table("bad", Arc::new(MemTable::try_new(bad_schema, vec![vec![bad_batch]]).unwrap()))
+        .unwrap();
+    let made = rows(
+        &ctx,
+        "SELECT id, ST_MakeLine(a, b) AS l FROM t WHERE id NOT IN (SELECT id FROM bad) ORDER BY id",
+    )
+    .await;
+    let made_schema = made[0].schema();
+    ctx.register_table("made", Arc::new(MemTable::try_new(made_schema, vec![made]).unwrap())).unwrap();
+    let measured = floats(&rows(&ctx, "SELECT id, ST_Length(l) FROM made ORDER BY id").await, 1);
+    let explained = plan(&ctx, fused).await;
+    assert!(explained.contains("st_makeline_length"), "{explained}");
+    let got = floats(&rows(&ctx, fused).await, 1);
+    assert_eq!(got.len(), n - bad.len());
+    let bits = |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&measured));
+    assert!(got.iter().filter(|v| v.is_none()).count() > 100 && got.contains(&Some(0.0)));
+    // Errors: as ST_MakeLine's, naming it and the row.
+    let err = |sql: String| {
+        let ctx = ctx.clone();
+        async move {
+            match ctx.sql(&sql).await {
+                Ok(df) => df.collect().await.map(|_| ()).unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    let row = bad[0];
+    let one = format!("SELECT ST_Length(ST_MakeLine(a, b)) FROM t WHERE id = {row}");
+    let apart = format!("SELECT ST_MakeLine(a, b) FROM t WHERE id = {row}");
+    let (why, want) = (err(one).await, err(apart).await);
+    assert!(want.contains("st_makeline: row 0:"), "{want}");
+    assert_eq!(why, want);
+    let polygon = "ST_GeomFromText('POLYGON ((0 0, 1 0, 1 1, 0 0))')";
+    let why = err(format!("SELECT ST_Length(ST_MakeLine(a, {polygon})) FROM t")).await;
+    let want = err(format!("SELECT ST_MakeLine(a, {polygon}) FROM t")).await;
+    assert!(want.contains("has a POLYGON, not a point or a line"), "{want}");
+    assert_eq!(why, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spatialbench_joins_through_st_geomfromwkb_run_on_meridian() {
     let engine = engine();
