@@ -532,7 +532,9 @@ impl Help for Shared {
         self.space.ring(true);
         SCRATCH.with(|s| match s.try_borrow_mut() {
             Ok(mut scratch) => self.run_entry(e, &mut scratch),
-            // Only if a chunk's completion ever waited on a ticket: not reached today.
+            // Borrowed only if this thread helps from inside a chunk it runs, which would
+            // take a chunk that waits on a ticket: none does; a fresh scratch if one ever
+            // did.
             Err(_) => self.run_entry(e, &mut Scratch::new()),
         });
         true

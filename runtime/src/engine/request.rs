@@ -214,9 +214,7 @@ impl Request {
         })
     }
 
-    /// The run on this thread, into the last run's buffers and result. (Inlined: its plan is
-    /// then moved into the result once, not copied into each call's frame on the way.)
-    #[inline(always)]
+    /// The run on this thread, into the last run's buffers and result.
     fn run_inline(&mut self, engine: &Engine, plan: CpuPlan) -> Result<&JobResult, JobError> {
         let Some(job) = &self.job else { return Err(JobError::stopped(None)) };
         let stop = engine.has_stop(job).then(|| {

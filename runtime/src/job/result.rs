@@ -117,7 +117,6 @@ impl JobResult {
     /// This result made the outputs of an inline run finished in `out`, as a result made
     /// anew would be, reusing its columns' memory (a service's request, [`crate::Request`]).
     /// On error the result is not whole: the caller drops it.
-    #[inline]
     pub(crate) fn refill(
         &mut self,
         out: &OutputBuffers,

@@ -161,19 +161,22 @@ impl Ticket {
     pub fn wait(self) -> Result<JobResult, JobError> {
         let start = std::time::Instant::now();
         let mut spun = 0;
-        while spun < self.spin && !self.cell.is_done() {
-            match &self.helper {
-                Some(h) if self.cell.has_unclaimed() && h.help_one() => {}
-                _ => {
-                    spun += 1;
-                    // A yield now and then: where threads outnumber cores, the core may
-                    // be wanted by the very worker running this job.
-                    if spun % 64 == 0 {
-                        std::thread::yield_now();
-                    } else {
-                        std::hint::spin_loop();
-                    }
+        while !self.cell.is_done() {
+            if let Some(h) = self.helper.as_ref().filter(|_| self.cell.has_unclaimed()) {
+                if h.help_one() {
+                    continue;
                 }
+            }
+            if spun >= self.spin {
+                break;
+            }
+            spun += 1;
+            // A yield now and then: where threads outnumber cores, the core may be wanted by
+            // the very worker running this job.
+            if spun % 64 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
             }
         }
         while !self.cell.is_done() && start.elapsed() < self.spin_for {
