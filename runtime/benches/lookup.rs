@@ -11,7 +11,8 @@
 //! runtime runs them the same way), with the ratio to `geo` + `rstar` in the same run.
 //!
 //! `cargo bench -p meridian-runtime --bench lookup` (`LOOKUP_REQUESTS=n` to change the count;
-//! `LOOKUP_PROFILE=n`: only meridian's requests of n points from 8 threads, for a profiler)
+//! `LOOKUP_PROFILE=n`: only meridian's requests of n points from 8 threads — `LOOKUP_THREADS`
+//! to change it — for a profiler)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // a bench fails loudly
 
 mod common;
@@ -160,9 +161,10 @@ fn main() {
     println!("meridian's route after the warm-up: {}", route.unwrap_or("none"));
     if let Ok(size) = std::env::var("LOOKUP_PROFILE") {
         // For a profiler: only meridian's requests of `size` points (1 when not a number) from
-        // 8 threads.
+        // `LOOKUP_THREADS` threads (8).
         let size = size.parse().unwrap_or(1usize).max(1);
-        throughput(&pts, size, 8, requests / size.min(1000) + 10, &m);
+        let threads = std::env::var("LOOKUP_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(8usize);
+        throughput(&pts, size, threads.max(1), requests / size.min(1000) + 10, &m);
         return;
     }
     latencies(&pts, 1, requests / 4, mb);

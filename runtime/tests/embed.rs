@@ -282,3 +282,64 @@ fn a_partial_binding_takes_each_request_s_own_rows() {
     // A request's column is still checked: polygons where points belong are refused.
     assert!(err(partial.bind([("pts", zones.clone())])).contains("pts"));
 }
+
+/// A request keeps its last inline plan and makes it again in place while its decisions hold.
+/// Each run's plan is the plan the engine gives the same job run the usual way: while the
+/// program is cold (counting its rows), once a large job has made it hot and compiled it,
+/// with the rows and the learnt hit rate changing from run to run; and the request's route
+/// changes when the program's does.
+#[test]
+#[cfg(feature = "jit")]
+fn a_request_s_plan_is_the_engine_s_plan_run_after_run() {
+    let engine = Engine::builder().mode(Mode::Cpu).workers(1).jit_in_background(false).build().unwrap();
+    let prepared = engine.prepare_verified(&assemble("lookup.masm", PROGRAM).unwrap());
+    let pairs = prepared.output("pairs").unwrap();
+    let partial = engine.bind_partial(&prepared, [("zones", zones())]).unwrap();
+    let mut request = partial.request("pts").unwrap();
+    // One or two points, in a square or off the grid by turns: the rows and the hit rate the
+    // next plan learns from change every run.
+    let pts_of = |i: usize| {
+        let p = if i.is_multiple_of(2) { (0.5 + (i % 4) as f64, 1.5 + (i % 3) as f64) } else { (9.0, 9.0) };
+        vec![p; 1 + i % 3 / 2]
+    };
+    let mut check = |i: usize, hot: bool| {
+        let pts = pts_of(i);
+        // Twice: the second run's hit capacity is learnt from the first, as the usual job's
+        // is from the second.
+        request.points(&pts).unwrap().run(&engine).unwrap();
+        let got = request.points(&pts).unwrap().run(&engine).unwrap().clone();
+        let mut b = ColumnBuilder::new();
+        for &(x, y) in &pts {
+            b.push_point(x, y).unwrap();
+        }
+        let bound = partial.bind([("pts", Input::from(b.finish()))]).unwrap();
+        let usual = engine.run(prepared.job(&bound)).unwrap();
+        assert_eq!(got.hits_of(&pairs), usual.hits_of(&pairs), "request {i}");
+        let (got, usual) = (got.plan().unwrap(), usual.plan().unwrap());
+        assert_eq!(got.topology, meridian_runtime::plan::Topology::Inline, "request {i}");
+        if hot {
+            assert_eq!(got, usual, "request {i}");
+        } else {
+            // Cold: the rows run so far (in the route's reason) grew by the usual job's own.
+            assert_eq!((got.route(), usual.route()), ("interp", "interp"), "request {i}");
+            assert_eq!(
+                (got.rows, got.hit_capacity, got.capacity_why),
+                (usual.rows, usual.hit_capacity, usual.capacity_why)
+            );
+        }
+    };
+    for i in 0..12 {
+        check(i, false);
+    }
+    // A job that makes the program hot (and, not in the background, compiles it).
+    let rows = meridian_runtime::JIT_HOT_ROWS as usize;
+    let big = engine
+        .bind(&prepared, [("pts", Input::rows(points(rows, 1))), ("zones", Input::indexed(zones()))])
+        .unwrap();
+    assert_eq!(engine.run(prepared.job(&big)).unwrap().route(), "jit");
+    for i in 0..12 {
+        check(i, true);
+    }
+    let route = request.points(&pts_of(0)).unwrap().run(&engine).unwrap().route();
+    assert_eq!(route, "jit", "the request's route follows the program's");
+}

@@ -45,6 +45,7 @@ struct CpuCode {
 
 /// A CPU job's plan with what applying it takes: the job for the CPU executor once it has a
 /// ticket ([`CpuPlan::into_job`]), or the inline route's run.
+#[derive(Debug)]
 pub(super) struct CpuPlan {
     pub code: Code,
     pub backend: Arc<Backend>,
@@ -70,6 +71,7 @@ impl CpuPlan {
 }
 
 /// The room a job's hits get, and why.
+#[derive(Debug)]
 pub(super) struct Capacity {
     /// What the job asked for or the program's last run says.
     wanted: usize,
@@ -165,10 +167,11 @@ impl Engine {
             return Ok(CpuPlan { code, backend, race: None, plan, capacity, races });
         }
         let code = self.cpu_code(job, backend, backends)?;
-        let pressure = self.pressure();
+        // An inline job's cut reads no queue (and races nothing): none is read for it.
+        let pressure = (rows > self.variants.inline_rows()).then(|| self.pressure());
         // One worker a job can only win when jobs are in flight together: a job alone on the
         // queue neither races it nor takes its record's choice.
-        let shared = self.cpu.tuning().workers > 1 && pressure != plan::Pressure::Empty;
+        let shared = self.cpu.tuning().workers > 1 && pressure.is_some_and(|p| p != plan::Pressure::Empty);
         let (pinned, spread, race) = if code.race.is_some() {
             // A job stands in one race at a time: rows per claim race once the route is
             // settled, the workers a job spreads over once rows per claim is.
@@ -193,7 +196,7 @@ impl Engine {
             workers: tuning.workers,
             max_chunks: (tuning.ring_capacity / 2).max(1),
             spread,
-            pressure,
+            pressure: pressure.unwrap_or(plan::Pressure::Empty),
         });
         let capacity = self.capacity(job)?;
         let variant = if topology == Topology::Inline { VariantId::Inline } else { code.backend.variant };
@@ -202,7 +205,7 @@ impl Engine {
             rows,
             chunk_rows,
             hit_capacity: capacity.granted,
-            pressure: Some(pressure),
+            pressure,
             placement: code.backend.clone(),
             route_why: code.why,
             cut_why,
@@ -211,6 +214,32 @@ impl Engine {
             variant,
         };
         Ok(CpuPlan { code: code.code, backend: code.backend, race, plan, capacity, races: None })
+    }
+
+    /// `plan`, a request's last inline plan, made again in place for `job` (the same
+    /// request's, placed where `plan` was, inline again) when every decision in it still
+    /// holds: none is a race (a job this small races nothing) and its route is settled
+    /// ([`route_holds`]); its rows and hit capacity become `job`'s, decided anew. `None`:
+    /// `job` must be planned afresh ([`Engine::plan_cpu`], which would give what this does).
+    pub(super) fn replan_inline(&self, job: &Job, plan: &mut CpuPlan) -> Option<Result<(), JobError>> {
+        let rows = job.rows.len();
+        let races = self.tuner.is_some() && rows >= tune::RACE_MIN_ROWS.min(tune::IN_JOB_MIN_ROWS);
+        if races || plan.plan.topology != Topology::Inline || plan.race.is_some() || plan.races.is_some() {
+            return None;
+        }
+        if !route_holds(job, &mut plan.plan.route_why) {
+            return None;
+        }
+        let capacity = match self.capacity(job) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        plan.plan.rows = rows;
+        plan.plan.hit_capacity = capacity.granted;
+        plan.plan.capacity_why = capacity.why;
+        plan.plan.budget_cut = capacity.cut();
+        plan.capacity = capacity;
+        Some(Ok(()))
     }
 
     /// A GPU job's plan, applied: the megakernel or its program's own kernel, its cut for the
@@ -421,6 +450,27 @@ impl Capacity {
     /// The capacity wanted and the budget it was cut to fit, when it was.
     fn cut(&self) -> Option<(usize, u64)> {
         self.budget.filter(|_| self.granted < self.wanted).map(|b| (self.wanted, b))
+    }
+}
+
+/// Whether the CPU route `why` says stays the route [`Engine::cpu_code`] would choose for
+/// `job` now — the engine's asked route, no JIT in the build, the JIT failed, or the program
+/// hot (and hot stays hot) — counted as it counts: `why`'s rows run brought up to date. A
+/// cold program (its rows still counting to hot) or one whose JIT is compiling is planned
+/// again.
+fn route_holds(job: &Job, why: &mut RouteReason) -> bool {
+    match why {
+        RouteReason::Asked(_) => true,
+        RouteReason::NoJit => {
+            job.prepared.inner.note_cpu_rows(job.rows.len(), JIT_HOT_ROWS);
+            true
+        }
+        RouteReason::Hot { total, hot } => {
+            *total = job.prepared.inner.note_cpu_rows(job.rows.len(), JIT_HOT_ROWS);
+            *total >= *hot
+        }
+        RouteReason::Failed(inner, _) => route_holds(job, inner),
+        _ => false,
     }
 }
 

@@ -76,6 +76,10 @@ pub struct Request {
     /// this request's runs take their references, not the engine's, which every other
     /// thread's requests would write too.
     backends: Option<CpuBackends>,
+    /// The last inline run's plan and the placement it was made for: the next inline run's
+    /// plan when its decisions still hold ([`Engine::replan_inline`]), so that a steady
+    /// stream of lookups is not planned from nothing each time.
+    last: Option<(Arc<Backend>, CpuPlan)>,
 }
 
 impl Partial {
@@ -113,6 +117,7 @@ impl Partial {
             stop: Arc::new(Stop::new(None, None)),
             result: None,
             backends: None,
+            last: None,
         })
     }
 }
@@ -168,7 +173,7 @@ impl Request {
     /// in async code, [`Request::run_async`].
     pub fn run(&mut self, engine: &Engine) -> Result<&JobResult, JobError> {
         match self.start(engine)? {
-            Start::Inline(plan) => self.run_inline(engine, plan),
+            Start::Inline => self.run_inline(engine),
             Start::Placed(job, placed) => {
                 self.result = None;
                 let result = engine.run_placed(job, placed)?;
@@ -182,7 +187,7 @@ impl Request {
     /// submitted without blocking the thread while the ring is full, and its result awaited.
     pub async fn run_async(&mut self, engine: &Engine) -> Result<&JobResult, JobError> {
         match self.start(engine)? {
-            Start::Inline(plan) => self.run_inline(engine, plan),
+            Start::Inline => self.run_inline(engine),
             Start::Placed(job, placed) => {
                 self.result = None;
                 let ticket = match placed {
@@ -195,7 +200,7 @@ impl Request {
         }
     }
 
-    /// The run's placement, and its plan when it runs inline.
+    /// The run's placement; when it runs inline, its plan made (in `self.last`).
     fn start(&mut self, engine: &Engine) -> Result<Start, JobError> {
         let Some(job) = &self.job else {
             return Err(JobError::Refused(format!(
@@ -208,29 +213,46 @@ impl Request {
         }
         let backends = self.backends.get_or_insert_with(|| engine.cpu_backends.copied());
         let placed = engine.place(job, backends);
-        Ok(match engine.inline_plan(job, &placed, backends) {
-            Some(plan) => Start::Inline(plan?),
-            None => Start::Placed(job.clone(), placed),
-        })
+        let backend = match engine.inline_backend(job, &placed) {
+            None => return Ok(Start::Placed(job.clone(), placed)),
+            Some(b) => b?,
+        };
+        // The last plan made again in place (no plan moved: a lookup's whole cost is a few
+        // hundred nanoseconds), else planned afresh.
+        let again = match &mut self.last {
+            Some((was, plan)) if Arc::ptr_eq(was, backend) => engine.replan_inline(job, plan),
+            _ => None,
+        };
+        match again {
+            Some(replanned) => replanned.inspect_err(|_| self.last = None)?,
+            None => {
+                self.last = None;
+                let plan = engine.plan_cpu(job, backend.clone(), backends)?;
+                self.last = Some((backend.clone(), plan));
+            }
+        }
+        Ok(Start::Inline)
     }
 
-    /// The run on this thread, into the last run's buffers and result.
-    fn run_inline(&mut self, engine: &Engine, plan: CpuPlan) -> Result<&JobResult, JobError> {
-        let Some(job) = &self.job else { return Err(JobError::stopped(None)) };
+    /// The run on this thread as `self.last` plans it, into the last run's buffers and result.
+    fn run_inline(&mut self, engine: &Engine) -> Result<&JobResult, JobError> {
+        let (Some(job), Some((_, plan))) = (&self.job, &self.last) else {
+            return Err(JobError::stopped(None));
+        };
         let stop = engine.has_stop(job).then(|| {
             engine.reset_stop(job, &mut self.stop);
             &self.stop
         });
-        let number = engine.run_inline_into(job, &plan, stop, &mut self.out)?;
+        let number = engine.run_inline_into(job, plan, stop, &mut self.out)?;
         let Some(out) = &self.out else { return Err(JobError::stopped(None)) };
         let refilled = match &mut self.result {
-            Some(r) => r.refill(out, number, &plan.backend, plan.plan),
+            Some(r) => r.refill(out, number, &plan.backend, &plan.plan),
             None => {
                 let names = job.prepared.inner.output_names.clone();
                 let columns =
                     out.finish().map_err(JobError::Output)?.into_iter().map(Column::Ready).collect();
-                let result = JobResult::with_columns(names, columns, number, plan.backend);
-                self.result = Some(result.with_plan(Some(Arc::new(plan.plan))));
+                let result = JobResult::with_columns(names, columns, number, plan.backend.clone());
+                self.result = Some(result.with_plan(Some(Arc::new(plan.plan.clone()))));
                 Ok(())
             }
         };
@@ -242,8 +264,9 @@ impl Request {
     }
 }
 
-/// How a request's run goes: inline as planned, or to an executor as placed.
+/// How a request's run goes: inline as planned (`Request::last`), or to an executor as
+/// placed.
 enum Start {
-    Inline(CpuPlan),
+    Inline,
     Placed(Job, Result<Arc<Backend>, Ticket>),
 }

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use meridian_kernels::interp::Stop;
 
-use super::place::{fall_back, CpuBackends};
-use super::planner::CpuPlan;
+use super::place::fall_back;
 use super::{Engine, Mode, ShutdownError, TrySubmitError};
 use crate::job::{push, Executor, Job, JobError, JobResult, Refused, Ticket, TicketCell};
 use crate::plan::Topology;
@@ -66,20 +65,22 @@ impl Engine {
     /// no ticket at all.
     pub fn run(&self, job: Job) -> Result<JobResult, JobError> {
         let placed = self.place(&job, &self.cpu_backends);
-        match self.inline_plan(&job, &placed, &self.cpu_backends) {
-            Some(plan) => self.run_inline(&job, plan?),
+        match self.inline_backend(&job, &placed) {
+            Some(backend) => {
+                let plan = self.plan_cpu(&job, backend?.clone(), &self.cpu_backends)?;
+                self.run_inline(&job, plan)
+            }
             None => self.run_placed(job, placed),
         }
     }
 
-    /// The plan of a job [`Engine::run`] runs on this thread — one small enough for the
+    /// Where a job [`Engine::run`] runs on this thread runs — one small enough for the
     /// inline route, placed on the CPU — or `None` when it goes to an executor.
-    pub(super) fn inline_plan(
+    pub(super) fn inline_backend<'a>(
         &self,
         job: &Job,
-        placed: &Result<Arc<Backend>, Ticket>,
-        backends: &CpuBackends,
-    ) -> Option<Result<CpuPlan, JobError>> {
+        placed: &'a Result<Arc<Backend>, Ticket>,
+    ) -> Option<Result<&'a Arc<Backend>, JobError>> {
         let backend = placed.as_ref().ok().filter(|b| !b.on_gpu())?;
         if job.rows.len() > self.variants.inline_rows() {
             return None;
@@ -87,7 +88,7 @@ impl Engine {
         if self.cpu.is_closed() {
             return Some(Err(JobError::stopped(None)));
         }
-        Some(self.plan_cpu(job, backend.clone(), backends))
+        Some(Ok(backend))
     }
 
     /// [`Engine::run`] of a job placed (or refused) already, through its executor.

@@ -122,7 +122,7 @@ impl JobResult {
         out: &OutputBuffers,
         attempts: u32,
         backend: &Arc<Backend>,
-        plan: Plan,
+        plan: &Plan,
     ) -> Result<(), FinishError> {
         for (i, column) in self.columns.iter_mut().enumerate() {
             if !matches!(column, Column::Ready(_)) {
@@ -137,8 +137,8 @@ impl JobResult {
             self.backend = backend.clone();
         }
         match self.plan.as_mut().and_then(Arc::get_mut) {
-            Some(p) => *p = plan,
-            None => self.plan = Some(Arc::new(plan)),
+            Some(p) => p.clone_from(plan),
+            None => self.plan = Some(Arc::new(plan.clone())),
         }
         Ok(())
     }

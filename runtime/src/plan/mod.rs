@@ -499,7 +499,8 @@ pub struct Plan {
     pub chunk_rows: usize,
     /// Room for hits in the first attempt, per hits output.
     pub hit_capacity: usize,
-    /// The queue's pressure when it was planned (CPU jobs).
+    /// The queue's pressure when it was planned (CPU jobs for the workers; an inline job's
+    /// cut reads no queue).
     pub pressure: Option<Pressure>,
     /// Why it runs there (the backend's reason).
     pub placement: std::sync::Arc<crate::variants::Backend>,
