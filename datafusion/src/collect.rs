@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::BinaryBuilder;
+use arrow_array::builder::{BinaryBuilder, UInt8Builder};
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, ListArray};
+use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, ListArray, UInt8Array};
 use arrow_schema::{DataType, Field, FieldRef};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
@@ -82,7 +82,7 @@ impl AggregateUDFImpl for CollectFunction {
         let [field] = args.expr_fields else {
             return exec_err!("{}: {} arguments", Self::NAME, args.expr_fields.len());
         };
-        Ok(Box::new(Collected { encoding: geometry::encoding(field)?, ..Collected::default() }))
+        Ok(Box::new(Collected::new(geometry::encoding(field)?)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs<'_>) -> bool {
@@ -93,12 +93,15 @@ impl AggregateUDFImpl for CollectFunction {
         let [field] = args.expr_fields else {
             return exec_err!("{}: {} arguments", Self::NAME, args.expr_fields.len());
         };
-        Ok(Box::new(CollectedGroups { encoding: geometry::encoding(field)?, groups: Vec::new(), bytes: 0 }))
+        Ok(Box::new(CollectedGroups::new(geometry::encoding(field)?)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs<'_>) -> Result<Vec<FieldRef>> {
         let members = DataType::List(Arc::new(Field::new_list_field(DataType::Binary, true)));
-        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "members"), members, true))])
+        Ok(vec![
+            Arc::new(Field::new(format_state_name(args.name, "members"), members, true)),
+            Arc::new(Field::new(format_state_name(args.name, "empty"), DataType::UInt8, true)),
+        ])
     }
 }
 
@@ -132,112 +135,104 @@ impl ExprPlanner for ArrayAggPlanner {
     }
 }
 
-/// A group's members so far, as WKB (what its state carries between partitions); small
-/// while a group is small, since a grouping holds one of these for each group.
-#[derive(Debug)]
-struct Collected {
-    /// How the input column is encoded.
-    encoding: Encoding,
-    /// The members' WKB, one after another, and where each ends.
-    wkb: Vec<u8>,
-    ends: Vec<usize>,
-    /// The family of the first empty seen: a group of empties only is that family's empty multi.
-    empty: Option<Family>,
+/// The family of an empty as a state's `empty` value (its WKB type id), and back.
+fn family_code(f: Family) -> u8 {
+    f as u8
 }
 
-impl Default for Collected {
-    fn default() -> Collected {
-        Collected { encoding: Encoding::Wkb, wkb: Vec::new(), ends: Vec::new(), empty: None }
+fn family_of_code(code: u8) -> Result<Family> {
+    match Family::ALL.into_iter().find(|&f| f as u8 == code) {
+        Some(f) => Ok(f),
+        None => exec_err!("{}: a state's empty of type {code}", CollectFunction::NAME),
     }
 }
 
-impl Collected {
-    fn member(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.wkb[start..self.ends[i]]
-    }
+/// The state's columns: each group's members (a list of WKB) and the family of the first
+/// empty it saw (null: none), so that a group of empties only stays the empty multi across
+/// partitions.
+fn state_arrays(lists: ListArray, empties: UInt8Array) -> Vec<ArrayRef> {
+    vec![Arc::new(lists), Arc::new(empties)]
+}
 
-    /// Adds the non-null rows of `array` (encoded as `encoding`).
-    fn add(&mut self, array: &dyn Array, encoding: Encoding) -> Result<()> {
-        let rows = Decoded::new(array, encoding)?;
-        for row in 0..rows.col.len() {
-            self.push(&rows, row);
-        }
-        Ok(())
+/// An error past what a `Binary` array's 32-bit offsets hold (`bytes` of WKB at once).
+fn fits(bytes: usize, what: &str) -> Result<()> {
+    if bytes > i32::MAX as usize {
+        return exec_err!(
+            "{}: {bytes} bytes of {what} in one batch, past the 2 GiB a Binary array holds",
+            CollectFunction::NAME
+        );
     }
+    Ok(())
+}
 
-    /// Adds row `row` of `rows` (nothing for a null); the bytes it took.
-    fn push(&mut self, rows: &Decoded, row: usize) -> usize {
-        match rows.col.get(row) {
-            None => 0,
-            Some(g) if g.is_empty() => {
-                self.empty.get_or_insert(g.family());
-                0
-            }
-            Some(_) => {
-                let wkb = rows.wkb.value(row);
-                self.wkb.extend_from_slice(wkb);
-                self.ends.push(self.wkb.len());
-                wkb.len() + std::mem::size_of::<usize>()
-            }
-        }
-    }
-
-    /// The members as one binary array.
-    fn members(&self) -> BinaryArray {
-        BinaryArray::from_iter_values((0..self.ends.len()).map(|i| self.member(i)))
-    }
-
-    /// The `MULTIPOINT` of a group whose members are all 2-D points, written straight from
-    /// their WKB (a multipoint's WKB is its count and its points' WKB one after another):
-    /// SpatialBench's Q5 collects points, many groups of a few, where decoding and encoding
-    /// each group again was most of the query. None when any member is not such a point (the
-    /// members are WKB as meridian writes it: little-endian, point type 1, 21 bytes).
-    fn points_only(&self) -> Option<Vec<u8>> {
-        const POINT: [u8; 5] = [1, 1, 0, 0, 0];
-        let n = self.ends.len();
-        let all_points = n > 0 && (0..n).all(|i| self.member(i).len() == 21 && self.member(i)[..5] == POINT);
-        if !all_points {
-            return None;
-        }
-        let mut out = Vec::with_capacity(9 + self.wkb.len());
+/// The collection of one group's members (their WKB, in order) as WKB, written to `out`
+/// (cleared first); false for a group of nulls only (no member, no empty).
+fn collection(members: &[&[u8]], empty: Option<Family>, out: &mut Vec<u8>) -> Result<bool> {
+    out.clear();
+    // A group of 2-D points, little-endian as meridian writes them (21 bytes: order 1, type
+    // 1), is written straight from their WKB — a multipoint's WKB is its count and its
+    // points' WKB one after another: SpatialBench's Q5 collects points, many groups of a
+    // few, where decoding and encoding each group again was most of the query.
+    let point = |m: &&[u8]| m.len() == 21 && m[0] == 1 && m[1..5] == [1, 0, 0, 0];
+    if !members.is_empty() && members.iter().all(point) {
+        let Ok(n) = u32::try_from(members.len()) else {
+            return exec_err!("{}: a group of {} points", CollectFunction::NAME, members.len());
+        };
+        out.reserve(9 + 21 * members.len());
         out.extend_from_slice(&[1, 4, 0, 0, 0]);
-        out.extend_from_slice(&u32::try_from(n).ok()?.to_le_bytes());
-        out.extend_from_slice(&self.wkb);
-        Some(out)
-    }
-
-    /// Appends the group's state to `out`: its members, and the empty of its family when it
-    /// saw one (so that a group of empties only stays the empty multi across partitions);
-    /// how many values that was.
-    fn append_state(&self, out: &mut BinaryBuilder) -> Result<usize> {
-        for i in 0..self.ends.len() {
-            out.append_value(self.member(i));
+        out.extend_from_slice(&n.to_le_bytes());
+        for m in members {
+            out.extend_from_slice(m);
         }
-        let Some(family) = self.empty else { return Ok(self.ends.len()) };
-        let mut b = ColumnBuilder::new();
-        b.push_empty(family);
-        let what = format!("{} state", CollectFunction::NAME);
-        let (_, wkb) = geoarrow::to_array(&b.finish(), 0..1, &what, Encoding::Wkb)
-            .map_err(DataFusionError::Execution)?;
-        match wkb.as_binary_opt::<i32>() {
-            Some(w) => out.append_value(w.value(0)),
-            None => return exec_err!("{what}: WKB came back as {}", wkb.data_type()),
-        }
-        Ok(self.ends.len() + 1)
+        return Ok(true);
     }
-}
-
-/// A list array of one list per group's state.
-fn state_lists<'a>(groups: impl Iterator<Item = &'a Collected>) -> Result<ArrayRef> {
-    let mut members = BinaryBuilder::new();
-    let lengths = groups.map(|g| g.append_state(&mut members)).collect::<Result<Vec<usize>>>()?;
-    Ok(Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Binary, true)),
-        OffsetBuffer::from_lengths(lengths),
-        Arc::new(members.finish()),
-        None,
-    )))
+    let name = CollectFunction::NAME;
+    let what = format!("{name} group");
+    let array = BinaryArray::from_iter_values(members.iter());
+    let members = geometry::to_column(&what, &array, Encoding::Wkb)?;
+    let mut dims = (0..members.len()).filter_map(|i| members.get(i)).map(|g| g.family());
+    let family = match (dims.next(), empty) {
+        (None, None) => return Ok(false),
+        (Some(f), _) | (None, Some(f)) => f,
+    };
+    if let Some(other) = dims.find(|f| f.dimension() != family.dimension()) {
+        return exec_err!(
+            "{name}: a group mixes {} and {}: its collection would be a GEOMETRYCOLLECTION, \
+             which meridian's columns do not hold",
+            family.wkt_name(),
+            other.wkt_name()
+        );
+    }
+    // Every member is a non-empty geometry of one dimension: its parts join one multi.
+    let (mut points, mut lines, mut polygons) = (Vec::new(), Vec::new(), Vec::new());
+    for g in (0..members.len()).filter_map(|i| members.get(i)) {
+        match to_geo(&g).map_err(|e| DataFusionError::Execution(format!("{what}: {e}")))? {
+            Geometry::Point(p) => points.push(p),
+            Geometry::MultiPoint(m) => points.extend(m.0),
+            Geometry::LineString(l) => lines.push(l),
+            Geometry::MultiLineString(m) => lines.extend(m.0),
+            Geometry::Polygon(p) => polygons.push(p),
+            Geometry::MultiPolygon(m) => polygons.extend(m.0),
+            _ => return exec_err!("{what}: a member of no family meridian holds"),
+        }
+    }
+    let multi = match family.dimension() {
+        0 => Geometry::MultiPoint(MultiPoint(points)),
+        1 => Geometry::MultiLineString(MultiLineString(lines)),
+        _ => Geometry::MultiPolygon(MultiPolygon(polygons)),
+    };
+    let mut b = ColumnBuilder::new();
+    b.push_geometry(&multi).map_err(|e| DataFusionError::Execution(format!("{what}: {e}")))?;
+    let col = b.finish();
+    let (_, wkb) =
+        geoarrow::to_array(&col, 0..1, &what, Encoding::Wkb).map_err(DataFusionError::Execution)?;
+    match wkb.as_binary_opt::<i32>() {
+        Some(b) => {
+            out.extend_from_slice(b.value(0));
+            Ok(true)
+        }
+        None => exec_err!("{what}: WKB came back as {}", wkb.data_type()),
+    }
 }
 
 /// A batch's geometries decoded once (checked, their families known) and as WKB.
@@ -266,23 +261,186 @@ impl Decoded {
 }
 
 /// `ST_Collect` over many groups at once (what DataFusion's grouping uses when it can): each
-/// batch decoded once and its rows handed to their groups, where [`Collected`] alone would be
-/// called once per group a batch touches, decoding each group's slice apart.
+/// batch decoded once and its rows handed to their groups. Every group's members live in one
+/// arena, in arrival order, each tagged with its group — a grouping of millions of rows into
+/// groups of a few gave each group its own growing buffers, and their allocations and copies
+/// were a third of SpatialBench's Q5 — and are sorted by group only when emitted.
 #[derive(Debug)]
 struct CollectedGroups {
     encoding: Encoding,
-    groups: Vec<Collected>,
-    /// The groups' members' bytes, kept as they grow (DataFusion asks after every batch).
-    bytes: usize,
+    /// The members' WKB, one after another.
+    wkb: Vec<u8>,
+    /// Each member's group and where its WKB ends in `wkb`.
+    members: Vec<(usize, usize)>,
+    /// Each group's first empty's family (every group DataFusion has named has a slot).
+    empty: Vec<Option<Family>>,
 }
 
 impl CollectedGroups {
-    /// The groups `emit_to` names, taken out.
-    fn take(&mut self, emit_to: EmitTo) -> Vec<Collected> {
-        let taken = emit_to.take_needed(&mut self.groups);
-        self.bytes =
-            self.groups.iter().map(|g| g.wkb.len() + g.ends.len() * std::mem::size_of::<usize>()).sum();
-        taken
+    fn new(encoding: Encoding) -> CollectedGroups {
+        CollectedGroups { encoding, wkb: Vec::new(), members: Vec::new(), empty: Vec::new() }
+    }
+
+    /// Member `i`'s WKB.
+    fn member(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.members[i - 1].1 };
+        &self.wkb[start..self.members[i].1]
+    }
+
+    /// A member of group `g`.
+    fn push(&mut self, g: usize, wkb: &[u8]) {
+        self.wkb.extend_from_slice(wkb);
+        self.members.push((g, self.wkb.len()));
+    }
+
+    /// Row `row` of `rows` into group `g`: a member, an empty noted, or nothing for a null.
+    fn push_row(&mut self, g: usize, rows: &Decoded, row: usize) -> Result<()> {
+        let Some(slot) = self.empty.get_mut(g) else {
+            return exec_err!("{}: group {g} of {}", CollectFunction::NAME, self.empty.len());
+        };
+        match rows.col.get(row) {
+            None => {}
+            Some(geom) if geom.is_empty() => {
+                slot.get_or_insert(geom.family());
+            }
+            Some(_) => self.push(g, rows.wkb.value(row)),
+        }
+        Ok(())
+    }
+
+    /// The members of groups `0..n` by group: `order[starts[g]..starts[g + 1]]` are group
+    /// `g`'s, in arrival order.
+    fn by_group(&self, n: usize) -> (Vec<usize>, Vec<usize>) {
+        let mut starts = vec![0usize; n + 1];
+        for &(g, _) in &self.members {
+            if g < n {
+                starts[g + 1] += 1;
+            }
+        }
+        for g in 0..n {
+            starts[g + 1] += starts[g];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![0usize; starts[n]];
+        for (i, &(g, _)) in self.members.iter().enumerate() {
+            if g < n {
+                order[next[g]] = i;
+                next[g] += 1;
+            }
+        }
+        (order, starts)
+    }
+
+    /// The collections of groups `0..n`.
+    fn values(&self, n: usize) -> Result<ArrayRef> {
+        let (order, starts) = self.by_group(n);
+        let mut out = BinaryBuilder::with_capacity(n, self.wkb.len() + 9 * n);
+        let (mut members, mut wkb, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        for g in 0..n {
+            members.clear();
+            members.extend(order[starts[g]..starts[g + 1]].iter().map(|&i| self.member(i)));
+            if collection(&members, self.empty[g], &mut wkb)? {
+                bytes += wkb.len();
+                fits(bytes, "collections")?;
+                out.append_value(&wkb);
+            } else {
+                out.append_null();
+            }
+        }
+        Ok(Arc::new(out.finish()))
+    }
+
+    /// The states of groups `0..n`.
+    fn states(&self, n: usize) -> Result<Vec<ArrayRef>> {
+        let (order, starts) = self.by_group(n);
+        fits(self.wkb.len().max(order.len()), "members")?;
+        let mut members = BinaryBuilder::with_capacity(order.len(), self.wkb.len());
+        for &i in &order {
+            members.append_value(self.member(i));
+        }
+        // Within i32: no more members than bytes.
+        let offsets: Vec<i32> = starts.iter().map(|&s| s as i32).collect();
+        let lists = ListArray::new(
+            Arc::new(Field::new_list_field(DataType::Binary, true)),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(members.finish()),
+            None,
+        );
+        let empties = self.empty[..n].iter().map(|e| e.map(family_code)).collect();
+        Ok(state_arrays(lists, empties))
+    }
+
+    /// Groups `0..n` dropped (emitted), the rest renumbered from 0.
+    fn drop_first(&mut self, n: usize) {
+        if n >= self.empty.len() {
+            self.wkb.clear();
+            self.members.clear();
+            self.empty.clear();
+            return;
+        }
+        let (mut wkb, mut members) = (Vec::new(), Vec::new());
+        for i in 0..self.members.len() {
+            let g = self.members[i].0;
+            if g >= n {
+                wkb.extend_from_slice(self.member(i));
+                members.push((g - n, wkb.len()));
+            }
+        }
+        (self.wkb, self.members) = (wkb, members);
+        self.empty.drain(..n);
+    }
+
+    /// The groups `emit_to` names.
+    fn emitted(&self, emit_to: EmitTo) -> usize {
+        match emit_to {
+            EmitTo::All => self.empty.len(),
+            EmitTo::First(n) => n.min(self.empty.len()),
+        }
+    }
+
+    /// A state's rows merged into their groups (`group_of(row)`), members taken as they are
+    /// (each was checked as it first came in).
+    fn merge(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) -> Result<()> {
+        let [lists, empties] = values else {
+            return exec_err!("{}: {} state columns", CollectFunction::NAME, values.len());
+        };
+        let (Some(lists), Some(empties)) =
+            (lists.as_any().downcast_ref::<ListArray>(), empties.as_any().downcast_ref::<UInt8Array>())
+        else {
+            return exec_err!(
+                "{}: a state of {} and {}",
+                CollectFunction::NAME,
+                lists.data_type(),
+                empties.data_type()
+            );
+        };
+        let Some(wkb) = lists.values().as_binary_opt::<i32>() else {
+            return exec_err!(
+                "{}: a state's members of {}",
+                CollectFunction::NAME,
+                lists.values().data_type()
+            );
+        };
+        let offsets = lists.value_offsets();
+        for row in 0..lists.len() {
+            let g = group_of(row);
+            if g >= self.empty.len() {
+                return exec_err!("{}: group {g} of {}", CollectFunction::NAME, self.empty.len());
+            }
+            if empties.is_valid(row) {
+                let family = family_of_code(empties.value(row))?;
+                self.empty[g].get_or_insert(family);
+            }
+            if !lists.is_valid(row) {
+                continue;
+            }
+            for member in offsets[row] as usize..offsets[row + 1] as usize {
+                if wkb.is_valid(member) {
+                    self.push(g, wkb.value(member));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -297,17 +455,12 @@ impl GroupsAccumulator for CollectedGroups {
         let [array] = values else {
             return exec_err!("{}: {} arguments", CollectFunction::NAME, values.len());
         };
-        self.groups
-            .resize_with(total_num_groups, || Collected { encoding: self.encoding, ..Collected::default() });
+        self.empty.resize(total_num_groups, None);
         let rows = Decoded::new(array.as_ref(), self.encoding)?;
         for (row, &g) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
-                continue;
+            if opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
+                self.push_row(g, &rows, row)?;
             }
-            let Some(group) = self.groups.get_mut(g) else {
-                return exec_err!("{}: group {g} of {total_num_groups}", CollectFunction::NAME);
-            };
-            self.bytes += group.push(&rows, row);
         }
         Ok(())
     }
@@ -318,50 +471,25 @@ impl GroupsAccumulator for CollectedGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        let [lists] = values else {
-            return exec_err!("{}: {} state columns", CollectFunction::NAME, values.len());
-        };
-        let Some(lists) = lists.as_any().downcast_ref::<ListArray>() else {
-            return exec_err!("{}: a state of {}", CollectFunction::NAME, lists.data_type());
-        };
-        self.groups
-            .resize_with(total_num_groups, || Collected { encoding: self.encoding, ..Collected::default() });
-        // Every group's members decoded at once; each list row's members are its slice.
-        let members = Decoded::new(lists.values().as_ref(), Encoding::Wkb)?;
-        let offsets = lists.value_offsets();
-        for (row, &g) in group_indices.iter().enumerate() {
-            if !lists.is_valid(row) {
-                continue;
-            }
-            let Some(group) = self.groups.get_mut(g) else {
-                return exec_err!("{}: group {g} of {total_num_groups}", CollectFunction::NAME);
-            };
-            let (first, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            if end > first {
-                let at = |i: usize| members.wkb.value_offsets()[i] as usize;
-                group.wkb.reserve(at(end) - at(first));
-                group.ends.reserve(end - first);
-            }
-            for member in first..end {
-                self.bytes += group.push(&members, member);
-            }
+        self.empty.resize(total_num_groups, None);
+        if values.first().is_some_and(|v| v.len() != group_indices.len()) {
+            return exec_err!("{}: a state of other rows than its groups", CollectFunction::NAME);
         }
-        Ok(())
+        self.merge(values, |row| group_indices[row])
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let mut out = BinaryBuilder::new();
-        for group in self.take(emit_to) {
-            match group.value()? {
-                Some(wkb) => out.append_value(wkb),
-                None => out.append_null(),
-            }
-        }
-        Ok(Arc::new(out.finish()))
+        let n = self.emitted(emit_to);
+        let values = self.values(n)?;
+        self.drop_first(n);
+        Ok(values)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![state_lists(self.take(emit_to).iter())?])
+        let n = self.emitted(emit_to);
+        let states = self.states(n)?;
+        self.drop_first(n);
+        Ok(states)
     }
 
     /// Each row its own group's state (for a grouping that skips partial aggregation).
@@ -374,121 +502,174 @@ impl GroupsAccumulator for CollectedGroups {
             return exec_err!("{}: {} arguments", CollectFunction::NAME, values.len());
         };
         let rows = Decoded::new(array.as_ref(), self.encoding)?;
-        let mut members = BinaryBuilder::new();
-        let mut lengths = Vec::with_capacity(rows.col.len());
-        let mut one = Collected { encoding: self.encoding, ..Collected::default() };
-        for row in 0..rows.col.len() {
-            one.wkb.clear();
-            one.ends.clear();
-            one.empty = None;
-            if opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
-                one.push(&rows, row);
-            }
-            lengths.push(one.append_state(&mut members)?);
+        let n = rows.col.len();
+        let mut members = BinaryBuilder::with_capacity(n, rows.wkb.value_data().len());
+        let mut lengths = Vec::with_capacity(n);
+        let mut empties = UInt8Builder::with_capacity(n);
+        for row in 0..n {
+            let (length, empty) = match rows.col.get(row) {
+                _ if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) => (0, None),
+                None => (0, None),
+                Some(g) if g.is_empty() => (0, Some(family_code(g.family()))),
+                Some(_) => {
+                    members.append_value(rows.wkb.value(row));
+                    (1, None)
+                }
+            };
+            lengths.push(length);
+            empties.append_option(empty);
         }
-        Ok(vec![Arc::new(ListArray::new(
+        let lists = ListArray::new(
             Arc::new(Field::new_list_field(DataType::Binary, true)),
             OffsetBuffer::from_lengths(lengths),
             Arc::new(members.finish()),
             None,
-        ))])
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.groups.capacity() * std::mem::size_of::<Collected>() + self.bytes
-    }
-}
-
-impl Accumulator for Collected {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        match values {
-            [array] => self.add(array.as_ref(), self.encoding),
-            _ => exec_err!("{}: {} arguments", CollectFunction::NAME, values.len()),
-        }
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let [lists] = states else {
-            return exec_err!("{}: {} state columns", CollectFunction::NAME, states.len());
-        };
-        let Some(lists) = lists.as_any().downcast_ref::<ListArray>() else {
-            return exec_err!("{}: a state of {}", CollectFunction::NAME, lists.data_type());
-        };
-        for row in 0..lists.len() {
-            if lists.is_valid(row) {
-                self.add(lists.value(row).as_ref(), Encoding::Wkb)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let lists = state_lists(std::iter::once(&*self))?;
-        match lists.as_any().downcast_ref::<ListArray>() {
-            Some(l) => Ok(vec![ScalarValue::List(Arc::new(l.clone()))]),
-            None => exec_err!("{}: a state of {}", CollectFunction::NAME, lists.data_type()),
-        }
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.value().map(ScalarValue::Binary)
+        );
+        Ok(state_arrays(lists, empties.finish()))
     }
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
             + self.wkb.capacity()
-            + self.ends.capacity() * std::mem::size_of::<usize>()
+            + self.members.capacity() * std::mem::size_of::<(usize, usize)>()
+            + self.empty.capacity() * std::mem::size_of::<Option<Family>>()
     }
 }
 
+/// `ST_Collect` without a grouping (or where DataFusion asks for one accumulator a group): the
+/// same arena, holding one group.
+#[derive(Debug)]
+struct Collected(CollectedGroups);
+
 impl Collected {
-    /// The group's collection as WKB; none for a group of nulls only.
-    fn value(&self) -> Result<Option<Vec<u8>>> {
-        if let Some(wkb) = self.points_only() {
-            return Ok(Some(wkb));
-        }
-        let name = CollectFunction::NAME;
-        let what = format!("{name} group");
-        let members = geometry::to_column(&what, &self.members(), Encoding::Wkb)?;
-        let mut dims = (0..members.len()).filter_map(|i| members.get(i)).map(|g| g.family());
-        let family = match (dims.next(), self.empty) {
-            (None, None) => return Ok(None),
-            (Some(f), _) | (None, Some(f)) => f,
+    fn new(encoding: Encoding) -> Collected {
+        let mut groups = CollectedGroups::new(encoding);
+        groups.empty.push(None);
+        Collected(groups)
+    }
+}
+
+impl Accumulator for Collected {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let [array] = values else {
+            return exec_err!("{}: {} arguments", CollectFunction::NAME, values.len());
         };
-        if let Some(other) = dims.find(|f| f.dimension() != family.dimension()) {
-            return exec_err!(
-                "{name}: a group mixes {} and {}: its collection would be a GEOMETRYCOLLECTION, \
-                 which meridian's columns do not hold",
-                family.wkt_name(),
-                other.wkt_name()
-            );
+        let rows = Decoded::new(array.as_ref(), self.0.encoding)?;
+        for row in 0..rows.col.len() {
+            self.0.push_row(0, &rows, row)?;
         }
-        // Every member is a non-empty geometry of one dimension: its parts join one multi.
-        let (mut points, mut lines, mut polygons) = (Vec::new(), Vec::new(), Vec::new());
-        for g in (0..members.len()).filter_map(|i| members.get(i)) {
-            match to_geo(&g).map_err(|e| DataFusionError::Execution(format!("{what}: {e}")))? {
-                Geometry::Point(p) => points.push(p),
-                Geometry::MultiPoint(m) => points.extend(m.0),
-                Geometry::LineString(l) => lines.push(l),
-                Geometry::MultiLineString(m) => lines.extend(m.0),
-                Geometry::Polygon(p) => polygons.push(p),
-                Geometry::MultiPolygon(m) => polygons.extend(m.0),
-                _ => return exec_err!("{what}: a member of no family meridian holds"),
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.0.merge(states, |_| 0)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.0.states(1)?.iter().map(|a| ScalarValue::try_from_array(a, 0)).collect()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        ScalarValue::try_from_array(&self.0.values(1)?, 0)
+    }
+
+    fn size(&self) -> usize {
+        self.0.size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Rows of points (some repeated), a null and a point empty, as WKB.
+    fn rows() -> ArrayRef {
+        let mut b = ColumnBuilder::new();
+        for i in 0..40 {
+            match i % 9 {
+                4 => b.push_null(),
+                7 => b.push_empty(Family::Point),
+                _ => b.push_point(f64::from(i), f64::from(i % 5)).unwrap(),
             }
         }
-        let multi = match family.dimension() {
-            0 => Geometry::MultiPoint(MultiPoint(points)),
-            1 => Geometry::MultiLineString(MultiLineString(lines)),
-            _ => Geometry::MultiPolygon(MultiPolygon(polygons)),
-        };
-        let mut out = ColumnBuilder::new();
-        out.push_geometry(&multi).map_err(|e| DataFusionError::Execution(format!("{what}: {e}")))?;
-        let col = out.finish();
-        let (_, wkb) =
-            geoarrow::to_array(&col, 0..1, &what, Encoding::Wkb).map_err(DataFusionError::Execution)?;
-        match wkb.as_binary_opt::<i32>() {
-            Some(b) => Ok(Some(b.value(0).to_vec())),
-            None => exec_err!("{what}: WKB came back as {}", wkb.data_type()),
-        }
+        let col = b.finish();
+        geoarrow::to_array(&col, 0..col.len(), "test", Encoding::Wkb).unwrap().1
+    }
+
+    fn groups_of(n: usize) -> Vec<usize> {
+        (0..n).map(|i| (i * 7) % 5).collect()
+    }
+
+    fn evaluated(acc: &mut CollectedGroups, emit_to: EmitTo) -> Vec<Option<Vec<u8>>> {
+        let a = acc.evaluate(emit_to).unwrap();
+        a.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::to_vec)).collect()
+    }
+
+    /// Emitting the first groups leaves the rest as they were (renumbered), and a state
+    /// merged from another partition — members and empties — gives what one partition would.
+    #[test]
+    fn groups_emitted_in_parts_and_merged_from_states_equal_one_pass() {
+        let values = rows();
+        let groups = groups_of(values.len());
+        let mut whole = CollectedGroups::new(Encoding::Wkb);
+        whole.update_batch(std::slice::from_ref(&values), &groups, None, 5).unwrap();
+        let want = evaluated(&mut whole, EmitTo::All);
+        assert_eq!(want.len(), 5);
+        assert!(want.iter().all(Option::is_some));
+
+        let mut parts = CollectedGroups::new(Encoding::Wkb);
+        parts.update_batch(std::slice::from_ref(&values), &groups, None, 5).unwrap();
+        let mut got = evaluated(&mut parts, EmitTo::First(2));
+        got.extend(evaluated(&mut parts, EmitTo::All));
+        assert_eq!(got, want);
+
+        let (first, second) = (values.slice(0, 17), values.slice(17, values.len() - 17));
+        let mut a = CollectedGroups::new(Encoding::Wkb);
+        a.update_batch(&[first], &groups[..17], None, 5).unwrap();
+        let mut b = CollectedGroups::new(Encoding::Wkb);
+        b.update_batch(std::slice::from_ref(&second), &groups[17..], None, 5).unwrap();
+        a.merge_batch(&b.state(EmitTo::All).unwrap(), &[0, 1, 2, 3, 4], 5).unwrap();
+        assert_eq!(evaluated(&mut a, EmitTo::All), want);
+
+        // Each row its own state (partial aggregation skipped), merged: the same again.
+        let mut c = CollectedGroups::new(Encoding::Wkb);
+        c.update_batch(&[values.slice(0, 17)], &groups[..17], None, 5).unwrap();
+        let states = c.convert_to_state(&[second], None).unwrap();
+        c.merge_batch(&states, &groups[17..], 5).unwrap();
+        assert_eq!(evaluated(&mut c, EmitTo::All), want);
+
+        // One accumulator of every row: the collection of all the points.
+        let mut one = Collected::new(Encoding::Wkb);
+        one.update_batch(std::slice::from_ref(&values)).unwrap();
+        let mut all = CollectedGroups::new(Encoding::Wkb);
+        all.update_batch(std::slice::from_ref(&values), &vec![0; values.len()], None, 1).unwrap();
+        let ScalarValue::Binary(Some(v)) = one.evaluate().unwrap() else { panic!("a null collection") };
+        assert_eq!(Some(v), evaluated(&mut all, EmitTo::All)[0].clone());
+    }
+
+    /// A group of empties only is the empty multi of their family, also through a state; a
+    /// group of nulls only is null.
+    #[test]
+    fn empties_and_nulls_only() {
+        let mut b = ColumnBuilder::new();
+        b.push_empty(Family::Polygon);
+        b.push_null();
+        let col = b.finish();
+        let values = geoarrow::to_array(&col, 0..2, "test", Encoding::Wkb).unwrap().1;
+        let mut from = CollectedGroups::new(Encoding::Wkb);
+        from.update_batch(&[values], &[0, 1], None, 2).unwrap();
+        let mut into = CollectedGroups::new(Encoding::Wkb);
+        into.merge_batch(&from.state(EmitTo::All).unwrap(), &[0, 1], 2).unwrap();
+        let got = evaluated(&mut into, EmitTo::All);
+        let empty = geometry::to_column(
+            "test",
+            &BinaryArray::from_iter_values([got[0].clone().unwrap()]),
+            Encoding::Wkb,
+        )
+        .unwrap();
+        let g = empty.get(0).unwrap();
+        assert!(g.is_empty() && g.family() == Family::MultiPolygon);
+        assert_eq!(got[1], None);
     }
 }

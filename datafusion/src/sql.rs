@@ -65,7 +65,13 @@ async fn run_async(
     planned: impl FnOnce(&str),
 ) -> Result<SqlReport, DataFusionError> {
     let t = Instant::now();
-    let ctx = SessionContext::new();
+    let mut config = datafusion::prelude::SessionConfig::new();
+    // Filters (the query's, and the dynamic ones a TopK or a hash join makes as it runs)
+    // evaluated as Parquet is decoded: the other columns of a row group are decoded only for
+    // the rows that pass. SpatialBench at SF1: Q3 0.70 -> 0.44 s, Q1 0.62 -> 0.49, Q4 0.42 ->
+    // 0.36, none slower (2026-12-07).
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    let ctx = SessionContext::new_with_config(config);
     crate::register(&ctx, engine);
     for (name, path) in &args.tables {
         let file = path.to_str().ok_or_else(|| table_err(name, path, "the path is not UTF-8"))?;
