@@ -214,6 +214,61 @@ def compare(ours, theirs):
     return None
 
 
+# Past this many rows a result is compared column by column in Arrow and numpy: as Python
+# objects, Q12's 30M rows from two engines filled the machine's memory.
+COLUMNAR_ROWS = 1_000_000
+
+
+def plain_table(path):
+    """The result as a table of plain types (views cast), columns named by position."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    plain = {pa.binary_view(): pa.binary(), pa.string_view(): pa.string()}
+    return pa.table([c.cast(plain.get(c.type, c.type)).combine_chunks() for c in table.columns], names=[f"c{i}" for i in range(table.num_columns)])
+
+
+def compare_columnar(a, b):
+    """compare() for two plain tables, a column at a time: floats to the same tolerance,
+    geometries (WKB) equal as bytes or else as normalised shapes, the rest exactly."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import shapely
+
+    if a.num_rows != b.num_rows:
+        return f"{a.num_rows} rows against {b.num_rows}"
+    if a.num_columns != b.num_columns:
+        return f"{a.num_columns} columns against {b.num_columns}"
+    for j, (x, y) in enumerate(zip(a.columns, b.columns)):
+        xn, yn = pc.is_null(x).to_numpy(zero_copy_only=False), pc.is_null(y).to_numpy(zero_copy_only=False)
+        bad = xn != yn
+        t = x.type
+        if pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_integer(t):
+            xv = pc.cast(x, pa.float64()).to_numpy(zero_copy_only=False)
+            yv = pc.cast(y, pa.float64()).to_numpy(zero_copy_only=False)
+            close = np.isclose(xv, yv, rtol=1e-6, atol=1e-9, equal_nan=True)
+            if pa.types.is_integer(t) and pa.types.is_integer(y.type):
+                close = pc.equal(x, y).to_numpy(zero_copy_only=False)
+            bad |= ~(close | xn | yn)
+        elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
+            same = pc.fill_null(pc.equal(x, y), True).to_numpy(zero_copy_only=False)
+            rest = np.nonzero(~same)[0]
+            if len(rest):
+                gx = shapely.normalize(shapely.from_wkb(x.take(rest).to_numpy(zero_copy_only=False)))
+                gy = shapely.normalize(shapely.from_wkb(y.take(rest).to_numpy(zero_copy_only=False)))
+                bad[rest] |= ~shapely.equals_exact(gx, gy, tolerance=1e-9)
+        else:
+            if x.type != y.type:
+                return f"column {j}: {x.type} against {y.type}"
+            bad |= ~pc.fill_null(pc.equal(x, y), True).to_numpy(zero_copy_only=False)
+        if bad.any():
+            i = int(np.argmax(bad))
+            return f"row {i}, column {j}: {x[i].as_py()!r} against {y[i].as_py()!r}"
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--meridian", default=os.path.join(REPO, "target", "release", "meridian"))
@@ -241,17 +296,27 @@ def main():
             ran = [e for e in ["sedonadb", "duckdb"] if e in engines and row[e]["seconds"] is not None]
             if "meridian" in engines and row["meridian"]["seconds"] is not None and ran:
                 ours, theirs = (os.path.join(tmp, f"{q}-{e}.parquet") for e in ("meridian", ran[0]))
-                a, b = normalise(ours), normalise(theirs)
-                diff, rows = compare(a, b), len(a)
-                del a, b  # 30M rows of Python objects each (Q12): freed before sorting
+                a, b = plain_table(ours), plain_table(theirs)
+                rows, columnar = a.num_rows, a.num_rows > COLUMNAR_ROWS
+                if columnar:
+                    diff = compare_columnar(a, b)
+                else:
+                    del a, b
+                    diff = compare(normalise(ours), normalise(theirs))
                 row["order"] = "same order"
                 if diff is not None:
                     # Rows an ORDER BY leaves tied (or a query without one) come in any order:
                     # the same rows, sorted by every column, are the same answer.
-                    sorted_diff = compare(normalise(ours, sort=True), normalise(theirs, sort=True))
+                    if columnar:
+                        keys = [(n, "ascending") for n in a.column_names]
+                        sorted_diff = compare_columnar(a.sort_by(keys), b.sort_by(keys))
+                    else:
+                        sorted_diff = compare(normalise(ours, sort=True), normalise(theirs, sort=True))
                     if sorted_diff is None:
                         row["order"] = f"same rows, tied rows in another order ({diff})"
                     diff = sorted_diff
+                if columnar:
+                    del a, b
                 row["agrees_with"] = ran[0]
                 row["difference"] = diff
                 row["rows"] = rows

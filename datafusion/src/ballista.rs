@@ -31,7 +31,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use meridian_runtime::Engine;
 
 use crate::codec::MeridianCodec;
-use crate::udf::SpatialFunction;
+use crate::{CollectFunction, ConstructFunction, ConvertFunction, KnnFunction, SpatialFunction};
 
 /// A session for Ballista with meridian's functions, its join rule and its codec, run by
 /// `engine`.
@@ -58,17 +58,30 @@ pub fn session_state_from(config: SessionConfig, engine: Arc<Engine>) -> Session
 
 /// A client's context on the cluster whose scheduler is at `url` (`df://host:port`), with
 /// `state` (from [`session_state`]). Ballista's client session replaces the scalar functions
-/// with its own list, so meridian's are registered again on it.
+/// with its own list, so meridian's — the predicates and measures, the conversions
+/// (`ST_GeomFromWKB`, `ST_X`, ...), the constructors and `ST_KNN` — are registered again on
+/// it, and `ST_Collect` when it is missing.
 pub async fn connect(url: &str, state: SessionState) -> Result<SessionContext> {
-    let ours: Vec<Arc<ScalarUDF>> = state
-        .scalar_functions()
-        .values()
-        .filter(|f| f.inner().downcast_ref::<SpatialFunction>().is_some())
-        .cloned()
-        .collect();
+    let ours: Vec<Arc<ScalarUDF>> =
+        state.scalar_functions().values().filter(|f| is_meridians(f)).cloned().collect();
+    let collect = state.aggregate_functions().get(CollectFunction::NAME).cloned();
     let ctx = SessionContext::remote_with_state(url, state).await?;
     for f in ours {
         ctx.register_udf(f.as_ref().clone());
     }
+    if let Some(c) =
+        collect.filter(|_| !ctx.state().aggregate_functions().contains_key(CollectFunction::NAME))
+    {
+        ctx.register_udaf(c.as_ref().clone());
+    }
     Ok(ctx)
+}
+
+/// Whether `f` is one of meridian's scalar functions.
+fn is_meridians(f: &ScalarUDF) -> bool {
+    let inner = f.inner();
+    inner.downcast_ref::<SpatialFunction>().is_some()
+        || inner.downcast_ref::<ConvertFunction>().is_some()
+        || inner.downcast_ref::<ConstructFunction>().is_some()
+        || inner.downcast_ref::<KnnFunction>().is_some()
 }

@@ -198,6 +198,11 @@ async fn a_loopback_cluster_runs_the_joins_as_meridian_and_equals_one_node() {
         "SELECT c.id AS country, p.id AS city FROM countries c RIGHT JOIN cities p ON ST_Contains(c.geom, p.geom)",
         // Functions alone, sent to the executors by name through the codec.
         "SELECT id, ST_Area(geom) AS area, ST_Length(geom) AS perimeter FROM countries",
+        // Conversions, constructors and the aggregate, as SpatialBench writes them.
+        "SELECT id, ST_X(ST_GeomFromWKB(geom)) AS x, ST_Y(ST_GeomFromWKB(geom)) AS y, \
+         ST_Length(ST_MakeLine(geom, ST_GeomFromText('POINT (0 0)'))) AS l FROM cities WHERE id < 500",
+        "SELECT id % 7 AS k, ST_Area(ST_ConvexHull(ST_Collect(ARRAY_AGG(ST_GeomFromWKB(geom))))) AS a \
+         FROM cities GROUP BY id % 7",
     ];
     for (i, sql) in queries.into_iter().enumerate() {
         let before = joins.load(Ordering::Relaxed);
