@@ -6,12 +6,6 @@
 
 mod cli;
 
-/// mimalloc, as datafusion-cli uses: SpatialBench through `meridian sql` at SF1 ran Q2 0.44 ->
-/// 0.35 s and Q9 0.116 -> 0.090 s with it (glibc's arenas contend between DataFusion's threads),
-/// none measurably slower (2026-12-07).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
