@@ -74,7 +74,7 @@ impl Engine {
         }
     }
 
-    /// Where a job [`Engine::run`] runs on this thread runs — one small enough for the
+    /// The backend of a job [`Engine::run`] runs on this thread — one small enough for the
     /// inline route, placed on the CPU — or `None` when it goes to an executor.
     pub(super) fn inline_backend<'a>(
         &self,
