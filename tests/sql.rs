@@ -85,6 +85,14 @@ fn a_count_join_on_geoparquet_equals_meridian_run_and_runs_on_meridian() {
     assert!(stdout.contains("MeridianSpatialJoinExec: ST_Contains"), "{stdout}");
     assert!(stdout.contains("not run (--explain-only)") && !stdout.contains(&want.to_string()), "{stdout}");
 
+    // A filter on a table is evaluated as its Parquet is decoded (no `FilterExec` above the
+    // scan): rows that fail it leave their other columns undecoded.
+    let filtered = "SELECT * FROM zones WHERE ST_Area(geometry) > 1000";
+    let o = meridian(&["sql", filtered, "-t", &format!("zones={}", s(&zones)), "--explain-only"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{stdout}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("predicate=st_area(geometry@") && !stdout.contains("FilterExec"), "{stdout}");
+
     // To a file.
     let csv = d.join("n.csv");
     let o = meridian(&[

@@ -28,7 +28,7 @@ use datafusion::logical_expr::{
 use geo_types::{Geometry, MultiLineString, MultiPoint, MultiPolygon};
 use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn};
 use meridian_kernels::io::geoarrow::{self, Encoding};
-use meridian_kernels::io::to_geo;
+use meridian_kernels::io::{to_geo, write_wkb};
 
 use crate::geometry;
 
@@ -135,13 +135,9 @@ impl ExprPlanner for ArrayAggPlanner {
     }
 }
 
-/// The family of an empty as a state's `empty` value (its WKB type id), and back.
-fn family_code(f: Family) -> u8 {
-    f as u8
-}
-
+/// The family of a state's `empty` value (its WKB type id, `Family as u8`).
 fn family_of_code(code: u8) -> Result<Family> {
-    match Family::ALL.into_iter().find(|&f| f as u8 == code) {
+    match Family::from_id(code) {
         Some(f) => Ok(f),
         None => exec_err!("{}: a state's empty of type {code}", CollectFunction::NAME),
     }
@@ -224,14 +220,12 @@ fn collection(members: &[&[u8]], empty: Option<Family>, out: &mut Vec<u8>) -> Re
     let mut b = ColumnBuilder::new();
     b.push_geometry(&multi).map_err(|e| DataFusionError::Execution(format!("{what}: {e}")))?;
     let col = b.finish();
-    let (_, wkb) =
-        geoarrow::to_array(&col, 0..1, &what, Encoding::Wkb).map_err(DataFusionError::Execution)?;
-    match wkb.as_binary_opt::<i32>() {
-        Some(b) => {
-            out.extend_from_slice(b.value(0));
+    match col.get(0) {
+        Some(g) => {
+            write_wkb(&g, out);
             Ok(true)
         }
-        None => exec_err!("{what}: WKB came back as {}", wkb.data_type()),
+        None => exec_err!("{what}: the collection came back null"),
     }
 }
 
@@ -366,7 +360,7 @@ impl CollectedGroups {
             Arc::new(members.finish()),
             None,
         );
-        let empties = self.empty[..n].iter().map(|e| e.map(family_code)).collect();
+        let empties = self.empty[..n].iter().map(|e| e.map(|f| f as u8)).collect();
         Ok(state_arrays(lists, empties))
     }
 
@@ -414,6 +408,14 @@ impl CollectedGroups {
                 empties.data_type()
             );
         };
+        if empties.len() != lists.len() {
+            return exec_err!(
+                "{}: a state of {} member lists and {} empties",
+                CollectFunction::NAME,
+                lists.len(),
+                empties.len()
+            );
+        }
         let Some(wkb) = lists.values().as_binary_opt::<i32>() else {
             return exec_err!(
                 "{}: a state's members of {}",
@@ -510,7 +512,7 @@ impl GroupsAccumulator for CollectedGroups {
             let (length, empty) = match rows.col.get(row) {
                 _ if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) => (0, None),
                 None => (0, None),
-                Some(g) if g.is_empty() => (0, Some(family_code(g.family()))),
+                Some(g) if g.is_empty() => (0, Some(g.family() as u8)),
                 Some(_) => {
                     members.append_value(rows.wkb.value(row));
                     (1, None)
