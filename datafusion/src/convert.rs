@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::builder::Float64Builder;
 use arrow_array::{Array, ArrayRef, Float64Array, LargeStringArray, StringArray, StringViewArray};
 use arrow_schema::DataType;
 use datafusion::common::{exec_err, plan_err, Result};
@@ -16,7 +17,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use meridian_kernels::algo::hypot;
-use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn};
+use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn, Layout};
 use meridian_kernels::io::geoarrow::{self, Encoding};
 use meridian_kernels::io::push_wkt;
 
@@ -204,7 +205,9 @@ impl ScalarUDFImpl for ConvertFunction {
         let out: ArrayRef = match self.conversion {
             Conversion::GeomFromWkb => {
                 // Decoded to check it: WKB that does not decode is an error here, as in PostGIS.
-                geometry::to_column(&what, array.as_ref(), Encoding::Wkb)?;
+                if let Err((row, why)) = geoarrow::check(array.as_ref(), Encoding::Wkb) {
+                    return exec_err!("{what}, row {row}: {why}");
+                }
                 array
             }
             Conversion::GeomFromText => wkt_to_wkb(&what, &strings(&what, array.as_ref())?)?,
@@ -276,6 +279,9 @@ fn line_coords(
 /// `ST_Length(ST_MakeLine(a, b))` row by row, as those two compute it: `algo::length`'s sum
 /// over the line's segments, in order; 0 for the empty line; the line's errors.
 fn line_lengths(a: &GeometryColumn, b: &GeometryColumn) -> Result<ArrayRef> {
+    if let Some(lengths) = point_line_lengths(a, b) {
+        return Ok(Arc::new(lengths));
+    }
     let name = Conversion::MakeLine.name();
     let mut out = Vec::with_capacity(a.len().min(b.len()));
     let mut coords = Vec::new();
@@ -296,6 +302,30 @@ fn line_lengths(a: &GeometryColumn, b: &GeometryColumn) -> Result<ArrayRef> {
         out.push(Some(segments.sum::<f64>()));
     }
     Ok(Arc::new(Float64Array::from(out)))
+}
+
+/// [`line_lengths`] of two point columns, read from their coordinates (a line of two points
+/// is one segment): `None` where a row would need the general path — a line of one point,
+/// an error there.
+fn point_line_lengths(a: &GeometryColumn, b: &GeometryColumn) -> Option<Float64Array> {
+    if a.layout() != Layout::Points || b.layout() != Layout::Points {
+        return None;
+    }
+    let (a, b) = (a.view(), b.view());
+    let mut out = Float64Builder::with_capacity(a.len().min(b.len()));
+    for row in 0..a.len().min(b.len()) {
+        if a.is_null(row) || b.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        match (a.point(row), b.point(row)) {
+            (Some(p), Some(q)) => out.append_value(hypot(q.0 - p.0, q.1 - p.1)),
+            // Both empty: the empty line, whose length ST_Length gives as the empty sum, -0.
+            (None, None) => out.append_value(-0.0),
+            _ => return None,
+        }
+    }
+    Some(out.finish())
 }
 
 #[cfg(test)]

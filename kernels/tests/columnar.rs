@@ -126,6 +126,37 @@ const FILES: [(&str, Format); 6] = [
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
+    /// `geoarrow::check` (which reads 2D points in place) accepts and rejects what decoding
+    /// the array (`append`) does, naming the same row: points with one row cut short, given
+    /// another type or byte order, a NaN y or a huge x, or replaced by a line.
+    #[test]
+    fn checking_wkb_agrees_with_decoding_it(
+        points in proptest::collection::vec(proptest::option::of(coord()), 1..40),
+        at in any::<prop::sample::Index>(),
+        change in 0u8..7,
+    ) {
+        let mut values: Vec<Option<Vec<u8>>> = points
+            .iter()
+            .map(|p| p.map(|(x, y)| [&[1u8, 1, 0, 0, 0][..], &x.to_le_bytes(), &y.to_le_bytes()].concat()))
+            .collect();
+        let at = at.index(values.len());
+        let line = [&[1u8, 2, 0, 0, 0, 2, 0, 0, 0][..], &[0u8; 32]].concat();
+        let big_endian_point = [&[0u8, 0, 0, 0, 1][..], &1.5f64.to_be_bytes(), &2.5f64.to_be_bytes()].concat();
+        values[at] = match change {
+            0 => values[at].take().map(|v| v[..20].to_vec()),
+            1 => values[at].take().map(|mut v| { v[1] = 9; v }),
+            2 => Some(big_endian_point),
+            3 => Some(line),
+            4 => values[at].take().map(|mut v| { v[13..].copy_from_slice(&f64::NAN.to_le_bytes()); v }),
+            5 => values[at].take().map(|mut v| { v[5..13].copy_from_slice(&1e300f64.to_le_bytes()); v }),
+            _ => values[at].take(),
+        };
+        let array = BinaryArray::from_iter(values.iter().map(|v| v.as_deref()));
+        let checked = geoarrow::check(&array, Encoding::Wkb);
+        let decoded = geoarrow::append(&mut ColumnBuilder::new(), &array, Encoding::Wkb);
+        prop_assert_eq!(checked.map_err(|(row, _)| row), decoded.map_err(|(row, _)| row));
+    }
+
     #[test]
     fn every_format_round_trips_a_mixed_column(col in mixed()) {
         let d = dir("mixed");

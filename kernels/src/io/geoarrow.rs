@@ -18,7 +18,7 @@ use arrow_array::{Array, ArrayRef, Float64Array, ListArray, StructArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema};
 
-use crate::column::{ColumnBuilder, ColumnView, Family, GeometryColumn, Layout};
+use crate::column::{ColumnBuilder, ColumnView, Family, GeometryColumn, Layout, MAX_COORD};
 
 /// The key of a field's GeoArrow extension name.
 pub const EXTENSION_NAME: &str = "ARROW:extension:name";
@@ -418,6 +418,36 @@ pub fn append(b: &mut ColumnBuilder, array: &dyn Array, encoding: Encoding) -> R
             Ok(())
         }
     }
+}
+
+/// Checks that `array` decodes as `encoding` says, as [`append`] would, without building a
+/// column when every valid row is a 2D WKB point (the common case, read in place) whose
+/// coordinate a column holds.
+pub fn check(array: &dyn Array, encoding: Encoding) -> Result<(), RowError> {
+    if encoding == Encoding::Wkb {
+        let nulls = array.logical_nulls();
+        let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+        fn points<'a>(n: usize, value: impl Fn(usize) -> &'a [u8], valid: impl Fn(usize) -> bool) -> bool {
+            // A coordinate a column cannot hold (too large, or one NaN) is decoding's error.
+            let holds = |(x, y): (f64, f64)| {
+                (x.abs() <= MAX_COORD && y.abs() <= MAX_COORD) || (x.is_nan() && y.is_nan())
+            };
+            (0..n).all(|i| !valid(i) || wkb_point(value(i)).is_some_and(holds))
+        }
+        let all_points = if let Some(a) = array.as_binary_opt::<i32>() {
+            points(a.len(), |i| a.value(i), valid)
+        } else if let Some(a) = array.as_binary_opt::<i64>() {
+            points(a.len(), |i| a.value(i), valid)
+        } else if let Some(a) = array.as_binary_view_opt() {
+            points(a.len(), |i| a.value(i), valid)
+        } else {
+            false
+        };
+        if all_points {
+            return Ok(());
+        }
+    }
+    append(&mut ColumnBuilder::new(), array, encoding)
 }
 
 fn append_wkb(
