@@ -92,6 +92,19 @@ fn a_count_join_on_geoparquet_equals_meridian_run_and_runs_on_meridian() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}{stdout}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("predicate=st_area(geometry@") && !stdout.contains("FilterExec"), "{stdout}");
+    // A full sort on fixed-width keys is meridian's (datafusion/src/sort.rs), a top-k DataFusion's.
+    for (sorted, node) in
+        [("ORDER BY ST_Area(geometry) DESC", "KeySortExec"), ("ORDER BY ST_Area(geometry) LIMIT 2", "TopK")]
+    {
+        let query = format!("SELECT * FROM zones {sorted}");
+        let o = meridian(&["sql", &query, "-t", &format!("zones={}", s(&zones)), "--explain-only"]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && stdout.contains(node),
+            "{}{stdout}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 
     // To a file.
     let csv = d.join("n.csv");

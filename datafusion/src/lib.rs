@@ -18,7 +18,8 @@
 //! With the `ballista` feature, [`codec`] carries meridian's join and functions to a Ballista
 //! cluster's executors and [`ballista`] makes the sessions for one.
 //!
-//! [`sql::run`] is `meridian sql`: a query over Parquet and CSV files on such a context.
+//! [`sql::run`] is `meridian sql`: a query over Parquet and CSV files on such a context, whose
+//! full sorts on fixed-width keys are [`KeySortExec`]s ([`sort`], added by [`KeySortRule`]).
 //!
 //! It lives in its own crate so that meridian's default build does not compile DataFusion.
 
@@ -33,6 +34,7 @@ pub mod geometry;
 pub mod join;
 pub mod knn;
 pub mod run;
+pub mod sort;
 pub mod sql;
 pub mod udf;
 
@@ -48,6 +50,7 @@ pub use construct::{ConstructFunction, Construction};
 pub use convert::{Conversion, ConvertFunction};
 pub use join::{MeridianSpatialJoinExec, Predicate, SpatialJoinRule};
 pub use knn::KnnFunction;
+pub use sort::{KeySortExec, KeySortRule};
 pub use udf::{Function, SpatialFunction};
 
 /// Registers meridian's functions and spatial join with `ctx`, run by `engine`.
