@@ -33,7 +33,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{exec_err, Result};
 use datafusion::error::DataFusionError;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -168,19 +168,28 @@ impl ExecutionPlan for KeySortExec {
             let held: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
             reservation.try_grow(held)?;
             let timer = metrics.elapsed_compute().timer();
-            let out = sort_batches(&batches, &keys, batch_size, &mut reservation);
+            let order = sort_order(&batches, &keys, &mut reservation);
             timer.done();
-            let out = out?;
-            metrics.record_output(out.iter().map(RecordBatch::num_rows).sum());
-            metrics.output_batches().add(out.len());
-            // The output is a copy of the input's rows: the input and the keys go now, the
-            // output's memory stays counted until the stream is dropped.
-            drop(batches);
-            reservation.try_resize(out.iter().map(RecordBatch::get_array_memory_size).sum())?;
-            Ok::<_, DataFusionError>(futures::stream::iter(out).map(move |b| {
+            let order = order?;
+            // The sorted rows are gathered a batch at a time as the stream is read: the input
+            // and the order stay (and stay counted) until it ends, no copy of the whole.
+            let gathered = (0..order.len()).step_by(batch_size).map(move |start| {
                 let _counted = &reservation;
-                Ok(b)
-            }))
+                let timer = metrics.elapsed_compute().timer();
+                let end = (start + batch_size).min(order.len());
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                let rows: Vec<(usize, usize)> = order[start..end]
+                    .iter()
+                    .map(|&at| ((at >> 32) as usize, (at & u64::from(u32::MAX)) as usize))
+                    .collect();
+                let batch = interleave_record_batch(&refs, &rows);
+                timer.done();
+                let batch = batch?;
+                metrics.record_output(batch.num_rows());
+                metrics.output_batches().add(1);
+                Ok(batch)
+            });
+            Ok::<_, DataFusionError>(futures::stream::iter(gathered))
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.sort.schema(), sorted.boxed())))
@@ -357,20 +366,23 @@ fn values_of(a: &dyn Array) -> Result<Values> {
     })
 }
 
-/// `batches` sorted on `keys`, in batches of `batch_size` rows; the keys' memory counted in
-/// `reservation`.
-fn sort_batches(
+/// The rows of `batches` in the order of `keys`, each as its batch (high 32 bits) and row
+/// (low 32); the keys' memory counted in `reservation` while they live, the order's after.
+fn sort_order(
     batches: &[RecordBatch],
     keys: &[(Arc<dyn PhysicalExpr>, SortOptions)],
-    batch_size: usize,
-    reservation: &mut datafusion::execution::memory_pool::MemoryReservation,
-) -> Result<Vec<RecordBatch>> {
+    reservation: &mut MemoryReservation,
+) -> Result<Vec<u64>> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows == 0 {
         return Ok(Vec::new());
     }
-    if batches.len() > u32::MAX as usize {
-        return exec_err!("KeySortExec: {} input batches", batches.len());
+    // A row's place is its batch and its row, 32 bits each.
+    if batches.len() > u32::MAX as usize || batches.iter().any(|b| b.num_rows() > u32::MAX as usize) {
+        return exec_err!(
+            "KeySortExec: {} input batches, more than 2^32 or one of more than 2^32 rows",
+            batches.len()
+        );
     }
     // Every key evaluated on every batch: arrays[key][batch].
     let mut arrays: Vec<Vec<ArrayRef>> = Vec::with_capacity(keys.len());
@@ -395,7 +407,7 @@ fn sort_batches(
     macro_rules! sorted {
         ($($n:literal)*) => {
             match words + 1 {
-                $($n => sort_words::<$n>(batches, &arrays, &columns, rows, batch_size, reservation),)*
+                $($n => sort_words::<$n>(batches, &arrays, &columns, rows, reservation),)*
                 n => exec_err!("KeySortExec: {n} words a row"),
             }
         };
@@ -403,16 +415,16 @@ fn sort_batches(
     sorted!(2 3 4 5 6 7 8 9)
 }
 
-/// The sort with `N` words a row (the keys' then the row's place).
+/// The order with `N` words a row (the keys' then the row's place).
 fn sort_words<const N: usize>(
     batches: &[RecordBatch],
     arrays: &[Vec<ArrayRef>],
     columns: &[(bool, usize, SortOptions)],
     rows: usize,
-    batch_size: usize,
-    reservation: &mut datafusion::execution::memory_pool::MemoryReservation,
-) -> Result<Vec<RecordBatch>> {
-    reservation.try_grow(rows * std::mem::size_of::<[u64; N]>())?;
+    reservation: &mut MemoryReservation,
+) -> Result<Vec<u64>> {
+    let keyed_bytes = rows * std::mem::size_of::<[u64; N]>();
+    reservation.try_grow(keyed_bytes)?;
     let mut keyed: Vec<[u64; N]> = vec![[0; N]; rows];
     let mut start = 0;
     for (b, batch) in batches.iter().enumerate() {
@@ -439,17 +451,10 @@ fn sort_words<const N: usize>(
         start += n;
     }
     keyed.sort_unstable();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let mut out = Vec::with_capacity(rows.div_ceil(batch_size));
-    let mut indices = Vec::with_capacity(batch_size.min(rows));
-    for chunk in keyed.chunks(batch_size) {
-        indices.clear();
-        indices.extend(
-            chunk.iter().map(|w| ((w[N - 1] >> 32) as usize, (w[N - 1] & u64::from(u32::MAX)) as usize)),
-        );
-        out.push(interleave_record_batch(&refs, &indices)?);
-    }
-    Ok(out)
+    let order: Vec<u64> = keyed.iter().map(|w| w[N - 1]).collect();
+    drop(keyed);
+    reservation.shrink(keyed_bytes - rows * std::mem::size_of::<u64>());
+    Ok(order)
 }
 
 #[cfg(test)]
