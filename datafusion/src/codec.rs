@@ -40,7 +40,7 @@ const TAG_JOIN: u8 = 1;
 /// A function frame: meridian's (its name follows) or the wrapped codec's.
 const TAG_FUNCTION: u8 = 2;
 const JOIN_MAGIC: &[u8; 4] = b"MRJN";
-const JOIN_VERSION: u8 = 2;
+const JOIN_VERSION: u8 = 3;
 const CHECK_LEN: usize = 8;
 
 /// The physical extension codec for plans with meridian's nodes and functions, run on the
@@ -151,6 +151,7 @@ fn encode_join(join: &MeridianSpatialJoinExec, out: &mut Vec<u8>) -> Result<()> 
         JoinType::Right => 2,
         _ => 0,
     });
+    out.push(u8::from(join.knn_distance));
     match &join.projection {
         None => out.push(0),
         Some(p) => {
@@ -231,6 +232,8 @@ impl MeridianCodec {
                 return Err(corrupt(at, &format!("join type {t} is none of inner (0), left (1), right (2)")))
             }
         };
+        let knn_at = r.pos;
+        let knn_distance = r.flag("the KNN distance column's presence")?;
         let projection = if r.flag("projection's presence")? {
             let at = r.pos;
             let n = r.u32("projection's length")? as usize;
@@ -278,7 +281,7 @@ impl MeridianCodec {
         }
         let (joined, _) = build_join_schema(&ls, &rs, &join_type);
         let schema = project_schema(&Arc::new(joined), projection.as_ref())?;
-        Ok(Arc::new(MeridianSpatialJoinExec::with_program(
+        let join = MeridianSpatialJoinExec::with_program(
             left.clone(),
             right.clone(),
             predicate,
@@ -288,7 +291,12 @@ impl MeridianCodec {
             schema,
             self.engine.clone(),
             prepared,
-        )))
+        );
+        if knn_distance {
+            let join = join.with_knn_distance().map_err(|e| corrupt(knn_at, &e.to_string()))?;
+            return Ok(Arc::new(join));
+        }
+        Ok(Arc::new(join))
     }
 }
 
@@ -451,9 +459,25 @@ mod tests {
                     assert_eq!(back.projection, projection);
                     assert_eq!(back.program.as_ref().map(|p| p.hash()), hash);
                     assert_eq!(back.schema(), schema);
+                    assert!(!back.knn_distance);
                 }
             }
         }
+        // An inner KNN join giving its distances, with and without a projection.
+        for projection in [None, Some(vec![3, 0])] {
+            let original = join(&planner, Predicate::Knn(3), false, JoinType::Inner, projection)
+                .with_knn_distance()
+                .unwrap();
+            let schema = original.schema();
+            assert_eq!(schema.fields().last().unwrap().name(), crate::join::KNN_DISTANCE);
+            let plan = decode(&on_executor, &encode(&codec, original)).unwrap();
+            let back = plan.downcast_ref::<MeridianSpatialJoinExec>().unwrap();
+            assert!(back.knn_distance);
+            assert_eq!(back.schema(), schema);
+        }
+        // Only an inner KNN join gives distances.
+        let contains = join(&planner, Predicate::Contains, false, JoinType::Inner, None);
+        assert!(contains.with_knn_distance().is_err());
     }
 
     #[test]
@@ -495,13 +519,13 @@ mod tests {
         }
         // Frames whose check holds: a program that is another's, refused by its signature; a
         // join type that is none of the three.
-        let forge = |join_type: u8| {
+        let forge = |join_type: u8, knn_distance: u8| {
             let mut forged = vec![TAG_JOIN];
             let body_start = forged.len();
             forged.extend_from_slice(JOIN_MAGIC);
             forged.extend_from_slice(&[JOIN_VERSION, 0]);
             forged.extend_from_slice(&0f64.to_le_bytes());
-            forged.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0, 1, join_type, 0]);
+            forged.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0, 1, join_type, knn_distance, 0]);
             let other =
                 meridian_bytecode::assemble("m", include_str!("../../examples/measure.masm")).unwrap();
             let bytes = other.program().to_bytes();
@@ -511,10 +535,12 @@ mod tests {
             forged.extend_from_slice(&check);
             forged
         };
-        let e = decode(&codec, &forge(0)).unwrap_err().to_string();
+        let e = decode(&codec, &forge(0, 0)).unwrap_err().to_string();
         assert!(e.contains("is not a join's"), "{e}");
-        let e = decode(&codec, &forge(7)).unwrap_err().to_string();
+        let e = decode(&codec, &forge(7, 0)).unwrap_err().to_string();
         assert!(e.contains("join type 7 is none of") && e.contains("at byte 23"), "{e}");
+        let e = decode(&codec, &forge(0, 2)).unwrap_err().to_string();
+        assert!(e.contains("the KNN distance column's presence is 2") && e.contains("at byte 24"), "{e}");
         // Inputs that are not the join's: too few, or without its columns.
         let bad = encode(&codec, join(&engine(), Predicate::Contains, true, JoinType::Inner, None));
         let one = Arc::new(Schema::new(vec![Field::new("g", DataType::Binary, true)]));

@@ -16,8 +16,8 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow_array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
-use arrow_schema::SchemaRef;
+use arrow_array::{new_null_array, ArrayRef, Float64Array, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{exec_err, JoinSide, JoinType, Result, ScalarValue};
@@ -34,7 +34,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::utils::{build_join_schema, JoinFilter};
 use datafusion::physical_plan::joins::NestedLoopJoinExec;
-use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -49,6 +49,7 @@ use meridian_runtime::{Engine, Prepared};
 use crate::convert::Conversion;
 use crate::geometry;
 use crate::knn::{KnnFunction, Nearest};
+use crate::udf::Function;
 
 /// The join's predicate, with which side each of its geometries comes from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -137,8 +138,15 @@ pub struct MeridianSpatialJoinExec {
     engine: Arc<Engine>,
     /// The join's program (none for a KNN join).
     pub(crate) program: Option<Prepared>,
+    /// A KNN join's output ends with each pair's distance ([`KNN_DISTANCE`]).
+    pub(crate) knn_distance: bool,
     build: Arc<tokio::sync::OnceCell<Arc<Build>>>,
 }
+
+/// The column a KNN join adds, on request, after its others: the distance it measured from
+/// the query geometry to the object (`ST_Distance(query, object)`, the same function of the
+/// same geometries), so that a projection above reads it rather than measuring it again.
+pub const KNN_DISTANCE: &str = "knn_distance";
 
 impl fmt::Debug for MeridianSpatialJoinExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -243,8 +251,36 @@ impl MeridianSpatialJoinExec {
             properties,
             engine,
             program,
+            knn_distance: false,
             build: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// This KNN join with [`KNN_DISTANCE`] after its columns; an error for any other join.
+    pub(crate) fn with_knn_distance(&self) -> Result<MeridianSpatialJoinExec> {
+        if !matches!(self.predicate, Predicate::Knn(_)) || self.join_type != JoinType::Inner {
+            return exec_err!("only an inner KNN join gives its distances, not {}", self.predicate);
+        }
+        let mut fields = self.schema.fields().to_vec();
+        if self.knn_distance {
+            fields.pop();
+        }
+        // Nullable, as ST_Distance's result is: the projection above keeps its schema.
+        fields.push(Arc::new(Field::new(KNN_DISTANCE, DataType::Float64, true)));
+        let schema = Arc::new(Schema::new_with_metadata(fields, self.schema.metadata().clone()));
+        let mut join = MeridianSpatialJoinExec::with_program(
+            self.left.clone(),
+            self.right.clone(),
+            self.predicate,
+            (self.left_geometry, self.right_geometry, self.left_first),
+            self.join_type,
+            self.projection.clone(),
+            schema,
+            self.engine.clone(),
+            self.program.clone(),
+        );
+        join.knn_distance = true;
+        Ok(join)
     }
 
     /// The predicate.
@@ -351,7 +387,7 @@ fn knn_batch(
     k: usize,
     probe: &RecordBatch,
 ) -> Result<RecordBatch> {
-    let (mut probe_rows, mut build_rows) = (Vec::new(), Vec::new());
+    let (mut probe_rows, mut build_rows, mut distances) = (Vec::new(), Vec::new(), Vec::new());
     let mut found = Vec::with_capacity(k);
     for row in 0..col.len() {
         let Some(g) = col.get(row) else { continue };
@@ -361,9 +397,14 @@ fn knn_batch(
             return exec_err!("the spatial join's probe batch has more than 2^32 rows");
         };
         probe_rows.extend(std::iter::repeat_n(row, found.len()));
-        build_rows.extend(found.iter().map(|&b| Some(b)));
+        build_rows.extend(found.iter().map(|&(b, _)| Some(b)));
+        if exec.knn_distance {
+            distances.extend(found.iter().map(|&(_, d)| d));
+        }
     }
-    gather(exec, build, &UInt32Array::from(build_rows), Some((probe, &UInt32Array::from(probe_rows))))
+    let distances = exec.knn_distance.then(|| Arc::new(Float64Array::from(distances)) as ArrayRef);
+    let (build_rows, probe_rows) = (UInt32Array::from(build_rows), UInt32Array::from(probe_rows));
+    gather_with(exec, build, &build_rows, Some((probe, &probe_rows)), distances)
 }
 
 /// A left join's last batch: the build rows no probe row matched, the probe side's columns null.
@@ -384,10 +425,22 @@ fn gather(
     build_rows: &UInt32Array,
     probe: Option<(&RecordBatch, &UInt32Array)>,
 ) -> Result<RecordBatch> {
+    gather_with(exec, build, build_rows, probe, None)
+}
+
+/// [`gather`], with `last` (a KNN join's distances) after the gathered columns.
+fn gather_with(
+    exec: &JoinParts,
+    build: &Build,
+    build_rows: &UInt32Array,
+    probe: Option<(&RecordBatch, &UInt32Array)>,
+    last: Option<ArrayRef>,
+) -> Result<RecordBatch> {
     let n_build = build.batch.num_columns();
     let wanted: Vec<usize> = match &exec.projection {
         Some(p) => p.clone(),
-        None => (0..exec.schema.fields().len()).collect(),
+        // Every column of both sides (the distances, when asked for, come after them).
+        None => (0..exec.schema.fields().len() - usize::from(exec.knn_distance)).collect(),
     };
     let take = |array: &ArrayRef, rows: &UInt32Array| {
         datafusion::arrow::compute::take(array.as_ref(), rows, None).map_err(DataFusionError::from)
@@ -404,6 +457,8 @@ fn gather(
             (Some(_), None) => Ok(new_null_array(exec.schema.field(out).data_type(), build_rows.len())),
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
+    let mut columns = columns;
+    columns.extend(last);
     let options = RecordBatchOptions::new().with_row_count(Some(build_rows.len()));
     RecordBatch::try_new_with_options(exec.schema.clone(), columns, &options).map_err(DataFusionError::from)
 }
@@ -416,6 +471,7 @@ struct JoinParts {
     right_geometry: usize,
     join_type: JoinType,
     projection: Option<Vec<usize>>,
+    knn_distance: bool,
     schema: SchemaRef,
 }
 
@@ -483,7 +539,7 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
         let [left, right]: [Arc<dyn ExecutionPlan>; 2] = children
             .try_into()
             .map_err(|_| DataFusionError::Internal("MeridianSpatialJoinExec has two children".into()))?;
-        Ok(Arc::new(MeridianSpatialJoinExec::with_program(
+        let mut join = MeridianSpatialJoinExec::with_program(
             left,
             right,
             self.predicate,
@@ -493,7 +549,9 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
             self.schema.clone(),
             self.engine.clone(),
             self.program.clone(),
-        )))
+        );
+        join.knn_distance = self.knn_distance;
+        Ok(Arc::new(join))
     }
 
     #[allow(deprecated)] // still required by the trait; it delegates to replace_children
@@ -528,6 +586,7 @@ impl ExecutionPlan for MeridianSpatialJoinExec {
             right_geometry: self.right_geometry,
             join_type: self.join_type,
             projection: self.projection.clone(),
+            knn_distance: self.knn_distance,
             schema: self.schema.clone(),
         });
         let joined = futures::stream::once(async move {
@@ -781,22 +840,77 @@ impl fmt::Debug for SpatialJoinRule {
     }
 }
 
+/// A projection right above an inner KNN join that measures `ST_Distance(query, object)` of the
+/// join's own geometry columns, in that order (SpatialBench's Q12), reads the distance the join
+/// measured choosing the pair instead ([`KNN_DISTANCE`]): the same function of the same
+/// geometries, so the same value, without decoding the object's geometry again for every pair
+/// (Q12: 30M polygons) and measuring again.
+fn reuse_knn_distances(node: Arc<dyn ExecutionPlan>) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+    let Some(projection) = node.downcast_ref::<ProjectionExec>() else { return Ok(Transformed::no(node)) };
+    let Some(join) = projection.input().downcast_ref::<MeridianSpatialJoinExec>() else {
+        return Ok(Transformed::no(node));
+    };
+    if !matches!(join.predicate, Predicate::Knn(_)) || join.join_type != JoinType::Inner || join.knn_distance
+    {
+        return Ok(Transformed::no(node));
+    }
+    // The join's output columns that are its geometry columns: the query's (probe, right)
+    // and the object's (build, left).
+    let n_build = join.left.schema().fields().len();
+    let wanted: Vec<usize> = match &join.projection {
+        Some(p) => p.clone(),
+        None => (0..join.schema.fields().len()).collect(),
+    };
+    let outputs = |of: usize| -> Vec<usize> { (0..wanted.len()).filter(|&i| wanted[i] == of).collect() };
+    let (query, object) = (outputs(n_build + join.right_geometry), outputs(join.left_geometry));
+    let distance_column = join.schema.fields().len();
+    let mut reused = false;
+    let exprs = projection
+        .expr()
+        .iter()
+        .map(|p| {
+            let expr = p.expr.clone().transform_up(|e| {
+                let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() else { return Ok(Transformed::no(e)) };
+                let column = |x: &Arc<dyn PhysicalExpr>| x.downcast_ref::<Column>().map(Column::index);
+                let measures_pair = f.fun().name() == Function::Distance.name()
+                    && matches!(f.args(), [q, o] if column(q).is_some_and(|i| query.contains(&i))
+                        && column(o).is_some_and(|i| object.contains(&i)));
+                if !measures_pair {
+                    return Ok(Transformed::no(e));
+                }
+                reused = true;
+                Ok(Transformed::yes(
+                    Arc::new(Column::new(KNN_DISTANCE, distance_column)) as Arc<dyn PhysicalExpr>
+                ))
+            })?;
+            Ok(ProjectionExpr { expr: expr.data, alias: p.alias.clone() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if !reused {
+        return Ok(Transformed::no(node));
+    }
+    let join: Arc<dyn ExecutionPlan> = Arc::new(join.with_knn_distance()?);
+    Ok(Transformed::yes(Arc::new(ProjectionExec::try_new(exprs, join)?)))
+}
+
 impl PhysicalOptimizerRule for SpatialJoinRule {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let Some(nl) = node.downcast_ref::<NestedLoopJoinExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            Ok(match self.rewrite(nl)? {
-                Some(join) => Transformed::yes(join),
-                None => Transformed::no(node),
-            })
-        })
-        .map(|t| t.data)
+        let plan = plan
+            .transform_up(|node| {
+                let Some(nl) = node.downcast_ref::<NestedLoopJoinExec>() else {
+                    return Ok(Transformed::no(node));
+                };
+                Ok(match self.rewrite(nl)? {
+                    Some(join) => Transformed::yes(join),
+                    None => Transformed::no(node),
+                })
+            })?
+            .data;
+        plan.transform_up(reuse_knn_distances).map(|t| t.data)
     }
 
     fn name(&self) -> &str {

@@ -62,9 +62,10 @@ impl Nearest {
         Ok(Nearest { column, tree: RTree::bulk_load(items) })
     }
 
-    /// The rows of the `k` object geometries nearest `g`, nearest first (equal distances by
-    /// row), appended to `out`; none for an empty `g`.
-    pub(crate) fn nearest(&self, g: &Geom<'_>, k: usize, out: &mut Vec<u32>) {
+    /// The rows of the `k` object geometries nearest `g` and their distances from it
+    /// (`distance(g, object)`), nearest first (equal distances by row), appended to `out`; none
+    /// for an empty `g`.
+    pub(crate) fn nearest(&self, g: &Geom<'_>, k: usize, out: &mut Vec<(u32, f64)>) {
         if g.is_empty() || k == 0 {
             return;
         }
@@ -92,7 +93,7 @@ impl Nearest {
             }
         }
         let start = out.len();
-        out.extend(kept.into_sorted_vec().into_iter().map(|Kept(_, row)| row));
+        out.extend(kept.into_sorted_vec().into_iter().map(|Kept(d, row)| (row, d)));
         debug_assert!(out.len() - start <= k);
     }
 }
@@ -161,7 +162,7 @@ mod tests {
     use meridian_kernels::column::{ColumnBuilder, Family};
 
     /// The k nearest by measuring every object: the oracle.
-    fn brute(objects: &GeometryColumn, g: &Geom<'_>, k: usize) -> Vec<u32> {
+    fn brute(objects: &GeometryColumn, g: &Geom<'_>, k: usize) -> Vec<(u32, f64)> {
         let mut all: Vec<Kept> = (0..objects.len())
             .filter_map(|r| {
                 let o = objects.get(r)?;
@@ -170,7 +171,7 @@ mod tests {
             })
             .collect();
         all.sort();
-        all.into_iter().take(k).map(|Kept(_, r)| r).collect()
+        all.into_iter().take(k).map(|Kept(d, r)| (r, d)).collect()
     }
 
     #[test]

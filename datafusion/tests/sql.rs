@@ -96,13 +96,19 @@ async fn plan(ctx: &SessionContext, sql: &str) -> String {
 
 /// (a, b) id pairs of a two-column result, sorted.
 fn pairs(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
+    let mut out = pairs_unsorted(batches);
+    out.sort_unstable();
+    out
+}
+
+/// The first two columns' (i64) pairs in the result's order.
+fn pairs_unsorted(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     for b in batches {
         let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
         let c = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
         out.extend(a.iter().zip(c.iter()).map(|(x, y)| (x.unwrap(), y.unwrap())));
     }
-    out.sort_unstable();
     out
 }
 
@@ -1275,6 +1281,34 @@ async fn a_knn_join_equals_ranking_every_pair_by_distance() {
     let d = floats(&got, 2);
     assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
     assert_eq!(pairs(&got), pairs(&rows(&nested, &ranked("few", 2)).await));
+    // The distance is the one the join measured (no ST_Distance above it), bit for bit what
+    // ST_Distance gives of the same pairs; with its arguments the other way round it is
+    // measured again.
+    let explained = plan(&meridian, q12).await;
+    assert!(explained.contains("knn_distance@") && !explained.contains("st_distance(pickup@"), "{explained}");
+    let measured = |batches: &[RecordBatch]| {
+        let mut v: Vec<(i64, i64, u64)> = pairs_unsorted(batches)
+            .into_iter()
+            .zip(floats(batches, 2))
+            .map(|((a, b), d)| (a, b, d.unwrap().to_bits()))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let oracle = "SELECT qid, oid, ST_Distance(ST_GeomFromWKB(tg), ST_GeomFromWKB(zg)) FROM                   (SELECT t.id AS qid, z.id AS oid, t.geom AS tg, z.geom AS zg, ROW_NUMBER() OVER                   (PARTITION BY t.id ORDER BY ST_Distance(t.geom, z.geom), z.id) AS rn                   FROM few t CROSS JOIN zone z) WHERE rn <= 2";
+    let want = measured(&rows(&nested, oracle).await);
+    assert_eq!(measured(&got), want);
+    let reversed = q12.replace("ST_Distance(t.pickup, b.boundary)", "ST_Distance(b.boundary, t.pickup)");
+    let explained = plan(&meridian, &reversed).await;
+    assert!(
+        !explained.contains("knn_distance@") && explained.contains("st_distance(boundary@"),
+        "{explained}"
+    );
+    let again = measured(&rows(&meridian, &reversed).await);
+    assert_eq!(
+        again.iter().map(|t| (t.0, t.1)).collect::<Vec<_>>(),
+        want.iter().map(|t| (t.0, t.1)).collect::<Vec<_>>()
+    );
     // Anywhere but a join's whole condition, or on the spheroid: an error that says so.
     for sql in [
         "SELECT ST_KNN(t.geom, t.geom, 1, false) FROM trip t",
