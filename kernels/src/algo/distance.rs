@@ -90,13 +90,9 @@ fn seg_seg(a: Xy, b: Xy, c: Xy, d: Xy) -> f64 {
         .min(segment_distance(d, a, b))
 }
 
-/// The elements distance is measured between: isolated points and segments.
-fn elements(g: &Geom<'_>) -> (Vec<Xy>, Vec<(Xy, Xy)>) {
-    if g.dimension() == 0 {
-        (g.coords().collect(), Vec::new())
-    } else {
-        (Vec::new(), g.rings().flat_map(|r| r.segments()).collect())
-    }
+/// A geometry's segments, ring by ring (a line is one ring), walked in place.
+fn segments<'g>(g: &'g Geom<'_>) -> impl Iterator<Item = (Xy, Xy)> + 'g {
+    g.rings().flat_map(|r| r.segments())
 }
 
 /// The minimum Euclidean distance between `a` and `b`: 0 when they intersect (including one
@@ -114,25 +110,40 @@ pub fn distance(a: &Geom<'_>, b: &Geom<'_>) -> f64 {
             return 0.0;
         }
     }
-    let (pa, sa) = elements(a);
-    let (pb, sb) = elements(b);
+    // The elements distance is measured between — a point geometry's points, any other's
+    // segments — pair by pair, walked in place: a join measures every candidate pair, and
+    // copying the elements out cost it more than the measuring (SpatialBench's Q12).
     let mut best = f64::INFINITY;
-    for &p in &pa {
-        for &q in &pb {
-            best = best.min(hypot(p.0 - q.0, p.1 - q.1));
+    match (a.dimension() == 0, b.dimension() == 0) {
+        (true, true) => {
+            for p in a.coords() {
+                for q in b.coords() {
+                    best = best.min(hypot(p.0 - q.0, p.1 - q.1));
+                }
+            }
         }
-        for &(c, d) in &sb {
-            best = best.min(segment_distance(p, c, d));
+        (true, false) => {
+            for p in a.coords() {
+                for (c, d) in segments(b) {
+                    best = best.min(segment_distance(p, c, d));
+                }
+            }
         }
-    }
-    for &(c, d) in &sa {
-        for &q in &pb {
-            best = best.min(segment_distance(q, c, d));
+        (false, true) => {
+            for (c, d) in segments(a) {
+                for q in b.coords() {
+                    best = best.min(segment_distance(q, c, d));
+                }
+            }
         }
-        for &(e, f) in &sb {
-            best = best.min(seg_seg(c, d, e, f));
-            if best == 0.0 {
-                return 0.0;
+        (false, false) => {
+            for (c, d) in segments(a) {
+                for (e, f) in segments(b) {
+                    best = best.min(seg_seg(c, d, e, f));
+                    if best == 0.0 {
+                        return 0.0;
+                    }
+                }
             }
         }
     }
