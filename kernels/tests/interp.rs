@@ -298,3 +298,65 @@ fn point_probe_fast_paths_match_the_unrecognised_loop() {
         assert_eq!(plain[0], join[0], "{op}");
     }
 }
+
+/// Joins the grid cannot answer — a distance probe with `dwithin`, an indexed input without
+/// a grid (points and lines) — run as one step a row, against the same loop written so that
+/// nothing recognises it: the same hits and counts, with null, empty, non-point probes and a
+/// distance below zero.
+#[test]
+fn distance_joins_and_joins_without_a_grid_match_the_unrecognised_loop() {
+    let (zones, pts) = tricky();
+    let mut p = ColumnBuilder::new();
+    for row in 0..pts.len() {
+        p.push_geom(pts.get(row).as_ref()).unwrap();
+        if row % 40 == 3 {
+            p.push_line_string(&[(0.0, 0.0), (1.0, 1.25)]).unwrap();
+            p.push_polygon(&[&[(1.0, 1.0), (2.0, 1.0), (2.0, 2.0), (1.0, 1.0)]]).unwrap();
+        }
+    }
+    // Contains some of either input's rows whole.
+    p.push_polygon(&[&[(-1.0, -1.0), (7.0, -1.0), (7.0, 7.0), (-1.0, 7.0), (-1.0, -1.0)]]).unwrap();
+    let pts = Arc::new(p.finish());
+    // Indexed points and lines on one line: no cell grid.
+    let mut l = ColumnBuilder::new();
+    l.push_point(0.5, 1.0).unwrap();
+    l.push_line_string(&[(0.5, -0.5), (0.5, 5.5)]).unwrap();
+    l.push_null();
+    l.push_point(0.5, 2.75).unwrap();
+    let lines = Arc::new(l.finish());
+    assert!(SpatialIndex::build(lines.view()).grid().is_none(), "the case needs an index without a grid");
+    let zones = Arc::new(zones);
+    let header = ".program t\n.input pts geometry\n.input zones geometry indexed\n.output pairs hits\n";
+    for (indexed, probe, op) in [
+        (&zones, "const f0, 0.3\n probe c0, zones, g0, f0", "dwithin b0, g0, g1, f0"),
+        (&zones, "const f0, 0.3\n probe c0, zones, g0, f0", "dwithin b0, g1, g0, f0"),
+        (&zones, "const f0, 0.0\n probe c0, zones, g0, f0", "dwithin b0, g0, g1, f0"),
+        (&zones, "const f0, -1.0\n probe c0, zones, g0, f0", "dwithin b0, g0, g1, f0"),
+        (&lines, "const f0, 0.6\n probe c0, zones, g0, f0", "dwithin b0, g0, g1, f0"),
+        (&lines, "probe c0, zones, g0", "intersects b0, g0, g1"),
+        (&lines, "probe c0, zones, g0", "covers b0, g1, g0"),
+        (&lines, "probe c0, zones, g0", "contains b0, g0, g1"),
+        (&zones, "probe c0, zones, g0", "contains b0, g0, g1"),
+    ] {
+        let head = format!("load g0, pts\n {probe}\n next:\n cnext g1, c0, done\n");
+        let join = format!("{header}{head} {op}\n jf b0, next\n emit pairs, g1\n jmp next\n done:\n halt\n");
+        let plain = format!(
+            "{header}{head} {op}\n mov b2, b0\n jt b2, hit\n jmp next\n hit:\n emit pairs, g1\n jmp next\n done:\n halt\n"
+        );
+        let inputs = || vec![Input::rows(pts.clone()), Input::indexed(indexed.clone())];
+        let [join, plain] = [join, plain].map(|src| run(&assemble("t.masm", &src).unwrap(), inputs(), 3));
+        assert_eq!(join, plain, "{probe} / {op}: the join run a row at a time emits other hits");
+        let OutputColumn::Hits(hits) = &plain[0] else { panic!() };
+        assert_eq!(hits.is_empty(), probe.contains("-1.0"), "{probe} / {op}: the case tests nothing");
+        let counting = header.replace("pairs hits", "pairs count");
+        let [join, plain] = [
+            format!("{counting}{head} {op}\n jf b0, next\n count pairs\n jmp next\n done:\n halt\n"),
+            format!(
+                "{counting}{head} {op}\n mov b2, b0\n jt b2, hit\n jmp next\n hit:\n count pairs\n jmp next\n done:\n halt\n"
+            ),
+        ]
+        .map(|src| run(&assemble("t.masm", &src).unwrap(), inputs(), 3));
+        assert_eq!(join, plain, "{probe} / {op}: the counting join counts otherwise");
+        assert_eq!(join[0], OutputColumn::Count(hits.len() as u64), "{probe} / {op}");
+    }
+}

@@ -457,14 +457,17 @@ pub const PREDICATES: [(&str, u8); 5] = [
     ("DISJOINT", PRED_DISJOINT),
 ];
 
-fn pred_code(p: Pred) -> u8 {
-    match p {
+/// The device's code for `p`; `None` for `dwithin`, whose loops the device runs as
+/// instructions.
+fn pred_code(p: Pred) -> Option<u8> {
+    Some(match p {
         Pred::Intersects => PRED_INTERSECTS,
         Pred::Contains => PRED_CONTAINS,
         Pred::Covers => PRED_COVERS,
         Pred::Touches => PRED_TOUCHES,
         Pred::Disjoint => PRED_DISJOINT,
-    }
+        Pred::DWithin(_) => return None,
+    })
 }
 
 impl DeviceJoin {
@@ -472,8 +475,11 @@ impl DeviceJoin {
     pub fn of(program: &VerifiedProgram) -> DeviceJoin {
         let code: Vec<Instr> = program.instrs().collect();
         let loops = fuse::find(&code);
-        let Some(j) = fuse::point_join(&code, &loops) else { return DeviceJoin::default() };
+        let Some(j) = fuse::point_join(&code, &loops).filter(|j| j.dist.is_none()) else {
+            return DeviceJoin::default();
+        };
         let l = j.filter;
+        let Some(pred) = pred_code(l.pred) else { return DeviceJoin::default() };
         let g = j.geom;
         let symmetric = matches!(l.pred, Pred::Intersects | Pred::Touches | Pred::Disjoint);
         let fit = l.cand != g && ((l.a == l.cand && l.b == g) || (symmetric && l.a == g && l.b == l.cand));
@@ -484,7 +490,7 @@ impl DeviceJoin {
             output: l.output as u32,
             geom: g.0,
             cand: l.cand.0,
-            pred: pred_code(l.pred),
+            pred,
             operands_fit: u8::from(fit),
             cand_first: u8::from(l.a == l.cand),
             count: u8::from(l.action == fuse::Action::Count),

@@ -188,29 +188,33 @@ fn locate_in_candidate(ins: &[Slot<'_>], cursors: &[Cursor; 4], a: GVal, p: Xy) 
 }
 
 impl Pred {
-    /// The predicate of (area, point) from where the point lies.
-    fn of_location(self, loc: Location) -> bool {
-        match self {
+    /// The predicate of (area, point) from where the point lies; `None` for `dwithin`,
+    /// which the distance decides.
+    fn of_location(self, loc: Location) -> Option<bool> {
+        Some(match self {
             Pred::Intersects => loc != Location::Exterior,
             Pred::Contains => loc == Location::Interior,
             Pred::Covers => loc != Location::Exterior,
             Pred::Touches => loc == Location::Boundary,
             Pred::Disjoint => loc == Location::Exterior,
-        }
+            Pred::DWithin(_) => return None,
+        })
     }
 
     fn symmetric(self) -> bool {
-        matches!(self, Pred::Intersects | Pred::Touches | Pred::Disjoint)
+        matches!(self, Pred::Intersects | Pred::Touches | Pred::Disjoint | Pred::DWithin(_))
     }
 
-    fn general(self, a: &Geom<'_>, b: &Geom<'_>) -> bool {
-        match self {
+    /// `None` where the instruction gives null (`dwithin` of a null distance).
+    fn general(self, s: &Scratch, a: &Geom<'_>, b: &Geom<'_>) -> Option<bool> {
+        Some(match self {
             Pred::Intersects => algo::intersects(a, b),
             Pred::Contains => algo::contains(a, b),
             Pred::Covers => algo::covers(a, b),
             Pred::Touches => algo::touches(a, b),
             Pred::Disjoint => algo::disjoint(a, b),
-        }
+            Pred::DWithin(d) => algo::dwithin(a, b, fget(s, d)?),
+        })
     }
 }
 
@@ -220,16 +224,22 @@ fn predicate(ins: &[Slot<'_>], s: &Scratch, pred: Pred, a: GVal, b: GVal) -> u8 
     if a.is_null() || b.is_null() {
         return B_NULL;
     }
-    if let Some(loc) = point_of(ins, b).and_then(|p| locate_in_candidate(ins, &s.c, a, p)) {
-        return u8::from(pred.of_location(loc));
+    let located = |area: GVal, at: GVal| {
+        pred.of_location(Location::Exterior)?;
+        point_of(ins, at)
+            .and_then(|p| locate_in_candidate(ins, &s.c, area, p))
+            .and_then(|loc| pred.of_location(loc))
+    };
+    if let Some(r) = located(a, b) {
+        return u8::from(r);
     }
     if pred.symmetric() {
-        if let Some(loc) = point_of(ins, a).and_then(|p| locate_in_candidate(ins, &s.c, b, p)) {
-            return u8::from(pred.of_location(loc));
+        if let Some(r) = located(b, a) {
+            return u8::from(r);
         }
     }
     match (geom(ins, &s.derived, a), geom(ins, &s.derived, b)) {
-        (Some(ga), Some(gb)) => u8::from(pred.general(&ga, &gb)),
+        (Some(ga), Some(gb)) => bval(pred.general(s, &ga, &gb)),
         _ => B_NULL,
     }
 }
@@ -439,7 +449,8 @@ impl<'a> PointProbe<'a> {
     fn new(ins: &[Slot<'a>], l: &FilterLoop, input: usize, g: GReg) -> Option<PointProbe<'a>> {
         let operands_fit =
             l.cand != g && ((l.a == l.cand && l.b == g) || (l.pred.symmetric() && l.a == g && l.b == l.cand));
-        if !operands_fit {
+        // The grid answers where a point lies, which decides every predicate but `dwithin`.
+        if !operands_fit || l.pred.of_location(Location::Exterior).is_none() {
             return None;
         }
         let slot = ins.get(input)?;
@@ -450,7 +461,7 @@ impl<'a> PointProbe<'a> {
     /// This loop as a whole program runs it, its last answer unobserved (every row starts
     /// afresh): parts the point is outside of are skipped when they cannot pass.
     fn whole_program(self) -> PointProbe<'a> {
-        PointProbe { skip_outside: !self.l.pred.of_location(Location::Exterior), ..self }
+        PointProbe { skip_outside: self.l.pred.of_location(Location::Exterior) == Some(false), ..self }
     }
 
     /// Runs the loop for row `row`, whose probe geometry is the point `p`: passing
@@ -509,7 +520,7 @@ impl<'a> PointProbe<'a> {
                 s.g[gi(l.cand)] = GVal::input(self.input as u8, cand);
                 predicate(ins, s, l.pred, s.g[gi(l.a)], s.g[gi(l.b)])
             } else {
-                u8::from(l.pred.of_location(loc))
+                u8::from(l.pred.of_location(loc) == Some(true))
             };
             last = Some(r);
             if r == 1 {
@@ -586,12 +597,13 @@ fn run_join_rows(
     out: &OutputBuffers,
     s: &mut Scratch,
 ) -> Result<Range<usize>, ExecError> {
-    let (Some(fast), Some(load), Some(mut matches)) = (
-        PointProbe::new(ins, &j.filter, j.probe, j.geom).map(PointProbe::whole_program),
-        ins.get(j.load),
-        take_matches(s, &j.filter),
-    ) else {
-        return Ok(rows);
+    let fast = match j.dist {
+        None => PointProbe::new(ins, &j.filter, j.probe, j.geom).map(PointProbe::whole_program),
+        Some(_) => None,
+    };
+    let (Some(fast), Some(load), Some(mut matches)) = (fast, ins.get(j.load), take_matches(s, &j.filter))
+    else {
+        return join_steps(it, ins, j, rows, out, s);
     };
     for row in rows.clone() {
         match load.view.point(row) {
@@ -615,6 +627,45 @@ fn run_join_rows(
         }
     }
     put_matches(s, &j.filter, matches);
+    Ok(rows.end..rows.end)
+}
+
+/// The rows of a [`PointJoin`] the grid cannot answer (a distance probe, an input without a
+/// grid): each row runs the `load`, the `probe` and its [`filter_loop`] — the very functions
+/// the instructions call, in their order — without dispatching them one by one or resetting
+/// registers between rows. Registers start each row as a fresh row's would in every way the
+/// loop can observe: the loop writes only the candidate, the flag and the cursor (which the
+/// probe reopens), and reads the flag only after writing it.
+fn join_steps(
+    it: &Interpreter,
+    ins: &[Slot<'_>],
+    j: &PointJoin,
+    rows: Range<usize>,
+    out: &OutputBuffers,
+    s: &mut Scratch,
+) -> Result<Range<usize>, ExecError> {
+    reset_row(it, s);
+    let dist = match j.dist {
+        Some((reg, value)) => {
+            let d = it.consts.get(value).copied();
+            fset(s, reg, d);
+            // As `probe` with a distance: none below zero (or NaN) finds anything.
+            d.filter(|d| *d >= 0.0)
+        }
+        None => Some(0.0),
+    };
+    let l = &j.filter;
+    for row in rows.clone() {
+        let v = load(ins, j.load, row);
+        s.g[gi(j.geom)] = v;
+        probe(ins, s, ci(l.cursor), j.probe, v, dist.filter(|_| !v.is_null()))
+            .map_err(|message| ExecError { row: Some(row), pc: Some(j.at as u32), message })?;
+        filter_loop(ins, s, out, row, l);
+        if s.stopped {
+            return Err(stopped(row, Some(j.at)));
+        }
+        end_row(it, ins, row, l.exit, s)?;
+    }
     Ok(rows.end..rows.end)
 }
 

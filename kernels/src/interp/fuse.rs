@@ -6,7 +6,8 @@
 //!     probe    c, zones, gP        ; or probe c, zones, gP, fD
 //! next:
 //!     cnext    gC, c, done
-//!     <pred>   b, x, y             ; contains/within/covers/coveredby/intersects/touches/disjoint
+//!     <pred>   b, x, y             ; contains/within/covers/coveredby/intersects/touches/disjoint,
+//!                                  ; or dwithin b, x, y, fD
 //!     jf       b, next
 //!     emit     out, gC             ; or: count out
 //!     jmp      next
@@ -23,12 +24,12 @@
 //! the last candidate's answer) and the same emits in the same order, then jumps to `done`.
 //! Nothing observable changes; other jumps into the loop's body still run the instructions.
 //!
-//! A program that is `load gP, pts` then such a loop probing with `gP`, exiting to `halt`,
-//! is a [`PointJoin`]: every row is the same join step, so the interpreter runs the chunk's
-//! rows in one loop and skips the per-row register reset and dispatch (nothing can observe
-//! registers between rows).
+//! A program that is `load gP, pts` then such a loop probing with `gP` (for a distance probe,
+//! `const fD, d` between them), exiting to `halt`, is a [`PointJoin`]: every row is the same
+//! join step, so the interpreter runs the chunk's rows in one loop and skips the per-row
+//! register reset and dispatch (nothing can observe registers between rows).
 
-use meridian_bytecode::{BReg, CReg, GReg, Instr};
+use meridian_bytecode::{BReg, CReg, FReg, GReg, Instr};
 
 /// The predicate of a filter loop, with its operands in the order the predicate takes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub(crate) enum Pred {
     Covers,
     Touches,
     Disjoint,
+    /// `dwithin`, with the register holding its distance.
+    DWithin(FReg),
 }
 
 /// What a filter loop does with a candidate that passes.
@@ -78,6 +81,7 @@ pub(crate) fn predicate_of(instr: Instr) -> Option<(BReg, Pred, GReg, GReg)> {
         Instr::CoveredBy { dst, a, b } => (dst, Pred::Covers, b, a),
         Instr::Touches { dst, a, b } => (dst, Pred::Touches, a, b),
         Instr::Disjoint { dst, a, b } => (dst, Pred::Disjoint, a, b),
+        Instr::DWithin { dst, a, b, dist } => (dst, Pred::DWithin(dist), a, b),
         _ => None?,
     })
 }
@@ -142,9 +146,10 @@ fn branches(code: &[Instr], mut at: usize, flag: BReg, value: bool) -> Option<us
     None
 }
 
-/// A program whose every row is one point join: `load g, pts` at pc 0, a `probe` of
-/// `zones` with `g` at pc 1 that heads a [`FilterLoop`], and `halt` where the loop exits.
-/// The interpreter runs such a program's rows as one loop over the chunk.
+/// A program whose every row is one join step: `load g, pts` at pc 0, then a `probe` of
+/// `zones` with `g` that heads a [`FilterLoop`] — at pc 1, or for a distance probe at pc 2
+/// after `const fD, d` — and `halt` where the loop exits. The interpreter runs such a
+/// program's rows as one loop over the chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PointJoin {
     /// The input `load` reads.
@@ -153,16 +158,36 @@ pub(crate) struct PointJoin {
     pub geom: GReg,
     /// The probed input.
     pub probe: usize,
+    /// The probe's pc.
+    pub at: usize,
+    /// A distance probe's register and the constant-pool entry `const` puts in it.
+    pub dist: Option<(FReg, usize)>,
     pub filter: FilterLoop,
 }
 
 /// The [`PointJoin`] `code` is, if it is one (`loops` from [`find`]).
 pub(crate) fn point_join(code: &[Instr], loops: &[Option<FilterLoop>]) -> Option<PointJoin> {
     let Instr::Load { dst: geom, input: load } = *code.first()? else { return None };
-    let Instr::Probe { input: probe, geom: probed, .. } = *code.get(1)? else { return None };
-    let filter = (*loops.get(1)?)?;
+    let (at, probe, probed, dist) = match *code.get(1)? {
+        Instr::Probe { input, geom: probed, .. } => (1, input, probed, None),
+        Instr::Const { dst, value } => match *code.get(2)? {
+            Instr::ProbeDist { input, geom: probed, dist, .. } if dist == dst => {
+                (2, input, probed, Some((dst, value.index())))
+            }
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let filter = (*loops.get(at)?)?;
     let halts = matches!(code.get(filter.exit), Some(Instr::Halt {}));
-    (probed == geom && halts).then_some(PointJoin { load: load.index(), geom, probe: probe.index(), filter })
+    (probed == geom && halts).then_some(PointJoin {
+        load: load.index(),
+        geom,
+        probe: probe.index(),
+        at,
+        dist,
+        filter,
+    })
 }
 
 #[cfg(test)]
@@ -198,6 +223,26 @@ mod tests {
         );
         assert_eq!(counting.len(), 1);
         assert_eq!((counting[0].1.action, counting[0].1.output), (Action::Count, 0));
+    }
+
+    #[test]
+    fn a_distance_loop_and_its_whole_program_join_are_found() {
+        let body = "load g0, pts\nconst f1, 0.5\nprobe c0, zones, g0, f1\nnext:\ncnext g1, c0, done\n\
+                    dwithin b0, g1, g0, f1\njf b0, next\nemit pairs, g1\njmp next\ndone:\nhalt\n";
+        let found = loops(body);
+        assert_eq!(found.len(), 1);
+        let (pc, l) = found[0];
+        assert_eq!((pc, l.pred, l.a, l.b), (2, Pred::DWithin(FReg(1)), GReg(1), GReg(0)));
+        let text = format!(
+            ".program t\n.input pts points\n.input zones polygons indexed\n.output pairs hits\n{body}"
+        );
+        let code: Vec<Instr> = assemble("t.masm", &text).unwrap().instrs().collect();
+        let j = point_join(&code, &find(&code)).expect("a distance join is a whole-program join");
+        assert_eq!((j.load, j.probe, j.at, j.dist.map(|d| d.0)), (0, 1, 2, Some(FReg(1))));
+        // The probe's distance in another register than `const` wrote: not this shape.
+        let other = text.replace("probe c0, zones, g0, f1", "probe c0, zones, g0, f2");
+        let code: Vec<Instr> = assemble("t.masm", &other).unwrap().instrs().collect();
+        assert_eq!(point_join(&code, &find(&code)), None);
     }
 
     #[test]
