@@ -100,6 +100,25 @@ fn grid_and_tree(idx: &SpatialIndex, areal: &[bool], p: (f64, f64)) -> (Found, F
     (grid, tree)
 }
 
+/// Boxes around `p` grown by distances from none to past the cells: the parts the index
+/// finds (from one grid cell where the box is that small) are the tree's. Returns how many
+/// of them one cell answered.
+fn rects_agree(idx: &SpatialIndex, p: (f64, f64)) -> usize {
+    let mut from_cell = 0;
+    for d in [0.0, 1e-9, 0.01, 0.3, 2.0, 40.0] {
+        let r = Rect { min_x: p.0, min_y: p.1, max_x: p.0, max_y: p.1 }.expand(d);
+        let mut found = Vec::new();
+        idx.query(&r, |part, row| found.push((part, row)));
+        found.sort_unstable();
+        let mut tree = Vec::new();
+        idx.tree().query(&r, |part| tree.push((part, idx.part_rows()[part as usize])));
+        tree.sort_unstable();
+        assert_eq!(found, tree, "around {p:?} by {d}");
+        from_cell += usize::from(idx.grid().is_some_and(|g| g.query_rect(&r, |_| {})));
+    }
+    from_cell
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
@@ -150,6 +169,7 @@ proptest! {
         for p in lattice.chain(randoms.iter().copied()).chain(vertices.iter().copied()).chain(midpoints) {
             let (grid, tree) = grid_and_tree(&idx, &areal, p);
             prop_assert_eq!(grid, tree, "at {:?}", p);
+            rects_agree(&idx, p);
         }
     }
 }
@@ -164,10 +184,11 @@ fn grid_agrees_with_tree_and_slabs_on_the_countries() {
     let (nx, ny) = grid.shape();
     assert!(nx * ny >= 1 << 10 && grid.entries() <= 8 * nx * ny, "{nx}×{ny}, {} entries", grid.entries());
     let areal = vec![true; idx.part_rows().len()];
-    let (mut checked, mut decided) = (0usize, 0usize);
+    let (mut checked, mut decided, mut from_cell) = (0usize, 0usize, 0usize);
     let mut probe = |p: (f64, f64)| {
         let (g, t) = grid_and_tree(&idx, &areal, p);
         assert_eq!(g, t, "at {p:?}");
+        from_cell += rects_agree(&idx, p);
         idx.query_point_classified(p, |_, _, class| {
             checked += 1;
             decided += usize::from(class != CellClass::Check);
@@ -191,6 +212,7 @@ fn grid_agrees_with_tree_and_slabs_on_the_countries() {
     }
     // The point of the grid: most answers need no edge test.
     assert!(decided * 2 > checked, "{decided} of {checked} decided by the grid");
+    assert!(from_cell > 0, "no box was small enough for one cell");
 }
 
 #[test]

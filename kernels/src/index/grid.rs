@@ -233,6 +233,40 @@ impl CellGrid {
         self.entries.len()
     }
 
+    /// The grid's cell arithmetic, as [`CellGrid::build`] made it.
+    fn axes(&self) -> (Axis, Axis) {
+        let axis = |min: f64, max: f64, scale: f64, n: usize| {
+            let mag = min.abs().max(max.abs());
+            Axis { min, scale, n, margin: 1e-6 + mag * scale * 1e-12 }
+        };
+        (axis(self.min_x, self.max_x, self.sx, self.nx), axis(self.min_y, self.max_y, self.sy, self.ny))
+    }
+
+    /// Calls `f(part)` for every part whose box meets `rect` (closed boxes), in ascending
+    /// part order — the parts [`FlatIndex::query`](super::FlatIndex::query) finds — when
+    /// `rect` meets one cell only (the cell grown by its margin), and returns true; returns
+    /// false, having called nothing, for a larger `rect`. Every part whose box meets such a
+    /// `rect` is listed in that cell: a point of both lies in the cell, and a part is listed
+    /// in every cell whose grown extent meets its box.
+    #[inline]
+    pub fn query_rect(&self, rect: &Rect, mut f: impl FnMut(u32)) -> bool {
+        let (x, y) = self.axes();
+        let ((x0, x1), (y0, y1)) = (x.range(rect.min_x, rect.max_x), y.range(rect.min_y, rect.max_y));
+        if x0 != x1 || y0 != y1 {
+            return false;
+        }
+        let c = y0 * self.nx + x0;
+        let r = rect;
+        for &e in &self.entries[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
+            let part = e >> 2;
+            let b = &self.boxes[part as usize];
+            if (b.min_x <= r.max_x) & (r.min_x <= b.max_x) & (b.min_y <= r.max_y) & (r.min_y <= b.max_y) {
+                f(part);
+            }
+        }
+        true
+    }
+
     /// The cell `p` falls in; `None` outside the grid (and for NaN).
     #[inline(always)]
     fn cell_of(&self, (px, py): Xy) -> Option<usize> {

@@ -81,10 +81,18 @@ impl SpatialIndex {
         &self.part_rows
     }
 
-    /// Calls `f(part, row)` for every part whose box meets `rect` (closed boxes).
+    /// Calls `f(part, row)` for every part whose box meets `rect` (closed boxes): from one
+    /// cell of the grid when `rect` is that small (a point grown by a join's distance), else
+    /// from the tree.
     #[inline]
     pub fn query(&self, rect: &Rect, mut f: impl FnMut(u32, u32)) {
-        self.tree.query(rect, |part| f(part, self.part_rows[part as usize]));
+        let part_rows = &self.part_rows;
+        if let Some(grid) = &self.grid {
+            if grid.query_rect(rect, |part| f(part, part_rows[part as usize])) {
+                return;
+            }
+        }
+        self.tree.query(rect, |part| f(part, part_rows[part as usize]));
     }
 
     /// Calls `f(part, row)` for every part whose box contains `p`.
