@@ -215,7 +215,13 @@ impl ScalarUDFImpl for ConvertFunction {
                 let col = geometry::to_column(&what, array.as_ref(), geometry::encoding(field)?)?;
                 let x = self.conversion == Conversion::X;
                 let mut values = Vec::with_capacity(col.len());
+                let view = col.view();
                 for row in 0..col.len() {
+                    // A point row read straight from the coordinates; the rest as geometries.
+                    if let Some((px, py)) = view.point(row) {
+                        values.push(Some(if x { px } else { py }));
+                        continue;
+                    }
                     values.push(match col.get(row) {
                         None => None,
                         Some(g) if g.family() != Family::Point => {

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array};
 use arrow_schema::DataType;
+use datafusion::arrow::array::BooleanBufferBuilder;
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -22,6 +24,7 @@ use meridian_runtime::{Engine, JobResult, Prepared};
 
 use crate::convert::{Conversion, ConvertFunction};
 use crate::geometry;
+use crate::join::Predicate;
 
 /// Which function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -128,26 +131,20 @@ impl Function {
     }
 
     /// The predicate's program when one argument is a constant (a literal, a scalar subquery's
-    /// geometry): the constant is an indexed input of one row, so a row whose box misses the
-    /// constant's is answered by the index, and the constant is decoded once, not a row.
+    /// geometry): the spatial join's program ([`Predicate::program`]) of the rows (`probe`)
+    /// against the constant indexed as a one-row build side, so a row whose box misses the
+    /// constant's is answered by the index, the constant is decoded once, and the interpreter
+    /// runs each row as one join step. A row is true where it pairs with the constant.
     /// `constant_first`: the constant is the predicate's first argument.
-    fn program_against_constant(self, distance: Option<f64>, constant_first: bool) -> String {
-        let (x, y) = if constant_first { ("g1", "g0") } else { ("g0", "g1") };
-        let (probe, test) = match self {
-            Function::DWithin => (
-                format!("    const f1, {:?}\n    probe c0, constant, g0, f1\n", distance.unwrap_or(0.0)),
-                format!("    dwithin b0, {x}, {y}, f1\n"),
-            ),
-            _ => ("    probe c0, constant, g0\n".to_owned(), format!("    {} b0, {x}, {y}\n", self.op())),
+    fn program_against_constant(self, distance: Option<f64>, constant_first: bool) -> Option<String> {
+        let predicate = match self {
+            Function::Contains => Predicate::Contains,
+            Function::Within => Predicate::Within,
+            Function::Intersects => Predicate::Intersects,
+            Function::DWithin => Predicate::DWithin(distance.unwrap_or(0.0)),
+            Function::Area | Function::Length | Function::Centroid | Function::Distance => return None,
         };
-        // A null row stays null; no candidate (the boxes miss, or the constant is empty) is
-        // false, as is every candidate failing the exact test.
-        format!(
-            ".program {}_constant\n.input rows geometry\n.input constant geometry indexed\n.output v bool\n    \
-             load g0, rows\n    isnull b1, g0\n    jt b1, done\n    const f0, 0.0\n    lt b0, f0, f0\n\
-             {probe}next:\n    cnext g1, c0, out\n{test}    jf b0, next\nout:\n    store v, b0\ndone:\n    halt\n",
-            self.name()
-        )
+        predicate.program(constant_first)
     }
 }
 
@@ -212,8 +209,14 @@ impl SpatialFunction {
         }
         let text = match constant {
             Constant::None => function.program(distance),
-            Constant::First => function.program_against_constant(distance, true),
-            Constant::Second => function.program_against_constant(distance, false),
+            Constant::First | Constant::Second => {
+                function.program_against_constant(distance, constant == Constant::First).ok_or_else(|| {
+                    DataFusionError::Internal(format!(
+                        "{} has no program against a constant",
+                        function.name()
+                    ))
+                })?
+            }
         };
         let program = meridian_bytecode::assemble(function.name(), &text)
             .map_err(|d| DataFusionError::Internal(format!("{}: {d}", function.name())))?;
@@ -234,7 +237,7 @@ impl SpatialFunction {
         let prepared = self.prepared(function, distance, constant)?;
         let names = match constant {
             Constant::None => ["a", "b"],
-            _ => ["rows", "constant"],
+            _ => ["probe", "build"],
         };
         let bound = self
             .engine
@@ -335,6 +338,8 @@ impl ScalarUDFImpl for SpatialFunction {
             _ => Constant::None,
         };
         let mut columns = Vec::with_capacity(geoms);
+        // Against a constant: the rows' nulls, null in the result.
+        let mut row_nulls = None;
         // The column first, then the constant (its program's inputs, in order).
         let (in_order, swapped) = ([0, 1], [1, 0]);
         let order = match constant {
@@ -357,12 +362,13 @@ impl ScalarUDFImpl for SpatialFunction {
                 columns.push(Input::indexed(geometry::to_column(&what, array.as_ref(), encoding)?));
             } else {
                 let array = value.to_array_of_size(n)?;
+                row_nulls = array.logical_nulls();
                 columns.push(Input::rows(geometry::to_column(&what, array.as_ref(), encoding)?));
             }
         }
         if constant != Constant::None {
             let r = self.run(self.function, distance, constant, columns)?;
-            return Ok(ColumnarValue::Array(bool_output(&r)?));
+            return Ok(ColumnarValue::Array(paired_rows(&r, n, row_nulls)?));
         }
         let out: ArrayRef = match self.function {
             Function::DWithin => {
@@ -412,6 +418,21 @@ impl ScalarUDFImpl for SpatialFunction {
     }
 }
 
+/// True for the `n` rows that paired with the constant, false for the others, null where
+/// `nulls` says.
+fn paired_rows(r: &JobResult, n: usize, nulls: Option<NullBuffer>) -> Result<ArrayRef> {
+    let Some(pairs) = r.hits("pairs") else { return exec_err!("the program has no hits output pairs") };
+    let mut paired = BooleanBufferBuilder::new(n);
+    paired.append_n(n, false);
+    for &(row, _) in pairs {
+        if row as usize >= n {
+            return exec_err!("the program paired row {row} of {n}");
+        }
+        paired.set_bit(row as usize, true);
+    }
+    Ok(Arc::new(BooleanArray::new(paired.finish(), nulls)))
+}
+
 fn bool_output(r: &JobResult) -> Result<ArrayRef> {
     match r.get("v") {
         Some(OutputColumn::Bool(c)) => Ok(Arc::new(c.iter().collect::<BooleanArray>())),
@@ -434,11 +455,14 @@ mod tests {
         assert!(Function::DWithin.program(Some(1e-7)).contains("const f0, 1e-7"));
         for f in [Function::Contains, Function::Within, Function::Intersects, Function::DWithin] {
             for first in [true, false] {
-                let text = f.program_against_constant(Some(0.5), first);
+                let text = f.program_against_constant(Some(0.5), first).unwrap();
                 meridian_bytecode::assemble(f.name(), &text)
                     .unwrap_or_else(|d| panic!("{} against a constant: {d}\n{text}", f.name()));
             }
         }
-        assert!(Function::Contains.program_against_constant(None, true).contains("contains b0, g1, g0"));
+        assert!(Function::Contains
+            .program_against_constant(None, true)
+            .unwrap()
+            .contains("contains b0, g1, g0"));
     }
 }
