@@ -101,8 +101,8 @@ fn grid_and_tree(idx: &SpatialIndex, areal: &[bool], p: (f64, f64)) -> (Found, F
 }
 
 /// Boxes around `p` grown by distances from none to past the cells: the parts the index
-/// finds (from one grid cell where the box is that small) are the tree's. Returns how many
-/// of them one cell answered.
+/// finds, and those of the grid's cell where the box is that small, are the tree's. Returns
+/// how many of them one cell answered.
 fn rects_agree(idx: &SpatialIndex, p: (f64, f64)) -> usize {
     let mut from_cell = 0;
     for d in [0.0, 1e-9, 0.01, 0.3, 2.0, 40.0] {
@@ -114,7 +114,16 @@ fn rects_agree(idx: &SpatialIndex, p: (f64, f64)) -> usize {
         idx.tree().query(&r, |part| tree.push((part, idx.part_rows()[part as usize])));
         tree.sort_unstable();
         assert_eq!(found, tree, "around {p:?} by {d}");
-        from_cell += usize::from(idx.grid().is_some_and(|g| g.query_rect(&r, |_| {})));
+        // The grid's answer itself, where it gives one (`query` asks it of deep trees only).
+        let mut cell = Vec::new();
+        if idx
+            .grid()
+            .is_some_and(|g| g.query_rect(&r, |part| cell.push((part, idx.part_rows()[part as usize]))))
+        {
+            cell.sort_unstable();
+            assert_eq!(cell, tree, "one cell around {p:?} by {d}");
+            from_cell += 1;
+        }
     }
     from_cell
 }

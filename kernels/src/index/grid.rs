@@ -250,13 +250,21 @@ impl CellGrid {
     /// in every cell whose grown extent meets its box.
     #[inline]
     pub fn query_rect(&self, rect: &Rect, mut f: impl FnMut(u32)) -> bool {
+        let r = rect;
+        // The grid spans every part's box: a box beside it (or NaN) meets none.
+        if !((r.min_x <= self.max_x)
+            & (self.min_x <= r.max_x)
+            & (r.min_y <= self.max_y)
+            & (self.min_y <= r.max_y))
+        {
+            return true;
+        }
         let (x, y) = self.axes();
         let ((x0, x1), (y0, y1)) = (x.range(rect.min_x, rect.max_x), y.range(rect.min_y, rect.max_y));
         if x0 != x1 || y0 != y1 {
             return false;
         }
         let c = y0 * self.nx + x0;
-        let r = rect;
         for &e in &self.entries[self.offsets[c] as usize..self.offsets[c + 1] as usize] {
             let part = e >> 2;
             let b = &self.boxes[part as usize];

@@ -82,12 +82,14 @@ impl SpatialIndex {
     }
 
     /// Calls `f(part, row)` for every part whose box meets `rect` (closed boxes): from one
-    /// cell of the grid when `rect` is that small (a point grown by a join's distance), else
-    /// from the tree.
+    /// cell of the grid when `rect` is that small (a point grown by a join's distance) and
+    /// the tree is deeper than two levels, else from the tree (whose root answers a small
+    /// one sooner than the grid's cell arithmetic: SpatialBench's Q3, one polygon).
     #[inline]
     pub fn query(&self, rect: &Rect, mut f: impl FnMut(u32, u32)) {
         let part_rows = &self.part_rows;
-        if let Some(grid) = &self.grid {
+        let deep = self.tree.len() > Self::NODE_SIZE * Self::NODE_SIZE;
+        if let Some(grid) = self.grid.as_ref().filter(|_| deep) {
             if grid.query_rect(rect, |part| f(part, part_rows[part as usize])) {
                 return;
             }
