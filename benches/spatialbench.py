@@ -2,11 +2,13 @@
 """SpatialBench's twelve queries on meridian (`meridian sql`), SedonaDB and DuckDB, in one run.
 
     python benches/spatialbench.py --meridian target/release/meridian [--sf 1] [--data DIR]
-        [--engines meridian,sedonadb,duckdb] [--queries q1,q2] [--timeout 600] [--json FILE]
+        [--engines meridian,sedonadb,duckdb] [--queries q1,q2] [--runs 1] [--timeout 600] [--json FILE]
 
 Each engine runs each query in a process of its own (killed at --timeout), timed from
 registering the tables to the result written as Parquet — the same span for every engine —
-and prints a table of seconds and meridian's ratio to the faster of the others. Results are
+and prints a table of seconds and meridian's ratio to the faster of the others; with --runs N
+each query runs N times on each engine, the engines in turn, and the table holds each one's
+median (an engine that fails or times out once is not run again on that query). Results are
 then compared with the first engine that ran the query among SedonaDB, DuckDB (in that
 order): the same rows in the same order where the query orders them all, else as multisets;
 floats to 1e-6 relative (1e-9 absolute), geometries as shapely reads them (WKB).
@@ -19,7 +21,8 @@ The data: `spatialbench-cli` (pip install spatialbench-cli) makes trip, building
 at the scale factor; its zone table is downloaded from the internet by the generator, which
 these machines cannot reach, so the zone table is ours: the shipped countries, a polygon for
 Coconino County (Q2's) and 1,000 random 12-gons, written once (zone.parquet) and read by
-every engine. Needs: pyarrow, shapely, sedonadb, duckdb and duckdb-extension-spatial.
+every engine. Needs: pyarrow, shapely, sedonadb (whose Python package also imports
+geoarrow-pyarrow, not among its requirements), duckdb and duckdb-extension-spatial.
 """
 
 import argparse
@@ -28,6 +31,7 @@ import math
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -276,6 +280,7 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--engines", default="meridian,sedonadb,duckdb")
     ap.add_argument("--queries", default=",".join(f"q{i}" for i in range(1, 13)))
+    ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -286,12 +291,22 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for q in args.queries.split(","):
             row = results.setdefault(q, {})
+            times, failed = {e: [] for e in engines}, {}
+            for _ in range(max(args.runs, 1)):
+                for engine in engines:
+                    if engine in failed:
+                        continue
+                    text = DIALECT[engine]().queries()[q]
+                    out = os.path.join(tmp, f"{q}-{engine}.parquet")
+                    secs, why = run_one(engine, args, text, out)
+                    if secs is None:
+                        failed[engine] = why
+                    else:
+                        times[engine].append(secs)
+                    print(f"{q} {engine}: {secs if secs is not None else why}", file=sys.stderr, flush=True)
             for engine in engines:
-                text = DIALECT[engine]().queries()[q]
-                out = os.path.join(tmp, f"{q}-{engine}.parquet")
-                secs, why = run_one(engine, args, text, out)
-                row[engine] = {"seconds": secs, "error": why}
-                print(f"{q} {engine}: {secs if secs is not None else why}", file=sys.stderr, flush=True)
+                secs = None if engine in failed else statistics.median(times[engine])
+                row[engine] = {"seconds": secs, "error": failed.get(engine), "runs": times[engine]}
             # Agreement with the first reference that ran.
             ran = [e for e in ["sedonadb", "duckdb"] if e in engines and row[e]["seconds"] is not None]
             if "meridian" in engines and row["meridian"]["seconds"] is not None and ran:
