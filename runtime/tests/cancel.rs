@@ -161,12 +161,14 @@ fn a_finished_job_keeps_its_result_when_cancelled_after() {
 
 #[test]
 fn a_waiting_caller_runs_its_own_job_while_every_worker_is_busy() {
-    // One worker, held by a job of four rows of 27 million predicates each (seconds even
-    // optimised; one chunk: its rows are fewer than a chunk's). A caller's `run` queues
-    // behind it and runs its own chunks rather than wait for the worker: it is answered
-    // while the long job still runs. (Without that help, the long job finishes first.)
+    // One worker, held by a job of 64 rows of 27 million predicates each (a minute or more
+    // even optimised, so that no load on the machine lets it finish first: four rows once
+    // did, under a full `cargo test` on two cores; one chunk: its rows are fewer than a
+    // chunk's). A caller's `run` queues behind it and runs its own chunks rather than wait
+    // for the worker: it is answered while the long job still runs. (Without that help, the
+    // long job finishes first.)
     let e = Engine::builder().mode(Mode::Cpu).workers(1).inline_rows(0).build().unwrap();
-    let slow = e.submit(job(&e, SLOW, 4)).unwrap();
+    let slow = e.submit(job(&e, SLOW, 64)).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| tx.send(e.run(job(&e, QUICK, 1000))).unwrap());
