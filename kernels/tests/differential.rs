@@ -128,6 +128,9 @@ proptest! {
         let (a, b) = (col.get(0).unwrap(), col.get(1).unwrap());
         let (ga, gb) = (to_geo_poly(&c.shell, c.hole.as_ref()), to_geo_poly(&c.other, None));
         prop_assert_eq!(algo::intersects(&a, &b), ga.intersects(&gb));
+        // The vertex shortcut against the matrix it skips (DE-9IM: intersects is not FF*FF****).
+        prop_assert_eq!(algo::intersects(&a, &b), !algo::relate(&a, &b).matches("FF*FF****"));
+        prop_assert!(algo::intersects(&a, &a) && algo::intersects(&b, &b));
         prop_assert_eq!(algo::contains(&a, &b), ga.contains(&gb));
         prop_assert_eq!(algo::contains(&b, &a), gb.contains(&ga));
         let (d, gd) = (algo::distance(&a, &b), Euclidean.distance(&ga, &gb));

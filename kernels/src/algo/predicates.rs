@@ -48,6 +48,14 @@ pub fn intersects(a: &Geom<'_>, b: &Geom<'_>) -> bool {
     if let Some(p) = single_point(a) {
         return locate_point(b, p) != Location::Exterior;
     }
+    // Every vertex is a point of its geometry: one of either in the other decides at once, so
+    // equal and overlapping shapes (a self-join's pairs of a row with itself) skip the matrix.
+    for (g, other) in [(a, b), (b, a)] {
+        let vertex = g.coords().next().filter(|(x, y)| x.is_finite() && y.is_finite());
+        if vertex.is_some_and(|p| locate_point(other, p) != Location::Exterior) {
+            return true;
+        }
+    }
     let im = relate(a, b);
     use Location::*;
     im.is_set(Interior, Interior)
