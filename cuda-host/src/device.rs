@@ -104,6 +104,8 @@ pub struct HostDevice {
     /// Programs' kernel runs so far, and their rows.
     program_runs: AtomicU64,
     program_rows: AtomicU64,
+    /// Programs' kernel runs by the threads a block they were launched with.
+    program_blocks: Mutex<std::collections::BTreeMap<u32, u64>>,
     /// Blocks the megakernel was launched with.
     launched_blocks: AtomicU64,
     /// Device bytes allocated now, and the most at once.
@@ -154,6 +156,7 @@ impl HostDevice {
             refuse_compiles: AtomicBool::new(false),
             program_runs: AtomicU64::new(0),
             program_rows: AtomicU64::new(0),
+            program_blocks: Mutex::new(std::collections::BTreeMap::new()),
             launched_blocks: AtomicU64::new(0),
             traffic: Arc::new(Default::default()),
             live_bytes: AtomicU64::new(0),
@@ -180,6 +183,11 @@ impl HostDevice {
     /// Programs' own kernels run so far (the GPU JIT route), and the rows they ran.
     pub fn program_runs(&self) -> (u64, u64) {
         (self.program_runs.load(SeqCst), self.program_rows.load(SeqCst))
+    }
+
+    /// Programs' own kernel runs so far by the threads a block of their launch.
+    pub fn program_block_threads(&self) -> std::collections::BTreeMap<u32, u64> {
+        lock(&self.program_blocks).clone()
     }
 
     /// Blocks the megakernel was launched with (0 before its launch).
@@ -442,6 +450,11 @@ impl Device for HostDevice {
                 "the program's kernel was compiled for another device".into(),
             ))
         })?;
+        // As a GPU refuses the launch: nothing started.
+        if let Some(why) = meridian_kernels::cuda::block_threads_refusal(args.block_threads) {
+            return Err(ProgramRunError::NotStarted(DeviceError(why)));
+        }
+        *lock(&self.program_blocks).entry(args.block_threads).or_insert(0) += 1;
         self.program_runs.fetch_add(1, SeqCst);
         self.program_rows.fetch_add(args.end.saturating_sub(args.begin), SeqCst);
         // SAFETY: the entry is this program's generated kernel (the caller's contract), and

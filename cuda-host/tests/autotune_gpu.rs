@@ -1,7 +1,8 @@
 //! Autotune on the GPU executor (the emulated device): large jobs race the chunks each block
-//! of the megakernel gets, the cut a job runs with is the one its side of the race says, the
-//! winner is saved under the GPU's adapter, and an engine opened later on the same store
-//! applies it without racing. Results never change.
+//! of the megakernel gets (on the GPU JIT route, the threads a block of their program kernel's
+//! launch), the setting a job runs with is the one its side of the race says, the winner is
+//! saved under the GPU's adapter, and an engine opened later on the same store applies it
+//! without racing. Results never change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
 mod common;
@@ -13,11 +14,12 @@ use std::sync::Arc;
 use common::{outputs, random_points, NORM as PROGRAM};
 use meridian_bytecode::assemble;
 use meridian_cuda_host::HostDevice;
+use meridian_kernels::cuda::BLOCK_THREADS;
 use meridian_kernels::interp::Input;
 use meridian_runtime::autotune::Store;
 use meridian_runtime::plan::{CutReason, Topology, GPU_CHUNKS_PER_BLOCK};
-use meridian_runtime::tune::{GPU_CHUNKS, RACE_MIN_ROWS};
-use meridian_runtime::{Engine, JobResult, Mode};
+use meridian_runtime::tune::{GPU_BLOCK, GPU_CHUNKS, RACE_MIN_ROWS};
+use meridian_runtime::{Engine, JobResult, Mode, Route};
 
 const BLOCKS: u32 = 2;
 
@@ -35,6 +37,25 @@ fn gpu_engine(store: &PathBuf) -> Engine {
         .autotune(store)
         .build()
         .unwrap()
+}
+
+/// An engine on the GPU JIT route: every GPU job runs its program's own kernel.
+fn kernel_engine(store: &PathBuf, device: &Arc<HostDevice>) -> Engine {
+    Engine::builder()
+        .mode(Mode::Gpu)
+        .workers(1)
+        .gpu_device(device.clone())
+        .gpu_route(Route::Jit)
+        .autotune(store)
+        .build()
+        .unwrap()
+}
+
+/// The threads a block a program kernel's job was planned with, and whether autotune chose them.
+fn block(r: &JobResult) -> (u32, bool) {
+    let plan = r.plan().expect("a GPU job keeps its plan");
+    let CutReason::Kernel(threads, tuned) = plan.cut_why else { panic!("not a program kernel: {plan:?}") };
+    (threads, tuned)
 }
 
 /// The chunks a GPU job ran in, and the chunks per block its plan says it was cut for.
@@ -121,6 +142,87 @@ fn small_gpu_jobs_and_programs_with_sums_keep_the_default_cut() {
         let (_, per_block, tuned) = cut(&engine.run(p.job(&b)).unwrap());
         assert_eq!((per_block, tuned), (GPU_CHUNKS_PER_BLOCK, false));
     }
+    assert!(engine.autotune_log().is_empty(), "{:?}", engine.autotune_log());
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_program_kernels_block_races_settles_and_the_next_engine_applies_it_without_racing() {
+    let path = store_path("block");
+    let pts = random_points(RACE_MIN_ROWS, 9);
+    let program = assemble("n.masm", PROGRAM).unwrap();
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let want = {
+        let p = cpu.prepare(program.program()).unwrap();
+        let b = cpu.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+        outputs(&cpu.run(p.job(&b)).unwrap())
+    };
+
+    let device = Arc::new(HostDevice::new(2 * BLOCKS, 32));
+    let engine = kernel_engine(&path, &device);
+    let p = engine.prepare(program.program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+    let mut planned = std::collections::BTreeMap::new();
+    let mut jobs = 0;
+    while !Store::open(&path).unwrap().store.records().any(|(k, _)| k.family == GPU_BLOCK) {
+        assert!(jobs < 100, "no verdict after {jobs} jobs: {:?}", engine.autotune_log());
+        let r = engine.run(p.job(&b)).unwrap();
+        assert!(outputs(&r) == want, "a raced job gave another result");
+        let (threads, tuned) = block(&r);
+        assert!(tuned, "a large job's block is autotune's");
+        *planned.entry(threads).or_insert(0u64) += 1;
+        jobs += 1;
+        engine.autotune().unwrap().flush();
+    }
+    // What the race chose is what the device launched, job for job.
+    assert_eq!(device.program_block_threads(), planned);
+    assert!(planned.contains_key(&BLOCK_THREADS) && planned.len() >= 2, "both sides ran: {planned:?}");
+    let log = engine.autotune_log();
+    assert!(log.iter().any(|l| l.contains(&format!("racing {GPU_BLOCK}"))), "{log:?}");
+    let stored = Store::open(&path).unwrap().store;
+    let records: Vec<_> = stored.records().collect();
+    let (key, record) = records.iter().find(|(k, _)| k.family == GPU_BLOCK).expect("the block's record");
+    assert!(key.adapter.starts_with("gpu host emulator"), "the GPU is the adapter: {key:?}");
+    let winner = record.params.gpu_block.expect("the winner's threads a block");
+    assert!(record.timing.samples >= 5, "{record:?}");
+    drop(engine);
+
+    let device = Arc::new(HostDevice::new(2 * BLOCKS, 32));
+    let again = kernel_engine(&path, &device);
+    let p = again.prepare(program.program()).unwrap();
+    let b = again.bind(&p, [("p", Input::rows(pts))]).unwrap();
+    for _ in 0..3 {
+        let r = again.run(p.job(&b)).unwrap();
+        assert!(outputs(&r) == want);
+        assert_eq!(block(&r), (winner, true), "the stored winner is applied");
+    }
+    assert_eq!(device.program_block_threads(), [(winner, 3)].into());
+    let log = again.autotune_log();
+    assert!(log.iter().any(|l| l.contains("gpu.block_threads loaded from the store")), "{log:?}");
+    assert!(!log.iter().any(|l| l.contains("racing")), "{log:?}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn small_program_kernel_jobs_and_sums_keep_the_default_block() {
+    let path = store_path("small-block");
+    let device = Arc::new(HostDevice::new(2 * BLOCKS, 32));
+    let engine = kernel_engine(&path, &device);
+    let small = assemble("n.masm", PROGRAM).unwrap();
+    let p = engine.prepare(small.program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(random_points(4096, 8)))]).unwrap();
+    for _ in 0..6 {
+        assert_eq!(block(&engine.run(p.job(&b)).unwrap()), (BLOCK_THREADS, false));
+    }
+    // A sum's rounding depends on how the device adds its blocks' parts: never raced.
+    let src = ".program s\n.input p points\n.output t sum\n load g0, p\n x f0, g0\n sum t, f0\n halt\n";
+    let sums = assemble("s.masm", src).unwrap();
+    let p = engine.prepare(sums.program()).unwrap();
+    let b = engine.bind(&p, [("p", Input::rows(random_points(RACE_MIN_ROWS, 7)))]).unwrap();
+    for _ in 0..6 {
+        assert_eq!(block(&engine.run(p.job(&b)).unwrap()), (BLOCK_THREADS, false));
+    }
+    assert_eq!(device.program_block_threads(), [(BLOCK_THREADS, 12)].into());
     assert!(engine.autotune_log().is_empty(), "{:?}", engine.autotune_log());
     assert!(!path.exists());
 }

@@ -56,8 +56,17 @@ pub const PER_JOB_KERNEL: &str = "mr_run_rows";
 /// contraction, so `a * b + c` rounds twice as it does in Rust and in the host build.
 pub const NVRTC_OPTIONS: &[&str] = &["--fmad=false"];
 
-/// Threads per block of the megakernel (a multiple of 32, at most [`abi::MAX_BLOCK`]).
+/// Threads per block of the megakernel (a multiple of 32, at most [`abi::MAX_BLOCK`]), and of a
+/// program kernel's launch unless autotune chose otherwise.
 pub const BLOCK_THREADS: u32 = 128;
+
+/// Why a kernel cannot be launched with `threads` threads a block (`None`: it can): the
+/// kernels' block-wide scans take whole warps, in shared arrays of [`abi::MAX_BLOCK`].
+pub fn block_threads_refusal(threads: u32) -> Option<String> {
+    (threads == 0 || !threads.is_multiple_of(32) || threads > abi::MAX_BLOCK).then(|| {
+        format!("{threads} threads a block: a kernel takes a multiple of 32 up to {}", abi::MAX_BLOCK)
+    })
+}
 
 /// The whole device program as one translation unit for NVRTC: every source in
 /// [`SOURCES`] order, with the `#include`s of each other removed (NVRTC gets no include
@@ -77,4 +86,19 @@ pub fn megakernel_source() -> String {
         }
     }
     tu
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_is_whole_warps_up_to_the_shared_arrays() {
+        for ok in [32, 64, BLOCK_THREADS, abi::MAX_BLOCK] {
+            assert_eq!(block_threads_refusal(ok), None, "{ok}");
+        }
+        for bad in [0, 1, 48, 100, abi::MAX_BLOCK + 32, u32::MAX] {
+            assert!(block_threads_refusal(bad).is_some(), "{bad}");
+        }
+    }
 }

@@ -461,11 +461,14 @@ impl Device for CudaDevice {
         let function = program
             .held::<CudaFunction>()
             .ok_or_else(|| refuse("the program's kernel was compiled for another device".into()))?;
+        if let Some(why) = meridian_kernels::cuda::block_threads_refusal(args.block_threads) {
+            return Err(refuse(why));
+        }
         let rows = args.end.saturating_sub(args.begin);
-        let blocks = u32::try_from(rows.div_ceil(u64::from(BLOCK_THREADS)).max(1))
+        let threads = args.block_threads;
+        let blocks = u32::try_from(rows.div_ceil(u64::from(threads)).max(1))
             .map_err(|_| refuse(format!("{rows} rows are more than one launch covers")))?;
-        let cfg =
-            LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: every generated `mr_jit_rows_*` takes the per-job kernel's eight 64-bit
         // parameters in `to_array`'s order; the caller guarantees the addresses until the
         // kernel is done or the device wedged.

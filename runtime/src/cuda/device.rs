@@ -203,6 +203,9 @@ pub struct ProgramArgs {
     pub acc: u64,
     /// The error record (`MrError`).
     pub error: u64,
+    /// Threads a block of the launch (not a kernel parameter): see
+    /// [`meridian_kernels::cuda::block_threads_refusal`].
+    pub block_threads: u32,
 }
 
 impl ProgramArgs {

@@ -243,7 +243,8 @@ impl Engine {
     }
 
     /// A GPU job's plan, applied: the megakernel or its program's own kernel, its cut for the
-    /// megakernel's blocks (raced under autotune), and its hit capacity.
+    /// megakernel's blocks or the threads a block of its kernel's launch (either raced under
+    /// autotune), and its hit capacity.
     pub(super) fn plan_gpu(
         &self,
         gpu: &GpuExecutor,
@@ -260,10 +261,11 @@ impl Engine {
         } else {
             GpuRoute { kernel: None, why: RouteReason::Megakernel }
         };
-        // A program's kernel takes no chunks: nothing of the cut to race.
-        let raced = if route.kernel.is_some() { None } else { self.race(Knob::GpuChunks, job) };
-        let (per_block, race, tuned) = match raced {
+        // A program's kernel takes no chunks, one launch over every row: its block is raced.
+        let knob = if route.kernel.is_some() { Knob::GpuBlock } else { Knob::GpuChunks };
+        let (value, race, tuned) = match self.race(knob, job) {
             Some((v, entry)) => (v, entry, true),
+            None if route.kernel.is_some() => (meridian_kernels::cuda::BLOCK_THREADS, None, false),
             None => (plan::GPU_CHUNKS_PER_BLOCK, None, false),
         };
         let (chunks, backend) = match &route.kernel {
@@ -272,7 +274,11 @@ impl Engine {
                     format!("{}; the program's own kernel {} ({})", backend.reason, k.kernel(), k.detail());
                 ((1, rows), Arc::new(Backend::new(VariantId::GpuJit, reason, backend.fallback)))
             }
-            None => (gpu.chunks(rows, per_block), backend),
+            None => (gpu.chunks(rows, value), backend),
+        };
+        let (cut_why, block_threads) = match route.kernel {
+            Some(_) => (plan::CutReason::Kernel(value, tuned), value),
+            None => (plan::CutReason::Gpu(value, tuned), meridian_kernels::cuda::BLOCK_THREADS),
         };
         let plan = Plan {
             topology: Topology::Gpu { chunks: chunks.0 },
@@ -282,13 +288,13 @@ impl Engine {
             pressure: None,
             placement: backend.clone(),
             route_why: route.why,
-            cut_why: plan::CutReason::Gpu(per_block, tuned),
+            cut_why,
             capacity_why: capacity.why,
             budget_cut: capacity.cut(),
             variant: backend.variant,
         };
         let attempt = attempt(job, cell, backend, Arc::new(plan), &capacity, race);
-        Ok(GpuJob { attempt, chunks, kernel: route.kernel, geom_words: 0 })
+        Ok(GpuJob { attempt, chunks, kernel: route.kernel, block_threads, geom_words: 0 })
     }
 
     /// What runs a CPU job's rows under the engine's route, the backend its result names,

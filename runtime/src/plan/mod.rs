@@ -154,6 +154,9 @@ pub enum CutReason {
     /// On the GPU: about this many chunks for every block of the megakernel, at most half
     /// the ring, none under the executor's fewest rows; `true` when autotune chose it.
     Gpu(u32, bool),
+    /// On the GPU, the program's own kernel: one launch over every row, this many threads a
+    /// block; `true` when autotune chose it.
+    Kernel(u32, bool),
     /// Autotune races inside the job: chunks of this many rows, and of the candidate's,
     /// in pairs of parts, then the rest as the races settled.
     RacedInJob(usize),
@@ -173,6 +176,11 @@ impl fmt::Display for CutReason {
                 f,
                 "{per_block} chunk{} for every block of the megakernel{}, at most half the ring",
                 if *per_block == 1 { "" } else { "s" },
+                if *tuned { " (autotune)" } else { "" }
+            ),
+            CutReason::Kernel(threads, tuned) => write!(
+                f,
+                "the program's own kernel: one launch, {threads} threads a block{}",
                 if *tuned { " (autotune)" } else { "" }
             ),
             CutReason::RacedInJob(n) => write!(

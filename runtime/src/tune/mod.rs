@@ -31,9 +31,11 @@
 //! order.
 //!
 //! GPU jobs race the chunks each block of the megakernel gets ([`crate::plan::gpu_cut`]),
-//! keyed by the GPU executor's device (name, compute capability, driver) and launch; their
-//! time runs from the push of their
-//! chunks on the ring to their completion reaped, since the device keeps no per-job clock.
+//! and jobs on their program's own kernel (the GPU JIT route) the threads a block of its
+//! launch ([`GPU_BLOCK`]), both keyed by the GPU executor's device (name, compute capability,
+//! driver) and launch; a megakernel job's time runs from the push of its chunks on the ring
+//! to its completion reaped, since the device keeps no per-job clock, a program kernel's from
+//! its launch to its outputs read.
 
 use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
@@ -83,6 +85,9 @@ pub const WORKERS: &str = "cpu.workers";
 /// The family of the GPU's cut race: chunks a job gives each block of the megakernel.
 pub const GPU_CHUNKS: &str = "gpu.chunks_per_block";
 
+/// The family of the program kernels' launch race: threads a block.
+pub const GPU_BLOCK: &str = "gpu.block_threads";
+
 /// A setting the tuner races.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Knob {
@@ -92,6 +97,8 @@ pub(crate) enum Knob {
     Route,
     /// Chunks a GPU job gives each block ([`crate::plan::gpu_cut`]).
     GpuChunks,
+    /// Threads a block of a program kernel's launch (the GPU JIT route).
+    GpuBlock,
     /// Workers a CPU job spreads over: 0 for all of them.
     Workers,
 }
@@ -102,6 +109,7 @@ impl Knob {
             Knob::RowsPerClaim => ROWS_PER_CLAIM,
             Knob::Route => ROUTE,
             Knob::GpuChunks => GPU_CHUNKS,
+            Knob::GpuBlock => GPU_BLOCK,
             Knob::Workers => WORKERS,
         }
     }
@@ -109,7 +117,7 @@ impl Knob {
     /// A value as the log says it.
     fn show(self, v: u32) -> String {
         match self {
-            Knob::RowsPerClaim | Knob::GpuChunks => v.to_string(),
+            Knob::RowsPerClaim | Knob::GpuChunks | Knob::GpuBlock => v.to_string(),
             Knob::Workers if v == 0 => "all".to_owned(),
             Knob::Workers => v.to_string(),
             Knob::Route if v == 1 => "jit".to_owned(),
@@ -122,6 +130,7 @@ impl Knob {
             Knob::RowsPerClaim => Params { rows_per_claim: Some(v), ..Params::default() },
             Knob::Route => Params { route: Some(self.show(v)), ..Params::default() },
             Knob::GpuChunks => Params { gpu_chunks_per_block: Some(v), ..Params::default() },
+            Knob::GpuBlock => Params { gpu_block: Some(v), ..Params::default() },
             Knob::Workers => Params { workers: Some(v), ..Params::default() },
         }
     }
@@ -144,6 +153,7 @@ impl Knob {
                 _ => None,
             },
             Knob::GpuChunks => params.gpu_chunks_per_block,
+            Knob::GpuBlock => params.gpu_block,
             Knob::Workers => params.workers,
         }
     }
@@ -358,10 +368,11 @@ impl Tuner {
             Knob::RowsPerClaim => format!("{ROWS_PER_CLAIM}@{}", self.default_rows),
             Knob::Route => ROUTE.to_owned(),
             Knob::GpuChunks => GPU_CHUNKS.to_owned(),
+            Knob::GpuBlock => GPU_BLOCK.to_owned(),
             Knob::Workers => WORKERS.to_owned(),
         };
         let adapter = match (knob, &self.gpu_adapter) {
-            (Knob::GpuChunks, Some(gpu)) => gpu.clone(),
+            (Knob::GpuChunks | Knob::GpuBlock, Some(gpu)) => gpu.clone(),
             _ => self.adapter.clone(),
         };
         Key {
@@ -378,6 +389,7 @@ impl Tuner {
             Knob::RowsPerClaim => self.default_rows,
             Knob::Route => 0,
             Knob::GpuChunks => crate::plan::GPU_CHUNKS_PER_BLOCK,
+            Knob::GpuBlock => meridian_kernels::cuda::BLOCK_THREADS,
             Knob::Workers => 0,
         }
     }
@@ -401,6 +413,10 @@ impl Tuner {
             // Finer first (blocks done early take more of the slow ones' rows), then coarser
             // (fewer claims, less contention on the ring).
             Knob::GpuChunks => vec![1, 8],
+            // Smaller blocks first (a register-heavy kernel fits more of them an SM, and the
+            // last wave is shorter), then larger (fewer blocks to schedule). Every kernel
+            // takes any multiple of 32 up to MAX_BLOCK threads.
+            Knob::GpuBlock => vec![64, meridian_kernels::cuda::abi::MAX_BLOCK],
             // One worker a job: jobs in flight together then run side by side, none waiting
             // at the seam of another's last claims.
             Knob::Workers => vec![1],

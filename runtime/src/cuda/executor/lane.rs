@@ -66,6 +66,7 @@ impl GpuExecutor {
             end: job.rows.end as u64,
             acc: results.ptr(),
             error: results.ptr() + results_bytes as u64,
+            block_threads: job.block_threads,
         };
         let started = Instant::now();
         // SAFETY: the kernel was compiled on this device for this program (the engine asked

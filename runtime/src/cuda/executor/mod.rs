@@ -140,6 +140,8 @@ pub(crate) struct GpuJob {
     pub chunks: (usize, usize),
     /// Its program's own kernel, when that runs it (the GPU JIT route), not the megakernel.
     pub kernel: Option<Arc<CompiledProgram>>,
+    /// Threads a block of that kernel's launch, as planned (raced under autotune).
+    pub block_threads: u32,
     /// Words of each geometry output's arena; 0: the executor's estimate ([`geom_words`]).
     pub geom_words: usize,
 }
