@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::{outputs, random_points, NORM as PROGRAM};
-use meridian_bytecode::assemble;
+use meridian_bytecode::{assemble, VerifiedProgram};
 use meridian_cuda_host::HostDevice;
+use meridian_kernels::column::GeometryColumn;
 use meridian_kernels::cuda::BLOCK_THREADS;
-use meridian_kernels::interp::Input;
+use meridian_kernels::interp::{Input, OutputColumn};
 use meridian_runtime::autotune::Store;
 use meridian_runtime::plan::{CutReason, Topology, GPU_CHUNKS_PER_BLOCK};
 use meridian_runtime::tune::{GPU_BLOCK, GPU_CHUNKS, RACE_MIN_ROWS};
@@ -58,6 +59,14 @@ fn block(r: &JobResult) -> (u32, bool) {
     (threads, tuned)
 }
 
+/// What the CPU executor gives for `program` over `pts`.
+fn on_the_cpu(program: &VerifiedProgram, pts: &Arc<GeometryColumn>) -> Vec<(String, OutputColumn)> {
+    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
+    let p = cpu.prepare(program.program()).unwrap();
+    let b = cpu.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
+    outputs(&cpu.run(p.job(&b)).unwrap())
+}
+
 /// The chunks a GPU job ran in, and the chunks per block its plan says it was cut for.
 fn cut(r: &JobResult) -> (usize, u32, bool) {
     let plan = r.plan().expect("a GPU job keeps its plan");
@@ -71,12 +80,7 @@ fn the_gpu_cut_races_settles_and_the_next_engine_applies_it_without_racing() {
     let path = store_path("settle");
     let pts = random_points(RACE_MIN_ROWS, 7);
     let program = assemble("n.masm", PROGRAM).unwrap();
-    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
-    let want = {
-        let p = cpu.prepare(program.program()).unwrap();
-        let b = cpu.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
-        outputs(&cpu.run(p.job(&b)).unwrap())
-    };
+    let want = on_the_cpu(&program, &pts);
 
     let engine = gpu_engine(&path);
     assert_eq!(engine.backend().name(), "cuda");
@@ -151,12 +155,7 @@ fn a_program_kernels_block_races_settles_and_the_next_engine_applies_it_without_
     let path = store_path("block");
     let pts = random_points(RACE_MIN_ROWS, 9);
     let program = assemble("n.masm", PROGRAM).unwrap();
-    let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
-    let want = {
-        let p = cpu.prepare(program.program()).unwrap();
-        let b = cpu.bind(&p, [("p", Input::rows(pts.clone()))]).unwrap();
-        outputs(&cpu.run(p.job(&b)).unwrap())
-    };
+    let want = on_the_cpu(&program, &pts);
 
     let device = Arc::new(HostDevice::new(2 * BLOCKS, 32));
     let engine = kernel_engine(&path, &device);

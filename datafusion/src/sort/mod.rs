@@ -25,19 +25,14 @@
 use std::cmp::Reverse;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Date32Type, Date64Type, Decimal128Type, DurationMicrosecondType, DurationMillisecondType,
-    DurationNanosecondType, DurationSecondType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
-    Int8Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
-};
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
-use arrow_schema::{DataType, SortOptions, TimeUnit};
-use datafusion::arrow::compute::interleave_record_batch;
+use arrow_array::types::Decimal128Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_schema::{Schema, SchemaRef, SortOptions};
+use datafusion::arrow::compute::interleave;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -45,6 +40,7 @@ use datafusion::common::{exec_err, Result};
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::ReplaceChildrenOptions;
@@ -57,6 +53,9 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
+
+mod words;
+use words::{key_words, keyed, most_words, Decoder, KeyLayout};
 
 /// The most words a row's keys may take (its place in the input is one more): past this the
 /// sort is left to DataFusion.
@@ -215,57 +214,49 @@ impl ExecutionPlan for KeySortExec {
             return exec_err!("KeySortExec: merged into one partition, asked for partition {partition}");
         }
         let parallel = context.session_config().target_partitions().max(1);
+        let out_schema = self.properties().eq_properties.schema().clone();
+        let schema = out_schema.clone();
         let sorted = futures::stream::once(async move {
             let time = metrics.elapsed_compute().clone();
-            let (batches, order) = if merged {
+            let sorted = if merged {
                 merged_order(input, context, keys, &mut reservation, &time).await?
             } else {
+                let schema = input.schema();
                 let batches: Vec<RecordBatch> = input.execute(partition, context)?.try_collect().await?;
                 reservation.try_grow(batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
                 let timer = time.timer();
-                let parts = [Partition::of(batches, &keys)?];
-                let order = sort_order(&parts, &keys, &mut reservation);
+                let sorted = Partition::of(batches, &keys)
+                    .and_then(|part| sort_order(part, &keys, &schema, &mut reservation));
                 timer.done();
-                let [Partition { batches, .. }] = parts;
-                (batches, order?)
+                sorted?
             };
             // The sorted rows are gathered a batch at a time as the stream is read (by several
-            // tasks at once when merged): the input and the order stay (and stay counted)
-            // until it ends, no copy of the whole.
-            let rows = order.len();
-            let (batches, order) = (Arc::new(batches), Arc::new(order));
+            // tasks at once when merged), the columns decoded from the keys sliced: the input
+            // and the order stay (and stay counted) until it ends, no copy of the whole.
+            let rows = sorted.order.len();
+            let sorted = Arc::new(sorted);
             let gather = move |start: usize| {
-                let (batches, order, time) = (batches.clone(), order.clone(), time.clone());
-                move || {
-                    let _timer = time.timer();
-                    let end = (start + batch_size).min(order.len());
-                    let refs: Vec<&RecordBatch> = batches.iter().collect();
-                    let rows: Vec<(usize, usize)> = order[start..end]
-                        .iter()
-                        .map(|&at| ((at >> 32) as usize, (at & u64::from(u32::MAX)) as usize))
-                        .collect();
-                    Ok::<_, DataFusionError>(interleave_record_batch(&refs, &rows)?)
-                }
+                let (sorted, time, schema) = (sorted.clone(), time.clone(), schema.clone());
+                move || gather_rows(&sorted, &schema, start..(start + batch_size).min(rows), &time)
             };
             let starts = futures::stream::iter((0..rows).step_by(batch_size));
             let gathered = if merged {
                 starts
-                    .map(move |start| {
-                        let task = SpawnedTask::spawn_blocking(gather(start));
-                        async move {
-                            task.join_unwind()
-                                .await
-                                .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
-                        }
-                    })
+                    .map(move |start| joined(SpawnedTask::spawn_blocking(gather(start))))
                     .buffered(parallel)
                     .boxed()
             } else {
-                starts.map(move |start| gather(start)()).boxed()
+                starts
+                    .map(move |start| {
+                        let batch = gather(start);
+                        async move { Ok::<_, DataFusionError>(batch()) }
+                    })
+                    .buffered(1)
+                    .boxed()
             };
             let counted = gathered.map(move |batch| {
                 let _counted = &reservation;
-                let batch = batch?;
+                let batch = batch??;
                 metrics.record_output(batch.num_rows());
                 metrics.output_batches().add(1);
                 Ok(batch)
@@ -273,10 +264,7 @@ impl ExecutionPlan for KeySortExec {
             Ok::<_, DataFusionError>(counted)
         })
         .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.properties().eq_properties.schema().clone(),
-            sorted.boxed(),
-        )))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(out_schema, sorted.boxed())))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -321,142 +309,6 @@ impl PhysicalOptimizerRule for KeySortRule {
     }
 }
 
-/// The most words a key of type `ty` takes, nulls apart (`None`: not a key this sort takes).
-fn most_words(ty: &DataType) -> Option<usize> {
-    use DataType::*;
-    Some(match ty {
-        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Float32 | Float64 => 1,
-        Date32 | Date64 | Time32(_) | Time64(_) | Timestamp(_, _) | Duration(_) => 1,
-        // One word while every value fits 64 bits, else two.
-        Decimal128(_, _) => 2,
-        _ => return None,
-    })
-}
-
-/// One key column's words: how many a row takes, and a writer of row `row`'s words into `to`.
-struct KeyColumn {
-    /// A word ranking nulls before (0) or after (2) values (1), when the column has nulls.
-    nulls: Option<u64>,
-    /// Words of the value (1 or 2).
-    value_words: usize,
-    descending: bool,
-    values: Values,
-}
-
-/// A key column's values as order-preserving unsigned words.
-enum Values {
-    /// Signed integers of any width, as i64.
-    Signed(Vec<i64>),
-    /// Unsigned integers, as u64.
-    Unsigned(Vec<u64>),
-    /// Floats, as their IEEE total order.
-    Float(Vec<u64>),
-    /// 128-bit decimals.
-    Wide(Vec<i128>),
-}
-
-impl KeyColumn {
-    fn words(&self) -> usize {
-        usize::from(self.nulls.is_some()) + self.value_words
-    }
-
-    /// Writes row `row`'s words into `to` (of length [`KeyColumn::words`]).
-    #[inline]
-    fn write(&self, array: &dyn Array, row: usize, to: &mut [u64]) {
-        let mut at = 0;
-        if let Some(null_rank) = self.nulls {
-            if array.is_null(row) {
-                to.fill(0);
-                to[0] = null_rank;
-                return;
-            }
-            to[0] = 1;
-            at = 1;
-        }
-        let flip = if self.descending { u64::MAX } else { 0 };
-        let sign = 1u64 << 63;
-        match &self.values {
-            Values::Signed(v) => to[at] = (v[row] as u64 ^ sign) ^ flip,
-            Values::Unsigned(v) | Values::Float(v) => to[at] = v[row] ^ flip,
-            Values::Wide(v) if self.value_words == 1 => to[at] = (v[row] as i64 as u64 ^ sign) ^ flip,
-            Values::Wide(v) => {
-                to[at] = ((v[row] >> 64) as u64 ^ sign) ^ flip;
-                to[at + 1] = (v[row] as u64) ^ flip;
-            }
-        }
-    }
-}
-
-/// A float's bits, ordered as unsigned integers the way `total_cmp` orders the floats.
-#[inline]
-fn total_order(bits: u64, sign: u64) -> u64 {
-    if bits & sign != 0 {
-        !bits
-    } else {
-        bits | sign
-    }
-}
-
-/// Values of one primitive array as i64.
-fn signed<T: ArrowPrimitiveType>(a: &dyn Array) -> Vec<i64>
-where
-    T::Native: Into<i64>,
-{
-    a.as_primitive::<T>().values().iter().map(|&v| v.into()).collect()
-}
-
-fn unsigned<T: ArrowPrimitiveType>(a: &dyn Array) -> Vec<u64>
-where
-    T::Native: Into<u64>,
-{
-    a.as_primitive::<T>().values().iter().map(|&v| v.into()).collect()
-}
-
-/// A key's values in one batch, in the words of [`Values`].
-fn values_of(a: &dyn Array) -> Result<Values> {
-    use DataType::*;
-    Ok(match a.data_type() {
-        Int8 => Values::Signed(signed::<Int8Type>(a)),
-        Int16 => Values::Signed(signed::<Int16Type>(a)),
-        Int32 => Values::Signed(signed::<Int32Type>(a)),
-        Int64 => Values::Signed(signed::<Int64Type>(a)),
-        UInt8 => Values::Unsigned(unsigned::<UInt8Type>(a)),
-        UInt16 => Values::Unsigned(unsigned::<UInt16Type>(a)),
-        UInt32 => Values::Unsigned(unsigned::<UInt32Type>(a)),
-        UInt64 => Values::Unsigned(unsigned::<UInt64Type>(a)),
-        Float32 => Values::Float(
-            a.as_primitive::<Float32Type>()
-                .values()
-                .iter()
-                .map(|v| u64::from(total_order(u64::from(v.to_bits()), 1 << 31) as u32))
-                .collect(),
-        ),
-        Float64 => Values::Float(
-            a.as_primitive::<Float64Type>()
-                .values()
-                .iter()
-                .map(|v| total_order(v.to_bits(), 1 << 63))
-                .collect(),
-        ),
-        Date32 => Values::Signed(signed::<Date32Type>(a)),
-        Date64 => Values::Signed(signed::<Date64Type>(a)),
-        Time32(TimeUnit::Second) => Values::Signed(signed::<Time32SecondType>(a)),
-        Time32(_) => Values::Signed(signed::<Time32MillisecondType>(a)),
-        Time64(TimeUnit::Microsecond) => Values::Signed(signed::<Time64MicrosecondType>(a)),
-        Time64(_) => Values::Signed(signed::<Time64NanosecondType>(a)),
-        Timestamp(TimeUnit::Second, _) => Values::Signed(signed::<TimestampSecondType>(a)),
-        Timestamp(TimeUnit::Millisecond, _) => Values::Signed(signed::<TimestampMillisecondType>(a)),
-        Timestamp(TimeUnit::Microsecond, _) => Values::Signed(signed::<TimestampMicrosecondType>(a)),
-        Timestamp(TimeUnit::Nanosecond, _) => Values::Signed(signed::<TimestampNanosecondType>(a)),
-        Duration(TimeUnit::Second) => Values::Signed(signed::<DurationSecondType>(a)),
-        Duration(TimeUnit::Millisecond) => Values::Signed(signed::<DurationMillisecondType>(a)),
-        Duration(TimeUnit::Microsecond) => Values::Signed(signed::<DurationMicrosecondType>(a)),
-        Duration(TimeUnit::Nanosecond) => Values::Signed(signed::<DurationNanosecondType>(a)),
-        Decimal128(_, _) => Values::Wide(a.as_primitive::<Decimal128Type>().values().to_vec()),
-        other => return exec_err!("KeySortExec: a key of type {other}"),
-    })
-}
-
 /// One input partition's batches and its keys evaluated on them (`arrays[key][batch]`).
 struct Partition {
     batches: Vec<RecordBatch>,
@@ -483,10 +335,7 @@ impl Partition {
 
 /// Each key's words over all `parts`: whether any of its values is null (a word ranking the
 /// null), and 2 where a decimal needs more than 64 bits.
-fn layout(
-    parts: &[Partition],
-    keys: &[(Arc<dyn PhysicalExpr>, SortOptions)],
-) -> Vec<(bool, usize, SortOptions)> {
+fn layout(parts: &[Partition], keys: &[(Arc<dyn PhysicalExpr>, SortOptions)]) -> Vec<KeyLayout> {
     keys.iter()
         .enumerate()
         .map(|(k, (_, options))| {
@@ -532,44 +381,94 @@ macro_rules! with_words {
     };
 }
 
-/// Words a row's keys take in `columns`.
-fn key_words(columns: &[(bool, usize, SortOptions)]) -> usize {
-    columns.iter().map(|(nulls, w, _)| usize::from(*nulls) + w).sum()
+/// A sort's result: its input batches, the rows' places in the keys' order, and the output
+/// columns decoded from the keys' words (by output column; `None`: gathered from the batches).
+struct Sorted {
+    batches: Vec<RecordBatch>,
+    order: Vec<u64>,
+    decoded: Vec<Option<ArrayRef>>,
 }
 
-/// The rows of one partition in the order of the keys, each as its place; the keys' memory
-/// counted in `reservation` while they live, the order's after.
-fn sort_order(
-    parts: &[Partition; 1],
+/// Decoders of the keys that are input columns (the first key on a column decodes it).
+fn decoders(
     keys: &[(Arc<dyn PhysicalExpr>, SortOptions)],
-    reservation: &mut MemoryReservation,
-) -> Result<Vec<u64>> {
-    check_places(parts)?;
-    let rows = parts[0].rows();
-    if rows == 0 {
-        return Ok(Vec::new());
+    columns: &[KeyLayout],
+    schema: &Schema,
+) -> Vec<Decoder> {
+    let mut at = 0;
+    let mut out: Vec<Decoder> = Vec::new();
+    for ((expr, _), &layout) in keys.iter().zip(columns) {
+        let first = at;
+        at += usize::from(layout.0) + layout.1;
+        let Some(column) = expr.downcast_ref::<Column>().map(Column::index) else { continue };
+        if out.iter().any(|d| d.column == column) || column >= schema.fields().len() {
+            continue;
+        }
+        out.extend(Decoder::new(column, schema.field(column).data_type(), first, layout));
     }
-    let columns = layout(parts, keys);
-    with_words!(key_words(&columns), N => {
+    out
+}
+
+/// Finishes `decoders` into the output's columns by index (`columns` of them), their memory
+/// counted in `reservation`.
+fn decoded(
+    decoders: Vec<Decoder>,
+    columns: usize,
+    reservation: &mut MemoryReservation,
+) -> Result<Vec<Option<ArrayRef>>> {
+    let mut out = vec![None; columns];
+    for d in decoders {
+        let column = d.column;
+        let array = d.finish()?;
+        reservation.try_grow(array.get_array_memory_size())?;
+        out[column] = Some(array);
+    }
+    Ok(out)
+}
+
+/// The rows of one partition in the order of the keys; the keys' memory counted in
+/// `reservation` while they live, the order's and the decoded columns' after.
+fn sort_order(
+    part: Partition,
+    keys: &[(Arc<dyn PhysicalExpr>, SortOptions)],
+    schema: &Schema,
+    reservation: &mut MemoryReservation,
+) -> Result<Sorted> {
+    let parts = [part];
+    check_places(&parts)?;
+    let [part] = parts;
+    let rows = part.rows();
+    let columns = layout(std::slice::from_ref(&part), keys);
+    let mut decoders = decoders(keys, &columns, schema);
+    let order = with_words!(key_words(&columns), N => {
         let bytes = rows * std::mem::size_of::<[u64; N]>();
         reservation.try_grow(bytes)?;
-        let keyed = keyed::<N>(&parts[0], &columns, 0)?;
-        let order: Vec<u64> = keyed.iter().map(|w| w[N - 1]).collect();
+        let keyed = keyed::<N>(&part, &columns, 0)?;
+        decoders.iter_mut().for_each(|d| d.reserve(rows));
+        let mut order = Vec::with_capacity(rows);
+        for words in &keyed {
+            order.push(words[N - 1]);
+            decoders.iter_mut().for_each(|d| d.push(words));
+        }
         drop(keyed);
         reservation.shrink(bytes - rows * std::mem::size_of::<u64>());
-        Ok(order)
-    })
+        order
+    });
+    let decoded = decoded(decoders, schema.fields().len(), reservation)?;
+    Ok(Sorted { batches: part.batches, order, decoded })
 }
 
 /// Every partition of `input` collected and sorted on a task of its own, then merged: all
-/// their batches (in partition order) and the rows' places in the order of the keys.
+/// their batches (in partition order), the rows' places in the order of the keys, and the
+/// decoded columns.
 async fn merged_order(
     input: Arc<dyn ExecutionPlan>,
     context: Arc<TaskContext>,
     keys: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
     reservation: &mut MemoryReservation,
     time: &Time,
-) -> Result<(Vec<RecordBatch>, Vec<u64>)> {
+) -> Result<Sorted> {
+    let schema = input.schema();
     let keys = Arc::new(keys);
     let count = input.properties().output_partitioning().partition_count();
     let mut tasks = Vec::with_capacity(count);
@@ -589,8 +488,9 @@ async fn merged_order(
         .try_grow(parts.iter().flat_map(|p| &p.batches).map(RecordBatch::get_array_memory_size).sum())?;
     check_places(&parts)?;
     let columns = Arc::new(layout(&parts, &keys));
+    let mut decoders = decoders(&keys, &columns, &schema);
     let rows: usize = parts.iter().map(Partition::rows).sum();
-    with_words!(key_words(&columns), N => {
+    let (batches, order) = with_words!(key_words(&columns), N => {
         let bytes = rows * std::mem::size_of::<[u64; N]>();
         reservation.try_grow(bytes)?;
         let (mut first, mut tasks) = (0, Vec::with_capacity(count));
@@ -610,12 +510,37 @@ async fn merged_order(
             runs.push(keyed?);
         }
         let timer = time.timer();
-        let order = merge_runs::<N>(&runs);
+        decoders.iter_mut().for_each(|d| d.reserve(rows));
+        let order = merge_runs::<N>(&runs, &mut decoders);
         drop(runs);
         timer.done();
         reservation.shrink(bytes - rows * std::mem::size_of::<u64>());
-        Ok((batches, order))
-    })
+        (batches, order)
+    });
+    let decoded = decoded(decoders, schema.fields().len(), reservation)?;
+    Ok(Sorted { batches, order, decoded })
+}
+
+/// Output rows `range` of `sorted`: the decoded columns sliced, the others gathered from the
+/// input batches.
+fn gather_rows(sorted: &Sorted, schema: &SchemaRef, range: Range<usize>, time: &Time) -> Result<RecordBatch> {
+    let _timer = time.timer();
+    let len = range.len();
+    let rows: Vec<(usize, usize)> = sorted.order[range.clone()]
+        .iter()
+        .map(|&at| ((at >> 32) as usize, (at & u64::from(u32::MAX)) as usize))
+        .collect();
+    let columns = (0..schema.fields().len())
+        .map(|c| match &sorted.decoded[c] {
+            Some(array) => Ok(array.slice(range.start, len)),
+            None => {
+                let arrays: Vec<&dyn Array> = sorted.batches.iter().map(|b| b.column(c).as_ref()).collect();
+                Ok(interleave(&arrays, &rows)?)
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(len));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
 }
 
 /// A task's result, or its panic or cancellation as an error.
@@ -624,14 +549,15 @@ async fn joined<R: Send + 'static>(task: SpawnedTask<R>) -> Result<R> {
 }
 
 /// The places of sorted `runs` merged into one order (their words are distinct: each ends in
-/// a place of its own).
-fn merge_runs<const N: usize>(runs: &[Vec<[u64; N]>]) -> Vec<u64> {
+/// a place of its own), each row's words handed to `decoders` in that order.
+fn merge_runs<const N: usize>(runs: &[Vec<[u64; N]>], decoders: &mut [Decoder]) -> Vec<u64> {
     let mut order = Vec::with_capacity(runs.iter().map(Vec::len).sum());
     let mut heads: BinaryHeap<Reverse<([u64; N], usize, usize)>> =
         runs.iter().enumerate().filter_map(|(r, run)| Some(Reverse((*run.first()?, r, 0)))).collect();
     while let Some(mut top) = heads.peek_mut() {
         let Reverse((words, run, at)) = *top;
         order.push(words[N - 1]);
+        decoders.iter_mut().for_each(|d| d.push(&words));
         match runs[run].get(at + 1) {
             Some(next) => *top = Reverse((*next, run, at + 1)),
             None => {
@@ -642,50 +568,16 @@ fn merge_runs<const N: usize>(runs: &[Vec<[u64; N]>]) -> Vec<u64> {
     order
 }
 
-/// Row words of one partition, `N` a row (the keys', then the place; its batches numbered from
-/// `first`), sorted.
-fn keyed<const N: usize>(
-    part: &Partition,
-    columns: &[(bool, usize, SortOptions)],
-    first: usize,
-) -> Result<Vec<[u64; N]>> {
-    let mut keyed: Vec<[u64; N]> = vec![[0; N]; part.rows()];
-    let mut start = 0;
-    for (b, batch) in part.batches.iter().enumerate() {
-        let n = batch.num_rows();
-        let block = &mut keyed[start..start + n];
-        let mut at = 0;
-        for (k, &(nulls, value_words, options)) in columns.iter().enumerate() {
-            let array = part.arrays[k][b].as_ref();
-            let column = KeyColumn {
-                nulls: nulls.then_some(if options.nulls_first { 0 } else { 2 }),
-                value_words,
-                descending: options.descending,
-                values: values_of(array)?,
-            };
-            let w = column.words();
-            for (row, words) in block.iter_mut().enumerate() {
-                column.write(array, row, &mut words[at..at + w]);
-            }
-            at += w;
-        }
-        for (row, words) in block.iter_mut().enumerate() {
-            words[N - 1] = (((first + b) as u64) << 32) | row as u64;
-        }
-        start += n;
-    }
-    keyed.sort_unstable();
-    Ok(keyed)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
     use super::*;
+    use arrow_array::types::Int32Type;
     use arrow_array::{
         Decimal128Array, Float32Array, Float64Array, Int32Array, Int64Array, TimestampMillisecondArray,
         UInt8Array,
     };
+    use arrow_schema::{DataType, TimeUnit};
     use arrow_schema::{Field, Schema};
     use datafusion::datasource::MemTable;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -790,7 +682,12 @@ mod tests {
             .collect()
     }
 
-    const ORDERS: [&str; 7] = [
+    /// The batches as one.
+    fn whole(batches: &[RecordBatch]) -> RecordBatch {
+        datafusion::arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
+    }
+
+    const ORDERS: [&str; 8] = [
         "f DESC NULLS LAST, d DESC, id",
         "f, id",
         "i NULLS FIRST, g DESC, id DESC",
@@ -798,6 +695,8 @@ mod tests {
         "t DESC, w, f NULLS FIRST, id",
         "d, i DESC NULLS LAST, id",
         "g, f DESC NULLS FIRST, u DESC, id",
+        // A key that is no column: gathered, not decoded.
+        "i * 2 DESC NULLS FIRST, id",
     ];
 
     /// Every key type, ascending and descending, nulls first and last: the rows in the order
@@ -817,6 +716,11 @@ mod tests {
                 // The table's three partitions are merged by the sort itself.
                 assert!(shown.contains("merged") && !shown.contains("SortPreservingMergeExec"), "{shown}");
                 assert_eq!(ids(&got), ids(&want), "{order}, {partitions} partitions");
+                // Every column, to the bit: the key columns are decoded from the sorted words.
+                assert!(
+                    whole(&got) == whole(&want),
+                    "{order}, {partitions} partitions: another column differs"
+                );
                 assert!(got.iter().all(|b| b.num_rows() <= 300));
                 let (limited, _) = run(&context(true, partitions, true, table(5000, 3, seed)), &sql).await;
                 assert_eq!(ids(&limited), ids(&want), "{order}, limited pool");
@@ -852,6 +756,13 @@ mod tests {
         assert!(!shown.contains("KeySortExec") && shown.contains("TopK"), "{shown}");
         let (none, _) = run(&ctx, "SELECT * FROM t WHERE id < 0 ORDER BY f").await;
         assert_eq!(none.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+        // Merged over three partitions, with nothing (or one partition's rows) to sort.
+        let merged = context(true, 2, false, table(4000, 3, 6));
+        let (none, shown) = run(&merged, "SELECT * FROM t WHERE id < 0 ORDER BY f, id").await;
+        assert!(shown.contains("merged"), "{shown}");
+        assert_eq!(none.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+        let (few, _) = run(&merged, "SELECT * FROM t WHERE id < 7 ORDER BY id DESC").await;
+        assert_eq!(ids(&few), [6, 5, 4, 3, 2, 1, 0]);
         // A key this sort does not take (text): DataFusion's.
         let (_, shown) = run(&ctx, "SELECT * FROM t ORDER BY CAST(i AS VARCHAR), id").await;
         assert!(!shown.contains("KeySortExec"), "{shown}");
