@@ -434,11 +434,10 @@ fn sort_order(
     schema: &Schema,
     reservation: &mut MemoryReservation,
 ) -> Result<Sorted> {
-    let parts = [part];
-    check_places(&parts)?;
-    let [part] = parts;
+    let parts = std::slice::from_ref(&part);
+    check_places(parts)?;
     let rows = part.rows();
-    let columns = layout(std::slice::from_ref(&part), keys);
+    let columns = layout(parts, keys);
     let mut decoders = decoders(keys, &columns, schema);
     let order = with_words!(key_words(&columns), N => {
         let bytes = rows * std::mem::size_of::<[u64; N]>();
