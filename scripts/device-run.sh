@@ -95,6 +95,14 @@ result $?
 step "pip join: 100M uniform points x countries, CPU executor (all cores) vs GPU megakernel vs GPU JIT"
 enough 120 && timeout -k 5 "$(left 120)" "$here/meridian" bench pip --points 100000000 --runs 3 > "$OUT/pip.txt" 2>&1
 result $?
+# The GPU JIT's point join as one kernel (MERIDIAN_GPU_JIT_JOIN_PATH=join: 214 registers,
+# 2,176 B of stack a thread) against the split kernels the runs above took (the default since
+# 2026-12-07: the fast path alone, 48 registers and 32 B, then the general kernel over the
+# rows it leaves; docs/benchmarks/2026-12-07-join-kernels.md), side by side.
+step "pip join with MERIDIAN_GPU_JIT_JOIN_PATH=join"
+enough 60 && { echo; echo "== MERIDIAN_GPU_JIT_JOIN_PATH=join"; MERIDIAN_GPU_JIT_JOIN_PATH=join timeout -k 5 "$(left 90)" \
+  "$here/meridian" bench pip --points 100000000 --runs 2; } >> "$OUT/pip.txt" 2>&1
+result $?
 # The same join on the leaders' dispatch protocol of 2026-11 (the runs above: the poller's),
 # for a side-by-side of what the protocol costs a large job (fences and `stop` reads a chunk).
 step "pip join with MERIDIAN_GPU_PROTOCOL=leaders"
@@ -136,6 +144,14 @@ enough 60 && {
   # Programs' own kernels as generated since 2026-12-05 (the point join's fast path only in a
   # join's kernel: the arithmetic bench's takes 32 registers, no stack) against the design
   # before (MERIDIAN_GPU_JIT_JOIN_PATH=always: 212 registers, 880 B of stack), alternated.
+  # And the count join's kernel split (the default since 2026-12-07) against whole (`join`).
+  for jp in split join split join; do
+    echo "== meridian run benches/pip_count.masm --mode gpu --gpu-route jit, MERIDIAN_GPU_JIT_JOIN_PATH=$jp"
+    time MERIDIAN_GPU_JIT_JOIN_PATH=$jp timeout -k 5 "$(left 30)" "$here/meridian" run benches/pip_count.masm \
+      --input "pts=$f" --input zones=data/countries.geojson --mode gpu --gpu-route jit --explain \
+      --out "/tmp/meridian-out-pip-$jp"
+    echo "exit $?"; cat "/tmp/meridian-out-pip-$jp/pairs.csv"
+  done
   for jp in join always join always; do
     echo "== meridian run benches/mercator_stats.masm --mode gpu --gpu-route jit, MERIDIAN_GPU_JIT_JOIN_PATH=$jp"
     time MERIDIAN_GPU_JIT_JOIN_PATH=$jp timeout -k 5 "$(left 30)" "$here/meridian" run benches/mercator_stats.masm \

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use meridian_runtime::cuda::{
-    CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError,
+    CompiledProgram, Device, DeviceError, JoinPath, KernelState, PageLock, ProgramArgs, ProgramRunError,
 };
 
 use meridian_kernels::cuda::jit;
@@ -101,6 +101,11 @@ pub struct HostDevice {
     refuse_page_locks: AtomicBool,
     /// Programs' kernels fail to compile (a compiler that refuses them).
     refuse_compiles: AtomicBool,
+    /// Point joins' kernels compiled whole ([`JoinPath::Join`]), not split.
+    whole_joins: AtomicBool,
+    /// Split join runs so far, and the rows their fast kernels left to the general one.
+    split_runs: AtomicU64,
+    deferred_rows: AtomicU64,
     /// Programs' kernel runs so far, and their rows.
     program_runs: AtomicU64,
     program_rows: AtomicU64,
@@ -154,6 +159,9 @@ impl HostDevice {
             locked: Arc::new(Mutex::new(Vec::new())),
             refuse_page_locks: AtomicBool::new(false),
             refuse_compiles: AtomicBool::new(false),
+            whole_joins: AtomicBool::new(false),
+            split_runs: AtomicU64::new(0),
+            deferred_rows: AtomicU64::new(0),
             program_runs: AtomicU64::new(0),
             program_rows: AtomicU64::new(0),
             program_blocks: Mutex::new(std::collections::BTreeMap::new()),
@@ -178,6 +186,18 @@ impl HostDevice {
     /// From now on, compiling a program's kernel fails.
     pub fn refuse_compiles(&self) {
         self.refuse_compiles.store(true, SeqCst);
+    }
+
+    /// How point joins' kernels are compiled from now on: split (the default, as
+    /// `MERIDIAN_GPU_JIT_JOIN_PATH` unset on a GPU) or, with [`JoinPath::Join`], whole.
+    /// (`Always` — the fast path compiled into every kernel — is a GPU build option only.)
+    pub fn join_path(&self, path: JoinPath) {
+        self.whole_joins.store(path != JoinPath::Split, SeqCst);
+    }
+
+    /// Split joins' runs so far, and the rows their fast kernels left to the general kernel.
+    pub fn split_runs(&self) -> (u64, u64) {
+        (self.split_runs.load(SeqCst), self.deferred_rows.load(SeqCst))
     }
 
     /// Programs' own kernels run so far (the GPU JIT route), and the rows they ran.
@@ -433,7 +453,12 @@ impl Device for HostDevice {
         let lib = host_jit::build_library(&host_jit::host_unit([(symbol, program)])).map_err(DeviceError)?;
         let kernel = host_jit::HostKernel::load(&lib, symbol).map_err(DeviceError)?;
         let detail = format!("built as host C++ in {:.2?}", started.elapsed());
-        Ok(CompiledProgram::new(format!("mr_jit_rows_{}", jit::identifier(symbol)), detail, kernel))
+        let id = jit::identifier(symbol);
+        if kernel.split().is_some() && !self.whole_joins.load(SeqCst) {
+            let name = format!("mr_jit_join_{id} + mr_jit_defer_{id}");
+            return Ok(CompiledProgram::new(name, format!("{detail}, split"), kernel).split());
+        }
+        Ok(CompiledProgram::new(format!("mr_jit_rows_{id}"), detail, kernel))
     }
 
     unsafe fn run_program(
@@ -457,6 +482,46 @@ impl Device for HostDevice {
         *lock(&self.program_blocks).entry(args.block_threads).or_insert(0) += 1;
         self.program_runs.fetch_add(1, SeqCst);
         self.program_rows.fetch_add(args.end.saturating_sub(args.begin), SeqCst);
+        if program.is_split() {
+            let split = kernel.split().ok_or_else(|| {
+                ProgramRunError::NotStarted(DeviceError("a split join without its split kernels".into()))
+            })?;
+            if args.defer == 0 {
+                return Err(ProgramRunError::NotStarted(DeviceError(
+                    "a split join's kernels were launched without their row bits".into(),
+                )));
+            }
+            // SAFETY: the entry is this program's generated split kernels (the caller's
+            // contract), the addresses are live host memory laid out as they read and write
+            // it, and `defer` holds `defer_bytes` zeroed bytes for the rows. They run on this
+            // thread, the fast kernel's emulated blocks, then the general one's, and have
+            // finished when the entry returns.
+            unsafe {
+                split(
+                    args.program as *const u8,
+                    args.inputs as *const u8,
+                    args.outputs as *const u8,
+                    args.rows_begin,
+                    args.begin,
+                    args.end,
+                    args.acc as *mut u8,
+                    args.error as *mut u8,
+                    args.defer as *mut u32,
+                )
+            };
+            // SAFETY: the bits the kernels just wrote, `defer_bytes` of them (the caller's
+            // contract), no longer written by anyone.
+            let words = unsafe {
+                std::slice::from_raw_parts(
+                    args.defer as *const u32,
+                    meridian_runtime::cuda::defer_bytes(args.end.saturating_sub(args.begin)) / 4,
+                )
+            };
+            let deferred: u64 = words.iter().map(|w| u64::from(w.count_ones())).sum();
+            self.split_runs.fetch_add(1, SeqCst);
+            self.deferred_rows.fetch_add(deferred, SeqCst);
+            return Ok(());
+        }
         // SAFETY: the entry is this program's generated kernel (the caller's contract), and
         // the addresses are live host memory laid out as it reads and writes it. It runs on
         // this thread, one emulated block a row, and has finished when it returns.

@@ -13,7 +13,7 @@ use std::process::Command;
 use meridian_bytecode::VerifiedProgram;
 use meridian_kernels::cuda::{jit, HOST_SHIM, SOURCES};
 
-use crate::per_job::RowsEntry;
+use crate::per_job::{RowsEntry, SplitEntry};
 
 /// The compiler: `$CXX`, else `c++`.
 fn compiler() -> String {
@@ -97,28 +97,41 @@ pub fn build_library(unit: &str) -> Result<PathBuf, String> {
 #[derive(Debug)]
 pub struct HostKernel {
     entry: RowsEntry,
-    // Declared after `entry`, which points into it: the library outlives every call.
+    split: Option<SplitEntry>,
+    // Declared after the entries, which point into it: the library outlives every call.
     _lib: libloading::Library,
 }
 
 impl HostKernel {
-    /// Loads the host entry of `symbol`'s generated kernel (`mr_jit_host_rows_<id>`) from
-    /// `lib`.
+    /// Loads the host entries of `symbol`'s generated kernels from `lib`: the per-job kernel
+    /// (`mr_jit_host_rows_<id>`) and, for a point join that splits, its split kernels
+    /// (`mr_jit_host_split_<id>`).
     pub fn load(lib: &Path, symbol: &str) -> Result<HostKernel, String> {
         // SAFETY: the library is generated code built by `build_library`; loading it runs no
         // initialiser beyond the C++ runtime's.
         let lib = unsafe { libloading::Library::new(lib) }
             .map_err(|e| format!("loading {}: {e}", lib.display()))?;
-        let name = format!("mr_jit_host_rows_{}", jit::identifier(symbol));
+        let id = jit::identifier(symbol);
+        let name = format!("mr_jit_host_rows_{id}");
         // SAFETY: every generated host entry has the per-job kernel's parameters (`RowsEntry`).
         let entry = unsafe { lib.get::<RowsEntry>(name.as_bytes()) }
             .map(|s| *s)
             .map_err(|e| format!("{name} is not in the library: {e}"))?;
-        Ok(HostKernel { entry, _lib: lib })
+        let split_name = format!("mr_jit_host_split_{id}");
+        // SAFETY: a generated split entry has the per-job kernel's parameters and the row
+        // bits (`SplitEntry`); a program that does not split has none.
+        let split = unsafe { lib.get::<SplitEntry>(split_name.as_bytes()) }.ok().map(|s| *s);
+        Ok(HostKernel { entry, split, _lib: lib })
     }
 
     /// The entry, callable while `self` lives.
     pub fn entry(&self) -> RowsEntry {
         self.entry
+    }
+
+    /// The split kernels' entry (the fast kernel's blocks, then the general one's), for a
+    /// point join whose kernel splits (`jit::split_join`); callable while `self` lives.
+    pub fn split(&self) -> Option<SplitEntry> {
+        self.split
     }
 }

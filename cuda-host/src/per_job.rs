@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use meridian_bytecode::{OutputKind, VerifiedProgram};
 use meridian_kernels::cuda::{DeviceColumn, DeviceIndex, DeviceInput, DeviceProgram};
-use meridian_kernels::interp::{BoolColumn, BoundInputs, F64Column, OutputColumn};
+use meridian_kernels::interp::{hits_from_runs, BoolColumn, BoundInputs, F64Column, OutputColumn};
 
 use crate::ffi;
 
@@ -41,6 +41,21 @@ pub type RowsEntry = unsafe extern "C" fn(
     error: *mut u8,
 );
 
+/// A point join's split kernels' host entry (`mr_jit_host_split_<id>`): the per-job kernel's
+/// parameters and the row bits (zeroed, a bit a row), which the fast kernel sets for the rows
+/// it leaves to the general one.
+pub type SplitEntry = unsafe extern "C" fn(
+    prog: *const u8,
+    inputs: *const u8,
+    outputs: *const u8,
+    rows_begin: u64,
+    begin: u64,
+    end: u64,
+    acc: *mut u8,
+    error: *mut u8,
+    defer: *mut u32,
+);
+
 /// Runs `program` over `rows` of `inputs` with the per-job kernel, one row per emulated
 /// block; returns the f64, bool, count and sum outputs (`None` for other kinds).
 pub fn run_rows(
@@ -49,7 +64,13 @@ pub fn run_rows(
     rows: std::ops::Range<usize>,
 ) -> Vec<Option<OutputColumn>> {
     // SAFETY: the interpreter's entry has the kernel's parameters and contract.
-    unsafe { run_rows_with(ffi::mr_host_run_rows, program, inputs, rows) }
+    unsafe { run_rows_with(interpreter_entry(), program, inputs, rows) }
+}
+
+/// The interpreter's per-job kernel's host entry (`mr_host_run_rows`), for [`run_rows_with`]
+/// and [`run_rows_with_hits`].
+pub fn interpreter_entry() -> RowsEntry {
+    ffi::mr_host_run_rows
 }
 
 /// [`run_rows`] with `entry` as the kernel.
@@ -63,6 +84,75 @@ pub unsafe fn run_rows_with(
     inputs: &BoundInputs,
     rows: std::ops::Range<usize>,
 ) -> Vec<Option<OutputColumn>> {
+    let call = |p, i, o, rb, b, e, acc, err| {
+        // SAFETY: the caller's contract, passed on: the entry gets the records `run` made.
+        unsafe { entry(p, i, o, rb, b, e, acc, err) }
+    };
+    // SAFETY: `call` runs the caller's per-job kernel entry.
+    unsafe { run(program, inputs, rows, call) }.0
+}
+
+/// [`run_rows`] with a point join's split kernels (`entry`, `jit::split_join`), handing them
+/// zeroed row bits; also returns the rows the fast kernel left to the general one. Hits
+/// outputs come back too (ordered as the runtime orders them), where [`run_rows`] gives
+/// `None`.
+///
+/// # Safety
+/// `entry` must be the split kernels' host entry for `program`'s layout: it reads the records
+/// and writes only the outputs, the accumulators, the error record and the row bits.
+pub unsafe fn run_split_rows(
+    entry: SplitEntry,
+    program: &VerifiedProgram,
+    inputs: &BoundInputs,
+    rows: std::ops::Range<usize>,
+) -> Result<(Vec<Option<OutputColumn>>, u64), String> {
+    let mut bits = vec![0u32; rows.len().div_ceil(32)];
+    let ptr = bits.as_mut_ptr();
+    let call = |p, i, o, rb, b, e, acc, err| {
+        // SAFETY: the caller's contract, passed on; `bits` is a zeroed bit a row and outlives
+        // the call.
+        unsafe { entry(p, i, o, rb, b, e, acc, err, ptr) }
+    };
+    // SAFETY: `call` runs the caller's split kernels' entry.
+    let columns = unsafe { run(program, inputs, rows, call) }.1?;
+    Ok((columns, bits.iter().map(|w| u64::from(w.count_ones())).sum()))
+}
+
+/// [`run_rows_with`] of the per-job kernel's entry (`mr_host_run_rows` or a generated
+/// `mr_jit_host_rows_<id>`), with hits outputs returned (ordered) where it gives `None`.
+///
+/// # Safety
+/// As [`run_rows_with`].
+pub unsafe fn run_rows_with_hits(
+    entry: RowsEntry,
+    program: &VerifiedProgram,
+    inputs: &BoundInputs,
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<Option<OutputColumn>>, String> {
+    let call = |p, i, o, rb, b, e, acc, err| {
+        // SAFETY: the caller's contract, passed on: the entry gets the records `run` made.
+        unsafe { entry(p, i, o, rb, b, e, acc, err) }
+    };
+    // SAFETY: `call` runs the caller's per-job kernel entry.
+    unsafe { run(program, inputs, rows, call) }.1
+}
+
+/// Hits this harness has room for, a row.
+const HITS_A_ROW: usize = 64;
+
+/// Places `program`'s records for `rows` of `inputs`, calls `call` with the per-job kernel's
+/// parameters, and reads the outputs back: without hits outputs (`None` for them), and with.
+///
+/// # Safety
+/// `call` must run a per-job kernel of `program`'s layout: reading the records, writing only
+/// the outputs' rows, the accumulators and the error record.
+#[allow(clippy::type_complexity)]
+unsafe fn run(
+    program: &VerifiedProgram,
+    inputs: &BoundInputs,
+    rows: std::ops::Range<usize>,
+    call: impl FnOnce(*const u8, *const u8, *const u8, u64, u64, u64, *mut u8, *mut u8),
+) -> (Vec<Option<OutputColumn>>, Result<Vec<Option<OutputColumn>>, String>) {
     let code = program.program().code().to_vec();
     let consts = program.program().consts().to_vec();
     let Ok(mut prog) = DeviceProgram::place(program, &mut in_place);
@@ -87,6 +177,11 @@ pub unsafe fn run_rows_with(
     let kinds: Vec<OutputKind> = program.program().outputs().iter().map(|o| o.kind).collect();
     let mut values: Vec<Vec<f64>> = kinds.iter().map(|_| vec![0.0; n]).collect();
     let mut bytes: Vec<Vec<u8>> = kinds.iter().map(|_| vec![0u8; n]).collect();
+    let hit_capacity = HITS_A_ROW * n;
+    let mut hits: Vec<Vec<u64>> =
+        kinds.iter().map(|k| vec![0u64; if *k == OutputKind::Hits { hit_capacity } else { 0 }]).collect();
+    let mut runs: Vec<Vec<u64>> =
+        kinds.iter().map(|k| vec![0u64; if *k == OutputKind::Hits { 2 * hit_capacity } else { 0 }]).collect();
     let mut outputs: Vec<Output> = kinds
         .iter()
         .enumerate()
@@ -95,6 +190,10 @@ pub unsafe fn run_rows_with(
             values: values[o].as_mut_ptr() as u64,
             valid: bytes[o].as_mut_ptr() as u64,
             bools: bytes[o].as_mut_ptr() as u64,
+            hits: hits[o].as_mut_ptr() as u64,
+            hit_capacity: hits[o].len() as u64,
+            runs: runs[o].as_mut_ptr() as u64,
+            run_capacity: (runs[o].len() / 2) as u64,
             ..Output::default()
         })
         .collect();
@@ -107,19 +206,35 @@ pub unsafe fn run_rows_with(
     // SAFETY: every pointer in the records points at a live vector or column of this function
     // (or of `inputs`, borrowed), sized for `rows`; the kernel writes only the outputs' rows,
     // the accumulators and the error record.
-    unsafe {
-        entry(
-            std::ptr::addr_of!(prog).cast(),
-            table.as_ptr().cast(),
-            outputs.as_mut_ptr().cast(),
-            rows.start as u64,
-            rows.start as u64,
-            rows.end as u64,
-            acc.as_mut_ptr().cast(),
-            error.as_mut_ptr().cast(),
-        )
-    };
-    kinds
+    call(
+        std::ptr::addr_of!(prog).cast(),
+        table.as_ptr().cast(),
+        outputs.as_mut_ptr().cast(),
+        rows.start as u64,
+        rows.start as u64,
+        rows.end as u64,
+        acc.as_mut_ptr().cast(),
+        error.as_mut_ptr().cast(),
+    );
+    let with_hits = kinds
+        .iter()
+        .enumerate()
+        .map(|(o, k)| match k {
+            OutputKind::Hits => {
+                let (count, nruns) = (acc[4 * o] as usize, acc[4 * o + 1] as usize);
+                let (Some(keys), Some(runs)) = (hits[o].get(..count), runs[o].get(..2 * nruns)) else {
+                    return Err(format!(
+                        "{count} hits in {nruns} runs: past the harness's room ({hit_capacity})"
+                    ));
+                };
+                let runs = runs.chunks_exact(2).map(|r| (r[0] as usize, r[1] as usize)).collect();
+                let ordered = hits_from_runs(count, runs, |i| keys.get(i).copied());
+                Ok(Some(OutputColumn::Hits(ordered.map_err(|e| format!("the kernel's runs: {e}"))?)))
+            }
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>, String>>();
+    let dense = kinds
         .iter()
         .enumerate()
         .map(|(o, k)| match k {
@@ -137,5 +252,7 @@ pub unsafe fn run_rows_with(
             })),
             _ => None,
         })
-        .collect()
+        .collect::<Vec<_>>();
+    let with_hits = with_hits.map(|h| dense.iter().zip(h).map(|(d, h)| h.or_else(|| d.clone())).collect());
+    (dense, with_hits)
 }

@@ -13,6 +13,7 @@ use meridian_bytecode::assemble;
 use meridian_cuda_host::HostDevice;
 use meridian_kernels::column::GeometryColumn;
 use meridian_kernels::interp::Input;
+use meridian_runtime::cuda::JoinPath;
 use meridian_runtime::variants::VariantId;
 use meridian_runtime::{Engine, Job, JobResult, Mode, Route};
 
@@ -54,33 +55,46 @@ fn why(r: &JobResult) -> String {
 
 #[test]
 fn under_jit_every_gpu_job_runs_its_programs_kernel_beside_a_lane_and_equals_the_cpu() {
-    let device = Arc::new(HostDevice::new(4, 32));
-    let e = engine(&device, Mode::Gpu, Route::Jit);
-    assert_eq!(e.gpu_route(), Route::Jit);
-    // The lane: half the emulated device's blocks.
-    assert_eq!(device.megakernel_blocks(), 2);
-    assert!(e.backend().reason.contains("latency lane"), "{}", e.backend().reason);
-    let zones = Input::indexed(countries());
-    let want = cpu();
-    let (mut runs, mut rows) = (0, 0);
-    for (n, seed) in [(1usize, 1u64), (700, 2), (3_000, 3)] {
-        let pts = points(n, seed);
-        let r = e.run(join_job(&e, &zones, &pts)).unwrap();
-        // (A job whose hits overflow the capacity guessed from the last runs again.)
-        runs += u64::from(r.attempts()) + 1;
-        rows += (u64::from(r.attempts()) + 1) * n as u64;
-        assert_eq!(r.backend().route(), "jit", "{}", r.backend().reason);
-        assert_eq!(variant(&r), VariantId::GpuJit);
-        assert!(r.backend().reason.contains("mr_jit_rows_p"), "{}", r.backend().reason);
-        assert_eq!(why(&r), "route jit was asked for");
-        assert!(outputs(&r) == outputs(&want.run(join_job(&want, &zones, &pts)).unwrap()), "join of {n}");
-        let r = e.run(norm_job(&e, &pts)).unwrap();
-        assert_eq!(r.backend().route(), "jit");
-        assert!(outputs(&r) == outputs(&want.run(norm_job(&want, &pts)).unwrap()), "norm of {n}");
+    // The point join's kernel split in two (the default) and whole.
+    for path in [JoinPath::Split, JoinPath::Join] {
+        let device = Arc::new(HostDevice::new(4, 32));
+        device.join_path(path);
+        let e = engine(&device, Mode::Gpu, Route::Jit);
+        assert_eq!(e.gpu_route(), Route::Jit);
+        // The lane: half the emulated device's blocks.
+        assert_eq!(device.megakernel_blocks(), 2);
+        assert!(e.backend().reason.contains("latency lane"), "{}", e.backend().reason);
+        let zones = Input::indexed(countries());
+        let want = cpu();
+        let (mut runs, mut rows, mut joins) = (0, 0, 0);
+        for (n, seed) in [(1usize, 1u64), (700, 2), (3_000, 3)] {
+            let pts = points(n, seed);
+            let r = e.run(join_job(&e, &zones, &pts)).unwrap();
+            // The join's attempts (a job whose hits overflow the capacity guessed from the
+            // last runs again), and the norm job's below.
+            runs += u64::from(r.attempts()) + 1;
+            joins += u64::from(r.attempts());
+            rows += (u64::from(r.attempts()) + 1) * n as u64;
+            assert_eq!(r.backend().route(), "jit", "{}", r.backend().reason);
+            assert_eq!(variant(&r), VariantId::GpuJit);
+            let kernel = match path {
+                JoinPath::Split => "mr_jit_join_p",
+                _ => "mr_jit_rows_p",
+            };
+            assert!(r.backend().reason.contains(kernel), "{path:?}: {}", r.backend().reason);
+            assert_eq!(why(&r), "route jit was asked for");
+            assert!(outputs(&r) == outputs(&want.run(join_job(&want, &zones, &pts)).unwrap()), "join of {n}");
+            let r = e.run(norm_job(&e, &pts)).unwrap();
+            assert_eq!(r.backend().route(), "jit");
+            assert!(r.backend().reason.contains("mr_jit_rows_p"), "{}", r.backend().reason);
+            assert!(outputs(&r) == outputs(&want.run(norm_job(&want, &pts)).unwrap()), "norm of {n}");
+        }
+        // Every job above ran as a program's kernel (each attempt), one emulated thread a row;
+        // the joins' as split kernels where they split.
+        assert_eq!(device.program_runs(), (runs, rows));
+        assert_eq!(device.split_runs().0, if path == JoinPath::Split { joins } else { 0 });
+        e.shutdown();
     }
-    // Every job above ran as a program's kernel (each attempt), one emulated thread a row.
-    assert_eq!(device.program_runs(), (runs, rows));
-    e.shutdown();
 }
 
 #[test]

@@ -74,20 +74,39 @@ MR_FN int mr_crossing_parity_fast(const double* edges, u32 count, double px, dou
     return (crossings & 1) ? MR_INTERIOR : MR_EXTERIOR;
 }
 
-// Where p lies relative to polygon part `part`, from its edge slabs (EdgeSlabs::locate).
-MR_NOINLINE u32 mr_slabs_locate(const MrIndex& ix, u64 part, double px, double py) {
+// The edges of part `part`'s slab at p's height, when p can be inside the part (false: it is
+// outside).
+MR_FN bool mr_slab_edges(const MrIndex& ix, u64 part, double px, double py, const double*& edges, u32& count) {
     const double* s = ix.slab_parts + 4 * part;
     double lo = s[0], scale = s[1];
     u64 first = mr_sat_u64(s[2]), n = mr_sat_u64(s[3]);
-    if (n == 0 || py < lo || !(mr_isfinite(px) && mr_isfinite(py))) return MR_EXTERIOR;
+    if (n == 0 || py < lo || !(mr_isfinite(px) && mr_isfinite(py))) return false;
     u64 k = first + mr_slab(lo, scale, n, py);
-    if (px > ix.slab_max_x[k]) return MR_EXTERIOR;
+    if (px > ix.slab_max_x[k]) return false;
     u32 a = ix.slab_offsets[k], b = ix.slab_offsets[k + 1];
-    const double* edges = ix.slab_edges + 4 * (u64)a;
-    int fast = mr_crossing_parity_fast(edges, b - a, px, py);
+    edges = ix.slab_edges + 4 * (u64)a;
+    count = b - a;
+    return true;
+}
+
+// Where p lies relative to polygon part `part` where the orientation filter decides it
+// (mr_crossing_parity_fast); -1 where it takes exact arithmetic (mr_slabs_locate).
+MR_FN int mr_slabs_locate_filtered(const MrIndex& ix, u64 part, double px, double py) {
+    const double* edges;
+    u32 count;
+    if (!mr_slab_edges(ix, part, px, py, edges, count)) return MR_EXTERIOR;
+    return mr_crossing_parity_fast(edges, count, px, py);
+}
+
+// Where p lies relative to polygon part `part`, from its edge slabs (EdgeSlabs::locate).
+MR_NOINLINE u32 mr_slabs_locate(const MrIndex& ix, u64 part, double px, double py) {
+    const double* edges;
+    u32 count;
+    if (!mr_slab_edges(ix, part, px, py, edges, count)) return MR_EXTERIOR;
+    int fast = mr_crossing_parity_fast(edges, count, px, py);
     if (fast >= 0) return (u32)fast;
     bool inside = false;
-    for (u32 i = 0; i < b - a; i++) {
+    for (u32 i = 0; i < count; i++) {
         int e = mr_edge_crossing(edges[4 * i], edges[4 * i + 1], edges[4 * i + 2], edges[4 * i + 3], px, py);
         if (e < 0) return MR_BOUNDARY;
         inside ^= (e == 1);
@@ -95,11 +114,13 @@ MR_NOINLINE u32 mr_slabs_locate(const MrIndex& ix, u64 part, double px, double p
     return inside ? MR_INTERIOR : MR_EXTERIOR;
 }
 
-// SpatialIndex::locate_part: the grid's class, or the slabs when it says to check.
-MR_FN u32 mr_locate_part(const MrIndex& ix, u32 part, u32 cls, double px, double py) {
+// SpatialIndex::locate_part: the grid's class, or the slabs when it says to check. Unless
+// EXACT, -1 where the slabs' orientation filter cannot decide.
+template <bool EXACT>
+MR_FN int mr_locate_part(const MrIndex& ix, u32 part, u32 cls, double px, double py) {
     if (cls == MR_CLASS_INSIDE) return MR_INTERIOR;
     if (cls == MR_CLASS_OUTSIDE) return MR_EXTERIOR;
-    return mr_slabs_locate(ix, part, px, py);
+    return EXACT ? (int)mr_slabs_locate(ix, part, px, py) : mr_slabs_locate_filtered(ix, part, px, py);
 }
 
 // The grid cell p falls in, as [begin, end) of the entries; empty outside the grid (and for

@@ -773,22 +773,14 @@ MR_FN u32 mr_run_row(const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R,
     }
 }
 
-// A program that is one point join (MrJoin), for one row: walks the point's grid cell with
-// the cell's classes, as PointProbe does on the CPU; rows whose geometry is not a point (or
-// bindings without a grid) take `general`, the row loop (the interpreter's, or a generated
-// program's). Emits exactly what mr_run_row would.
-template <typename Sink, typename General>
-MR_FN u32 mr_run_join_row_with(General general, const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink,
-                               u32& err_pc) {
-    const MrJoin& j = p.join;
-    const u32 nins = p.ninputs;
-    const MrInput& load = ins[j.load];
-    if (mr_row_null(&load.col, row)) return MR_ERR_NONE;  // load gives null: the probe finds nothing
-    const MrInput& zones = ins[j.probe];
-    double px, py;
-    if (!j.operands_fit || !zones.indexed || !zones.idx.has_grid || !mr_point_of(&load.col, row, px, py)) {
-        return general(p, ins, row, R, sink, err_pc);
-    }
+// Walks point (px, py)'s grid cell of `zones`' index, as PointProbe does on the CPU: calls
+// `visit(cand, general, loc)` once per candidate row whose part boxes hold the point, in the
+// cell's order — `general`: the candidate needs the predicate itself (not areal, a part
+// without slabs, or, unless EXACT, a part the slabs' orientation filter cannot decide);
+// otherwise `loc` is where the point lies against the candidate. Stops when `visit` returns
+// false, and returns false then.
+template <bool EXACT, typename Visit>
+MR_FN bool mr_join_walk(const MrInput& zones, double px, double py, Visit visit) {
     const MrIndex& ix = zones.idx;
     u32 pos, end;
     mr_grid_cell(ix, px, py, pos, end);
@@ -814,8 +806,12 @@ MR_FN u32 mr_run_join_row_with(General general, const MrProgram& p, const MrInpu
                 if (part >= ix.slab_part_count) {
                     general = true;
                 } else {
-                    u32 l = mr_locate_part(ix, part, cls, px, py);
-                    if (l != MR_EXTERIOR) loc = l;
+                    int l = mr_locate_part<EXACT>(ix, part, cls, px, py);
+                    if (l < 0) {
+                        general = true;
+                    } else if (l != MR_EXTERIOR) {
+                        loc = (u32)l;
+                    }
                 }
             }
             // The next hit if it belongs to the same row.
@@ -828,8 +824,31 @@ MR_FN u32 mr_run_join_row_with(General general, const MrProgram& p, const MrInpu
                 more = false;
             }
         }
+        if (!visit(cand, general, loc)) return false;
+        have = next_hit(pos, part, cls);
+    }
+    return true;
+}
+
+// A program that is one point join (MrJoin), for one row: walks the point's grid cell with
+// the cell's classes (mr_join_walk); rows whose geometry is not a point (or bindings without
+// a grid) take `general`, the row loop (the interpreter's, or a generated program's). Emits
+// exactly what mr_run_row would.
+template <typename Sink, typename General>
+MR_FN u32 mr_run_join_row_with(General general, const MrProgram& p, const MrInput* ins, u64 row, MrRegs& R, Sink& sink,
+                               u32& err_pc) {
+    const MrJoin& j = p.join;
+    const u32 nins = p.ninputs;
+    const MrInput& load = ins[j.load];
+    if (mr_row_null(&load.col, row)) return MR_ERR_NONE;  // load gives null: the probe finds nothing
+    const MrInput& zones = ins[j.probe];
+    double px, py;
+    if (!j.operands_fit || !zones.indexed || !zones.idx.has_grid || !mr_point_of(&load.col, row, px, py)) {
+        return general(p, ins, row, R, sink, err_pc);
+    }
+    mr_join_walk<true>(zones, px, py, [&](u32 cand, bool needs_pred, u32 loc) {
         u8 r;
-        if (general) {
+        if (needs_pred) {
             MrG c = mr_g_input(j.probe, cand), g = mr_g_input(j.load, (u32)row);
             r = j.cand_first ? mr_predicate(ins, nins, j.pred, c, g) : mr_predicate(ins, nins, j.pred, g, c);
         } else {
@@ -842,9 +861,37 @@ MR_FN u32 mr_run_join_row_with(General general, const MrProgram& p, const MrInpu
                 sink.emit(j.output, row, cand);
             }
         }
-        have = next_hit(pos, part, cls);
-    }
+        return true;
+    });
     return MR_ERR_NONE;
+}
+
+// The point join's fast path alone, for a point join's split kernels (mr_join_fast_rows): the
+// row of input LOAD is done here when its point walks a grid cell of input PROBE whose
+// candidates are all located by their slabs' orientation filter — its hits' candidate ids in `ids` (COUNT: only
+// their number in `n`) — and true is returned. Any other row (not a point, no grid, a
+// candidate that needs the predicate itself, more than MR_LOCAL_HITS hits) returns false
+// with nothing emitted: the general kernel runs it whole. Nothing here reaches exact
+// arithmetic, a geometry's DE-9IM machinery or the interpreter's registers, so the kernel
+// keeps its state in registers.
+template <u32 LOAD, u32 PROBE, u32 PRED, bool COUNT>
+MR_FN bool mr_join_fast(const MrInput* ins, u64 row, u32* ids, u32& n) {
+    n = 0;
+    const MrInput& load = ins[LOAD];
+    if (mr_row_null(&load.col, row)) return true;
+    const MrInput& zones = ins[PROBE];
+    double px, py;
+    if (!zones.indexed || !zones.idx.has_grid || !mr_point_of(&load.col, row, px, py)) return false;
+    return mr_join_walk<false>(zones, px, py, [&](u32 cand, bool needs_pred, u32 loc) {
+        if (needs_pred) return false;
+        if (!mr_pred_of_location(PRED, loc)) return true;
+        if (!COUNT) {
+            if (n == MR_LOCAL_HITS) return false;
+            ids[n] = cand;
+        }
+        n++;
+        return true;
+    });
 }
 
 // mr_run_join_row_with with the interpreter's row loop for the rows the fast path leaves.

@@ -786,6 +786,42 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
     }
 }
 
+// A point join's split kernels (the GPU JIT's, for a program DeviceJoin::of describes): this
+// one runs the rows the fast path takes (mr_join_fast), a thread a row, and marks the others
+// in `defer` (a bit a row from `begin`, zeroed by the host) for the program's general kernel,
+// launched after it on the same stream (mr_jit_defer_*), which runs only those. Its hits go
+// to output OUTPUT as the per-job kernel's do (a run a thread, at one reservation); COUNT: its
+// count to the output's cursor.
+template <u32 LOAD, u32 PROBE, u32 PRED, bool COUNT, u32 OUTPUT>
+MR_FN void mr_join_fast_rows(const MrInput* inputs, const MrOutput* outputs, u64 begin, u64 end, MrAcc* acc,
+                             u32* defer) {
+    const u64 i = (u64)mr_bid() * mr_ntid() + mr_tid();
+    const u64 row = begin + i;
+    if (row >= end) return;
+    u32 ids[MR_LOCAL_HITS];
+    u32 n = 0;
+    if (!mr_join_fast<LOAD, PROBE, PRED, COUNT>(inputs, row, ids, n)) {
+        mr_atomic_or_u32(&defer[i >> 5], 1u << (i & 31));
+        return;
+    }
+    if (n == 0) return;
+    MrAcc& a = acc[OUTPUT];
+    const u64 start = mr_atomic_add_u64(&a.cursor, n);
+    if (COUNT) return;
+    const MrOutput& out = outputs[OUTPUT];
+    const u64 r = mr_atomic_add_u64(&a.runs, 1);
+    if (r < out.run_capacity) {
+        out.runs[2 * r] = start;
+        out.runs[2 * r + 1] = n;
+    }
+    for (u32 k = 0; k < n; k++) {
+        if (start + k < out.hit_capacity) out.hits[start + k] = (row << 32) | (u64)ids[k];
+    }
+}
+
+// Whether row `begin + i` is marked in a split join's `defer` bits.
+MR_FN bool mr_deferred(const u32* defer, u64 i) { return (defer[i >> 5] >> (i & 31)) & 1u; }
+
 // One launch per job, one thread per row: the baseline the resident kernel is measured
 // against (cuLaunchKernel + synchronise for the same work, `meridian bench roundtrip`).
 #ifndef MR_JIT_UNIT

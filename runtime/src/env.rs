@@ -48,7 +48,7 @@ const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: crate::cuda::JIT_JOIN_PATH_ENV,
-        check: |v| crate::cuda::cuda_device::join_path_from(Some(v)).map(drop).map_err(|e| e.to_string()),
+        check: |v| crate::cuda::JoinPath::parse(Some(v)).map(drop).map_err(|e| e.to_string()),
     },
     Variable { name: "MERIDIAN_CUBIN_CACHE", check: any },
 ];

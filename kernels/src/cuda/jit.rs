@@ -11,7 +11,11 @@
 //! flow here. The per-job kernel is the interpreter's (`mr_run_rows_with` in
 //! `megakernel.cu`) with the generated function as its row function; point-join programs keep
 //! the join fast path (`mr_run_join_row_with`), the generated function taking the rows it
-//! leaves — so no generated kernel contains the interpreter. An op the device does not run refuses the program
+//! leaves — so no generated kernel contains the interpreter. A point join's kernel also comes
+//! split in two ([`split_join`]): `mr_jit_join_<id>`, the fast path alone with the join's
+//! fields as constants (no exact arithmetic, no DE-9IM, no interpreter registers: its state
+//! stays in registers), marking the rows it cannot finish in row bits, then `mr_jit_defer_<id>`,
+//! the whole kernel over those rows only. An op the device does not run refuses the program
 //! with the device's reason (`super::gpu_support`), as the interpreter's route does.
 
 use std::fmt::Write as _;
@@ -167,7 +171,59 @@ extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_rows_{id}
 #endif
 "
     );
+    if let Some(j) = split_join(program) {
+        let count = if j.count != 0 { "true" } else { "false" };
+        let _ = write!(
+            s,
+            "MR_KERNEL void mr_jit_join_{id}(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs,
+        u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error, u32* defer) {{
+    (void)prog;
+    (void)rows_begin;
+    (void)error;
+    mr_join_fast_rows<{load}, {probe}, {pred}, {count}, {output}>(inputs, outputs, begin, end, acc, defer);
+}}
+MR_KERNEL void mr_jit_defer_{id}(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs,
+        u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error, u32* defer) {{
+    const u64 i = (u64)mr_bid() * mr_ntid() + mr_tid();
+    if (begin + i >= end || !mr_deferred(defer, i)) return;
+    mr_run_rows_with(MrJitRow_{id}(), prog, inputs, outputs, rows_begin, begin, end, acc, error);
+}}
+#ifdef MR_HOST
+extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_split_{id}(const MrProgram* prog,
+        const MrInput* inputs, const MrOutput* outputs, u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error,
+        u32* defer) {{
+    mr_host_thread.tid = 0;
+    mr_host_thread.ntid = 1;
+    mr_host_thread.nblocks = (u32)(end - begin);
+    mr_host_thread.block = nullptr;
+    for (u64 i = 0; i < end - begin; i++) {{
+        mr_host_thread.bid = (u32)i;
+        mr_jit_join_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, defer);
+    }}
+    for (u64 i = 0; i < end - begin; i++) {{
+        mr_host_thread.bid = (u32)i;
+        mr_jit_defer_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, defer);
+    }}
+}}
+#endif
+",
+            load = j.load,
+            probe = j.probe,
+            pred = j.pred,
+            output = j.output,
+        );
+    }
     Ok(s)
+}
+
+/// The point join `program` is, when its kernel splits in two ([`generate`]'s
+/// `mr_jit_join_*`, the fast path alone, and `mr_jit_defer_*`, the rows it leaves): a join
+/// whose predicate's operands are the candidate and the point, in a program with no output
+/// but the join's (the fast kernel writes nothing else).
+pub fn split_join(program: &VerifiedProgram) -> Option<super::abi::DeviceJoin> {
+    let j = super::abi::DeviceJoin::of(program);
+    let only_join = program.program().outputs().len() == 1 && j.output == 0;
+    (j.present != 0 && j.operands_fit != 0 && only_join).then_some(j)
 }
 
 /// One translation unit of the megakernel's sources and the generated code of `programs`
@@ -218,6 +274,12 @@ mod tests {
         // A point join's kernel has the join's fast path; another program's only under the
         // old design's define.
         assert!(code.contains("mr_run_join_row_with") && !code.contains(JIT_ALWAYS_JOIN_PATH), "{code}");
+        // And splits: the fast path alone, its join's fields constants (pts, zones, contains,
+        // hits, output 0), then the general kernel over the rows it leaves.
+        assert!(split_join(&pip).is_some());
+        assert!(code.contains("mr_join_fast_rows<0, 1, 1, false, 0>("), "{code}");
+        assert!(code.contains("MR_KERNEL void mr_jit_defer_pip(") && code.contains("!mr_deferred(defer, i)"));
+        assert!(code.contains("void mr_jit_host_split_pip("), "{code}");
         let arith =
             meridian_bytecode::assemble("m.masm", include_str!("../../../benches/mercator.masm")).unwrap();
         let arith = generate(&arith, "m").unwrap();
@@ -226,6 +288,10 @@ mod tests {
             new.contains(&format!("#ifdef {JIT_ALWAYS_JOIN_PATH}")) && new.contains("mr_run_join_row_with")
         );
         assert!(!old.contains("mr_run_join_row_with"), "{arith}");
+        assert!(!arith.contains("mr_jit_join_") && !arith.contains("mr_jit_defer_"), "{arith}");
+        let count =
+            meridian_bytecode::assemble("c.masm", include_str!("../../../benches/pip_count.masm")).unwrap();
+        assert!(generate(&count, "c").unwrap().contains("mr_join_fast_rows<0, 1, 1, true, 0>("));
         let moved =
             meridian_bytecode::assemble("m.masm", include_str!("../../../examples/moved.masm")).unwrap();
         assert_eq!(super::super::gpu_refusal(&moved), None);

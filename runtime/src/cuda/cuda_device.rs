@@ -307,25 +307,51 @@ pub fn register_cap() -> Result<Option<u32>, GpuError> {
     }
 }
 
-/// The environment variable that gives every program's kernel the point join's fast path.
+/// The environment variable that chooses how programs' own kernels take the point join's
+/// fast path ([`JoinPath`]).
 pub const JIT_JOIN_PATH_ENV: &str = "MERIDIAN_GPU_JIT_JOIN_PATH";
 
-/// `MERIDIAN_GPU_JIT_JOIN_PATH=always`: programs' own kernels are compiled as before
-/// 2026-12-05, every one with the point join's fast path behind its run-time test (212–228
-/// registers and up to 2 KB of stack a thread, where a program without a join now takes as
-/// few as 32 and none; docs/benchmarks/2026-12-05-kernel-resources.md). `join` (the default)
-/// compiles it only into point joins' kernels. Kept until a device run has timed both.
-fn always_join_path() -> Result<bool, DeviceError> {
-    join_path_from(std::env::var(JIT_JOIN_PATH_ENV).ok().as_deref())
+/// How programs' own kernels take the point join's fast path (`MERIDIAN_GPU_JIT_JOIN_PATH`):
+/// the designs of 2026-12-07, 12-05 and before, kept selectable in one binary until a device
+/// run has timed them side by side (docs/benchmarks/2026-12-07-join-kernels.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JoinPath {
+    /// `split` (the default): a point join's kernel in two (`jit::split_join`) — the fast path
+    /// alone (48 registers, 32 B of stack on sm_90), then the general kernel over the rows it
+    /// leaves (the 214-register kernel, for few rows).
+    #[default]
+    Split,
+    /// `join`: the fast path and the general path in one point join's kernel; other
+    /// programs' kernels without it.
+    Join,
+    /// `always`: every program's kernel with the fast path behind its run-time test (212–228
+    /// registers and up to 2 KB of stack a thread; docs/benchmarks/2026-12-05-kernel-resources.md).
+    Always,
 }
 
-/// [`always_join_path`] of the variable's value (`None`: not set).
-pub(crate) fn join_path_from(value: Option<&str>) -> Result<bool, DeviceError> {
-    match value {
-        None | Some("") | Some("join") => Ok(false),
-        Some("always") => Ok(true),
-        Some(other) => Err(DeviceError(format!("{JIT_JOIN_PATH_ENV}={other:?} is not one of join, always"))),
+impl JoinPath {
+    /// The setting of `MERIDIAN_GPU_JIT_JOIN_PATH`.
+    pub fn from_env() -> Result<JoinPath, DeviceError> {
+        JoinPath::parse(std::env::var(JIT_JOIN_PATH_ENV).ok().as_deref())
     }
+
+    /// The setting a value of the variable names (`None`: not set).
+    pub fn parse(value: Option<&str>) -> Result<JoinPath, DeviceError> {
+        match value {
+            None | Some("") | Some("split") => Ok(JoinPath::Split),
+            Some("join") => Ok(JoinPath::Join),
+            Some("always") => Ok(JoinPath::Always),
+            Some(other) => {
+                Err(DeviceError(format!("{JIT_JOIN_PATH_ENV}={other:?} is not one of split, join, always")))
+            }
+        }
+    }
+}
+
+/// A point join's split kernels ([`JoinPath::Split`]): the fast path's, then the general one's.
+struct SplitKernels {
+    fast: CudaFunction,
+    general: CudaFunction,
 }
 
 impl Drop for CudaDevice {
@@ -423,24 +449,34 @@ impl Device for CudaDevice {
         if let Some((_, why)) = refused.into_iter().next() {
             return Err(DeviceError(why));
         }
+        let path = JoinPath::from_env()?;
         let define = format!("-D{}", jit::JIT_ALWAYS_JOIN_PATH);
-        let options: Vec<&str> = match always_join_path()? {
-            true => NVRTC_OPTIONS.iter().copied().chain([define.as_str()]).collect(),
-            false => NVRTC_OPTIONS.to_vec(),
+        let options: Vec<&str> = match path {
+            JoinPath::Always => NVRTC_OPTIONS.iter().copied().chain([define.as_str()]).collect(),
+            JoinPath::Split | JoinPath::Join => NVRTC_OPTIONS.to_vec(),
         };
         let (cubin, outcome) = self
             .cache
             .get_or_compile("jit.cu", &unit, self.gpu.arch(), &options)
             .map_err(|e| DeviceError(format!("compiling the program's kernel: {e}")))?;
-        let kernel = format!("mr_jit_rows_{}", jit::identifier(symbol));
-        let function = self
-            .gpu
-            .function(&cubin, &kernel)
-            .map_err(|e| DeviceError(format!("loading the program's kernel {kernel}: {e}")))?;
+        let load = |kernel: &str| {
+            self.gpu
+                .function(&cubin, kernel)
+                .map_err(|e| DeviceError(format!("loading the program's kernel {kernel}: {e}")))
+        };
         let how = match outcome {
             CacheOutcome::Hit => "from the cubin cache",
             CacheOutcome::Miss | CacheOutcome::Replaced => "compiled by NVRTC",
         };
+        let id = jit::identifier(symbol);
+        if path == JoinPath::Split && jit::split_join(program).is_some() {
+            let (fast, general) = (format!("mr_jit_join_{id}"), format!("mr_jit_defer_{id}"));
+            let kernels = SplitKernels { fast: load(&fast)?, general: load(&general)? };
+            let detail = format!("{how} for {} in {:.2?}, split", self.gpu.arch(), started.elapsed());
+            return Ok(CompiledProgram::new(format!("{fast} + {general}"), detail, kernels).split());
+        }
+        let kernel = format!("mr_jit_rows_{id}");
+        let function = load(&kernel)?;
         let detail = format!("{how} for {} in {:.2?}", self.gpu.arch(), started.elapsed());
         Ok(CompiledProgram::new(kernel, detail, function))
     }
@@ -458,9 +494,7 @@ impl Device for CudaDevice {
                     .into(),
             ));
         }
-        let function = program
-            .held::<CudaFunction>()
-            .ok_or_else(|| refuse("the program's kernel was compiled for another device".into()))?;
+        let other = || refuse("the program's kernel was compiled for another device".into());
         if let Some(why) = meridian_kernels::cuda::block_threads_refusal(args.block_threads) {
             return Err(refuse(why));
         }
@@ -469,11 +503,29 @@ impl Device for CudaDevice {
         let blocks = u32::try_from(rows.div_ceil(u64::from(threads)).max(1))
             .map_err(|_| refuse(format!("{rows} rows are more than one launch covers")))?;
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: every generated `mr_jit_rows_*` takes the per-job kernel's eight 64-bit
-        // parameters in `to_array`'s order; the caller guarantees the addresses until the
-        // kernel is done or the device wedged.
-        unsafe { launch_args(function, cfg, &self.program_stream, &args.to_array()) }
-            .map_err(|e| ProgramRunError::NotStarted(gpu_err(e)))?;
+        if program.is_split() {
+            let kernels = program.held::<SplitKernels>().ok_or_else(other)?;
+            if args.defer == 0 {
+                return Err(refuse("a split join's kernels were launched without their row bits".into()));
+            }
+            // SAFETY: the generated `mr_jit_join_*` and `mr_jit_defer_*` take the per-job
+            // kernel's parameters and the row bits, `to_split_array`'s nine 64-bit words; the
+            // caller guarantees the addresses (the bits zeroed, `defer_bytes` of them) until
+            // the kernels are done or the device wedged. The general kernel runs after the
+            // fast one on the same stream, so it reads the bits complete.
+            unsafe { launch_args(&kernels.fast, cfg, &self.program_stream, &args.to_split_array()) }
+                .map_err(|e| ProgramRunError::NotStarted(gpu_err(e)))?;
+            // SAFETY: as above. Once the fast kernel is queued a failure here is a lost run.
+            unsafe { launch_args(&kernels.general, cfg, &self.program_stream, &args.to_split_array()) }
+                .map_err(|e| ProgramRunError::Lost(gpu_err(e)))?;
+        } else {
+            let function = program.held::<CudaFunction>().ok_or_else(other)?;
+            // SAFETY: every generated `mr_jit_rows_*` takes the per-job kernel's eight 64-bit
+            // parameters in `to_array`'s order; the caller guarantees the addresses until the
+            // kernel is done or the device wedged.
+            unsafe { launch_args(function, cfg, &self.program_stream, &args.to_array()) }
+                .map_err(|e| ProgramRunError::NotStarted(gpu_err(e)))?;
+        }
         let deadline = std::time::Instant::now() + timeout;
         let mut polls = 0u32;
         loop {
@@ -514,10 +566,11 @@ mod tests {
 
     #[test]
     fn the_join_path_setting_says_which_kernels_and_refuses_anything_else() {
-        assert!(matches!(join_path_from(None), Ok(false)));
-        assert!(matches!(join_path_from(Some("join")), Ok(false)));
-        assert!(matches!(join_path_from(Some("always")), Ok(true)));
-        let err = join_path_from(Some("yes")).err().map(|e| e.0).unwrap_or_default();
-        assert_eq!(err, "MERIDIAN_GPU_JIT_JOIN_PATH=\"yes\" is not one of join, always");
+        assert_eq!(JoinPath::parse(None), Ok(JoinPath::Split));
+        assert_eq!(JoinPath::parse(Some("split")), Ok(JoinPath::Split));
+        assert_eq!(JoinPath::parse(Some("join")), Ok(JoinPath::Join));
+        assert_eq!(JoinPath::parse(Some("always")), Ok(JoinPath::Always));
+        let err = JoinPath::parse(Some("yes")).err().map(|e| e.0).unwrap_or_default();
+        assert_eq!(err, "MERIDIAN_GPU_JIT_JOIN_PATH=\"yes\" is not one of split, join, always");
     }
 }

@@ -149,6 +149,7 @@ pub enum ProgramRunError {
 pub struct CompiledProgram {
     kernel: String,
     detail: String,
+    split: bool,
     held: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -156,7 +157,19 @@ impl CompiledProgram {
     /// The kernel `kernel`, compiled as `detail` says (compiler, cache), launched through
     /// `held` (which the device that made it downcasts).
     pub fn new(kernel: String, detail: String, held: impl std::any::Any + Send + Sync) -> CompiledProgram {
-        CompiledProgram { kernel, detail, held: Box::new(held) }
+        CompiledProgram { kernel, detail, split: false, held: Box::new(held) }
+    }
+
+    /// The same, for a point join's split kernels (`meridian_kernels::cuda::jit::split_join`):
+    /// its launches take row bits ([`ProgramArgs::defer`]).
+    pub fn split(self) -> CompiledProgram {
+        CompiledProgram { split: true, ..self }
+    }
+
+    /// Whether it is a point join's split kernels, whose launches take row bits
+    /// ([`ProgramArgs::defer`], [`defer_bytes`]).
+    pub fn is_split(&self) -> bool {
+        self.split
     }
 
     /// The kernel's name.
@@ -177,7 +190,11 @@ impl CompiledProgram {
 
 impl fmt::Debug for CompiledProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledProgram").field("kernel", &self.kernel).field("detail", &self.detail).finish()
+        f.debug_struct("CompiledProgram")
+            .field("kernel", &self.kernel)
+            .field("detail", &self.detail)
+            .field("split", &self.split)
+            .finish()
     }
 }
 
@@ -206,12 +223,26 @@ pub struct ProgramArgs {
     /// Threads a block of the launch (not a kernel parameter): see
     /// [`meridian_kernels::cuda::block_threads_refusal`].
     pub block_threads: u32,
+    /// A point join's split kernels' row bits ([`defer_bytes`] of zeroed device memory: the
+    /// fast kernel marks the rows it leaves to the general one); 0 for any other kernel.
+    pub defer: u64,
+}
+
+/// Bytes of a split join's row bits for `rows` rows: a bit a row, in whole `u32` words.
+pub fn defer_bytes(rows: u64) -> usize {
+    usize::try_from(rows.div_ceil(32).saturating_mul(4)).unwrap_or(usize::MAX)
 }
 
 impl ProgramArgs {
     /// In the kernel's parameter order.
     pub fn to_array(&self) -> [u64; 8] {
         [self.program, self.inputs, self.outputs, self.rows_begin, self.begin, self.end, self.acc, self.error]
+    }
+
+    /// In a split join's kernels' parameter order (the per-job kernel's, then the row bits).
+    pub fn to_split_array(&self) -> [u64; 9] {
+        let [a, b, c, d, e, f, g, h] = self.to_array();
+        [a, b, c, d, e, f, g, h, self.defer]
     }
 }
 

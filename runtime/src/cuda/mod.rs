@@ -20,6 +20,8 @@ mod outputs;
 pub(crate) mod programs;
 mod resident;
 
-pub use cuda_device::{register_cap, CudaDevice, JIT_JOIN_PATH_ENV, REGISTERS_ENV};
-pub use device::{CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError};
+pub use cuda_device::{register_cap, CudaDevice, JoinPath, JIT_JOIN_PATH_ENV, REGISTERS_ENV};
+pub use device::{
+    defer_bytes, CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError,
+};
 pub use executor::{GpuDispatch, DISPATCH_ENV};
