@@ -486,15 +486,16 @@ impl Device for HostDevice {
             let split = kernel.split().ok_or_else(|| {
                 ProgramRunError::NotStarted(DeviceError("a split join without its split kernels".into()))
             })?;
-            if args.defer == 0 {
+            if args.join_scratch == 0 {
                 return Err(ProgramRunError::NotStarted(DeviceError(
-                    "a split join's kernels were launched without their row bits".into(),
+                    "a split join's kernels were launched without their scratch".into(),
                 )));
             }
             // SAFETY: the entry is this program's generated split kernels (the caller's
             // contract), the addresses are live host memory laid out as they read and write
-            // it, and `defer` holds `defer_bytes` zeroed bytes for the rows. They run on this
-            // thread, the fast kernel's emulated blocks, then the general one's, and have
+            // it, and the scratch holds `join_scratch_bytes` zeroed bytes for these rows and
+            // this block. They run on host threads, the fast kernel's blocks (of
+            // `block_threads` threads, four at a time), then the general one's, and have
             // finished when the entry returns.
             unsafe {
                 split(
@@ -506,18 +507,17 @@ impl Device for HostDevice {
                     args.end,
                     args.acc as *mut u8,
                     args.error as *mut u8,
-                    args.defer as *mut u32,
+                    args.join_scratch as *mut u64,
+                    u64::from(args.block_threads),
                 )
             };
-            // SAFETY: the bits the kernels just wrote, `defer_bytes` of them (the caller's
-            // contract), no longer written by anyone.
-            let words = unsafe {
-                std::slice::from_raw_parts(
-                    args.defer as *const u32,
-                    meridian_runtime::cuda::defer_bytes(args.end.saturating_sub(args.begin)) / 4,
-                )
+            let rows = args.end.saturating_sub(args.begin);
+            // SAFETY: the row bits the kernels just wrote, the scratch's first words (the
+            // caller's contract), no longer written by anyone.
+            let bits = unsafe {
+                std::slice::from_raw_parts(args.join_scratch as *const u64, rows.div_ceil(64) as usize)
             };
-            let deferred: u64 = words.iter().map(|w| u64::from(w.count_ones())).sum();
+            let deferred: u64 = bits.iter().map(|w| u64::from(w.count_ones())).sum();
             self.split_runs.fetch_add(1, SeqCst);
             self.deferred_rows.fetch_add(deferred, SeqCst);
             return Ok(());

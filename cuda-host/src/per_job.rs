@@ -42,8 +42,8 @@ pub type RowsEntry = unsafe extern "C" fn(
 );
 
 /// A point join's split kernels' host entry (`mr_jit_host_split_<id>`): the per-job kernel's
-/// parameters and the row bits (zeroed, a bit a row), which the fast kernel sets for the rows
-/// it leaves to the general one.
+/// parameters, the scratch area (zeroed, `join_scratch_bytes` for the rows and the block) and
+/// the threads a block of the fast kernel's launch.
 pub type SplitEntry = unsafe extern "C" fn(
     prog: *const u8,
     inputs: *const u8,
@@ -53,7 +53,8 @@ pub type SplitEntry = unsafe extern "C" fn(
     end: u64,
     acc: *mut u8,
     error: *mut u8,
-    defer: *mut u32,
+    scratch: *mut u64,
+    block_threads: u64,
 );
 
 /// Runs `program` over `rows` of `inputs` with the per-job kernel, one row per emulated
@@ -92,30 +93,47 @@ pub unsafe fn run_rows_with(
     unsafe { run(program, inputs, rows, call) }.0
 }
 
-/// [`run_rows`] with a point join's split kernels (`entry`, `jit::split_join`), handing them
-/// zeroed row bits; also returns the rows the fast kernel left to the general one. Hits
-/// outputs come back too (ordered as the runtime orders them), where [`run_rows`] gives
-/// `None`.
+/// What a point join's split kernels made of a job ([`run_split_rows`]).
+#[derive(Debug)]
+pub struct SplitRun {
+    /// Every output, hits ordered as the runtime orders them.
+    pub columns: Vec<Option<OutputColumn>>,
+    /// Rows the fast kernel left to the general one.
+    pub deferred: u64,
+    /// Runs of hits recorded, by output.
+    pub runs: Vec<u64>,
+}
+
+/// [`run_rows`] with a point join's split kernels (`entry`, `jit::split_join`) in blocks of
+/// `block_threads`, handing them a zeroed scratch area. Hits outputs come back too, where
+/// [`run_rows`] gives `None`.
 ///
 /// # Safety
 /// `entry` must be the split kernels' host entry for `program`'s layout: it reads the records
-/// and writes only the outputs, the accumulators, the error record and the row bits.
+/// and writes only the outputs, the accumulators, the error record and the scratch.
 pub unsafe fn run_split_rows(
     entry: SplitEntry,
     program: &VerifiedProgram,
     inputs: &BoundInputs,
     rows: std::ops::Range<usize>,
-) -> Result<(Vec<Option<OutputColumn>>, u64), String> {
-    let mut bits = vec![0u32; rows.len().div_ceil(32)];
-    let ptr = bits.as_mut_ptr();
+    block_threads: u32,
+) -> Result<SplitRun, String> {
+    let n = rows.len() as u64;
+    let mut scratch = vec![0u64; meridian_runtime::cuda::join_scratch_bytes(n, block_threads) / 8];
+    let ptr = scratch.as_mut_ptr();
     let call = |p, i, o, rb, b, e, acc, err| {
-        // SAFETY: the caller's contract, passed on; `bits` is a zeroed bit a row and outlives
-        // the call.
-        unsafe { entry(p, i, o, rb, b, e, acc, err, ptr) }
+        // SAFETY: the caller's contract, passed on; `scratch` is zeroed, laid out for these
+        // rows and this block, and outlives the call.
+        unsafe { entry(p, i, o, rb, b, e, acc, err, ptr, u64::from(block_threads)) }
     };
     // SAFETY: `call` runs the caller's split kernels' entry.
-    let columns = unsafe { run(program, inputs, rows, call) }.1?;
-    Ok((columns, bits.iter().map(|w| u64::from(w.count_ones())).sum()))
+    let ran = unsafe { run(program, inputs, rows, call) };
+    let bits = &scratch[..n.div_ceil(64) as usize];
+    Ok(SplitRun {
+        columns: ran.1?,
+        deferred: bits.iter().map(|w| u64::from(w.count_ones())).sum(),
+        runs: ran.2,
+    })
 }
 
 /// [`run_rows_with`] of the per-job kernel's entry (`mr_host_run_rows` or a generated
@@ -141,7 +159,8 @@ pub unsafe fn run_rows_with_hits(
 const HITS_A_ROW: usize = 64;
 
 /// Places `program`'s records for `rows` of `inputs`, calls `call` with the per-job kernel's
-/// parameters, and reads the outputs back: without hits outputs (`None` for them), and with.
+/// parameters, and reads the outputs back: without hits outputs (`None` for them), with, and
+/// the runs of hits recorded by output.
 ///
 /// # Safety
 /// `call` must run a per-job kernel of `program`'s layout: reading the records, writing only
@@ -152,7 +171,7 @@ unsafe fn run(
     inputs: &BoundInputs,
     rows: std::ops::Range<usize>,
     call: impl FnOnce(*const u8, *const u8, *const u8, u64, u64, u64, *mut u8, *mut u8),
-) -> (Vec<Option<OutputColumn>>, Result<Vec<Option<OutputColumn>>, String>) {
+) -> (Vec<Option<OutputColumn>>, Result<Vec<Option<OutputColumn>>, String>, Vec<u64>) {
     let code = program.program().code().to_vec();
     let consts = program.program().consts().to_vec();
     let Ok(mut prog) = DeviceProgram::place(program, &mut in_place);
@@ -254,5 +273,6 @@ unsafe fn run(
         })
         .collect::<Vec<_>>();
     let with_hits = with_hits.map(|h| dense.iter().zip(h).map(|(d, h)| h.or_else(|| d.clone())).collect());
-    (dense, with_hits)
+    let runs = (0..kinds.len()).map(|o| acc[4 * o + 1]).collect();
+    (dense, with_hits, runs)
 }

@@ -15,7 +15,7 @@ use meridian_bytecode::VerifiedProgram;
 use meridian_cuda_host::data::Rng;
 use meridian_cuda_host::host_jit::{self, HostKernel};
 use meridian_cuda_host::per_job::{
-    interpreter_entry, run_rows, run_rows_with, run_rows_with_hits, run_split_rows,
+    interpreter_entry, run_rows, run_rows_with, run_rows_with_hits, run_split_rows, SplitRun,
 };
 use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn};
 use meridian_kernels::cuda::{self, jit, jit_refusal};
@@ -256,12 +256,13 @@ fn a_point_joins_split_kernels_give_the_interpreters_hits_and_counts() {
             let inputs = vec![Input::rows(pts.clone()), Input::indexed(zones.clone())];
             let bound = BoundInputs::bind(program.program(), inputs).unwrap();
             let rows = pts.len();
-            // Whole rows and a range that starts inside a word of the row bits.
-            for range in [0..rows, 37..rows - 5] {
-                let what = format!("{name}, data {d}, rows {range:?}");
+            // Whole rows, and a range that starts inside a word of the row bits in blocks of
+            // 64 (the blocks of a launch are then not whole).
+            for (range, block) in [(0..rows, 128), (37..rows - 5, 64)] {
+                let what = format!("{name}, data {d}, rows {range:?}, blocks of {block}");
                 // SAFETY: the entry is this program's generated split kernels.
-                let ran = unsafe { run_split_rows(split, program, &bound, range.clone()) };
-                let (got, deferred) = ran.unwrap();
+                let ran = unsafe { run_split_rows(split, program, &bound, range.clone(), block) };
+                let SplitRun { columns: got, deferred, runs } = ran.unwrap();
                 // SAFETY: the entry is this program's generated per-job kernel.
                 let whole = unsafe { run_rows_with_hits(kernel.entry(), program, &bound, range.clone()) };
                 let whole = whole.unwrap();
@@ -293,7 +294,22 @@ fn a_point_joins_split_kernels_give_the_interpreters_hits_and_counts() {
                     deferred < range.len() as u64 / 2 && (deferred > 0) == hostile,
                     "{what}: {deferred} deferred"
                 );
-                let _ = writeln!(std::io::stderr(), "{what}: {deferred} of {} rows deferred", range.len());
+                // The fast kernel's hits are one run in row order, whatever order its blocks
+                // ran in; the general kernel adds a run a row it ran with hits.
+                let counted = jit::split_join(program).is_some_and(|j| j.count != 0);
+                match (counted, hostile) {
+                    (true, _) => assert_eq!(runs[0], 0, "{what}"),
+                    (false, false) => assert_eq!(runs[0], 1, "{what}"),
+                    (false, true) => {
+                        assert!(runs[0] > 1 && runs[0] <= 1 + deferred * 8, "{what}: {} runs", runs[0])
+                    }
+                }
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{what}: {deferred} of {} rows deferred, {} runs of hits",
+                    range.len(),
+                    runs[0]
+                );
             }
         }
     }

@@ -18,6 +18,9 @@
 #include <cstdint>
 #include <map>
 #include <shared_mutex>
+#include <algorithm>
+#include <memory>
+#include <vector>
 
 #define MR_FN static inline
 #define MR_NOINLINE static
@@ -96,6 +99,41 @@ inline void mr_host_count(std::atomic<u64> MrHostCounts::*field, const void* p) 
 inline void mr_host_count_fence(std::atomic<u64> MrHostCounts::*field) {
     MrHostCounts* c = mr_host_thread.counts;
     if (c != nullptr) (c->*field).fetch_add(1, std::memory_order_relaxed);
+}
+
+// Runs `kernel()` as a launch of `nblocks` blocks of `ntid` host threads, `concurrent` blocks
+// at a time, each block with its barrier and a fresh `Shared` as its shared state (a per-job
+// kernel whose blocks work together, as a split join's fast kernel does). Blocks of one group
+// run at once, so a block may wait for an earlier one; a group starts when the last is done.
+template <typename Shared, typename Kernel>
+static void mr_host_launch(u32 nblocks, u32 ntid, u32 concurrent, Kernel kernel) {
+    for (u32 b0 = 0; b0 < nblocks; b0 += concurrent) {
+        const u32 nb = std::min(concurrent, nblocks - b0);
+        std::vector<std::unique_ptr<MrHostBlock>> blocks;
+        std::vector<std::unique_ptr<Shared>> shared;
+        for (u32 b = 0; b < nb; b++) {
+            blocks.emplace_back(new MrHostBlock());
+            blocks.back()->barrier.count = ntid;
+            shared.emplace_back(new Shared());
+            blocks.back()->shared = shared.back().get();
+        }
+        std::vector<std::thread> threads;
+        for (u32 b = 0; b < nb; b++) {
+            for (u32 t = 0; t < ntid; t++) {
+                MrHostBlock* block = blocks[b].get();
+                const u32 bid = b0 + b;
+                threads.emplace_back([=] {
+                    mr_host_thread.tid = t;
+                    mr_host_thread.ntid = ntid;
+                    mr_host_thread.bid = bid;
+                    mr_host_thread.nblocks = nblocks;
+                    mr_host_thread.block = block;
+                    kernel();
+                });
+            }
+        }
+        for (auto& t : threads) t.join();
+    }
 }
 
 MR_FN u32 mr_tid() { return mr_host_thread.tid; }

@@ -786,41 +786,110 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
     }
 }
 
-// A point join's split kernels (the GPU JIT's, for a program DeviceJoin::of describes): this
-// one runs the rows the fast path takes (mr_join_fast), a thread a row, and marks the others
-// in `defer` (a bit a row from `begin`, zeroed by the host) for the program's general kernel,
-// launched after it on the same stream (mr_jit_defer_*), which runs only those. Its hits go
-// to output OUTPUT as the per-job kernel's do (a run a thread, at one reservation); COUNT: its
-// count to the output's cursor.
+// ---- a point join's split kernels -------------------------------------------------------
+//
+// The GPU JIT's, for a program DeviceJoin::of describes (jit::split_join). The fast kernel
+// (mr_join_fast_rows) runs the rows the fast path takes, a thread a row, and marks the others
+// in the row bits for the general kernel (mr_jit_defer_*), launched after it on the same
+// stream, which runs only those. The host hands both one zeroed scratch area
+// (split_scratch_bytes on the host): the row bits, a bit a row from `begin` in 64-bit words;
+// then the fast kernel's ticket counter; then a status word a block of its launch.
+
+// A block's status word: its hits in the low 62 bits; the top two say whether they are the
+// block's own (MR_CHAIN_OWN) or its own and every earlier block's (MR_CHAIN_ALL); 0: not yet.
+#define MR_CHAIN_OWN (1ULL << 62)
+#define MR_CHAIN_ALL (2ULL << 62)
+#define MR_CHAIN_VALUE ((1ULL << 62) - 1)
+
+// The hits of the blocks before `block` (by ticket), publishing this block's own `own` as it
+// looks, then its inclusive count: a single-pass scan with decoupled look-back (Merrill and
+// Garland, 2016). Called by one thread of each block. Blocks take tickets in the order they
+// start, so every block it waits for is running and publishes its own count without waiting
+// on anyone: the look-back always ends.
+MR_FN u64 mr_chain_prefix(u64* status, u64 block, u64 own) {
+    if (block == 0) {
+        mr_atomic_exch_u64(&status[0], MR_CHAIN_ALL | own);
+        return 0;
+    }
+    mr_atomic_exch_u64(&status[block], MR_CHAIN_OWN | own);
+    u64 before = 0;
+    for (u64 k = block; k > 0;) {
+        k--;
+        u64 s = mr_atomic_load_u64(&status[k]);
+        while ((s >> 62) == 0) {
+            mr_backoff(0);  // a host thread yields to the block it waits for
+            s = mr_atomic_load_u64(&status[k]);
+        }
+        before += s & MR_CHAIN_VALUE;
+        if ((s >> 62) == 2) break;
+    }
+    mr_atomic_exch_u64(&status[block], MR_CHAIN_ALL | (before + own));
+    return before;
+}
+
+// A block's shared state in the fast kernel.
+struct MrJoinShared {
+    u32 scan[MR_MAX_BLOCK];
+    u64 block;   // its ticket: the rows it runs
+    u64 before;  // the hits of the blocks before it
+};
+
+// The fast kernel's body. Each block takes a ticket and runs the rows of that number, so
+// tickets are in row order; its threads' hits are scanned in the block and placed after every
+// earlier block's (mr_chain_prefix): the output's hits come out in row order, one run of them
+// from 0, recorded by the last block with their number. COUNT: only each block's count, one
+// atomic a block. The output's accumulator must be fresh: this kernel runs first.
 template <u32 LOAD, u32 PROBE, u32 PRED, bool COUNT, u32 OUTPUT>
 MR_FN void mr_join_fast_rows(const MrInput* inputs, const MrOutput* outputs, u64 begin, u64 end, MrAcc* acc,
-                             u32* defer) {
-    const u64 i = (u64)mr_bid() * mr_ntid() + mr_tid();
-    const u64 row = begin + i;
-    if (row >= end) return;
+                             u64* scratch) {
+    MR_SHARED(MrJoinShared, sh);
+    const u64 rows = end - begin;
+    u32* bits = reinterpret_cast<u32*>(scratch);
+    u64* ticket = scratch + (rows + 63) / 64;
+    u64* status = ticket + 1;
+    const u32 tid = mr_tid();
+    if (tid == 0) sh.block = mr_atomic_add_u64(ticket, 1);
+    mr_sync();
+    const u64 block = sh.block;
+    const u64 i = block * mr_ntid() + tid;
     u32 ids[MR_LOCAL_HITS];
     u32 n = 0;
-    if (!mr_join_fast<LOAD, PROBE, PRED, COUNT>(inputs, row, ids, n)) {
-        mr_atomic_or_u32(&defer[i >> 5], 1u << (i & 31));
+    if (i < rows && !mr_join_fast<LOAD, PROBE, PRED, COUNT>(inputs, begin + i, ids, n)) {
+        mr_atomic_or_u32(&bits[i >> 5], 1u << (i & 31));
+        n = 0;
+    }
+    u32 total;
+    const u32 at = mr_block_scan_u32(n, sh.scan, total);
+    MrAcc& a = acc[OUTPUT];
+    if (COUNT) {
+        if (tid == 0 && total != 0) mr_atomic_add_u64(&a.cursor, total);
         return;
     }
-    if (n == 0) return;
-    MrAcc& a = acc[OUTPUT];
-    const u64 start = mr_atomic_add_u64(&a.cursor, n);
-    if (COUNT) return;
+    if (tid == 0) sh.before = mr_chain_prefix(status, block, total);
+    mr_sync();
     const MrOutput& out = outputs[OUTPUT];
-    const u64 r = mr_atomic_add_u64(&a.runs, 1);
-    if (r < out.run_capacity) {
-        out.runs[2 * r] = start;
-        out.runs[2 * r + 1] = n;
-    }
+    const u64 first = sh.before + at;
     for (u32 k = 0; k < n; k++) {
-        if (start + k < out.hit_capacity) out.hits[start + k] = (row << 32) | (u64)ids[k];
+        if (first + k < out.hit_capacity) out.hits[first + k] = ((begin + i) << 32) | (u64)ids[k];
+    }
+    if (tid == 0 && block == mr_nblocks() - 1) {
+        // Every block before this one has published: the hits are [0, all).
+        const u64 all = sh.before + total;
+        mr_atomic_add_u64(&a.cursor, all);
+        if (all != 0) {
+            const u64 r = mr_atomic_add_u64(&a.runs, 1);
+            if (r < out.run_capacity) {
+                out.runs[2 * r] = 0;
+                out.runs[2 * r + 1] = all;
+            }
+        }
     }
 }
 
-// Whether row `begin + i` is marked in a split join's `defer` bits.
-MR_FN bool mr_deferred(const u32* defer, u64 i) { return (defer[i >> 5] >> (i & 31)) & 1u; }
+// Whether row `begin + i` is marked in a split join's row bits (the scratch's first words).
+MR_FN bool mr_deferred(const u64* scratch, u64 i) {
+    return (reinterpret_cast<const u32*>(scratch)[i >> 5] >> (i & 31)) & 1u;
+}
 
 // One launch per job, one thread per row: the baseline the resident kernel is measured
 // against (cuLaunchKernel + synchronise for the same work, `meridian bench roundtrip`).

@@ -176,33 +176,36 @@ extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_rows_{id}
         let _ = write!(
             s,
             "MR_KERNEL void mr_jit_join_{id}(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs,
-        u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error, u32* defer) {{
+        u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error, u64* scratch) {{
     (void)prog;
     (void)rows_begin;
     (void)error;
-    mr_join_fast_rows<{load}, {probe}, {pred}, {count}, {output}>(inputs, outputs, begin, end, acc, defer);
+    mr_join_fast_rows<{load}, {probe}, {pred}, {count}, {output}>(inputs, outputs, begin, end, acc, scratch);
 }}
 MR_KERNEL void mr_jit_defer_{id}(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs,
-        u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error, u32* defer) {{
+        u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error, u64* scratch) {{
     const u64 i = (u64)mr_bid() * mr_ntid() + mr_tid();
-    if (begin + i >= end || !mr_deferred(defer, i)) return;
+    if (begin + i >= end || !mr_deferred(scratch, i)) return;
     mr_run_rows_with(MrJitRow_{id}(), prog, inputs, outputs, rows_begin, begin, end, acc, error);
 }}
 #ifdef MR_HOST
+// The fast kernel in blocks of `block_threads` host threads, four blocks at a time (so that
+// blocks wait for one another as on a GPU), then the general kernel a row a block.
 extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_split_{id}(const MrProgram* prog,
         const MrInput* inputs, const MrOutput* outputs, u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error,
-        u32* defer) {{
+        u64* scratch, u64 block_threads) {{
+    const u32 ntid = (u32)block_threads;
+    const u32 nblocks = (u32)((end - begin + ntid - 1) / ntid);
+    mr_host_launch<MrJoinShared>(nblocks, ntid, 4, [=] {{
+        mr_jit_join_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, scratch);
+    }});
     mr_host_thread.tid = 0;
     mr_host_thread.ntid = 1;
     mr_host_thread.nblocks = (u32)(end - begin);
     mr_host_thread.block = nullptr;
     for (u64 i = 0; i < end - begin; i++) {{
         mr_host_thread.bid = (u32)i;
-        mr_jit_join_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, defer);
-    }}
-    for (u64 i = 0; i < end - begin; i++) {{
-        mr_host_thread.bid = (u32)i;
-        mr_jit_defer_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, defer);
+        mr_jit_defer_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, scratch);
     }}
 }}
 #endif
@@ -278,7 +281,9 @@ mod tests {
         // hits, output 0), then the general kernel over the rows it leaves.
         assert!(split_join(&pip).is_some());
         assert!(code.contains("mr_join_fast_rows<0, 1, 1, false, 0>("), "{code}");
-        assert!(code.contains("MR_KERNEL void mr_jit_defer_pip(") && code.contains("!mr_deferred(defer, i)"));
+        assert!(
+            code.contains("MR_KERNEL void mr_jit_defer_pip(") && code.contains("!mr_deferred(scratch, i)")
+        );
         assert!(code.contains("void mr_jit_host_split_pip("), "{code}");
         let arith =
             meridian_bytecode::assemble("m.masm", include_str!("../../../benches/mercator.masm")).unwrap();

@@ -505,14 +505,15 @@ impl Device for CudaDevice {
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
         if program.is_split() {
             let kernels = program.held::<SplitKernels>().ok_or_else(other)?;
-            if args.defer == 0 {
-                return Err(refuse("a split join's kernels were launched without their row bits".into()));
+            if args.join_scratch == 0 {
+                return Err(refuse("a split join's kernels were launched without their scratch".into()));
             }
             // SAFETY: the generated `mr_jit_join_*` and `mr_jit_defer_*` take the per-job
-            // kernel's parameters and the row bits, `to_split_array`'s nine 64-bit words; the
-            // caller guarantees the addresses (the bits zeroed, `defer_bytes` of them) until
-            // the kernels are done or the device wedged. The general kernel runs after the
-            // fast one on the same stream, so it reads the bits complete.
+            // kernel's parameters and the scratch, `to_split_array`'s nine 64-bit words; the
+            // caller guarantees the addresses (the scratch zeroed, `join_scratch_bytes` of it
+            // for these rows and this block) until the kernels are done or the device wedged.
+            // The general kernel runs after the fast one on the same stream, so it reads the
+            // row bits complete.
             unsafe { launch_args(&kernels.fast, cfg, &self.program_stream, &args.to_split_array()) }
                 .map_err(|e| ProgramRunError::NotStarted(gpu_err(e)))?;
             // SAFETY: as above. Once the fast kernel is queued a failure here is a lost run.

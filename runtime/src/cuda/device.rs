@@ -161,13 +161,13 @@ impl CompiledProgram {
     }
 
     /// The same, for a point join's split kernels (`meridian_kernels::cuda::jit::split_join`):
-    /// its launches take row bits ([`ProgramArgs::defer`]).
+    /// its launches take a scratch area ([`ProgramArgs::join_scratch`]).
     pub fn split(self) -> CompiledProgram {
         CompiledProgram { split: true, ..self }
     }
 
     /// Whether it is a point join's split kernels, whose launches take row bits
-    /// ([`ProgramArgs::defer`], [`defer_bytes`]).
+    /// ([`ProgramArgs::join_scratch`], [`join_scratch_bytes`]).
     pub fn is_split(&self) -> bool {
         self.split
     }
@@ -223,14 +223,20 @@ pub struct ProgramArgs {
     /// Threads a block of the launch (not a kernel parameter): see
     /// [`meridian_kernels::cuda::block_threads_refusal`].
     pub block_threads: u32,
-    /// A point join's split kernels' row bits ([`defer_bytes`] of zeroed device memory: the
-    /// fast kernel marks the rows it leaves to the general one); 0 for any other kernel.
-    pub defer: u64,
+    /// A point join's split kernels' scratch area ([`join_scratch_bytes`] of zeroed device
+    /// memory); 0 for any other kernel.
+    pub join_scratch: u64,
 }
 
-/// Bytes of a split join's row bits for `rows` rows: a bit a row, in whole `u32` words.
-pub fn defer_bytes(rows: u64) -> usize {
-    usize::try_from(rows.div_ceil(32).saturating_mul(4)).unwrap_or(usize::MAX)
+/// Bytes of a split join's scratch area for a launch over `rows` rows in blocks of
+/// `block_threads`: the row bits (a bit a row, in 64-bit words: the fast kernel marks the rows
+/// it leaves to the general one), the fast kernel's ticket counter, and a status word a block
+/// (its blocks' hits, scanned across the launch so that they come out in row order); as
+/// `mr_join_fast_rows` lays it out.
+pub fn join_scratch_bytes(rows: u64, block_threads: u32) -> usize {
+    let blocks = rows.div_ceil(u64::from(block_threads.max(1)));
+    let words = rows.div_ceil(64).saturating_add(1).saturating_add(blocks);
+    usize::try_from(words.saturating_mul(8)).unwrap_or(usize::MAX)
 }
 
 impl ProgramArgs {
@@ -239,10 +245,10 @@ impl ProgramArgs {
         [self.program, self.inputs, self.outputs, self.rows_begin, self.begin, self.end, self.acc, self.error]
     }
 
-    /// In a split join's kernels' parameter order (the per-job kernel's, then the row bits).
+    /// In a split join's kernels' parameter order (the per-job kernel's, then the scratch).
     pub fn to_split_array(&self) -> [u64; 9] {
         let [a, b, c, d, e, f, g, h] = self.to_array();
-        [a, b, c, d, e, f, g, h, self.defer]
+        [a, b, c, d, e, f, g, h, self.join_scratch]
     }
 }
 

@@ -22,6 +22,7 @@ mod resident;
 
 pub use cuda_device::{register_cap, CudaDevice, JoinPath, JIT_JOIN_PATH_ENV, REGISTERS_ENV};
 pub use device::{
-    defer_bytes, CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError,
+    join_scratch_bytes, CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs,
+    ProgramRunError,
 };
 pub use executor::{GpuDispatch, DISPATCH_ENV};

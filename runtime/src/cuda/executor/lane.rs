@@ -6,7 +6,7 @@ use std::time::Instant;
 use meridian_bytecode::OutputKind;
 
 use crate::cuda::abi::{self, Acc, ErrorRecord};
-use crate::cuda::device::{defer_bytes, DeviceAlloc, ProgramArgs, ProgramRunError};
+use crate::cuda::device::{join_scratch_bytes, DeviceAlloc, ProgramArgs, ProgramRunError};
 use crate::cuda::outputs::{Area, Layout};
 use crate::job::JobError;
 
@@ -57,18 +57,19 @@ impl GpuExecutor {
             Ok(p) => p,
             Err(e) => return self.unavailable(job, format!("allocating the job's outputs: {e}")),
         };
-        // A point join's split kernels mark the rows the fast one leaves in zeroed bits.
-        let defer = match kernel.is_split() {
+        // A point join's split kernels work in a zeroed scratch area (row bits, the blocks'
+        // counts).
+        let scratch = match kernel.is_split() {
             false => None,
             true => {
-                let bytes = defer_bytes(rows as u64);
+                let bytes = join_scratch_bytes(rows as u64, job.block_threads);
                 let bits = DeviceAlloc::new(&self.dev, bytes).and_then(|bits| {
                     bits.write(0, &vec![0u8; bytes])?;
                     Ok(bits)
                 });
                 match bits {
                     Ok(bits) => Some(bits),
-                    Err(e) => return self.unavailable(job, format!("allocating the join's row bits: {e}")),
+                    Err(e) => return self.unavailable(job, format!("allocating the join's scratch: {e}")),
                 }
             }
         };
@@ -82,7 +83,7 @@ impl GpuExecutor {
             acc: results.ptr(),
             error: results.ptr() + results_bytes as u64,
             block_threads: job.block_threads,
-            defer: defer.as_ref().map_or(0, DeviceAlloc::ptr),
+            join_scratch: scratch.as_ref().map_or(0, DeviceAlloc::ptr),
         };
         let started = Instant::now();
         // SAFETY: the kernel was compiled on this device for this program (the engine asked
@@ -99,7 +100,7 @@ impl GpuExecutor {
                 // It may still run and write: nothing it reaches may be freed, and the device
                 // is not to be trusted.
                 self.dev.wedge();
-                std::mem::forget((area, results, defer));
+                std::mem::forget((area, results, scratch));
                 let why = format!("the program's kernel {}: {e}", kernel.kernel());
                 self.fail_all(why.clone());
                 return self.unavailable(job, why);
@@ -117,7 +118,7 @@ impl GpuExecutor {
             Ok(e) if e.code != 0 => abi::STATUS_FAILED,
             _ => abi::STATUS_DONE,
         };
-        drop((program, binding, results, defer));
+        drop((program, binding, results, scratch));
         self.conclude(job, layout, area, (status, acc, error), started, None);
     }
 }
