@@ -564,58 +564,54 @@ pub fn hits_from_runs(
         return Err(FinishError::MissingHits { expected: n, got: present(&firsts) });
     }
     // Gathered in parallel when there are millions (the host's ordering of a large GPU job's
-    // hits took as long as the job), each thread filling its own stretch of the output, and
-    // unpacked as they go: (row, id) pairs order as the packed keys do.
+    // hits took as long as the job), each thread filling an equal stretch of the output
+    // (across runs, or inside one), and unpacked as they go: (row, id) pairs order as the
+    // packed keys do.
+    let mut offsets = Vec::with_capacity(firsts.len() + 1);
+    offsets.push(0usize);
+    for r in &firsts {
+        offsets.push(offsets[offsets.len() - 1] + r.2);
+    }
     let mut hits: Vec<(u32, u32)> = vec![(0, 0); n];
     let threads =
         if n >= 1 << 20 { std::thread::available_parallelism().map_or(1, |t| t.get()).min(16) } else { 1 };
     let complete = std::sync::atomic::AtomicBool::new(true);
-    let gather = |rs: &[(u64, usize, usize)], out: &mut [(u32, u32)]| {
-        let mut k = 0;
-        for &(_, start, len) in rs {
-            let Some(end) = start.checked_add(len) else {
-                complete.store(false, std::sync::atomic::Ordering::Relaxed);
-                k += len;
-                continue;
-            };
-            for i in start..end {
-                match slot(i) {
-                    Some(h) => out[k] = ((h >> 32) as u32, h as u32),
+    // Fills `out`, the output's places from `lo`.
+    let gather = |lo: usize, out: &mut [(u32, u32)]| {
+        let hi = lo + out.len();
+        let mut k = offsets.partition_point(|&o| o <= lo).saturating_sub(1);
+        while k < firsts.len() && offsets[k] < hi {
+            let (_, start, _) = firsts[k];
+            for at in offsets[k].max(lo)..offsets[k + 1].min(hi) {
+                match start.checked_add(at - offsets[k]).and_then(&slot) {
+                    Some(h) => out[at - lo] = ((h >> 32) as u32, h as u32),
                     None => complete.store(false, std::sync::atomic::Ordering::Relaxed),
                 }
-                k += 1;
             }
+            k += 1;
         }
     };
     if threads == 1 {
-        gather(&firsts, &mut hits);
+        gather(0, &mut hits);
     } else {
         std::thread::scope(|scope| {
-            let (mut rs, mut out) = (firsts.as_slice(), hits.as_mut_slice());
-            for t in (1..=threads).rev() {
-                // The runs for this thread: about an equal share of the hits left.
-                let want = out.len() / t;
-                let (mut take, mut len) = (0, 0);
-                while take < rs.len() && (len < want || t == 1) {
-                    len += rs[take].2;
-                    take += 1;
-                }
-                let (mine, rest_rs) = rs.split_at(take);
-                let (slice, rest_out) = std::mem::take(&mut out).split_at_mut(len);
+            let share = n.div_ceil(threads);
+            for (t, out) in hits.chunks_mut(share).enumerate() {
                 let gather = &gather;
-                scope.spawn(move || gather(mine, slice));
-                (rs, out) = (rest_rs, rest_out);
+                scope.spawn(move || gather(t * share, out));
             }
         });
     }
     if !complete.into_inner() {
         return Err(FinishError::MissingHits { expected: n, got: present(&firsts) });
     }
-    sort_nearly_sorted(&mut hits);
-    Ok(hits)
+    // Runs in order of their first key are in order unless they interleave: a GPU split
+    // join's general kernel's rows, a run each inside the fast kernel's one run, make a
+    // second ascending stretch, which is merged in.
+    Ok(sort_nearly_sorted(hits))
 }
 
-/// Sorts `keys`, in time close to linear when they are nearly sorted. Hits ordered by their
+/// `keys` sorted, in time close to linear when they are nearly sorted. Hits ordered by their
 /// runs are out of order only locally (a row's ids, a thread's early flush inside a GPU
 /// tile), yet one inversion used to cost a sort of every hit (about a second for 33M pairs).
 /// The slice is cut wherever every key before the cut is at most every key after it, and only
@@ -625,19 +621,37 @@ pub fn hits_from_runs(
 /// run in row order from the fast kernel and, after it, the rows the general kernel ran,
 /// which belong inside it — are merged instead, stretch into stretch, copying the spans
 /// between where they interleave.
-pub(crate) fn sort_nearly_sorted<T: Ord + Copy>(keys: &mut [T]) {
+pub(crate) fn sort_nearly_sorted<T: Ord + Copy>(mut keys: Vec<T>) -> Vec<T> {
+    match few_stretches(&keys) {
+        Some(bounds) if bounds.len() > 2 => merge_stretches(&keys, &bounds),
+        Some(_) => keys,
+        None => {
+            cut_and_sort(&mut keys);
+            keys
+        }
+    }
+}
+
+/// The bounds of `keys`' ascending stretches (`0`, each start, the length) when there are
+/// fewer than [`MERGED_STRETCHES`].
+fn few_stretches<T: Ord>(keys: &[T]) -> Option<Vec<usize>> {
+    let n = keys.len();
+    let descents: Vec<usize> = (1..n).filter(|&i| keys[i] < keys[i - 1]).take(MERGED_STRETCHES).collect();
+    (descents.len() < MERGED_STRETCHES).then(|| {
+        let mut bounds = vec![0];
+        bounds.extend(descents);
+        bounds.push(n);
+        bounds
+    })
+}
+
+/// Sorts `keys` piece by piece: cut wherever every key before the cut is at most every key
+/// after it (local disorder sorts locally).
+fn cut_and_sort<T: Ord + Copy>(keys: &mut [T]) {
     if keys.is_sorted() {
         return;
     }
     let n = keys.len();
-    let descents: Vec<usize> = (1..n).filter(|&i| keys[i] < keys[i - 1]).take(MERGED_STRETCHES).collect();
-    if descents.len() < MERGED_STRETCHES {
-        let mut bounds = vec![0];
-        bounds.extend(descents);
-        bounds.push(n);
-        merge_stretches(keys, &bounds);
-        return;
-    }
     let mut suffix_min = keys.to_vec();
     for i in (0..n.saturating_sub(1)).rev() {
         suffix_min[i] = suffix_min[i].min(suffix_min[i + 1]);
@@ -658,29 +672,35 @@ pub(crate) fn sort_nearly_sorted<T: Ord + Copy>(keys: &mut [T]) {
 /// Up to this many ascending stretches, [`sort_nearly_sorted`] merges them.
 const MERGED_STRETCHES: usize = 16;
 
-/// Sorts `keys`, made of the ascending stretches between `bounds` (`0`, each start, the
-/// length), by merging them in pairs until one is left.
-fn merge_stretches<T: Ord + Copy>(keys: &mut [T], bounds: &[usize]) {
+/// `keys`, made of the ascending stretches between `bounds` (`0`, each start, the length),
+/// merged in pairs until one is left.
+fn merge_stretches<T: Ord + Copy>(keys: &[T], bounds: &[usize]) -> Vec<T> {
     let mut bounds = bounds.to_vec();
-    let mut from = keys.to_vec();
+    let (mut from, mut merged): (Vec<T>, bool) = (Vec::new(), false);
     let mut to = Vec::with_capacity(keys.len());
     while bounds.len() > 2 {
+        let src: &[T] = if merged { &from } else { keys };
         to.clear();
         let mut next = vec![0];
         for pair in bounds.windows(3).step_by(2) {
-            merge_two(&from[pair[0]..pair[1]], &from[pair[1]..pair[2]], &mut to);
+            merge_two(&src[pair[0]..pair[1]], &src[pair[1]..pair[2]], &mut to);
             next.push(pair[2]);
         }
         // An odd stretch out carries over as it is.
         if bounds.len().is_multiple_of(2) {
             let last = bounds[bounds.len() - 2];
-            to.extend_from_slice(&from[last..]);
-            next.push(from.len());
+            to.extend_from_slice(&src[last..]);
+            next.push(src.len());
         }
         std::mem::swap(&mut from, &mut to);
+        merged = true;
         bounds = next;
     }
-    keys.copy_from_slice(&from);
+    if merged {
+        from
+    } else {
+        keys.to_vec()
+    }
 }
 
 /// Appends the merge of ascending `a` and `b` to `out`, each side's keys in spans found by
@@ -856,7 +876,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn one_run_with_rows_run_after_it_inside_its_rows_is_ordered_by_merging() {
+        // A split join's layout: the fast kernel's one run in row order, leaving every
+        // 997th row to the general kernel, which appends a run each after it (also in one
+        // big run, over a million keys: the parallel gather splits it).
+        for rows in [1_500_000u64, 3_000] {
+            let all: Vec<u64> = (0..rows).flat_map(|r| (0..1 + r % 2).map(move |id| r << 32 | id)).collect();
+            let late = |k: &u64| (k >> 32) % 997 == 5;
+            let mut keys: Vec<u64> = all.iter().copied().filter(|k| !late(k)).collect();
+            let mut runs = vec![(0, keys.len())];
+            for k in all.iter().copied().filter(late) {
+                runs.push((keys.len(), 1));
+                keys.push(k);
+            }
+            let want: Vec<(u32, u32)> = all.iter().map(|&h| ((h >> 32) as u32, h as u32)).collect();
+            let got = hits_from_runs(keys.len(), runs.clone(), |i| keys.get(i).copied()).unwrap();
+            assert!(got == want, "{rows} rows");
+            // The runs' table in another order gives the same.
+            let mut shuffled = runs;
+            shuffled.reverse();
+            let got = hits_from_runs(keys.len(), shuffled, |i| keys.get(i).copied()).unwrap();
+            assert!(got == want, "{rows} rows, reversed");
+        }
+    }
+
     proptest! {
+        // Any runs of any keys, each run ascending (chains and the fallback alike), give the
+        // keys in order; empty runs anywhere.
+        #[test]
+        fn ascending_runs_of_any_keys_are_ordered(runs in proptest::collection::vec(
+                                                      proptest::collection::vec(0u64..500, 0..40), 0..40)) {
+            let (mut keys, mut table) = (Vec::new(), Vec::new());
+            for mut r in runs {
+                r.sort_unstable();
+                table.push((keys.len(), r.len()));
+                keys.extend(r);
+            }
+            let mut want: Vec<(u32, u32)> = keys.iter().map(|&h| ((h >> 32) as u32, h as u32)).collect();
+            want.sort_unstable();
+            let got = hits_from_runs(keys.len(), table, |i| keys.get(i).copied()).unwrap();
+            prop_assert_eq!(got, want);
+        }
+
         // A few ascending stretches (one long run and the rows that belong inside it) come
         // out sorted, with the same keys.
         #[test]
@@ -869,7 +931,7 @@ mod tests {
             }
             let mut want = keys.clone();
             want.sort_unstable();
-            sort_nearly_sorted(&mut keys);
+            let keys = sort_nearly_sorted(keys);
             prop_assert_eq!(keys, want);
         }
 
@@ -890,7 +952,7 @@ mod tests {
             }
             let mut want = keys.clone();
             want.sort_unstable();
-            sort_nearly_sorted(&mut keys);
+            let keys = sort_nearly_sorted(keys);
             prop_assert_eq!(keys, want);
         }
     }
