@@ -255,6 +255,10 @@ fn a_point_joins_split_kernels_give_the_interpreters_hits_and_counts() {
         for (d, (pts, zones)) in datasets.iter().enumerate() {
             let inputs = vec![Input::rows(pts.clone()), Input::indexed(zones.clone())];
             let bound = BoundInputs::bind(program.program(), inputs).unwrap();
+            // No rows: a launch of one block that finds nothing, inside its scratch.
+            // SAFETY: the entry is this program's generated split kernels.
+            let none = unsafe { run_split_rows(split, program, &bound, 5..5, 128) }.unwrap();
+            assert_eq!((none.deferred, none.runs[0]), (0, 0), "{name}: no rows");
             let rows = pts.len();
             // Whole rows, and a range that starts inside a word of the row bits in blocks of
             // 64 (the blocks of a launch are then not whole).

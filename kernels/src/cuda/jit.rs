@@ -195,7 +195,7 @@ extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_split_{id
         const MrInput* inputs, const MrOutput* outputs, u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error,
         u64* scratch, u64 block_threads) {{
     const u32 ntid = (u32)block_threads;
-    const u32 nblocks = (u32)((end - begin + ntid - 1) / ntid);
+    const u32 nblocks = (u32)((end - begin + ntid - 1) / ntid) + (end == begin);  // a block even over no rows
     mr_host_launch<MrJoinShared>(nblocks, ntid, 4, [=] {{
         mr_jit_join_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, scratch);
     }});

@@ -234,7 +234,8 @@ pub struct ProgramArgs {
 /// (its blocks' hits, scanned across the launch so that they come out in row order); as
 /// `mr_join_fast_rows` lays it out.
 pub fn join_scratch_bytes(rows: u64, block_threads: u32) -> usize {
-    let blocks = rows.div_ceil(u64::from(block_threads.max(1)));
+    // A launch has a block even over no rows.
+    let blocks = rows.div_ceil(u64::from(block_threads.max(1))).max(1);
     let words = rows.div_ceil(64).saturating_add(1).saturating_add(blocks);
     usize::try_from(words.saturating_mul(8)).unwrap_or(usize::MAX)
 }
@@ -472,5 +473,21 @@ impl Drop for MappedAlloc {
             // Drop for why nothing on the device uses it any more.
             unsafe { self.dev.device.free_mapped(self.host) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_joins_scratch_holds_its_row_bits_its_ticket_and_a_word_a_block() {
+        // 100 rows: two 64-bit words of bits, the ticket, and two blocks of 64 (or one of 128).
+        assert_eq!(join_scratch_bytes(100, 64), (2 + 1 + 2) * 8);
+        assert_eq!(join_scratch_bytes(100, 128), (2 + 1 + 1) * 8);
+        // No rows: a launch still has a block, whose status word is inside.
+        assert_eq!(join_scratch_bytes(0, 128), (1 + 1) * 8);
+        // 100M rows in blocks of 128: 12.5 MB of bits and 6.25 MB of status.
+        assert_eq!(join_scratch_bytes(100_000_000, 128), (1_562_500 + 1 + 781_250) * 8);
     }
 }
