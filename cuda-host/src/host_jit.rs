@@ -118,8 +118,8 @@ impl HostKernel {
             .map(|s| *s)
             .map_err(|e| format!("{name} is not in the library: {e}"))?;
         let split_name = format!("mr_jit_host_split_{id}");
-        // SAFETY: a generated split entry has the per-job kernel's parameters and the row
-        // bits (`SplitEntry`); a program that does not split has none.
+        // SAFETY: a generated split entry has the per-job kernel's parameters, the scratch
+        // and the threads a block (`SplitEntry`); a program that does not split has none.
         let split = unsafe { lib.get::<SplitEntry>(split_name.as_bytes()) }.ok().map(|s| *s);
         Ok(HostKernel { entry, split, _lib: lib })
     }

@@ -142,6 +142,21 @@ fn random_programs_on_their_own_kernels_match_the_cpu_interpreter() {
     assert_eq!(got.hits("pairs"), run(&cpu).hits("pairs"));
     let _ =
         writeln!(std::io::stderr(), "{test}: pip_join on its kernel == the CPU: {}", got.backend().reason);
+    // The split join's kernels on data that sends rows to the general kernel (exact
+    // arithmetic, more than 8 hits, not points) and over many blocks whose pairs are placed
+    // across the launch: the pairs, in order, and the count.
+    let count =
+        meridian_bytecode::assemble("pip_count.masm", include_str!("../../benches/pip_count.masm")).unwrap();
+    for seed in [7, 8] {
+        let (pts, zones) = common::hostile_join_inputs(seed);
+        let inputs = [("pts", Input::rows(pts)), ("zones", Input::indexed(zones))];
+        for program in [&program, &count] {
+            let (want, got) = common::cpu_and_gpu(&gpu, program, &inputs);
+            assert_eq!(got.backend().route(), "jit", "{}", got.backend().reason);
+            common::assert_same_outputs(&want, &got, &format!("hostile join {seed}"));
+        }
+    }
+    let _ = writeln!(std::io::stderr(), "{test}: the hostile joins on their kernels == the CPU");
 }
 
 #[test]

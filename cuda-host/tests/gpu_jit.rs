@@ -9,7 +9,6 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use meridian_bytecode::VerifiedProgram;
 use meridian_cuda_host::data::Rng;
@@ -17,7 +16,6 @@ use meridian_cuda_host::host_jit::{self, HostKernel};
 use meridian_cuda_host::per_job::{
     interpreter_entry, run_rows, run_rows_with, run_rows_with_hits, run_split_rows, SplitRun,
 };
-use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn};
 use meridian_kernels::cuda::{self, jit, jit_refusal};
 use meridian_kernels::interp::{BoundInputs, Input};
 use meridian_runtime::driver::resources::{kernel_resources, Budget, PTXAS_VERBOSE};
@@ -185,54 +183,6 @@ fn generated_code_built_as_host_cpp_gives_the_interpreters_results() {
         writeln!(std::io::stderr(), "GPU JIT on the host: {compared} program runs equal the interpreter's");
 }
 
-/// Zones that send rows to each of the split join's kernels: a lattice of unit squares with
-/// shared edges (points on them are on boundaries: exact arithmetic), a stack of twelve
-/// overlapping squares (more hits than the fast kernel keeps), a square with a hole, and a
-/// multipolygon; with points on the lattice's vertices and edges, random points, nulls, empty
-/// points and multipoints (not a point: the general kernel's whole row).
-fn hostile_join_inputs(seed: u64) -> (Arc<GeometryColumn>, Arc<GeometryColumn>) {
-    let mut z = ColumnBuilder::new();
-    for i in 0..6 {
-        for j in 0..6 {
-            let (x, y) = (f64::from(i), f64::from(j));
-            z.push_polygon(&[&[(x, y), (x + 1.0, y), (x + 1.0, y + 1.0), (x, y + 1.0), (x, y)]]).unwrap();
-        }
-    }
-    for k in 0..12 {
-        let o = 10.0 + 0.01 * f64::from(k);
-        z.push_polygon(&[&[(o, o), (o + 2.0, o), (o + 2.0, o + 2.0), (o, o + 2.0), (o, o)]]).unwrap();
-    }
-    let hole: &[(f64, f64)] = &[(21.0, 1.0), (21.0, 2.0), (22.0, 2.0), (22.0, 1.0), (21.0, 1.0)];
-    z.push_polygon(&[&[(20.0, 0.0), (23.0, 0.0), (23.0, 3.0), (20.0, 3.0), (20.0, 0.0)], hole]).unwrap();
-    let square = |x: f64, y: f64| vec![vec![(x, y), (x + 1.0, y), (x + 1.0, y + 1.0), (x, y + 1.0), (x, y)]];
-    z.push_parts(Family::MultiPolygon, &[square(30.0, 0.0), square(32.0, 0.0)]).unwrap();
-    let mut p = ColumnBuilder::new();
-    let mut rng = Rng(seed);
-    for r in 0..4000u64 {
-        let coord = |rng: &mut Rng, hi: u64| rng.below(hi * 4) as f64 / 4.0;
-        match r % 10 {
-            0 => p.push_null(),
-            1 => p.push_empty(Family::Point),
-            2 => {
-                let parts =
-                    vec![vec![vec![(coord(&mut rng, 7), 0.5)]], vec![vec![(10.5, coord(&mut rng, 13))]]];
-                p.push_parts(Family::MultiPoint, &parts).unwrap()
-            }
-            // Inside the holed square, beside its hole at the height of the hole's vertices:
-            // the grid's cell is to be checked, the orientation filter cannot decide (exact
-            // arithmetic), and the point is in.
-            9 => {
-                let xs = [20.99, 20.999, 22.001, 22.01];
-                p.push_point(xs[rng.below(4) as usize], 1.0 + rng.below(2) as f64).unwrap()
-            }
-            // Vertices and edges of the lattice, the stack and the holed square.
-            3..=5 => p.push_point(coord(&mut rng, 34), coord(&mut rng, 13)).unwrap(),
-            _ => p.push_point(rng.below(34_000) as f64 / 1000.0, rng.below(13_000) as f64 / 1000.0).unwrap(),
-        }
-    }
-    (Arc::new(p.finish()), Arc::new(z.finish()))
-}
-
 #[test]
 fn a_point_joins_split_kernels_give_the_interpreters_hits_and_counts() {
     let programs = [
@@ -245,8 +195,8 @@ fn a_point_joins_split_kernels_give_the_interpreters_hits_and_counts() {
     let lib = host_jit::build_library(&host_jit::host_unit(programs.iter().map(|(n, p)| (n.as_str(), p))))
         .unwrap_or_else(|e| panic!("{e}"));
     let datasets = [
-        hostile_join_inputs(7),
-        hostile_join_inputs(8),
+        common::hostile_join_inputs(7),
+        common::hostile_join_inputs(8),
         (common::random_points(3000, 5), common::countries()),
     ];
     for (name, program) in &programs {

@@ -868,10 +868,10 @@ MR_FN u32 mr_run_join_row_with(General general, const MrProgram& p, const MrInpu
 
 // The point join's fast path alone, for a point join's split kernels (mr_join_fast_rows): the
 // row of input LOAD is done here when its point walks a grid cell of input PROBE whose
-// candidates are all located by their slabs' orientation filter — its hits' candidate ids in `ids` (COUNT: only
-// their number in `n`) — and true is returned. Any other row (not a point, no grid, a
-// candidate that needs the predicate itself, more than MR_LOCAL_HITS hits) returns false
-// with nothing emitted: the general kernel runs it whole. Nothing here reaches exact
+// candidates are all located by their slabs' orientation filter — its hits' candidate ids in
+// `ids` (COUNT: only their number in `n`) — and true is returned. Any other row (not a point,
+// no grid, a candidate that needs the predicate itself, more than MR_LOCAL_HITS hits) returns
+// false with nothing emitted: the general kernel runs it whole. Nothing here reaches exact
 // arithmetic, a geometry's DE-9IM machinery or the interpreter's registers, so the kernel
 // keeps its state in registers.
 template <u32 LOAD, u32 PROBE, u32 PRED, bool COUNT>

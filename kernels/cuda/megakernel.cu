@@ -792,7 +792,7 @@ MR_FN void mr_run_rows_with(RowFn run, const MrProgram* prog, const MrInput* inp
 // (mr_join_fast_rows) runs the rows the fast path takes, a thread a row, and marks the others
 // in the row bits for the general kernel (mr_jit_defer_*), launched after it on the same
 // stream, which runs only those. The host hands both one zeroed scratch area
-// (split_scratch_bytes on the host): the row bits, a bit a row from `begin` in 64-bit words;
+// (join_scratch_bytes on the host): the row bits, a bit a row from `begin` in 64-bit words;
 // then the fast kernel's ticket counter; then a status word a block of its launch.
 
 // A block's status word: its hits in the low 62 bits; the top two say whether they are the

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use meridian_bytecode::VerifiedProgram;
 use meridian_cuda_host::data::{self, Rng};
-use meridian_kernels::column::GeometryColumn;
+use meridian_kernels::column::{ColumnBuilder, Family, GeometryColumn};
 use meridian_kernels::interp::{BoundInputs, Input, Interpreter, OutputColumn, Scratch};
 use meridian_kernels::io;
 use meridian_runtime::Engine;
@@ -64,6 +64,54 @@ pub const NORM: &str = "\
 done:
     halt
 ";
+
+/// Zones that send rows to each of the split join's kernels: a lattice of unit squares with
+/// shared edges (points on them are on boundaries: exact arithmetic), a stack of twelve
+/// overlapping squares (more hits than the fast kernel keeps), a square with a hole, and a
+/// multipolygon; with points on the lattice's vertices and edges, random points, nulls, empty
+/// points and multipoints (not a point: the general kernel's whole row).
+pub fn hostile_join_inputs(seed: u64) -> (Arc<GeometryColumn>, Arc<GeometryColumn>) {
+    let mut z = ColumnBuilder::new();
+    for i in 0..6 {
+        for j in 0..6 {
+            let (x, y) = (f64::from(i), f64::from(j));
+            z.push_polygon(&[&[(x, y), (x + 1.0, y), (x + 1.0, y + 1.0), (x, y + 1.0), (x, y)]]).unwrap();
+        }
+    }
+    for k in 0..12 {
+        let o = 10.0 + 0.01 * f64::from(k);
+        z.push_polygon(&[&[(o, o), (o + 2.0, o), (o + 2.0, o + 2.0), (o, o + 2.0), (o, o)]]).unwrap();
+    }
+    let hole: &[(f64, f64)] = &[(21.0, 1.0), (21.0, 2.0), (22.0, 2.0), (22.0, 1.0), (21.0, 1.0)];
+    z.push_polygon(&[&[(20.0, 0.0), (23.0, 0.0), (23.0, 3.0), (20.0, 3.0), (20.0, 0.0)], hole]).unwrap();
+    let square = |x: f64, y: f64| vec![vec![(x, y), (x + 1.0, y), (x + 1.0, y + 1.0), (x, y + 1.0), (x, y)]];
+    z.push_parts(Family::MultiPolygon, &[square(30.0, 0.0), square(32.0, 0.0)]).unwrap();
+    let mut p = ColumnBuilder::new();
+    let mut rng = Rng(seed);
+    for r in 0..4000u64 {
+        let coord = |rng: &mut Rng, hi: u64| rng.below(hi * 4) as f64 / 4.0;
+        match r % 10 {
+            0 => p.push_null(),
+            1 => p.push_empty(Family::Point),
+            2 => {
+                let parts =
+                    vec![vec![vec![(coord(&mut rng, 7), 0.5)]], vec![vec![(10.5, coord(&mut rng, 13))]]];
+                p.push_parts(Family::MultiPoint, &parts).unwrap()
+            }
+            // Inside the holed square, beside its hole at the height of the hole's vertices:
+            // the grid's cell is to be checked, the orientation filter cannot decide (exact
+            // arithmetic), and the point is in.
+            9 => {
+                let xs = [20.99, 20.999, 22.001, 22.01];
+                p.push_point(xs[rng.below(4) as usize], 1.0 + rng.below(2) as f64).unwrap()
+            }
+            // Vertices and edges of the lattice, the stack and the holed square.
+            3..=5 => p.push_point(coord(&mut rng, 34), coord(&mut rng, 13)).unwrap(),
+            _ => p.push_point(rng.below(34_000) as f64 / 1000.0, rng.below(13_000) as f64 / 1000.0).unwrap(),
+        }
+    }
+    (Arc::new(p.finish()), Arc::new(z.finish()))
+}
 
 /// The shipped Natural Earth countries.
 /// Geometry built on the device and read by the ops after it: each country simplified, then
