@@ -318,10 +318,14 @@ impl Device for HostDevice {
         }
         let layout = Layout::from_size_align(len.max(1), 256).map_err(|e| DeviceError(e.to_string()))?;
         // SAFETY: the layout has a non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let p = unsafe { std::alloc::alloc(layout) };
         if p.is_null() {
             return Err(DeviceError(format!("out of memory allocating {len} bytes")));
         }
+        // Device memory's contents are unspecified (`cuMemAllocAsync`): filled with a pattern
+        // here, so that whatever reads memory it did not write or zero shows in the tests.
+        // SAFETY: `p` is a fresh allocation of `layout.size()` bytes.
+        unsafe { std::ptr::write_bytes(p, 0xa5, layout.size()) };
         lock(&self.allocs).insert(p as u64, layout);
         let live = self.live_bytes.fetch_add(layout.size() as u64, SeqCst) + layout.size() as u64;
         self.peak_bytes.fetch_max(live, SeqCst);
@@ -551,5 +555,30 @@ impl Device for HostDevice {
         }
         locked.push(region);
         Ok(PageLock::new(HostLock { locked: self.locked.clone(), region }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+    use super::*;
+
+    #[test]
+    fn fresh_device_memory_holds_a_pattern_until_written_or_zeroed() {
+        let dev = HostDevice::new(1, 32);
+        // Past the default zeroing's mebibyte a write, and not a whole number of them.
+        let len = (5 << 20) / 2 + 3;
+        let p = dev.alloc(len + 16).unwrap();
+        let mut back = vec![0u8; len + 16];
+        // SAFETY: the ranges lie within the allocation above, freed last.
+        unsafe {
+            dev.read(p, &mut back).unwrap();
+            assert!(back.iter().all(|&b| b == 0xa5), "unwritten memory is not zero");
+            dev.zero(p + 8, len).unwrap();
+            dev.read(p, &mut back).unwrap();
+            assert!(back[..8].iter().chain(&back[8 + len..]).all(|&b| b == 0xa5));
+            assert!(back[8..8 + len].iter().all(|&b| b == 0));
+            dev.free(p);
+        }
     }
 }

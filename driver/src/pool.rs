@@ -86,6 +86,18 @@ impl PoolBuffer {
         self.sync()
     }
 
+    /// Sets `len` bytes from byte `offset` to zero; returns when the device holds them.
+    pub fn zero(&self, offset: usize, len: usize) -> Result<(), GpuError> {
+        let dst = self.range(offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        bind(&self.ctx).during("binding the context")?;
+        // SAFETY: [dst, dst + len) lies in this allocation (checked); the stream is live.
+        unsafe { result::memset_d8_async(dst, 0, len, self.stream.cu_stream()) }.during("cuMemsetD8Async")?;
+        self.sync()
+    }
+
     /// Copies from byte `offset` into `out`; returns when `out` holds them.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), GpuError> {
         let src = self.range(offset, out.len())?;

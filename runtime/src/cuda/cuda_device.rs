@@ -391,6 +391,12 @@ impl Device for CudaDevice {
         buf.write(offset, src).map_err(gpu_err)
     }
 
+    unsafe fn zero(&self, dst: u64, len: usize) -> Result<(), DeviceError> {
+        let buffers = self.buffers.lock();
+        let (buf, offset) = Self::locate(&buffers, dst, len)?;
+        buf.zero(offset, len).map_err(gpu_err)
+    }
+
     unsafe fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
         let buffers = self.buffers.lock();
         let (buf, offset) = Self::locate(&buffers, src, dst.len())?;

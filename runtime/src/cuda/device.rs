@@ -56,6 +56,24 @@ pub trait Device: Send + Sync + fmt::Debug + 'static {
     /// `[dst, dst + src.len())` lies within one live allocation from [`Device::alloc`].
     unsafe fn write(&self, dst: u64, src: &[u8]) -> Result<(), DeviceError>;
 
+    /// Sets `len` bytes at device address `dst` to zero; returns once the device memory holds
+    /// them. The default writes zeros from the host, a mebibyte at a time.
+    ///
+    /// # Safety
+    ///
+    /// `[dst, dst + len)` lies within one live allocation from [`Device::alloc`].
+    unsafe fn zero(&self, dst: u64, len: usize) -> Result<(), DeviceError> {
+        let zeros = vec![0u8; len.min(1 << 20)];
+        let mut done = 0;
+        while done < len {
+            let n = zeros.len().min(len - done);
+            // SAFETY: [dst + done, dst + done + n) lies within [dst, dst + len) (the caller's).
+            unsafe { self.write(dst + done as u64, &zeros[..n]) }?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Copies from device address `src` into `dst`; returns once `dst` holds it.
     ///
     /// # Safety
@@ -339,6 +357,13 @@ impl DeviceAlloc {
         let dst = self.check(offset, bytes.len())?;
         // SAFETY: the range lies within this live allocation (checked).
         unsafe { self.dev.device.write(dst, bytes) }
+    }
+
+    /// Sets `len` bytes from `offset` to zero.
+    pub fn zero(&self, offset: usize, len: usize) -> Result<(), DeviceError> {
+        let dst = self.check(offset, len)?;
+        // SAFETY: the range lies within this live allocation (checked).
+        unsafe { self.dev.device.zero(dst, len) }
     }
 
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), DeviceError> {

@@ -64,7 +64,7 @@ impl GpuExecutor {
             true => {
                 let bytes = join_scratch_bytes(rows as u64, job.block_threads);
                 let bits = DeviceAlloc::new(&self.dev, bytes).and_then(|bits| {
-                    bits.write(0, &vec![0u8; bytes])?;
+                    bits.zero(0, bytes)?;
                     Ok(bits)
                 });
                 match bits {
