@@ -317,8 +317,8 @@ pub const JIT_JOIN_PATH_ENV: &str = "MERIDIAN_GPU_JIT_JOIN_PATH";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JoinPath {
     /// `split` (the default): a point join's kernel in two (`jit::split_join`) — the fast path
-    /// alone (48 registers, 32 B of stack on sm_90), then the general kernel over the rows it
-    /// leaves (the 214-register kernel, for few rows).
+    /// alone (46–48 registers, at most 32 B of stack on sm_90; its pairs in row order), then
+    /// the general kernel over the rows it leaves (the 214-register kernel, for few rows).
     #[default]
     Split,
     /// `join`: the fast path and the general path in one point join's kernel; other
