@@ -85,12 +85,27 @@ pub unsafe fn run_rows_with(
     inputs: &BoundInputs,
     rows: std::ops::Range<usize>,
 ) -> Vec<Option<OutputColumn>> {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { run_entry(entry, program, inputs, rows) }.0
+}
+
+/// [`run`] with a per-job kernel's entry as the call.
+///
+/// # Safety
+/// As [`run_rows_with`].
+#[allow(clippy::type_complexity)]
+unsafe fn run_entry(
+    entry: RowsEntry,
+    program: &VerifiedProgram,
+    inputs: &BoundInputs,
+    rows: std::ops::Range<usize>,
+) -> (Vec<Option<OutputColumn>>, Result<Vec<Option<OutputColumn>>, String>, Vec<u64>) {
     let call = |p, i, o, rb, b, e, acc, err| {
         // SAFETY: the caller's contract, passed on: the entry gets the records `run` made.
         unsafe { entry(p, i, o, rb, b, e, acc, err) }
     };
     // SAFETY: `call` runs the caller's per-job kernel entry.
-    unsafe { run(program, inputs, rows, call) }.0
+    unsafe { run(program, inputs, rows, call) }
 }
 
 /// What a point join's split kernels made of a job ([`run_split_rows`]).
@@ -147,12 +162,8 @@ pub unsafe fn run_rows_with_hits(
     inputs: &BoundInputs,
     rows: std::ops::Range<usize>,
 ) -> Result<Vec<Option<OutputColumn>>, String> {
-    let call = |p, i, o, rb, b, e, acc, err| {
-        // SAFETY: the caller's contract, passed on: the entry gets the records `run` made.
-        unsafe { entry(p, i, o, rb, b, e, acc, err) }
-    };
-    // SAFETY: `call` runs the caller's per-job kernel entry.
-    unsafe { run(program, inputs, rows, call) }.1
+    // SAFETY: the caller's contract, passed on.
+    unsafe { run_entry(entry, program, inputs, rows) }.1
 }
 
 /// Hits this harness has room for, a row.

@@ -37,44 +37,14 @@ void mr_host_unmap(const void* p) {
 // 0, or -1 for a launch the device would refuse.
 int mr_host_run_megakernel(MrControl* ctl, u32 blocks, u32 threads, MrHostCounts* counts) {
     if (blocks == 0 || threads == 0 || threads > MR_MAX_BLOCK) return -1;
-    std::vector<std::unique_ptr<MrHostBlock>> bs;
-    std::vector<std::unique_ptr<MrBlockShared>> shared;
-    for (u32 b = 0; b < blocks; b++) {
-        bs.emplace_back(new MrHostBlock());
-        bs.back()->barrier.count = threads;
-        shared.emplace_back(new MrBlockShared());
-        bs.back()->shared = shared.back().get();
-    }
-    std::vector<std::thread> ts;
-    for (u32 b = 0; b < blocks; b++) {
-        for (u32 t = 0; t < threads; t++) {
-            MrHostBlock* block = bs[b].get();
-            ts.emplace_back([=] {
-                mr_host_thread.tid = t;
-                mr_host_thread.ntid = threads;
-                mr_host_thread.bid = b;
-                mr_host_thread.nblocks = blocks;
-                mr_host_thread.block = block;
-                mr_host_thread.counts = counts;
-                mr_megakernel(ctl);
-            });
-        }
-    }
-    for (auto& t : ts) t.join();
+    mr_host_launch<MrBlockShared>(blocks, threads, blocks, counts, [=] { mr_megakernel(ctl); });
     return 0;
 }
 
 // Runs the per-job kernel over rows [begin, end) on this thread (one emulated block per row).
 void mr_host_run_rows(const MrProgram* prog, const MrInput* inputs, const MrOutput* outputs, u64 rows_begin,
                       u64 begin, u64 end, MrAcc* acc, MrError* error) {
-    mr_host_thread.tid = 0;
-    mr_host_thread.ntid = 1;
-    mr_host_thread.nblocks = (u32)(end - begin);
-    mr_host_thread.block = nullptr;
-    for (u64 i = 0; i < end - begin; i++) {
-        mr_host_thread.bid = (u32)i;
-        mr_run_rows(prog, inputs, outputs, rows_begin, begin, end, acc, error);
-    }
+    mr_host_each_row(end - begin, [=] { mr_run_rows(prog, inputs, outputs, rows_begin, begin, end, acc, error); });
 }
 
 double mr_host_orient(double ax, double ay, double bx, double by, double cx, double cy) {

@@ -102,11 +102,12 @@ inline void mr_host_count_fence(std::atomic<u64> MrHostCounts::*field) {
 }
 
 // Runs `kernel()` as a launch of `nblocks` blocks of `ntid` host threads, `concurrent` blocks
-// at a time, each block with its barrier and a fresh `Shared` as its shared state (a per-job
-// kernel whose blocks work together, as a split join's fast kernel does). Blocks of one group
-// run at once, so a block may wait for an earlier one; a group starts when the last is done.
+// at a time, each block with its barrier and a fresh `Shared` as its shared state, its threads
+// counting their traffic with mapped memory into `counts` (may be null). Blocks of one group
+// run at once, so a block may wait for an earlier one (the megakernel's blocks, all in one
+// group; a split join's fast kernel's); a group starts when the last is done.
 template <typename Shared, typename Kernel>
-static void mr_host_launch(u32 nblocks, u32 ntid, u32 concurrent, Kernel kernel) {
+static void mr_host_launch(u32 nblocks, u32 ntid, u32 concurrent, MrHostCounts* counts, Kernel kernel) {
     for (u32 b0 = 0; b0 < nblocks; b0 += concurrent) {
         const u32 nb = std::min(concurrent, nblocks - b0);
         std::vector<std::unique_ptr<MrHostBlock>> blocks;
@@ -128,11 +129,26 @@ static void mr_host_launch(u32 nblocks, u32 ntid, u32 concurrent, Kernel kernel)
                     mr_host_thread.bid = bid;
                     mr_host_thread.nblocks = nblocks;
                     mr_host_thread.block = block;
+                    mr_host_thread.counts = counts;
                     kernel();
                 });
             }
         }
         for (auto& t : threads) t.join();
+    }
+}
+
+// Runs `kernel()` once per row of a launch over `rows` rows, on this thread, each run an
+// emulated block of one thread (a per-job kernel whose blocks share nothing).
+template <typename Kernel>
+static void mr_host_each_row(u64 rows, Kernel kernel) {
+    mr_host_thread.tid = 0;
+    mr_host_thread.ntid = 1;
+    mr_host_thread.nblocks = (u32)rows;
+    mr_host_thread.block = nullptr;
+    for (u64 i = 0; i < rows; i++) {
+        mr_host_thread.bid = (u32)i;
+        kernel();
     }
 }
 

@@ -159,14 +159,7 @@ MR_KERNEL void mr_jit_rows_{id}(const MrProgram* prog, const MrInput* inputs, co
 #ifdef MR_HOST
 extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_rows_{id}(const MrProgram* prog,
         const MrInput* inputs, const MrOutput* outputs, u64 rows_begin, u64 begin, u64 end, MrAcc* acc, MrError* error) {{
-    mr_host_thread.tid = 0;
-    mr_host_thread.ntid = 1;
-    mr_host_thread.nblocks = (u32)(end - begin);
-    mr_host_thread.block = nullptr;
-    for (u64 i = 0; i < end - begin; i++) {{
-        mr_host_thread.bid = (u32)i;
-        mr_jit_rows_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error);
-    }}
+    mr_host_each_row(end - begin, [=] {{ mr_jit_rows_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error); }});
 }}
 #endif
 "
@@ -196,17 +189,10 @@ extern \"C\" __attribute__((visibility(\"default\"))) void mr_jit_host_split_{id
         u64* scratch, u64 block_threads) {{
     const u32 ntid = (u32)block_threads;
     const u32 nblocks = (u32)((end - begin + ntid - 1) / ntid) + (end == begin);  // a block even over no rows
-    mr_host_launch<MrJoinShared>(nblocks, ntid, 4, [=] {{
+    mr_host_launch<MrJoinShared>(nblocks, ntid, 4, nullptr, [=] {{
         mr_jit_join_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, scratch);
     }});
-    mr_host_thread.tid = 0;
-    mr_host_thread.ntid = 1;
-    mr_host_thread.nblocks = (u32)(end - begin);
-    mr_host_thread.block = nullptr;
-    for (u64 i = 0; i < end - begin; i++) {{
-        mr_host_thread.bid = (u32)i;
-        mr_jit_defer_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, scratch);
-    }}
+    mr_host_each_row(end - begin, [=] {{ mr_jit_defer_{id}(prog, inputs, outputs, rows_begin, begin, end, acc, error, scratch); }});
 }}
 #endif
 ",
