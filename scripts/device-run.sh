@@ -174,12 +174,18 @@ step "megakernel resources"
 result $?
 
 step "compute-sanitizer memcheck and racecheck"
-enough 60 && { MERIDIAN_DIFF_CASES=16 MERIDIAN_JIT_CASES=4 timeout -k 5 "$(left 100)" compute-sanitizer --tool memcheck "$here/gpu_device" --test-threads=1 random_programs; echo "memcheck exit $?";
-  MERIDIAN_DIFF_CASES=8 MERIDIAN_JIT_CASES=2 timeout -k 5 "$(left 80)" compute-sanitizer --tool racecheck --racecheck-report hazard "$here/gpu_device" --test-threads=1 random_programs; echo "racecheck exit $?";
+# A 2 GiB device heap under the sanitizers (the default, half the free memory, is more than
+# memcheck needs to track); the megakernel is handed nothing allocated after its launch.
+enough 60 && { MERIDIAN_GPU_HEAP_MIB=2048 MERIDIAN_DIFF_CASES=16 MERIDIAN_JIT_CASES=4 timeout -k 5 "$(left 100)" compute-sanitizer --tool memcheck "$here/gpu_device" --test-threads=1 random_programs; echo "memcheck exit $?";
+  MERIDIAN_GPU_HEAP_MIB=2048 MERIDIAN_DIFF_CASES=8 MERIDIAN_JIT_CASES=2 timeout -k 5 "$(left 80)" compute-sanitizer --tool racecheck --racecheck-report hazard "$here/gpu_device" --test-threads=1 random_programs; echo "racecheck exit $?";
   # The same program record read by a kernel launched after its upload (the per-job baseline,
-  # first) and by the resident kernel launched before it: memcheck's verdict on each.
-  echo "== memcheck of bench roundtrip (per-job launches, then the megakernel)";
-  timeout -k 5 "$(left 60)" compute-sanitizer --tool memcheck --print-limit 3 "$here/meridian" bench roundtrip --trips 20 --warmup 0; echo "memcheck roundtrip exit $?"; } > "$OUT/sanitizer.txt" 2>&1
+  # first) and by the resident kernel launched before it, its memory from the heap reserved at
+  # its launch, then (MERIDIAN_GPU_HEAP_MIB=0, the design before 2026-12-07) allocated after
+  # it: memcheck's verdict on each.
+  echo "== memcheck of bench roundtrip (per-job launches, then the megakernel; heap of 2 GiB)";
+  MERIDIAN_GPU_HEAP_MIB=2048 timeout -k 5 "$(left 60)" compute-sanitizer --tool memcheck --print-limit 3 "$here/meridian" bench roundtrip --trips 20 --warmup 0; echo "memcheck roundtrip exit $?";
+  echo "== memcheck of bench roundtrip without a heap (MERIDIAN_GPU_HEAP_MIB=0)";
+  MERIDIAN_GPU_HEAP_MIB=0 timeout -k 5 "$(left 45)" compute-sanitizer --tool memcheck --print-limit 3 "$here/meridian" bench roundtrip --trips 20 --warmup 0; echo "memcheck roundtrip (no heap) exit $?"; } > "$OUT/sanitizer.txt" 2>&1
 grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|exit|megakernel|per-job' "$OUT/sanitizer.txt" | tee -a "$summary"
 
 step "done"

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use meridian_runtime::cuda::heap::{DeviceHeap, HeapUsage};
 use meridian_runtime::cuda::{
     CompiledProgram, Device, DeviceError, JoinPath, KernelState, PageLock, ProgramArgs, ProgramRunError,
 };
@@ -27,6 +28,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 const NOT_LAUNCHED: u8 = 0;
 const RUNNING: u8 = 1;
 const EXITED: u8 = 2;
+
+/// The heap an emulated device reserves at its launch unless told otherwise
+/// ([`HostDevice::set_heap_bytes`]): room for the tests' jobs; its pages are only touched as
+/// blocks are handed out.
+pub const DEFAULT_HEAP_BYTES: u64 = 64 << 20;
 
 /// Byte offset of `MrControl::stop` (the stalled kernel watches it).
 const CONTROL_STOP: usize = meridian_kernels::cuda::abi::CONTROL_STOP;
@@ -84,6 +90,11 @@ pub struct HostDevice {
     threads: u32,
     behaviour: Behaviour,
     allocs: Mutex<BTreeMap<u64, Layout>>,
+    /// The heap reserved at the launch (the bookkeeping and the host allocation behind it),
+    /// its size, and the live blocks served from it (with the layout they were asked for).
+    heap: Mutex<Option<(DeviceHeap, Layout)>>,
+    heap_bytes: AtomicU64,
+    heap_blocks: Mutex<BTreeMap<u64, Layout>>,
     mapped: Mutex<BTreeMap<u64, Layout>>,
     kernel: Mutex<Option<JoinHandle<()>>>,
     state: Arc<AtomicU8>,
@@ -148,6 +159,9 @@ impl HostDevice {
             threads,
             behaviour,
             allocs: Mutex::new(BTreeMap::new()),
+            heap: Mutex::new(None),
+            heap_bytes: AtomicU64::new(DEFAULT_HEAP_BYTES),
+            heap_blocks: Mutex::new(BTreeMap::new()),
             mapped: Mutex::new(BTreeMap::new()),
             kernel: Mutex::new(None),
             state: Arc::new(AtomicU8::new(NOT_LAUNCHED)),
@@ -170,6 +184,39 @@ impl HostDevice {
             live_bytes: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// The device heap reserved at the launch: `bytes` (0: none, every allocation after the
+    /// launch made on its own, as a GPU without one does). Before the engine starts.
+    pub fn set_heap_bytes(&self, bytes: u64) {
+        self.heap_bytes.store(bytes, SeqCst);
+    }
+
+    /// The device heap's state (`None` before the launch, or with no heap); its `outside`
+    /// counts the allocations since the launch that a resident kernel may read and memcheck
+    /// would flag.
+    pub fn heap_usage(&self) -> Option<HeapUsage> {
+        lock(&self.heap).as_ref().map(|(heap, _)| heap.usage())
+    }
+
+    /// Reserves the heap, as a GPU does just before its launch. The host allocation is not
+    /// written here (its pages come when blocks are handed out and filled).
+    fn reserve_heap(&self) -> Result<(), DeviceError> {
+        let bytes = self.heap_bytes.load(SeqCst);
+        if bytes == 0 {
+            return Ok(());
+        }
+        let layout = usize::try_from(bytes)
+            .ok()
+            .and_then(|len| Layout::from_size_align(len, 256).ok())
+            .ok_or_else(|| DeviceError(format!("a heap of {bytes} bytes")))?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc(layout) };
+        if p.is_null() {
+            return Err(DeviceError(format!("out of memory reserving a heap of {bytes} bytes")));
+        }
+        *lock(&self.heap) = Some((DeviceHeap::new(p as u64, bytes), layout));
+        Ok(())
     }
 
     /// The host regions page-locked now: (start address, length).
@@ -259,9 +306,15 @@ impl HostDevice {
         self.peak_bytes.load(SeqCst)
     }
 
-    /// Device allocations live now (tests of leaks).
+    /// Device allocations live now, in the heap or not (tests of leaks).
     pub fn live_allocations(&self) -> usize {
-        lock(&self.allocs).len()
+        lock(&self.allocs).len() + lock(&self.heap_blocks).len()
+    }
+
+    /// Checks that `[ptr, ptr + len)` lies in one live device allocation.
+    fn device_region(&self, ptr: u64, len: usize) -> Result<(), DeviceError> {
+        HostDevice::region(&lock(&self.allocs), ptr, len)
+            .or_else(|_| HostDevice::region(&lock(&self.heap_blocks), ptr, len))
     }
 
     fn region(map: &BTreeMap<u64, Layout>, ptr: u64, len: usize) -> Result<(), DeviceError> {
@@ -295,14 +348,22 @@ impl Drop for HostDevice {
                 std::alloc::dealloc(ptr as *mut u8, layout);
             }
         }
+        // The heap's blocks are parts of its one allocation, freed with it.
+        if let Some((heap, layout)) = lock(&self.heap).take() {
+            // SAFETY: allocated in `reserve_heap` with this layout; the kernel has stopped.
+            unsafe { std::alloc::dealloc(heap.base() as *mut u8, layout) };
+        }
     }
 }
 
 impl Device for HostDevice {
     fn describe(&self) -> String {
+        let heap = self.heap_usage().map(|h| format!(", a device heap of {} MiB", h.bytes >> 20));
         format!(
-            "host emulator ({} blocks × {} threads of the megakernel as host C++)",
-            self.blocks, self.threads
+            "host emulator ({} blocks × {} threads of the megakernel as host C++){}",
+            self.blocks,
+            self.threads,
+            heap.unwrap_or_default()
         )
     }
 
@@ -317,22 +378,39 @@ impl Device for HostDevice {
             return Err(DeviceError(format!("out of memory allocating {len} bytes (injected)")));
         }
         let layout = Layout::from_size_align(len.max(1), 256).map_err(|e| DeviceError(e.to_string()))?;
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { std::alloc::alloc(layout) };
-        if p.is_null() {
-            return Err(DeviceError(format!("out of memory allocating {len} bytes")));
-        }
-        // Device memory's contents are unspecified (`cuMemAllocAsync`): filled with a pattern
-        // here, so that whatever reads memory it did not write or zero shows in the tests.
-        // SAFETY: `p` is a fresh allocation of `layout.size()` bytes.
+        let from_heap = lock(&self.heap).as_mut().and_then(|(heap, _)| heap.take(len as u64));
+        let p = match from_heap {
+            Some(p) => p as *mut u8,
+            None => {
+                // SAFETY: the layout has a non-zero size.
+                let p = unsafe { std::alloc::alloc(layout) };
+                if p.is_null() {
+                    return Err(DeviceError(format!("out of memory allocating {len} bytes")));
+                }
+                p
+            }
+        };
+        // Device memory's contents are unspecified (`cuMemAllocAsync`, or a heap block last
+        // used by another job): filled with a pattern here, so that whatever reads memory it
+        // did not write or zero shows in the tests.
+        // SAFETY: `p` is a fresh allocation, or a heap block taken just now, of at least
+        // `layout.size()` bytes.
         unsafe { std::ptr::write_bytes(p, 0xa5, layout.size()) };
-        lock(&self.allocs).insert(p as u64, layout);
+        let blocks = if from_heap.is_some() { &self.heap_blocks } else { &self.allocs };
+        lock(blocks).insert(p as u64, layout);
         let live = self.live_bytes.fetch_add(layout.size() as u64, SeqCst) + layout.size() as u64;
         self.peak_bytes.fetch_max(live, SeqCst);
         Ok(p as u64)
     }
 
     unsafe fn free(&self, ptr: u64) {
+        if let Some(layout) = lock(&self.heap_blocks).remove(&ptr) {
+            self.live_bytes.fetch_sub(layout.size() as u64, SeqCst);
+            if let Some((heap, _)) = lock(&self.heap).as_mut() {
+                heap.give(ptr);
+            }
+            return;
+        }
         if let Some(layout) = lock(&self.allocs).remove(&ptr) {
             self.live_bytes.fetch_sub(layout.size() as u64, SeqCst);
             // SAFETY: allocated in `alloc` with this layout; removed from the map, so freed once.
@@ -341,14 +419,14 @@ impl Device for HostDevice {
     }
 
     unsafe fn write(&self, dst: u64, src: &[u8]) -> Result<(), DeviceError> {
-        HostDevice::region(&lock(&self.allocs), dst, src.len())?;
+        self.device_region(dst, src.len())?;
         // SAFETY: the destination lies in a live allocation (checked), distinct from `src`.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
         Ok(())
     }
 
     unsafe fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), DeviceError> {
-        HostDevice::region(&lock(&self.allocs), src, dst.len())?;
+        self.device_region(src, dst.len())?;
         // SAFETY: the source lies in a live allocation (checked), distinct from `dst`.
         unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
         Ok(())
@@ -386,6 +464,7 @@ impl Device for HostDevice {
             control,
             std::mem::size_of::<meridian_kernels::cuda::abi::Control>(),
         )?;
+        self.reserve_heap()?;
         if self.behaviour == Behaviour::FailLaunch {
             return Err(DeviceError("cuLaunchKernel: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (injected)".into()));
         }

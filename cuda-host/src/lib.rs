@@ -22,4 +22,4 @@ pub mod geometry;
 pub mod host_jit;
 pub mod per_job;
 
-pub use device::{Behaviour, HostDevice, HostTraffic};
+pub use device::{Behaviour, HostDevice, HostTraffic, DEFAULT_HEAP_BYTES};

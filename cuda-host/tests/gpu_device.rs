@@ -86,6 +86,12 @@ fn the_examples_on_the_shipped_data_match_the_cpu() {
     let (want, got) = common::cpu_and_gpu(&gpu, &example("moved.masm"), &both[..1]);
     common::assert_same_outputs(&want, &got, "moved.masm");
     let _ = writeln!(std::io::stderr(), "moved.masm (a geometry output on the device): GPU == CPU");
+    // Everything those jobs were handed came from the heap reserved at the launch (memcheck
+    // accepts nothing else): no allocation fell outside it.
+    assert!(gpu.backend().reason.contains("a device heap of"), "{}", gpu.backend().reason);
+    let outside: Vec<_> =
+        meridian_runtime::events::recent().into_iter().filter(|e| e.surface == "memory").collect();
+    assert!(outside.is_empty(), "{outside:?}");
 }
 
 #[test]

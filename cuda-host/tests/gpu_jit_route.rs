@@ -93,6 +93,10 @@ fn under_jit_every_gpu_job_runs_its_programs_kernel_beside_a_lane_and_equals_the
         // the joins' as split kernels where they split.
         assert_eq!(device.program_runs(), (runs, rows));
         assert_eq!(device.split_runs().0, if path == JoinPath::Split { joins } else { 0 });
+        // Their memory (inputs, results, the split join's scratch) came from the heap reserved
+        // at the megakernel's launch, as the megakernel's own jobs' does.
+        let heap = device.heap_usage().unwrap();
+        assert!(heap.outside == 0 && heap.peak > 0, "{heap:?}");
         e.shutdown();
     }
 }

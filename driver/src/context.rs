@@ -65,6 +65,12 @@ impl Gpu {
         self.ctx.new_stream().during("creating a stream")
     }
 
+    /// The device's free and total memory now, bytes (`cuMemGetInfo`).
+    pub fn memory(&self) -> Result<(usize, usize), GpuError> {
+        crate::memory::bind(&self.ctx).during("binding the context")?;
+        cudarc::driver::result::mem_get_info().during("cuMemGetInfo")
+    }
+
     /// Loads a cubin compiled for this device.
     pub fn load(&self, cubin: &Cubin) -> Result<Arc<CudaModule>, GpuError> {
         if cubin.arch() != self.arch() {

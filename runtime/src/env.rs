@@ -50,6 +50,7 @@ const VARIABLES: &[Variable] = &[
         name: crate::cuda::JIT_JOIN_PATH_ENV,
         check: |v| crate::cuda::JoinPath::parse(Some(v)).map(drop).map_err(|e| e.to_string()),
     },
+    Variable { name: crate::cuda::heap::HEAP_ENV, check: |v| crate::cuda::heap::heap_from(v).map(drop) },
     Variable { name: "MERIDIAN_CUBIN_CACHE", check: any },
 ];
 

@@ -26,7 +26,7 @@ pub const KEPT: usize = 1024;
 pub struct Event {
     /// Where: `engine` (the backend chosen at build), `job` (one job's backend), `route` (the
     /// interpreter instead of the JIT), `io` (how a file is read), `stream` (staging memory
-    /// left pageable).
+    /// left pageable), `memory` (device memory from outside the heap reserved at launch).
     pub surface: &'static str,
     /// What was requested or preferred.
     pub requested: String,

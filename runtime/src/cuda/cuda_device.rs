@@ -21,6 +21,7 @@ use meridian_kernels::cuda::{
 use super::device::{
     CompiledProgram, Device, DeviceError, KernelState, PageLock, ProgramArgs, ProgramRunError,
 };
+use super::heap::{heap_from_env, DeviceHeap, HeapUsage, HEAP_ENV};
 
 /// A one-row job's per-job kernel as an instantiated CUDA graph ([`CudaDevice::capture_rows`]).
 pub(crate) struct RowsGraph {
@@ -55,6 +56,9 @@ pub struct CudaDevice {
     /// The megakernel was launched as a latency lane (programs' kernels may run).
     lane: AtomicBool,
     buffers: Mutex<BTreeMap<u64, PoolBuffer>>,
+    /// The memory reserved at the megakernel's launch (one of `buffers`), from which every
+    /// later allocation is served while it has room (`super::heap`).
+    heap: Mutex<Option<DeviceHeap>>,
     mapped: Mutex<HashMap<usize, MappedHostBuffer>>,
     launched: AtomicBool,
     description: String,
@@ -131,6 +135,7 @@ impl CudaDevice {
             cache,
             lane: AtomicBool::new(false),
             buffers: Mutex::new(BTreeMap::new()),
+            heap: Mutex::new(None),
             mapped: Mutex::new(HashMap::new()),
             launched: AtomicBool::new(false),
             description,
@@ -141,6 +146,34 @@ impl CudaDevice {
     /// The opened GPU.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// The device heap's state (`None` before the launch, or with no heap).
+    pub fn heap_usage(&self) -> Option<HeapUsage> {
+        self.heap.lock().as_ref().map(DeviceHeap::usage)
+    }
+
+    /// Reserves the device heap, just before the megakernel's launch: `MERIDIAN_GPU_HEAP_MIB`,
+    /// or by default half the memory free now (the rest stays to the stream-ordered allocator,
+    /// for what does not fit, and to other users of the device). None with a size of 0.
+    fn reserve_heap(&self) -> Result<(), DeviceError> {
+        let bytes = match heap_from_env().map_err(DeviceError)? {
+            Some(bytes) => bytes,
+            None => {
+                let (free, _) = self.gpu.memory().map_err(gpu_err)?;
+                (free as u64 / 2) & !((1 << 20) - 1)
+            }
+        };
+        if bytes == 0 {
+            return Ok(());
+        }
+        let len = usize::try_from(bytes).map_err(|_| DeviceError(format!("a heap of {bytes} bytes")))?;
+        let buf = PoolBuffer::new(&self.gpu, &self.copy_stream, len)
+            .map_err(|e| DeviceError(format!("reserving the device heap ({} MiB): {e}", bytes >> 20)))?;
+        let heap = DeviceHeap::new(buf.device_ptr(), bytes);
+        self.buffers.lock().insert(buf.device_ptr(), buf);
+        *self.heap.lock() = Some(heap);
+        Ok(())
     }
 
     /// Launches the per-job kernel (`mr_run_rows`) over rows `[begin, end)`, one thread per
@@ -366,7 +399,10 @@ fn gpu_err(e: GpuError) -> DeviceError {
 
 impl Device for CudaDevice {
     fn describe(&self) -> String {
-        self.description.clone()
+        match self.heap_usage() {
+            Some(h) => format!("{}, a device heap of {} MiB", self.description, h.bytes >> 20),
+            None => self.description.clone(),
+        }
     }
 
     fn block_threads(&self) -> u32 {
@@ -374,6 +410,27 @@ impl Device for CudaDevice {
     }
 
     fn alloc(&self, len: usize) -> Result<u64, DeviceError> {
+        if let Some(heap) = self.heap.lock().as_mut() {
+            if let Some(ptr) = heap.take(len as u64) {
+                return Ok(ptr);
+            }
+            let usage = heap.usage();
+            if usage.outside == 1 {
+                // Said once: from here the resident kernel may be handed memory that memcheck
+                // flags (correct, but not what the heap is for).
+                crate::events::record(crate::events::Event::new(
+                    "memory",
+                    "the device heap",
+                    "the stream-ordered allocator",
+                    format!(
+                        "{len} bytes do not fit in the device heap ({} of {} MiB in use)",
+                        usage.used >> 20,
+                        usage.bytes >> 20
+                    ),
+                    format!("{HEAP_ENV} sizes the heap reserved at the megakernel's launch"),
+                ));
+            }
+        }
         let buf = PoolBuffer::new(&self.gpu, &self.copy_stream, len.max(1)).map_err(gpu_err)?;
         let ptr = buf.device_ptr();
         self.buffers.lock().insert(ptr, buf);
@@ -381,6 +438,9 @@ impl Device for CudaDevice {
     }
 
     unsafe fn free(&self, ptr: u64) {
+        if self.heap.lock().as_mut().is_some_and(|heap| heap.give(ptr)) {
+            return;
+        }
         // Dropping the buffer frees it (stream ordered).
         drop(self.buffers.lock().remove(&ptr));
     }
@@ -421,6 +481,12 @@ impl Device for CudaDevice {
             return Err(DeviceError("the megakernel is already running".into()));
         }
         self.lane.store(lane, Ordering::SeqCst);
+        // Before the launch, so that everything the kernel is handed later existed when it
+        // started (compute-sanitizer's memcheck accepts nothing else).
+        if let Err(e) = self.reserve_heap() {
+            self.launched.store(false, Ordering::SeqCst);
+            return Err(e);
+        }
         // The lane: one block an SM. At 255 registers a thread the megakernel fits two blocks
         // of 128 threads an SM, so the lane leaves half of every SM's registers to programs'
         // kernels (which could never start beside a megakernel holding them all).

@@ -16,6 +16,7 @@ pub mod bench;
 pub(crate) mod cuda_device;
 mod device;
 pub(crate) mod executor;
+pub mod heap;
 mod outputs;
 pub(crate) mod programs;
 mod resident;
