@@ -1234,6 +1234,57 @@ async fn a_predicate_against_a_constant_or_a_scalar_subquery_equals_it_row_by_ro
     }
 }
 
+/// `ST_DWithin` of a column of points and a constant point reads the WKB in place (Q1's
+/// filter): the same answers as the engine's program row by row, on a lattice where many
+/// points lie exactly at the distance, with nulls, empties, an empty constant and both
+/// argument orders; a column that is not all points (the countries) takes the program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dwithin_of_points_and_a_constant_point_equals_it_row_by_row() {
+    let engine = engine();
+    let mut b = ColumnBuilder::new();
+    for i in 0..17 * 17 {
+        match i % 23 {
+            5 => b.push_null(),
+            11 => b.push_empty(meridian_kernels::column::Family::Point),
+            _ => b.push_point(f64::from(i % 17) / 2.0 - 4.0, f64::from(i / 17) / 2.0 - 4.0).unwrap(),
+        }
+    }
+    let lattice = b.finish();
+    let (zones, names) = countries();
+    let (meridian, nested) = (context(&engine, true), context(&engine, false));
+    for ctx in [&meridian, &nested] {
+        ctx.register_table("p", table(&lattice, &vec![None; lattice.len()], Encoding::Wkb, 64)).unwrap();
+        ctx.register_table("zone", table(&zones, &names, Encoding::Wkb, 50)).unwrap();
+    }
+    let cases = [
+        ("p", "POINT (0 0)", "1.0", 4),
+        ("p", "POINT (0 0)", "2.5", 12),
+        ("p", "POINT (0.5 -1)", "1.5", 8),
+        ("p", "POINT (0 0)", "0.0", 1),
+        ("p", "POINT EMPTY", "1.0", 0),
+        ("zone", "POINT (2.35 48.85)", "3.0", 1),
+    ];
+    for (t, point, d, at_least) in cases {
+        for predicate in
+            [format!("ST_DWithin(t.geom, {{c}}, {d})"), format!("ST_DWithin({{c}}, t.geom, {d})")]
+        {
+            let constant = format!("ST_GeomFromText('{point}')");
+            let sql = format!("SELECT t.id, {} FROM {t} t", predicate.replace("{c}", &constant));
+            let by_row = format!(
+                "SELECT t.id, {} FROM {t} t CROSS JOIN (SELECT {constant} AS k) z",
+                predicate.replace("{c}", "z.k")
+            );
+            let mut want = id_bools(&rows(&nested, &by_row).await);
+            let mut got = id_bools(&rows(&meridian, &sql).await);
+            want.sort_unstable();
+            got.sort_unstable();
+            let trues = want.iter().filter(|(_, v)| *v == Some(true)).count();
+            assert!(trues >= at_least, "{sql}: {trues}");
+            assert_eq!(got, want, "{sql}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_knn_join_equals_ranking_every_pair_by_distance() {
     let engine = engine();

@@ -5,7 +5,7 @@
 //! (bounded-error, a few ulps of the coordinates' magnitude).
 
 use super::locate::{locate_point, within_box, Location};
-use super::measure::bbox;
+use super::measure::{bbox, Rect};
 use super::orient::orient;
 use super::Xy;
 use crate::column::Geom;
@@ -150,6 +150,20 @@ pub fn distance(a: &Geom<'_>, b: &Geom<'_>) -> f64 {
     best
 }
 
+/// [`dwithin`] of two single points, without geometries (`(NaN, NaN)` is the empty point): the
+/// same tests in the same order, so the same answer, for a filter that reads a column of WKB
+/// points in place against one point (SpatialBench's Q1).
+pub fn points_dwithin(p: Xy, q: Xy, dist: f64) -> bool {
+    let empty = |(x, y): Xy| x.is_nan() && y.is_nan();
+    if empty(p) || empty(q) || dist.is_nan() || dist < 0.0 {
+        return false;
+    }
+    if !Rect::of([p]).expand(dist).intersects(&Rect::of([q])) {
+        return false;
+    }
+    f64::INFINITY.min(hypot(p.0 - q.0, p.1 - q.1)) <= dist
+}
+
 /// True when `distance(a, b) <= dist`. False when either is empty or `dist` is negative or
 /// NaN. Rejects on the bounding boxes first.
 pub fn dwithin(a: &Geom<'_>, b: &Geom<'_>, dist: f64) -> bool {
@@ -160,4 +174,42 @@ pub fn dwithin(a: &Geom<'_>, b: &Geom<'_>, dist: f64) -> bool {
         return false;
     }
     distance(a, b) <= dist
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::column::{ColumnBuilder, Family};
+    use proptest::prelude::*;
+
+    /// A point (`None`: the empty one). Small integers and halves make exact ties at the
+    /// distance; the rest anything finite.
+    fn point() -> impl Strategy<Value = Option<Xy>> {
+        let c = || prop_oneof![(-8i32..8).prop_map(|v| f64::from(v) / 2.0), -1e6f64..1e6];
+        prop_oneof![4 => (c(), c()).prop_map(Some), 1 => Just(None)]
+    }
+
+    proptest! {
+        /// Two points' `points_dwithin` is `dwithin` of the same points as geometries: ties
+        /// at the distance, empties and distances that are no distance included.
+        #[test]
+        fn points_dwithin_is_dwithin_of_two_points(
+            p in point(),
+            q in point(),
+            dist in prop_oneof![(0i32..12).prop_map(|v| f64::from(v) / 2.0), 0.0f64..1e6, Just(-1.0), Just(f64::NAN), Just(f64::INFINITY)],
+        ) {
+            let mut b = ColumnBuilder::new();
+            for point in [p, q] {
+                match point {
+                    Some((x, y)) => b.push_point(x, y).unwrap(),
+                    None => b.push_empty(Family::Point),
+                }
+            }
+            let col = b.finish();
+            let (a, c) = (col.get(0).unwrap(), col.get(1).unwrap());
+            let xy = |p: Option<Xy>| p.unwrap_or((f64::NAN, f64::NAN));
+            prop_assert_eq!(points_dwithin(xy(p), xy(q), dist), dwithin(&a, &c, dist));
+        }
+    }
 }

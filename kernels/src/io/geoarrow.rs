@@ -424,30 +424,49 @@ pub fn append(b: &mut ColumnBuilder, array: &dyn Array, encoding: Encoding) -> R
 /// column when every valid row is a 2D WKB point (the common case, read in place) whose
 /// coordinate a column holds.
 pub fn check(array: &dyn Array, encoding: Encoding) -> Result<(), RowError> {
-    if encoding == Encoding::Wkb {
-        let nulls = array.logical_nulls();
-        let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
-        fn points<'a>(n: usize, value: impl Fn(usize) -> &'a [u8], valid: impl Fn(usize) -> bool) -> bool {
-            // A coordinate a column cannot hold (too large, or one NaN) is decoding's error.
-            let holds = |(x, y): (f64, f64)| {
-                (x.abs() <= MAX_COORD && y.abs() <= MAX_COORD) || (x.is_nan() && y.is_nan())
-            };
-            (0..n).all(|i| !valid(i) || wkb_point(value(i)).is_some_and(holds))
-        }
-        let all_points = if let Some(a) = array.as_binary_opt::<i32>() {
-            points(a.len(), |i| a.value(i), valid)
-        } else if let Some(a) = array.as_binary_opt::<i64>() {
-            points(a.len(), |i| a.value(i), valid)
-        } else if let Some(a) = array.as_binary_view_opt() {
-            points(a.len(), |i| a.value(i), valid)
-        } else {
-            false
-        };
-        if all_points {
-            return Ok(());
-        }
+    if encoding == Encoding::Wkb && each_wkb_point(array, |_| {}) {
+        return Ok(());
     }
     append(&mut ColumnBuilder::new(), array, encoding)
+}
+
+/// A WKB array's rows as points read in place (`None` for a null row, `(NaN, NaN)` for the
+/// empty point), when every valid row is a 2D point whose coordinates a column holds; `None`
+/// when one is not (decode the array instead).
+pub fn wkb_points(array: &dyn Array) -> Option<Vec<Option<(f64, f64)>>> {
+    let mut points = Vec::with_capacity(array.len());
+    each_wkb_point(array, |p| points.push(p)).then_some(points)
+}
+
+/// Calls `f` with each row's point in order, while rows are points as [`wkb_points`] takes
+/// them; whether every row was.
+fn each_wkb_point(array: &dyn Array, mut f: impl FnMut(Option<(f64, f64)>)) -> bool {
+    fn each<'a>(
+        n: usize,
+        value: impl Fn(usize) -> &'a [u8],
+        valid: impl Fn(usize) -> bool,
+        f: &mut impl FnMut(Option<(f64, f64)>),
+    ) -> bool {
+        // A coordinate a column cannot hold (too large, or one NaN) is decoding's error.
+        let holds = |&(x, y): &(f64, f64)| {
+            (x.abs() <= MAX_COORD && y.abs() <= MAX_COORD) || (x.is_nan() && y.is_nan())
+        };
+        (0..n).all(|i| {
+            let point = if valid(i) { wkb_point(value(i)).filter(holds).map(Some) } else { Some(None) };
+            point.inspect(|&p| f(p)).is_some()
+        })
+    }
+    let nulls = array.logical_nulls();
+    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+    if let Some(a) = array.as_binary_opt::<i32>() {
+        each(a.len(), |i| a.value(i), valid, &mut f)
+    } else if let Some(a) = array.as_binary_opt::<i64>() {
+        each(a.len(), |i| a.value(i), valid, &mut f)
+    } else if let Some(a) = array.as_binary_view_opt() {
+        each(a.len(), |i| a.value(i), valid, &mut f)
+    } else {
+        false
+    }
 }
 
 fn append_wkb(
