@@ -34,6 +34,7 @@ pub mod geometry;
 pub mod join;
 pub mod knn;
 pub mod run;
+pub mod scan_head;
 pub mod sort;
 pub mod sql;
 pub mod udf;

@@ -73,12 +73,14 @@ async fn run_async(
     config.options_mut().execution.parquet.pushdown_filters = true;
     let ctx = SessionContext::new_with_config(config);
     crate::register(&ctx, engine);
-    // Full sorts on fixed-width keys in one pass over normalised keys (SpatialBench's Q7).
+    // Full sorts on fixed-width keys in one pass over normalised keys (SpatialBench's Q7);
+    // a top-k's scan reading every row group's head first (Q4).
     {
         let state = ctx.state_ref();
         let mut state = state.write();
         *state = datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state.clone())
             .with_physical_optimizer_rule(Arc::new(crate::KeySortRule))
+            .with_physical_optimizer_rule(Arc::new(crate::scan_head::ScanHeadRule))
             .build();
     }
     for (name, path) in &args.tables {

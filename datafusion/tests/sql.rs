@@ -1369,3 +1369,72 @@ async fn a_knn_join_equals_ranking_every_pair_by_distance() {
         assert!(e.contains("ST_KNN runs only as a join's whole condition"), "{sql}: {e}");
     }
 }
+
+/// A top-k over a Parquet scan with its heads read first (`ScanHeadRule`) keeps the same rows
+/// as DataFusion's own plan: row groups larger and smaller than the head, two files, nulls
+/// and ties in the keys, with and without a filter of the query's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_top_k_reading_row_group_heads_first_keeps_the_same_rows() {
+    use datafusion::execution::session_state::SessionStateBuilder;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::properties::WriterProperties;
+    use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", arrow_schema::DataType::Int64, false),
+        Field::new("v", arrow_schema::DataType::Float64, true),
+        Field::new("payload", arrow_schema::DataType::Utf8, false),
+    ]));
+    // Values with many ties (v repeats every 1,000 rows, nulls every 7,919th).
+    for (file, rows, group) in [("a.parquet", 300_000i64, 100_000usize), ("b.parquet", 50_000, 20_000)] {
+        let ids: Vec<i64> = (0..rows).map(|i| i + if file == "a.parquet" { 0 } else { 1_000_000 }).collect();
+        let v: Float64Array =
+            ids.iter().map(|&i| (i % 7_919 != 0).then(|| ((i * 7_727) % 1_000) as f64)).collect();
+        let payload: StringArray = ids.iter().map(|i| Some(format!("row {i}"))).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(ids)), Arc::new(v), Arc::new(payload)],
+        )
+        .unwrap();
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(group)).build();
+        let mut w = ArrowWriter::try_new(
+            std::fs::File::create(dir.path().join(file)).unwrap(),
+            schema.clone(),
+            Some(props),
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let context = |heads: bool| {
+        let mut config = SessionConfig::new().with_target_partitions(2);
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let mut state = SessionStateBuilder::new().with_config(config).with_default_features();
+        if heads {
+            state =
+                state.with_physical_optimizer_rule(Arc::new(meridian_datafusion::scan_head::ScanHeadRule));
+        }
+        SessionContext::new_with_state(state.build())
+    };
+    let (split, plain) = (context(true), context(false));
+    for ctx in [&split, &plain] {
+        ctx.register_parquet("t", dir.path().to_str().unwrap(), ParquetReadOptions::default()).await.unwrap();
+    }
+    for sql in [
+        "SELECT id, v, payload FROM t ORDER BY v DESC, id ASC LIMIT 1000",
+        "SELECT id, payload FROM t ORDER BY v ASC NULLS FIRST, id DESC LIMIT 30",
+        "SELECT id, payload FROM t WHERE id % 3 = 1 ORDER BY v DESC NULLS LAST, id LIMIT 2500",
+    ] {
+        let explained = plan(&split, sql).await;
+        assert!(
+            explained.contains("a.parquet:0..") && explained.matches("a.parquet").count() > 2,
+            "{sql}\n{explained}"
+        );
+        let (got, want) = (rows(&split, sql).await, rows(&plain, sql).await);
+        let show = |b: &[RecordBatch]| {
+            datafusion::arrow::util::pretty::pretty_format_batches(b).unwrap().to_string()
+        };
+        assert_eq!(show(&got), show(&want), "{sql}");
+    }
+}
