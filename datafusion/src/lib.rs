@@ -19,7 +19,8 @@
 //! cluster's executors and [`ballista`] makes the sessions for one.
 //!
 //! [`sql::run`] is `meridian sql`: a query over Parquet and CSV files on such a context, whose
-//! full sorts on fixed-width keys are [`KeySortExec`]s ([`sort`], added by [`KeySortRule`]).
+//! full sorts on fixed-width keys are [`KeySortExec`]s ([`sort`], added by [`KeySortRule`]),
+//! and whose top-k scans of Parquet read every row group's head first ([`scan_head`]).
 //!
 //! It lives in its own crate so that meridian's default build does not compile DataFusion.
 
