@@ -430,7 +430,7 @@ impl ScalarUDFImpl for SpatialFunction {
 /// arguments in the query's order (SpatialBench's Q1 filters 6M trips so: a job a batch, each
 /// row probing a one-row index, cost more than the decoding). `None` where either side is
 /// not all such points (a row that is another geometry, or WKB that does not decode): the
-/// engine's program then runs, and says so.
+/// engine's program then runs, with its errors.
 fn points_within_of_point(args: &ScalarFunctionArgs, constant: Constant, d: f64) -> Result<Option<ArrayRef>> {
     let (c, r) = if constant == Constant::First { (0, 1) } else { (1, 0) };
     let wkb =
