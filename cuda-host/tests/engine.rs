@@ -23,21 +23,25 @@ fn gpu_engine(blocks: u32, threads: u32) -> Engine {
         .unwrap()
 }
 
+/// `examples/pip_join.masm` over `pts` and `zones` on `e`.
+fn pip_join(
+    e: &Engine,
+    (pts, zones): &(Arc<GeometryColumn>, Arc<GeometryColumn>),
+) -> meridian_runtime::JobResult {
+    let program = example("pip_join.masm");
+    let p = e.prepare(program.program()).unwrap();
+    let b =
+        e.bind(&p, [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones.clone()))]).unwrap();
+    e.run(p.job(&b)).unwrap()
+}
+
 #[test]
 fn pip_join_on_the_shipped_data_matches_the_cpu() {
-    let (pts, zones) = (cities(), countries());
-    let program = example("pip_join.masm");
+    let data = (cities(), countries());
     let cpu = Engine::builder().mode(Mode::Cpu).workers(2).build().unwrap();
     let gpu = gpu_engine(2, 32);
     assert_eq!(gpu.backend().name(), "cuda");
-    let run = |e: &Engine| {
-        let p = e.prepare(program.program()).unwrap();
-        let b = e
-            .bind(&p, [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones.clone()))])
-            .unwrap();
-        e.run(p.job(&b)).unwrap()
-    };
-    let (want, got) = (run(&cpu), run(&gpu));
+    let (want, got) = (pip_join(&cpu, &data), pip_join(&gpu, &data));
     assert_eq!(got.backend().name(), "cuda", "{:?}", got.backend());
     assert_eq!(got.hits("pairs").unwrap().len(), 224_999);
     assert_eq!(got.hits("pairs"), want.hits("pairs"));
@@ -404,22 +408,14 @@ fn the_per_job_kernel_runs_random_programs_as_the_interpreter_does() {
 /// is allocated outside, and counted. The heap changes no result.
 #[test]
 fn the_resident_kernel_is_only_handed_memory_that_existed_at_its_launch() {
-    let (pts, zones) = (cities(), countries());
-    let program = example("pip_join.masm");
-    let run = |e: &Engine| {
-        let p = e.prepare(program.program()).unwrap();
-        let b = e
-            .bind(&p, [("pts", Input::rows(pts.clone())), ("zones", Input::indexed(zones.clone()))])
-            .unwrap();
-        e.run(p.job(&b)).unwrap()
-    };
-    let want = run(&Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap());
+    let data = (cities(), countries());
+    let want = pip_join(&Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap(), &data);
     for heap in [meridian_cuda_host::DEFAULT_HEAP_BYTES, 64 << 10, 0] {
         let device = Arc::new(HostDevice::new(2, 32));
         device.set_heap_bytes(heap);
         assert_eq!(device.heap_usage(), None, "nothing reserved before the launch");
         let engine = Engine::builder().mode(Mode::Gpu).workers(1).gpu_device(device.clone()).build().unwrap();
-        let got = run(&engine);
+        let got = pip_join(&engine, &data);
         assert_eq!(got.backend().name(), "cuda", "{:?}", got.backend());
         assert_eq!(got.hits("pairs"), want.hits("pairs"), "heap {heap}");
         let usage = device.heap_usage();

@@ -126,26 +126,23 @@ fn split_file(file: &PartitionedFile) -> Option<(PartitionedFile, PartitionedFil
     if rows.iter().all(|&n| n <= HEAD_ROWS) {
         return None;
     }
-    let head = rows
-        .iter()
-        .map(|&n| match n <= HEAD_ROWS {
-            true => RowGroupAccess::Scan,
-            false => RowGroupAccess::Selection(RowSelection::from(vec![
-                RowSelector::select(HEAD_ROWS),
-                RowSelector::skip(n - HEAD_ROWS),
-            ])),
-        })
-        .collect();
-    let rest = rows
-        .iter()
-        .map(|&n| match n <= HEAD_ROWS {
-            true => RowGroupAccess::Skip,
-            false => RowGroupAccess::Selection(RowSelection::from(vec![
-                RowSelector::skip(HEAD_ROWS),
-                RowSelector::select(n - HEAD_ROWS),
-            ])),
-        })
-        .collect();
+    // A row group no longer than the head is all head.
+    let access = |head: bool| -> Vec<RowGroupAccess> {
+        rows.iter()
+            .map(|&n| match (n <= HEAD_ROWS, head) {
+                (true, true) => RowGroupAccess::Scan,
+                (true, false) => RowGroupAccess::Skip,
+                (false, true) => RowGroupAccess::Selection(RowSelection::from(vec![
+                    RowSelector::select(HEAD_ROWS),
+                    RowSelector::skip(n - HEAD_ROWS),
+                ])),
+                (false, false) => RowGroupAccess::Selection(RowSelection::from(vec![
+                    RowSelector::skip(HEAD_ROWS),
+                    RowSelector::select(n - HEAD_ROWS),
+                ])),
+            })
+            .collect()
+    };
     let part = |access: Vec<RowGroupAccess>| {
         let mut part = file.clone();
         // The file's statistics are the two parts' together.
@@ -153,5 +150,5 @@ fn split_file(file: &PartitionedFile) -> Option<(PartitionedFile, PartitionedFil
         part.extensions.insert(ParquetAccessPlan::new(access));
         part
     };
-    Some((part(head), part(rest)))
+    Some((part(access(true)), part(access(false))))
 }
