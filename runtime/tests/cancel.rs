@@ -159,6 +159,31 @@ fn a_finished_job_keeps_its_result_when_cancelled_after() {
     assert_eq!(ticket.wait().unwrap().count("n"), Some(1000));
 }
 
+/// Waits until no chunk is queued unclaimed (a guard against a hang, not a timing).
+fn until_claimed(e: &Engine) {
+    let t0 = Instant::now();
+    while e.cpu_queue().0 != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the worker never claimed the queued chunks");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn the_cpu_queue_counts_chunks_no_thread_has_claimed() {
+    let e = Engine::builder().mode(Mode::Cpu).workers(1).inline_rows(0).build().unwrap();
+    let (queued, capacity) = e.cpu_queue();
+    assert_eq!(queued, 0);
+    assert!(capacity > 0);
+    let slow = e.submit(job(&e, SLOW, 64)).unwrap();
+    until_claimed(&e);
+    let behind = e.submit(job(&e, QUICK, 1000)).unwrap();
+    assert!(e.cpu_queue().0 >= 1, "a job behind the busy worker is queued");
+    slow.cancel();
+    assert_eq!(slow.wait().unwrap_err(), JobError::Cancelled(CancelCause::Caller));
+    assert_eq!(behind.wait().unwrap().count("n"), Some(1000));
+    assert_eq!(e.cpu_queue().0, 0);
+}
+
 #[test]
 fn a_waiting_caller_runs_its_own_job_while_every_worker_is_busy() {
     // One worker, held by a job of 64 rows of 27 million predicates each (a minute or more
@@ -169,6 +194,10 @@ fn a_waiting_caller_runs_its_own_job_while_every_worker_is_busy() {
     // long job finishes first.)
     let e = Engine::builder().mode(Mode::Cpu).workers(1).inline_rows(0).build().unwrap();
     let slow = e.submit(job(&e, SLOW, 64)).unwrap();
+    // The worker must hold the long job's one chunk before the caller queues: a waiter helps
+    // with whatever is first on the queue, and a caller that claimed the long chunk itself
+    // would wait the minute out.
+    until_claimed(&e);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| tx.send(e.run(job(&e, QUICK, 1000))).unwrap());

@@ -202,6 +202,12 @@ impl Engine {
         })
     }
 
+    /// Chunks queued on the CPU executor's ring and not yet claimed by a worker or a helping
+    /// waiter, and the ring's capacity: the backlog a service may shed load by.
+    pub fn cpu_queue(&self) -> (usize, usize) {
+        self.cpu.queued()
+    }
+
     /// Worker threads.
     pub fn workers(&self) -> usize {
         self.cpu.tuning().workers
