@@ -19,7 +19,7 @@ use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use meridian_kernels::algo::points_dwithin;
+use meridian_kernels::algo::PointsAgainst;
 use meridian_kernels::interp::{Input, OutputColumn};
 use meridian_kernels::io::geoarrow::{self, Encoding};
 use meridian_runtime::{Engine, JobResult, Prepared};
@@ -340,7 +340,7 @@ impl ScalarUDFImpl for SpatialFunction {
             _ => Constant::None,
         };
         if let (Some(d), Constant::First | Constant::Second) = (distance, constant) {
-            if let Some(within) = points_within_of_point(&args, constant, d)? {
+            if let Some(within) = points_within_of(&args, constant, d)? {
                 return Ok(ColumnarValue::Array(within));
             }
         }
@@ -425,13 +425,14 @@ impl ScalarUDFImpl for SpatialFunction {
     }
 }
 
-/// `ST_DWithin` of a column of WKB points and a constant WKB point, read in place:
-/// [`points_dwithin`] a row, the test the engine's `dwithin` makes of two points, with the
-/// arguments in the query's order (SpatialBench's Q1 filters 6M trips so: a job a batch, each
-/// row probing a one-row index, cost more than the decoding). `None` where either side is
-/// not all such points (a row that is another geometry, or WKB that does not decode): the
-/// engine's program then runs, with its errors.
-fn points_within_of_point(args: &ScalarFunctionArgs, constant: Constant, d: f64) -> Result<Option<ArrayRef>> {
+/// `ST_DWithin` of a column of WKB points and a constant WKB geometry, the points read in
+/// place: [`PointsAgainst::dwithin`] a row, the test the engine's `dwithin` makes of a point
+/// and the constant, with the arguments in the query's order (SpatialBench's Q1 filters 6M
+/// trips against a point, Q3 against a polygon: a job a batch, each row probing a one-row
+/// index, cost more than the decoding). `None` where the rows are not all such points (a row
+/// that is another geometry, or WKB that does not decode): the engine's program then runs,
+/// with its errors.
+fn points_within_of(args: &ScalarFunctionArgs, constant: Constant, d: f64) -> Result<Option<ArrayRef>> {
     let (c, r) = if constant == Constant::First { (0, 1) } else { (1, 0) };
     let wkb =
         |i: usize| args.arg_fields.get(i).is_some_and(|f| geometry::encoding(f).ok() == Some(Encoding::Wkb));
@@ -441,24 +442,15 @@ fn points_within_of_point(args: &ScalarFunctionArgs, constant: Constant, d: f64)
     if !wkb(c) || !wkb(r) || value.is_null() {
         return Ok(None);
     }
-    let Some(&[Some(q)]) = geoarrow::wkb_points(value.to_array_of_size(1)?.as_ref()).as_deref() else {
-        return Ok(None);
-    };
     let rows = rows.to_array_of_size(args.number_rows)?;
     let Some(points) = geoarrow::wkb_points(rows.as_ref()) else { return Ok(None) };
+    let what = format!("st_dwithin argument {}", c + 1);
+    let column = geometry::to_column(&what, value.to_array_of_size(1)?.as_ref(), Encoding::Wkb)?;
+    let Some(geom) = column.get(0) else { return Ok(None) };
+    let against = PointsAgainst::new(geom);
+    let geom_first = constant == Constant::First;
     let within: BooleanArray =
-        points
-            .into_iter()
-            .map(|p| {
-                p.map(|p| {
-                    if constant == Constant::First {
-                        points_dwithin(q, p, d)
-                    } else {
-                        points_dwithin(p, q, d)
-                    }
-                })
-            })
-            .collect();
+        points.into_iter().map(|p| p.map(|p| against.dwithin(p, d, geom_first))).collect();
     Ok(Some(Arc::new(within)))
 }
 

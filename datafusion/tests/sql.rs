@@ -1234,12 +1234,13 @@ async fn a_predicate_against_a_constant_or_a_scalar_subquery_equals_it_row_by_ro
     }
 }
 
-/// `ST_DWithin` of a column of points and a constant point reads the WKB in place (Q1's
-/// filter): the same answers as the engine's program row by row, on a lattice where many
-/// points lie exactly at the distance, with nulls, empties, an empty constant and both
-/// argument orders; a column that is not all points (the countries) takes the program.
+/// `ST_DWithin` of a column of points and a constant reads the WKB in place (Q1's filter, of
+/// a point; Q3's, of a polygon): the same answers as the engine's program row by row, on a
+/// lattice where many points lie exactly at the distance, with nulls, empties, empty constants,
+/// constants of every family and both argument orders; a column that is not all points (the
+/// countries) takes the program.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dwithin_of_points_and_a_constant_point_equals_it_row_by_row() {
+async fn dwithin_of_points_and_a_constant_equals_it_row_by_row() {
     let engine = engine();
     let mut b = ColumnBuilder::new();
     for i in 0..17 * 17 {
@@ -1263,6 +1264,15 @@ async fn dwithin_of_points_and_a_constant_point_equals_it_row_by_row() {
         ("p", "POINT (0 0)", "0.0", 1),
         ("p", "POINT EMPTY", "1.0", 0),
         ("zone", "POINT (2.35 48.85)", "3.0", 1),
+        // Constants that are not points: the points still read in place (a point in the hole
+        // lies exactly 0.5 from its ring, one on a ring at 0).
+        ("p", "POLYGON ((-2 -2, 2 -2, 2 2, -2 2, -2 -2), (-1 -1, 1 -1, 1 1, -1 1, -1 -1))", "0.5", 60),
+        ("p", "POLYGON ((-2 -2, 2 -2, 2 2, -2 2, -2 -2), (-1 -1, 1 -1, 1 1, -1 1, -1 -1))", "0.0", 50),
+        ("p", "MULTIPOLYGON (((0 0, 1 0, 1 1, 0 1, 0 0)), ((3 3, 4 3, 4 4, 3 4, 3 3)))", "1.0", 20),
+        ("p", "LINESTRING (-3 -3, 3 3, 3 -1)", "1.0", 30),
+        ("p", "MULTIPOINT ((0 0), (2 2))", "1.0", 8),
+        ("p", "POLYGON EMPTY", "1.0", 0),
+        ("zone", "POLYGON ((0 40, 10 40, 10 50, 0 50, 0 40))", "1.0", 1),
     ];
     for (t, point, d, at_least) in cases {
         for predicate in

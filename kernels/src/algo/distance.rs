@@ -150,18 +150,58 @@ pub fn distance(a: &Geom<'_>, b: &Geom<'_>) -> f64 {
     best
 }
 
-/// [`dwithin`] of two single points, without geometries (`(NaN, NaN)` is the empty point): the
-/// same tests in the same order, so the same answer, for a filter that reads a column of WKB
-/// points in place against one point (SpatialBench's Q1).
-pub fn points_dwithin(p: Xy, q: Xy, dist: f64) -> bool {
-    let empty = |(x, y): Xy| x.is_nan() && y.is_nan();
-    if empty(p) || empty(q) || dist.is_nan() || dist < 0.0 {
-        return false;
+/// One geometry that single points, read without geometries of their own, are tested
+/// against: [`dwithin`] of a point and the geometry by the same tests in the same order, so
+/// the same answer, for a filter that reads a column of WKB points in place against a
+/// constant (SpatialBench's Q1 against a point, Q3 against a polygon).
+#[derive(Clone, Copy, Debug)]
+pub struct PointsAgainst<'a> {
+    geom: Geom<'a>,
+    bbox: Rect,
+}
+
+impl<'a> PointsAgainst<'a> {
+    /// Points against `geom`.
+    pub fn new(geom: Geom<'a>) -> PointsAgainst<'a> {
+        PointsAgainst { geom, bbox: bbox(&geom) }
     }
-    if !Rect::of([p]).expand(dist).intersects(&Rect::of([q])) {
-        return false;
+
+    /// `dwithin(p, geom, dist)`, or `dwithin(geom, p, dist)` when `geom_first` (the box test
+    /// grows the first argument's box, and its rounding may differ); `(NaN, NaN)` is the empty
+    /// point.
+    pub fn dwithin(&self, p: Xy, dist: f64, geom_first: bool) -> bool {
+        let empty = p.0.is_nan() && p.1.is_nan();
+        if empty || self.geom.is_empty() || dist.is_nan() || dist < 0.0 {
+            return false;
+        }
+        let point = Rect::of([p]);
+        let near = if geom_first {
+            self.bbox.expand(dist).intersects(&point)
+        } else {
+            point.expand(dist).intersects(&self.bbox)
+        };
+        near && self.distance(p) <= dist
     }
-    f64::INFINITY.min(hypot(p.0 - q.0, p.1 - q.1)) <= dist
+
+    /// [`distance`] of the point and the geometry, neither empty: the branches it takes for
+    /// a point and this geometry, in either order.
+    fn distance(&self, p: Xy) -> f64 {
+        let g = &self.geom;
+        if g.dimension() == 2 && locate_point(g, p) != Location::Exterior {
+            return 0.0;
+        }
+        let mut best = f64::INFINITY;
+        if g.dimension() == 0 {
+            for q in g.coords() {
+                best = best.min(hypot(p.0 - q.0, p.1 - q.1));
+            }
+        } else {
+            for (c, d) in segments(g) {
+                best = best.min(segment_distance(p, c, d));
+            }
+        }
+        best
+    }
 }
 
 /// True when `distance(a, b) <= dist`. False when either is empty or `dist` is negative or
@@ -184,32 +224,62 @@ mod tests {
     use proptest::prelude::*;
 
     /// A point (`None`: the empty one). Small integers and halves make exact ties at the
-    /// distance; the rest anything finite.
+    /// distance and points on boundaries; the rest anything finite.
     fn point() -> impl Strategy<Value = Option<Xy>> {
-        let c = || prop_oneof![(-8i32..8).prop_map(|v| f64::from(v) / 2.0), -1e6f64..1e6];
-        prop_oneof![4 => (c(), c()).prop_map(Some), 1 => Just(None)]
+        let c = || prop_oneof![8 => (-8i32..8).prop_map(|v| f64::from(v) / 2.0), 1 => -1e6f64..1e6];
+        prop_oneof![8 => (c(), c()).prop_map(Some), 1 => Just(None)]
+    }
+
+    /// A geometry of any family as its parts (none: empty), on the same lattice.
+    fn geometry() -> impl Strategy<Value = (Family, Vec<Vec<Vec<Xy>>>)> {
+        let c = || (-8i32..8, -8i32..8).prop_map(|(x, y)| (f64::from(x) / 2.0, f64::from(y) / 2.0));
+        let square = |(x, y): Xy, s: f64| vec![(x, y), (x + s, y), (x + s, y + s), (x, y + s), (x, y)];
+        let polygon = (c(), 1i32..6, proptest::bool::ANY).prop_map(move |(o, s, hole)| {
+            let s = f64::from(s);
+            let mut rings = vec![square(o, s)];
+            if hole && s >= 2.0 {
+                rings.push(square((o.0 + 0.5, o.1 + 0.5), s - 1.0));
+            }
+            rings
+        });
+        prop_oneof![
+            c().prop_map(|p| (Family::Point, vec![vec![vec![p]]])),
+            proptest::collection::vec(c(), 1..4)
+                .prop_map(|ps| (Family::MultiPoint, ps.into_iter().map(|p| vec![vec![p]]).collect())),
+            proptest::collection::vec(c(), 2..5).prop_map(|l| (Family::LineString, vec![vec![l]])),
+            polygon.clone().prop_map(|p| (Family::Polygon, vec![p])),
+            proptest::collection::vec(polygon, 1..3).prop_map(|ps| (Family::MultiPolygon, ps)),
+            proptest::sample::select(Family::ALL.to_vec()).prop_map(|f| (f, Vec::new())),
+        ]
     }
 
     proptest! {
-        /// Two points' `points_dwithin` is `dwithin` of the same points as geometries: ties
-        /// at the distance, empties and distances that are no distance included.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// A point's `PointsAgainst::dwithin` is `dwithin` of the point as a geometry and the
+        /// geometry, in either order: ties at the distance, points on boundaries and in holes,
+        /// empties and distances that are no distance included.
         #[test]
-        fn points_dwithin_is_dwithin_of_two_points(
+        fn points_against_a_geometry_are_dwithin_of_the_point_as_a_geometry(
             p in point(),
-            q in point(),
-            dist in prop_oneof![(0i32..12).prop_map(|v| f64::from(v) / 2.0), 0.0f64..1e6, Just(-1.0), Just(f64::NAN), Just(f64::INFINITY)],
+            (family, parts) in geometry(),
+            dist in prop_oneof![12 => (0i32..12).prop_map(|v| f64::from(v) / 2.0), 2 => 0.0f64..1e6, 1 => Just(-1.0), 1 => Just(f64::NAN), 1 => Just(f64::INFINITY)],
         ) {
             let mut b = ColumnBuilder::new();
-            for point in [p, q] {
-                match point {
-                    Some((x, y)) => b.push_point(x, y).unwrap(),
-                    None => b.push_empty(Family::Point),
-                }
+            match p {
+                Some((x, y)) => b.push_point(x, y).unwrap(),
+                None => b.push_empty(Family::Point),
+            }
+            if parts.is_empty() {
+                b.push_empty(family);
+            } else {
+                b.push_parts(family, &parts).unwrap();
             }
             let col = b.finish();
-            let (a, c) = (col.get(0).unwrap(), col.get(1).unwrap());
-            let xy = |p: Option<Xy>| p.unwrap_or((f64::NAN, f64::NAN));
-            prop_assert_eq!(points_dwithin(xy(p), xy(q), dist), dwithin(&a, &c, dist));
+            let (a, g) = (col.get(0).unwrap(), col.get(1).unwrap());
+            let against = PointsAgainst::new(g);
+            let xy = p.unwrap_or((f64::NAN, f64::NAN));
+            prop_assert_eq!(against.dwithin(xy, dist, false), dwithin(&a, &g, dist));
+            prop_assert_eq!(against.dwithin(xy, dist, true), dwithin(&g, &a, dist));
         }
     }
 }

@@ -16,7 +16,7 @@ mod predicates;
 mod relate;
 mod transform;
 
-pub use distance::{distance, dwithin, hypot, points_dwithin, segment_distance};
+pub use distance::{distance, dwithin, hypot, segment_distance, PointsAgainst};
 pub(crate) use locate::locate_by_crossings;
 pub use locate::{edge_crossing, locate_in_ring, locate_point, Location};
 pub use measure::{area, bbox, bbox_of_part, centroid, length, Rect};
