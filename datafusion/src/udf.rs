@@ -339,9 +339,9 @@ impl ScalarUDFImpl for SpatialFunction {
             (false, true) if predicate => Constant::Second,
             _ => Constant::None,
         };
-        if let (Some(d), Constant::First | Constant::Second) = (distance, constant) {
-            if let Some(within) = points_within_of(&args, constant, d)? {
-                return Ok(ColumnarValue::Array(within));
+        if constant != Constant::None {
+            if let Some(answers) = points_against(self.function, &args, constant, distance)? {
+                return Ok(ColumnarValue::Array(answers));
             }
         }
         let mut columns = Vec::with_capacity(geoms);
@@ -425,15 +425,30 @@ impl ScalarUDFImpl for SpatialFunction {
     }
 }
 
-/// `ST_DWithin` of a column of WKB points and a constant WKB geometry, the points read in
-/// place: [`PointsAgainst::dwithin`] a row, the test the engine's `dwithin` makes of a point
-/// and the constant, with the arguments in the query's order (SpatialBench's Q1 filters 6M
-/// trips against a point, Q3 against a polygon: a job a batch, each row probing a one-row
-/// index, cost more than the decoding). `None` where the rows are not all such points (a row
-/// that is another geometry, or WKB that does not decode): the engine's program then runs,
-/// with its errors.
-fn points_within_of(args: &ScalarFunctionArgs, constant: Constant, d: f64) -> Result<Option<ArrayRef>> {
-    let (c, r) = if constant == Constant::First { (0, 1) } else { (1, 0) };
+/// A predicate of a column of WKB points and a constant WKB geometry, the points read in
+/// place: [`PointsAgainst`]'s test a row — the engine's own tests of a point and the constant,
+/// with the arguments in the query's order — for `ST_DWithin` at a constant distance,
+/// `ST_Intersects`, and `ST_Contains`/`ST_Within` of the constant around the points
+/// (SpatialBench's Q1 filters 6M trips against a point, Q2 and Q3 against a polygon: a job a
+/// batch, each row probing a one-row index, cost more than the decoding). `None` where the
+/// rows are not all such points (a row that is another geometry, or WKB that does not
+/// decode), or for a point containing the constant: the engine's program then runs, with its
+/// errors.
+fn points_against(
+    function: Function,
+    args: &ScalarFunctionArgs,
+    constant: Constant,
+    distance: Option<f64>,
+) -> Result<Option<ArrayRef>> {
+    let geom_first = constant == Constant::First;
+    let test: &dyn Fn(&PointsAgainst<'_>, (f64, f64)) -> bool = match (function, distance) {
+        (Function::DWithin, Some(d)) => &move |a, p| a.dwithin(p, d, geom_first),
+        (Function::Intersects, _) => &|a, p| a.intersects(p),
+        (Function::Contains, _) if geom_first => &|a, p| a.contains(p),
+        (Function::Within, _) if !geom_first => &|a, p| a.contains(p),
+        _ => return Ok(None),
+    };
+    let (c, r) = if geom_first { (0, 1) } else { (1, 0) };
     let wkb =
         |i: usize| args.arg_fields.get(i).is_some_and(|f| geometry::encoding(f).ok() == Some(Encoding::Wkb));
     let (Some(ColumnarValue::Scalar(value)), Some(rows)) = (args.args.get(c), args.args.get(r)) else {
@@ -444,14 +459,12 @@ fn points_within_of(args: &ScalarFunctionArgs, constant: Constant, d: f64) -> Re
     }
     let rows = rows.to_array_of_size(args.number_rows)?;
     let Some(points) = geoarrow::wkb_points(rows.as_ref()) else { return Ok(None) };
-    let what = format!("st_dwithin argument {}", c + 1);
+    let what = format!("{} argument {}", function.name(), c + 1);
     let column = geometry::to_column(&what, value.to_array_of_size(1)?.as_ref(), Encoding::Wkb)?;
     let Some(geom) = column.get(0) else { return Ok(None) };
     let against = PointsAgainst::new(geom);
-    let geom_first = constant == Constant::First;
-    let within: BooleanArray =
-        points.into_iter().map(|p| p.map(|p| against.dwithin(p, d, geom_first))).collect();
-    Ok(Some(Arc::new(within)))
+    let answers: BooleanArray = points.into_iter().map(|p| p.map(|p| test(&against, p))).collect();
+    Ok(Some(Arc::new(answers)))
 }
 
 /// True for the `n` rows that paired with the constant, false for the others, null where

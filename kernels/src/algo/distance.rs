@@ -151,9 +151,10 @@ pub fn distance(a: &Geom<'_>, b: &Geom<'_>) -> f64 {
 }
 
 /// One geometry that single points, read without geometries of their own, are tested
-/// against: [`dwithin`] of a point and the geometry by the same tests in the same order, so
-/// the same answer, for a filter that reads a column of WKB points in place against a
-/// constant (SpatialBench's Q1 against a point, Q3 against a polygon).
+/// against: [`dwithin`], `intersects` and `contains` of a point and the geometry by the same
+/// tests in the same order, so the same answers, for a filter that reads a column of WKB
+/// points in place against a constant (SpatialBench's Q1 against a point, Q2 and Q3 against
+/// a polygon).
 #[derive(Clone, Copy, Debug)]
 pub struct PointsAgainst<'a> {
     geom: Geom<'a>,
@@ -181,6 +182,25 @@ impl<'a> PointsAgainst<'a> {
             point.expand(dist).intersects(&self.bbox)
         };
         near && self.distance(p) <= dist
+    }
+
+    /// `intersects` of the point and the geometry, in either order (its tests for a single
+    /// point are the same both ways round).
+    pub fn intersects(&self, p: Xy) -> bool {
+        let empty = p.0.is_nan() && p.1.is_nan();
+        !empty
+            && !self.geom.is_empty()
+            && Rect::of([p]).intersects(&self.bbox)
+            && locate_point(&self.geom, p) != Location::Exterior
+    }
+
+    /// `contains(geom, p)`, that is `within(p, geom)`: `p` in the geometry's interior.
+    pub fn contains(&self, p: Xy) -> bool {
+        let empty = p.0.is_nan() && p.1.is_nan();
+        !empty
+            && !self.geom.is_empty()
+            && self.bbox.contains_point(p)
+            && locate_point(&self.geom, p) == Location::Interior
     }
 
     /// [`distance`] of the point and the geometry, neither empty: the branches it takes for
@@ -255,11 +275,11 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2048))]
-        /// A point's `PointsAgainst::dwithin` is `dwithin` of the point as a geometry and the
-        /// geometry, in either order: ties at the distance, points on boundaries and in holes,
-        /// empties and distances that are no distance included.
+        /// A point's `PointsAgainst` tests are `dwithin`, `intersects` and `contains` of the
+        /// point as a geometry and the geometry, in either order: ties at the distance, points
+        /// on boundaries and in holes, empties and distances that are no distance included.
         #[test]
-        fn points_against_a_geometry_are_dwithin_of_the_point_as_a_geometry(
+        fn points_against_a_geometry_answer_as_the_point_as_a_geometry(
             p in point(),
             (family, parts) in geometry(),
             dist in prop_oneof![12 => (0i32..12).prop_map(|v| f64::from(v) / 2.0), 2 => 0.0f64..1e6, 1 => Just(-1.0), 1 => Just(f64::NAN), 1 => Just(f64::INFINITY)],
@@ -280,6 +300,10 @@ mod tests {
             let xy = p.unwrap_or((f64::NAN, f64::NAN));
             prop_assert_eq!(against.dwithin(xy, dist, false), dwithin(&a, &g, dist));
             prop_assert_eq!(against.dwithin(xy, dist, true), dwithin(&g, &a, dist));
+            prop_assert_eq!(against.intersects(xy), super::super::intersects(&a, &g));
+            prop_assert_eq!(against.intersects(xy), super::super::intersects(&g, &a));
+            prop_assert_eq!(against.contains(xy), super::super::contains(&g, &a));
+            prop_assert_eq!(against.contains(xy), super::super::within(&a, &g));
         }
     }
 }
