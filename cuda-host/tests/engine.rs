@@ -298,7 +298,7 @@ fn tricky() -> (Arc<GeometryColumn>, Arc<GeometryColumn>) {
 #[test]
 fn point_join_and_filter_loops_match_the_cpu_on_boundary_cases() {
     let (zones, pts) = tricky();
-    assert!(meridian_kernels::index::SpatialIndex::build(zones.view()).grid().is_some());
+    assert!(meridian_kernels::index::SpatialIndex::build(zones.clone()).grid().is_some());
     let cpu = Engine::builder().mode(Mode::Cpu).workers(1).build().unwrap();
     let gpu = Engine::builder()
         .mode(Mode::Gpu)

@@ -104,7 +104,7 @@ proptest! {
     fn slab_location_matches(seed in any::<u64>()) {
         let mut rng = Rng(seed);
         let col = data::column(&mut rng, InputKind::Polygons, 30);
-        let index = SpatialIndex::build(col.view());
+        let index = SpatialIndex::build(std::sync::Arc::new(col.clone()));
         let host = HostIndex::new(&index);
         for part in 0..index.slabs().parts() {
             for _ in 0..24 {

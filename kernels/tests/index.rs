@@ -170,7 +170,7 @@ proptest! {
         b.push_point(3.0, 3.0).unwrap();
         b.push_null();
         let col = b.finish();
-        let idx = SpatialIndex::build(col.view());
+        let idx = SpatialIndex::build(std::sync::Arc::new(col.clone()));
         prop_assert!(idx.grid().is_some());
         let areal: Vec<bool> = idx.part_rows().iter().map(|&r| r < stars.len() as u32).collect();
         let lattice = probes.iter().map(|&(x, y)| (x as f64 / 2.0, y as f64 / 2.0));
@@ -188,7 +188,7 @@ fn grid_agrees_with_tree_and_slabs_on_the_countries() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/countries.geojson")).unwrap();
     let col = meridian_kernels::io::read_geojson("countries.geojson", &text).unwrap().geometry;
-    let idx = SpatialIndex::build(col.view());
+    let idx = SpatialIndex::build(std::sync::Arc::new(col.clone()));
     let grid = idx.grid().expect("a grid over the countries");
     let (nx, ny) = grid.shape();
     assert!(nx * ny >= 1 << 10 && grid.entries() <= 8 * nx * ny, "{nx}×{ny}, {} entries", grid.entries());
@@ -240,7 +240,7 @@ fn polygon_index_join_matches_brute_force() {
     }
     p.push_null();
     let pts = p.finish();
-    let idx = SpatialIndex::build(polys.view());
+    let idx = SpatialIndex::build(std::sync::Arc::new(polys.clone()));
     let mut got = idx.join_points(pts.view());
     got.sort_unstable();
     let mut want = Vec::new();

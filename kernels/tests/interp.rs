@@ -16,10 +16,20 @@ fn data(name: &str) -> std::path::PathBuf {
 }
 
 fn run(program: &VerifiedProgram, inputs: Vec<Input>, chunks: usize) -> Vec<OutputColumn> {
+    run_with_hits(program, inputs, chunks, |rows| rows * 4 + 16)
+}
+
+/// [`run`] with room for `hits(rows)` hits.
+fn run_with_hits(
+    program: &VerifiedProgram,
+    inputs: Vec<Input>,
+    chunks: usize,
+    hits: impl Fn(usize) -> usize,
+) -> Vec<OutputColumn> {
     let bound = BoundInputs::bind(program.program(), inputs).unwrap();
     let it = Interpreter::new(program);
     let n = bound.rows();
-    let out = it.output_buffers(0..n, n * 4 + 16);
+    let out = it.output_buffers(0..n, hits(n));
     let step = n.div_ceil(chunks.max(1)).max(1);
     let mut scratch = Scratch::new();
     for start in (0..n).step_by(step) {
@@ -41,7 +51,7 @@ fn pip_join_on_cities_matches_the_direct_kernel_and_brute_force() {
     );
     let out = run(&pip(), vec![Input::rows(cities.clone()), Input::indexed(countries.clone())], 7);
     let OutputColumn::Hits(hits) = &out[0] else { panic!() };
-    let mut direct = SpatialIndex::build(countries.view()).join_points(cities.view());
+    let mut direct = SpatialIndex::build(countries.clone()).join_points(cities.view());
     direct.sort_unstable();
     assert_eq!(hits, &direct);
     assert_eq!(hits.len(), 224_999);
@@ -55,6 +65,51 @@ fn pip_join_on_cities_matches_the_direct_kernel_and_brute_force() {
         let got: Vec<(u32, u32)> = hits.iter().copied().filter(|h| h.0 == row as u32).collect();
         assert_eq!(got, want, "city row {row}");
     }
+}
+
+/// The edge slabs and the cell grid serve points: a join of polygons against an indexed
+/// column finds every intersecting pair without them (they stay unbuilt), and the first point
+/// probe builds them.
+#[test]
+fn only_points_build_the_point_accelerators() {
+    let text = io::read_text(&data("countries.geojson")).unwrap();
+    let countries = Arc::new(io::read_geojson("countries.geojson", &text).unwrap().geometry);
+    let index = Arc::new(SpatialIndex::build(countries.clone()));
+    let indexed = Input { column: countries.clone(), index: Some(index.clone()) };
+    let mut want = Vec::new();
+    for a in 0..countries.len() {
+        let Some(g) = countries.get(a) else { continue };
+        for b in 0..countries.len() {
+            if countries.get(b).is_some_and(|h| algo::intersects(&g, &h)) {
+                want.push((a as u32, b as u32));
+            }
+        }
+    }
+    assert!(want.len() > 2 * countries.len(), "{} pairs", want.len());
+    // Probes without a distance (the whole-program join SQL's joins run) and with one.
+    for probe in ["probe c0, b, g0", "const f0, 0.0\n probe c0, b, g0, f0"] {
+        let src = format!(
+            ".program t\n.input a polygons\n.input b polygons indexed\n.output pairs hits\n\
+             load g0, a\n {probe}\n\
+             next:\n cnext g1, c0, done\n intersects b0, g0, g1\n jf b0, next\n emit pairs, g1\n jmp next\n done:\n halt\n"
+        );
+        let program = assemble("t.masm", &src).unwrap();
+        let out =
+            run_with_hits(&program, vec![Input::rows(countries.clone()), indexed.clone()], 3, |n| n * 16);
+        let OutputColumn::Hits(hits) = &out[0] else { panic!() };
+        assert!(!index.points_built(), "polygon probes built the point accelerators ({probe})");
+        let mut got = hits.clone();
+        got.sort_unstable();
+        assert_eq!(got, want, "{probe}");
+    }
+    // A point probe builds them, and is answered through them.
+    let cities = Arc::new(
+        io::read_csv("cities.csv.gz", io::open(&data("cities.csv.gz")).unwrap(), &[]).unwrap().geometry,
+    );
+    let out = run(&pip(), vec![Input::rows(cities.clone()), indexed], 7);
+    let OutputColumn::Hits(hits) = &out[0] else { panic!() };
+    assert!(index.points_built());
+    assert_eq!(hits.len(), 224_999);
 }
 
 /// Multipolygons with a hole, shared edges and touching parts; points on a grid that hits
@@ -108,7 +163,7 @@ fn every_point_predicate_matches_the_general_algorithm() {
             let program = assemble("t.masm", &src).unwrap();
             let out = run(&program, vec![Input::rows(pts.clone()), Input::indexed(zones.clone())], 3);
             let OutputColumn::Hits(hits) = &out[0] else { panic!() };
-            let index = SpatialIndex::build(zones.view());
+            let index = SpatialIndex::build(zones.clone());
             let mut want = Vec::new();
             for r in 0..pts.len() {
                 let Some(p) = pts.get(r) else { continue };
@@ -242,7 +297,7 @@ fn point_probe_fast_paths_match_the_unrecognised_loop() {
         }
     }
     let (zones, pts) = (Arc::new(z.finish()), Arc::new(p.finish()));
-    assert!(SpatialIndex::build(zones.view()).grid().is_some(), "the fast paths need the cell grid");
+    assert!(SpatialIndex::build(zones.clone()).grid().is_some(), "the fast paths need the cell grid");
     let header = ".program t\n.input pts geometry\n.input zones geometry indexed\n.output pairs hits\n";
     let after = ".output flag bool\n.output candnull bool\n.output after hits\n";
     let tail = "done:\n store flag, b0\n isnull b1, g1\n store candnull, b1\n\
@@ -324,7 +379,7 @@ fn distance_joins_and_joins_without_a_grid_match_the_unrecognised_loop() {
     l.push_null();
     l.push_point(0.5, 2.75).unwrap();
     let lines = Arc::new(l.finish());
-    assert!(SpatialIndex::build(lines.view()).grid().is_none(), "the case needs an index without a grid");
+    assert!(SpatialIndex::build(lines.clone()).grid().is_none(), "the case needs an index without a grid");
     let zones = Arc::new(zones);
     let header = ".program t\n.input pts geometry\n.input zones geometry indexed\n.output pairs hits\n";
     for (indexed, probe, op) in [

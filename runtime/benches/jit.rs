@@ -125,7 +125,7 @@ impl Routes {
 
 fn bench(c: &mut Criterion) {
     let polys = Arc::new(countries());
-    let index = Arc::new(SpatialIndex::build(polys.view()));
+    let index = Arc::new(SpatialIndex::build(polys.clone()));
     let join = program("pip_join.masm", include_str!("../../examples/pip_join.masm"));
     let programs = [
         ("pip_join", join),

@@ -54,11 +54,11 @@ fn sorted(mut v: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
 
 fn bench(c: &mut Criterion) {
     let polys = Arc::new(countries());
-    let index = SpatialIndex::build(polys.view());
+    let index = SpatialIndex::build(polys.clone());
     if let Some(grid) = index.grid() {
         eprintln!("countries index: cell grid {:?}, {} entries", grid.shape(), grid.entries());
     }
-    c.bench_function("spatial_index_build/countries", |b| b.iter(|| SpatialIndex::build(polys.view())));
+    c.bench_function("spatial_index_build/countries", |b| b.iter(|| SpatialIndex::build(polys.clone())));
     let geo_route = GeoRoute::build(&polys);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let program = assemble("pip_join.masm", include_str!("../../examples/pip_join.masm")).unwrap();

@@ -82,7 +82,7 @@ impl Input {
 
     /// A column with the index built from it.
     pub fn indexed(column: Arc<GeometryColumn>) -> Input {
-        let index = Arc::new(SpatialIndex::build(column.view()));
+        let index = Arc::new(SpatialIndex::build(column.clone()));
         Input { column, index: Some(index) }
     }
 }

@@ -301,7 +301,9 @@ fn probe(
             index.query_point_classified(p, |part, row, class| entries.push((row, pack(part, class))));
         }
         Some(p) if d == 0.0 => index.query_point(p, |part, row| entries.push((row, part))),
-        _ => index.query(&rect.expand(d), |part, row| entries.push((row, part))),
+        Some(_) => index.query(&rect.expand(d), |part, row| entries.push((row, part))),
+        // A line's or a polygon's box: the tree, unless a point built the grid.
+        None => index.query_box(&rect.expand(d), |part, row| entries.push((row, part))),
     }
     if entries.len() > 1 {
         entries.sort_unstable();
@@ -566,8 +568,9 @@ fn point_loop(
     g: GReg,
     v: GVal,
 ) -> Option<usize> {
-    let fast = PointProbe::new(ins, l, input, g)?;
+    // The point first: the grid is built for points only.
     let p = point_of(ins, v)?;
+    let fast = PointProbe::new(ins, l, input, g)?;
     let mut matches = take_matches(s, l)?;
     let cur = &mut s.c[ci(l.cursor)];
     cur.entries.clear();
@@ -597,9 +600,12 @@ fn run_join_rows(
     out: &OutputBuffers,
     s: &mut Scratch,
 ) -> Result<Range<usize>, ExecError> {
+    // Only for a chunk with a point to probe: the grid is built for points only, and a
+    // join of lines or polygons never needs it.
+    let points = ins.get(j.load).is_some_and(|load| rows.clone().any(|row| load.view.point(row).is_some()));
     let fast = match j.dist {
-        None => PointProbe::new(ins, &j.filter, j.probe, j.geom).map(PointProbe::whole_program),
-        Some(_) => None,
+        None if points => PointProbe::new(ins, &j.filter, j.probe, j.geom).map(PointProbe::whole_program),
+        _ => None,
     };
     let (Some(fast), Some(load), Some(mut matches)) = (fast, ins.get(j.load), take_matches(s, &j.filter))
     else {
