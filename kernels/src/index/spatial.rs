@@ -50,10 +50,11 @@ impl SpatialIndex {
     pub fn build(column: Arc<GeometryColumn>) -> SpatialIndex {
         let col = column.view();
         let part_rows = col.part_rows();
-        let items: Vec<_> = (0..col.part_count())
-            .filter(|&p| !col.is_null(part_rows[p] as usize))
-            .map(|p| (bbox_of_part(&col.part(p)), p as u32))
-            .filter(|(b, _)| !b.is_nan())
+        let items: Vec<_> = part_boxes(&column, &part_rows)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_nan())
+            .map(|(p, b)| (b, p as u32))
             .collect();
         let tree = FlatIndex::build(&items, Self::NODE_SIZE);
         let areal = (0..col.len()).all(|row| col.is_null(row) || is_areal(&column, row as u32));
@@ -70,16 +71,7 @@ impl SpatialIndex {
         self.points.get_or_init(|| {
             let col = self.column.view();
             let part_rows = &self.part_rows;
-            let boxes: Vec<Rect> =
-                (0..col.part_count())
-                    .map(|p| {
-                        if col.is_null(part_rows[p] as usize) {
-                            Rect::NAN
-                        } else {
-                            bbox_of_part(&col.part(p))
-                        }
-                    })
-                    .collect();
+            let boxes = part_boxes(&self.column, part_rows);
             let polygon = |p: usize| is_areal(&self.column, part_rows[p]).then(|| col.part(p));
             let slabs = EdgeSlabs::build((0..col.part_count()).map(polygon));
             let grid = CellGrid::build(boxes, polygon, &slabs);
@@ -202,6 +194,14 @@ impl SpatialIndex {
         }
         out
     }
+}
+
+/// Every part's box (NaN for a null row's parts and for empty parts).
+fn part_boxes(column: &GeometryColumn, part_rows: &[u32]) -> Vec<Rect> {
+    let col = column.view();
+    (0..col.part_count())
+        .map(|p| if col.is_null(part_rows[p] as usize) { Rect::NAN } else { bbox_of_part(&col.part(p)) })
+        .collect()
 }
 
 /// Whether `row` of `column` is a polygon or multipolygon (the rows with edge slabs).
