@@ -1276,7 +1276,7 @@ async fn predicates_of_points_and_a_constant_equal_them_row_by_row() {
         ("zone", "POLYGON ((0 40, 10 40, 10 50, 0 50, 0 40))", "1.0", 1),
     ];
     let mut other_trues = 0;
-    for (t, point, d, at_least) in cases {
+    for (t, wkt, d, at_least) in cases {
         let dwithin = [format!("ST_DWithin(t.geom, {{c}}, {d})"), format!("ST_DWithin({{c}}, t.geom, {d})")];
         // The other predicates of points and a constant (read in place too, but for a point
         // containing the constant, which takes the program).
@@ -1285,7 +1285,7 @@ async fn predicates_of_points_and_a_constant_equal_them_row_by_row() {
             .chain(["ST_Within(t.geom, {c})", "ST_Contains(t.geom, {c})", "ST_Within({c}, t.geom)"])
             .map(String::from);
         for (k, predicate) in dwithin.into_iter().chain(others).enumerate() {
-            let constant = format!("ST_GeomFromText('{point}')");
+            let constant = format!("ST_GeomFromText('{wkt}')");
             let sql = format!("SELECT t.id, {} FROM {t} t", predicate.replace("{c}", &constant));
             let by_row = format!(
                 "SELECT t.id, {} FROM {t} t CROSS JOIN (SELECT {constant} AS k) z",
